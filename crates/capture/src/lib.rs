@@ -1,0 +1,1 @@
+//! hangscope-capture (skeleton).

@@ -1,0 +1,274 @@
+//! Physical memory from the memory dump of a virtual machine.
+//!
+//! A dump is opened once, memory-mapped read-only, and recognised by its
+//! content (never by its file name): a QEMU/libvirt ELF core, a Windows crash
+//! dump (`PAGEDU64`: full run list or bitmap), or a raw image. Every format
+//! answers through [`PhysicalMemory`], so the stages above never know which
+//! one they read.
+//!
+//! CONTRACT (skeleton): the types and signatures below are the interface the
+//! other crates build on. Implementations may add items but must not change
+//! these signatures without updating every user.
+#![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+
+/// A guest physical address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct PhysAddr(pub u64);
+
+/// An offset into the dump file.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct FileOffset(pub u64);
+
+impl fmt::Debug for PhysAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhysAddr({:#x})", self.0)
+    }
+}
+impl fmt::Display for PhysAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+impl fmt::Debug for FileOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileOffset({:#x})", self.0)
+    }
+}
+impl fmt::Display for FileOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// A run of guest physical memory present in the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysRange {
+    /// First byte of the run.
+    pub start: PhysAddr,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// The dump formats hangscope reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DumpFormat {
+    /// A raw physical memory image (file offset == physical address).
+    Raw,
+    /// A QEMU/libvirt ELF core (`dump-guest-memory`, `virsh dump --memory-only`).
+    ElfCore,
+    /// A Windows crash dump, `PAGEDU64` DumpType 1: physical memory runs.
+    CrashDumpFull,
+    /// A Windows crash dump, `PAGEDU64` DumpType 5/6 (`SDMP`/`FDMP` bitmap).
+    CrashDumpBitmap,
+    /// makedumpfile/kdump compressed (`KDUMP   `), possibly flattened.
+    Kdump,
+}
+
+/// One vCPU's registers at the time of the dump, as the dump recorded them.
+///
+/// Fields the format does not carry are `None`; nothing is invented.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuState {
+    /// CPU index in the dump (0-based).
+    pub index: u32,
+    /// General purpose registers in the order rax, rbx, rcx, rdx, rsi, rdi,
+    /// rbp, rsp, r8..r15.
+    pub gpr: [u64; 16],
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Flags.
+    pub rflags: u64,
+    /// Segment selectors cs, ds, es, fs, gs, ss.
+    pub selectors: [u16; 6],
+    /// FS base, when known.
+    pub fs_base: Option<u64>,
+    /// GS base, when known (in kernel mode on Windows x64: the KPCR).
+    pub gs_base: Option<u64>,
+    /// Kernel GS base (the swapped-out GS base), when known.
+    pub kernel_gs_base: Option<u64>,
+    /// CR0, when known.
+    pub cr0: Option<u64>,
+    /// CR2, when known.
+    pub cr2: Option<u64>,
+    /// CR3 (the page-table base), when known.
+    pub cr3: Option<u64>,
+    /// CR4, when known.
+    pub cr4: Option<u64>,
+    /// EFER, when known.
+    pub efer: Option<u64>,
+}
+
+impl CpuState {
+    /// Index of RSP in [`CpuState::gpr`].
+    pub const RSP: usize = 7;
+    /// Index of RBP in [`CpuState::gpr`].
+    pub const RBP: usize = 6;
+}
+
+/// Hints a dump header gives about the kernel. Never trusted blindly: the
+/// kernel model verifies each one before using it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelHints {
+    /// Page-table base from the header.
+    pub dtb: Option<u64>,
+    /// `KdDebuggerDataBlock` virtual address.
+    pub kd_debugger_data_block: Option<u64>,
+    /// `PsActiveProcessHead` virtual address.
+    pub ps_active_process_head: Option<u64>,
+    /// `PsLoadedModuleList` virtual address.
+    pub ps_loaded_module_list: Option<u64>,
+    /// `MmPfnDatabase` virtual address.
+    pub pfn_database: Option<u64>,
+    /// Number of processors.
+    pub number_processors: Option<u32>,
+    /// Bug check code and parameters.
+    pub bugcheck: Option<(u32, [u64; 4])>,
+    /// Windows major/minor version from the header.
+    pub version: Option<(u32, u32)>,
+    /// The VMCOREINFO note's text (ELF cores), when present.
+    pub vmcoreinfo: Option<String>,
+}
+
+/// Where an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// In the dump file.
+    File(FileOffset),
+    /// At a guest physical address.
+    Phys(PhysAddr),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(o) => write!(f, "file offset {o}"),
+            Location::Phys(p) => write!(f, "physical address {p}"),
+        }
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The file could not be opened or mapped (the io error's text).
+    Io(String),
+    /// The file is no dump format hangscope knows.
+    UnknownFormat,
+    /// A header field has an impossible value.
+    BadHeader {
+        /// Which field.
+        field: &'static str,
+        /// Its raw value.
+        value: u64,
+    },
+    /// The file ends before the data a header promises.
+    Truncated {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes the file has.
+        have: u64,
+    },
+    /// This physical page is not in the dump.
+    NotInDump,
+    /// The format is recognised but this variant is not supported yet.
+    Unsupported(String),
+}
+
+/// A dump error: what and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Error {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Where, when known.
+    pub at: Option<Location>,
+}
+
+impl Error {
+    /// A short stable name for logs and tests.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Io(_) => "Io",
+            ErrorKind::UnknownFormat => "UnknownFormat",
+            ErrorKind::BadHeader { .. } => "BadHeader",
+            ErrorKind::Truncated { .. } => "Truncated",
+            ErrorKind::NotInDump => "NotInDump",
+            ErrorKind::Unsupported(_) => "Unsupported",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Io(e) => write!(f, "cannot read the dump: {e}")?,
+            ErrorKind::UnknownFormat => write!(
+                f,
+                "not a dump hangscope knows (ELF core, PAGEDU64 crash dump, kdump or raw)"
+            )?,
+            ErrorKind::BadHeader { field, value } => {
+                write!(f, "bad header field {field} = {value:#x}")?
+            }
+            ErrorKind::Truncated { needed, have } => write!(
+                f,
+                "the dump is truncated: {needed:#x} bytes needed, the file has {have:#x}"
+            )?,
+            ErrorKind::NotInDump => write!(f, "page not in the dump")?,
+            ErrorKind::Unsupported(what) => write!(f, "not supported yet: {what}")?,
+        }
+        if let Some(at) = self.at {
+            write!(f, " at {at}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Guest physical memory, whatever the dump format.
+pub trait PhysicalMemory: Send + Sync + fmt::Debug {
+    /// Fill `buf` from `addr`; fails with [`ErrorKind::NotInDump`] (and the
+    /// first missing address) if any byte is absent. Never zero-fills.
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), Error>;
+
+    /// The 4 KiB page at page frame number `pfn`, borrowed from the mapping
+    /// when the format stores it uncompressed; `None` when it is absent or
+    /// must be decoded (then use [`PhysicalMemory::read`]).
+    fn page(&self, pfn: u64) -> Option<&[u8]> {
+        let _ = pfn;
+        None
+    }
+
+    /// The physical ranges present, ascending and non-overlapping.
+    fn ranges(&self) -> &[PhysRange];
+}
+
+/// An opened dump: its physical memory, its CPUs and its header's hints.
+#[derive(Debug)]
+pub struct Dump {
+    /// The format recognised.
+    pub format: DumpFormat,
+    /// Physical memory.
+    pub memory: Box<dyn PhysicalMemory>,
+    /// Every vCPU's registers the dump carries (empty for raw images).
+    pub cpus: Vec<CpuState>,
+    /// Header hints about the kernel.
+    pub hints: KernelHints,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+}
+
+impl Dump {
+    /// Open and recognise a dump file (read-only, memory-mapped).
+    pub fn open(path: &Path) -> Result<Dump, Error> {
+        let _ = path;
+        Err(Error {
+            kind: ErrorKind::Unsupported("skeleton".into()),
+            at: None,
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! hangscope-report (skeleton).

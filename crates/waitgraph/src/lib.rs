@@ -1,0 +1,1 @@
+//! hangscope-waitgraph (skeleton).
