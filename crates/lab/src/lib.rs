@@ -1,1 +1,14 @@
-//! hangscope-lab (skeleton).
+//! hangscope-lab: synthetic but faithful Windows x64 kernel memory images,
+//! laid out with real symbol tables, written in every dump format, with the
+//! ground truth a correct analyzer must find.
+//!
+//! The lab runs hangscope's data flow backwards: scenario -> kernel objects
+//! -> virtual memory -> physical memory -> dump file. It never imports the
+//! reader crates (`hangscope-dump`, `-x64`, `-nt`), so a misreading there
+//! cannot hide itself here.
+#![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
+
+pub mod format;
+pub mod image;
+pub mod truth;

@@ -1,1 +1,181 @@
-//! hangscope-waitgraph (skeleton).
+//! The OS-neutral wait-for graph and the hang verdict.
+//!
+//! A kernel model (Windows today, Linux later) fills a [`WaitGraphInput`]:
+//! threads, the resources they own and wait on, their pending I/O, the
+//! files in memory and who holds them. [`analyze`] turns it into a
+//! [`Verdict`]: deadlocks (cycles), busy owners (young waiters, running
+//! owner), stuck chains (long waits without a cycle), ranked by how many
+//! threads each blocks and for how long, plus hot directories.
+//!
+//! CONTRACT (skeleton): the input types are the interface the kernel model
+//! fills; additive changes only.
+#![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies a thread: the address of its kernel object.
+pub type ThreadKey = u64;
+/// Identifies a resource: the address of the lock or dispatcher object.
+pub type ResourceKey = u64;
+
+/// A process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    /// Kernel object address.
+    pub address: u64,
+    /// PID.
+    pub pid: u64,
+    /// Parent PID.
+    pub ppid: u64,
+    /// Image name.
+    pub name: String,
+    /// Session id.
+    pub session: Option<u32>,
+}
+
+/// What a thread is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ThreadState {
+    /// On a CPU.
+    Running {
+        /// CPU number.
+        cpu: u32,
+    },
+    /// Ready to run (or standby).
+    Ready,
+    /// Waiting.
+    Waiting,
+    /// Anything else (terminated, initialized, transition, unknown raw).
+    Other {
+        /// The state's name.
+        name: String,
+    },
+}
+
+/// Pending I/O a thread issued.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Io {
+    /// IRP address.
+    pub irp: u64,
+    /// Major function at the current stack location (`IRP_MJ_CREATE`).
+    pub major: Option<String>,
+    /// Driver at the current stack location (`\FileSystem\Ntfs`).
+    pub driver: Option<String>,
+    /// Device at the current stack location (`\Device\HarddiskVolume2`).
+    pub device: Option<String>,
+    /// File object address.
+    pub file_object: Option<u64>,
+    /// Full file path (`\Windows\Temp\sess_1`), without the device.
+    pub file: Option<String>,
+}
+
+/// A thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thread {
+    /// Kernel object address.
+    pub key: ThreadKey,
+    /// TID.
+    pub tid: u64,
+    /// Owning PID.
+    pub pid: u64,
+    /// State.
+    pub state: ThreadState,
+    /// Wait reason name when waiting.
+    pub wait_reason: Option<String>,
+    /// Seconds since it last ran (waiting or ready), when known.
+    pub waited_seconds: Option<f64>,
+    /// Ticks since it last ran, when known.
+    pub waited_ticks: Option<u64>,
+    /// Symbolised stack, top first (`nt!KiSwapContext+0x7a`), when known.
+    pub stack: Vec<String>,
+    /// Pending I/O.
+    pub io: Vec<Io>,
+}
+
+/// How a resource is held or wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Shared (reader).
+    Shared,
+    /// Exclusive (writer, mutant owner).
+    Exclusive,
+}
+
+/// A kind of resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// Executive resource (reader/writer lock).
+    Eresource,
+    /// Kernel mutant (mutex) with an owner thread.
+    Mutant,
+    /// Event.
+    Event,
+    /// Semaphore.
+    Semaphore,
+    /// Anything else (raw type name).
+    Other(String),
+}
+
+/// One thread's claim on a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The thread.
+    pub thread: ThreadKey,
+    /// Shared or exclusive.
+    pub mode: Mode,
+}
+
+/// A lock or dispatcher object with its owners and waiters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Address.
+    pub key: ResourceKey,
+    /// Kind.
+    pub kind: ResourceKind,
+    /// A name when one is known (symbol, object name).
+    pub name: Option<String>,
+    /// Owners, when the kind has owners.
+    pub owners: Vec<Claim>,
+    /// Waiters.
+    pub waiters: Vec<Claim>,
+    /// Contention count, when the kind keeps one.
+    pub contention_count: Option<u64>,
+}
+
+/// A file object in memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct File {
+    /// File object address.
+    pub address: u64,
+    /// Full path without the device.
+    pub path: String,
+    /// Device name.
+    pub device: Option<String>,
+    /// PIDs holding a handle to it.
+    pub holders: Vec<u64>,
+}
+
+/// Everything the analysis needs, from any kernel model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WaitGraphInput {
+    /// Processes.
+    pub processes: Vec<Process>,
+    /// Threads.
+    pub threads: Vec<Thread>,
+    /// Resources.
+    pub resources: Vec<Resource>,
+    /// File objects.
+    pub files: Vec<File>,
+    /// Warnings from reading the model (corrupt lists, unreadable objects).
+    pub warnings: Vec<String>,
+}
+
+/// A kernel model that can describe who waits on what.
+pub trait WaitSource {
+    /// Build the analysis input.
+    fn wait_graph_input(&self) -> WaitGraphInput;
+}

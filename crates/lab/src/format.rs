@@ -1,0 +1,1 @@
+//! Writing a [`crate::image::LabImage`] in each dump format (skeleton).

@@ -1,0 +1,283 @@
+//! Ground truth: what a correct analyzer must find in an image.
+//!
+//! CONTRACT between the image builder, the format writers' Volatility
+//! checks and hangscope's own tests: additive changes only. Written as JSON
+//! beside each image. Addresses are canonical virtual addresses as u64.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a correct reader must find.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruth {
+    /// Scenario name.
+    pub scenario: String,
+    /// Kernel facts.
+    pub kernel: KernelTruth,
+    /// Every process on PsActiveProcessHead, in list order.
+    pub processes: Vec<ProcessTruth>,
+    /// Every thread.
+    pub threads: Vec<ThreadTruth>,
+    /// Loaded modules in PsLoadedModuleList order.
+    pub modules: Vec<ModuleTruth>,
+    /// Every ERESOURCE on ExpSystemResourcesList.
+    pub eresources: Vec<EresourceTruth>,
+    /// Other dispatcher objects threads wait on (mutants, events, semaphores).
+    pub dispatcher_objects: Vec<DispatcherTruth>,
+    /// IRPs.
+    pub irps: Vec<IrpTruth>,
+    /// File objects.
+    pub files: Vec<FileTruth>,
+    /// Handles.
+    pub handles: Vec<HandleTruth>,
+    /// The expected verdict.
+    pub verdict: VerdictTruth,
+}
+
+/// Kernel facts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelTruth {
+    /// Kernel image base.
+    pub kernel_base: u64,
+    /// Kernel DTB (physical).
+    pub dtb: u64,
+    /// Build number.
+    pub build_number: u32,
+    /// Major/minor version.
+    pub version: (u32, u32),
+    /// PDB GUID (32 hex) and age.
+    pub pdb_guid: String,
+    /// PDB age.
+    pub pdb_age: u32,
+    /// Number of processors.
+    pub number_processors: u32,
+    /// Tick count now (KUSER_SHARED_DATA).
+    pub tick_count: u64,
+    /// KeMaximumIncrement (100 ns units per tick).
+    pub max_increment: u32,
+    /// Per CPU: KPCR address and current thread address.
+    pub cpus: Vec<CpuTruth>,
+}
+
+/// One CPU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuTruth {
+    /// CPU number.
+    pub index: u32,
+    /// KPCR address.
+    pub kpcr: u64,
+    /// KPRCB address.
+    pub kprcb: u64,
+    /// Current thread (ETHREAD address).
+    pub current_thread: u64,
+}
+
+/// A process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessTruth {
+    /// EPROCESS address.
+    pub address: u64,
+    /// PID.
+    pub pid: u64,
+    /// Parent PID.
+    pub ppid: u64,
+    /// Image name (ImageFileName, at most 15 bytes).
+    pub name: String,
+    /// Session id, if any.
+    pub session: Option<u32>,
+    /// CreateTime FILETIME.
+    pub create_time: u64,
+    /// Number of threads.
+    pub thread_count: u32,
+    /// Process DTB (physical).
+    pub dtb: u64,
+}
+
+/// A thread.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadTruth {
+    /// ETHREAD address.
+    pub address: u64,
+    /// TID.
+    pub tid: u64,
+    /// Owning PID.
+    pub pid: u64,
+    /// KTHREAD_STATE name: Running, Ready, Waiting, ...
+    pub state: String,
+    /// KWAIT_REASON name when waiting.
+    pub wait_reason: Option<String>,
+    /// KTHREAD.WaitTime tick.
+    pub wait_time: u64,
+    /// Ticks since it last ran (tick_count - wait_time) when waiting.
+    pub wait_ticks: Option<u64>,
+    /// Seconds since it last ran when waiting.
+    pub wait_seconds: Option<f64>,
+    /// CPU number when running.
+    pub cpu: Option<u32>,
+    /// Addresses of the objects it waits on.
+    pub waits_on: Vec<u64>,
+    /// IRPs on its IrpList.
+    pub irps: Vec<u64>,
+    /// StartAddress.
+    pub start_address: u64,
+    /// Expected stack frames (`module!symbol+0xoff`), top first, when the
+    /// scenario gives them.
+    pub stack: Vec<String>,
+}
+
+/// A loaded module.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModuleTruth {
+    /// Base address.
+    pub base: u64,
+    /// Size of image.
+    pub size: u64,
+    /// BaseDllName.
+    pub name: String,
+    /// FullDllName.
+    pub path: String,
+}
+
+/// An owner or waiter of a lock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockParty {
+    /// ETHREAD address.
+    pub thread: u64,
+    /// True for exclusive.
+    pub exclusive: bool,
+}
+
+/// An ERESOURCE.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EresourceTruth {
+    /// Address.
+    pub address: u64,
+    /// Scenario name of the lock.
+    pub name: String,
+    /// ActiveCount.
+    pub active_count: u32,
+    /// Held exclusively.
+    pub exclusive: bool,
+    /// ContentionCount.
+    pub contention_count: u32,
+    /// Owners.
+    pub owners: Vec<LockParty>,
+    /// Waiters.
+    pub waiters: Vec<LockParty>,
+}
+
+/// A mutant, event or semaphore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DispatcherTruth {
+    /// Address.
+    pub address: u64,
+    /// Scenario name.
+    pub name: String,
+    /// Mutant, Event, Semaphore.
+    pub kind: String,
+    /// Owner thread (mutants).
+    pub owner: Option<u64>,
+    /// Waiting threads.
+    pub waiters: Vec<u64>,
+}
+
+/// An IRP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IrpTruth {
+    /// Address.
+    pub address: u64,
+    /// Issuing thread.
+    pub thread: u64,
+    /// StackCount.
+    pub stack_count: u32,
+    /// CurrentLocation (1-based as in the IRP).
+    pub current_location: u32,
+    /// Per stack location: major function name, driver name, file object.
+    pub stack: Vec<IrpStackTruth>,
+}
+
+/// An IRP stack location.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IrpStackTruth {
+    /// IRP_MJ_* name.
+    pub major: String,
+    /// Minor function.
+    pub minor: u8,
+    /// Device object address.
+    pub device: u64,
+    /// Driver name (`\FileSystem\Ntfs`).
+    pub driver: String,
+    /// File object address (0 if none).
+    pub file_object: u64,
+}
+
+/// A file object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileTruth {
+    /// Address.
+    pub address: u64,
+    /// FileName as stored.
+    pub name: String,
+    /// Full path (following RelatedFileObject), without the device.
+    pub path: String,
+    /// Device name, e.g. `\Device\HarddiskVolume2`.
+    pub device: String,
+}
+
+/// A handle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HandleTruth {
+    /// Owning PID.
+    pub pid: u64,
+    /// Handle value.
+    pub handle: u64,
+    /// Object body address.
+    pub object: u64,
+    /// Object type name (File, Process, Thread, ...).
+    pub type_name: String,
+    /// GrantedAccess.
+    pub access: u32,
+    /// Name as Volatility's handles plugin prints it.
+    pub name: String,
+}
+
+/// The expected verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerdictTruth {
+    /// healthy, contention, busy_owner, stuck, deadlock.
+    pub overall: String,
+    /// Expected findings.
+    pub findings: Vec<FindingTruth>,
+    /// Hot directories.
+    pub hot_directories: Vec<HotDirTruth>,
+}
+
+/// One expected finding.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FindingTruth {
+    /// deadlock, busy_owner, stuck.
+    pub kind: String,
+    /// Threads in the chain or cycle (ETHREAD addresses), from the first
+    /// waiter to the final owner.
+    pub chain_threads: Vec<u64>,
+    /// Locks in the chain.
+    pub chain_locks: Vec<u64>,
+    /// Threads blocked behind the chain.
+    pub blocked_threads: Vec<u64>,
+    /// Names of the processes blocked.
+    pub blocked_processes: Vec<String>,
+    /// For busy owner: the driver at the owner's IRP's current location.
+    pub driver: Option<String>,
+    /// For busy owner: the file's directory.
+    pub directory: Option<String>,
+}
+
+/// A directory with many file objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HotDirTruth {
+    /// Directory path (`\Windows\Temp`).
+    pub path: String,
+    /// File objects under it.
+    pub file_count: u64,
+    /// Processes holding handles there, by name, with handle counts.
+    pub processes: Vec<(String, u64)>,
+}

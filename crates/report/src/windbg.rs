@@ -1,0 +1,1 @@
+//! WinDbg-shaped text for kernel objects: !locks, !thread, !irp, ... (skeleton).
