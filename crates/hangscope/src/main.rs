@@ -1,3 +1,38 @@
-fn main() {
-    println!("hangscope skeleton");
+//! The `hangscope` command: glue between the stages. Each stage lives in
+//! its own crate; this one parses arguments, opens the dump, calls the
+//! kernel model and the analysis, and hands the result to a renderer.
+
+mod cli;
+mod commands;
+mod markdown;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit code for an error (as ripgrep).
+pub const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    if std::env::args().any(|a| a == "--help-markdown") {
+        print!("{}", markdown::help_markdown());
+        return ExitCode::SUCCESS;
+    }
+    let cli = cli::Cli::parse();
+    output::init_logging(&cli.global);
+    std::panic::set_hook(Box::new(|info| {
+        // A panic is a bug: say so once, through the logger, in one line.
+        log::error!("internal error (please report it with the dump's format and build): {info}");
+        eprintln!("hangscope: internal error: {info}");
+    }));
+    match commands::run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if output::is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("hangscope: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
 }

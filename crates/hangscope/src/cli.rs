@@ -1,0 +1,275 @@
+//! Command-line definitions. The README's manual is generated from these
+//! doc comments (`hangscope --help-markdown`).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// From the memory dump of a hung virtual machine to a verdict and its
+/// evidence.
+///
+/// Reads QEMU/libvirt ELF cores, Windows crash dumps (PAGEDU64 full and
+/// bitmap) and raw images as they are written, finds the kernel without any
+/// header, and walks locks, threads, I/O and files like an expert with
+/// WinDbg would.
+///
+/// Exit codes: 0 healthy (or a command that ran), 2 error; `analyze` also
+/// returns 1 for contention or a busy owner, 3 for stuck waits, 4 for a
+/// deadlock.
+#[derive(Debug, Parser)]
+#[command(name = "hangscope", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Print one JSON document (with `schema_version`) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Symbol path, `_NT_SYMBOL_PATH` syntax: directories (ISF JSON/.xz or
+    /// PDB stores) and `srv*CACHE*URL`. Added before `_NT_SYMBOL_PATH` and
+    /// the built-in locations (../shared/symbols, the user cache).
+    #[arg(long, short = 'y', global = true, value_name = "PATH")]
+    pub symbols: Option<String>,
+    /// Hide progress bars (they are also hidden when stderr is not a TTY).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Log what hangscope does to stderr (repeat for more).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Write the log to this file instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// A dump file argument.
+#[derive(Debug, Args, Clone)]
+pub struct DumpArg {
+    /// The dump: ELF core, PAGEDU64 crash dump, kdump or raw image.
+    pub dump: PathBuf,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the lab's temp-flood scenario (the seed case) and analyse it:
+    /// no dump needed.
+    Demo(DemoArgs),
+    /// The dump's format, memory map, vCPU registers and the kernel found.
+    Info(DumpArg),
+    /// Processes (like `!process 0 0`).
+    Ps(DumpArg),
+    /// Threads with state, wait reason and how long each has waited.
+    Threads(ThreadsArgs),
+    /// Loaded kernel modules (like `lm`).
+    Lm(DumpArg),
+    /// A structure by its symbols (like `dt nt!_KTHREAD ADDR`).
+    Dt(DtArgs),
+    /// Bytes at a kernel virtual address (like `db`).
+    Db(MemArgs),
+    /// Quadwords at a kernel virtual address (like `dq`).
+    Dq(MemArgs),
+    /// Executive resources (like `!locks`): contended ones, all with -v,
+    /// or one by address.
+    Locks(LocksArgs),
+    /// One thread (like `!thread`): state, waits and what is behind them,
+    /// IRPs, stack.
+    Thread(AddrArgs),
+    /// One I/O request packet (like `!irp`).
+    Irp(AddrArgs),
+    /// One file object (like `!fileobj`) and the processes holding it.
+    Fileobj(AddrArgs),
+    /// Open handles per process; with --path, who holds handles under a
+    /// directory.
+    Handles(HandlesArgs),
+    /// Every thread's kernel stack, grouped by identical stacks (like
+    /// `!stacks`).
+    Stacks(StacksArgs),
+    /// Each CPU's current thread and its stack (like `!running -t`).
+    Running(DumpArg),
+    /// The hang walk with no entry point: wait-for graph, findings, hot
+    /// directories, verdict.
+    Analyze(AnalyzeArgs),
+    /// An interactive shell with WinDbg command syntax.
+    Shell(DumpArg),
+    /// Take memory dumps of a running VM through libvirt or QEMU QMP.
+    Capture(CaptureArgs),
+}
+
+/// `demo` options.
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Scenario to build (see `hangscope-lab scenarios`).
+    #[arg(long, default_value = "temp-flood")]
+    pub scenario: String,
+    /// Windows build (alias or GUID-AGE of a shared symbol table).
+    #[arg(long, default_value = "win10-19041")]
+    pub build: String,
+    /// Keep the generated dump in this directory instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Write an HTML report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// `threads` options.
+#[derive(Debug, Args, Clone)]
+pub struct ThreadsArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Only this process.
+    #[arg(long)]
+    pub pid: Option<u64>,
+}
+
+/// `dt` options.
+#[derive(Debug, Args, Clone)]
+pub struct DtArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Type name, with or without `nt!` (e.g. `_KTHREAD`).
+    pub type_name: String,
+    /// Virtual address (hex, WinDbg backticks allowed).
+    #[arg(value_parser = parse_addr)]
+    pub addr: u64,
+}
+
+/// `db`/`dq` options.
+#[derive(Debug, Args, Clone)]
+pub struct MemArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Virtual address (hex, WinDbg backticks allowed).
+    #[arg(value_parser = parse_addr)]
+    pub addr: u64,
+    /// Bytes to show.
+    #[arg(long, short = 'l', default_value_t = 128)]
+    pub length: u64,
+}
+
+/// `locks` options.
+#[derive(Debug, Args, Clone)]
+pub struct LocksArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// One resource by address.
+    #[arg(value_parser = parse_addr)]
+    pub addr: Option<u64>,
+    /// Every resource, contended or not.
+    #[arg(short = 'V', long = "all")]
+    pub all: bool,
+}
+
+/// Options for commands on one object.
+#[derive(Debug, Args, Clone)]
+pub struct AddrArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Virtual address of the object (hex, WinDbg backticks allowed).
+    #[arg(value_parser = parse_addr)]
+    pub addr: u64,
+}
+
+/// `handles` options.
+#[derive(Debug, Args, Clone)]
+pub struct HandlesArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Only this process.
+    #[arg(long)]
+    pub pid: Option<u64>,
+    /// Only handles to files under this path (e.g. `\Windows\Temp`), and a
+    /// summary of which processes hold them.
+    #[arg(long)]
+    pub path: Option<String>,
+}
+
+/// `stacks` options.
+#[derive(Debug, Args, Clone)]
+pub struct StacksArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Only stacks with a frame containing this text (e.g. `Ntfs`).
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+/// `analyze` options.
+#[derive(Debug, Args, Clone)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Also write a self-contained HTML report with the wait-for graph.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// `capture` options.
+#[derive(Debug, Args, Clone)]
+pub struct CaptureArgs {
+    /// The libvirt domain (name or UUID); omit with --qmp.
+    pub domain: Option<String>,
+    /// Directory to write the dumps and manifest.json into.
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: PathBuf,
+    /// Talk to QEMU's QMP socket instead of libvirt.
+    #[arg(long, value_name = "SOCKET")]
+    pub qmp: Option<PathBuf>,
+    /// Dump format: elf, kdump-zlib, kdump-lzo, kdump-snappy, win-dmp.
+    #[arg(long, default_value = "elf")]
+    pub format: String,
+    /// Number of dumps in the series.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Seconds between dumps of a series.
+    #[arg(long, default_value_t = 10.0)]
+    pub interval: f64,
+    /// Pause the guest for each dump and resume it after.
+    #[arg(long)]
+    pub pause: bool,
+    /// libvirt connection URI.
+    #[arg(long, default_value = "qemu:///system")]
+    pub connect: String,
+}
+
+/// Parse a hex address as WinDbg writes them: `fffffa80'0b61bb50`,
+/// `fffffa80`0b61bb50`, `0xfffffa800b61bb50`.
+pub fn parse_addr(s: &str) -> Result<u64, String> {
+    let t: String = s
+        .trim()
+        .trim_start_matches("0x")
+        .trim_start_matches("0X")
+        .chars()
+        .filter(|c| *c != '`' && *c != '\'')
+        .collect();
+    if t.is_empty() || t.len() > 16 {
+        return Err(format!("`{s}` is not a 64-bit hex address"));
+    }
+    u64::from_str_radix(&t, 16).map_err(|_| format!("`{s}` is not a hex address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windbg_addresses_parse() {
+        assert_eq!(parse_addr("fffffa80`0b61bb50"), Ok(0xfffffa800b61bb50));
+        assert_eq!(parse_addr("fffffa80'0b61bb50"), Ok(0xfffffa800b61bb50));
+        assert_eq!(parse_addr("0xFFFFF780"), Ok(0xfffff780));
+        assert!(parse_addr("").is_err());
+        assert!(parse_addr("1fffffa800b61bb500").is_err());
+        assert!(parse_addr("xyz").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
