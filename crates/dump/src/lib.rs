@@ -12,6 +12,14 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+mod model;
+mod parse;
+pub mod raw;
+mod vec_memory;
+
+pub use raw::PAGE_SIZE;
+pub use vec_memory::VecMemory;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -179,6 +187,14 @@ pub enum ErrorKind {
     NotInDump,
     /// The format is recognised but this variant is not supported yet.
     Unsupported(String),
+    /// Data inside the dump (not its header) is inconsistent, e.g. a
+    /// compressed page that does not decompress.
+    BadData {
+        /// What is wrong.
+        what: &'static str,
+        /// The raw value involved.
+        value: u64,
+    },
 }
 
 /// A dump error: what and where.
@@ -200,6 +216,7 @@ impl Error {
             ErrorKind::Truncated { .. } => "Truncated",
             ErrorKind::NotInDump => "NotInDump",
             ErrorKind::Unsupported(_) => "Unsupported",
+            ErrorKind::BadData { .. } => "BadData",
         }
     }
 }
@@ -221,6 +238,7 @@ impl fmt::Display for Error {
             )?,
             ErrorKind::NotInDump => write!(f, "page not in the dump")?,
             ErrorKind::Unsupported(what) => write!(f, "not supported yet: {what}")?,
+            ErrorKind::BadData { what, value } => write!(f, "bad data: {what} ({value:#x})")?,
         }
         if let Some(at) = self.at {
             write!(f, " at {at}")?;
@@ -245,6 +263,31 @@ pub trait PhysicalMemory: Send + Sync + fmt::Debug {
 
     /// The physical ranges present, ascending and non-overlapping.
     fn ranges(&self) -> &[PhysRange];
+
+    /// Problems found and worked around while opening (a truncated file,
+    /// overlapping runs, ...), one sentence each, for the report. Empty for
+    /// a healthy dump.
+    fn notes(&self) -> &[String] {
+        &[]
+    }
+
+    /// Whether the whole page `pfn` is present.
+    fn has_page(&self, pfn: u64) -> bool {
+        if self.page(pfn).is_some() {
+            return true;
+        }
+        let Some(start) = pfn.checked_mul(PAGE_SIZE) else {
+            return false;
+        };
+        let r = self.ranges();
+        let i = r.partition_point(|x| x.start.0 <= start);
+        match i.checked_sub(1).and_then(|i| r.get(i)) {
+            Some(x) => (start - x.start.0)
+                .checked_add(PAGE_SIZE)
+                .is_some_and(|end| end <= x.len),
+            None => false,
+        }
+    }
 }
 
 /// An opened dump: its physical memory, its CPUs and its header's hints.
@@ -264,11 +307,107 @@ pub struct Dump {
 
 impl Dump {
     /// Open and recognise a dump file (read-only, memory-mapped).
+    ///
+    /// Costs a header parse and a compact index (per run, or one u64 per
+    /// 512 pages of bitmap), never a pass over the pages.
     pub fn open(path: &Path) -> Result<Dump, Error> {
-        let _ = path;
-        Err(Error {
-            kind: ErrorKind::Unsupported("skeleton".into()),
+        let io = |e: std::io::Error| Error {
+            kind: ErrorKind::Io(format!("{}: {e}", path.display())),
             at: None,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len == 0 {
+            return Err(Error {
+                kind: ErrorKind::Truncated { needed: 1, have: 0 },
+                at: Some(Location::File(FileOffset(0))),
+            });
+        }
+        // SAFETY: the mapping is read-only and private to this process;
+        // hangscope reads dump files that nothing else is writing. A file
+        // truncated underneath us would raise SIGBUS, which the docs of
+        // `Dump::open` call out (dumps are taken before analysis starts).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Dump::parse(parse::Bytes::Map(map))
+    }
+
+    /// Recognise a dump held in memory (tests, fuzzing, small images).
+    pub fn from_bytes(data: Vec<u8>) -> Result<Dump, Error> {
+        Dump::parse(parse::Bytes::Owned(data))
+    }
+
+    fn parse(data: parse::Bytes) -> Result<Dump, Error> {
+        let file_size = data.len() as u64;
+        if parse::elf::is_elf(&data) {
+            let core = parse::elf::parse(&data)?;
+            let hints = KernelHints {
+                vmcoreinfo: core.vmcoreinfo,
+                ..KernelHints::default()
+            };
+            let memory = model::SegmentMemory::new(data, core.segments, core.notes);
+            return Ok(Dump {
+                format: DumpFormat::ElfCore,
+                memory: Box::new(memory),
+                cpus: core.cpus,
+                hints,
+                file_size,
+            });
+        }
+        if parse::crash::is_crash_dump(&data) {
+            let dump = parse::crash::parse(&data)?;
+            let (format, memory): (DumpFormat, Box<dyn PhysicalMemory>) = match dump.layout {
+                parse::crash::Layout::Runs(segs) => (
+                    DumpFormat::CrashDumpFull,
+                    Box::new(model::SegmentMemory::new(data, segs, dump.notes)),
+                ),
+                parse::crash::Layout::Bitmap { bitmap, first_page } => (
+                    DumpFormat::CrashDumpBitmap,
+                    Box::new(model::BitmapMemory::new(
+                        data, bitmap, first_page, dump.notes,
+                    )),
+                ),
+            };
+            return Ok(Dump {
+                format,
+                memory,
+                cpus: dump.cpus,
+                hints: dump.hints,
+                file_size,
+            });
+        }
+        if parse::kdump::is_kdump(&data) {
+            let k = parse::kdump::parse(data)?;
+            return Ok(Dump {
+                format: DumpFormat::Kdump,
+                memory: Box::new(k.memory),
+                cpus: k.cpus,
+                hints: KernelHints {
+                    vmcoreinfo: k.vmcoreinfo,
+                    ..KernelHints::default()
+                },
+                file_size,
+            });
+        }
+        // A raw image is whole pages of memory; anything else is garbage
+        // (a text file, a partial download) rather than a tiny guest.
+        if file_size % PAGE_SIZE != 0 {
+            return Err(Error {
+                kind: ErrorKind::UnknownFormat,
+                at: Some(Location::File(FileOffset(0))),
+            });
+        }
+        let seg = model::Segment {
+            phys: 0,
+            file: 0,
+            len: file_size,
+        };
+        let memory = model::SegmentMemory::new(data, vec![seg], Vec::new());
+        Ok(Dump {
+            format: DumpFormat::Raw,
+            memory: Box::new(memory),
+            cpus: Vec::new(),
+            hints: KernelHints::default(),
+            file_size,
         })
     }
 }
