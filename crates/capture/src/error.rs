@@ -1,0 +1,196 @@
+//! One error type for the crate: what went wrong, and where.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where an error happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A file or socket on the host.
+    Path(PathBuf),
+    /// A libvirt domain (name or UUID).
+    Domain(String),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Path(p) => write!(f, "{}", p.display()),
+            Location::Domain(d) => write!(f, "domain {d}"),
+        }
+    }
+}
+
+/// What went wrong while capturing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A host file operation failed (`op` says which; the io error's text).
+    Io {
+        /// What we were doing ("create", "rename", ...).
+        op: &'static str,
+        /// The io error's text.
+        message: String,
+    },
+    /// Not enough free space for the dump where it is written.
+    NoSpace {
+        /// Bytes the dump is expected to need (the guest's RAM size).
+        needed: u64,
+        /// Bytes free in the target file system.
+        available: u64,
+    },
+    /// The host refused access (file, socket or libvirt connection).
+    Permission(String),
+    /// libvirt has no domain by that name.
+    DomainNotFound(String),
+    /// The domain exists but is not running (its state as libvirt says it).
+    DomainNotRunning(String),
+    /// QEMU refused or failed the command; `class` and `desc` are QEMU's.
+    Qemu {
+        /// The QMP command.
+        command: String,
+        /// QEMU's error class (`GenericError`, ...).
+        class: String,
+        /// QEMU's error text, verbatim.
+        desc: String,
+    },
+    /// `virsh` failed; `stderr` is its message, verbatim.
+    Virsh {
+        /// The virsh subcommand.
+        command: String,
+        /// Its exit status.
+        status: Option<i32>,
+        /// What virsh printed on stderr.
+        stderr: String,
+    },
+    /// A program we need is not installed (or not on `PATH`).
+    ToolMissing(String),
+    /// The QMP peer said something this client cannot make sense of.
+    Protocol(String),
+    /// No answer in time.
+    Timeout(String),
+    /// The user interrupted the capture (Ctrl-C); what was cleaned up.
+    Interrupted(String),
+    /// The options make no sense together.
+    BadOptions(String),
+}
+
+/// A capture error: what and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Error {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Where, when known.
+    pub at: Option<Location>,
+}
+
+impl Error {
+    /// An error without a location.
+    pub fn new(kind: ErrorKind) -> Error {
+        Error { kind, at: None }
+    }
+
+    /// The same error at `at`.
+    pub fn at(mut self, at: Location) -> Error {
+        self.at = Some(at);
+        self
+    }
+
+    /// A host io error, classified: "no space" and "permission" get their
+    /// own kinds because the on-call engineer acts differently on them.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, e: &std::io::Error) -> Error {
+        let kind = match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorKind::NoSpace {
+                needed: 0,
+                available: 0,
+            },
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+                ErrorKind::Permission(format!("{op}: {e}"))
+            }
+            _ => ErrorKind::Io {
+                op,
+                message: e.to_string(),
+            },
+        };
+        Error::new(kind).at(Location::Path(path.into()))
+    }
+
+    /// A short stable name for logs and tests.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Io { .. } => "Io",
+            ErrorKind::NoSpace { .. } => "NoSpace",
+            ErrorKind::Permission(_) => "Permission",
+            ErrorKind::DomainNotFound(_) => "DomainNotFound",
+            ErrorKind::DomainNotRunning(_) => "DomainNotRunning",
+            ErrorKind::Qemu { .. } => "Qemu",
+            ErrorKind::Virsh { .. } => "Virsh",
+            ErrorKind::ToolMissing(_) => "ToolMissing",
+            ErrorKind::Protocol(_) => "Protocol",
+            ErrorKind::Timeout(_) => "Timeout",
+            ErrorKind::Interrupted(_) => "Interrupted",
+            ErrorKind::BadOptions(_) => "BadOptions",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Io { op, message } => write!(f, "{op} failed: {message}")?,
+            ErrorKind::NoSpace { needed, available } if *needed > 0 => write!(
+                f,
+                "not enough free space: the dump needs about {} MiB, {} MiB are free \
+                 (choose another -o directory, or a kdump-zlib dump which is compressed)",
+                needed >> 20,
+                available >> 20
+            )?,
+            ErrorKind::NoSpace { .. } => write!(
+                f,
+                "no space left on the device (choose another -o directory, or a \
+                 kdump-zlib dump which is compressed)"
+            )?,
+            ErrorKind::Permission(what) => write!(
+                f,
+                "permission denied ({what}); run as root or as a member of the libvirt group"
+            )?,
+            ErrorKind::DomainNotFound(msg) => write!(
+                f,
+                "no such domain ({msg}); `virsh list --all` shows the names"
+            )?,
+            ErrorKind::DomainNotRunning(state) => write!(
+                f,
+                "the domain is not running (state: {state}); only a running or paused \
+                 guest has memory to dump"
+            )?,
+            ErrorKind::Qemu {
+                command,
+                class,
+                desc,
+            } => write!(f, "QEMU refused `{command}`: {desc} ({class})")?,
+            ErrorKind::Virsh {
+                command,
+                status,
+                stderr,
+            } => {
+                write!(f, "`virsh {command}` failed")?;
+                if let Some(s) = status {
+                    write!(f, " (exit status {s})")?;
+                }
+                write!(f, ": {}", stderr.trim())?
+            }
+            ErrorKind::ToolMissing(tool) => write!(
+                f,
+                "`{tool}` is not installed or not on PATH (Debian: apt-get install libvirt-clients)"
+            )?,
+            ErrorKind::Protocol(msg) => write!(f, "QMP protocol error: {msg}")?,
+            ErrorKind::Timeout(what) => write!(f, "timed out: {what}")?,
+            ErrorKind::Interrupted(what) => write!(f, "interrupted: {what}")?,
+            ErrorKind::BadOptions(msg) => write!(f, "bad options: {msg}")?,
+        }
+        if let Some(at) = &self.at {
+            write!(f, " [{at}]")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Starts libvirt's daemons for the capture tests on a machine without
+# systemd (containers, CI), the way a Debian host would have them:
+#  - /dev/kvm gets group kvm and mode 0660, as udev would set it. Without
+#    that, libvirt (running QEMU as libvirt-qemu) finds KVM present when it
+#    probes QEMU but "not available now" when it checks the device, throws
+#    its capability cache away and re-probes for ~36 s on every `virsh create`.
+#  - virtlogd and libvirtd are started as daemons when not running.
+# Idempotent; needs root. Prints nothing on success.
+set -euo pipefail
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+pgrep -x virtlogd >/dev/null || virtlogd -d
+pgrep -x libvirtd >/dev/null || libvirtd -d
+for _ in $(seq 1 100); do
+  virsh -c qemu:///system uri >/dev/null 2>&1 && exit 0
+  sleep 0.1
+done
+echo "start-libvirt: libvirtd did not answer on qemu:///system within 10 s" >&2
+exit 1
