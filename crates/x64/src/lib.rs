@@ -1,11 +1,38 @@
 //! x86-64 virtual memory over a dump's physical memory.
 //!
+//! Translation follows the processor (4-level paging, 4 KiB, 2 MiB and
+//! 1 GiB pages) and explains every failure the way Windows encodes it in a
+//! non-present entry: transition, prototype, paged out, or simply not
+//! present; a page table or data page that the dump does not hold is
+//! [`FaultKind::NotInDump`], never zeros.
+//!
+//! ```
+//! use hangscope_dump::{PhysAddr, VecMemory};
+//! use hangscope_x64::{AddressSpace, Dtb, VirtAddr};
+//! // A PML4 at 0x1000 mapping 0xffff_8000_0000_0000 with one 1 GiB page at 0.
+//! let mut mem = VecMemory::new();
+//! mem.write_u64(PhysAddr(0x1000 + 0x100 * 8), 0x2000 | 0x3); // PML4[0x100] -> PDPT
+//! mem.write_u64(PhysAddr(0x2000), 0x0 | 0x83);              // PDPT[0]: 1 GiB page at 0
+//! let space = AddressSpace::new(&mem, Dtb(PhysAddr(0x1000)));
+//! let t = space.translate(VirtAddr(0xffff_8000_0000_2008)).unwrap();
+//! assert_eq!((t.paddr, t.page_size), (PhysAddr(0x2008), 1 << 30));
+//! assert_eq!(space.read_u64(VirtAddr(0xffff_8000_0000_2000)).unwrap(), 0x83);
+//! ```
+//!
 //! CONTRACT (skeleton): the types and signatures below are the interface the
 //! other crates build on.
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
-use hangscope_dump::{PhysAddr, PhysicalMemory};
+mod iter;
+pub mod paging;
+mod scan;
+
+pub use iter::MappedPages;
+pub use scan::{find_dtb_candidates, validate_dtb};
+
+use hangscope_dump::{ErrorKind, PhysAddr, PhysicalMemory, PAGE_SIZE};
+use paging::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -25,9 +52,30 @@ impl fmt::Display for VirtAddr {
     }
 }
 
+impl VirtAddr {
+    /// Whether bits 63..47 are all equal (a 48-bit canonical address).
+    pub fn is_canonical(self) -> bool {
+        let top = self.0 >> 47;
+        top == 0 || top == 0x1_FFFF
+    }
+
+    /// The address `n` bytes further, if it does not wrap.
+    pub fn checked_add(self, n: u64) -> Option<VirtAddr> {
+        self.0.checked_add(n).map(VirtAddr)
+    }
+}
+
 /// A page-table base (the physical address of a PML4, as in CR3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Dtb(pub PhysAddr);
+
+impl Dtb {
+    /// The DTB in a CR3 value: drops the PCID / PWT / PCD bits (11..0) and
+    /// anything above the 52-bit physical address.
+    pub fn from_cr3(cr3: u64) -> Dtb {
+        Dtb(PhysAddr(cr3 & ADDR_MASK))
+    }
+}
 
 /// Why a virtual address cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +113,48 @@ pub enum FaultKind {
         /// Paging level being read (0 = the data page).
         level: u8,
     },
+    /// A present entry sets a bit the processor would fault on (PS in a
+    /// PML4 entry): the page tables are corrupt or this is no DTB.
+    Reserved {
+        /// Paging level of the entry.
+        level: u8,
+        /// The raw entry.
+        entry: u64,
+    },
+    /// The dump holds the physical page but cannot deliver it (e.g. a
+    /// compressed page that does not decompress).
+    Unreadable {
+        /// The physical address.
+        paddr: PhysAddr,
+        /// Paging level being read (0 = the data page).
+        level: u8,
+        /// The physical layer's error.
+        reason: String,
+    },
+    /// A read longer than the caller's cap was refused.
+    TooLarge {
+        /// Bytes asked for.
+        len: u64,
+        /// The cap.
+        cap: u64,
+    },
+}
+
+impl FaultKind {
+    /// A short stable name for logs and tests.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::NonCanonical => "NonCanonical",
+            FaultKind::NotPresent { .. } => "NotPresent",
+            FaultKind::Transition { .. } => "Transition",
+            FaultKind::Prototype { .. } => "Prototype",
+            FaultKind::PagedOut { .. } => "PagedOut",
+            FaultKind::NotInDump { .. } => "NotInDump",
+            FaultKind::Reserved { .. } => "Reserved",
+            FaultKind::Unreadable { .. } => "Unreadable",
+            FaultKind::TooLarge { .. } => "TooLarge",
+        }
+    }
 }
 
 /// A failed virtual read: why and where.
@@ -76,9 +166,61 @@ pub struct Fault {
     pub addr: VirtAddr,
 }
 
+impl Fault {
+    /// A short stable name for logs and tests (the kind's name).
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot read virtual address {}: {:?}", self.addr, self.kind)
+        write!(f, "cannot read virtual address {}: ", self.addr)?;
+        match &self.kind {
+            FaultKind::NonCanonical => write!(f, "not a canonical address"),
+            FaultKind::NotPresent { level, entry } => {
+                write!(f, "{} not present ({entry:#x})", level_name(*level))
+            }
+            FaultKind::Transition { pte } => {
+                write!(
+                    f,
+                    "page in transition (PTE {pte:#x}; in RAM, not mapped valid)"
+                )
+            }
+            FaultKind::Prototype { pte } => write!(f, "prototype PTE {pte:#x}"),
+            FaultKind::PagedOut { pte } => write!(f, "paged out (PTE {pte:#x})"),
+            FaultKind::NotInDump { paddr, level } => write!(
+                f,
+                "{} at physical {paddr} is not in the dump",
+                level_name(*level)
+            ),
+            FaultKind::Reserved { level, entry } => {
+                write!(f, "{} {entry:#x} sets a reserved bit", level_name(*level))
+            }
+            FaultKind::Unreadable {
+                paddr,
+                level,
+                reason,
+            } => write!(
+                f,
+                "{} at physical {paddr} is unreadable: {reason}",
+                level_name(*level)
+            ),
+            FaultKind::TooLarge { len, cap } => {
+                write!(f, "read of {len:#x} bytes refused (cap {cap:#x})")
+            }
+        }
+    }
+}
+
+/// "PML4E", "PDPTE", "PDE", "PTE" or "data page".
+fn level_name(level: u8) -> &'static str {
+    match level {
+        4 => "PML4E",
+        3 => "PDPTE",
+        2 => "PDE",
+        1 => "PTE",
+        _ => "data page",
     }
 }
 
@@ -98,26 +240,125 @@ pub struct AddressSpace<'m> {
     pub memory: &'m dyn PhysicalMemory,
     /// The page-table base.
     pub dtb: Dtb,
+    /// Whether transition PTEs (Windows: the page is still in RAM, on a
+    /// standby or modified list) are read as if valid. Off by default: the
+    /// page's content is usually right but no longer guaranteed to belong
+    /// to this address. See [`AddressSpace::with_transition`].
+    pub read_transition: bool,
 }
 
 impl<'m> AddressSpace<'m> {
     /// An address space over `memory` through `dtb`.
     pub fn new(memory: &'m dyn PhysicalMemory, dtb: Dtb) -> Self {
-        AddressSpace { memory, dtb }
+        AddressSpace {
+            memory,
+            dtb,
+            read_transition: false,
+        }
+    }
+
+    /// The same space, reading transition pages (`true`) or faulting on
+    /// them with [`FaultKind::Transition`] (`false`, the default).
+    pub fn with_transition(self, read_transition: bool) -> Self {
+        AddressSpace {
+            read_transition,
+            ..self
+        }
     }
 
     /// Translate one virtual address.
     pub fn translate(&self, va: VirtAddr) -> Result<Translation, Fault> {
-        Err(Fault {
-            kind: FaultKind::NonCanonical,
-            addr: va,
-        })
+        self.walk(va).map_err(|kind| Fault { kind, addr: va })
     }
 
-    /// Read `buf.len()` bytes at `va`, crossing pages as needed.
+    /// The page walk; errors without the address.
+    fn walk(&self, va: VirtAddr) -> Result<Translation, FaultKind> {
+        if !va.is_canonical() {
+            return Err(FaultKind::NonCanonical);
+        }
+        let mut table = self.dtb.0 .0 & ADDR_MASK;
+        for level in (1..=4u8).rev() {
+            let entry = read_entry(self.memory, table, table_index(va.0, level), level)?;
+            if entry & PRESENT == 0 {
+                if self.read_transition && is_transition(entry) {
+                    // The table or page is in RAM at the entry's frame.
+                    if level == 1 {
+                        return Ok(Translation {
+                            paddr: PhysAddr((entry & ADDR_MASK) | (va.0 & 0xFFF)),
+                            page_size: PAGE_SIZE,
+                        });
+                    }
+                    table = entry & ADDR_MASK;
+                    continue;
+                }
+                return Err(classify_not_present(entry, level));
+            }
+            if entry & PAGE_SIZE_BIT != 0 {
+                match level {
+                    4 => return Err(FaultKind::Reserved { level, entry }),
+                    2 | 3 => {
+                        let size = level_span(level);
+                        let base = entry & ADDR_MASK & !(size - 1);
+                        return Ok(Translation {
+                            paddr: PhysAddr(base | (va.0 & (size - 1))),
+                            page_size: size,
+                        });
+                    }
+                    // In a PTE bit 7 is PAT, not a page size.
+                    _ => {}
+                }
+            }
+            if level == 1 {
+                return Ok(Translation {
+                    paddr: PhysAddr((entry & ADDR_MASK) | (va.0 & 0xFFF)),
+                    page_size: PAGE_SIZE,
+                });
+            }
+            table = entry & ADDR_MASK;
+        }
+        // The loop returns at level 1.
+        Err(FaultKind::NonCanonical)
+    }
+
+    /// Read `buf.len()` bytes at `va`, crossing pages as needed. On a fault
+    /// the error names the first byte that could not be read; `buf` then
+    /// holds whatever was read before it (never zero-filled on purpose).
     pub fn read(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), Fault> {
-        let _ = buf;
-        self.translate(va).map(|_| ())
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = va.checked_add(done as u64).ok_or(Fault {
+                kind: FaultKind::NonCanonical,
+                addr: VirtAddr(u64::MAX),
+            })?;
+            let t = self.translate(a)?;
+            let left_in_page = t.page_size - (a.0 & (t.page_size - 1));
+            let n = (left_in_page.min((buf.len() - done) as u64)) as usize;
+            read_phys(self.memory, t.paddr, &mut buf[done..done + n], 0)
+                .map_err(|kind| Fault { kind, addr: a })?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Read a byte.
+    pub fn read_u8(&self, va: VirtAddr) -> Result<u8, Fault> {
+        let mut b = [0u8; 1];
+        self.read(va, &mut b)?;
+        Ok(b[0])
+    }
+
+    /// Read a little-endian u16.
+    pub fn read_u16(&self, va: VirtAddr) -> Result<u16, Fault> {
+        let mut b = [0u8; 2];
+        self.read(va, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+
+    /// Read a little-endian u32.
+    pub fn read_u32(&self, va: VirtAddr) -> Result<u32, Fault> {
+        let mut b = [0u8; 4];
+        self.read(va, &mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
 
     /// Read a little-endian u64.
@@ -126,4 +367,123 @@ impl<'m> AddressSpace<'m> {
         self.read(va, &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
+
+    /// Read `len` bytes into a new vector; `len > cap` is refused with
+    /// [`FaultKind::TooLarge`] before anything is allocated (lengths come
+    /// from the dump and may be garbage).
+    pub fn read_vec(&self, va: VirtAddr, len: u64, cap: u64) -> Result<Vec<u8>, Fault> {
+        if len > cap || usize::try_from(len).is_err() {
+            return Err(Fault {
+                kind: FaultKind::TooLarge { len, cap },
+                addr: va,
+            });
+        }
+        let mut v = vec![0u8; len as usize];
+        self.read(va, &mut v)?;
+        Ok(v)
+    }
+
+    /// Read a NUL-terminated byte string of at most `max` bytes (without
+    /// the NUL). Pages after the terminator are never touched, so a string
+    /// ending just before an unmapped page reads fine. Without a NUL in
+    /// `max` bytes, the `max` bytes are returned.
+    pub fn read_cstr(&self, va: VirtAddr, max: usize) -> Result<Vec<u8>, Fault> {
+        let mut out = Vec::new();
+        let mut a = va;
+        while out.len() < max {
+            let left_in_page = (PAGE_SIZE - (a.0 & (PAGE_SIZE - 1))) as usize;
+            let n = left_in_page.min(max - out.len());
+            let mut chunk = vec![0u8; n];
+            self.read(a, &mut chunk)?;
+            if let Some(nul) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+            a = match a.checked_add(n as u64) {
+                Some(a) => a,
+                None => break,
+            };
+        }
+        Ok(out)
+    }
+
+    /// Read `byte_len` bytes of UTF-16LE (a `UNICODE_STRING` buffer) as
+    /// code units. `byte_len` is capped at 0xFFFF (the largest
+    /// `UNICODE_STRING.Length`); an odd length drops the last byte.
+    pub fn read_utf16_units(&self, va: VirtAddr, byte_len: u64) -> Result<Vec<u16>, Fault> {
+        let bytes = self.read_vec(va, byte_len & !1, 0xFFFF)?;
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect())
+    }
+
+    /// Read `byte_len` bytes of UTF-16LE as a string; ill-formed UTF-16
+    /// (Windows names may be) becomes U+FFFD. Use
+    /// [`AddressSpace::read_utf16_units`] to keep the raw units.
+    pub fn read_utf16(&self, va: VirtAddr, byte_len: u64) -> Result<String, Fault> {
+        let units = self.read_utf16_units(va, byte_len)?;
+        Ok(String::from_utf16_lossy(&units))
+    }
+
+    /// Every mapped page overlapping `[start, end)`, in address order, as
+    /// (page start, translation). Non-present subtrees are skipped a whole
+    /// table entry at a time, so scanning the kernel half costs the number
+    /// of present entries, not 2^36 pages. Page tables absent from the dump
+    /// are skipped and counted ([`MappedPages::missing_tables`]); the walk
+    /// stops after a budget of tables ([`MappedPages::with_table_budget`])
+    /// so corrupt tables cannot make it run for hours.
+    pub fn iter_mapped(&self, start: VirtAddr, end: VirtAddr) -> MappedPages<'m> {
+        MappedPages::new(*self, start, end)
+    }
 }
+
+/// Read a page-table entry: table `table`, index `index`, at `level`.
+pub(crate) fn read_entry(
+    memory: &dyn PhysicalMemory,
+    table: u64,
+    index: u64,
+    level: u8,
+) -> Result<u64, FaultKind> {
+    let pa = table + index * 8;
+    if let Some(page) = memory.page(pa / PAGE_SIZE) {
+        let o = (pa % PAGE_SIZE) as usize;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&page[o..o + 8]);
+        return Ok(u64::from_le_bytes(b));
+    }
+    let mut b = [0u8; 8];
+    read_phys(memory, PhysAddr(pa), &mut b, level)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Read physical memory, the zero-copy page first, as a fault at `level`.
+pub(crate) fn read_phys(
+    memory: &dyn PhysicalMemory,
+    paddr: PhysAddr,
+    buf: &mut [u8],
+    level: u8,
+) -> Result<(), FaultKind> {
+    let within = (paddr.0 % PAGE_SIZE) as usize;
+    if within + buf.len() <= PAGE_SIZE as usize {
+        if let Some(page) = memory.page(paddr.0 / PAGE_SIZE) {
+            buf.copy_from_slice(&page[within..within + buf.len()]);
+            return Ok(());
+        }
+    }
+    memory.read(paddr, buf).map_err(|e| match (&e.kind, e.at) {
+        (ErrorKind::NotInDump, Some(hangscope_dump::Location::Phys(p))) => {
+            FaultKind::NotInDump { paddr: p, level }
+        }
+        (ErrorKind::NotInDump, _) => FaultKind::NotInDump { paddr, level },
+        _ => FaultKind::Unreadable {
+            paddr,
+            level,
+            reason: e.to_string(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;
