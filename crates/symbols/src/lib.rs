@@ -2,10 +2,46 @@
 //!
 //! CONTRACT (skeleton): the types and signatures below are the interface the
 //! other crates build on.
+//!
+//! Every loader (ISF, PDB) produces the same compact binary image
+//! ([`compact`](crate) format, documented in `src/compact.rs`); lookups are
+//! binary searches in it and types are decoded on first use. A
+//! [`SymbolCache`] keeps that image on disk and memory-maps it on later
+//! runs, so a warm run parses nothing.
+//!
+//! ```no_run
+//! use hangscope_symbols::{PdbIdentity, SymbolStore};
+//! let store = SymbolStore::from_env(&["../shared/symbols".into()])?;
+//! let id = PdbIdentity {
+//!     name: "ntkrnlmp.pdb".into(),
+//!     guid: "339E74133576439CBCDF7E0229DA3773".into(),
+//!     age: 1,
+//! };
+//! let nt = store.find(&id)?;
+//! let (offset, _ty) = nt.field_path("_IRP", "Tail.Overlay.CurrentStackLocation").unwrap();
+//! println!("IRP.Tail.Overlay.CurrentStackLocation at {offset:#x}");
+//! # Ok::<(), hangscope_symbols::Error>(())
+//! ```
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+mod cache;
+mod compact;
+mod error;
+mod isf;
+mod model;
+mod pdbfile;
+mod store;
+
+pub use cache::SymbolCache;
+pub use error::{Error, ErrorKind, Location};
+pub use store::{SymbolPathElement, SymbolStore};
+
+use compact::{Layout, SourceKey, S_ALIASES, S_BASES, S_ENUMS, S_SYMS, S_UTYPES};
 
 /// Which PDB a table describes: the name, GUID and age in an RSDS record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -16,6 +52,28 @@ pub struct PdbIdentity {
     pub guid: String,
     /// Age.
     pub age: u32,
+}
+
+impl PdbIdentity {
+    /// The symbol-server directory key: GUID followed by the age in
+    /// upper-case hex without padding.
+    pub fn server_key(&self) -> String {
+        format!("{}{:X}", self.guid.to_ascii_uppercase(), self.age)
+    }
+
+    /// Same PDB: names compared case-insensitively (Windows file names),
+    /// GUIDs case-insensitively, ages exactly.
+    pub fn matches(&self, other: &PdbIdentity) -> bool {
+        self.name.eq_ignore_ascii_case(&other.name)
+            && self.guid.eq_ignore_ascii_case(&other.guid)
+            && self.age == other.age
+    }
+}
+
+impl fmt::Display for PdbIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}-{}", self.name, self.guid, self.age)
+    }
 }
 
 /// A type as a field refers to it.
@@ -81,51 +139,356 @@ pub struct Enumeration {
     pub name: String,
     /// Size in bytes.
     pub size: u64,
-    /// Constants (name, value).
+    /// Constants (name, value), in value order.
     pub constants: Vec<(String, i64)>,
 }
 
-/// A loaded symbol table.
-#[derive(Debug, Clone)]
-pub struct SymbolTable {}
+/// Where a table's bytes live.
+enum Bytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl Bytes {
+    fn get(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Mapped(m) => m,
+        }
+    }
+}
+
+struct Inner {
+    bytes: Bytes,
+    layout: Layout,
+    identity: Option<PdbIdentity>,
+    user_types: Vec<OnceLock<Option<UserType>>>,
+    enums: Vec<OnceLock<Option<Enumeration>>>,
+    source: Option<PathBuf>,
+    mapped_from: Option<PathBuf>,
+}
+
+/// A loaded symbol table. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct SymbolTable {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SymbolTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("SymbolTable")
+            .field("identity", &i.identity)
+            .field("source", &i.source)
+            .field("cache_file", &i.mapped_from)
+            .field("user_types", &i.layout.count(S_UTYPES))
+            .field("enums", &i.layout.count(S_ENUMS))
+            .field("symbols", &i.layout.count(S_SYMS))
+            .field("bytes", &i.bytes.get().len())
+            .finish()
+    }
+}
+
+/// Modification time in ns since the epoch, 0 if unknown.
+fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+pub(crate) fn source_key(path: &Path, kind: u32) -> Result<SourceKey, Error> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("stat", path, &e))?;
+    Ok(SourceKey {
+        size: meta.len(),
+        mtime_ns: mtime_ns(&meta),
+        kind,
+    })
+}
+
+/// True when the file starts like an MSF 7.0 (PDB) container.
+fn looks_like_pdb(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 32];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head.starts_with(b"Microsoft C/C++ MSF 7.00")
+}
+
+fn split_index(component: &str) -> Option<(&str, Vec<u64>)> {
+    let (name, mut rest) = match component.find('[') {
+        Some(p) => (&component[..p], &component[p..]),
+        None => (component, ""),
+    };
+    let mut idx = Vec::new();
+    while !rest.is_empty() {
+        let close = rest.find(']')?;
+        let inner = rest.get(1..close)?.trim();
+        let v = match inner.strip_prefix("0x").or_else(|| inner.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16).ok()?,
+            None => inner.parse().ok()?,
+        };
+        idx.push(v);
+        rest = &rest[close + 1..];
+        if !rest.is_empty() && !rest.starts_with('[') {
+            return None;
+        }
+    }
+    Some((name, idx))
+}
 
 impl SymbolTable {
     /// Load an ISF file (`.json` or `.json.xz`).
     pub fn load_isf(path: &Path) -> Result<SymbolTable, Error> {
-        let _ = path;
-        Err(Error::Skeleton)
+        let key = source_key(path, 1)?;
+        let bytes = isf::read_maybe_xz(path)?;
+        let model = isf::parse(&bytes, path)?;
+        drop(bytes);
+        Self::from_model(&model, key, path)
     }
+
+    /// Load a PDB file (types, symbols and identity). The identity's name
+    /// is the file name, as symbol servers store it.
+    pub fn load_pdb(path: &Path) -> Result<SymbolTable, Error> {
+        let key = source_key(path, 2)?;
+        let model = pdbfile::load(path)?;
+        Self::from_model(&model, key, path)
+    }
+
+    /// Load a PDB or an ISF, telling them apart by content.
+    pub fn load(path: &Path) -> Result<SymbolTable, Error> {
+        if looks_like_pdb(path) {
+            Self::load_pdb(path)
+        } else {
+            Self::load_isf(path)
+        }
+    }
+
+    fn from_model(model: &model::Model, key: SourceKey, path: &Path) -> Result<SymbolTable, Error> {
+        let bytes = compact::write(model, key).map_err(|m| Error::format(path, m))?;
+        let layout = Layout::validate(&bytes).map_err(|m| {
+            Error::format(path, format!("internal: compact image does not validate: {m}"))
+        })?;
+        Ok(Self::from_parts(Bytes::Owned(bytes), layout, Some(path), None))
+    }
+
+    fn from_parts(bytes: Bytes, layout: Layout, source: Option<&Path>, mapped: Option<&Path>) -> SymbolTable {
+        let d = bytes.get();
+        let identity = layout.identity(d);
+        let user_types = (0..layout.count(S_UTYPES)).map(|_| OnceLock::new()).collect();
+        let enums = (0..layout.count(S_ENUMS)).map(|_| OnceLock::new()).collect();
+        SymbolTable {
+            inner: Arc::new(Inner {
+                bytes,
+                layout,
+                identity,
+                user_types,
+                enums,
+                source: source.map(Path::to_path_buf),
+                mapped_from: mapped.map(Path::to_path_buf),
+            }),
+        }
+    }
+
+    /// Open a compact image from a cache file (memory-mapped). Checks the
+    /// header and checksum; `expected` (when given) must match the source
+    /// size and mtime recorded in it.
+    pub(crate) fn open_compact(
+        path: &Path,
+        expected: Option<SourceKey>,
+        source: Option<&Path>,
+    ) -> Result<SymbolTable, Error> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
+        // SAFETY: the file is only read; it is written by rename-into-place,
+        // so a concurrent writer never changes the mapped inode. A file
+        // truncated by someone else could still fault, as with any mmap.
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("map", path, &e))?;
+        let cache_err = |m: String| Error::at(ErrorKind::Cache { message: m }, Location::file(path));
+        let layout = Layout::validate(&map).map_err(cache_err)?;
+        if let Some(k) = expected {
+            if layout.key != k {
+                return Err(cache_err(format!(
+                    "built from a source of size {} mtime {}, source now has size {} mtime {}",
+                    layout.key.size, layout.key.mtime_ns, k.size, k.mtime_ns
+                )));
+            }
+        }
+        Ok(Self::from_parts(Bytes::Mapped(map), layout, source, Some(path)))
+    }
+
+    /// The compact image (what the cache stores).
+    pub fn compact_bytes(&self) -> &[u8] {
+        self.inner.bytes.get()
+    }
+
+    /// The file this table was loaded from, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.inner.source.as_deref()
+    }
+
+    /// The cache file this table is mapped from, if it came from the cache.
+    pub fn cache_file(&self) -> Option<&Path> {
+        self.inner.mapped_from.as_deref()
+    }
+
+    fn d(&self) -> &[u8] {
+        self.inner.bytes.get()
+    }
+
     /// Which PDB this table describes, if it says.
     pub fn identity(&self) -> Option<&PdbIdentity> {
-        None
+        self.inner.identity.as_ref()
     }
+
     /// A struct or union by name.
     pub fn user_type(&self, name: &str) -> Option<&UserType> {
-        let _ = name;
-        None
+        let l = &self.inner.layout;
+        let i = l.find(self.d(), S_UTYPES, name)?;
+        self.inner.user_types.get(i)?.get_or_init(|| l.user_type(self.d(), i)).as_ref()
     }
+
     /// An enumeration by name.
     pub fn enumeration(&self, name: &str) -> Option<&Enumeration> {
-        let _ = name;
-        None
+        let l = &self.inner.layout;
+        let i = l.find(self.d(), S_ENUMS, name)?;
+        self.inner.enums.get(i)?.get_or_init(|| l.enumeration(self.d(), i)).as_ref()
     }
+
     /// Size of a base type by name.
     pub fn base_size(&self, name: &str) -> Option<u64> {
-        let _ = name;
-        None
+        let l = &self.inner.layout;
+        l.base_size(self.d(), l.find(self.d(), S_BASES, name)?)
     }
-    /// A symbol's address relative to the module base (RVA).
-    pub fn symbol(&self, name: &str) -> Option<u64> {
-        let _ = name;
-        None
-    }
-}
 
-/// A symbol error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Skeleton placeholder.
-    #[error("skeleton")]
-    Skeleton,
+    /// A symbol's address relative to the module base (RVA). Looks up the
+    /// (Volatility-stripped) name first, then raw linkage names.
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        let l = &self.inner.layout;
+        let d = self.d();
+        if let Some(i) = l.find(d, S_SYMS, name) {
+            return l.rva(d, S_SYMS, i);
+        }
+        l.rva(d, S_ALIASES, l.find(d, S_ALIASES, name)?)
+    }
+
+    /// The nearest symbol at or below `rva` and the distance from it, for
+    /// `nt!KiSwapContext+0x7a`. Of several symbols at one address, the
+    /// alphabetically first is returned.
+    pub fn symbol_at(&self, rva: u64) -> Option<(&str, u64)> {
+        let l = &self.inner.layout;
+        let d = self.d();
+        let (i, at) = l.symbol_at(d, rva)?;
+        Some((l.name_of(d, S_SYMS, i)?, rva - at))
+    }
+
+    /// A field of a struct or union by name.
+    pub fn field(&self, type_name: &str, field: &str) -> Option<&Field> {
+        self.user_type(type_name)?.fields.iter().find(|f| f.name == field)
+    }
+
+    /// Offset and type of a nested field, e.g. `_IRP` +
+    /// `Tail.Overlay.CurrentStackLocation` or `_KTHREAD` + `WaitBlock[1].Object`.
+    /// Indexes (decimal or `0x` hex) must be inside the array's bounds.
+    /// Pointers are not followed (that needs memory).
+    pub fn field_path(&self, type_name: &str, path: &str) -> Option<(u64, TypeRef)> {
+        let mut ty = TypeRef::Struct(type_name.to_string());
+        let mut offset = 0u64;
+        for component in path.split('.') {
+            let (name, indexes) = split_index(component)?;
+            let TypeRef::Struct(current) = &ty else {
+                return None;
+            };
+            let f = self.field(current, name)?;
+            offset = offset.checked_add(f.offset)?;
+            ty = f.ty.clone();
+            for ix in indexes {
+                let TypeRef::Array { count, element } = ty else {
+                    return None;
+                };
+                if ix >= count {
+                    return None;
+                }
+                let step = self.type_size(&element)?;
+                offset = offset.checked_add(ix.checked_mul(step)?)?;
+                ty = *element;
+            }
+        }
+        Some((offset, ty))
+    }
+
+    /// Size in bytes of a type: pointers are the table's pointer size (8 on
+    /// x64), an enum not described has 4 bytes, a function has no size.
+    pub fn type_size(&self, ty: &TypeRef) -> Option<u64> {
+        match ty {
+            TypeRef::Base(n) => self.base_size(n),
+            TypeRef::Pointer(_) => Some(self.base_size("pointer").unwrap_or(8)),
+            TypeRef::Array { count, element } => count.checked_mul(self.type_size(element)?),
+            TypeRef::Struct(n) => self.user_type(n).map(|u| u.size),
+            TypeRef::Enum(n) => Some(self.enumeration(n).map_or(4, |e| e.size)),
+            TypeRef::Bitfield { base, .. } => self.type_size(base),
+            TypeRef::Function => None,
+        }
+    }
+
+    /// Value of an enum constant.
+    pub fn enum_value(&self, enum_name: &str, constant: &str) -> Option<i64> {
+        let e = self.enumeration(enum_name)?;
+        e.constants.iter().find(|(n, _)| n == constant).map(|(_, v)| *v)
+    }
+
+    /// Name of an enum value (the first constant with that value).
+    pub fn enum_name(&self, enum_name: &str, value: i64) -> Option<&str> {
+        let e = self.enumeration(enum_name)?;
+        e.constants.iter().find(|(_, v)| *v == value).map(|(n, _)| n.as_str())
+    }
+
+    /// Whether a struct or union of this name exists.
+    pub fn has_type(&self, name: &str) -> bool {
+        self.inner.layout.find(self.d(), S_UTYPES, name).is_some()
+    }
+
+    /// Whether a struct or union has a field of this name.
+    pub fn has_field(&self, type_name: &str, field: &str) -> bool {
+        self.field(type_name, field).is_some()
+    }
+
+    /// Whether an enumeration of this name exists.
+    pub fn has_enum(&self, name: &str) -> bool {
+        self.inner.layout.find(self.d(), S_ENUMS, name).is_some()
+    }
+
+    /// Whether a symbol of this name exists.
+    pub fn has_symbol(&self, name: &str) -> bool {
+        self.symbol(name).is_some()
+    }
+
+    /// Names of all structs and unions, sorted.
+    pub fn user_type_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.names(S_UTYPES)
+    }
+
+    /// Names of all enumerations, sorted.
+    pub fn enumeration_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.names(S_ENUMS)
+    }
+
+    /// Names of all base types, sorted.
+    pub fn base_type_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.names(S_BASES)
+    }
+
+    /// All symbols (name, RVA), sorted by name; linkage-name aliases are
+    /// not included (see [`SymbolTable::symbol`]).
+    pub fn symbols(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        let l = &self.inner.layout;
+        let d = self.d();
+        (0..l.count(S_SYMS)).filter_map(move |i| Some((l.name_of(d, S_SYMS, i)?, l.rva(d, S_SYMS, i)?)))
+    }
+
+    fn names(&self, s: usize) -> impl Iterator<Item = &str> + '_ {
+        let l = &self.inner.layout;
+        let d = self.d();
+        (0..l.count(s)).filter_map(move |i| l.name_of(d, s, i))
+    }
 }

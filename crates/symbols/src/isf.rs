@@ -1,0 +1,292 @@
+//! Volatility Intermediate Symbol Format (ISF 6.x) JSON, plain or xz.
+//!
+//! Parsed straight into small typed structs with serde (no `Value` tree);
+//! unknown keys are skipped, so newer ISF minor versions still load.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, ErrorKind, Location};
+use crate::model::Model;
+use crate::{Enumeration, Field, PdbIdentity, TypeRef, UserType};
+
+/// Largest decompressed ISF accepted: the biggest real kernel ISF is
+/// about 40 MB; this bounds memory on a hostile `.xz`.
+const MAX_ISF_BYTES: u64 = 1 << 30;
+
+#[derive(Deserialize)]
+struct Doc {
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    base_types: HashMap<String, Base>,
+    #[serde(default)]
+    user_types: HashMap<String, User>,
+    #[serde(default)]
+    enums: HashMap<String, Enum>,
+    #[serde(default)]
+    symbols: HashMap<String, Sym>,
+}
+
+/// The `metadata` object (only what identifies the PDB).
+#[derive(Deserialize, Default)]
+pub(crate) struct Metadata {
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    windows: Option<WindowsMeta>,
+}
+
+#[derive(Deserialize, Default)]
+struct WindowsMeta {
+    #[serde(default)]
+    pdb: Option<PdbMeta>,
+}
+
+#[derive(Deserialize, Default)]
+struct PdbMeta {
+    #[serde(rename = "GUID")]
+    guid: Option<String>,
+    age: Option<u32>,
+    database: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Base {
+    size: u64,
+}
+
+#[derive(Deserialize)]
+struct User {
+    kind: String,
+    size: u64,
+    #[serde(default)]
+    fields: HashMap<String, IsfField>,
+}
+
+#[derive(Deserialize)]
+struct IsfField {
+    offset: u64,
+    #[serde(rename = "type")]
+    ty: IsfType,
+}
+
+#[derive(Deserialize)]
+struct IsfType {
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    subtype: Option<Box<IsfType>>,
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    bit_position: Option<u32>,
+    #[serde(default)]
+    bit_length: Option<u32>,
+    #[serde(default, rename = "type")]
+    ty: Option<Box<IsfType>>,
+}
+
+#[derive(Deserialize)]
+struct Enum {
+    size: u64,
+    #[serde(default)]
+    constants: HashMap<String, serde_json::Number>,
+}
+
+#[derive(Deserialize)]
+struct Sym {
+    #[serde(default)]
+    address: Option<u64>,
+    #[serde(default)]
+    linkage_name: Option<String>,
+}
+
+impl Metadata {
+    /// The PDB this ISF was made from, if it says.
+    pub(crate) fn identity(&self) -> Option<PdbIdentity> {
+        let pdb = self.windows.as_ref()?.pdb.as_ref()?;
+        Some(PdbIdentity {
+            name: pdb.database.clone()?,
+            guid: pdb.guid.clone()?.to_ascii_uppercase(),
+            age: pdb.age?,
+        })
+    }
+}
+
+/// Read a whole file, decompressing `.xz`, with a size cap.
+pub(crate) fn read_maybe_xz(path: &Path) -> Result<Vec<u8>, Error> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
+    let mut out = Vec::new();
+    let is_xz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xz"));
+    let res = if is_xz {
+        xz2::read::XzDecoder::new(f)
+            .take(MAX_ISF_BYTES)
+            .read_to_end(&mut out)
+    } else {
+        f.take(MAX_ISF_BYTES).read_to_end(&mut out)
+    };
+    res.map_err(|e| Error::io("read", path, &e))?;
+    Ok(out)
+}
+
+fn convert_type(t: &IsfType, path: &Path, ctx: &str) -> Result<TypeRef, Error> {
+    let bad = |what: &str| Error::format(path, format!("{ctx}: {what}"));
+    let name = || t.name.clone().ok_or_else(|| bad(&format!("`{}` type without a name", t.kind)));
+    Ok(match t.kind.as_str() {
+        "base" => TypeRef::Base(name()?),
+        "struct" | "union" | "class" => TypeRef::Struct(name()?),
+        "enum" => TypeRef::Enum(name()?),
+        "function" => TypeRef::Function,
+        "pointer" => {
+            let sub = t.subtype.as_deref().ok_or_else(|| bad("pointer without subtype"))?;
+            TypeRef::Pointer(Box::new(convert_type(sub, path, ctx)?))
+        }
+        "array" => {
+            let sub = t.subtype.as_deref().ok_or_else(|| bad("array without subtype"))?;
+            TypeRef::Array {
+                count: t.count.ok_or_else(|| bad("array without count"))?,
+                element: Box::new(convert_type(sub, path, ctx)?),
+            }
+        }
+        "bitfield" => {
+            let base = t.ty.as_deref().ok_or_else(|| bad("bitfield without type"))?;
+            TypeRef::Bitfield {
+                position: t.bit_position.ok_or_else(|| bad("bitfield without bit_position"))?,
+                length: t.bit_length.ok_or_else(|| bad("bitfield without bit_length"))?,
+                base: Box::new(convert_type(base, path, ctx)?),
+            }
+        }
+        other => return Err(bad(&format!("unknown type kind `{other}`"))),
+    })
+}
+
+fn number_to_i64(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| n.as_u64().map(|u| u as i64))
+}
+
+/// Parse ISF JSON bytes into the model.
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Model, Error> {
+    let doc: Doc = serde_json::from_slice(bytes).map_err(|e| {
+        Error::at(
+            ErrorKind::Json {
+                message: e.to_string(),
+            },
+            Location {
+                path: Some(path.to_path_buf()),
+                offset: None,
+                record: Some(format!("line {} column {}", e.line(), e.column())),
+            },
+        )
+    })?;
+    if let Some(f) = doc.metadata.as_ref().and_then(|m| m.format.as_deref()) {
+        let major = f.split('.').next().unwrap_or("");
+        if !matches!(major, "4" | "5" | "6") {
+            return Err(Error::format(path, format!("ISF format {f} is not supported (4.x to 6.x are)")));
+        }
+    }
+    let mut m = Model {
+        identity: doc.metadata.as_ref().and_then(Metadata::identity),
+        ..Model::default()
+    };
+    m.base_types = doc.base_types.iter().map(|(n, b)| (n.clone(), b.size)).collect();
+    for (name, u) in &doc.user_types {
+        let mut fields = Vec::with_capacity(u.fields.len());
+        for (fname, f) in &u.fields {
+            let ctx = format!("{name}.{fname}");
+            fields.push(Field {
+                name: fname.clone(),
+                offset: f.offset,
+                ty: convert_type(&f.ty, path, &ctx)?,
+            });
+        }
+        // Offset order; names break ties so the order is stable.
+        fields.sort_by(|a, b| a.offset.cmp(&b.offset).then_with(|| a.name.cmp(&b.name)));
+        m.user_types.push(UserType {
+            name: name.clone(),
+            is_union: u.kind == "union",
+            size: u.size,
+            fields,
+        });
+    }
+    for (name, e) in &doc.enums {
+        let mut constants = Vec::with_capacity(e.constants.len());
+        for (c, v) in &e.constants {
+            let v = number_to_i64(v)
+                .ok_or_else(|| Error::format(path, format!("enum {name}.{c}: value {v} is not an integer")))?;
+            constants.push((c.clone(), v));
+        }
+        constants.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        m.enums.push(Enumeration {
+            name: name.clone(),
+            size: e.size,
+            constants,
+        });
+    }
+    for (name, s) in &doc.symbols {
+        if let Some(a) = s.address {
+            m.symbols.push((name.clone(), a));
+            if let Some(l) = &s.linkage_name {
+                if l != name {
+                    m.aliases.push((l.clone(), a));
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// Read only the `metadata` object of an ISF, decompressing no further
+/// than needed: Volatility writes keys sorted, so `metadata` comes before
+/// the large `symbols` and `user_types` objects.
+pub(crate) fn read_metadata(path: &Path) -> Option<Metadata> {
+    let f = std::fs::File::open(path).ok()?;
+    let is_xz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xz"));
+    let mut r: Box<dyn Read> = if is_xz {
+        Box::new(xz2::read::XzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    const KEY: &[u8] = b"\"metadata\"";
+    let mut searched_to = 0usize;
+    loop {
+        let n = r.read(&mut chunk).ok()?;
+        buf.extend_from_slice(&chunk[..n]);
+        let from = searched_to.saturating_sub(KEY.len());
+        if let Some(p) = find(&buf[from..], KEY) {
+            let start = from + p + KEY.len();
+            // The value follows a colon; read more until it parses.
+            loop {
+                let rest = &buf[start..];
+                let colon = rest.iter().position(|&c| c == b':');
+                if let Some(c) = colon {
+                    let mut de = serde_json::Deserializer::from_slice(&rest[c + 1..]);
+                    match Metadata::deserialize(&mut de) {
+                        Ok(m) => return Some(m),
+                        Err(e) if e.is_eof() => {}
+                        Err(_) => return None,
+                    }
+                }
+                let n = r.read(&mut chunk).ok()?;
+                if n == 0 || buf.len() as u64 > MAX_ISF_BYTES {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        searched_to = buf.len();
+        if n == 0 || buf.len() as u64 > MAX_ISF_BYTES {
+            return None;
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

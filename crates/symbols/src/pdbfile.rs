@@ -1,0 +1,439 @@
+//! Microsoft PDB files through the `pdb` crate: TPI types, public and
+//! global symbols, and the identity symbol servers index by.
+//!
+//! Names and kinds follow Volatility's pdbconv, so a PDB and the ISF made
+//! from it answer every lookup the same way.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use pdb::{FallibleIterator, TypeData, TypeIndex};
+
+use crate::error::{Error, ErrorKind, Location};
+use crate::model::{strip_linkage_name, Model, X64_BASE_TYPES};
+use crate::{Enumeration, Field, PdbIdentity, TypeRef, UserType};
+
+/// Bound on field-list continuation chains (`LF_INDEX`) per type.
+const MAX_CONTINUATIONS: usize = 4096;
+/// Bound on type nesting followed when resolving one field's type.
+const MAX_DEPTH: u32 = 64;
+/// Bound on type records read (real kernels have about 200 000).
+const MAX_TYPES: usize = 4_000_000;
+/// Bound on symbol records read.
+const MAX_SYMBOLS: usize = 16_000_000;
+
+fn pdb_err(path: &Path, what: &str, e: pdb::Error) -> Error {
+    Error::at(
+        ErrorKind::Pdb {
+            message: format!("{what}: {e}"),
+        },
+        Location::file(path),
+    )
+}
+
+/// The ISF base-type name of a CodeView primitive type's low byte
+/// (pdbconv's table; the few it lacks get the same-sized integer).
+fn primitive_name(kind: u32) -> &'static str {
+    match kind & 0xFF {
+        0x03 | 0x00 => "void",
+        0x08 => "HRESULT",
+        0x10 | 0x70 => "char",
+        0x20 => "unsigned char",
+        0x68 => "int8",
+        0x69 => "uint8",
+        0x71 => "wchar",
+        0x7a => "unsigned short",
+        0x7b => "unsigned int",
+        0x11 | 0x72 => "short",
+        0x21 | 0x73 => "unsigned short",
+        0x12 => "long",
+        0x22 => "unsigned long",
+        0x74 => "int",
+        0x75 => "unsigned int",
+        0x13 | 0x76 => "long long",
+        0x23 | 0x77 => "unsigned long long",
+        0x14 | 0x78 => "int128",
+        0x24 | 0x79 => "uint128",
+        0x46 => "f16",
+        0x40 => "f32",
+        0x45 => "f32pp",
+        0x44 => "f48",
+        0x41 => "double",
+        0x42 => "f80",
+        0x43 => "f128",
+        0x30 => "bool",
+        0x31 => "unsigned short",
+        0x32 => "unsigned int",
+        0x33 => "unsigned long long",
+        _ => "void",
+    }
+}
+
+fn base_size(name: &str) -> u64 {
+    X64_BASE_TYPES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, s)| *s)
+}
+
+/// pdbconv names anonymous types after their type index.
+fn type_name(raw: &str, index: TypeIndex) -> String {
+    for tag in ["unnamed", "anonymous"] {
+        if raw == format!("<{tag}-tag>") || raw == format!("__{tag}") {
+            return format!("__{tag}_{:x}", index.0);
+        }
+    }
+    raw.to_string()
+}
+
+struct Types<'t> {
+    /// Parsed records by `index - first`; `None` where parsing failed.
+    items: Vec<Option<TypeData<'t>>>,
+    first: u32,
+    /// Definition (non-forward) of each struct/union/enum name: last wins.
+    defs: HashMap<String, u32>,
+}
+
+impl<'t> Types<'t> {
+    fn get(&self, ti: TypeIndex) -> Option<&TypeData<'t>> {
+        let i = ti.0.checked_sub(self.first)? as usize;
+        self.items.get(i)?.as_ref()
+    }
+
+    fn name_of(&self, ti: TypeIndex, raw: &pdb::RawString<'_>) -> String {
+        type_name(&raw.to_string(), ti)
+    }
+
+    /// Size in bytes of a type, resolving forward references by name.
+    fn size_of(&self, ti: TypeIndex, depth: u32) -> u64 {
+        if depth > MAX_DEPTH {
+            return 0;
+        }
+        if ti.0 < self.first {
+            let indirect = (ti.0 >> 8) & 0xF;
+            return match indirect {
+                0 => base_size(primitive_name(ti.0)),
+                1 => 2,
+                4 => 4,
+                _ => 8,
+            };
+        }
+        match self.get(ti) {
+            Some(TypeData::Class(c)) => {
+                if c.properties.forward_reference() {
+                    self.def_size(ti, &c.name)
+                } else {
+                    c.size
+                }
+            }
+            Some(TypeData::Union(u)) => {
+                if u.properties.forward_reference() {
+                    self.def_size(ti, &u.name)
+                } else {
+                    u.size
+                }
+            }
+            Some(TypeData::Enumeration(e)) => self.size_of(e.underlying_type, depth + 1),
+            Some(TypeData::Modifier(m)) => self.size_of(m.underlying_type, depth + 1),
+            Some(TypeData::Bitfield(b)) => self.size_of(b.underlying_type, depth + 1),
+            Some(TypeData::Array(a)) => a.dimensions.last().copied().map_or(0, u64::from),
+            Some(TypeData::Pointer(p)) => {
+                let s = u64::from(p.attributes.size());
+                if s == 0 {
+                    8
+                } else {
+                    s
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    fn def_size(&self, ti: TypeIndex, raw: &pdb::RawString<'_>) -> u64 {
+        let name = self.name_of(ti, raw);
+        match self.defs.get(&name).and_then(|&d| self.get(TypeIndex(d))) {
+            Some(TypeData::Class(c)) if !c.properties.forward_reference() => c.size,
+            Some(TypeData::Union(u)) if !u.properties.forward_reference() => u.size,
+            _ => 0,
+        }
+    }
+
+    /// The TypeRef a field of type `ti` has.
+    fn type_ref(&self, ti: TypeIndex, depth: u32) -> TypeRef {
+        if depth > MAX_DEPTH {
+            return TypeRef::Base("void".into());
+        }
+        if ti.0 < self.first {
+            let base = TypeRef::Base(primitive_name(ti.0).to_string());
+            return if (ti.0 >> 8) & 0xF != 0 {
+                TypeRef::Pointer(Box::new(base))
+            } else {
+                base
+            };
+        }
+        match self.get(ti) {
+            Some(TypeData::Class(c)) => TypeRef::Struct(self.name_of(ti, &c.name)),
+            Some(TypeData::Union(u)) => TypeRef::Struct(self.name_of(ti, &u.name)),
+            Some(TypeData::Enumeration(e)) => TypeRef::Enum(self.name_of(ti, &e.name)),
+            Some(TypeData::Modifier(m)) => self.type_ref(m.underlying_type, depth + 1),
+            Some(TypeData::Pointer(p)) => {
+                TypeRef::Pointer(Box::new(self.type_ref(p.underlying_type, depth + 1)))
+            }
+            Some(TypeData::Procedure(_)) | Some(TypeData::MemberFunction(_)) => TypeRef::Function,
+            Some(TypeData::Bitfield(b)) => TypeRef::Bitfield {
+                position: u32::from(b.position),
+                length: u32::from(b.length),
+                base: Box::new(self.type_ref(b.underlying_type, depth + 1)),
+            },
+            Some(TypeData::Array(a)) => {
+                let total = a.dimensions.last().copied().map_or(0, u64::from);
+                let elem = self.size_of(a.element_type, depth + 1);
+                TypeRef::Array {
+                    count: total.checked_div(elem).unwrap_or(0),
+                    element: Box::new(self.type_ref(a.element_type, depth + 1)),
+                }
+            }
+            _ => TypeRef::Base("void".into()),
+        }
+    }
+
+    /// All members of a field list, following `LF_INDEX` continuations.
+    fn members(&self, list: TypeIndex) -> Vec<Field> {
+        let mut out = Vec::new();
+        let mut next = Some(list);
+        let mut seen = HashSet::new();
+        while let Some(ti) = next.take() {
+            if seen.len() >= MAX_CONTINUATIONS || !seen.insert(ti.0) {
+                break;
+            }
+            let Some(TypeData::FieldList(fl)) = self.get(ti) else {
+                break;
+            };
+            for f in &fl.fields {
+                if let TypeData::Member(m) = f {
+                    out.push(Field {
+                        name: m.name.to_string().into_owned(),
+                        offset: m.offset,
+                        ty: self.type_ref(m.field_type, 0),
+                    });
+                }
+            }
+            next = fl.continuation;
+        }
+        out
+    }
+
+    fn constants(&self, list: TypeIndex) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        let mut next = Some(list);
+        let mut seen = HashSet::new();
+        while let Some(ti) = next.take() {
+            if seen.len() >= MAX_CONTINUATIONS || !seen.insert(ti.0) {
+                break;
+            }
+            let Some(TypeData::FieldList(fl)) = self.get(ti) else {
+                break;
+            };
+            for f in &fl.fields {
+                if let TypeData::Enumerate(e) = f {
+                    let v = match e.value {
+                        pdb::Variant::U8(v) => i64::from(v),
+                        pdb::Variant::U16(v) => i64::from(v),
+                        pdb::Variant::U32(v) => i64::from(v),
+                        pdb::Variant::U64(v) => v as i64,
+                        pdb::Variant::I8(v) => i64::from(v),
+                        pdb::Variant::I16(v) => i64::from(v),
+                        pdb::Variant::I32(v) => i64::from(v),
+                        pdb::Variant::I64(v) => v,
+                    };
+                    out.push((e.name.to_string().into_owned(), v));
+                }
+            }
+            next = fl.continuation;
+        }
+        out
+    }
+}
+
+/// Parse a PDB file into the model.
+pub(crate) fn load(path: &Path) -> Result<Model, Error> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
+    let mut pdb = pdb::PDB::open(file).map_err(|e| pdb_err(path, "MSF header", e))?;
+
+    let info = pdb
+        .pdb_information()
+        .map_err(|e| pdb_err(path, "PDB information stream", e))?;
+    let dbi = pdb
+        .debug_information()
+        .map_err(|e| pdb_err(path, "DBI stream", e))?;
+    // Symbol servers key by the DBI age; the info stream's may be newer.
+    let age = dbi.age().unwrap_or(info.age);
+    let name = path
+        .file_name()
+        .map_or_else(|| "unknown.pdb".to_string(), |n| n.to_string_lossy().into_owned());
+    let identity = PdbIdentity {
+        name,
+        guid: info.guid.simple().to_string().to_ascii_uppercase(),
+        age,
+    };
+
+    let mut model = Model {
+        identity: Some(identity),
+        base_types: X64_BASE_TYPES.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+        ..Model::default()
+    };
+
+    let tpi = pdb
+        .type_information()
+        .map_err(|e| pdb_err(path, "TPI stream", e))?;
+    let mut types = Types {
+        items: Vec::new(),
+        first: 0x1000,
+        defs: HashMap::new(),
+    };
+    {
+        let mut iter = tpi.iter();
+        let mut first = true;
+        loop {
+            let item = match iter.next() {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(e) => return Err(pdb_err(path, &format!("TPI record {}", types.items.len()), e)),
+            };
+            if first {
+                types.first = item.index().0;
+                first = false;
+            }
+            if types.items.len() >= MAX_TYPES {
+                return Err(Error::format(path, format!("more than {MAX_TYPES} type records")));
+            }
+            // Unknown leaf kinds are skipped: they cannot be a struct we need.
+            types.items.push(item.parse().ok());
+        }
+    }
+    for (i, t) in types.items.iter().enumerate() {
+        let ti = TypeIndex(types.first + i as u32);
+        let name = match t {
+            Some(TypeData::Class(c)) if !c.properties.forward_reference() => types.name_of(ti, &c.name),
+            Some(TypeData::Union(u)) if !u.properties.forward_reference() => types.name_of(ti, &u.name),
+            Some(TypeData::Enumeration(e)) if !e.properties.forward_reference() => {
+                types.name_of(ti, &e.name)
+            }
+            _ => continue,
+        };
+        types.defs.insert(name, ti.0);
+    }
+    let mut def_list: Vec<(&String, &u32)> = types.defs.iter().collect();
+    def_list.sort_by_key(|(_, &i)| i);
+    for (name, &i) in def_list {
+        match types.get(TypeIndex(i)) {
+            Some(TypeData::Class(c)) => model.user_types.push(UserType {
+                name: name.clone(),
+                is_union: false,
+                size: c.size,
+                fields: c.fields.map(|f| types.members(f)).unwrap_or_default(),
+            }),
+            Some(TypeData::Union(u)) => model.user_types.push(UserType {
+                name: name.clone(),
+                is_union: true,
+                size: u.size,
+                fields: types.members(u.fields),
+            }),
+            Some(TypeData::Enumeration(e)) => model.enums.push(Enumeration {
+                name: name.clone(),
+                size: types.size_of(e.underlying_type, 0),
+                constants: types.constants(e.fields),
+            }),
+            _ => {}
+        }
+    }
+    for u in &mut model.user_types {
+        u.fields.sort_by_key(|f| f.offset);
+    }
+    for e in &mut model.enums {
+        e.constants.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    }
+
+    read_symbols(&mut pdb, &dbi, path, &mut model)?;
+    Ok(model)
+}
+
+fn add_symbol(model: &mut Model, raw: &str, rva: u64) {
+    let name = strip_linkage_name(raw);
+    if name != raw {
+        model.aliases.push((raw.to_string(), rva));
+    }
+    model.symbols.push((name.to_string(), rva));
+}
+
+fn read_symbols<'s>(
+    pdb: &mut pdb::PDB<'s, std::fs::File>,
+    dbi: &pdb::DebugInformation<'s>,
+    path: &Path,
+    model: &mut Model,
+) -> Result<(), Error> {
+    let map = pdb.address_map().map_err(|e| pdb_err(path, "section headers", e))?;
+    let mut count = 0usize;
+    let mut module_syms: Vec<(String, u64)> = Vec::new();
+    // Procedures and module-local data live in the module streams.
+    if let Ok(mut modules) = dbi.modules() {
+        while let Ok(Some(module)) = modules.next() {
+            let Ok(Some(mi)) = pdb.module_info(&module) else {
+                continue;
+            };
+            let Ok(mut syms) = mi.symbols() else { continue };
+            loop {
+                let sym = match syms.next() {
+                    Ok(Some(s)) => s,
+                    _ => break,
+                };
+                count += 1;
+                if count > MAX_SYMBOLS {
+                    break;
+                }
+                match sym.parse() {
+                    Ok(pdb::SymbolData::Procedure(p)) => {
+                        if let Some(r) = p.offset.to_rva(&map) {
+                            module_syms.push((p.name.to_string().into_owned(), u64::from(r.0)));
+                        }
+                    }
+                    Ok(pdb::SymbolData::Data(d)) if d.global => {
+                        if let Some(r) = d.offset.to_rva(&map) {
+                            module_syms.push((d.name.to_string().into_owned(), u64::from(r.0)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (n, r) in module_syms {
+        add_symbol(model, &n, r);
+    }
+    // Globals and publics come last so that, as in pdbconv, they win.
+    let globals = pdb
+        .global_symbols()
+        .map_err(|e| pdb_err(path, "global symbol stream", e))?;
+    let mut iter = globals.iter();
+    loop {
+        let sym = match iter.next() {
+            Ok(Some(s)) => s,
+            Ok(None) => break,
+            Err(e) => return Err(pdb_err(path, &format!("global symbol {count}"), e)),
+        };
+        count += 1;
+        if count > MAX_SYMBOLS {
+            return Err(Error::format(path, format!("more than {MAX_SYMBOLS} symbols")));
+        }
+        let (name, off) = match sym.parse() {
+            Ok(pdb::SymbolData::Public(p)) => (p.name, p.offset),
+            Ok(pdb::SymbolData::Data(d)) => (d.name, d.offset),
+            Ok(pdb::SymbolData::Procedure(p)) => (p.name, p.offset),
+            _ => continue,
+        };
+        if let Some(r) = off.to_rva(&map) {
+            add_symbol(model, &name.to_string(), u64::from(r.0));
+        }
+    }
+    Ok(())
+}

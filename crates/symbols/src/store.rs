@@ -1,0 +1,420 @@
+//! Finding the symbol file for a PDB identity: `_NT_SYMBOL_PATH` syntax,
+//! Volatility and symbol-server directory layouts, and symbol-server
+//! downloads.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Location};
+use crate::{isf, PdbIdentity, SymbolCache, SymbolTable};
+
+/// Largest PDB downloaded (real kernel PDBs are 10 to 40 MB).
+const MAX_DOWNLOAD: u64 = 1 << 30;
+/// Bounds on the directory walk that indexes ISF files by metadata.
+const MAX_INDEX_DEPTH: usize = 4;
+const MAX_INDEX_ENTRIES: usize = 20_000;
+
+/// One element of a symbol path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SymbolPathElement {
+    /// A plain directory: searched in every layout.
+    Dir(PathBuf),
+    /// A symbol server: local stores (the first is where downloads go)
+    /// and, optionally, a URL.
+    Server {
+        /// Downstream stores, searched in order.
+        stores: Vec<PathBuf>,
+        /// `http://` or `https://` URL, if any.
+        url: Option<String>,
+    },
+    /// `cache*DIR`: a directory searched like a store, and where later
+    /// servers without their own store download to.
+    Cache(PathBuf),
+}
+
+/// Where to look for symbol files, in order.
+#[derive(Debug)]
+pub struct SymbolStore {
+    elements: Vec<SymbolPathElement>,
+    cache: Option<SymbolCache>,
+    download: bool,
+    timeout: Duration,
+    /// ISF files found under a directory, by identity (built once).
+    index: Mutex<HashMap<PathBuf, Vec<(PdbIdentity, PathBuf)>>>,
+}
+
+fn is_url(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://")
+}
+
+/// The downstream store used by `srv*URL` without one.
+fn default_downstream() -> Option<PathBuf> {
+    SymbolCache::default_dir().map(|d| d.with_file_name("symsrv"))
+}
+
+impl SymbolStore {
+    /// Parse a symbol path in `_NT_SYMBOL_PATH` syntax: `;`-separated
+    /// elements, each `srv*[STORE*...]URL`, `srv*STORE`,
+    /// `symsrv*symsrv.dll*...` (read as `srv*...`), `cache*DIR` or a
+    /// directory. Empty elements are ignored.
+    pub fn from_path_spec(spec: &str) -> Result<SymbolStore, Error> {
+        let mut elements = Vec::new();
+        let mut cache_dir: Option<PathBuf> = None;
+        for raw in spec.split(';') {
+            let el = raw.trim();
+            if el.is_empty() {
+                continue;
+            }
+            let parts: Vec<&str> = el.split('*').collect();
+            let head = parts[0].to_ascii_lowercase();
+            let bad = |m: &str| {
+                Error::new(ErrorKind::PathSpec {
+                    element: el.to_string(),
+                    message: m.to_string(),
+                })
+            };
+            let rest: &[&str] = match head.as_str() {
+                "srv" => &parts[1..],
+                "symsrv" => {
+                    if parts.len() < 2 {
+                        return Err(bad("symsrv needs a DLL name and a store"));
+                    }
+                    &parts[2..]
+                }
+                "cache" => {
+                    let dir = match parts.get(1).filter(|d| !d.is_empty()) {
+                        Some(d) => PathBuf::from(d),
+                        None => default_downstream().ok_or_else(|| bad("no cache directory and no HOME"))?,
+                    };
+                    cache_dir = Some(dir.clone());
+                    elements.push(SymbolPathElement::Cache(dir));
+                    continue;
+                }
+                _ => {
+                    if parts.len() > 1 {
+                        return Err(bad("unknown element type (expected srv*, symsrv*, cache* or a directory)"));
+                    }
+                    elements.push(SymbolPathElement::Dir(PathBuf::from(el)));
+                    continue;
+                }
+            };
+            let rest: Vec<&str> = rest.iter().copied().filter(|p| !p.is_empty()).collect();
+            let (url, stores) = match rest.split_last() {
+                Some((last, before)) if is_url(last) => (Some(last.to_string()), before.to_vec()),
+                Some(_) => (None, rest.clone()),
+                None => return Err(bad("srv* needs a store directory or a URL")),
+            };
+            if stores.iter().any(|s| is_url(s)) {
+                return Err(bad("only the last srv* part may be a URL"));
+            }
+            let mut stores: Vec<PathBuf> = stores.into_iter().map(PathBuf::from).collect();
+            if stores.is_empty() {
+                let d = cache_dir
+                    .clone()
+                    .or_else(default_downstream)
+                    .ok_or_else(|| bad("no downstream store given and no HOME for the default one"))?;
+                stores.push(d);
+            }
+            elements.push(SymbolPathElement::Server { stores, url });
+        }
+        Ok(SymbolStore {
+            elements,
+            cache: SymbolCache::from_env(),
+            download: true,
+            timeout: Duration::from_secs(30),
+            index: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `_NT_SYMBOL_PATH` (if set) followed by the given directories, e.g.
+    /// the project's `../shared/symbols`.
+    pub fn from_env(extra_dirs: &[PathBuf]) -> Result<SymbolStore, Error> {
+        let spec = std::env::var("_NT_SYMBOL_PATH").unwrap_or_default();
+        let mut s = Self::from_path_spec(&spec)?;
+        for d in extra_dirs {
+            s.add_dir(d);
+        }
+        Ok(s)
+    }
+
+    /// Search this directory too (after the others).
+    pub fn add_dir(&mut self, dir: impl Into<PathBuf>) {
+        self.elements.push(SymbolPathElement::Dir(dir.into()));
+    }
+
+    /// Use this compact cache (`None`: parse every time).
+    pub fn with_cache(mut self, cache: Option<SymbolCache>) -> SymbolStore {
+        self.cache = cache;
+        self
+    }
+
+    /// Allow or forbid symbol-server downloads (allowed by default).
+    pub fn with_download(mut self, allow: bool) -> SymbolStore {
+        self.download = allow;
+        self
+    }
+
+    /// Time limit for one download (30 s by default).
+    pub fn with_timeout(mut self, timeout: Duration) -> SymbolStore {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The parsed symbol path.
+    pub fn elements(&self) -> &[SymbolPathElement] {
+        &self.elements
+    }
+
+    /// The compact cache in use.
+    pub fn cache(&self) -> Option<&SymbolCache> {
+        self.cache.as_ref()
+    }
+
+    /// Load a candidate file through the cache, and check it is the PDB
+    /// wanted.
+    fn try_load(&self, path: &Path, id: &PdbIdentity, searched: &mut Vec<String>) -> Option<SymbolTable> {
+        let res = match &self.cache {
+            Some(c) => c.load(path),
+            None => SymbolTable::load(path),
+        };
+        match res {
+            Ok(t) => {
+                // A PDB's name is its file name: a symbol-server layout
+                // file may differ in case only.
+                let ok = t.identity().is_some_and(|f| f.matches(id));
+                if ok {
+                    return Some(t);
+                }
+                let found = t.identity().map_or("no identity".to_string(), ToString::to_string);
+                searched.push(format!("{}: describes {found}, not the PDB wanted", path.display()));
+                None
+            }
+            Err(e) => {
+                searched.push(format!("{}: unusable: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// Candidate files in a directory, in the order tried.
+    fn candidates(dir: &Path, id: &PdbIdentity) -> Vec<PathBuf> {
+        let mut names = vec![id.name.clone()];
+        let lower = id.name.to_ascii_lowercase();
+        if lower != id.name {
+            names.push(lower);
+        }
+        let guid = id.guid.to_ascii_uppercase();
+        let vol = format!("{guid}-{}", id.age);
+        let key = id.server_key();
+        let mut out = Vec::new();
+        for n in &names {
+            let stem = n.strip_suffix(".pdb").unwrap_or(n);
+            for ext in ["json.xz", "json"] {
+                out.push(dir.join("windows").join(n).join(format!("{vol}.{ext}")));
+            }
+            for ext in ["json.xz", "json"] {
+                out.push(dir.join(n).join(format!("{vol}.{ext}")));
+            }
+            out.push(dir.join(n).join(&key).join(n));
+            for ext in ["json.xz", "json"] {
+                out.push(dir.join(n).join(&key).join(format!("{stem}.{ext}")));
+            }
+        }
+        out
+    }
+
+    /// ISF files under `dir` whose metadata names this PDB.
+    fn indexed(&self, dir: &Path, id: &PdbIdentity) -> (usize, Vec<PathBuf>) {
+        let mut index = match self.index.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let entries = index.entry(dir.to_path_buf()).or_insert_with(|| index_dir(dir));
+        let hits = entries
+            .iter()
+            .filter(|(i, _)| i.matches(id))
+            .map(|(_, p)| p.clone())
+            .collect();
+        (entries.len(), hits)
+    }
+
+    /// The symbol table for this PDB: the first match along the symbol
+    /// path, downloading from a symbol server when one is configured.
+    /// The error lists every place searched and how to fix it.
+    pub fn find(&self, id: &PdbIdentity) -> Result<SymbolTable, Error> {
+        let mut searched = Vec::new();
+        let mut cache_dir: Option<PathBuf> = None;
+        for el in &self.elements {
+            match el {
+                SymbolPathElement::Dir(d) | SymbolPathElement::Cache(d) => {
+                    if let Some(t) = self.search_dir(d, id, true, &mut searched) {
+                        return Ok(t);
+                    }
+                    if let SymbolPathElement::Cache(d) = el {
+                        cache_dir = Some(d.clone());
+                    }
+                }
+                SymbolPathElement::Server { stores, url } => {
+                    for s in stores {
+                        if let Some(t) = self.search_dir(s, id, false, &mut searched) {
+                            return Ok(t);
+                        }
+                    }
+                    let Some(url) = url else { continue };
+                    if !self.download {
+                        searched.push(format!("{url}: downloads disabled"));
+                        continue;
+                    }
+                    let Some(dest_root) = stores.first().or(cache_dir.as_ref()) else {
+                        continue;
+                    };
+                    match self.download(url, dest_root, id) {
+                        Ok(path) => {
+                            if let Some(t) = self.try_load(&path, id, &mut searched) {
+                                return Ok(t);
+                            }
+                        }
+                        Err(e) => searched.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        Err(Error::new(ErrorKind::NotFound {
+            pdb: id.name.clone(),
+            guid: id.guid.to_ascii_uppercase(),
+            age: id.age,
+            searched,
+        }))
+    }
+
+    fn search_dir(
+        &self,
+        dir: &Path,
+        id: &PdbIdentity,
+        scan: bool,
+        searched: &mut Vec<String>,
+    ) -> Option<SymbolTable> {
+        if !dir.is_dir() {
+            searched.push(format!("{}: no such directory", dir.display()));
+            return None;
+        }
+        let mut tried = Vec::new();
+        for c in Self::candidates(dir, id) {
+            if c.is_file() {
+                if let Some(t) = self.try_load(&c, id, searched) {
+                    return Some(t);
+                }
+            } else {
+                tried.push(c);
+            }
+        }
+        if let Some(first) = tried.first() {
+            searched.push(format!(
+                "{} (and {} other layouts under {}): not present",
+                first.display(),
+                tried.len() - 1,
+                dir.display()
+            ));
+        }
+        if scan {
+            let (n, hits) = self.indexed(dir, id);
+            for h in hits {
+                if let Some(t) = self.try_load(&h, id, searched) {
+                    return Some(t);
+                }
+            }
+            searched.push(format!(
+                "{}/**/*.json[.xz]: {n} ISF files indexed by metadata, none for this PDB",
+                dir.display()
+            ));
+        }
+        None
+    }
+
+    /// Fetch `URL/<pdb>/<GUID><AGE>/<pdb>` into the store, atomically.
+    fn download(&self, url: &str, root: &Path, id: &PdbIdentity) -> Result<PathBuf, Error> {
+        let full = format!("{}/{}/{}/{}", url.trim_end_matches('/'), id.name, id.server_key(), id.name);
+        let derr = |m: String| {
+            Error::new(ErrorKind::Download {
+                url: full.clone(),
+                message: m,
+            })
+        };
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout))
+            .timeout_connect(Some(self.timeout.min(Duration::from_secs(10))))
+            .http_status_as_error(false)
+            .user_agent("Microsoft-Symbol-Server/10.0.0.0")
+            .build();
+        let agent = ureq::Agent::new_with_config(config);
+        let resp = agent.get(&full).call().map_err(|e| derr(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(derr(format!("HTTP status {status}")));
+        }
+        let dir = root.join(&id.name).join(id.server_key());
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, &e))?;
+        let dest = dir.join(&id.name);
+        let tmp = dir.join(format!(".{}.part{}", id.name, std::process::id()));
+        let mut body = resp
+            .into_body()
+            .into_with_config()
+            .limit(MAX_DOWNLOAD)
+            .reader();
+        let mut out = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, &e))?;
+        let copied = std::io::copy(&mut (&mut body).take(MAX_DOWNLOAD), &mut out);
+        drop(out);
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(derr(e.to_string()));
+        }
+        std::fs::rename(&tmp, &dest).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::at(
+                ErrorKind::Io {
+                    op: "rename",
+                    message: e.to_string(),
+                },
+                Location::file(&dest),
+            )
+        })?;
+        Ok(dest)
+    }
+}
+
+/// Walk a directory (bounded) and read the metadata of every ISF in it.
+fn index_dir(dir: &Path) -> Vec<(PdbIdentity, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            seen += 1;
+            if seen > MAX_INDEX_ENTRIES {
+                return out;
+            }
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                if depth < MAX_INDEX_DEPTH {
+                    stack.push((p, depth + 1));
+                }
+                continue;
+            }
+            let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+            if !(name.ends_with(".json") || name.ends_with(".json.xz")) {
+                continue;
+            }
+            if let Some(id) = isf::read_metadata(&p).and_then(|m| m.identity()) {
+                out.push((id, p));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
