@@ -9,10 +9,53 @@
 //!
 //! CONTRACT (skeleton): the input types are the interface the kernel model
 //! fills; additive changes only.
+//!
+//! ```
+//! use hangscope_waitgraph::*;
+//!
+//! let thread = |key, state, secs| Thread {
+//!     key, tid: key, pid: 8, state, wait_reason: None,
+//!     waited_seconds: secs, waited_ticks: None, stack: vec![], io: vec![],
+//! };
+//! let input = WaitGraphInput {
+//!     processes: vec![Process { pid: 8, name: "php-cgi.exe".into(), ..Process::default() }],
+//!     threads: vec![
+//!         thread(1, ThreadState::Running { cpu: 0 }, None),
+//!         thread(2, ThreadState::Waiting, Some(1.0)),
+//!     ],
+//!     resources: vec![Resource {
+//!         key: 0xfffffa80_0c1f2e40,
+//!         kind: ResourceKind::Eresource,
+//!         name: None,
+//!         owners: vec![Claim { thread: 1, mode: Mode::Exclusive }],
+//!         waiters: vec![Claim { thread: 2, mode: Mode::Exclusive }],
+//!         contention_count: None,
+//!     }],
+//!     ..WaitGraphInput::default()
+//! };
+//! let verdict = analyze(&input, &AnalyzeOptions::default());
+//! assert_eq!(verdict.overall, Overall::BusyOwner);
+//! assert_eq!(verdict.overall.exit_code(), 1);
+//! assert_eq!(verdict.findings[0].blocked_threads, 1);
+//! println!("{}", verdict.findings[0].summary);
+//! ```
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
 use serde::{Deserialize, Serialize};
+
+mod analyze;
+mod files;
+mod graph;
+pub mod verdict;
+
+pub use analyze::{analyze, kind_name, secs_text, state_name};
+pub use files::{directory_of, pattern_of};
+pub use verdict::{
+    Addr, AnalyzeOptions, BlockedProcess, EvidenceStep, Finding, FindingKind, GraphEdge, GraphNode,
+    GraphView, HotDirectory, IoSummary, NamePattern, NodeKind, Overall, ProcessFiles, Stats,
+    ThreadSummary, Verdict, WaitEdge,
+};
 
 /// Identifies a thread: the address of its kernel object.
 pub type ThreadKey = u64;
