@@ -1,0 +1,1 @@
+use hangscope_unwind as _;

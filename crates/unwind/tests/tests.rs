@@ -1,0 +1,5 @@
+//! hangscope-unwind integration tests: one binary (house rule).
+
+mod real_code;
+mod support;
+mod synthetic;
