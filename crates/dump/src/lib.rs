@@ -411,3 +411,6 @@ impl Dump {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -139,8 +139,6 @@ pub mod elf {
     pub const E_PHENTSIZE: u64 = 0x36;
     /// `e_phnum` u16.
     pub const E_PHNUM: u64 = 0x38;
-    /// `e_shentsize` u16.
-    pub const E_SHENTSIZE: u64 = 0x3A;
     /// `e_phnum` escape: the real count is in section header 0's `sh_info`.
     pub const PN_XNUM: u16 = 0xFFFF;
     /// `sh_info` u32 in a section header.

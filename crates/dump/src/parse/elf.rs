@@ -67,7 +67,9 @@ pub(crate) fn parse(data: &[u8]) -> Result<ElfCore, Error> {
     if phnum == u64::from(PN_XNUM) {
         // Too many segments for e_phnum: the count is in section 0's sh_info.
         let shoff = u64_at(data, E_SHOFF)?;
-        let _ = u16_at(data, E_SHENTSIZE)?;
+        if shoff == 0 {
+            return Err(bad("e_shoff (needed for e_phnum = PN_XNUM)", 0, E_SHOFF));
+        }
         phnum = u64::from(u32_at(data, shoff.saturating_add(SH_INFO))?);
     }
     if phentsize < PHDR_SIZE {

@@ -1,0 +1,5 @@
+//! Unit tests over synthetic dump files built by [`build`].
+
+mod bitmap;
+mod build;
+mod formats;
