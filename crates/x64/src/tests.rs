@@ -399,3 +399,42 @@ fn dtb_scan_finds_self_references_and_rejects_decoys() {
     assert_eq!(validate_dtb(&mem, Dtb(PhysAddr(0xDEAD_0000))), None);
     assert!(find_dtb_candidates(&VecMemory::new()).is_empty());
 }
+
+#[test]
+fn random_tables_never_panic_or_hang() {
+    // Pages of random entries, many of them present and pointing back into
+    // the same few pages: cycles everywhere.
+    let mut x = 0xDEAD_BEEF_CAFE_F00Du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..20 {
+        let mut mem = VecMemory::new();
+        for i in 0..(8 * 512) {
+            let r = next();
+            // Frames 0..8 (and some absent ones), random low flag bits.
+            let e = (r % 12) << 12 | (r >> 52) & 0xFFF | (r & (1 << 63));
+            mem.write_u64(PhysAddr(i * 8), e);
+        }
+        for d in 0..8u64 {
+            let s = AddressSpace::new(&mem, Dtb(PhysAddr(d * PAGE_SIZE)));
+            for _ in 0..50 {
+                let va = VirtAddr(canonical(next() & 0xFFFF_FFFF_FFFF));
+                let _ = s.translate(va);
+                let mut b = [0u8; 0x1800];
+                let _ = s.read(va, &mut b);
+                let _ = s.read_cstr(va, 100);
+            }
+            let n = s
+                .iter_mapped(VirtAddr(0), VirtAddr(u64::MAX))
+                .with_table_budget(200)
+                .take(100_000)
+                .count();
+            assert!(n <= 100_000);
+        }
+        let _ = find_dtb_candidates(&mem);
+    }
+}
