@@ -25,6 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let found = find_dtb_candidates(dump.memory.as_ref());
     println!("{} DTB candidate(s) in {:?}", found.len(), t.elapsed());
+    let t = Instant::now();
+    let again = find_dtb_candidates(dump.memory.as_ref());
+    println!("again (pages cached): {} in {:?}", again.len(), t.elapsed());
     let Some(&dtb) = found.first() else {
         return Ok(());
     };

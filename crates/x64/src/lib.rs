@@ -29,7 +29,7 @@ pub mod paging;
 mod scan;
 
 pub use iter::MappedPages;
-pub use scan::{find_dtb_candidates, validate_dtb};
+pub use scan::{find_dtb_candidates, find_dtb_candidates_in, validate_dtb};
 
 use hangscope_dump::{ErrorKind, PhysAddr, PhysicalMemory, PAGE_SIZE};
 use paging::*;

@@ -47,10 +47,12 @@ fn check_page(page: &[u8], pa: u64, top: u64) -> Option<u16> {
         u64::from_le_bytes(b)
     };
     // Fast reject: most pages have no self-reference in the kernel half.
-    let self_idx = (0x100..0x200).find(|&i| {
-        let e = entry(i);
-        e & PRESENT != 0 && e & ADDR_MASK == pa
-    })?;
+    let want = pa | PRESENT;
+    let self_idx = 0x100
+        + page[0x800..0x1000].chunks_exact(8).position(|c| {
+            let e = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            e & (ADDR_MASK | PRESENT) == want
+        })?;
     let mut selfs = 0;
     let mut kernel_present = 0;
     for i in 0..512 {
@@ -74,8 +76,18 @@ fn check_page(page: &[u8], pa: u64, top: u64) -> Option<u16> {
 
 /// Every page of the dump that passes [`validate_dtb`], ascending. Scans all
 /// present memory in parallel; pages are read zero-copy when the format
-/// allows.
+/// allows. On a large dump, try [`find_dtb_candidates_in`] on low memory
+/// first: Windows puts the System process's PML4 in the first 16 MiB.
 pub fn find_dtb_candidates(memory: &dyn PhysicalMemory) -> Vec<Dtb> {
+    find_dtb_candidates_in(memory, PhysAddr(0), PhysAddr(u64::MAX))
+}
+
+/// [`find_dtb_candidates`] limited to pages in `[start, end)`.
+pub fn find_dtb_candidates_in(
+    memory: &dyn PhysicalMemory,
+    start: PhysAddr,
+    end: PhysAddr,
+) -> Vec<Dtb> {
     let Some(top) = memory
         .ranges()
         .last()
@@ -86,8 +98,8 @@ pub fn find_dtb_candidates(memory: &dyn PhysicalMemory) -> Vec<Dtb> {
     // Page-aligned chunks of every range.
     let mut chunks = Vec::new();
     for r in memory.ranges() {
-        let first = r.start.0.div_ceil(PAGE_SIZE);
-        let end = r.start.0.saturating_add(r.len) / PAGE_SIZE;
+        let first = r.start.0.max(start.0).div_ceil(PAGE_SIZE);
+        let end = r.start.0.saturating_add(r.len).min(end.0) / PAGE_SIZE;
         let mut p = first;
         while p < end {
             let n = (end - p).min(CHUNK_PAGES);

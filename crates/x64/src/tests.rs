@@ -395,6 +395,14 @@ fn dtb_scan_finds_self_references_and_rejects_decoys() {
         vec![Dtb(PhysAddr(0x18_7000)), Dtb(PhysAddr(0x1A_A000))]
     );
     assert_eq!(validate_dtb(&mem, Dtb(PhysAddr(0x1A_A000))), Some(0x12C));
+    assert_eq!(
+        find_dtb_candidates_in(&mem, PhysAddr(0x18_8000), PhysAddr(0x40_0000)),
+        vec![Dtb(PhysAddr(0x1A_A000))]
+    );
+    assert_eq!(
+        find_dtb_candidates_in(&mem, PhysAddr(0), PhysAddr(0x1A_A000)),
+        vec![Dtb(PhysAddr(0x18_7000))]
+    );
     assert_eq!(validate_dtb(&mem, Dtb(PhysAddr(0x5_0000))), None);
     assert_eq!(validate_dtb(&mem, Dtb(PhysAddr(0xDEAD_0000))), None);
     assert!(find_dtb_candidates(&VecMemory::new()).is_empty());
