@@ -33,7 +33,12 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "SOCKET")]
     pub qmp: Option<PathBuf>,
     /// libvirt URI, as `virsh -c` (default: virsh's own default).
-    #[arg(short = 'c', long = "connect", value_name = "URI", conflicts_with = "qmp")]
+    #[arg(
+        short = 'c',
+        long = "connect",
+        value_name = "URI",
+        conflicts_with = "qmp"
+    )]
     pub connect: Option<String>,
     /// Number of dumps in the series.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]

@@ -42,8 +42,7 @@ mod virsh;
 
 pub use error::{Error, ErrorKind, Location};
 pub use manifest::{
-    file_stamp, now_rfc3339, rfc3339, DumpRecord, Manifest, MANIFEST_FILE,
-    MANIFEST_SCHEMA_VERSION,
+    file_stamp, now_rfc3339, rfc3339, DumpRecord, Manifest, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION,
 };
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -232,7 +231,9 @@ pub fn capture(
     on_dump: &mut dyn FnMut(&DumpRecord),
 ) -> Result<Manifest, Error> {
     if opts.count == 0 {
-        return Err(Error::new(ErrorKind::BadOptions("--count must be at least 1".into())));
+        return Err(Error::new(ErrorKind::BadOptions(
+            "--count must be at least 1".into(),
+        )));
     }
     let mut backend: Box<dyn Backend> = match &opts.target {
         Target::Libvirt { domain, uri } => Box::new(virsh::Virsh::new(domain, uri.as_deref())),
@@ -263,7 +264,14 @@ pub fn capture(
         error: None,
     };
     let prefix = sanitize(opts.prefix.as_deref().unwrap_or(&info.domain));
-    let result = run_series(opts, backend.as_mut(), &info, &prefix, &mut manifest, on_dump);
+    let result = run_series(
+        opts,
+        backend.as_mut(),
+        &info,
+        &prefix,
+        &mut manifest,
+        on_dump,
+    );
     manifest.ended = Some(now_rfc3339());
     if let Err(e) = &result {
         manifest.error = Some(e.to_string());

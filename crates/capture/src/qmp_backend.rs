@@ -107,49 +107,68 @@ impl Backend for QmpBackend {
         progress: &mut dyn FnMut(u64, u64),
         cancelled: &dyn Fn() -> bool,
     ) -> Result<(), Error> {
+        // QEMU runs one dump at a time, and one abandoned by an interrupted
+        // run goes on to its end: wait for it rather than fail.
+        while self.qmp.execute("query-dump", None)?["status"].as_str() == Some("active") {
+            if cancelled() {
+                return Err(Error::new(ErrorKind::Interrupted(
+                    "while waiting for QEMU to finish an earlier dump".into(),
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(partial)
             .map_err(|e| Error::io("create the dump file", partial, &e))?;
-        // A stale fd of that name (from an interrupted run) would make getfd
-        // replace it, which is what we want; nothing to clean first.
-        self.qmp.execute_with_fd(
-            "getfd",
-            Some(json!({"fdname": FD_NAME})),
-            Some(file.as_raw_fd()),
-        )?;
-        drop(file);
         // Drop any stale completion event from an earlier dump.
         while self.qmp.take_event("DUMP_COMPLETED")?.is_some() {}
-        let started = self.qmp.execute(
-            "dump-guest-memory",
-            Some(json!({
-                "paging": false,
-                "protocol": format!("fd:{FD_NAME}"),
-                "detach": true,
-                "format": format.qemu_name(),
-            })),
-        );
+        let args = json!({
+            "paging": false,
+            "protocol": format!("fd:{FD_NAME}"),
+            "detach": true,
+            "format": format.qemu_name(),
+        });
+        let mut attempt = 0;
+        let started = loop {
+            // getfd replaces a stale fd of the same name; QEMU takes the fd
+            // out of its table when a dump uses it, even one that fails, so
+            // each attempt passes it anew.
+            self.qmp.execute_with_fd(
+                "getfd",
+                Some(json!({"fdname": FD_NAME})),
+                Some(file.as_raw_fd()),
+            )?;
+            let r = self.qmp.execute("dump-guest-memory", Some(args.clone()));
+            attempt += 1;
+            match &r {
+                // QEMU 7.2 reports an earlier dump completed a moment before
+                // it lifts that dump's migration blocker; a new dump in that
+                // window is refused with "... dump-guest-memory in progress".
+                Err(Error {
+                    kind: ErrorKind::Qemu { desc, .. },
+                    ..
+                }) if desc.contains("in progress") && attempt < 50 && !cancelled() => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => break r,
+            }
+        };
+        drop(file);
         if let Err(mut e) = started {
             let _ = self
                 .qmp
                 .execute("closefd", Some(json!({"fdname": FD_NAME})));
             if let ErrorKind::Qemu { desc, .. } = &mut e.kind {
-                if let Ok(caps) = self
-                    .qmp
-                    .execute("query-dump-guest-memory-capability", None)
-                {
+                if let Ok(caps) = self.qmp.execute("query-dump-guest-memory-capability", None) {
                     let offered: Vec<&str> = caps["formats"]
                         .as_array()
                         .map(|a| a.iter().filter_map(Value::as_str).collect())
                         .unwrap_or_default();
                     if !offered.contains(&format.qemu_name()) {
-                        desc.push_str(&format!(
-                            "; this QEMU offers only: {}",
-                            offered.join(", ")
-                        ));
+                        desc.push_str(&format!("; this QEMU offers only: {}", offered.join(", ")));
                     }
                 }
             }

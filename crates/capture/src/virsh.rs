@@ -69,8 +69,7 @@ impl Virsh {
         let text = stderr.trim().to_string();
         let lower = text.to_ascii_lowercase();
         let at = Location::Domain(self.domain.clone());
-        let kind = if lower.contains("domain not found") || lower.contains("failed to get domain")
-        {
+        let kind = if lower.contains("domain not found") || lower.contains("failed to get domain") {
             ErrorKind::DomainNotFound(text)
         } else if lower.contains("domain is not running") {
             ErrorKind::DomainNotRunning(text)
@@ -79,8 +78,7 @@ impl Virsh {
                 needed: 0,
                 available: 0,
             }
-        } else if lower.contains("permission denied") || lower.contains("authentication failed")
-        {
+        } else if lower.contains("permission denied") || lower.contains("authentication failed") {
             ErrorKind::Permission(text)
         } else {
             let mut stderr = text;
@@ -138,9 +136,7 @@ impl Backend for Virsh {
                 .and_then(|n| n.checked_mul(1024))
         };
         Ok(VmInfo {
-            domain: field(&dominfo, "Name")
-                .unwrap_or(&self.domain)
-                .to_string(),
+            domain: field(&dominfo, "Name").unwrap_or(&self.domain).to_string(),
             uuid: field(&dominfo, "UUID").map(String::from),
             qemu_version: field(&version, "Running hypervisor")
                 .map(|v| v.trim_start_matches("QEMU").trim().to_string()),
@@ -299,6 +295,9 @@ mod tests {
         let e = v.classify("dump", Some(1), "error: Permission denied");
         assert_eq!(e.name(), "Permission");
         let e = v.classify("dump", Some(1), "error: unsupported configuration: x");
-        assert!(e.to_string().contains("unsupported configuration: x"), "{e}");
+        assert!(
+            e.to_string().contains("unsupported configuration: x"),
+            "{e}"
+        );
     }
 }
