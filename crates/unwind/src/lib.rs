@@ -81,6 +81,11 @@ pub mod raw;
 mod unwind;
 
 pub use error::{Error, ErrorKind, Location};
+
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use image::{
     Image, Lookup, Module, ModuleList, ModuleSet, PdataReport, RuntimeFunction, UnwindCode,
     UnwindInfo, UnwindOp,

@@ -153,6 +153,13 @@ impl SparseMemory {
         self.write(va, &value.to_le_bytes());
     }
 
+    /// The mapped pages, ascending: (page address, bytes). Lets a test or
+    /// the lab copy a synthetic address space into physical memory behind
+    /// real page tables.
+    pub fn pages(&self) -> impl Iterator<Item = (u64, &[u8; PAGE_SIZE as usize])> + '_ {
+        self.pages.iter().map(|(&va, p)| (va, &**p))
+    }
+
     /// Unmap the page that holds `va` (to simulate a hole in a dump).
     pub fn unmap_page(&mut self, va: u64) {
         self.pages.remove(&(va & !(PAGE_SIZE - 1)));

@@ -1,5 +1,6 @@
 //! hangscope-unwind integration tests: one binary (house rule).
 
+mod address_space;
 mod real_code;
 mod support;
 mod synthetic;
