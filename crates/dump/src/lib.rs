@@ -117,6 +117,15 @@ impl CpuState {
     pub const RSP: usize = 7;
     /// Index of RBP in [`CpuState::gpr`].
     pub const RBP: usize = 6;
+
+    /// The kernel's GS base (on Windows x64: this CPU's KPCR). A CPU
+    /// interrupted in user mode has the TEB in GS base and the kernel's
+    /// value in the kernel GS base (`swapgs` swaps them), so take whichever
+    /// is a kernel-half address; `None` if neither is.
+    pub fn kernel_gs(&self) -> Option<u64> {
+        let kernel = |v: &Option<u64>| v.filter(|v| v >> 47 == 0x1_FFFF);
+        kernel(&self.gs_base).or_else(|| kernel(&self.kernel_gs_base))
+    }
 }
 
 /// Hints a dump header gives about the kernel. Never trusted blindly: the

@@ -129,6 +129,24 @@ fn elf_core_maps_paddr_and_reads_qemu_cpu_notes() {
 }
 
 #[test]
+fn kernel_gs_picks_the_kernel_half_value() {
+    let kpcr = 0xFFFF_F800_0284_5000;
+    let in_kernel = CpuState {
+        gs_base: Some(kpcr),
+        kernel_gs_base: Some(0x7FF_FFFD_E000),
+        ..CpuState::default()
+    };
+    let in_user = CpuState {
+        gs_base: Some(0x7FF_FFFD_E000),
+        kernel_gs_base: Some(kpcr),
+        ..CpuState::default()
+    };
+    assert_eq!(in_kernel.kernel_gs(), Some(kpcr));
+    assert_eq!(in_user.kernel_gs(), Some(kpcr));
+    assert_eq!(CpuState::default().kernel_gs(), None);
+}
+
+#[test]
 fn elf_prstatus_alone_gives_user_regs_order() {
     let notes = note("CORE", 1, &prstatus(0x1000));
     let d = open(elf(&[], &notes));
