@@ -53,18 +53,21 @@
 //! - **A start [`Context`]**:
 //!   - *running thread*: the vCPU registers, [`Context::from_cpu_state`];
 //!   - *waiting thread*: from `KTHREAD.KernelStack`, which points at the
-//!     `KSWITCH_FRAME` saved by `SwapContext` (layout from the symbols): RIP
-//!     = its `Return` field, RSP = the address just above the switch frame
-//!     (the caller's RSP after `SwapContext` returns), RBP = its `Rbp`
-//!     field when present. Nonvolatile registers saved elsewhere (e.g.
-//!     `KiSwapContext`'s `KEXCEPTION_FRAME`) are optional: missing ones are
-//!     `None` and only matter for functions whose unwind codes need them (a
-//!     frame register other than RSP).
-//!
-//!     Equivalently nt may start at `KiSwapContext`/`SwapContext` itself with
-//!     RIP = the return address read at `KernelStack` + the switch frame's
-//!     `Return` offset, which lets the unwinder undo `KiSwapContext`'s frame
-//!     with its own unwind data.
+//!     switch frame `SwapContext` saved (`KSWITCH_FRAME`: P1Home..P5Home,
+//!     ApcBypass/MxCsr, `Rbp` at +0x30, `Return` at +0x38, 0x40 bytes, as
+//!     public write-ups describe it; not yet checked here against a real
+//!     dump). RIP = `Return` (a return address into
+//!     `KiSwapContext`), RSP = `KernelStack + 0x40`, RBP = `Rbp`. Starting
+//!     inside `KiSwapContext` is deliberate: its own unwind codes then
+//!     restore every nonvolatile register from its `KEXCEPTION_FRAME`, so
+//!     frame-pointer functions further up unwind too. The shipped ISF
+//!     tables hold `_KEXCEPTION_FRAME` but no `_KSWITCH_FRAME` type, so when
+//!     nt cannot take the layout from the symbols it can call
+//!     [`Unwinder::probe_start`] on `KernelStack`, which tries each slot as
+//!     the return address and keeps the first that unwinds to a complete
+//!     stack (a stale return address in a home slot could also unwind
+//!     completely: prefer the known offset, use the probe as the fallback
+//!     and say so in the report).
 //! - **[`UnwindOptions`]**: `stack_limits` = `KTHREAD.StackLimit` ..
 //!   `KTHREAD.StackBase` (or `InitialStack` + a margin); for running threads
 //!   also the CPU's `KPRCB.DpcStack` and ISR stack in `other_stacks`.

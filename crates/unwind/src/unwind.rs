@@ -575,6 +575,48 @@ impl Unwinder {
         Stack { frames, stop }
     }
 
+    /// Find a waiting thread's start point without knowing its switch-frame
+    /// layout: try each 8-byte slot in `[rsp, rsp + window)` as the return
+    /// address of the context switch (RIP = the slot's value, RSP = the slot
+    /// + 8, other registers from `base`) and return the first whose walk is
+    /// complete ([`StopReason::is_complete`]) with at least two frames.
+    ///
+    /// Windows x64 `KTHREAD.KernelStack` points at a switch frame whose
+    /// return address is a few slots up (reportedly at +0x38); the
+    /// public symbol tables do not all describe that frame, and this probe
+    /// validates the choice with the unwind data instead of trusting an
+    /// offset. Bounded: `window` is capped at 512 bytes.
+    pub fn probe_start(
+        &mut self,
+        mem: &dyn MemoryReader,
+        modules: &dyn ModuleSet,
+        base: Context,
+        rsp: u64,
+        window: u64,
+        opts: &UnwindOptions,
+    ) -> Option<(Context, Stack)> {
+        let window = window.min(512);
+        let mut off = 0;
+        while off < window {
+            let slot = rsp.checked_add(off)?;
+            off += 8;
+            let Ok(rip) = mem.read_u64(slot) else {
+                continue;
+            };
+            if modules.find(rip).is_none() {
+                continue;
+            }
+            let mut ctx = base;
+            ctx.rip = rip;
+            ctx.set_rsp(slot.checked_add(8)?);
+            let stack = self.unwind(mem, modules, ctx, opts);
+            if stack.stop.is_complete() && stack.frames.len() >= 2 {
+                return Some((ctx, stack));
+            }
+        }
+        None
+    }
+
     /// Unwind one frame: the function at `rva` of `image`.
     fn step(
         &mut self,

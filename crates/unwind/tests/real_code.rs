@@ -327,3 +327,32 @@ fn the_image_cache_gives_the_same_stack_twice() {
     assert_eq!(a, c);
     assert_eq!(a.frames.len(), 7);
 }
+
+#[test]
+fn probing_a_saved_stack_pointer_finds_the_return_address() {
+    // As for a waiting thread: a "switch frame" of 7 junk slots below the
+    // return address into big_frame, the stack pointer at its bottom.
+    let d = driver();
+    let mut b = FrameBuilder::new(d);
+    b.run(&CHAIN, d.sym("leaf"));
+    let expected = b.expected("leaf", d.sym("leaf"));
+    let ret_slot = expected[1].rsp - 8;
+    let switch_frame = ret_slot - 0x38;
+    for i in 0..7 {
+        b.mem
+            .write_u64(switch_frame + i * 8, 0x4141_4141_0000_0000 + i);
+    }
+    // Only RBP is known besides RIP/RSP (fp_frame's frame register).
+    let start = b.context(d.sym("leaf"));
+    let base = hangscope_unwind::Context::new(0, 0).with(Reg::Rbp, start.get(Reg::Rbp).unwrap());
+    let (ctx, stack) = Unwinder::new()
+        .probe_start(&b.mem, &d.modules(), base, switch_frame, 0x80, &opts())
+        .expect("a start point");
+    assert_eq!(ctx.rip, expected[1].rip);
+    assert_eq!(ctx.rsp(), expected[1].rsp);
+    assert_eq!(stack.frames.len(), 6);
+    assert_eq!(stack.stop, StopReason::ZeroReturnAddress);
+    // Nothing to find in junk.
+    let none = Unwinder::new().probe_start(&b.mem, &d.modules(), base, switch_frame, 0x30, &opts());
+    assert!(none.is_none());
+}
