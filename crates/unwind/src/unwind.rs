@@ -577,8 +577,9 @@ impl Unwinder {
 
     /// Find a waiting thread's start point without knowing its switch-frame
     /// layout: try each 8-byte slot in `[rsp, rsp + window)` as the return
-    /// address of the context switch (RIP = the slot's value, RSP = the slot
-    /// + 8, other registers from `base`) and return the first whose walk is
+    /// address of the context switch (RIP = the slot's value, RSP = the
+    /// slot's address plus 8, other registers from `base`) and return the
+    /// first whose walk is
     /// complete ([`StopReason::is_complete`]) with at least two frames.
     ///
     /// Windows x64 `KTHREAD.KernelStack` points at a switch frame whose
