@@ -120,3 +120,67 @@ pub fn run(args: &CaptureArgs) -> Result<Manifest, Error> {
     );
     Ok(manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: CaptureArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<CaptureArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("capture").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn arguments_map_to_options() {
+        Cli::command().debug_assert();
+        let a = parse(&[
+            "win7",
+            "-o",
+            "/d",
+            "--count",
+            "3",
+            "--interval",
+            "2.5",
+            "--pause",
+        ])
+        .unwrap();
+        let o = a.options().unwrap();
+        assert_eq!(
+            o.target,
+            Target::Libvirt {
+                domain: "win7".into(),
+                uri: None
+            }
+        );
+        assert_eq!(
+            (o.count, o.interval, o.pause),
+            (3, Duration::from_millis(2500), true)
+        );
+        assert_eq!(o.format, DumpFormat::Elf);
+        let a = parse(&["--qmp", "/run/q.sock", "-o", "/d", "--format", "kdump-zlib"]).unwrap();
+        let o = a.options().unwrap();
+        assert_eq!(
+            o.target,
+            Target::Qmp {
+                socket: "/run/q.sock".into()
+            }
+        );
+        assert_eq!(o.format, DumpFormat::KdumpZlib);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        assert!(parse(&["-o", "/d"]).is_err(), "no domain and no --qmp");
+        assert!(parse(&["dom", "--qmp", "/s", "-o", "/d"]).is_err());
+        assert!(parse(&["dom", "-o", "/d", "--count", "0"]).is_err());
+        assert!(parse(&["dom", "-o", "/d", "--format", "raw"]).is_err());
+        let a = parse(&["dom", "-o", "/d", "--interval=-1"]).unwrap();
+        assert_eq!(a.options().unwrap_err().name(), "BadOptions");
+    }
+}

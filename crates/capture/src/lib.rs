@@ -382,7 +382,13 @@ fn dump_once(
         if opts.cancelled() {
             return Err(interrupted("the dump finished but was discarded"));
         }
-        let (size, sha256) = hash_file(&partial)?;
+        let bar = progress_bar(opts.progress, &format!("sha256 {name}"));
+        let hashed = hash_file_with(&partial, &|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        });
+        bar.finish_and_clear();
+        let (size, sha256) = hashed?;
         if size == 0 {
             return Err(Error::new(ErrorKind::Io {
                 op: "write the dump",
@@ -431,7 +437,13 @@ fn progress_bar(enabled: bool, name: &str) -> ProgressBar {
 
 /// Size and SHA-256 (lowercase hex) of the file at `path`.
 pub fn hash_file(path: &Path) -> Result<(u64, String), Error> {
+    hash_file_with(path, &|_, _| {})
+}
+
+/// [`hash_file`], calling `progress(done, total)` every 64 MiB.
+fn hash_file_with(path: &Path, progress: &dyn Fn(u64, u64)) -> Result<(u64, String), Error> {
     let mut f = fs::File::open(path).map_err(|e| Error::io("read the dump", path, &e))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -444,6 +456,9 @@ pub fn hash_file(path: &Path) -> Result<(u64, String), Error> {
         };
         h.update(&buf[..n]);
         size += n as u64;
+        if size % (64 << 20) < n as u64 {
+            progress(size, total.max(size));
+        }
     }
     let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok((size, hex))

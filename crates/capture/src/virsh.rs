@@ -21,6 +21,8 @@ const MAX_STDERR: usize = 64 << 10;
 pub(crate) struct Virsh {
     domain: String,
     uri: Option<String>,
+    /// Guest RAM, to turn virsh's percentages into bytes.
+    memory_bytes: Option<u64>,
 }
 
 impl Virsh {
@@ -28,6 +30,7 @@ impl Virsh {
         Virsh {
             domain: domain.to_string(),
             uri: uri.map(String::from),
+            memory_bytes: None,
         }
     }
 
@@ -135,6 +138,15 @@ impl Backend for Virsh {
                 .and_then(|n| n.parse::<u64>().ok())
                 .and_then(|n| n.checked_mul(1024))
         };
+        if self.uri.is_none() {
+            // Record where virsh's default actually pointed.
+            self.uri = self
+                .run(&["uri"])
+                .ok()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty());
+        }
+        self.memory_bytes = kib("Max memory");
         Ok(VmInfo {
             domain: field(&dominfo, "Name").unwrap_or(&self.domain).to_string(),
             uuid: field(&dominfo, "UUID").map(String::from),
@@ -208,7 +220,10 @@ impl Backend for Virsh {
         let status = loop {
             if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
                 if let Some(p) = parse_percent(&String::from_utf8_lossy(&chunk)) {
-                    progress(p, 100);
+                    match self.memory_bytes {
+                        Some(m) => progress(m / 100 * p, m),
+                        None => progress(p, 100),
+                    }
                 }
                 if text.len() < MAX_STDERR {
                     text.extend_from_slice(&chunk);

@@ -84,18 +84,22 @@ impl Drop for TempDir {
 /// The assembled boot stub and the RIP where its vCPU 0 halts.
 #[derive(Debug)]
 pub struct Stub {
-    pub _dir: TempDir,
     pub elf: PathBuf,
     pub rip: u64,
 }
 
-/// Assemble and link tests/guest/stub.S (once per test run).
+/// Assemble and link tests/guest/stub.S (once per test run). It goes to one
+/// fixed world-readable directory under /tmp, reused by every run (statics
+/// are never dropped, so a per-run directory would be left behind), and is
+/// renamed into place so concurrent runs never see half a file.
 pub fn stub() -> &'static Stub {
     static STUB: OnceLock<Stub> = OnceLock::new();
     STUB.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guest");
-        let dir = TempDir::new("stub");
-        let elf = dir.path().join("stub.elf");
+        let dir = std::env::temp_dir().join("hangscope-capture-stub");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!("stub-{}.elf", std::process::id()));
         let out = Command::new("clang")
             .args([
                 "--target=i386-unknown-none-elf",
@@ -106,7 +110,7 @@ pub fn stub() -> &'static Stub {
             .arg(format!("-Wl,-T,{}", src.join("stub.ld").display()))
             .arg("-Wl,--build-id=none")
             .arg("-o")
-            .arg(&elf)
+            .arg(&tmp)
             .arg(src.join("stub.S"))
             .output()
             .expect("run clang (apt-get install clang lld)");
@@ -115,13 +119,11 @@ pub fn stub() -> &'static Stub {
             "assembling the boot stub failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        fs::set_permissions(&elf, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        let elf = dir.join("stub.elf");
+        fs::rename(&tmp, &elf).unwrap();
         let rip = symbol(&elf, "after_hlt") + expect::KBASE;
-        Stub {
-            _dir: dir,
-            elf,
-            rip,
-        }
+        Stub { elf, rip }
     })
 }
 
