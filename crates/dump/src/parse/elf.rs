@@ -199,11 +199,22 @@ pub(crate) fn parse_notes(notes: &[u8], base: u64) -> Notes {
     let n = prstatus.len().max(qemu.len());
     for i in 0..n {
         let mut c = match (prstatus.get(i), qemu.get(i)) {
-            (Some(p), Some(q)) => CpuState {
-                fs_base: q.fs_base.or(p.fs_base),
-                gs_base: q.gs_base.or(p.gs_base),
-                ..q.clone()
-            },
+            (Some(p), Some(q)) => {
+                // Both notes come from the same register file; a mismatch
+                // means the notes were paired wrongly or one is damaged.
+                if p.gpr != q.gpr || p.rip != q.rip {
+                    out.problems.push(format!(
+                        "vCPU {i}: NT_PRSTATUS and QEMU notes disagree (rip {:#x} vs {:#x}); \
+                         using the QEMU note",
+                        p.rip, q.rip
+                    ));
+                }
+                CpuState {
+                    fs_base: q.fs_base.or(p.fs_base),
+                    gs_base: q.gs_base.or(p.gs_base),
+                    ..q.clone()
+                }
+            }
             (Some(p), None) => p.clone(),
             (None, Some(q)) => q.clone(),
             (None, None) => continue,

@@ -58,6 +58,47 @@ pub fn prstatus(base: u64) -> Vec<u8> {
     d
 }
 
+/// An x86-64 `elf_prstatus` holding the same registers as
+/// `qemu_state(base)` (QEMU writes both from one register file).
+pub fn prstatus_matching(base: u64) -> Vec<u8> {
+    // QEMU order index of each pr_reg slot's register (None: not a gpr).
+    let q = |i: u64| base + i;
+    let regs = [
+        q(15),
+        q(14),
+        q(13),
+        q(12),
+        q(7),
+        q(1),
+        q(11),
+        q(10),
+        q(9),
+        q(8),
+        q(0),
+        q(2),
+        q(3),
+        q(4),
+        q(5),
+        0,
+        base + 0x100,
+        0x10,
+        0x246,
+        q(6),
+        0x38,
+        base + 0x4000,
+        base + 0x5000,
+        0x18,
+        0x20,
+        0x28,
+        0x30,
+    ];
+    let mut d = vec![0u8; 336];
+    for (i, r) in regs.iter().enumerate() {
+        put_u64(&mut d, 112 + i * 8, *r);
+    }
+    d
+}
+
 /// A version 1 `QEMUCPUState`: gprs rax..r15 = base + 0..15, rip = base +
 /// 0x100, segments' base = base + 0x1000 * (i + 1), cr[i] = base + 0x200 + i,
 /// kernel_gs_base = base + 0x300.

@@ -72,7 +72,8 @@ fn raw_image_is_identity_and_opens_through_mmap() {
 #[test]
 fn elf_core_maps_paddr_and_reads_qemu_cpu_notes() {
     let mut notes = Vec::new();
-    notes.extend(note("CORE", 1, &prstatus(0x1000)));
+    // vCPU 0's notes agree; vCPU 1's PRSTATUS is from another register file.
+    notes.extend(note("CORE", 1, &prstatus_matching(0xA000)));
     notes.extend(note("CORE", 1, &prstatus(0x2000)));
     notes.extend(note("QEMU", 0, &qemu_state(0xA000)));
     notes.extend(note("QEMU", 0, &qemu_state(0xB000)));
@@ -107,7 +108,16 @@ fn elf_core_maps_paddr_and_reads_qemu_cpu_notes() {
     // p_memsz beyond p_filesz is not in the dump (never zero-filled).
     assert_eq!(missing_at(&d, 0x10_1FF8, 16), PhysAddr(0x10_2000));
     assert!(d.memory.notes().iter().any(|n| n.contains("p_filesz")));
+    let disagree: Vec<_> = d
+        .memory
+        .notes()
+        .iter()
+        .filter(|n| n.contains("disagree"))
+        .collect();
+    assert_eq!(disagree.len(), 1, "{disagree:?}");
+    assert!(disagree[0].starts_with("vCPU 1:"));
     assert_eq!(d.cpus.len(), 2);
+    assert_eq!(d.cpus[0].gpr[CpuState::RSP], 0xA006);
     let c = &d.cpus[1];
     assert_eq!(c.index, 1);
     // The QEMU note's registers (rax..r15 = base + i in QEMU order, where
@@ -397,11 +407,12 @@ fn check_kdump(d: &Dump, borrowed: bool) {
     assert_eq!(missing_at(d, 0x2800, 0x1000), PhysAddr(0x3000));
     assert_eq!(d.cpus.len(), 1);
     assert_eq!(d.cpus[0].cr3, Some(0xA203));
+    assert!(!d.memory.notes().iter().any(|n| n.contains("disagree")));
     assert_eq!(d.hints.vmcoreinfo.as_deref(), Some("X=1"));
 }
 
 fn kdump_notes() -> Vec<u8> {
-    let mut n = note("CORE", 1, &prstatus(0x1000));
+    let mut n = note("CORE", 1, &prstatus_matching(0xA000));
     n.extend(note("QEMU", 0, &qemu_state(0xA000)));
     n.extend(note("VMCOREINFO", 0, b"X=1"));
     n
