@@ -34,8 +34,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", file.display());
     println!("  identity      {:?}", warm.identity());
     println!("  cold load     {cold_ms:.1} ms");
-    println!("  warm open     {open_ms:.3} ms ({} bytes mapped)", warm.compact_bytes().len());
+    println!(
+        "  warm open     {open_ms:.3} ms ({} bytes mapped)",
+        warm.compact_bytes().len()
+    );
     println!("  3 lookups     {lookup_us:.0} us (first use, decodes _EPROCESS and _IRP)");
-    println!("  _EPROCESS size {size:?}, PsActiveProcessHead {psh:x?}, IRP CurrentStackLocation {irp:?}");
+    println!(
+        "  _EPROCESS size {size:?}, PsActiveProcessHead {psh:x?}, IRP CurrentStackLocation {irp:?}"
+    );
     Ok(())
 }

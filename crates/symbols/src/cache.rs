@@ -36,7 +36,11 @@ impl SymbolCache {
     /// The default directory: `$HANGSCOPE_SYMBOL_CACHE`, else
     /// `$XDG_CACHE_HOME/hangscope/symbols`, else `~/.cache/hangscope/symbols`.
     pub fn default_dir() -> Option<PathBuf> {
-        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         if let Some(d) = env("HANGSCOPE_SYMBOL_CACHE") {
             return Some(d);
         }
@@ -64,7 +68,13 @@ impl SymbolCache {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(80)
             .collect();
         let h = fnv64(full.to_string_lossy().as_bytes());
@@ -101,7 +111,8 @@ impl SymbolCache {
     /// atomically (temporary file, then rename).
     pub fn store(&self, source: &Path, table: &SymbolTable) -> Result<PathBuf, Error> {
         let path = self.cache_path(source);
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create directory", &self.dir, &e))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("create directory", &self.dir, &e))?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, table.compact_bytes()).map_err(|e| Error::io("write", &tmp, &e))?;
         if let Err(e) = std::fs::rename(&tmp, &path) {

@@ -146,7 +146,7 @@ fn put_u64(v: &mut Vec<u8>, x: u64) {
 
 /// Deduplicate by name (the last definition wins, as in Volatility's
 /// pdbconv) and sort by name bytes.
-fn by_name<'a, T>(items: &'a [T], name: impl Fn(&T) -> &str) -> Vec<&'a T> {
+fn by_name<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<&T> {
     let mut m: BTreeMap<&[u8], &T> = BTreeMap::new();
     for it in items {
         m.insert(name(it).as_bytes(), it);
@@ -194,7 +194,10 @@ pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
         put_u32(s, u32::from(ut.is_union));
         put_u64(s, ut.size);
         put_u32(s, first);
-        put_u32(s, u32::try_from(ut.fields.len()).map_err(|_| "too many fields")?);
+        put_u32(
+            s,
+            u32::try_from(ut.fields.len()).map_err(|_| "too many fields")?,
+        );
     }
 
     for en in by_name(&model.enums, |e| &e.name) {
@@ -211,7 +214,10 @@ pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
         put_u32(s, 0);
         put_u64(s, en.size);
         put_u32(s, first);
-        put_u32(s, u32::try_from(en.constants.len()).map_err(|_| "too many constants")?);
+        put_u32(
+            s,
+            u32::try_from(en.constants.len()).map_err(|_| "too many constants")?,
+        );
     }
 
     let syms = by_name(&model.symbols, |s| &s.0);
@@ -307,7 +313,10 @@ impl Layout {
         }
         let file_len = u64_at(d, 16).unwrap_or(0);
         if file_len != d.len() as u64 {
-            return Err(format!("header says {file_len} bytes, file has {}", d.len()));
+            return Err(format!(
+                "header says {file_len} bytes, file has {}",
+                d.len()
+            ));
         }
         let want = u64_at(d, 24).unwrap_or(0);
         if checksum(&d[HEADER_LEN..]) != want {
@@ -330,7 +339,10 @@ impl Layout {
                 return Err(format!("section {i} out of bounds"));
             }
             if REC[i] != 0 && len % REC[i] != 0 {
-                return Err(format!("section {i} length {len} not a multiple of {}", REC[i]));
+                return Err(format!(
+                    "section {i} length {len} not a multiple of {}",
+                    REC[i]
+                ));
             }
             *s = (off, len);
         }
@@ -339,11 +351,7 @@ impl Layout {
 
     /// Number of records in a section.
     pub(crate) fn count(&self, s: usize) -> usize {
-        if REC[s] == 0 {
-            0
-        } else {
-            self.sect[s].1 / REC[s]
-        }
+        self.sect[s].1.checked_div(REC[s]).unwrap_or(0)
     }
 
     fn rec<'d>(&self, d: &'d [u8], s: usize, i: usize) -> Option<&'d [u8]> {
@@ -398,8 +406,12 @@ impl Layout {
             return None;
         }
         Some(PdbIdentity {
-            name: self.string(d, self.rec_u32(d, S_IDENTITY, 0, 0)?)?.to_string(),
-            guid: self.string(d, self.rec_u32(d, S_IDENTITY, 0, 4)?)?.to_string(),
+            name: self
+                .string(d, self.rec_u32(d, S_IDENTITY, 0, 0)?)?
+                .to_string(),
+            guid: self
+                .string(d, self.rec_u32(d, S_IDENTITY, 0, 4)?)?
+                .to_string(),
             age: self.rec_u32(d, S_IDENTITY, 0, 8)?,
         })
     }

@@ -112,8 +112,8 @@ pub enum ErrorKind {
 pub struct Error {
     /// What went wrong.
     pub kind: ErrorKind,
-    /// Where, if known.
-    pub at: Option<Location>,
+    /// Where, if known (boxed to keep `Result`s small).
+    pub at: Option<Box<Location>>,
 }
 
 impl Error {
@@ -124,7 +124,10 @@ impl Error {
 
     /// An error at a location.
     pub fn at(kind: ErrorKind, at: Location) -> Error {
-        Error { kind, at: Some(at) }
+        Error {
+            kind,
+            at: Some(Box::new(at)),
+        }
     }
 
     /// An I/O error on a file.
@@ -204,7 +207,9 @@ impl fmt::Display for Error {
             ErrorKind::IdentityMismatch { expected, found } => {
                 write!(f, "symbol file describes {found}, wanted {expected}")?
             }
-            ErrorKind::Download { url, message } => write!(f, "download of {url} failed: {message}")?,
+            ErrorKind::Download { url, message } => {
+                write!(f, "download of {url} failed: {message}")?
+            }
             ErrorKind::PathSpec { element, message } => {
                 write!(f, "symbol path element `{element}`: {message}")?
             }

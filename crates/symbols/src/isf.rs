@@ -122,7 +122,9 @@ impl Metadata {
 pub(crate) fn read_maybe_xz(path: &Path) -> Result<Vec<u8>, Error> {
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
     let mut out = Vec::new();
-    let is_xz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xz"));
+    let is_xz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xz"));
     let res = if is_xz {
         xz2::read::XzDecoder::new(f)
             .take(MAX_ISF_BYTES)
@@ -136,28 +138,44 @@ pub(crate) fn read_maybe_xz(path: &Path) -> Result<Vec<u8>, Error> {
 
 fn convert_type(t: &IsfType, path: &Path, ctx: &str) -> Result<TypeRef, Error> {
     let bad = |what: &str| Error::format(path, format!("{ctx}: {what}"));
-    let name = || t.name.clone().ok_or_else(|| bad(&format!("`{}` type without a name", t.kind)));
+    let name = || {
+        t.name
+            .clone()
+            .ok_or_else(|| bad(&format!("`{}` type without a name", t.kind)))
+    };
     Ok(match t.kind.as_str() {
         "base" => TypeRef::Base(name()?),
         "struct" | "union" | "class" => TypeRef::Struct(name()?),
         "enum" => TypeRef::Enum(name()?),
         "function" => TypeRef::Function,
         "pointer" => {
-            let sub = t.subtype.as_deref().ok_or_else(|| bad("pointer without subtype"))?;
+            let sub = t
+                .subtype
+                .as_deref()
+                .ok_or_else(|| bad("pointer without subtype"))?;
             TypeRef::Pointer(Box::new(convert_type(sub, path, ctx)?))
         }
         "array" => {
-            let sub = t.subtype.as_deref().ok_or_else(|| bad("array without subtype"))?;
+            let sub = t
+                .subtype
+                .as_deref()
+                .ok_or_else(|| bad("array without subtype"))?;
             TypeRef::Array {
                 count: t.count.ok_or_else(|| bad("array without count"))?,
                 element: Box::new(convert_type(sub, path, ctx)?),
             }
         }
         "bitfield" => {
-            let base = t.ty.as_deref().ok_or_else(|| bad("bitfield without type"))?;
+            let base =
+                t.ty.as_deref()
+                    .ok_or_else(|| bad("bitfield without type"))?;
             TypeRef::Bitfield {
-                position: t.bit_position.ok_or_else(|| bad("bitfield without bit_position"))?,
-                length: t.bit_length.ok_or_else(|| bad("bitfield without bit_length"))?,
+                position: t
+                    .bit_position
+                    .ok_or_else(|| bad("bitfield without bit_position"))?,
+                length: t
+                    .bit_length
+                    .ok_or_else(|| bad("bitfield without bit_length"))?,
                 base: Box::new(convert_type(base, path, ctx)?),
             }
         }
@@ -186,14 +204,21 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Model, Error> {
     if let Some(f) = doc.metadata.as_ref().and_then(|m| m.format.as_deref()) {
         let major = f.split('.').next().unwrap_or("");
         if !matches!(major, "4" | "5" | "6") {
-            return Err(Error::format(path, format!("ISF format {f} is not supported (4.x to 6.x are)")));
+            return Err(Error::format(
+                path,
+                format!("ISF format {f} is not supported (4.x to 6.x are)"),
+            ));
         }
     }
     let mut m = Model {
         identity: doc.metadata.as_ref().and_then(Metadata::identity),
         ..Model::default()
     };
-    m.base_types = doc.base_types.iter().map(|(n, b)| (n.clone(), b.size)).collect();
+    m.base_types = doc
+        .base_types
+        .iter()
+        .map(|(n, b)| (n.clone(), b.size))
+        .collect();
     for (name, u) in &doc.user_types {
         let mut fields = Vec::with_capacity(u.fields.len());
         for (fname, f) in &u.fields {
@@ -216,8 +241,12 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Model, Error> {
     for (name, e) in &doc.enums {
         let mut constants = Vec::with_capacity(e.constants.len());
         for (c, v) in &e.constants {
-            let v = number_to_i64(v)
-                .ok_or_else(|| Error::format(path, format!("enum {name}.{c}: value {v} is not an integer")))?;
+            let v = number_to_i64(v).ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("enum {name}.{c}: value {v} is not an integer"),
+                )
+            })?;
             constants.push((c.clone(), v));
         }
         constants.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
@@ -245,7 +274,9 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Model, Error> {
 /// the large `symbols` and `user_types` objects.
 pub(crate) fn read_metadata(path: &Path) -> Option<Metadata> {
     let f = std::fs::File::open(path).ok()?;
-    let is_xz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xz"));
+    let is_xz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xz"));
     let mut r: Box<dyn Read> = if is_xz {
         Box::new(xz2::read::XzDecoder::new(f))
     } else {

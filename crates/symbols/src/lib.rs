@@ -225,7 +225,10 @@ fn split_index(component: &str) -> Option<(&str, Vec<u64>)> {
     while !rest.is_empty() {
         let close = rest.find(']')?;
         let inner = rest.get(1..close)?.trim();
-        let v = match inner.strip_prefix("0x").or_else(|| inner.strip_prefix("0X")) {
+        let v = match inner
+            .strip_prefix("0x")
+            .or_else(|| inner.strip_prefix("0X"))
+        {
             Some(h) => u64::from_str_radix(h, 16).ok()?,
             None => inner.parse().ok()?,
         };
@@ -268,16 +271,33 @@ impl SymbolTable {
     fn from_model(model: &model::Model, key: SourceKey, path: &Path) -> Result<SymbolTable, Error> {
         let bytes = compact::write(model, key).map_err(|m| Error::format(path, m))?;
         let layout = Layout::validate(&bytes).map_err(|m| {
-            Error::format(path, format!("internal: compact image does not validate: {m}"))
+            Error::format(
+                path,
+                format!("internal: compact image does not validate: {m}"),
+            )
         })?;
-        Ok(Self::from_parts(Bytes::Owned(bytes), layout, Some(path), None))
+        Ok(Self::from_parts(
+            Bytes::Owned(bytes),
+            layout,
+            Some(path),
+            None,
+        ))
     }
 
-    fn from_parts(bytes: Bytes, layout: Layout, source: Option<&Path>, mapped: Option<&Path>) -> SymbolTable {
+    fn from_parts(
+        bytes: Bytes,
+        layout: Layout,
+        source: Option<&Path>,
+        mapped: Option<&Path>,
+    ) -> SymbolTable {
         let d = bytes.get();
         let identity = layout.identity(d);
-        let user_types = (0..layout.count(S_UTYPES)).map(|_| OnceLock::new()).collect();
-        let enums = (0..layout.count(S_ENUMS)).map(|_| OnceLock::new()).collect();
+        let user_types = (0..layout.count(S_UTYPES))
+            .map(|_| OnceLock::new())
+            .collect();
+        let enums = (0..layout.count(S_ENUMS))
+            .map(|_| OnceLock::new())
+            .collect();
         SymbolTable {
             inner: Arc::new(Inner {
                 bytes,
@@ -304,7 +324,8 @@ impl SymbolTable {
         // so a concurrent writer never changes the mapped inode. A file
         // truncated by someone else could still fault, as with any mmap.
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("map", path, &e))?;
-        let cache_err = |m: String| Error::at(ErrorKind::Cache { message: m }, Location::file(path));
+        let cache_err =
+            |m: String| Error::at(ErrorKind::Cache { message: m }, Location::file(path));
         let layout = Layout::validate(&map).map_err(cache_err)?;
         if let Some(k) = expected {
             if layout.key != k {
@@ -314,7 +335,12 @@ impl SymbolTable {
                 )));
             }
         }
-        Ok(Self::from_parts(Bytes::Mapped(map), layout, source, Some(path)))
+        Ok(Self::from_parts(
+            Bytes::Mapped(map),
+            layout,
+            source,
+            Some(path),
+        ))
     }
 
     /// The compact image (what the cache stores).
@@ -345,14 +371,22 @@ impl SymbolTable {
     pub fn user_type(&self, name: &str) -> Option<&UserType> {
         let l = &self.inner.layout;
         let i = l.find(self.d(), S_UTYPES, name)?;
-        self.inner.user_types.get(i)?.get_or_init(|| l.user_type(self.d(), i)).as_ref()
+        self.inner
+            .user_types
+            .get(i)?
+            .get_or_init(|| l.user_type(self.d(), i))
+            .as_ref()
     }
 
     /// An enumeration by name.
     pub fn enumeration(&self, name: &str) -> Option<&Enumeration> {
         let l = &self.inner.layout;
         let i = l.find(self.d(), S_ENUMS, name)?;
-        self.inner.enums.get(i)?.get_or_init(|| l.enumeration(self.d(), i)).as_ref()
+        self.inner
+            .enums
+            .get(i)?
+            .get_or_init(|| l.enumeration(self.d(), i))
+            .as_ref()
     }
 
     /// Size of a base type by name.
@@ -384,7 +418,10 @@ impl SymbolTable {
 
     /// A field of a struct or union by name.
     pub fn field(&self, type_name: &str, field: &str) -> Option<&Field> {
-        self.user_type(type_name)?.fields.iter().find(|f| f.name == field)
+        self.user_type(type_name)?
+            .fields
+            .iter()
+            .find(|f| f.name == field)
     }
 
     /// Offset and type of a nested field, e.g. `_IRP` +
@@ -434,13 +471,19 @@ impl SymbolTable {
     /// Value of an enum constant.
     pub fn enum_value(&self, enum_name: &str, constant: &str) -> Option<i64> {
         let e = self.enumeration(enum_name)?;
-        e.constants.iter().find(|(n, _)| n == constant).map(|(_, v)| *v)
+        e.constants
+            .iter()
+            .find(|(n, _)| n == constant)
+            .map(|(_, v)| *v)
     }
 
     /// Name of an enum value (the first constant with that value).
     pub fn enum_name(&self, enum_name: &str, value: i64) -> Option<&str> {
         let e = self.enumeration(enum_name)?;
-        e.constants.iter().find(|(_, v)| *v == value).map(|(n, _)| n.as_str())
+        e.constants
+            .iter()
+            .find(|(_, v)| *v == value)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Whether a struct or union of this name exists.
@@ -483,7 +526,8 @@ impl SymbolTable {
     pub fn symbols(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
         let l = &self.inner.layout;
         let d = self.d();
-        (0..l.count(S_SYMS)).filter_map(move |i| Some((l.name_of(d, S_SYMS, i)?, l.rva(d, S_SYMS, i)?)))
+        (0..l.count(S_SYMS))
+            .filter_map(move |i| Some((l.name_of(d, S_SYMS, i)?, l.rva(d, S_SYMS, i)?)))
     }
 
     fn names(&self, s: usize) -> impl Iterator<Item = &str> + '_ {

@@ -76,10 +76,19 @@ mod tests {
 
     #[test]
     fn strips_like_pdbconv() {
-        assert_eq!(strip_linkage_name("_CmAddDeviceToContainer"), "CmAddDeviceToContainer");
-        assert_eq!(strip_linkage_name("\u{7f}CI_NULL_THUNK_DATA"), "CI_NULL_THUNK_DATA");
+        assert_eq!(
+            strip_linkage_name("_CmAddDeviceToContainer"),
+            "CmAddDeviceToContainer"
+        );
+        assert_eq!(
+            strip_linkage_name("\u{7f}CI_NULL_THUNK_DATA"),
+            "CI_NULL_THUNK_DATA"
+        );
         assert_eq!(strip_linkage_name("KiSwapContext"), "KiSwapContext");
         assert_eq!(strip_linkage_name("_NtClose@4"), "NtClose");
-        assert_eq!(strip_linkage_name("??_C@_00CNPNBAHC@?$AA@"), "??_C@_00CNPNBAHC@?$AA@");
+        assert_eq!(
+            strip_linkage_name("??_C@_00CNPNBAHC@?$AA@"),
+            "??_C@_00CNPNBAHC@?$AA@"
+        );
     }
 }

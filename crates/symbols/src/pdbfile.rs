@@ -223,7 +223,29 @@ impl<'t> Types<'t> {
         out
     }
 
-    fn constants(&self, list: TypeIndex) -> Vec<(String, i64)> {
+    /// Constants of an enum, each value read as the underlying type reads
+    /// it: compilers encode `-3` in an `int` enum as either a signed or an
+    /// unsigned 32-bit leaf (clang writes LF_ULONG 0xFFFFFFFD).
+    fn constants(&self, list: TypeIndex, underlying: TypeIndex) -> Vec<(String, i64)> {
+        let size = self.size_of(underlying, 0);
+        let signed = match self.type_ref(underlying, 0) {
+            TypeRef::Base(n) => {
+                !(n.starts_with("unsigned") || n.starts_with("uint") || n == "bool")
+            }
+            _ => true,
+        };
+        let fit = |v: i64| -> i64 {
+            if !(1..8).contains(&size) {
+                return v;
+            }
+            let bits = 8 * size as u32;
+            let masked = (v as u64) & ((1u64 << bits) - 1);
+            if signed && masked >> (bits - 1) != 0 {
+                (masked | !((1u64 << bits) - 1)) as i64
+            } else {
+                masked as i64
+            }
+        };
         let mut out = Vec::new();
         let mut next = Some(list);
         let mut seen = HashSet::new();
@@ -237,7 +259,9 @@ impl<'t> Types<'t> {
             for f in &fl.fields {
                 if let TypeData::Enumerate(e) = f {
                     let v = match e.value {
-                        pdb::Variant::U8(v) => i64::from(v),
+                        // The pdb crate reports LF_CHAR as U8, but CodeView
+                        // defines LF_CHAR as a signed char (-1 is 0xFF).
+                        pdb::Variant::U8(v) => i64::from(v as i8),
                         pdb::Variant::U16(v) => i64::from(v),
                         pdb::Variant::U32(v) => i64::from(v),
                         pdb::Variant::U64(v) => v as i64,
@@ -246,7 +270,7 @@ impl<'t> Types<'t> {
                         pdb::Variant::I32(v) => i64::from(v),
                         pdb::Variant::I64(v) => v,
                     };
-                    out.push((e.name.to_string().into_owned(), v));
+                    out.push((e.name.to_string().into_owned(), fit(v)));
                 }
             }
             next = fl.continuation;
@@ -255,8 +279,22 @@ impl<'t> Types<'t> {
     }
 }
 
-/// Parse a PDB file into the model.
+/// Parse a PDB file into the model. The pdb crate has debug assertions
+/// (`unreachable!`) on some malformed records; a panic inside it is turned
+/// into an error so that a broken file cannot take the process down.
 pub(crate) fn load(path: &Path) -> Result<Model, Error> {
+    match std::panic::catch_unwind(|| load_inner(path)) {
+        Ok(r) => r,
+        Err(_) => Err(Error::at(
+            ErrorKind::Pdb {
+                message: "malformed record (the PDB reader gave up)".into(),
+            },
+            Location::file(path),
+        )),
+    }
+}
+
+fn load_inner(path: &Path) -> Result<Model, Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
     let mut pdb = pdb::PDB::open(file).map_err(|e| pdb_err(path, "MSF header", e))?;
 
@@ -268,9 +306,10 @@ pub(crate) fn load(path: &Path) -> Result<Model, Error> {
         .map_err(|e| pdb_err(path, "DBI stream", e))?;
     // Symbol servers key by the DBI age; the info stream's may be newer.
     let age = dbi.age().unwrap_or(info.age);
-    let name = path
-        .file_name()
-        .map_or_else(|| "unknown.pdb".to_string(), |n| n.to_string_lossy().into_owned());
+    let name = path.file_name().map_or_else(
+        || "unknown.pdb".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let identity = PdbIdentity {
         name,
         guid: info.guid.simple().to_string().to_ascii_uppercase(),
@@ -279,7 +318,10 @@ pub(crate) fn load(path: &Path) -> Result<Model, Error> {
 
     let mut model = Model {
         identity: Some(identity),
-        base_types: X64_BASE_TYPES.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+        base_types: X64_BASE_TYPES
+            .iter()
+            .map(|(n, s)| (n.to_string(), *s))
+            .collect(),
         ..Model::default()
     };
 
@@ -298,14 +340,23 @@ pub(crate) fn load(path: &Path) -> Result<Model, Error> {
             let item = match iter.next() {
                 Ok(Some(item)) => item,
                 Ok(None) => break,
-                Err(e) => return Err(pdb_err(path, &format!("TPI record {}", types.items.len()), e)),
+                Err(e) => {
+                    return Err(pdb_err(
+                        path,
+                        &format!("TPI record {}", types.items.len()),
+                        e,
+                    ))
+                }
             };
             if first {
                 types.first = item.index().0;
                 first = false;
             }
             if types.items.len() >= MAX_TYPES {
-                return Err(Error::format(path, format!("more than {MAX_TYPES} type records")));
+                return Err(Error::format(
+                    path,
+                    format!("more than {MAX_TYPES} type records"),
+                ));
             }
             // Unknown leaf kinds are skipped: they cannot be a struct we need.
             types.items.push(item.parse().ok());
@@ -314,8 +365,12 @@ pub(crate) fn load(path: &Path) -> Result<Model, Error> {
     for (i, t) in types.items.iter().enumerate() {
         let ti = TypeIndex(types.first + i as u32);
         let name = match t {
-            Some(TypeData::Class(c)) if !c.properties.forward_reference() => types.name_of(ti, &c.name),
-            Some(TypeData::Union(u)) if !u.properties.forward_reference() => types.name_of(ti, &u.name),
+            Some(TypeData::Class(c)) if !c.properties.forward_reference() => {
+                types.name_of(ti, &c.name)
+            }
+            Some(TypeData::Union(u)) if !u.properties.forward_reference() => {
+                types.name_of(ti, &u.name)
+            }
             Some(TypeData::Enumeration(e)) if !e.properties.forward_reference() => {
                 types.name_of(ti, &e.name)
             }
@@ -342,7 +397,7 @@ pub(crate) fn load(path: &Path) -> Result<Model, Error> {
             Some(TypeData::Enumeration(e)) => model.enums.push(Enumeration {
                 name: name.clone(),
                 size: types.size_of(e.underlying_type, 0),
-                constants: types.constants(e.fields),
+                constants: types.constants(e.fields, e.underlying_type),
             }),
             _ => {}
         }
@@ -351,7 +406,8 @@ pub(crate) fn load(path: &Path) -> Result<Model, Error> {
         u.fields.sort_by_key(|f| f.offset);
     }
     for e in &mut model.enums {
-        e.constants.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        e.constants
+            .sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     }
 
     read_symbols(&mut pdb, &dbi, path, &mut model)?;
@@ -372,7 +428,9 @@ fn read_symbols<'s>(
     path: &Path,
     model: &mut Model,
 ) -> Result<(), Error> {
-    let map = pdb.address_map().map_err(|e| pdb_err(path, "section headers", e))?;
+    let map = pdb
+        .address_map()
+        .map_err(|e| pdb_err(path, "section headers", e))?;
     let mut count = 0usize;
     let mut module_syms: Vec<(String, u64)> = Vec::new();
     // Procedures and module-local data live in the module streams.
@@ -382,11 +440,8 @@ fn read_symbols<'s>(
                 continue;
             };
             let Ok(mut syms) = mi.symbols() else { continue };
-            loop {
-                let sym = match syms.next() {
-                    Ok(Some(s)) => s,
-                    _ => break,
-                };
+            // A damaged module stream ends that module's walk, not the load.
+            while let Ok(Some(sym)) = syms.next() {
                 count += 1;
                 if count > MAX_SYMBOLS {
                     break;
@@ -423,7 +478,10 @@ fn read_symbols<'s>(
         };
         count += 1;
         if count > MAX_SYMBOLS {
-            return Err(Error::format(path, format!("more than {MAX_SYMBOLS} symbols")));
+            return Err(Error::format(
+                path,
+                format!("more than {MAX_SYMBOLS} symbols"),
+            ));
         }
         let (name, off) = match sym.parse() {
             Ok(pdb::SymbolData::Public(p)) => (p.name, p.offset),

@@ -88,7 +88,8 @@ impl SymbolStore {
                 "cache" => {
                     let dir = match parts.get(1).filter(|d| !d.is_empty()) {
                         Some(d) => PathBuf::from(d),
-                        None => default_downstream().ok_or_else(|| bad("no cache directory and no HOME"))?,
+                        None => default_downstream()
+                            .ok_or_else(|| bad("no cache directory and no HOME"))?,
                     };
                     cache_dir = Some(dir.clone());
                     elements.push(SymbolPathElement::Cache(dir));
@@ -96,7 +97,9 @@ impl SymbolStore {
                 }
                 _ => {
                     if parts.len() > 1 {
-                        return Err(bad("unknown element type (expected srv*, symsrv*, cache* or a directory)"));
+                        return Err(bad(
+                            "unknown element type (expected srv*, symsrv*, cache* or a directory)",
+                        ));
                     }
                     elements.push(SymbolPathElement::Dir(PathBuf::from(el)));
                     continue;
@@ -116,7 +119,9 @@ impl SymbolStore {
                 let d = cache_dir
                     .clone()
                     .or_else(default_downstream)
-                    .ok_or_else(|| bad("no downstream store given and no HOME for the default one"))?;
+                    .ok_or_else(|| {
+                        bad("no downstream store given and no HOME for the default one")
+                    })?;
                 stores.push(d);
             }
             elements.push(SymbolPathElement::Server { stores, url });
@@ -176,7 +181,12 @@ impl SymbolStore {
 
     /// Load a candidate file through the cache, and check it is the PDB
     /// wanted.
-    fn try_load(&self, path: &Path, id: &PdbIdentity, searched: &mut Vec<String>) -> Option<SymbolTable> {
+    fn try_load(
+        &self,
+        path: &Path,
+        id: &PdbIdentity,
+        searched: &mut Vec<String>,
+    ) -> Option<SymbolTable> {
         let res = match &self.cache {
             Some(c) => c.load(path),
             None => SymbolTable::load(path),
@@ -189,8 +199,13 @@ impl SymbolStore {
                 if ok {
                     return Some(t);
                 }
-                let found = t.identity().map_or("no identity".to_string(), ToString::to_string);
-                searched.push(format!("{}: describes {found}, not the PDB wanted", path.display()));
+                let found = t
+                    .identity()
+                    .map_or("no identity".to_string(), ToString::to_string);
+                searched.push(format!(
+                    "{}: describes {found}, not the PDB wanted",
+                    path.display()
+                ));
                 None
             }
             Err(e) => {
@@ -233,7 +248,9 @@ impl SymbolStore {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let entries = index.entry(dir.to_path_buf()).or_insert_with(|| index_dir(dir));
+        let entries = index
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| index_dir(dir));
         let hits = entries
             .iter()
             .filter(|(i, _)| i.matches(id))
@@ -337,7 +354,13 @@ impl SymbolStore {
 
     /// Fetch `URL/<pdb>/<GUID><AGE>/<pdb>` into the store, atomically.
     fn download(&self, url: &str, root: &Path, id: &PdbIdentity) -> Result<PathBuf, Error> {
-        let full = format!("{}/{}/{}/{}", url.trim_end_matches('/'), id.name, id.server_key(), id.name);
+        let full = format!(
+            "{}/{}/{}/{}",
+            url.trim_end_matches('/'),
+            id.name,
+            id.server_key(),
+            id.name
+        );
         let derr = |m: String| {
             Error::new(ErrorKind::Download {
                 url: full.clone(),
@@ -392,7 +415,9 @@ fn index_dir(dir: &Path) -> Vec<(PdbIdentity, PathBuf)> {
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     let mut seen = 0usize;
     while let Some((d, depth)) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             seen += 1;
             if seen > MAX_INDEX_ENTRIES {
@@ -406,7 +431,10 @@ fn index_dir(dir: &Path) -> Vec<(PdbIdentity, PathBuf)> {
                 }
                 continue;
             }
-            let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
             if !(name.ends_with(".json") || name.ends_with(".json.xz")) {
                 continue;
             }
