@@ -81,6 +81,7 @@ pub mod error;
 pub mod image;
 pub mod mem;
 pub mod raw;
+pub mod synth;
 mod unwind;
 
 pub use error::{Error, ErrorKind, Location};

@@ -3,4 +3,5 @@
 mod address_space;
 mod real_code;
 mod support;
+mod synth;
 mod synthetic;
