@@ -23,7 +23,12 @@ pub struct CaptureArgs {
     #[arg(required_unless_present = "qmp", conflicts_with = "qmp")]
     pub domain: Option<String>,
     /// Directory for the dumps and manifest.json (created if missing).
-    #[arg(short = 'o', long = "out")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        visible_alias = "out",
+        value_name = "DIR"
+    )]
     pub out: PathBuf,
     /// Dump format; QEMU 7.2 on Debian writes elf and kdump-zlib.
     #[arg(long, value_enum, default_value_t = DumpFormat::Elf)]

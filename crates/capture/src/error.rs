@@ -73,6 +73,12 @@ pub enum ErrorKind {
     Interrupted(String),
     /// The options make no sense together.
     BadOptions(String),
+    /// The output directory already holds a series with dumps (its
+    /// manifest would be overwritten); one directory holds one series.
+    DirectoryInUse {
+        /// How many dumps the existing manifest lists.
+        dumps: usize,
+    },
 }
 
 /// A capture error: what and where.
@@ -130,6 +136,7 @@ impl Error {
             ErrorKind::Timeout(_) => "Timeout",
             ErrorKind::Interrupted(_) => "Interrupted",
             ErrorKind::BadOptions(_) => "BadOptions",
+            ErrorKind::DirectoryInUse { .. } => "DirectoryInUse",
         }
     }
 }
@@ -187,6 +194,11 @@ impl fmt::Display for Error {
             ErrorKind::Timeout(what) => write!(f, "timed out: {what}")?,
             ErrorKind::Interrupted(what) => write!(f, "interrupted: {what}")?,
             ErrorKind::BadOptions(msg) => write!(f, "bad options: {msg}")?,
+            ErrorKind::DirectoryInUse { dumps } => write!(
+                f,
+                "the output directory already holds a capture series ({dumps} dump(s) in its \
+                 manifest.json); give each series its own -o directory"
+            )?,
         }
         if let Some(at) = &self.at {
             write!(f, " [{at}]")?;

@@ -242,6 +242,7 @@ pub fn capture(
     let info = backend.info()?;
     fs::create_dir_all(&opts.out_dir)
         .map_err(|e| Error::io("create the output directory", &opts.out_dir, &e))?;
+    check_directory_free(&opts.out_dir)?;
     let mut manifest = Manifest {
         schema_version: MANIFEST_SCHEMA_VERSION,
         tool: format!("hangscope-capture {}", env!("CARGO_PKG_VERSION")),
@@ -462,6 +463,27 @@ fn hash_file_with(path: &Path, progress: &dyn Fn(u64, u64)) -> Result<(u64, Stri
     }
     let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok((size, hex))
+}
+
+/// Refuse a directory whose manifest lists dumps: its series would lose its
+/// record. A manifest without dumps (a failed attempt) may be replaced.
+fn check_directory_free(dir: &Path) -> Result<(), Error> {
+    let path = dir.join(MANIFEST_FILE);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let dumps = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("dumps").and_then(|d| d.as_array()).map(Vec::len))
+        // Not our manifest, or unreadable: do not overwrite it either.
+        .unwrap_or(usize::MAX);
+    if dumps == 0 {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::DirectoryInUse {
+        dumps: if dumps == usize::MAX { 0 } else { dumps },
+    })
+    .at(Location::Path(path)))
 }
 
 /// Write `manifest.json` atomically (temporary file, then rename).

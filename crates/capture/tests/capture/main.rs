@@ -311,6 +311,13 @@ fn qmp_kdump_zlib_reads_back() {
     assert!(m.dumps[0].size < expect::RAM / 4, "{}", m.dumps[0].size);
     check_manifest(out.path(), &m);
     check_kdump(&out.path().join(&m.dumps[0].file), &hmp);
+    // One directory holds one series: a second one is refused, the first
+    // one's manifest kept.
+    let before = fs::read(out.path().join(MANIFEST_FILE)).unwrap();
+    let e = capture(&o, &mut |_| {}).unwrap_err();
+    assert_eq!(e.name(), "DirectoryInUse", "{e}");
+    assert_eq!(fs::read(out.path().join(MANIFEST_FILE)).unwrap(), before);
+    assert_eq!(files(out.path()).len(), 2);
 }
 
 #[test]
