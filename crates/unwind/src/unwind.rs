@@ -758,12 +758,16 @@ fn apply_codes(
     };
     // Frame base for SAVE_* codes: the frame register minus its offset once
     // the prolog has set it, else RSP at entry to this step (which is the
-    // frame base when no frame register is used).
+    // frame base when no frame register is used). As in Windows, the frame
+    // register counts as set after the prolog, in a chained fragment (its
+    // parent's prolog ran first) and in the parents themselves.
     let fp_established = info.frame_register != 0
-        && info
-            .codes
-            .iter()
-            .any(|c| matches!(c.op, UnwindOp::SetFpreg) && runs(c.code_offset));
+        && (!in_prolog
+            || info.chained.is_some()
+            || info
+                .codes
+                .iter()
+                .any(|c| matches!(c.op, UnwindOp::SetFpreg) && runs(c.code_offset)));
     let frame_base = if fp_established {
         ctx.reg_or_err(info.frame_register)?
             .checked_sub(u64::from(info.frame_offset))

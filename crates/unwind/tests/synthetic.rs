@@ -972,3 +972,46 @@ fn sparse_memory_reports_the_failing_address() {
     assert_eq!(e.len, 16);
     assert!(m.read(u64::MAX - 3, &mut buf).is_err());
 }
+
+#[test]
+fn a_chained_fragment_saves_relative_to_the_parents_frame_register() {
+    let mut pe = Pe::new();
+    // Parent: push rbp; mov rbp, rsp (SET_FPREG, offset 0).
+    let parent = unwind_info(
+        1,
+        0,
+        4,
+        (Reg::Rbp as u8, 0),
+        &[
+            code(4, UWOP_SET_FPREG, 0),
+            code(1, UWOP_PUSH_NONVOL, Reg::Rbp as u8),
+        ],
+        &[],
+    );
+    let parent_rva = pe.function(TEXT + 0x400, TEXT + 0x440, &parent);
+    // Fragment: mov [frame base + 0x10], rbx, after an alloca moved RSP.
+    pe.function(
+        TEXT + 0x440,
+        TEXT + 0x480,
+        &unwind_info(
+            1,
+            UNW_FLAG_CHAININFO,
+            5,
+            (Reg::Rbp as u8, 0),
+            &[code(5, UWOP_SAVE_NONVOL, Reg::Rbx as u8), 2],
+            &rf(TEXT + 0x400, TEXT + 0x440, parent_rva),
+        ),
+    );
+    let mut mem = pe.finish();
+    let fb = STACK + 0x2000; // RBP = frame base
+    mem.write_u64(fb, 0xbbbb); // saved rbp
+    mem.write_u64(fb + 8, va(TEXT + 0x800)); // return address
+    mem.write_u64(fb + 0x10, 0xb0b0); // saved rbx (in the caller's home area)
+    mem.write_u64(fb + 0x18, 0);
+    let ctx = Context::new(va(TEXT + 0x460), fb - 0x100).with(Reg::Rbp, fb);
+    let stack = Unwinder::new().unwind(&mem, &modules(), ctx, &limits());
+    let caller = &stack.frames[1];
+    assert_eq!(caller.rsp, VirtAddr(fb + 0x10));
+    assert_eq!(caller.context.get(Reg::Rbx), Some(0xb0b0));
+    assert_eq!(caller.context.get(Reg::Rbp), Some(0xbbbb));
+}
