@@ -314,7 +314,26 @@ pub struct Dump {
     pub file_size: u64,
 }
 
+impl DumpFormat {
+    /// A short stable name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DumpFormat::Raw => "raw",
+            DumpFormat::ElfCore => "elf-core",
+            DumpFormat::CrashDumpFull => "crashdump-full",
+            DumpFormat::CrashDumpBitmap => "crashdump-bitmap",
+            DumpFormat::Kdump => "kdump",
+        }
+    }
+}
+
 impl Dump {
+    /// Problems found and worked around while opening (see
+    /// [`PhysicalMemory::notes`]); empty for a healthy dump.
+    pub fn notes(&self) -> &[String] {
+        self.memory.notes()
+    }
+
     /// Open and recognise a dump file (read-only, memory-mapped).
     ///
     /// Costs a header parse and a compact index (per run, or one u64 per

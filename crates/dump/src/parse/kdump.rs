@@ -346,6 +346,7 @@ pub(crate) struct KdumpMemory {
     desc_off: u64,
     ranges: Vec<PhysRange>,
     notes: Vec<String>,
+    /// Decoded pages by the plain-file offset of their compressed data.
     cache: Mutex<VecDeque<(u64, Box<[u8]>)>>,
 }
 
@@ -428,7 +429,9 @@ impl KdumpMemory {
             });
         }
         if let Ok(cache) = self.cache.lock() {
-            if let Some((_, p)) = cache.iter().find(|(n, _)| *n == pfn) {
+            // Keyed by where the data is, not by PFN: makedumpfile and QEMU
+            // point every zero page at one shared copy, decoded once.
+            if let Some((_, p)) = cache.iter().find(|(at, _)| *at == desc.offset) {
                 return Ok(Some(Cow::Owned(p.to_vec())));
             }
         }
@@ -450,7 +453,7 @@ impl KdumpMemory {
             if cache.len() >= CACHE_PAGES {
                 cache.pop_front();
             }
-            cache.push_back((pfn, page));
+            cache.push_back((desc.offset, page));
         }
         Ok(Some(Cow::Owned(out)))
     }

@@ -543,3 +543,21 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn kdump_pages_sharing_one_copy_decode_the_same() {
+    // QEMU points every zero page's descriptor at one shared copy.
+    let pages = [(0, Store::Zlib), (1, Store::Zlib), (2, Store::Zlib)];
+    let mut f = kdump_plain(64, &pages, &[]);
+    // Descriptors follow the header block, sub header and 2 bitmap blocks.
+    let desc = 4 * 4096;
+    let first: Vec<u8> = f[desc..desc + 24].to_vec();
+    f[desc + 48..desc + 72].copy_from_slice(&first);
+    let d = open(f);
+    let mut b = vec![0u8; 4096];
+    for pfn in [2, 0, 2, 1, 0] {
+        d.memory.read(PhysAddr(pfn * 4096), &mut b).unwrap();
+        let want = if pfn == 1 { 1 } else { 0 };
+        assert_eq!(b, page_of(want), "pfn {pfn}");
+    }
+}
