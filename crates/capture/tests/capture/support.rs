@@ -5,6 +5,7 @@ use hangscope_capture::qmp::Qmp;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -165,7 +166,17 @@ impl QemuGuest {
     pub fn start(name: &str) -> QemuGuest {
         let dir = TempDir::new(name);
         let qmp = dir.path().join("qmp.sock");
-        let child = Command::new("qemu-system-x86_64")
+        let mut cmd = Command::new("qemu-system-x86_64");
+        // SAFETY: prctl(2) is async-signal-safe; it only asks the kernel to
+        // kill QEMU when the test thread that started it goes away, so a
+        // test killed mid-way leaves no QEMU behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(["-accel", "tcg", "-machine", "pc", "-m", "64", "-smp", "2"])
             .args(["-display", "none", "-nodefaults", "-no-user-config"])
             .args(["-name", name, "-kernel"])
@@ -323,6 +334,19 @@ pub fn ensure_libvirt() {
             "libvirt could not be started:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Domains of earlier test runs that were killed before their
+        // guards ran: destroy those whose test process is gone.
+        for name in virsh(&["list", "--name"]).unwrap_or_default().lines() {
+            let pid = name
+                .strip_prefix("hangscope-")
+                .and_then(|rest| rest.rsplit('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = virsh(&["destroy", name]);
+                }
+            }
+        }
     });
 }
 
