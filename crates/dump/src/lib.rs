@@ -338,6 +338,11 @@ impl Dump {
     ///
     /// Costs a header parse and a compact index (per run, or one u64 per
     /// 512 pages of bitmap), never a pass over the pages.
+    ///
+    /// The file must not shrink while the dump is open: reading a mapped
+    /// page that no longer exists kills the process (SIGBUS). Capture
+    /// writes dumps under a temporary name and renames them when complete,
+    /// so analysing a finished dump is safe.
     pub fn open(path: &Path) -> Result<Dump, Error> {
         let io = |e: std::io::Error| Error {
             kind: ErrorKind::Io(format!("{}: {e}", path.display())),
@@ -353,8 +358,7 @@ impl Dump {
         }
         // SAFETY: the mapping is read-only and private to this process;
         // hangscope reads dump files that nothing else is writing. A file
-        // truncated underneath us would raise SIGBUS, which the docs of
-        // `Dump::open` call out (dumps are taken before analysis starts).
+        // truncated underneath us would raise SIGBUS, as documented above.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         Dump::parse(parse::Bytes::Map(map))
     }
@@ -442,3 +446,8 @@ impl Dump {
 
 #[cfg(test)]
 mod tests;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
