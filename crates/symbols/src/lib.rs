@@ -259,6 +259,28 @@ impl SymbolTable {
         Self::from_model(&model, key, path)
     }
 
+    /// Parse ISF JSON from memory (`origin` names it in errors).
+    pub fn from_isf_bytes(bytes: &[u8], origin: &Path) -> Result<SymbolTable, Error> {
+        let model = isf::parse(bytes, origin)?;
+        Self::from_model(&model, SourceKey::default(), origin)
+    }
+
+    /// Parse a PDB from memory; `name` is the PDB file name the identity
+    /// carries (e.g. `ntkrnlmp.pdb`).
+    pub fn from_pdb_bytes(bytes: Vec<u8>, name: &str) -> Result<SymbolTable, Error> {
+        let origin = Path::new(name);
+        let model = pdbfile::load_bytes(bytes, name, origin)?;
+        Self::from_model(&model, SourceKey::default(), origin)
+    }
+
+    /// Use a compact image (as [`SymbolTable::compact_bytes`] returns and
+    /// the cache stores) after checking its header, bounds and checksum.
+    pub fn from_compact_bytes(bytes: Vec<u8>) -> Result<SymbolTable, Error> {
+        let layout =
+            Layout::validate(&bytes).map_err(|m| Error::new(ErrorKind::Cache { message: m }))?;
+        Ok(Self::from_parts(Bytes::Owned(bytes), layout, None, None))
+    }
+
     /// Load a PDB or an ISF, telling them apart by content.
     pub fn load(path: &Path) -> Result<SymbolTable, Error> {
         if looks_like_pdb(path) {

@@ -279,11 +279,31 @@ impl<'t> Types<'t> {
     }
 }
 
-/// Parse a PDB file into the model. The pdb crate has debug assertions
+/// Largest PDB read (real kernel PDBs are 10 to 40 MB).
+const MAX_PDB_BYTES: u64 = 1 << 31;
+
+/// Parse a PDB file into the model.
+pub(crate) fn load(path: &Path) -> Result<Model, Error> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PDB_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, &e))?;
+    let name = path.file_name().map_or_else(
+        || "unknown.pdb".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    load_bytes(bytes, &name, path)
+}
+
+/// Parse PDB bytes into the model; `name` becomes the identity's name and
+/// `path` is used in errors. The pdb crate has debug assertions
 /// (`unreachable!`) on some malformed records; a panic inside it is turned
 /// into an error so that a broken file cannot take the process down.
-pub(crate) fn load(path: &Path) -> Result<Model, Error> {
-    match std::panic::catch_unwind(|| load_inner(path)) {
+pub(crate) fn load_bytes(bytes: Vec<u8>, name: &str, path: &Path) -> Result<Model, Error> {
+    let cursor = std::io::Cursor::new(bytes);
+    match std::panic::catch_unwind(move || load_inner(cursor, name, path)) {
         Ok(r) => r,
         Err(_) => Err(Error::at(
             ErrorKind::Pdb {
@@ -294,8 +314,9 @@ pub(crate) fn load(path: &Path) -> Result<Model, Error> {
     }
 }
 
-fn load_inner(path: &Path) -> Result<Model, Error> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
+type Cursor = std::io::Cursor<Vec<u8>>;
+
+fn load_inner(file: Cursor, name: &str, path: &Path) -> Result<Model, Error> {
     let mut pdb = pdb::PDB::open(file).map_err(|e| pdb_err(path, "MSF header", e))?;
 
     let info = pdb
@@ -306,12 +327,8 @@ fn load_inner(path: &Path) -> Result<Model, Error> {
         .map_err(|e| pdb_err(path, "DBI stream", e))?;
     // Symbol servers key by the DBI age; the info stream's may be newer.
     let age = dbi.age().unwrap_or(info.age);
-    let name = path.file_name().map_or_else(
-        || "unknown.pdb".to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
     let identity = PdbIdentity {
-        name,
+        name: name.to_string(),
         guid: info.guid.simple().to_string().to_ascii_uppercase(),
         age,
     };
@@ -423,7 +440,7 @@ fn add_symbol(model: &mut Model, raw: &str, rva: u64) {
 }
 
 fn read_symbols<'s>(
-    pdb: &mut pdb::PDB<'s, std::fs::File>,
+    pdb: &mut pdb::PDB<'s, Cursor>,
     dbi: &pdb::DebugInformation<'s>,
     path: &Path,
     model: &mut Model,
