@@ -333,8 +333,17 @@ impl<'m> AddressSpace<'m> {
             let t = self.translate(a)?;
             let left_in_page = t.page_size - (a.0 & (t.page_size - 1));
             let n = (left_in_page.min((buf.len() - done) as u64)) as usize;
-            read_phys(self.memory, t.paddr, &mut buf[done..done + n], 0)
-                .map_err(|kind| Fault { kind, addr: a })?;
+            read_phys(self.memory, t.paddr, &mut buf[done..done + n], 0).map_err(|kind| {
+                // Name the first missing byte, not the start of the chunk
+                // (a large page may be only partly in the dump).
+                let addr = match &kind {
+                    FaultKind::NotInDump { paddr, .. } if paddr.0 >= t.paddr.0 => {
+                        VirtAddr(a.0 + (paddr.0 - t.paddr.0))
+                    }
+                    _ => a,
+                };
+                Fault { kind, addr }
+            })?;
             done += n;
         }
         Ok(())

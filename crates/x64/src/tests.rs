@@ -186,6 +186,23 @@ fn every_fault_kind() {
 }
 
 #[test]
+fn a_large_page_partly_in_the_dump_names_the_missing_byte() {
+    let mut t = Tables::new();
+    t.set(K, 2, 0x60_0000 | 0x83); // 2 MiB page, only its first 4 KiB present
+    t.mem.add_page(0x600);
+    let s = t.space();
+    let e = s.read_vec(VirtAddr(K + 0xFF0), 0x20, 0x100).unwrap_err();
+    assert_eq!(e.addr, VirtAddr(K + 0x1000));
+    assert_eq!(
+        e.kind,
+        FaultKind::NotInDump {
+            paddr: PhysAddr(0x60_1000),
+            level: 0
+        }
+    );
+}
+
+#[test]
 fn transition_pages_are_opt_in() {
     let mut t = Tables::new();
     t.set(K, 1, 0x3_0000 | 0x800);
