@@ -114,30 +114,43 @@ fn check_cpus_against_monitor(cpus: &[CpuState], hmp: &[HmpCpu]) {
     }
 }
 
-/// vCPU 0 holds exactly what the stub put there.
-fn check_stub_cpu0(c: &CpuState) {
-    assert_eq!(c.gpr, expect::GPR, "stub general registers");
-    assert_eq!(c.rip, stub().rip, "stub RIP (after its hlt)");
-    assert_eq!(c.gpr[CpuState::RSP], expect::RSP);
-    assert_eq!(c.cr3, Some(expect::CR3));
-    assert_eq!(c.gs_base, Some(expect::GS_BASE));
-    assert_eq!(c.fs_base, Some(expect::FS_BASE));
-    if let Some(k) = c.kernel_gs_base {
-        assert_eq!(k, expect::KERNEL_GS_BASE);
+/// Every vCPU holds exactly what the stub put there.
+fn check_stub_cpus(cpus: &[CpuState]) {
+    assert_eq!(cpus.len(), expect::VCPUS);
+    for (n, c) in cpus.iter().enumerate() {
+        let n64 = n as u64;
+        assert_eq!(c.index as usize, n);
+        assert_eq!(c.gpr, expect::gpr(n64), "cpu {n}: stub general registers");
+        assert_eq!(c.rip, stub().rips[n], "cpu {n}: stub RIP (after its hlt)");
+        assert_eq!(c.gpr[CpuState::RSP], expect::rsp(n64));
+        assert_eq!(c.rflags, 0x2, "cpu {n}: RFLAGS");
+        assert_eq!(c.cr3, Some(expect::CR3));
+        assert_eq!(c.gs_base, Some(expect::gs_base(n64)), "cpu {n}: GS base");
+        assert_eq!(c.fs_base, Some(expect::fs_base(n64)), "cpu {n}: FS base");
+        if let Some(k) = c.kernel_gs_base {
+            assert_eq!(k, expect::kernel_gs_base(n64), "cpu {n}: KernelGSBase");
+        }
+        if let Some(efer) = c.efer {
+            assert_eq!(efer, expect::EFER, "cpu {n}: EFER");
+        }
+        assert_eq!(c.selectors[0], expect::CS);
+        assert_eq!(c.selectors[5], expect::DS);
     }
-    assert_eq!(c.selectors[0], expect::CS);
-    assert_eq!(c.selectors[5], expect::DS);
 }
 
 /// The monitor agrees with the stub too (so the comparison above is not
 /// two wrong readings agreeing).
-fn check_monitor_cpu0(h: &HmpCpu) {
-    assert_eq!(h.gpr(), expect::GPR);
-    assert_eq!(h.reg("RIP"), stub().rip);
-    assert_eq!(h.reg("CR3"), expect::CR3);
-    assert_eq!(h.reg("EFER"), expect::EFER);
-    assert_eq!(h.reg("CR0") & expect::CR0_PG_PE, expect::CR0_PG_PE);
-    assert_eq!(h.seg("GS").1, expect::GS_BASE);
+fn check_monitor(hmp: &[HmpCpu]) {
+    assert_eq!(hmp.len(), expect::VCPUS);
+    for (n, h) in hmp.iter().enumerate() {
+        let n64 = n as u64;
+        assert_eq!(h.gpr(), expect::gpr(n64), "monitor cpu {n}");
+        assert_eq!(h.reg("RIP"), stub().rips[n]);
+        assert_eq!(h.reg("CR3"), expect::CR3);
+        assert_eq!(h.reg("EFER"), expect::EFER);
+        assert_eq!(h.reg("CR0") & expect::CR0_PG_PE, expect::CR0_PG_PE);
+        assert_eq!(h.seg("GS").1, expect::gs_base(n64));
+    }
 }
 
 fn check_markers(mem: &dyn hangscope_dump::PhysicalMemory) {
@@ -150,11 +163,13 @@ fn check_markers(mem: &dyn hangscope_dump::PhysicalMemory) {
             .unwrap_or_else(|e| panic!("marker at {at:#x}: {e}"));
         assert_eq!(buf, text, "marker at {at:#x}");
     }
-    // The KPCR-like page starts with its own (virtual) address.
-    let mut self_ptr = [0u8; 8];
-    mem.read(PhysAddr(expect::GS_BASE - expect::KBASE), &mut self_ptr)
-        .unwrap();
-    assert_eq!(u64::from_le_bytes(self_ptr), expect::GS_BASE);
+    // Each KPCR-like page starts with its own (virtual) address.
+    for n in 0..expect::VCPUS as u64 {
+        let mut self_ptr = [0u8; 8];
+        mem.read(PhysAddr(expect::gs_base(n) - expect::KBASE), &mut self_ptr)
+            .unwrap();
+        assert_eq!(u64::from_le_bytes(self_ptr), expect::gs_base(n));
+    }
     // Guest RAM is all there: the run starting at 0 covers the 64 MiB.
     let ranges = mem.ranges();
     let ram: u64 = ranges
@@ -207,13 +222,15 @@ fn check_elf_dump(path: &Path, hmp: &[HmpCpu]) {
         let sels = ["CS", "DS", "ES", "FS", "GS", "SS"].map(|s| u32::from(h.seg(s).0));
         assert_eq!(c.seg_selector, sels, "ELF note cpu {i} selectors");
     }
-    let c0 = &core.cpus[0];
-    assert_eq!(c0.gpr, expect::GPR);
-    assert_eq!(c0.rip, stub().rip);
-    assert_eq!(c0.cr[3], expect::CR3);
-    assert_eq!(c0.seg_base[4], expect::GS_BASE);
-    assert_eq!(c0.prstatus_gs_base, expect::GS_BASE);
-    assert_eq!(c0.kernel_gs_base, Some(expect::KERNEL_GS_BASE));
+    for (n, c) in core.cpus.iter().enumerate() {
+        let n64 = n as u64;
+        assert_eq!(c.gpr, expect::gpr(n64), "ELF note cpu {n}");
+        assert_eq!(c.rip, stub().rips[n]);
+        assert_eq!(c.cr[3], expect::CR3);
+        assert_eq!(c.seg_base[4], expect::gs_base(n64));
+        assert_eq!(c.prstatus_gs_base, expect::gs_base(n64));
+        assert_eq!(c.kernel_gs_base, Some(expect::kernel_gs_base(n64)));
+    }
 
     let dump = Dump::open(path).unwrap_or_else(|e| panic!("Dump::open({}): {e}", path.display()));
     assert_eq!(dump.format, hangscope_dump::DumpFormat::ElfCore);
@@ -223,7 +240,7 @@ fn check_elf_dump(path: &Path, hmp: &[HmpCpu]) {
 fn check_dump_contents(dump: &Dump, hmp: &[HmpCpu]) {
     check_markers(dump.memory.as_ref());
     check_cpus_against_monitor(&dump.cpus, hmp);
-    check_stub_cpu0(&dump.cpus[0]);
+    check_stub_cpus(&dump.cpus);
 }
 
 /// A kdump-zlib capture (makedumpfile flattened) reads back the same.
@@ -245,6 +262,7 @@ fn check_kdump(path: &Path, hmp: &[HmpCpu]) {
             );
             if !dump.cpus.is_empty() {
                 check_cpus_against_monitor(&dump.cpus, hmp);
+                check_stub_cpus(&dump.cpus);
             }
         }
         Err(e) => {
@@ -261,7 +279,7 @@ fn qmp_elf_series_matches_the_monitor() {
     g.qmp_execute("stop");
     let hmp = g.hmp_registers().unwrap();
     assert_eq!(hmp.len(), expect::VCPUS);
-    check_monitor_cpu0(&hmp[0]);
+    check_monitor(&hmp);
     let out = TempDir::new("qmp-elf-out");
     let mut o = qmp_options(&g, out.path());
     o.count = 2;
@@ -445,7 +463,7 @@ fn libvirt_capture_matches_the_monitor() {
     assert_eq!(m.dumps[0].guest_state, "running");
     check_manifest(out.path(), &m);
     let hmp = g.hmp_registers();
-    check_monitor_cpu0(&hmp[0]);
+    check_monitor(&hmp);
     check_elf_dump(&out.path().join(&m.dumps[0].file), &hmp);
 
     // kdump-zlib through virsh.

@@ -15,42 +15,54 @@ use std::time::{Duration, Instant};
 /// What the boot stub (tests/guest/stub.S) leaves in the registers and RAM.
 pub mod expect {
     pub const KBASE: u64 = 0xFFFF_F800_0000_0000;
-    /// `after_hlt` in the higher-half alias; found in the linked image.
     pub const CR3: u64 = 0x30_0000;
-    pub const RSP: u64 = KBASE + 0x8_FF00;
-    pub const RBP: u64 = KBASE + 0x8_FFF0;
-    pub const GS_BASE: u64 = KBASE + 0x40_0000;
-    pub const FS_BASE: u64 = 0x7FFD_E000;
-    pub const KERNEL_GS_BASE: u64 = 0x7FF_7FFD_F000;
     pub const EFER: u64 = 0xD00;
     pub const CR0_PG_PE: u64 = 0x8000_0001;
     pub const CS: u16 = 0x10;
     pub const DS: u16 = 0x18;
-    /// rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8..r15.
-    pub const GPR: [u64; 16] = [
-        0x4841_0000_0000_0000,
-        0x4841_0000_0000_0011,
-        0x4841_0000_0000_0022,
-        0x4841_0000_0000_0033,
-        0x4841_0000_0000_0044,
-        0x4841_0000_0000_0055,
-        RBP,
-        RSP,
-        0x4841_0000_0000_0088,
-        0x4841_0000_0000_0099,
-        0x4841_0000_0000_00AA,
-        0x4841_0000_0000_00BB,
-        0x4841_0000_0000_00CC,
-        0x4841_0000_0000_00DD,
-        0x4841_0000_0000_00EE,
-        0x4841_0000_0000_00FF,
-    ];
     pub const MARKER_LOW_AT: u64 = 0x50_0000;
     pub const MARKER_LOW: &[u8] = b"HANGSCOPE-CAPTURE-MARKER-LOW:0x00500000";
     pub const MARKER_HIGH_AT: u64 = 0x3F0_0000;
     pub const MARKER_HIGH: &[u8] = b"HANGSCOPE-CAPTURE-MARKER-HIGH:0x03f00000";
     pub const RAM: u64 = 64 << 20;
     pub const VCPUS: usize = 2;
+
+    /// CPU `n`'s stack pointer.
+    pub fn rsp(n: u64) -> u64 {
+        KBASE + 0x8_FF00 - 0x1_0000 * n
+    }
+    /// CPU `n`'s "KPCR": its GS base, whose first quadword is its own address.
+    pub fn gs_base(n: u64) -> u64 {
+        KBASE + 0x40_0000 + 0x1000 * n
+    }
+    pub fn fs_base(n: u64) -> u64 {
+        0x7FFD_E000 - 0x1_0000 * n
+    }
+    pub fn kernel_gs_base(n: u64) -> u64 {
+        0x7FF_7FFD_F000 - 0x1_0000 * n
+    }
+    /// rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8..r15 of CPU `n`.
+    pub fn gpr(n: u64) -> [u64; 16] {
+        let v = |low: u64| 0x4841_0000_0000_0000 + (n << 32) + low;
+        [
+            v(0x00),
+            v(0x11),
+            v(0x22),
+            v(0x33),
+            v(0x44),
+            v(0x55),
+            rsp(n) + 0xF0,
+            rsp(n),
+            v(0x88),
+            v(0x99),
+            v(0xAA),
+            v(0xBB),
+            v(0xCC),
+            v(0xDD),
+            v(0xEE),
+            v(0xFF),
+        ]
+    }
 }
 
 /// A directory removed on drop; world-traversable so libvirt's QEMU
@@ -82,11 +94,11 @@ impl Drop for TempDir {
     }
 }
 
-/// The assembled boot stub and the RIP where its vCPU 0 halts.
+/// The assembled boot stub and the RIP where each vCPU halts.
 #[derive(Debug)]
 pub struct Stub {
     pub elf: PathBuf,
-    pub rip: u64,
+    pub rips: [u64; expect::VCPUS],
 }
 
 /// Assemble and link tests/guest/stub.S (once per test run). It goes to one
@@ -123,8 +135,8 @@ pub fn stub() -> &'static Stub {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
         let elf = dir.join("stub.elf");
         fs::rename(&tmp, &elf).unwrap();
-        let rip = symbol(&elf, "after_hlt") + expect::KBASE;
-        Stub { elf, rip }
+        let rips = ["after_hlt", "ap_after_hlt"].map(|s| symbol(&elf, s) + expect::KBASE);
+        Stub { elf, rips }
     })
 }
 
@@ -193,11 +205,8 @@ impl QemuGuest {
             qmp,
             _dir: dir,
         };
-        let rip = stub().rip;
-        wait_until("the stub guest halts at its known RIP", || {
-            g.hmp_registers()
-                .ok()
-                .is_some_and(|c| c.first().and_then(|c| c.get("RIP")) == Some(rip))
+        wait_until("both vCPUs of the stub halt at their known RIPs", || {
+            g.hmp_registers().is_ok_and(|c| halted(&c))
         });
         g
     }
@@ -229,6 +238,15 @@ impl Drop for QemuGuest {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every vCPU sits at the RIP after its `hlt`.
+fn halted(cpus: &[HmpCpu]) -> bool {
+    cpus.len() == expect::VCPUS
+        && cpus
+            .iter()
+            .zip(stub().rips)
+            .all(|(c, rip)| c.get("RIP") == Some(rip))
 }
 
 /// Poll `ok` for up to 30 s (the guest is tiny; this bounds a broken run).
@@ -389,9 +407,8 @@ impl LibvirtGuest {
         fs::write(&xml_path, xml).unwrap();
         virsh(&["create", xml_path.to_str().unwrap()]).expect("virsh create");
         let g = LibvirtGuest { name, _dir: dir };
-        let rip = stub().rip;
-        wait_until("the libvirt stub guest halts at its known RIP", || {
-            g.hmp_registers().first().and_then(|c| c.get("RIP")) == Some(rip)
+        wait_until("both vCPUs of the libvirt stub guest halt", || {
+            halted(&g.hmp_registers())
         });
         g
     }

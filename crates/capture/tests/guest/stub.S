@@ -7,17 +7,23 @@
  * then halts with interrupts off so RIP stays put. The test knows every
  * value below and checks that the dump and QEMU's monitor agree with it.
  *
+ * vCPU 1 (the application processor) is woken with INIT-SIPI-SIPI into a
+ * real-mode trampoline copied to 0x8000, and takes the same road with its
+ * own values: CPU n has rax = 0x4841_000n_0000_0000, rbx = ...11, and so on,
+ * its own stack and its own "KPCR" page as GS base.
+ *
  * Physical layout (all identity-mapped with 2 MiB pages, and mapped again
  * at KBASE = 0xFFFFF80000000000 through PML4 slot 496):
+ *   0x00008000  AP trampoline (copied there by the BSP)
  *   0x00100000  this image (multiboot header, code, GDT)
  *   0x00300000  PML4   (CR3)
  *   0x00301000  PDPT   (shared by slot 0 and slot 496)
  *   0x00302000  PD     (512 x 2 MiB = first 1 GiB)
- *   0x00090000  top of the stack (RSP = KBASE + 0x8ff00)
- *   0x00400000  the "KPCR" GS base points at (KBASE + 0x400000)
+ *   0x00090000 - 0x10000 * n   top of CPU n's stack (RSP = KBASE + that - 0x100)
+ *   0x00400000 + 0x1000 * n    CPU n's "KPCR", its GS base (KBASE + that)
  *   0x00500000  MARKER_LOW text
  *   0x03f00000  MARKER_HIGH text (near the top of a 64 MiB guest)
- * Keep these in sync with tests/guest.rs.
+ * Keep these in sync with tests/capture/support.rs (mod expect).
  */
         .set MB_MAGIC, 0x1BADB002
         .set MB_FLAGS, 0x00000003
@@ -25,6 +31,44 @@
         .set PML4, 0x300000
         .set PDPT, 0x301000
         .set PD,   0x302000
+
+/* Known register values for CPU \cpu; RSP is set by the caller. */
+        .macro SET_CPU cpu
+        /* FS, GS and KernelGS bases (after the selector loads, which reset them). */
+        movl $0xC0000100, %ecx
+        movl $(0x7FFDE000 - 0x10000 * \cpu), %eax
+        xorl %edx, %edx
+        wrmsr
+        movl $0xC0000101, %ecx
+        movl $(0x00400000 + 0x1000 * \cpu), %eax
+        movl $KBASE_HI, %edx
+        wrmsr
+        movl $0xC0000102, %ecx
+        movl $(0x7FFDF000 - 0x10000 * \cpu), %eax
+        movl $0x000007FF, %edx
+        wrmsr
+        /* The KPCR-like page starts with its own address (as KPCR.Self does). */
+        movabsq $(0xFFFFF80000400000 + 0x1000 * \cpu), %rax
+        movq %rax, %gs:0
+
+        pushq $0x2
+        popfq
+        movabsq $(0x4841000000000000 + (\cpu << 32)), %rax
+        movabsq $(0x4841000000000011 + (\cpu << 32)), %rbx
+        movabsq $(0x4841000000000022 + (\cpu << 32)), %rcx
+        movabsq $(0x4841000000000033 + (\cpu << 32)), %rdx
+        movabsq $(0x4841000000000044 + (\cpu << 32)), %rsi
+        movabsq $(0x4841000000000055 + (\cpu << 32)), %rdi
+        leaq 0xF0(%rsp), %rbp
+        movabsq $(0x4841000000000088 + (\cpu << 32)), %r8
+        movabsq $(0x4841000000000099 + (\cpu << 32)), %r9
+        movabsq $(0x48410000000000AA + (\cpu << 32)), %r10
+        movabsq $(0x48410000000000BB + (\cpu << 32)), %r11
+        movabsq $(0x48410000000000CC + (\cpu << 32)), %r12
+        movabsq $(0x48410000000000DD + (\cpu << 32)), %r13
+        movabsq $(0x48410000000000EE + (\cpu << 32)), %r14
+        movabsq $(0x48410000000000FF + (\cpu << 32)), %r15
+        .endm
 
         .section .text
         .code32
@@ -56,6 +100,37 @@ _start:
         addl $8, %edi
         loop 1b
 
+        /* Wake vCPU 1: copy the trampoline to 0x8000, then INIT, SIPI,
+         * SIPI through the local APIC (paging is still off, so its MMIO
+         * page at 0xFEE00000 is reachable as is). */
+        movl $tramp_start, %esi
+        movl $0x8000, %edi
+        movl $(tramp_end - tramp_start), %ecx
+        rep movsb
+        movl $0x01000000, 0xFEE00310      /* destination: APIC ID 1 */
+        movl $0x00004500, 0xFEE00300      /* INIT, assert */
+        call delay
+        movl $0x01000000, 0xFEE00310
+        movl $0x00004608, 0xFEE00300      /* SIPI, vector 0x08 -> 0x8000 */
+        call delay
+        movl $0x01000000, 0xFEE00310
+        movl $0x00004608, 0xFEE00300
+        call delay
+        jmp enter_long
+
+delay:
+        movl $200000, %ecx
+1:      pause
+        loop 1b
+        ret
+
+        /* vCPU 1 arrives here from the trampoline, in protected mode. */
+ap_entry32:
+        movw $0x18, %ax
+        movw %ax, %ds
+        movw %ax, %es
+        movw %ax, %ss
+enter_long:
         lgdt gdt_ptr
         movl %cr4, %eax
         orl $0x20, %eax            /* PAE */
@@ -85,23 +160,16 @@ long_high:
         movw %ax, %ss
         movw %ax, %fs
         movw %ax, %gs
+        /* Which CPU am I? The local APIC ID, from CPUID leaf 1 EBX[31:24]. */
+        movl $1, %eax
+        cpuid
+        shrl $24, %ebx
+        movl %ebx, %r12d
+        testl %r12d, %r12d
+        jnz ap_main
+
         movabsq $0xFFFFF8000008FF00, %rsp
-
-        /* FS, GS and KernelGS bases (after the selector loads, which reset them). */
-        movl $0xC0000100, %ecx
-        movl $0x7FFDE000, %eax
-        xorl %edx, %edx
-        wrmsr
-        movl $0xC0000101, %ecx
-        movl $0x00400000, %eax
-        movl $KBASE_HI, %edx
-        wrmsr
-        movl $0xC0000102, %ecx
-        movl $0x7FFDF000, %eax
-        movl $0x000007FF, %edx
-        wrmsr
-
-        /* Markers, written through the higher-half alias. */
+        /* Markers, written through the higher-half alias (BSP only). */
         movabsq $0xFFFFF80000500000, %rdi
         leaq marker_low(%rip), %rsi
         movl $marker_low_len, %ecx
@@ -110,33 +178,40 @@ long_high:
         leaq marker_high(%rip), %rsi
         movl $marker_high_len, %ecx
         rep movsb
-        /* The KPCR-like page starts with its own address (as KPCR.Self does). */
-        movabsq $0xFFFFF80000400000, %rax
-        movq %rax, %gs:0
-
-        pushq $0x2
-        popfq
-        movabsq $0x4841000000000000, %rax
-        movabsq $0x4841000000000011, %rbx
-        movabsq $0x4841000000000022, %rcx
-        movabsq $0x4841000000000033, %rdx
-        movabsq $0x4841000000000044, %rsi
-        movabsq $0x4841000000000055, %rdi
-        movabsq $0xFFFFF8000008FFF0, %rbp
-        movabsq $0x4841000000000088, %r8
-        movabsq $0x4841000000000099, %r9
-        movabsq $0x48410000000000AA, %r10
-        movabsq $0x48410000000000BB, %r11
-        movabsq $0x48410000000000CC, %r12
-        movabsq $0x48410000000000DD, %r13
-        movabsq $0x48410000000000EE, %r14
-        movabsq $0x48410000000000FF, %r15
+        SET_CPU 0
         .globl halt_loop
 halt_loop:
         hlt
         .globl after_hlt
 after_hlt:
         jmp halt_loop
+
+ap_main:
+        movabsq $0xFFFFF8000007FF00, %rsp
+        SET_CPU 1
+        .globl ap_halt_loop
+ap_halt_loop:
+        hlt
+        .globl ap_after_hlt
+ap_after_hlt:
+        jmp ap_halt_loop
+
+        /* The AP's first instructions: real mode at 0x0800:0000. */
+        .code16
+tramp_start:
+        cli
+        movw %cs, %ax
+        movw %ax, %ds
+        lgdtl (tramp_gdt_ptr - tramp_start)
+        movl %cr0, %eax
+        orl $1, %eax
+        movl %eax, %cr0
+        ljmpl $0x08, $ap_entry32
+        .align 4
+tramp_gdt_ptr:
+        .word gdt_end - gdt - 1
+        .long gdt
+tramp_end:
 
         .section .rodata
 marker_low:
