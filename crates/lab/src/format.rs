@@ -1,1 +1,0 @@
-//! Writing a [`crate::image::LabImage`] in each dump format (skeleton).
