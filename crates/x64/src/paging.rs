@@ -6,6 +6,11 @@
 //! offset in bits 63..32 = paged out, anything else (zero, or a
 //! demand-zero / no-access software PTE) = not present, with the raw entry
 //! kept so the caller can look closer.
+//!
+//! Caveat: Windows 10 1809+ with the L1TF mitigation XORs software PTEs
+//! with `MiInvalidPteMask` (the "swizzle"), so a swizzled demand-zero PTE
+//! has bits in 63..32 and reads as [`FaultKind::PagedOut`]. The raw entry is
+//! in the fault; the kernel model, which knows the mask, can re-decode it.
 
 use crate::FaultKind;
 
