@@ -217,3 +217,34 @@ fn bad_specs_are_refused() {
     b.function(0x10f0, 0x1200, FrameSpec::alloc(8));
     assert!(b.build().is_err());
 }
+
+/// The lab's current thread stacks (return addresses at
+/// `KernelStack + 0x38 + k * 0x40`) become walkable once every function on
+/// them has a 0x38-byte frame in `.pdata`: no change to the stack layout.
+#[test]
+fn the_labs_stack_layout_walks_with_uniform_0x38_frames() {
+    let funcs: Vec<(u32, u32, FrameSpec)> = (0..5u32)
+        .map(|i| {
+            (
+                0x1000 + i * 0x200,
+                0x1200 + i * 0x200,
+                FrameSpec::alloc(0x38),
+            )
+        })
+        .collect();
+    let mut mem = image(&funcs);
+    let ks = TOP - 0x1000;
+    let rets: Vec<u64> = (0..5u64)
+        .map(|i| BASE + 0x1000 + i * 0x200 + 0x40 + i)
+        .collect();
+    for (k, &ra) in rets.iter().enumerate() {
+        mem.write_u64(ks + 0x38 + k as u64 * 0x40, ra);
+    }
+    mem.write_u64(ks + 0x38 + 5 * 0x40, 0);
+    let modules = ModuleList::new(vec![Module::new(BASE, u64::from(SIZE), "synth.sys")]);
+    let start = Context::new(rets[0], ks + 0x40);
+    let stack = Unwinder::new().unwind(&mem, &modules, start, &UnwindOptions::default());
+    assert_eq!(stack.stop, StopReason::ZeroReturnAddress);
+    let got: Vec<u64> = stack.frames.iter().map(|f| f.rip.0).collect();
+    assert_eq!(got, rets);
+}
