@@ -371,6 +371,21 @@ impl Image {
         self.overlap = overlap;
     }
 
+    /// An image with no function table (unit tests).
+    #[cfg(test)]
+    pub(crate) fn empty(base: u64, size: u64) -> Image {
+        Image {
+            base,
+            size,
+            name: "test.sys".into(),
+            code_ranges: Vec::new(),
+            functions: Vec::new(),
+            overlap: Vec::new(),
+            gaps: Vec::new(),
+            pdata: PdataReport::default(),
+        }
+    }
+
     /// The validated function table, sorted by begin.
     pub fn functions(&self) -> &[RuntimeFunction] {
         &self.functions
@@ -599,6 +614,15 @@ impl UnwindInfo {
                 _ => return Err(bad()),
             };
             if i + need > slots {
+                return Err(bad());
+            }
+            // RSP is never pushed or saved as a nonvolatile register: such a
+            // code would move the stack pointer arbitrarily.
+            if matches!(
+                op,
+                UWOP_PUSH_NONVOL | UWOP_SAVE_NONVOL | UWOP_SAVE_NONVOL_FAR
+            ) && info == 4
+            {
                 return Err(bad());
             }
             let u32_at = |j: usize| u32::from(slot(j)) | (u32::from(slot(j + 1)) << 16);

@@ -918,7 +918,8 @@ fn decode_epilog(
     // 2. Pops of nonvolatile registers.
     for _ in 0..MAX_EPILOG_POPS {
         let b = at(i)?;
-        if (0x58..=0x5f).contains(&b) {
+        // `pop rsp` (0x5c) never ends a function: not an epilog pop.
+        if (0x58..=0x5f).contains(&b) && b != 0x5c {
             steps.push(EpilogStep::Pop(b - 0x58));
             i += 1;
         } else if b == 0x41 && at(i + 1).is_some_and(|n| (0x58..=0x5f).contains(&n)) {
@@ -957,4 +958,77 @@ fn decode_epilog(
         _ => false,
     };
     ok.then_some(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(code: &[u8], frame_register: u8) -> Option<Vec<EpilogStep>> {
+        let image = Image::empty(0x1000_0000, 0x1_0000);
+        let f = RuntimeFunction {
+            begin: 0x1000,
+            end: 0x1100,
+            unwind_data: 0x2000,
+        };
+        decode_epilog(code, 0x1000_1080, &image, &f, frame_register)
+    }
+
+    #[test]
+    fn epilog_shapes() {
+        use EpilogStep::*;
+        assert_eq!(
+            decode(&[0x48, 0x83, 0xc4, 0x28, 0x41, 0x5e, 0x5b, 0xc3], 0),
+            Some(vec![AddRsp(0x28), Pop(14), Pop(3)])
+        );
+        assert_eq!(
+            decode(&[0x48, 0x81, 0xc4, 0x00, 0x01, 0x00, 0x00, 0xf3, 0xc3], 0),
+            Some(vec![AddRsp(0x100)])
+        );
+        // lea rsp, [rbp + 8] only with RBP as frame register.
+        assert_eq!(
+            decode(&[0x48, 0x8d, 0x65, 0x08, 0x5d, 0xc3], 5),
+            Some(vec![LeaRsp(8), Pop(5)])
+        );
+        assert_eq!(decode(&[0x48, 0x8d, 0x65, 0x08, 0x5d, 0xc3], 0), None);
+        // lea rsp, [r13 - 0x10] with R13.
+        assert_eq!(
+            decode(&[0x49, 0x8d, 0x65, 0xf0, 0xc3], 13),
+            Some(vec![LeaRsp(-0x10)])
+        );
+        // jmp [rip + x] tail call; pop rsp is never an epilog pop.
+        assert_eq!(
+            decode(&[0x5b, 0xff, 0x25, 0, 0, 0, 0], 0),
+            Some(vec![Pop(3)])
+        );
+        assert_eq!(decode(&[0x5c, 0xc3], 0), None);
+        // Negative add, truncated bytes, ordinary code.
+        assert_eq!(decode(&[0x48, 0x83, 0xc4, 0xf0, 0xc3], 0), None);
+        assert_eq!(decode(&[0x48, 0x81, 0xc4, 0x00], 0), None);
+        assert_eq!(decode(&[0x89, 0xc8, 0xc3], 0), None);
+        assert_eq!(decode(&[], 0), None);
+    }
+
+    #[test]
+    fn cpu_state_registers_map_to_unwind_numbering() {
+        let mut cpu = CpuState {
+            rip: 0x1234,
+            ..CpuState::default()
+        };
+        for (i, r) in cpu.gpr.iter_mut().enumerate() {
+            *r = 0x100 + i as u64;
+        }
+        let c = Context::from_cpu_state(&cpu);
+        assert_eq!(c.rip, 0x1234);
+        assert_eq!(c.get(Reg::Rax), Some(0x100));
+        assert_eq!(c.get(Reg::Rbx), Some(0x101));
+        assert_eq!(c.get(Reg::Rcx), Some(0x102));
+        assert_eq!(c.get(Reg::Rdx), Some(0x103));
+        assert_eq!(c.get(Reg::Rsi), Some(0x104));
+        assert_eq!(c.get(Reg::Rdi), Some(0x105));
+        assert_eq!(c.get(Reg::Rbp), Some(0x106));
+        assert_eq!(c.rsp(), 0x107);
+        assert_eq!(c.get(Reg::R8), Some(0x108));
+        assert_eq!(c.get(Reg::R15), Some(0x10f));
+    }
 }

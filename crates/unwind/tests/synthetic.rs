@@ -752,6 +752,35 @@ fn corrupt_unwind_info_is_reported() {
         ))),
         ErrorKind::BadUnwindCode { op: 6, .. }
     ));
+    // RSP pushed or saved as a nonvolatile register.
+    assert!(matches!(
+        kind_of(stop_for_info(unwind_info(
+            1,
+            0,
+            4,
+            (0, 0),
+            &[code(1, UWOP_PUSH_NONVOL, 4)],
+            &[]
+        ))),
+        ErrorKind::BadUnwindCode {
+            op: UWOP_PUSH_NONVOL,
+            ..
+        }
+    ));
+    assert!(matches!(
+        kind_of(stop_for_info(unwind_info(
+            1,
+            0,
+            4,
+            (0, 0),
+            &[code(1, UWOP_SAVE_NONVOL, 4), 1],
+            &[]
+        ))),
+        ErrorKind::BadUnwindCode {
+            op: UWOP_SAVE_NONVOL,
+            ..
+        }
+    ));
     // SET_FPREG with no frame register; RSP as frame register.
     assert!(matches!(
         kind_of(stop_for_info(unwind_info(
