@@ -772,6 +772,24 @@ fn apply_codes(
         ctx.reg_or_err(info.frame_register)?
             .checked_sub(u64::from(info.frame_offset))
             .ok_or(StepError::Bad(Error::new(ErrorKind::AddressOverflow)))?
+    } else if in_prolog {
+        // SAVE_* offsets are relative to RSP after the whole fixed
+        // allocation. Part-way through the prolog (MSVC saves into the home
+        // area before pushing and allocating) that is RSP minus what the
+        // prolog has still to push and allocate.
+        let pending: u64 = info
+            .codes
+            .iter()
+            .filter(|c| !runs(c.code_offset))
+            .map(|c| match c.op {
+                UnwindOp::PushNonvol { .. } => 8,
+                UnwindOp::Alloc { size } => u64::from(size),
+                _ => 0,
+            })
+            .sum();
+        ctx.rsp()
+            .checked_sub(pending)
+            .ok_or(StepError::Bad(Error::new(ErrorKind::AddressOverflow)))?
     } else {
         ctx.rsp()
     };

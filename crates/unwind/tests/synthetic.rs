@@ -1044,3 +1044,47 @@ fn a_chained_fragment_saves_relative_to_the_parents_frame_register() {
     assert_eq!(caller.context.get(Reg::Rbx), Some(0xb0b0));
     assert_eq!(caller.context.get(Reg::Rbp), Some(0xbbbb));
 }
+
+#[test]
+fn msvc_style_saves_into_the_home_area_before_the_allocation() {
+    // mov [rsp+8], rbx (ends at 5); push rdi (6); sub rsp, 0x20 (10).
+    // The SAVE offset 0x30 is relative to RSP after the allocation.
+    let mut pe = Pe::new();
+    let codes = [
+        code(10, UWOP_ALLOC_SMALL, 3),
+        code(6, UWOP_PUSH_NONVOL, Reg::Rdi as u8),
+        code(5, UWOP_SAVE_NONVOL, Reg::Rbx as u8),
+        0x30 / 8,
+    ];
+    pe.function(
+        TEXT + 0x100,
+        TEXT + 0x140,
+        &unwind_info(1, 0, 10, (0, 0), &codes, &[]),
+    );
+    let mut mem = pe.finish();
+    let entry = STACK + 0x3000; // RSP at function entry: the return address
+    mem.write_u64(entry, va(TEXT + 0x800));
+    mem.write_u64(entry + 8, 0xb0b0); // home slot of rbx
+    mem.write_u64(entry + 0x10, 0);
+    mem.write_u64(entry - 8, 0xd1d1); // pushed rdi
+    for (offset, rsp) in [
+        (5u32, entry),
+        (6, entry - 8),
+        (10, entry - 0x28),
+        (0x20, entry - 0x28),
+    ] {
+        let ctx = Context::new(va(TEXT + 0x100 + offset), rsp)
+            .with(Reg::Rbx, 0x77)
+            .with(Reg::Rdi, 0x88);
+        let stack = Unwinder::new().unwind(&mem, &modules(), ctx, &limits());
+        let caller = &stack.frames[1];
+        assert_eq!(caller.rsp, VirtAddr(entry + 8), "offset {offset}");
+        assert_eq!(
+            caller.context.get(Reg::Rbx),
+            Some(0xb0b0),
+            "offset {offset}"
+        );
+        let rdi = if offset >= 6 { 0xd1d1 } else { 0x88 };
+        assert_eq!(caller.context.get(Reg::Rdi), Some(rdi), "offset {offset}");
+    }
+}
