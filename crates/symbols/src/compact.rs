@@ -24,7 +24,7 @@
 //! Every read is bounds-checked, so a damaged file yields `None`, never a
 //! panic; the checksum makes damage visible at open time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::model::Model;
 use crate::{Enumeration, Field, PdbIdentity, TypeRef, UserType};
@@ -85,11 +85,49 @@ pub(crate) fn checksum(data: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
+/// A small multiplicative hasher for the writer's interning tables
+/// (SipHash costs more than the rest of the write for ~200 000 names; the
+/// keys come from a file we are converting, and a collision only costs
+/// time).
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u8(&mut self, x: u8) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+
 struct Writer {
     strings: Vec<u8>,
-    string_ids: HashMap<String, u32>,
+    string_ids: FastMap<String, u32>,
     nodes: Vec<[u32; 4]>,
-    node_ids: HashMap<[u32; 4], u32>,
+    node_ids: FastMap<[u32; 4], u32>,
 }
 
 impl Writer {
@@ -102,6 +140,15 @@ impl Writer {
         self.strings.extend_from_slice(&len.to_le_bytes());
         self.strings.extend_from_slice(s.as_bytes());
         self.string_ids.insert(s.to_string(), id);
+        Ok(id)
+    }
+
+    /// Append a string known to occur once (a symbol name): no interning.
+    fn unique_string(&mut self, s: &str) -> Result<u32, String> {
+        let id = u32::try_from(self.strings.len()).map_err(|_| "string table over 4 GiB")?;
+        let len = u32::try_from(s.len()).map_err(|_| "string over 4 GiB")?;
+        self.strings.extend_from_slice(&len.to_le_bytes());
+        self.strings.extend_from_slice(s.as_bytes());
         Ok(id)
     }
 
@@ -147,20 +194,30 @@ fn put_u64(v: &mut Vec<u8>, x: u64) {
 /// Deduplicate by name (the last definition wins, as in Volatility's
 /// pdbconv) and sort by name bytes.
 fn by_name<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<&T> {
-    let mut m: BTreeMap<&[u8], &T> = BTreeMap::new();
-    for it in items {
-        m.insert(name(it).as_bytes(), it);
+    let mut v: Vec<(&[u8], usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (name(it).as_bytes(), i))
+        .collect();
+    v.sort_unstable();
+    let mut out: Vec<&T> = Vec::with_capacity(v.len());
+    for (k, (n, i)) in v.iter().enumerate() {
+        // Keep only the last (highest index) of each run of equal names.
+        if v.get(k + 1).is_some_and(|(next, _)| next == n) {
+            continue;
+        }
+        out.push(&items[*i]);
     }
-    m.into_values().collect()
+    out
 }
 
 /// Serialise a model into the compact form.
 pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
     let mut w = Writer {
         strings: Vec::new(),
-        string_ids: HashMap::new(),
+        string_ids: FastMap::default(),
         nodes: Vec::new(),
-        node_ids: HashMap::new(),
+        node_ids: FastMap::default(),
     };
     let mut sect: Vec<Vec<u8>> = vec![Vec::new(); NSECT];
 
@@ -199,7 +256,6 @@ pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
             u32::try_from(ut.fields.len()).map_err(|_| "too many fields")?,
         );
     }
-
     for en in by_name(&model.enums, |e| &e.name) {
         let n = w.string(&en.name)?;
         let first = (sect[S_CONSTS].len() / 16) as u32;
@@ -219,10 +275,9 @@ pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
             u32::try_from(en.constants.len()).map_err(|_| "too many constants")?,
         );
     }
-
     let syms = by_name(&model.symbols, |s| &s.0);
     for (name, rva) in &syms {
-        let n = w.string(name)?;
+        let n = w.unique_string(name)?;
         put_u32(&mut sect[S_SYMS], n);
         put_u32(&mut sect[S_SYMS], 0);
         put_u64(&mut sect[S_SYMS], *rva);
@@ -234,12 +289,11 @@ pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
         put_u32(&mut sect[S_BYADDR], i);
     }
     for (name, rva) in by_name(&model.aliases, |s| &s.0) {
-        let n = w.string(name)?;
+        let n = w.unique_string(name)?;
         put_u32(&mut sect[S_ALIASES], n);
         put_u32(&mut sect[S_ALIASES], 0);
         put_u64(&mut sect[S_ALIASES], *rva);
     }
-
     for node in &w.nodes {
         for x in node {
             put_u32(&mut sect[S_NODES], *x);
@@ -301,6 +355,16 @@ pub(crate) struct Layout {
 impl Layout {
     /// Check the header, bounds and checksum.
     pub(crate) fn validate(d: &[u8]) -> Result<Layout, String> {
+        Self::check(d, true)
+    }
+
+    /// Check header and bounds of an image this process just wrote (its
+    /// checksum is right by construction).
+    pub(crate) fn validate_fresh(d: &[u8]) -> Result<Layout, String> {
+        Self::check(d, false)
+    }
+
+    fn check(d: &[u8], verify_sum: bool) -> Result<Layout, String> {
         if d.len() < HEADER_LEN {
             return Err(format!("{} bytes, shorter than the header", d.len()));
         }
@@ -319,7 +383,7 @@ impl Layout {
             ));
         }
         let want = u64_at(d, 24).unwrap_or(0);
-        if checksum(&d[HEADER_LEN..]) != want {
+        if verify_sum && checksum(&d[HEADER_LEN..]) != want {
             return Err("checksum mismatch".into());
         }
         let key = SourceKey {

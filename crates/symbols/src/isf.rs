@@ -3,7 +3,6 @@
 //! Parsed straight into small typed structs with serde (no `Value` tree);
 //! unknown keys are skipped, so newer ISF minor versions still load.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -17,18 +16,53 @@ use crate::{Enumeration, Field, PdbIdentity, TypeRef, UserType};
 /// about 40 MB; this bounds memory on a hostile `.xz`.
 const MAX_ISF_BYTES: u64 = 1 << 30;
 
+/// A JSON object read as a list of pairs: no hashing of the ~100 000
+/// keys of a kernel ISF, and the file's order is kept. Later duplicates
+/// win when the model is built, as they would in a map.
+struct Pairs<T>(Vec<(String, T)>);
+
+impl<T> Default for Pairs<T> {
+    fn default() -> Self {
+        Pairs(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Pairs<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Pairs<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Pairs<T>, A::Error> {
+                // No size hint is trusted: the input is untrusted.
+                let mut v = Vec::new();
+                while let Some((k, val)) = m.next_entry::<String, T>()? {
+                    v.push((k, val));
+                }
+                Ok(Pairs(v))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 struct Doc {
     #[serde(default)]
     metadata: Option<Metadata>,
     #[serde(default)]
-    base_types: HashMap<String, Base>,
+    base_types: Pairs<Base>,
     #[serde(default)]
-    user_types: HashMap<String, User>,
+    user_types: Pairs<User>,
     #[serde(default)]
-    enums: HashMap<String, Enum>,
+    enums: Pairs<Enum>,
     #[serde(default)]
-    symbols: HashMap<String, Sym>,
+    symbols: Pairs<Sym>,
 }
 
 /// The `metadata` object (only what identifies the PDB).
@@ -64,7 +98,7 @@ struct User {
     kind: String,
     size: u64,
     #[serde(default)]
-    fields: HashMap<String, IsfField>,
+    fields: Pairs<IsfField>,
 }
 
 #[derive(Deserialize)]
@@ -95,7 +129,7 @@ struct IsfType {
 struct Enum {
     size: u64,
     #[serde(default)]
-    constants: HashMap<String, serde_json::Number>,
+    constants: Pairs<serde_json::Number>,
 }
 
 #[derive(Deserialize)]
@@ -216,12 +250,13 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Model, Error> {
     };
     m.base_types = doc
         .base_types
+        .0
         .iter()
         .map(|(n, b)| (n.clone(), b.size))
         .collect();
-    for (name, u) in &doc.user_types {
-        let mut fields = Vec::with_capacity(u.fields.len());
-        for (fname, f) in &u.fields {
+    for (name, u) in &doc.user_types.0 {
+        let mut fields = Vec::with_capacity(u.fields.0.len());
+        for (fname, f) in &u.fields.0 {
             let ctx = format!("{name}.{fname}");
             fields.push(Field {
                 name: fname.clone(),
@@ -238,9 +273,9 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Model, Error> {
             fields,
         });
     }
-    for (name, e) in &doc.enums {
-        let mut constants = Vec::with_capacity(e.constants.len());
-        for (c, v) in &e.constants {
+    for (name, e) in &doc.enums.0 {
+        let mut constants = Vec::with_capacity(e.constants.0.len());
+        for (c, v) in &e.constants.0 {
             let v = number_to_i64(v).ok_or_else(|| {
                 Error::format(
                     path,
@@ -256,7 +291,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Model, Error> {
             constants,
         });
     }
-    for (name, s) in &doc.symbols {
+    for (name, s) in &doc.symbols.0 {
         if let Some(a) = s.address {
             m.symbols.push((name.clone(), a));
             if let Some(l) = &s.linkage_name {

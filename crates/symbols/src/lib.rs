@@ -292,7 +292,7 @@ impl SymbolTable {
 
     fn from_model(model: &model::Model, key: SourceKey, path: &Path) -> Result<SymbolTable, Error> {
         let bytes = compact::write(model, key).map_err(|m| Error::format(path, m))?;
-        let layout = Layout::validate(&bytes).map_err(|m| {
+        let layout = Layout::validate_fresh(&bytes).map_err(|m| {
             Error::format(
                 path,
                 format!("internal: compact image does not validate: {m}"),
