@@ -34,10 +34,13 @@ pub enum ErrorKind {
     },
     /// Not enough free space for the dump where it is written.
     NoSpace {
-        /// Bytes the dump is expected to need (the guest's RAM size).
+        /// Bytes the dump is expected to need (the guest's RAM size); 0
+        /// when the write itself failed.
         needed: u64,
-        /// Bytes free in the target file system.
+        /// Bytes free in the target file system (0 when unknown).
         available: u64,
+        /// The failing party's own words (QEMU, virsh or the OS), if any.
+        detail: String,
     },
     /// The host refused access (file, socket or libvirt connection).
     Permission(String),
@@ -109,6 +112,7 @@ impl Error {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorKind::NoSpace {
                 needed: 0,
                 available: 0,
+                detail: format!("{op}: {e}"),
             },
             Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
                 ErrorKind::Permission(format!("{op}: {e}"))
@@ -145,17 +149,19 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             ErrorKind::Io { op, message } => write!(f, "{op} failed: {message}")?,
-            ErrorKind::NoSpace { needed, available } if *needed > 0 => write!(
+            ErrorKind::NoSpace {
+                needed, available, ..
+            } if *needed > 0 => write!(
                 f,
                 "not enough free space: the dump needs about {} MiB, {} MiB are free \
                  (choose another -o directory, or a kdump-zlib dump which is compressed)",
                 needed >> 20,
                 available >> 20
             )?,
-            ErrorKind::NoSpace { .. } => write!(
+            ErrorKind::NoSpace { detail, .. } => write!(
                 f,
-                "no space left on the device (choose another -o directory, or a \
-                 kdump-zlib dump which is compressed)"
+                "no space left on the device ({detail}); choose another -o directory, \
+                 or a kdump-zlib dump which is compressed"
             )?,
             ErrorKind::Permission(what) => write!(
                 f,

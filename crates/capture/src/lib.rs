@@ -332,8 +332,12 @@ fn dump_once(
             if let Some(available) = free_space(&opts.out_dir) {
                 // Headers and notes add a little; 1 MiB covers them.
                 if available < needed.saturating_add(1 << 20) {
-                    return Err(Error::new(ErrorKind::NoSpace { needed, available })
-                        .at(Location::Path(opts.out_dir.clone())));
+                    return Err(Error::new(ErrorKind::NoSpace {
+                        needed,
+                        available,
+                        detail: String::new(),
+                    })
+                    .at(Location::Path(opts.out_dir.clone())));
                 }
             }
         }
@@ -360,6 +364,10 @@ fn dump_once(
         backend.suspend()?;
     }
     let bar = progress_bar(opts.progress, &name);
+    // Until QEMU reports its total, the guest's RAM is the best guess.
+    if let Some(m) = info.memory_bytes {
+        bar.set_length(m);
+    }
     let t0 = Instant::now();
     let mut on_progress = |done: u64, total: u64| {
         if total > 0 {

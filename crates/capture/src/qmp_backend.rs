@@ -238,6 +238,7 @@ fn qemu_dump_error(desc: &str, partial: &Path) -> Error {
         ErrorKind::NoSpace {
             needed: 0,
             available: 0,
+            detail: format!("QEMU: {desc}"),
         }
     } else {
         ErrorKind::Qemu {

@@ -80,6 +80,7 @@ impl Virsh {
             ErrorKind::NoSpace {
                 needed: 0,
                 available: 0,
+                detail: text,
             }
         } else if lower.contains("permission denied") || lower.contains("authentication failed") {
             ErrorKind::Permission(text)

@@ -492,6 +492,18 @@ fn libvirt_capture_matches_the_monitor() {
     watcher.join().unwrap();
     check_interrupted(out.path(), e);
     assert_eq!(g.state(), "running");
+
+    // A full disk under libvirt: libvirt's text comes through, nothing is left.
+    if let Some(fs16) = support::Tmpfs::mount("libvirt-full", 16) {
+        let mut o = libvirt_options(&g, fs16.dir.path());
+        o.check_space = false;
+        let e = capture(&o, &mut |_| {}).unwrap_err();
+        eprintln!("virsh full disk: {e}");
+        assert_eq!(e.name(), "NoSpace", "{e}");
+        assert!(e.to_string().contains("No space left on device"), "{e}");
+        assert_eq!(files(fs16.dir.path()), vec![MANIFEST_FILE.to_string()]);
+        assert_eq!(g.state(), "running");
+    }
 }
 
 #[test]
@@ -544,4 +556,31 @@ fn libvirt_shut_off_domain_is_not_running() {
     let e = capture(&o, &mut |_| {}).unwrap_err();
     assert_eq!(e.name(), "DomainNotRunning", "{e}");
     assert!(e.to_string().contains("shut off"), "{e}");
+}
+
+#[test]
+fn qmp_full_disk_is_reported_and_cleaned_up() {
+    let Some(fs16) = support::Tmpfs::mount("full", 16) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let g = QemuGuest::start("qmp-full");
+    // The free-space check refuses before QEMU writes anything.
+    let out = fs16.dir.path().join("a");
+    let o = qmp_options(&g, &out);
+    let e = capture(&o, &mut |_| {}).unwrap_err();
+    assert_eq!(e.name(), "NoSpace", "{e}");
+    assert!(e.to_string().contains("64 MiB"), "{e}");
+    assert_eq!(files(&out), vec![MANIFEST_FILE.to_string()]);
+    // Without the check QEMU runs out of space itself: its text comes
+    // through and the partial file goes.
+    let out = fs16.dir.path().join("b");
+    let mut o = qmp_options(&g, &out);
+    o.check_space = false;
+    let e = capture(&o, &mut |_| {}).unwrap_err();
+    eprintln!("full disk: {e}");
+    assert_eq!(e.name(), "NoSpace", "{e}");
+    assert!(e.to_string().contains("No space left on device"), "{e}");
+    assert_eq!(files(&out), vec![MANIFEST_FILE.to_string()]);
+    assert_eq!(g.qmp_execute("query-status")["status"], "running");
 }

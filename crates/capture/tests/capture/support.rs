@@ -437,3 +437,38 @@ impl Drop for LibvirtGuest {
         let _ = virsh(&["destroy", &self.name]);
     }
 }
+
+/// A small tmpfs mounted for a test, unmounted on drop: a real "disk full".
+#[derive(Debug)]
+pub struct Tmpfs {
+    pub dir: TempDir,
+}
+
+impl Tmpfs {
+    /// `None` when not root (mounting needs it); the caller then skips.
+    pub fn mount(tag: &str, size_mib: u32) -> Option<Tmpfs> {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let dir = TempDir::new(tag);
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size_mib}m,mode=0755"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount -t tmpfs failed as root");
+        Some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
