@@ -74,6 +74,20 @@
 //!
 //! Each [`Frame`] carries module index and RVA for symbolisation: symbolise
 //! [`Frame::lookup_rva`] (RVA - 1 for return addresses).
+//!
+//! # Writing unwindable stacks
+//! [`synth`] produces UNWIND_INFO, `.pdata`, prolog/epilog code and stack
+//! frames that this crate unwinds back exactly: for the lab's dumps and for
+//! tests.
+//!
+//! # Known limits
+//! - XMM registers are not tracked (their save slots are parsed, skipped).
+//! - Exception/termination handlers are not run (a dump is not unwound for
+//!   an exception; only the frames matter).
+//! - Epilogs are recognised by decoding the instructions at RIP, as Windows
+//!   does for version 1 unwind info; version 2 UWOP_EPILOG descriptors are
+//!   parsed but not needed for that. An unreadable code page means "not in
+//!   an epilog", which is wrong only if RIP really was in one.
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
