@@ -552,6 +552,16 @@ impl SymbolTable {
             .filter_map(move |i| Some((l.name_of(d, S_SYMS, i)?, l.rva(d, S_SYMS, i)?)))
     }
 
+    /// Raw linkage names that differ from the symbol's name (ISF
+    /// `linkage_name`, or a PDB public before pdbconv-style stripping),
+    /// with their RVA, sorted by name.
+    pub fn linkage_names(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        let l = &self.inner.layout;
+        let d = self.d();
+        (0..l.count(S_ALIASES))
+            .filter_map(move |i| Some((l.name_of(d, S_ALIASES, i)?, l.rva(d, S_ALIASES, i)?)))
+    }
+
     fn names(&self, s: usize) -> impl Iterator<Item = &str> + '_ {
         let l = &self.inner.layout;
         let d = self.d();

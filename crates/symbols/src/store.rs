@@ -234,6 +234,12 @@ impl SymbolStore {
             for ext in ["json.xz", "json"] {
                 out.push(dir.join(n).join(format!("{vol}.{ext}")));
             }
+            if n == &id.name {
+                // A directory that is itself `windows/<pdb>`.
+                for ext in ["json.xz", "json"] {
+                    out.push(dir.join(format!("{vol}.{ext}")));
+                }
+            }
             out.push(dir.join(n).join(&key).join(n));
             for ext in ["json.xz", "json"] {
                 out.push(dir.join(n).join(&key).join(format!("{stem}.{ext}")));

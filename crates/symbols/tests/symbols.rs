@@ -47,6 +47,14 @@ fn tempdir() -> tempfile::TempDir {
 
 // ---------------------------------------------------------------- ISF ----
 
+#[test]
+fn tables_and_stores_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<SymbolTable>();
+    shareable::<SymbolStore>();
+    shareable::<SymbolCache>();
+}
+
 /// An independent reading of an ISF with serde_json::Value, to check the
 /// typed loader against.
 fn value_type(v: &serde_json::Value) -> TypeRef {
@@ -391,6 +399,28 @@ fn assert_same_tables(isf: &SymbolTable, pdb: &SymbolTable, key: &str) {
             .iter()
             .any(|p| isf_syms.get(format!("{p}{n}").as_str()) == Some(&rva));
         assert!(restored, "{key}: PDB symbol {n} at {rva:#x} not in the ISF");
+    }
+    // isf2pdb writes each symbol under its ISF name only, so the ISF's raw
+    // linkage names (`_CmAddDeviceToContainer` for `CmAddDeviceToContainer`)
+    // are not in the PDB. Check that this is the only gap, and say how big.
+    let mut lost = 0;
+    for (l, rva) in isf.linkage_names() {
+        if pdb.symbol(l) == Some(rva) {
+            continue;
+        }
+        lost += 1;
+        let stripped: Vec<&str> = isf_syms
+            .iter()
+            .filter(|(_, &r)| r == rva)
+            .map(|(n, _)| *n)
+            .collect();
+        assert!(
+            stripped.iter().any(|n| pdb.symbol(n) == Some(rva)),
+            "{key}: linkage name {l} at {rva:#x}: its symbol is missing from the PDB too"
+        );
+    }
+    if lost > 0 {
+        eprintln!("{key}: isf2pdb limitation: {lost} ISF linkage names are not in the PDB (their stripped names are)");
     }
 }
 
