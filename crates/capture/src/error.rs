@@ -165,7 +165,9 @@ impl fmt::Display for Error {
             )?,
             ErrorKind::Permission(what) => write!(
                 f,
-                "permission denied ({what}); run as root or as a member of the libvirt group"
+                "access refused ({what}); check that the output directory is on a \
+                 writable file system and writable by you (and by libvirtd), and that you \
+                 may use libvirt or the QMP socket (root, or the libvirt group)"
             )?,
             ErrorKind::DomainNotFound(msg) => write!(
                 f,

@@ -264,6 +264,9 @@ pub fn capture(
         dumps: Vec::new(),
         error: None,
     };
+    // Written first: proves the directory is writable before the guest is
+    // touched, and records the attempt even if this process dies.
+    write_manifest(&opts.out_dir, &manifest)?;
     let prefix = sanitize(opts.prefix.as_deref().unwrap_or(&info.domain));
     let result = run_series(
         opts,

@@ -61,7 +61,20 @@ impl Qmp {
             greeting_version: Value::Null,
             timeout: Duration::from_secs(30),
         };
-        let greeting = qmp.read_message(Instant::now() + qmp.timeout)?;
+        // QEMU greets at once; silence means another client holds the
+        // socket (QEMU serves one at a time and queues the rest).
+        let greeting = qmp
+            .read_message(Instant::now() + Duration::from_secs(5))
+            .map_err(|e| match e.kind {
+                ErrorKind::Timeout(_) => Error::new(ErrorKind::Timeout(
+                    "no QMP greeting within 5 s: another client (libvirt, a monitor \
+                     session) is probably connected to this socket, and QEMU serves \
+                     one at a time"
+                        .into(),
+                ))
+                .at(Location::Path(path.to_path_buf())),
+                _ => e,
+            })?;
         let Some(q) = greeting.get("QMP") else {
             return Err(qmp.protocol(format!("expected the QMP greeting, got {greeting}")));
         };

@@ -82,7 +82,10 @@ impl Virsh {
                 available: 0,
                 detail: text,
             }
-        } else if lower.contains("permission denied") || lower.contains("authentication failed") {
+        } else if lower.contains("permission denied")
+            || lower.contains("authentication failed")
+            || lower.contains("read-only file system")
+        {
             ErrorKind::Permission(text)
         } else {
             let mut stderr = text;

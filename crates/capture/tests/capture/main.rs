@@ -583,4 +583,23 @@ fn qmp_full_disk_is_reported_and_cleaned_up() {
     assert!(e.to_string().contains("No space left on device"), "{e}");
     assert_eq!(files(&out), vec![MANIFEST_FILE.to_string()]);
     assert_eq!(g.qmp_execute("query-status")["status"], "running");
+
+    // A read-only file system: a permission problem, said as such.
+    let ro = support::Tmpfs::mount_with("ro", "size=1m,mode=0755,ro").unwrap();
+    let o = qmp_options(&g, ro.dir.path());
+    let e = capture(&o, &mut |_| {}).unwrap_err();
+    eprintln!("read-only: {e}");
+    assert_eq!(e.name(), "Permission", "{e}");
+    assert!(e.to_string().contains("Read-only file system"), "{e}");
+}
+
+#[test]
+fn qmp_second_client_is_explained() {
+    let g = QemuGuest::start("qmp-busy");
+    // Hold the socket the way libvirt or an open monitor session would.
+    let _holder = hangscope_capture::qmp::Qmp::connect(&g.qmp).unwrap();
+    let out = TempDir::new("qmp-busy-out");
+    let e = capture(&qmp_options(&g, out.path()), &mut |_| {}).unwrap_err();
+    assert_eq!(e.name(), "Timeout", "{e}");
+    assert!(e.to_string().contains("another client"), "{e}");
 }

@@ -447,6 +447,11 @@ pub struct Tmpfs {
 impl Tmpfs {
     /// `None` when not root (mounting needs it); the caller then skips.
     pub fn mount(tag: &str, size_mib: u32) -> Option<Tmpfs> {
+        Tmpfs::mount_with(tag, &format!("size={size_mib}m,mode=0755"))
+    }
+
+    /// A tmpfs with these mount options (e.g. `ro`).
+    pub fn mount_with(tag: &str, options: &str) -> Option<Tmpfs> {
         // SAFETY: geteuid(2) has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return None;
@@ -454,7 +459,7 @@ impl Tmpfs {
         let dir = TempDir::new(tag);
         let st = Command::new("mount")
             .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size_mib}m,mode=0755"))
+            .arg(options)
             .arg("tmpfs")
             .arg(dir.path())
             .status()
