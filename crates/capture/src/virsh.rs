@@ -104,6 +104,19 @@ impl Virsh {
     }
 }
 
+/// Whether a libvirt URI names another host (`qemu+ssh://host/system`,
+/// `qemu://host/system`): libvirtd there would write the dump on *its*
+/// file system, out of reach of the rename and the hash done here.
+pub(crate) fn is_remote_uri(uri: &str) -> bool {
+    let Some((_, rest)) = uri.split_once("://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let host = host.split(':').next().unwrap_or(host);
+    !(host.is_empty() || host == "localhost" || host == "127.0.0.1" || host == "[::1]")
+}
+
 /// The value after `key:` on the line of `text` that starts with `key`.
 fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
@@ -134,6 +147,21 @@ impl Backend for Virsh {
     }
 
     fn info(&mut self) -> Result<VmInfo, Error> {
+        if self.uri.is_none() {
+            // Where virsh's default (LIBVIRT_DEFAULT_URI, ...) points: for
+            // the manifest, and to catch a remote default.
+            self.uri = self
+                .run(&["uri"])
+                .ok()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty());
+        }
+        if let Some(uri) = self.uri.as_deref().filter(|u| is_remote_uri(u)) {
+            return Err(Error::new(ErrorKind::BadOptions(format!(
+                "{uri} is a remote libvirt: its libvirtd would write the dump on that \
+                 host; run the capture there"
+            ))));
+        }
         let dominfo = self.run(&["dominfo", &self.domain])?;
         let version = self.run(&["version"]).unwrap_or_default();
         let kib = |k: &str| {
@@ -142,14 +170,6 @@ impl Backend for Virsh {
                 .and_then(|n| n.parse::<u64>().ok())
                 .and_then(|n| n.checked_mul(1024))
         };
-        if self.uri.is_none() {
-            // Record where virsh's default actually pointed.
-            self.uri = self
-                .run(&["uri"])
-                .ok()
-                .map(|u| u.trim().to_string())
-                .filter(|u| !u.is_empty());
-        }
         self.memory_bytes = kib("Max memory");
         Ok(VmInfo {
             domain: field(&dominfo, "Name").unwrap_or(&self.domain).to_string(),
@@ -294,6 +314,17 @@ mod tests {
                        Running hypervisor: QEMU 7.2.22\n";
         assert_eq!(field(version, "Using library"), Some("libvirt 9.0.0"));
         assert_eq!(field(version, "Running hypervisor"), Some("QEMU 7.2.22"));
+    }
+
+    #[test]
+    fn remote_uris_are_recognised() {
+        assert!(!is_remote_uri("qemu:///system"));
+        assert!(!is_remote_uri("qemu:///session"));
+        assert!(!is_remote_uri("qemu+unix:///system?socket=/run/x"));
+        assert!(!is_remote_uri("qemu://localhost/system"));
+        assert!(is_remote_uri("qemu+ssh://root@hv12/system"));
+        assert!(is_remote_uri("qemu+tcp://hv12:16509/system"));
+        assert!(!is_remote_uri("test:///default"));
     }
 
     #[test]
