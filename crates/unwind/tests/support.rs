@@ -27,11 +27,13 @@ pub struct Insn {
 /// The built driver: image bytes, symbols and instructions.
 #[derive(Debug)]
 pub struct Driver {
+    /// Where the image is loaded (its preferred base: no relocation).
+    pub base: u64,
     pub image: Vec<u8>,
     pub size_of_image: u64,
     pub symbols: HashMap<String, u64>,
     pub insns: Vec<Insn>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -101,11 +103,33 @@ fn build_driver() -> Driver {
     let insns = parse_disasm(&disasm);
     let size_of_image = pe_u32(&image, pe_opt(&image) + 56) as u64;
     Driver {
+        base: DRIVER_BASE,
         image,
         size_of_image,
         symbols,
         insns,
-        _dir: dir,
+        _dir: Some(dir),
+    }
+}
+
+impl Driver {
+    /// Any x64 PE file, loaded at its preferred image base, with its
+    /// disassembly (no symbols).
+    pub fn from_pe(path: &Path) -> Driver {
+        let image = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let disasm = run(Command::new(tool(&["llvm-objdump", "llvm-objdump-14"]))
+            .args(["-d", "--no-show-raw-insn"])
+            .arg(path));
+        let opt = pe_opt(&image);
+        let base = u64::from_le_bytes(image[opt + 24..opt + 32].try_into().unwrap());
+        Driver {
+            base,
+            size_of_image: pe_u32(&image, opt + 56) as u64,
+            image,
+            symbols: HashMap::new(),
+            insns: parse_disasm(&disasm),
+            _dir: None,
+        }
     }
 }
 
@@ -193,7 +217,7 @@ impl Driver {
         let nsec = pe_u16(b, nt + 6) as usize;
         let opt_size = pe_u16(b, nt + 20) as usize;
         let size_of_headers = pe_u32(b, pe_opt(b) + 60) as usize;
-        mem.write(DRIVER_BASE, &b[..size_of_headers]);
+        mem.write(self.base, &b[..size_of_headers]);
         for i in 0..nsec {
             let s = nt + 24 + opt_size + i * 40;
             let vsize = pe_u32(b, s + 8) as usize;
@@ -203,12 +227,12 @@ impl Driver {
             let mut data = vec![0u8; vsize.max(raw_size)];
             let n = raw_size.min(b.len().saturating_sub(raw));
             data[..n].copy_from_slice(&b[raw..raw + n]);
-            mem.write(DRIVER_BASE + va, &data);
+            mem.write(self.base + va, &data);
         }
     }
 
     pub fn module(&self) -> Module {
-        Module::new(DRIVER_BASE, self.size_of_image, "hsdrv.sys")
+        Module::new(self.base, self.size_of_image, "hsdrv.sys")
     }
 
     pub fn modules(&self) -> ModuleList {
@@ -222,7 +246,7 @@ impl Driver {
             .unwrap_or_else(|| panic!("no symbol {name} in the map"))
     }
 
-    fn index_of(&self, addr: u64) -> usize {
+    pub fn index_of(&self, addr: u64) -> usize {
         self.insns
             .iter()
             .position(|i| i.addr == addr)
@@ -336,6 +360,9 @@ pub struct FrameBuilder<'d> {
     callers: Vec<ExpectedFrame>,
     /// Size a dynamic `sub rsp, rax` (alloca) allocates.
     pub alloca_size: u64,
+    /// Calls not on the path preserve every register (true inside
+    /// prologs, where the only call is the stack probe).
+    pub calls_preserve: bool,
 }
 
 impl<'d> FrameBuilder<'d> {
@@ -358,10 +385,29 @@ impl<'d> FrameBuilder<'d> {
             fresh: 0x7700_0000_0000_0000,
             callers: Vec::new(),
             alloca_size: 0x50,
+            calls_preserve: false,
         }
     }
 
-    fn rsp(&self) -> u64 {
+    /// Execute the instructions at addresses `[from, to)` in order.
+    pub fn exec_range(&mut self, from: u64, to: u64) {
+        let start = self.driver.index_of(from);
+        let insns: Vec<Insn> = self.driver.insns[start..]
+            .iter()
+            .take_while(|i| i.addr < to)
+            .cloned()
+            .collect();
+        for insn in &insns {
+            self.exec(insn);
+        }
+    }
+
+    /// The current register file.
+    pub fn regs(&self) -> [u64; 16] {
+        self.regs
+    }
+
+    pub fn rsp(&self) -> u64 {
         self.regs[Reg::Rsp as usize]
     }
     fn set_rsp(&mut self, v: u64) {
@@ -481,22 +527,41 @@ impl<'d> FrameBuilder<'d> {
                 let d = reg64(d).expect("lea dest");
                 self.regs[d as usize] = v;
             }
-            ("movq", [s, dst])
-                if reg64(s).is_some() && mem_operand(dst).is_some_and(|(_, b)| b == Reg::Rsp) =>
-            {
-                let (disp, _) = mem_operand(dst).unwrap();
+            ("movq", [s, dst]) if reg64(s).is_some() && mem_operand(dst).is_some() => {
+                let (disp, base) = mem_operand(dst).unwrap();
                 let v = self.regs[reg64(s).unwrap() as usize];
-                self.mem.write_u64(self.rsp().wrapping_add(disp as u64), v);
+                let at = self.regs[base as usize].wrapping_add(disp as u64);
+                self.mem.write_u64(at, v);
+            }
+            ("movq", [src, d])
+                if reg64(d).is_some_and(|r| r != Reg::Rsp) && mem_operand(src).is_some() =>
+            {
+                let (disp, base) = mem_operand(src).unwrap();
+                let at = self.regs[base as usize].wrapping_add(disp as u64);
+                let d = reg64(d).unwrap();
+                match hangscope_unwind::MemoryReader::read_u64(&self.mem, at) {
+                    Ok(v) => {
+                        self.regs[d as usize] = v;
+                        if d == Reg::Rax {
+                            self.rax_known = false;
+                        }
+                    }
+                    Err(_) => self.clobber(d),
+                }
             }
             ("movaps", [s, dst]) if s.starts_with("%xmm") && mem_operand(dst).is_some() => {
                 let (disp, base) = mem_operand(dst).unwrap();
                 let at = self.regs[base as usize].wrapping_add(disp as u64);
                 self.mem.write(at, &[0xee; 16]);
             }
-            ("callq", [t]) if parse_target(t) == Some(self.driver.sym("__chkstk")) => {
+            ("callq", [t])
+                if parse_target(t).is_some()
+                    && parse_target(t) == self.driver.symbols.get("__chkstk").copied() =>
+            {
                 // The stack probe preserves every register (RAX holds the
                 // size for the `sub rsp, rax` that follows).
             }
+            ("callq", _) if self.calls_preserve => {}
             ("callq", _) => {
                 // A call not on the path: it returns with the volatile
                 // registers clobbered and the stack balanced.
