@@ -304,12 +304,57 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// A short stable name for logs and JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StopReason::ZeroReturnAddress => "zero_return_address",
+            StopReason::ReachedUserMode { .. } => "reached_user_mode",
+            StopReason::MaxFrames => "max_frames",
+            StopReason::OutsideModules { .. } => "outside_modules",
+            StopReason::NotCode { .. } => "not_code",
+            StopReason::LeftStack { .. } => "left_stack",
+            StopReason::RspNotIncreasing { .. } => "rsp_not_increasing",
+            StopReason::Cycle { .. } => "cycle",
+            StopReason::StackUnreadable(_) => "stack_unreadable",
+            StopReason::UnwindData(_) => "unwind_data",
+        }
+    }
+
     /// Whether the stack ended normally (not truncated).
     pub fn is_complete(&self) -> bool {
         matches!(
             self,
             StopReason::ZeroReturnAddress | StopReason::ReachedUserMode { .. }
         )
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::ZeroReturnAddress => write!(f, "end of stack (return address 0)"),
+            StopReason::ReachedUserMode { rip, rsp } => {
+                write!(f, "entered from user mode at rip {rip}, rsp {rsp}")
+            }
+            StopReason::MaxFrames => write!(f, "frame limit reached"),
+            StopReason::OutsideModules { rip } => {
+                write!(
+                    f,
+                    "rip {rip} is in no loaded module (corrupt return address or unknown code)"
+                )
+            }
+            StopReason::NotCode { rip } => write!(f, "rip {rip} is not in an executable section"),
+            StopReason::LeftStack { rsp } => write!(f, "rsp {rsp} left the thread's stack"),
+            StopReason::RspNotIncreasing { previous, rsp } => {
+                write!(
+                    f,
+                    "rsp went from {previous} to {rsp}, not up: corrupt stack"
+                )
+            }
+            StopReason::Cycle { rip, rsp } => write!(f, "frame (rip {rip}, rsp {rsp}) repeats"),
+            StopReason::StackUnreadable(e) => write!(f, "stack unreadable: {e}"),
+            StopReason::UnwindData(e) => write!(f, "unwind data: {e}"),
+        }
     }
 }
 

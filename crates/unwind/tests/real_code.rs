@@ -274,6 +274,12 @@ fn an_unreadable_stack_page_stops_with_its_address() {
     let ra_slot = expected[3].rsp - 8;
     b.mem.unmap_page(ra_slot);
     let stack = Unwinder::new().unwind(&b.mem, &d.modules(), b.context(d.sym("leaf")), &opts());
+    assert_eq!(stack.stop.name(), "stack_unreadable");
+    assert!(
+        stack.stop.to_string().contains("stack unreadable"),
+        "{}",
+        stack.stop
+    );
     match &stack.stop {
         StopReason::StackUnreadable(e) => {
             assert_eq!(e.at.0 & !0xfff, ra_slot & !0xfff);
