@@ -9,6 +9,18 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+pub mod build;
+pub mod builds;
+pub mod error;
 pub mod format;
 pub mod image;
+pub mod layout;
+pub mod random;
+pub mod scenario;
+pub mod space;
 pub mod truth;
+
+pub use build::{build, build_with_layout, BuildOptions, Symbols};
+pub use error::Error;
+pub use random::{random_scenario, RandomOptions};
+pub use scenario::Scenario;
