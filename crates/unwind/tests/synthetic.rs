@@ -1088,3 +1088,106 @@ fn msvc_style_saves_into_the_home_area_before_the_allocation() {
         assert_eq!(caller.context.get(Reg::Rdi), Some(rdi), "offset {offset}");
     }
 }
+
+/// `_KTRAP_FRAME` field offsets from a real symbol table (Windows 7 SP1
+/// x64), read with python3 (the ISF is xz-compressed JSON).
+fn ktrap_frame_offsets() -> std::collections::HashMap<String, u64> {
+    let isf =
+        "/work/shared/symbols/windows/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz";
+    let script = format!(
+        "import lzma,json\nt=json.load(lzma.open('{isf}'))['user_types']['_KTRAP_FRAME']\n\
+         print('size', t['size'])\n\
+         [print(k, v['offset']) for k, v in t['fields'].items()]"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A page-fault-like handler: the CPU pushes the machine frame and an error
+/// code (the end of a KTRAP_FRAME), the handler pushes RBP into
+/// `KTRAP_FRAME.Rbp`, allocates the rest of the trap frame and points RBP
+/// at trap frame + 0x80 (frame register, offset 8), as Windows' trap
+/// handlers do.
+fn trap_handler_image(o: &std::collections::HashMap<String, u64>) -> Pe {
+    let mut pe = Pe::new();
+    let alloc = o["Rbp"] as u16; // push rbp lands on KTRAP_FRAME.Rbp
+    let codes = [
+        code(16, UWOP_SET_FPREG, 0),
+        code(8, UWOP_ALLOC_LARGE, 0),
+        alloc / 8,
+        code(1, UWOP_PUSH_NONVOL, Reg::Rbp as u8),
+        code(0, UWOP_PUSH_MACHFRAME, 1),
+    ];
+    pe.function(
+        TEXT + 0xf00,
+        TEXT + 0xf80,
+        &unwind_info(1, 0, 16, (Reg::Rbp as u8, 8), &codes, &[]),
+    );
+    pe.function(
+        TEXT + 0x300,
+        TEXT + 0x380,
+        &unwind_info(1, 0, 4, (0, 0), &[code(4, UWOP_ALLOC_SMALL, 4)], &[]),
+    );
+    pe
+}
+
+#[test]
+fn a_real_ktrap_frame_layout_unwinds_to_the_interrupted_context() {
+    let o = ktrap_frame_offsets();
+    assert_eq!(
+        o["Rsp"],
+        o["Rip"] + 24,
+        "machine frame order in KTRAP_FRAME"
+    );
+    let mut mem = trap_handler_image(&o).finish();
+    let trap = STACK + 0x4000;
+    let interrupted_rsp = STACK + 0x9000;
+    mem.write(trap, &vec![0u8; o["size"] as usize]);
+    mem.write_u64(trap + o["Rbp"], 0xbbbb_0000_0000_0001);
+    mem.write_u64(trap + o["ErrorCode"], 2);
+    mem.write_u64(trap + o["Rip"], va(TEXT + 0x340));
+    mem.write_u64(trap + o["SegCs"], 0x10);
+    mem.write_u64(trap + o["EFlags"], 0x10246);
+    mem.write_u64(trap + o["Rsp"], interrupted_rsp);
+    mem.write_u64(trap + o["SegSs"], 0x18);
+    mem.write_u64(interrupted_rsp + 0x28, 0); // victim's return address
+    let ctx = Context::new(va(TEXT + 0xf40), trap).with(Reg::Rbp, trap + 0x80);
+    let stack = Unwinder::new().unwind(&mem, &modules(), ctx, &limits());
+    assert_eq!(stack.stop, StopReason::ZeroReturnAddress);
+    assert_eq!(
+        stack.frames[0].kind,
+        FrameKind::MachineFrame { error_code: true }
+    );
+    let victim = &stack.frames[1];
+    assert_eq!(victim.rip, VirtAddr(va(TEXT + 0x340)));
+    assert_eq!(victim.rsp, VirtAddr(interrupted_rsp));
+    assert_eq!(victim.origin, RipOrigin::Interrupted);
+    assert_eq!(victim.context.get(Reg::Rbp), Some(0xbbbb_0000_0000_0001));
+
+    // The same trap frame taken from user mode ends the kernel stack.
+    mem.write_u64(trap + o["Rip"], 0x7ff7_0000_1234);
+    mem.write_u64(trap + o["SegCs"], 0x33);
+    mem.write_u64(trap + o["Rsp"], 0x2f_ffff_f000);
+    let stack = Unwinder::new().unwind(&mem, &modules(), ctx, &limits());
+    assert_eq!(
+        stack.stop,
+        StopReason::ReachedUserMode {
+            rip: VirtAddr(0x7ff7_0000_1234),
+            rsp: VirtAddr(0x2f_ffff_f000)
+        }
+    );
+}
