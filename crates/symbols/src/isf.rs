@@ -15,6 +15,10 @@ use crate::{Enumeration, Field, PdbIdentity, TypeRef, UserType};
 /// Largest decompressed ISF accepted: the biggest real kernel ISF is
 /// about 40 MB; this bounds memory on a hostile `.xz`.
 const MAX_ISF_BYTES: u64 = 1 << 30;
+/// Largest `metadata` object read when indexing a directory.
+const MAX_METADATA_BYTES: usize = 1 << 20;
+/// How far into a file `metadata` is looked for when indexing.
+const MAX_METADATA_OFFSET: usize = 64 << 20;
 
 /// A JSON object read as a list of pairs: no hashing of the ~100 000
 /// keys of a kernel ISF, and the file's order is kept. Later duplicates
@@ -339,15 +343,19 @@ pub(crate) fn read_metadata(path: &Path) -> Option<Metadata> {
                         Err(_) => return None,
                     }
                 }
+                // Real metadata is a few hundred bytes; give up on a huge
+                // one rather than re-parse a growing buffer for ever.
                 let n = r.read(&mut chunk).ok()?;
-                if n == 0 || buf.len() as u64 > MAX_ISF_BYTES {
+                if n == 0 || buf.len() - start > MAX_METADATA_BYTES {
                     return None;
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
         }
         searched_to = buf.len();
-        if n == 0 || buf.len() as u64 > MAX_ISF_BYTES {
+        // `metadata` follows only `base_types` and `enums` (a few MB at
+        // most): a file without it that early is not indexed.
+        if n == 0 || buf.len() > MAX_METADATA_OFFSET {
             return None;
         }
     }

@@ -915,6 +915,10 @@ fn store_finds_isfs_by_metadata_and_in_server_layout() {
     let odd = tmp.path().join("odd/deeper");
     std::fs::create_dir_all(&odd).unwrap();
     std::fs::copy(isf_path(WIN7), odd.join("kernel-from-somewhere.json.xz")).unwrap();
+    // Things the index must skip without failing the search.
+    std::fs::write(odd.join("junk.json"), b"{\"metadata\": [1, 2").unwrap();
+    std::fs::write(odd.join("nometa.json"), br#"{"user_types": {}}"#).unwrap();
+    std::fs::write(odd.join("broken.json.xz"), b"not xz at all").unwrap();
     // A decoy with the wrong identity in the Volatility place.
     let b3 = "B3ED6FA26A1FD6DF6A34DF3B125CAFE8-1";
     let vol = tmp.path().join("windows/ntkrnlmp.pdb");
