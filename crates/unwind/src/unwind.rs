@@ -442,7 +442,10 @@ struct Step {
 }
 
 /// An unwinder with its caches: parsed images (headers and `.pdata`, read
-/// once per module) and decoded UNWIND_INFOs. Keep one for a whole dump.
+/// once per module) and decoded UNWIND_INFOs, keyed by module base and size.
+/// Keep one for a whole dump's kernel modules (they are mapped the same in
+/// every address space); user-mode modules differ per process: use one
+/// unwinder per process for those, or [`Unwinder::clear`] between them.
 #[derive(Debug, Default)]
 pub struct Unwinder {
     images: HashMap<(u64, u64), Result<Arc<Image>, Error>>,
@@ -463,6 +466,12 @@ impl Unwinder {
     /// An unwinder with empty caches.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Forget every cached image and UNWIND_INFO.
+    pub fn clear(&mut self) {
+        self.images.clear();
+        self.infos.clear();
     }
 
     /// The parsed image of `module` (loaded on first use, errors cached too).
