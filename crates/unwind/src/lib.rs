@@ -54,9 +54,10 @@
 //!   - *running thread*: the vCPU registers, [`Context::from_cpu_state`];
 //!   - *waiting thread*: from `KTHREAD.KernelStack`, which points at the
 //!     switch frame `SwapContext` saved (`KSWITCH_FRAME`: P1Home..P5Home,
-//!     ApcBypass/MxCsr, `Rbp` at +0x30, `Return` at +0x38, 0x40 bytes, as
-//!     public write-ups describe it; not yet checked here against a real
-//!     dump). RIP = `Return` (a return address into
+//!     ApcBypass/MxCsr, `Rbp` at +0x30, `Return` at +0x38, 0x40 bytes, in
+//!     the public headers for Vista and later; older x64 kernels used a
+//!     0x20-byte frame with `Return` at +0x18; not yet checked here against
+//!     a real dump). RIP = `Return` (a return address into
 //!     `KiSwapContext`), RSP = `KernelStack + 0x40`, RBP = `Rbp`. Starting
 //!     inside `KiSwapContext` is deliberate: its own unwind codes then
 //!     restore every nonvolatile register from its `KEXCEPTION_FRAME`, so
