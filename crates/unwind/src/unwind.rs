@@ -386,8 +386,9 @@ pub struct UnwindOptions {
     pub max_frames: usize,
     /// The thread's stack; `None` = no check.
     pub stack_limits: Option<StackRange>,
-    /// Other stacks RSP may move to, through a machine frame only (a
-    /// processor's DPC or interrupt stack).
+    /// Other stacks the walk may move between (a processor's DPC or
+    /// interrupt stack): through a machine frame or a frame-register switch.
+    /// On any one stack RSP must grow from frame to frame.
     pub other_stacks: Vec<StackRange>,
     /// Stop with [`StopReason::ReachedUserMode`] when a machine frame leads
     /// to a user-mode RIP (canonical lower half).
@@ -605,9 +606,13 @@ impl Unwinder {
             frame.kind = step.kind;
             frames.push(frame);
             let new_rsp = step.caller.rsp();
-            if step.origin == RipOrigin::Interrupted {
-                // A machine frame may switch stacks (interrupt stack -> thread
-                // stack, DPC stack -> thread stack): re-pick the range.
+            let limited = opts.stack_limits.is_some() || !opts.other_stacks.is_empty();
+            let same_stack = current_range.is_some_and(|r| r.contains(new_rsp));
+            if step.origin == RipOrigin::Interrupted || (limited && !same_stack) {
+                // Stacks switch at machine frames (interrupt stack -> thread
+                // stack) and at functions that move RSP to another stack and
+                // back through a frame register (DPC stack callouts): re-pick
+                // the range; none means the walk left every allowed stack.
                 current_range = opts
                     .stack_limits
                     .filter(|r| r.contains(new_rsp))
@@ -618,6 +623,7 @@ impl Unwinder {
                             .find(|r| r.contains(new_rsp))
                     });
             } else if new_rsp <= rsp {
+                // On one stack, RSP only grows towards the caller.
                 break StopReason::RspNotIncreasing {
                     previous: VirtAddr(rsp),
                     rsp: VirtAddr(new_rsp),

@@ -1191,3 +1191,50 @@ fn a_real_ktrap_frame_layout_unwinds_to_the_interrupted_context() {
         }
     );
 }
+
+#[test]
+fn a_frame_register_may_carry_the_walk_from_a_dpc_stack_to_the_thread_stack() {
+    // A callout on the DPC stack: push rbp; mov rbp, rsp (thread stack);
+    // mov rsp, dpc_stack; ... Its unwind codes take RSP back through RBP.
+    let mut pe = Pe::new();
+    pe.function(
+        TEXT + 0x200,
+        TEXT + 0x240,
+        &unwind_info(
+            1,
+            0,
+            4,
+            (Reg::Rbp as u8, 0),
+            &[
+                code(4, UWOP_SET_FPREG, 0),
+                code(1, UWOP_PUSH_NONVOL, Reg::Rbp as u8),
+            ],
+            &[],
+        ),
+    );
+    let mut mem = pe.finish();
+    let thread = StackRange::new(STACK + 0x1_0000, STACK_TOP);
+    let dpc = StackRange::new(STACK, STACK + 0x8000);
+    let t = STACK + 0x2_0000; // RBP: on the thread stack
+    mem.write_u64(t, 0xbbbb);
+    mem.write_u64(t + 8, 0);
+    let rsp = STACK + 0x4000; // on the DPC stack
+    mem.write_u64(rsp, 0x1111);
+    let ctx = Context::new(va(TEXT + 0x220), rsp).with(Reg::Rbp, t);
+    let with = UnwindOptions {
+        stack_limits: Some(thread),
+        other_stacks: vec![dpc],
+        ..UnwindOptions::default()
+    };
+    let stack = Unwinder::new().unwind(&mem, &modules(), ctx, &with);
+    assert_eq!(stack.stop, StopReason::ZeroReturnAddress);
+    // Only the thread stack allowed: the start is already outside it.
+    let only_thread = UnwindOptions {
+        stack_limits: Some(thread),
+        ..UnwindOptions::default()
+    };
+    let stack = Unwinder::new().unwind(&mem, &modules(), ctx, &only_thread);
+    assert_eq!(stack.stop, StopReason::LeftStack { rsp: VirtAddr(rsp) });
+    // Within one stack a frame register pointing below RSP is still refused
+    // (see rsp_that_does_not_increase_stops_the_walk).
+}
