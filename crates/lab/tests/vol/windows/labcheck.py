@@ -1,0 +1,164 @@
+# Volatility 3 plugin used by hangscope-lab's fidelity harness
+# (crates/lab/tests/volatility.rs): reads ERESOURCEs, threads and IRPs at
+# given kernel addresses with the kernel's own symbol table, so the
+# harness can compare what Volatility sees with the lab's ground truth.
+#
+# Run: vol -p crates/lab/tests/vol -r json -f IMG labcheck.LabCheck \
+#          --eresources A.. --threads A.. --irps A..
+# (addresses as decimal integers). One row per field read.
+
+from volatility3.framework import constants, exceptions, interfaces, renderers
+from volatility3.framework.configuration import requirements
+from volatility3.framework.renderers import format_hints
+
+# IRP_MJ_* by function code (wdm.h).
+IRP_MAJORS = [
+    "IRP_MJ_CREATE", "IRP_MJ_CREATE_NAMED_PIPE", "IRP_MJ_CLOSE", "IRP_MJ_READ",
+    "IRP_MJ_WRITE", "IRP_MJ_QUERY_INFORMATION", "IRP_MJ_SET_INFORMATION",
+    "IRP_MJ_QUERY_EA", "IRP_MJ_SET_EA", "IRP_MJ_FLUSH_BUFFERS",
+    "IRP_MJ_QUERY_VOLUME_INFORMATION", "IRP_MJ_SET_VOLUME_INFORMATION",
+    "IRP_MJ_DIRECTORY_CONTROL", "IRP_MJ_FILE_SYSTEM_CONTROL",
+    "IRP_MJ_DEVICE_CONTROL", "IRP_MJ_INTERNAL_DEVICE_CONTROL", "IRP_MJ_SHUTDOWN",
+    "IRP_MJ_LOCK_CONTROL", "IRP_MJ_CLEANUP", "IRP_MJ_CREATE_MAILSLOT",
+    "IRP_MJ_QUERY_SECURITY", "IRP_MJ_SET_SECURITY", "IRP_MJ_POWER",
+    "IRP_MJ_SYSTEM_CONTROL", "IRP_MJ_DEVICE_CHANGE", "IRP_MJ_QUERY_QUOTA",
+    "IRP_MJ_SET_QUOTA", "IRP_MJ_PNP",
+]
+
+# KTHREAD_STATE names (ke.h); not every ISF carries the enum.
+THREAD_STATES = [
+    "Initialized", "Ready", "Running", "Standby", "Terminated", "Waiting",
+    "Transition", "DeferredReady", "GateWaitObsolete", "WaitingForProcessInSwap",
+]
+
+# Bound on OwnerTable entries read (real tables are small).
+MAX_OWNER_TABLE = 256
+
+
+class LabCheck(interfaces.plugins.PluginInterface):
+    """Reads lab-chosen kernel objects field by field."""
+
+    _required_framework_version = (2, 0, 0)
+    _version = (1, 0, 0)
+
+    @classmethod
+    def get_requirements(cls):
+        return [
+            requirements.ModuleRequirement(
+                name="kernel",
+                description="Windows kernel",
+                architectures=["Intel32", "Intel64"],
+            ),
+            requirements.ListRequirement(
+                name="eresources", element_type=int, optional=True, default=[],
+                description="ERESOURCE addresses",
+            ),
+            requirements.ListRequirement(
+                name="threads", element_type=int, optional=True, default=[],
+                description="ETHREAD addresses",
+            ),
+            requirements.ListRequirement(
+                name="irps", element_type=int, optional=True, default=[],
+                description="IRP addresses",
+            ),
+        ]
+
+    def _enum_names(self, kernel, name):
+        try:
+            enum = self.context.symbol_space.get_enumeration(
+                kernel.symbol_table_name + constants.BANG + name
+            )
+            return {v: k for k, v in enum.choices.items()}
+        except exceptions.SymbolError:
+            return {}
+
+    @staticmethod
+    def _field(obj, *names):
+        for n in names:
+            if obj.has_member(n):
+                return getattr(obj, n)
+        raise AttributeError("none of " + ", ".join(names))
+
+    def _rows_eresource(self, kernel, addr):
+        r = kernel.object(object_type="_ERESOURCE", offset=addr, absolute=True)
+        yield "ActiveCount", int(r.ActiveCount)
+        yield "Flag", int(self._field(r, "Flag", "ReservedLowFlags"))
+        yield "ContentionCount", int(r.ContentionCount)
+        yield "NumberOfSharedWaiters", int(r.NumberOfSharedWaiters)
+        yield "NumberOfExclusiveWaiters", int(r.NumberOfExclusiveWaiters)
+        owners = []
+        first = int(r.OwnerEntry.OwnerThread)
+        if first:
+            owners.append(first)
+        table = int(r.OwnerTable)
+        if table:
+            entry_size = kernel.get_type("_OWNER_ENTRY").size
+            head = kernel.object(object_type="_OWNER_ENTRY", offset=table, absolute=True)
+            size = int(self._field(head, "TableSize", "OwnerCount")) & 0xFFFFFFFF
+            # The first entry is the table header; owners follow.
+            for i in range(1, min(size, MAX_OWNER_TABLE)):
+                e = kernel.object(
+                    object_type="_OWNER_ENTRY", offset=table + i * entry_size, absolute=True
+                )
+                t = int(e.OwnerThread)
+                if t:
+                    owners.append(t)
+        yield "Owners", " ".join(hex(o) for o in sorted(owners))
+
+    def _rows_thread(self, kernel, addr, states, reasons):
+        t = kernel.object(object_type="_ETHREAD", offset=addr, absolute=True)
+        tcb = t.Tcb
+        yield "Tid", int(t.Cid.UniqueThread)
+        state = int(tcb.State)
+        yield "State", states.get(state, str(state))
+        reason = int(tcb.WaitReason)
+        yield "WaitReason", reasons.get(reason, str(reason))
+        yield "WaitTime", int(tcb.WaitTime)
+
+    def _rows_irp(self, kernel, addr):
+        irp = kernel.object(object_type="_IRP", offset=addr, absolute=True)
+        count = int(irp.StackCount)
+        current = int(irp.CurrentLocation)
+        yield "StackCount", count
+        yield "CurrentLocation", current
+        yield "Thread", int(irp.Tail.Overlay.Thread)
+        irp_size = kernel.get_type("_IRP").size
+        loc_size = kernel.get_type("_IO_STACK_LOCATION").size
+        yield "CurrentStackLocation", int(irp.Tail.Overlay.CurrentStackLocation)
+        yield "ExpectedCurrentStackLocation", addr + irp_size + (current - 1) * loc_size
+        # Locations 1..StackCount follow the IRP; the top driver's is the
+        # highest.
+        for i in range(1, max(0, min(count, 64)) + 1):
+            loc = kernel.object(
+                object_type="_IO_STACK_LOCATION",
+                offset=addr + irp_size + (i - 1) * loc_size,
+                absolute=True,
+            )
+            major = int(loc.MajorFunction)
+            name = IRP_MAJORS[major] if major < len(IRP_MAJORS) else str(major)
+            yield f"Location{i}", "{} {} {} {}".format(
+                name, int(loc.MinorFunction), hex(int(loc.DeviceObject)), hex(int(loc.FileObject))
+            )
+
+    def _generator(self):
+        kernel = self.context.modules[self.config["kernel"]]
+        states = self._enum_names(kernel, "_KTHREAD_STATE") or dict(enumerate(THREAD_STATES))
+        reasons = self._enum_names(kernel, "_KWAIT_REASON")
+        jobs = [("ERESOURCE", a, lambda a: self._rows_eresource(kernel, a))
+                for a in self.config.get("eresources") or []]
+        jobs += [("KTHREAD", a, lambda a: self._rows_thread(kernel, a, states, reasons))
+                 for a in self.config.get("threads") or []]
+        jobs += [("IRP", a, lambda a: self._rows_irp(kernel, a))
+                 for a in self.config.get("irps") or []]
+        for kind, addr, rows in jobs:
+            try:
+                for field, value in rows(addr):
+                    yield 0, (kind, format_hints.Hex(addr), field, str(value))
+            except (exceptions.InvalidAddressException, AttributeError) as e:
+                yield 0, (kind, format_hints.Hex(addr), "Error", str(e))
+
+    def run(self):
+        return renderers.TreeGrid(
+            [("Kind", str), ("Address", format_hints.Hex), ("Field", str), ("Value", str)],
+            self._generator(),
+        )

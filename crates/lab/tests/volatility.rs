@@ -1,0 +1,695 @@
+//! Volatility 3 as the fidelity oracle of the lab: build images of several
+//! real Windows builds, write each in every dump format Volatility reads,
+//! run its plugins offline and compare their JSON output with the ground
+//! truth. Any disagreement fails with a diff naming build, format, plugin
+//! and field.
+//!
+//! Needs the venv from `scripts/setup.sh` (`$HANGSCOPE_VENV`, else
+//! `<workspace>/target/venv`). `HANGSCOPE_SKIP_VOL=1` skips the test.
+//! Knobs: `HANGSCOPE_VOL_BUILDS` (comma-separated aliases),
+//! `HANGSCOPE_VOL_FORMATS` (comma-separated format names),
+//! `HANGSCOPE_VOL_JOBS` (parallel vol processes, default 3),
+//! `HANGSCOPE_VOL_KEEP=DIR` (write the images there and keep them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use hangscope_lab::format::{self, Format};
+use hangscope_lab::truth::GroundTruth;
+use hangscope_lab::{BuildOptions, Scenario, Symbols};
+use serde_json::Value;
+
+/// Volatility prints pointers masked to 48 bits.
+const MASK48: u64 = 0xFFFF_FFFF_FFFF;
+
+const DEFAULT_BUILDS: &[&str] = &["win7sp1", "win2016", "win2019a", "win11"];
+const FORMATS: &[Format] = &[
+    Format::Raw,
+    Format::CrashFull,
+    Format::CrashBitmap,
+    Format::Elf,
+];
+/// temp-flood's file set is divided by this: 40 session files instead of
+/// 4000 keep `handles`/`filescan` at seconds per run while every code
+/// path (bulk files, handle tables with several levels... ) stays.
+const FILE_SET_DIVISOR: u32 = 100;
+const RAM: u64 = 128 << 20;
+const SEED: u64 = 7;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct VolEnv {
+    vol: PathBuf,
+    symbols: PathBuf,
+    plugins: PathBuf,
+    cache: tempfile::TempDir,
+}
+
+/// `None` when the test is skipped on purpose.
+fn vol_env() -> Option<VolEnv> {
+    if std::env::var("HANGSCOPE_SKIP_VOL").is_ok_and(|v| v == "1") {
+        eprintln!("HANGSCOPE_SKIP_VOL=1: Volatility checks skipped");
+        return None;
+    }
+    let venv = std::env::var_os("HANGSCOPE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/venv"));
+    let vol = venv.join("bin/vol");
+    assert!(
+        vol.exists(),
+        "Volatility 3 not found at {}: run scripts/setup.sh (or set HANGSCOPE_VENV, \
+         or HANGSCOPE_SKIP_VOL=1 to skip)",
+        vol.display()
+    );
+    let symbols = workspace().join("../shared/symbols");
+    assert!(
+        symbols.join("windows/ntkrnlmp.pdb").is_dir(),
+        "symbol tables not found under {}",
+        symbols.display()
+    );
+    Some(VolEnv {
+        vol,
+        symbols,
+        plugins: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vol"),
+        cache: tempfile::tempdir().expect("temp dir"),
+    })
+}
+
+/// temp-flood with its file set (and what refers to its members) scaled
+/// down by [`FILE_SET_DIVISOR`].
+fn scenario() -> Scenario {
+    let mut sc = Scenario::builtin("temp-flood").expect("built-in temp-flood");
+    let sets: Vec<String> = sc.file_sets.iter().map(|s| s.id.clone()).collect();
+    for s in &mut sc.file_sets {
+        s.count = (s.count / FILE_SET_DIVISOR).max(8);
+    }
+    for h in &mut sc.handles {
+        if let Some([a, b]) = h.range {
+            h.range = Some([a / FILE_SET_DIVISOR, b / FILE_SET_DIVISOR]);
+        }
+    }
+    let scale_ref = |r: &mut String| {
+        if let Some((id, rest)) = r.split_once('[') {
+            if sets.iter().any(|s| s == id) {
+                let n: u32 = rest.trim_end_matches(']').parse().expect("member index");
+                *r = format!("{id}[{}]", n / FILE_SET_DIVISOR);
+            }
+        }
+    };
+    for irp in &mut sc.irps {
+        for st in &mut irp.stack {
+            if let Some(f) = st.file.as_mut() {
+                scale_ref(f);
+            }
+        }
+    }
+    for h in &mut sc.handles {
+        h.files.iter_mut().for_each(scale_ref);
+    }
+    sc
+}
+
+fn list(var: &str) -> Option<Vec<String>> {
+    std::env::var(var).ok().map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Plugin {
+    Info,
+    PsList,
+    Threads,
+    Handles,
+    FileScan,
+    LabCheck,
+}
+
+const PLUGINS: &[Plugin] = &[
+    Plugin::Info,
+    Plugin::PsList,
+    Plugin::Threads,
+    Plugin::Handles,
+    Plugin::FileScan,
+    Plugin::LabCheck,
+];
+
+impl Plugin {
+    fn name(self) -> &'static str {
+        match self {
+            Plugin::Info => "windows.info",
+            Plugin::PsList => "windows.pslist",
+            Plugin::Threads => "windows.threads",
+            Plugin::Handles => "windows.handles",
+            Plugin::FileScan => "windows.filescan",
+            Plugin::LabCheck => "labcheck.LabCheck",
+        }
+    }
+}
+
+struct Job<'a> {
+    build: &'a str,
+    format: Format,
+    image: PathBuf,
+    truth: &'a GroundTruth,
+    plugin: Plugin,
+}
+
+#[test]
+fn volatility_agrees_with_ground_truth() {
+    let Some(env) = vol_env() else { return };
+    let builds = list("HANGSCOPE_VOL_BUILDS")
+        .unwrap_or_else(|| DEFAULT_BUILDS.iter().map(|s| s.to_string()).collect());
+    let formats: Vec<Format> = match list("HANGSCOPE_VOL_FORMATS") {
+        Some(names) => names
+            .iter()
+            .map(|n| n.parse().expect("HANGSCOPE_VOL_FORMATS"))
+            .collect(),
+        None => FORMATS.to_vec(),
+    };
+    let jobs_n: usize = std::env::var("HANGSCOPE_VOL_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out_dir = std::env::var_os("HANGSCOPE_VOL_KEEP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&out_dir).expect("output dir");
+
+    let sc = scenario();
+    let mut truths = Vec::new();
+    let mut failures = Vec::new();
+    for b in &builds {
+        let opts = BuildOptions {
+            ram_size: Some(RAM),
+            seed: SEED,
+            build: Some(b.clone()),
+        };
+        let (image, truth) = match hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts) {
+            Ok(x) => x,
+            Err(e) => {
+                failures.push(format!("[{b}] build failed: {e}"));
+                continue;
+            }
+        };
+        let mut paths = Vec::new();
+        for &f in &formats {
+            let path = out_dir.join(format!("{b}.{}", f.name()));
+            format::write(&image, f, &path, false).expect("write image");
+            paths.push((f, path));
+        }
+        let json = serde_json::to_vec_pretty(&truth).expect("truth json");
+        std::fs::write(out_dir.join(format!("{b}.truth.json")), json).expect("write truth");
+        truths.push((b.clone(), truth, paths));
+    }
+
+    let mut jobs = Vec::new();
+    for (b, truth, paths) in &truths {
+        for (f, path) in paths {
+            for &p in PLUGINS {
+                jobs.push(Job {
+                    build: b,
+                    format: *f,
+                    image: path.clone(),
+                    truth,
+                    plugin: p,
+                });
+            }
+        }
+    }
+    let queue = Mutex::new(jobs);
+    let found = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs_n {
+            s.spawn(|| loop {
+                let Some(job) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let result = run_job(&env, &job);
+                if let Err(msg) = result {
+                    found.lock().unwrap().push(format!(
+                        "[{} {} {}]\n{msg}",
+                        job.build,
+                        job.format,
+                        job.plugin.name()
+                    ));
+                }
+            });
+        }
+    });
+    failures.extend(found.into_inner().unwrap());
+    failures.sort();
+    assert!(
+        failures.is_empty(),
+        "Volatility disagrees with the ground truth ({} problems):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn run_job(env: &VolEnv, job: &Job<'_>) -> Result<(), String> {
+    let mut args: Vec<String> = Vec::new();
+    if let Plugin::LabCheck = job.plugin {
+        let t = job.truth;
+        args.push("--eresources".into());
+        args.extend(t.eresources.iter().map(|e| e.address.to_string()));
+        args.push("--threads".into());
+        args.extend(t.threads.iter().map(|x| x.address.to_string()));
+        args.push("--irps".into());
+        args.extend(t.irps.iter().map(|i| i.address.to_string()));
+    }
+    let rows = run_vol(env, &job.image, job.plugin.name(), &args)?;
+    let t = job.truth;
+    match job.plugin {
+        Plugin::Info => check_info(t, &rows),
+        Plugin::PsList => check_pslist(t, &rows),
+        Plugin::Threads => check_threads(t, &rows),
+        Plugin::Handles => check_handles(t, &rows),
+        Plugin::FileScan => check_filescan(t, &rows),
+        Plugin::LabCheck => check_labcheck(t, &rows),
+    }
+}
+
+/// Runs one plugin, returns its rows (children flattened).
+fn run_vol(
+    env: &VolEnv,
+    image: &Path,
+    plugin: &str,
+    args: &[String],
+) -> Result<Vec<Value>, String> {
+    let out = Command::new(&env.vol)
+        .arg("-q")
+        .args(["-r", "json", "--offline"])
+        .arg("-s")
+        .arg(&env.symbols)
+        .arg("-p")
+        .arg(&env.plugins)
+        .arg("-f")
+        .arg(image)
+        .arg(plugin)
+        .args(args)
+        .env("XDG_CACHE_HOME", env.cache.path())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", env.vol.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail = |s: &str| {
+        s.lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if !out.status.success() {
+        return Err(format!(
+            "vol exited with {}:\n{}\n{}",
+            out.status,
+            tail(&stdout),
+            tail(&stderr)
+        ));
+    }
+    let start = stdout
+        .find('[')
+        .ok_or_else(|| format!("no JSON in output:\n{}", tail(&stdout)))?;
+    let v: Value =
+        serde_json::from_str(&stdout[start..]).map_err(|e| format!("bad JSON from vol: {e}"))?;
+    let mut rows = Vec::new();
+    flatten(&v, &mut rows);
+    Ok(rows)
+}
+
+fn flatten(v: &Value, out: &mut Vec<Value>) {
+    if let Some(items) = v.as_array() {
+        for item in items {
+            out.push(item.clone());
+            if let Some(children) = item.get("__children") {
+                flatten(children, out);
+            }
+        }
+    }
+}
+
+fn u(row: &Value, key: &str) -> Option<u64> {
+    row.get(key).and_then(Value::as_u64)
+}
+
+fn s<'a>(row: &'a Value, key: &str) -> &'a str {
+    row.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A readable diff of two sets: what is expected and missing, what is
+/// found and unexpected.
+fn set_diff<T: Ord + std::fmt::Debug>(
+    what: &str,
+    expected: &BTreeSet<T>,
+    got: &BTreeSet<T>,
+) -> Option<String> {
+    if expected == got {
+        return None;
+    }
+    let mut msg = format!(
+        "{what}: expected {} entries, Volatility shows {}",
+        expected.len(),
+        got.len()
+    );
+    for (i, x) in expected.difference(got).enumerate() {
+        if i == 20 {
+            msg.push_str("\n  - ...");
+            break;
+        }
+        msg.push_str(&format!("\n  - missing    {x:?}"));
+    }
+    for (i, x) in got.difference(expected).enumerate() {
+        if i == 20 {
+            msg.push_str("\n  + ...");
+            break;
+        }
+        msg.push_str(&format!("\n  + unexpected {x:?}"));
+    }
+    Some(msg)
+}
+
+fn collect(problems: Vec<String>) -> Result<(), String> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+fn check_info(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
+    let vars: BTreeMap<&str, &str> = rows
+        .iter()
+        .map(|r| (s(r, "Variable"), s(r, "Value")))
+        .collect();
+    let k = &t.kernel;
+    let expect = [
+        ("Kernel Base", format!("{:#x}", k.kernel_base & MASK48)),
+        ("DTB", format!("{:#x}", k.dtb)),
+        ("KeNumberProcessors", k.number_processors.to_string()),
+        ("Major/Minor", format!("15.{}", k.build_number)),
+        ("NtMajorVersion", k.version.0.to_string()),
+        ("NtMinorVersion", k.version.1.to_string()),
+    ];
+    let mut problems = Vec::new();
+    for (var, want) in expect {
+        let got = vars.get(var).copied().unwrap_or("<absent>");
+        if got != want {
+            problems.push(format!("{var}: expected {want}, Volatility shows {got}"));
+        }
+    }
+    let id = format!("{}-{}", k.pdb_guid, k.pdb_age);
+    let syms = vars.get("Symbols").copied().unwrap_or("");
+    if !syms.to_ascii_uppercase().contains(&id.to_ascii_uppercase()) {
+        problems.push(format!(
+            "Symbols: expected the ISF of {id}, Volatility used {syms:?}"
+        ));
+    }
+    collect(problems)
+}
+
+fn check_pslist(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
+    let expected: Vec<(u64, u64, String, u64, u64)> = t
+        .processes
+        .iter()
+        .map(|p| {
+            let name: String = p.name.chars().take(14).collect();
+            (
+                p.pid,
+                p.ppid,
+                name,
+                p.address & MASK48,
+                u64::from(p.thread_count),
+            )
+        })
+        .collect();
+    let got: Vec<(u64, u64, String, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                u(r, "PID").unwrap_or(u64::MAX),
+                u(r, "PPID").unwrap_or(u64::MAX),
+                s(r, "ImageFileName").to_string(),
+                u(r, "Offset(V)").unwrap_or(0),
+                u(r, "Threads").unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    if expected == got {
+        return Ok(());
+    }
+    let mut msg =
+        String::from("process list (pid, ppid, name, EPROCESS, threads) differs, in list order:");
+    for i in 0..expected.len().max(got.len()) {
+        match (expected.get(i), got.get(i)) {
+            (Some(e), Some(g)) if e == g => {}
+            (e, g) => msg.push_str(&format!("\n  #{i}: expected {e:?}\n  #{i}: got      {g:?}")),
+        }
+    }
+    Err(msg)
+}
+
+fn check_threads(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
+    let expected: BTreeSet<(u64, u64, u64)> = t
+        .threads
+        .iter()
+        .map(|x| (x.pid, x.tid, x.address & MASK48))
+        .collect();
+    let got: BTreeSet<(u64, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                u(r, "PID").unwrap_or(u64::MAX),
+                u(r, "TID").unwrap_or(u64::MAX),
+                u(r, "Offset").unwrap_or(0),
+            )
+        })
+        .collect();
+    collect(
+        set_diff("threads (pid, tid, ETHREAD)", &expected, &got)
+            .into_iter()
+            .collect(),
+    )
+}
+
+fn check_handles(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
+    // Every handle: (pid, value, type); File handles also by name and
+    // access.
+    let expected: BTreeSet<(u64, u64, String)> = t
+        .handles
+        .iter()
+        .map(|h| (h.pid, h.handle, h.type_name.clone()))
+        .collect();
+    let got: BTreeSet<(u64, u64, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                u(r, "PID").unwrap_or(u64::MAX),
+                u(r, "HandleValue").unwrap_or(u64::MAX),
+                s(r, "Type").to_string(),
+            )
+        })
+        .collect();
+    let files_expected: BTreeSet<(u64, u64, String, u64)> = t
+        .handles
+        .iter()
+        .filter(|h| h.type_name == "File")
+        .map(|h| (h.pid, h.handle, h.name.clone(), u64::from(h.access)))
+        .collect();
+    let files_got: BTreeSet<(u64, u64, String, u64)> = rows
+        .iter()
+        .filter(|r| s(r, "Type") == "File")
+        .map(|r| {
+            (
+                u(r, "PID").unwrap_or(u64::MAX),
+                u(r, "HandleValue").unwrap_or(u64::MAX),
+                s(r, "Name").to_string(),
+                u(r, "GrantedAccess").unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    collect(
+        [
+            set_diff("handles (pid, handle, type)", &expected, &got),
+            set_diff(
+                "File handles (pid, handle, name, access)",
+                &files_expected,
+                &files_got,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}
+
+fn check_filescan(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
+    // filescan prints FileName as stored; names repeat, so count them.
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &t.files {
+        *expected.entry(f.name.clone()).or_default() += 1;
+    }
+    let mut got: BTreeMap<String, usize> = BTreeMap::new();
+    for r in rows {
+        *got.entry(s(r, "Name").to_string()).or_default() += 1;
+    }
+    let e: BTreeSet<(String, usize)> = expected.into_iter().collect();
+    let g: BTreeSet<(String, usize)> = got.into_iter().collect();
+    let mut problems: Vec<String> = set_diff("file objects (name, count)", &e, &g)
+        .into_iter()
+        .collect();
+    // Windows 8+ scans the kernel virtual layer: offsets are the objects'
+    // addresses. (Windows 7 prints physical offsets.)
+    let virt = rows
+        .iter()
+        .all(|r| u(r, "Offset").unwrap_or(0) > 0xF000_0000_0000);
+    if virt && !rows.is_empty() {
+        let e: BTreeSet<u64> = t.files.iter().map(|f| f.address & MASK48).collect();
+        let g: BTreeSet<u64> = rows.iter().filter_map(|r| u(r, "Offset")).collect();
+        problems.extend(set_diff("file object addresses", &e, &g));
+    }
+    collect(problems)
+}
+
+/// IRP_MJ_ names as the truth spells them.
+fn check_labcheck(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
+    let mut fields: BTreeMap<(String, u64, String), String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for r in rows {
+        let key = (
+            s(r, "Kind").to_string(),
+            u(r, "Address").unwrap_or(0) & MASK48,
+            s(r, "Field").to_string(),
+        );
+        if key.2 == "Error" {
+            problems.push(format!(
+                "{} {:#x}: read failed: {}",
+                key.0,
+                key.1,
+                s(r, "Value")
+            ));
+        }
+        fields.insert(key, s(r, "Value").to_string());
+    }
+    macro_rules! check {
+        ($kind:expr, $addr:expr, $field:expr, $want:expr $(,)?) => {{
+            let (kind, addr, field, want): (&str, u64, &str, String) =
+                ($kind, $addr, &$field, $want);
+            let got = fields
+                .get(&(kind.to_string(), addr & MASK48, field.to_string()))
+                .cloned()
+                .unwrap_or_else(|| "<absent>".into());
+            if got != want {
+                problems.push(format!(
+                    "{kind} {addr:#x} {field}: expected {want}, Volatility reads {got}"
+                ));
+            }
+        }};
+    }
+    let hex_list = |v: &mut Vec<u64>| {
+        v.sort();
+        v.iter()
+            .map(|x| format!("{x:#x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for e in &t.eresources {
+        check!(
+            "ERESOURCE",
+            e.address,
+            "ActiveCount",
+            e.active_count.to_string()
+        );
+        check!(
+            "ERESOURCE",
+            e.address,
+            "ContentionCount",
+            e.contention_count.to_string()
+        );
+        let flag = fields
+            .get(&("ERESOURCE".into(), e.address & MASK48, "Flag".into()))
+            .and_then(|v| v.parse::<u64>().ok());
+        // ResourceOwnedExclusive.
+        if flag.map(|f| f & 0x80 != 0) != Some(e.exclusive) {
+            problems.push(format!(
+                "ERESOURCE {:#x} exclusive: expected {}, Volatility reads Flag {flag:?}",
+                e.address, e.exclusive
+            ));
+        }
+        let mut owners: Vec<u64> = e.owners.iter().map(|o| o.thread).collect();
+        check!("ERESOURCE", e.address, "Owners", hex_list(&mut owners));
+        let shared = e.waiters.iter().filter(|w| !w.exclusive).count();
+        let excl = e.waiters.len() - shared;
+        check!(
+            "ERESOURCE",
+            e.address,
+            "NumberOfSharedWaiters",
+            shared.to_string()
+        );
+        check!(
+            "ERESOURCE",
+            e.address,
+            "NumberOfExclusiveWaiters",
+            excl.to_string()
+        );
+    }
+    for x in &t.threads {
+        check!("KTHREAD", x.address, "Tid", x.tid.to_string());
+        check!("KTHREAD", x.address, "State", x.state.clone());
+        if let Some(reason) = &x.wait_reason {
+            check!("KTHREAD", x.address, "WaitReason", reason.clone());
+        }
+        check!("KTHREAD", x.address, "WaitTime", x.wait_time.to_string());
+    }
+    for irp in &t.irps {
+        let a = irp.address;
+        check!("IRP", a, "StackCount", irp.stack_count.to_string());
+        check!(
+            "IRP",
+            a,
+            "CurrentLocation",
+            irp.current_location.to_string()
+        );
+        check!("IRP", a, "Thread", (irp.thread & MASK48).to_string());
+        let expected_cur = fields
+            .get(&(
+                "IRP".into(),
+                a & MASK48,
+                "ExpectedCurrentStackLocation".into(),
+            ))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|v| (v & MASK48).to_string())
+            .unwrap_or_default();
+        check!("IRP", a, "CurrentStackLocation", expected_cur);
+        // The truth lists locations top (highest) first.
+        let n = irp.stack.len();
+        for (k, st) in irp.stack.iter().enumerate() {
+            let loc = n - k;
+            check!(
+                "IRP",
+                a,
+                &format!("Location{loc}"),
+                format!(
+                    "{} {} {:#x} {:#x}",
+                    st.major,
+                    st.minor,
+                    st.device & MASK48,
+                    st.file_object & MASK48
+                ),
+            );
+        }
+    }
+    collect(problems)
+}
