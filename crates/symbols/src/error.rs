@@ -169,8 +169,16 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut at = self.at.as_deref();
         match &self.kind {
-            ErrorKind::Io { op, message } => write!(f, "cannot {op}: {message}")?,
+            ErrorKind::Io { op, message } => match at.and_then(|l| l.path.as_ref()) {
+                // Say the file in the sentence, not in a trailing "(at ...)".
+                Some(p) if at.is_some_and(|l| l.offset.is_none() && l.record.is_none()) => {
+                    write!(f, "cannot {op} {}: {message}", p.display())?;
+                    at = None;
+                }
+                _ => write!(f, "cannot {op}: {message}")?,
+            },
             ErrorKind::Json { message } => write!(f, "not a valid ISF symbol table: {message}")?,
             ErrorKind::Format { message } => write!(f, "bad symbol file: {message}")?,
             ErrorKind::Pdb { message } => write!(f, "cannot read PDB: {message}")?,
@@ -181,7 +189,6 @@ impl fmt::Display for Error {
                 age,
                 searched,
             } => {
-                let stem = pdb.strip_suffix(".pdb").unwrap_or(pdb);
                 write!(
                     f,
                     "no symbols for {pdb} GUID {guid} age {age} (symbol-server key {guid}{age:X})"
@@ -200,7 +207,7 @@ impl fmt::Display for Error {
                      (or srv*$HOME/.cache/symbols*https://msdl.microsoft.com/download/symbols) on a machine \
                      with network access, or copy {pdb} to <dir>/{pdb}/{guid}{age:X}/{pdb}, or a Volatility \
                      ISF to <dir>/windows/{pdb}/{guid}-{age}.json.xz (e.g. made by volatility3's pdbconv: \
-                     `python -m volatility3.framework.symbols.windows.pdbconv -p {stem}.pdb`), \
+                     `python -m volatility3.framework.symbols.windows.pdbconv -f {pdb} -o {guid}-{age}.json.xz`), \
                      where <dir> is a directory on the symbol path"
                 )?;
             }
@@ -214,7 +221,7 @@ impl fmt::Display for Error {
                 write!(f, "symbol path element `{element}`: {message}")?
             }
         }
-        if let Some(at) = &self.at {
+        if let Some(at) = at {
             write!(f, " (at {at})")?;
         }
         Ok(())
