@@ -492,10 +492,14 @@ long DriverEntry(void *driver, void *path) {
 
 /// Build `hsdrv.sys` + `hsdrv.pdb` from C with clang and lld-link.
 fn build_driver(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    build_driver_from(dir, DRIVER_C)
+}
+
+fn build_driver_from(dir: &Path, source: &str) -> Option<(PathBuf, PathBuf)> {
     if !tools_or_skip(&["clang", "lld-link"]) {
         return None;
     }
-    std::fs::write(dir.join("hsdrv.c"), DRIVER_C).unwrap();
+    std::fs::write(dir.join("hsdrv.c"), source).unwrap();
     let run = |cmd: &mut Command| {
         let o = cmd.current_dir(dir).output().unwrap();
         assert!(
@@ -709,6 +713,93 @@ fn pdb_built_from_c_has_its_layouts_bitfields_enums_and_functions() {
     let pe = u32::from_le_bytes(img[0x3c..0x40].try_into().unwrap()) as usize;
     let ep = u32::from_le_bytes(img[pe + 24 + 16..pe + 24 + 20].try_into().unwrap());
     assert_eq!(u64::from(ep), entry);
+}
+
+/// Volatility's own PDB reader on the same clang-built PDB must agree with
+/// ours. (pdbconv cannot read LF_NESTTYPE, so the union gets a name here.)
+#[test]
+fn pdb_loader_agrees_with_volatility_pdbconv() {
+    let venv = std::env::var_os("HANGSCOPE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/venv"));
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: no volatility3 venv at {} (scripts/setup.sh makes it) !!!!!!!!\n",
+            venv.display()
+        );
+        return;
+    }
+    let dir = tempdir();
+    let source = DRIVER_C
+        .replace(
+            "    union {\n        void *Pointer;           /* 16 */\n        ULONG Words[2];          /* 16 */\n    } U;",
+            "    union _HS_U U;",
+        )
+        .replace("typedef struct _HS_THING {", "union _HS_U { void *Pointer; ULONG Words[2]; };\ntypedef struct _HS_THING {");
+    assert!(
+        source.contains("union _HS_U U;"),
+        "driver source changed; update this test"
+    );
+    let Some((_, pdb_path)) = build_driver_from(dir.path(), &source) else {
+        return;
+    };
+    let isf_out = dir.path().join("hsdrv.json");
+    let o = Command::new(&python)
+        .args(["-m", "volatility3.framework.symbols.windows.pdbconv", "-f"])
+        .arg(&pdb_path)
+        .arg("-o")
+        .arg(&isf_out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pdbconv: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let vol = SymbolTable::load_isf(&isf_out).unwrap();
+    let ours = SymbolTable::load_pdb(&pdb_path).unwrap();
+
+    // pdbconv cannot name the PDB from its content ("unknown.pdb").
+    let (vi, oi) = (vol.identity().unwrap(), ours.identity().unwrap());
+    assert_eq!((&vi.guid, vi.age), (&oi.guid, oi.age));
+    for n in vol.user_type_names() {
+        let mut a = vol.user_type(n).unwrap().clone();
+        let mut b = ours
+            .user_type(n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+            .clone();
+        a.fields
+            .sort_by(|p, q| (p.offset, &p.name).cmp(&(q.offset, &q.name)));
+        b.fields
+            .sort_by(|p, q| (p.offset, &p.name).cmp(&(q.offset, &q.name)));
+        assert_eq!(a, b);
+    }
+    assert_eq!(
+        vol.user_type_names().count(),
+        ours.user_type_names().count()
+    );
+    for n in vol.enumeration_names() {
+        let (a, b) = (vol.enumeration(n).unwrap(), ours.enumeration(n).unwrap());
+        assert_eq!(a.size, b.size);
+        for (c, v) in &a.constants {
+            let mine = ours.enum_value(n, c).unwrap();
+            // clang writes -3 as LF_ULONG 0xFFFFFFFD; pdbconv keeps the raw
+            // unsigned value, we read it as the enum's `int` does.
+            let expected = if *v >= 1 << 31 && a.size == 4 {
+                v - (1 << 32)
+            } else {
+                *v
+            };
+            assert_eq!(mine, expected, "{n}.{c}");
+        }
+    }
+    for n in vol.base_type_names() {
+        assert_eq!(vol.base_size(n), ours.base_size(n), "base {n}");
+    }
+    let vs: Vec<(&str, u64)> = vol.symbols().collect();
+    assert_eq!(vs, ours.symbols().collect::<Vec<_>>());
+    assert!(vs.len() >= 4, "{vs:?}");
 }
 
 #[test]
