@@ -148,7 +148,9 @@ pub struct KernelHints {
     pub bugcheck: Option<(u32, [u64; 4])>,
     /// Windows major/minor version from the header.
     pub version: Option<(u32, u32)>,
-    /// The VMCOREINFO note's text (ELF cores), when present.
+    /// The VMCOREINFO note's text (ELF cores, kdump), when present. A
+    /// Windows guest's VMCOREINFO is a binary crash dump header instead: its
+    /// fields fill the other hints and this stays `None`.
     pub vmcoreinfo: Option<String>,
 }
 
@@ -374,7 +376,7 @@ impl Dump {
             let core = parse::elf::parse(&data)?;
             let hints = KernelHints {
                 vmcoreinfo: core.vmcoreinfo,
-                ..KernelHints::default()
+                ..core.windows.unwrap_or_default()
             };
             let memory = model::SegmentMemory::new(data, core.segments, core.notes);
             return Ok(Dump {
@@ -415,7 +417,7 @@ impl Dump {
                 cpus: k.cpus,
                 hints: KernelHints {
                     vmcoreinfo: k.vmcoreinfo,
-                    ..KernelHints::default()
+                    ..k.windows.unwrap_or_default()
                 },
                 file_size,
             });

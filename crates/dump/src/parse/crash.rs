@@ -71,29 +71,7 @@ pub(crate) fn parse(data: &[u8]) -> Result<CrashDump, Error> {
             h::MACHINE_IMAGE_TYPE,
         ));
     }
-    let hints = KernelHints {
-        dtb: opt64(data, h::DIRECTORY_TABLE_BASE)?,
-        kd_debugger_data_block: opt64(data, h::KD_DEBUGGER_DATA_BLOCK)?,
-        ps_active_process_head: opt64(data, h::PS_ACTIVE_PROCESS_HEAD)?,
-        ps_loaded_module_list: opt64(data, h::PS_LOADED_MODULE_LIST)?,
-        pfn_database: opt64(data, h::PFN_DATA_BASE)?,
-        number_processors: opt32(data, h::NUMBER_PROCESSORS)?,
-        bugcheck: match opt32(data, h::BUGCHECK_CODE)? {
-            Some(code) => {
-                let mut p = [0u64; 4];
-                for (i, v) in p.iter_mut().enumerate() {
-                    *v = u64_at(data, h::BUGCHECK_PARAMETERS + 8 * i as u64)?;
-                }
-                Some((code, p))
-            }
-            None => None,
-        },
-        version: Some((
-            u32_at(data, h::MAJOR_VERSION)?,
-            u32_at(data, h::MINOR_VERSION)?,
-        )),
-        vmcoreinfo: None,
-    };
+    let hints = header_hints(data, true)?;
     let cpus = vec![context_regs(data, h::CONTEXT_RECORD)?];
     let dump_type = u32_at(data, h::DUMP_TYPE)?;
     let layout = match dump_type {
@@ -123,6 +101,36 @@ pub(crate) fn parse(data: &[u8]) -> Result<CrashDump, Error> {
         cpus,
         hints,
         notes: Vec::new(),
+    })
+}
+
+/// The kernel hints in a `DUMP_HEADER64` (at least 0x88 bytes). Without
+/// `with_bugcheck` the bug check fields are ignored: a header that Windows
+/// prepared in advance (the one its fwcfg driver hands QEMU as VMCOREINFO)
+/// holds no bug check yet.
+pub(crate) fn header_hints(data: &[u8], with_bugcheck: bool) -> Result<KernelHints, Error> {
+    Ok(KernelHints {
+        dtb: opt64(data, h::DIRECTORY_TABLE_BASE)?,
+        kd_debugger_data_block: opt64(data, h::KD_DEBUGGER_DATA_BLOCK)?,
+        ps_active_process_head: opt64(data, h::PS_ACTIVE_PROCESS_HEAD)?,
+        ps_loaded_module_list: opt64(data, h::PS_LOADED_MODULE_LIST)?,
+        pfn_database: opt64(data, h::PFN_DATA_BASE)?,
+        number_processors: opt32(data, h::NUMBER_PROCESSORS)?,
+        bugcheck: match opt32(data, h::BUGCHECK_CODE)?.filter(|_| with_bugcheck) {
+            Some(code) => {
+                let mut p = [0u64; 4];
+                for (i, v) in p.iter_mut().enumerate() {
+                    *v = u64_at(data, h::BUGCHECK_PARAMETERS + 8 * i as u64)?;
+                }
+                Some((code, p))
+            }
+            None => None,
+        },
+        version: Some((
+            u32_at(data, h::MAJOR_VERSION)?,
+            u32_at(data, h::MINOR_VERSION)?,
+        )),
+        vmcoreinfo: None,
     })
 }
 

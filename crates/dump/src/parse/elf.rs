@@ -2,11 +2,11 @@
 //! write them: `PT_LOAD` segments at guest-physical `p_paddr`, and a
 //! `PT_NOTE` with per vCPU an `NT_PRSTATUS` note and a `QEMU` note.
 
-use super::{bad, err_at, slice_at, u16_at, u32_at, u64_at};
+use super::{bad, crash, err_at, slice_at, u16_at, u32_at, u64_at};
 use crate::model::Segment;
 use crate::raw::elf::*;
 use crate::raw::qemu_cpu_state as qcs;
-use crate::{CpuState, Error, ErrorKind};
+use crate::{CpuState, Error, ErrorKind, KernelHints};
 
 /// Program headers hangscope accepts: QEMU writes one per RAM block, so a
 /// few hundred at most; the bound keeps a garbage count from looping long.
@@ -20,6 +20,7 @@ pub(crate) struct ElfCore {
     pub segments: Vec<Segment>,
     pub cpus: Vec<CpuState>,
     pub vmcoreinfo: Option<String>,
+    pub windows: Option<KernelHints>,
     pub notes: Vec<String>,
 }
 
@@ -116,6 +117,9 @@ pub(crate) fn parse(data: &[u8]) -> Result<ElfCore, Error> {
                     if core.vmcoreinfo.is_none() {
                         core.vmcoreinfo = parsed.vmcoreinfo;
                     }
+                    if core.windows.is_none() {
+                        core.windows = parsed.windows;
+                    }
                     core.notes.extend(parsed.problems);
                 }
                 Err(e) => core.notes.push(format!("note segment unreadable: {e}")),
@@ -140,6 +144,8 @@ pub(crate) fn parse(data: &[u8]) -> Result<ElfCore, Error> {
 pub(crate) struct Notes {
     pub cpus: Vec<CpuState>,
     pub vmcoreinfo: Option<String>,
+    /// Hints from a Windows guest's VMCOREINFO, which is a `DUMP_HEADER64`.
+    pub windows: Option<KernelHints>,
     pub problems: Vec<String>,
 }
 
@@ -188,6 +194,19 @@ pub(crate) fn parse_notes(notes: &[u8], base: u64) -> Notes {
                     base + pos
                 )),
             },
+            // A Windows guest with QEMU's vmcoreinfo device and the virtio
+            // fwcfg driver publishes a prepared crash dump header instead of
+            // Linux's text: its DirectoryTableBase, KdDebuggerDataBlock and
+            // list heads are the hints a crash dump would give.
+            (b"VMCOREINFO", _) if desc.starts_with(b"PAGEDU64") => {
+                match crash::header_hints(desc, false) {
+                    Ok(h) => out.windows = Some(h),
+                    Err(e) => out.problems.push(format!(
+                        "Windows VMCOREINFO note at file offset {:#x} is unreadable: {e}",
+                        base + pos
+                    )),
+                }
+            }
             (b"VMCOREINFO", _) => {
                 let text = desc.strip_suffix(b"\0").unwrap_or(desc);
                 out.vmcoreinfo = Some(String::from_utf8_lossy(text).into_owned());

@@ -14,7 +14,9 @@ use crate::model::{read_pages, Bitmap};
 use crate::raw::flat;
 use crate::raw::kdump as k;
 use crate::raw::PAGE_SIZE;
-use crate::{CpuState, Error, ErrorKind, Location, PhysAddr, PhysRange, PhysicalMemory};
+use crate::{
+    CpuState, Error, ErrorKind, KernelHints, Location, PhysAddr, PhysRange, PhysicalMemory,
+};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -227,6 +229,7 @@ pub(crate) struct Kdump {
     pub memory: KdumpMemory,
     pub cpus: Vec<CpuState>,
     pub vmcoreinfo: Option<String>,
+    pub windows: Option<KernelHints>,
 }
 
 /// Open a kdump file (plain or flattened).
@@ -294,6 +297,7 @@ pub(crate) fn parse(data: Bytes) -> Result<Kdump, Error> {
     // not fatal, because the memory is still readable.
     let mut cpus = Vec::new();
     let mut vmcoreinfo = None;
+    let mut windows = None;
     let small = |off: u64, len: u64| -> Option<Vec<u8>> {
         (off != 0 && len != 0 && len <= 1 << 24)
             .then(|| logical.vec(d, off, len).ok())
@@ -307,17 +311,22 @@ pub(crate) fn parse(data: Bytes) -> Result<Kdump, Error> {
             let parsed = parse_notes(&buf, off);
             cpus = parsed.cpus;
             vmcoreinfo = parsed.vmcoreinfo;
+            windows = parsed.windows;
             notes.extend(parsed.problems);
         }
     }
-    if vmcoreinfo.is_none() {
+    if vmcoreinfo.is_none() && windows.is_none() {
         if let (Ok(off), Ok(len)) = (
             logical.u64(d, sub + k::SUB_OFFSET_VMCOREINFO),
             logical.u64(d, sub + k::SUB_SIZE_VMCOREINFO),
         ) {
             if let Some(buf) = small(off, len) {
-                let text = buf.strip_suffix(b"\0").unwrap_or(&buf);
-                vmcoreinfo = Some(String::from_utf8_lossy(text).into_owned());
+                if buf.starts_with(b"PAGEDU64") {
+                    windows = super::crash::header_hints(&buf, false).ok();
+                } else {
+                    let text = buf.strip_suffix(b"\0").unwrap_or(&buf);
+                    vmcoreinfo = Some(String::from_utf8_lossy(text).into_owned());
+                }
             }
         }
     }
@@ -334,6 +343,7 @@ pub(crate) fn parse(data: Bytes) -> Result<Kdump, Error> {
         },
         cpus,
         vmcoreinfo,
+        windows,
     })
 }
 

@@ -561,3 +561,33 @@ fn kdump_pages_sharing_one_copy_decode_the_same() {
         assert_eq!(b, page_of(want), "pfn {pfn}");
     }
 }
+
+#[test]
+fn windows_vmcoreinfo_header_fills_the_hints() {
+    // What the virtio fwcfg driver hands QEMU: a prepared DUMP_HEADER64.
+    let mut header = crash_header(1);
+    put_u64(&mut header, 0x80, 0xFFFF_F800_0280_00A0); // KdDebuggerDataBlock
+    let mut notes = note("CORE", 1, &prstatus_matching(0xA000));
+    notes.extend(note("QEMU", 0, &qemu_state(0xA000)));
+    notes.extend(note("VMCOREINFO", 0, &header));
+    let want = |h: &KernelHints| {
+        assert_eq!(h.dtb, Some(0x18_7000));
+        assert_eq!(h.kd_debugger_data_block, Some(0xFFFF_F800_0280_00A0));
+        assert_eq!(h.ps_active_process_head, Some(0xFFFF_F800_0282_8B90));
+        assert_eq!(h.number_processors, Some(2));
+        assert_eq!(h.version, Some((0xF, 7601)));
+        // No crash happened: the prepared header's bug check means nothing.
+        assert_eq!(h.bugcheck, None);
+        assert_eq!(h.vmcoreinfo, None);
+    };
+    let d = open(elf(&[], &notes));
+    want(&d.hints);
+    assert!(d.notes().is_empty(), "{:?}", d.notes());
+    let d = open(kdump_plain(64, &[(0, Store::Plain)], &notes));
+    want(&d.hints);
+    // A damaged header is reported, not fatal.
+    let notes = note("VMCOREINFO", 0, b"PAGEDU64short");
+    let d = open(elf(&[], &notes));
+    assert_eq!(d.hints, KernelHints::default());
+    assert!(d.notes().iter().any(|n| n.contains("VMCOREINFO")));
+}
