@@ -1,0 +1,325 @@
+//! Executive resources (`_ERESOURCE` on `ExpSystemResourcesList`), the
+//! objects threads wait on, and `!thread`.
+//!
+//! Fields read: `_ERESOURCE.{SystemResourcesList, ActiveCount, Flag,
+//! ContentionCount, NumberOfSharedWaiters, NumberOfExclusiveWaiters,
+//! SharedWaiters, ExclusiveWaiters, OwnerEntry, OwnerTable}`,
+//! `_OWNER_ENTRY.{OwnerThread, OwnerCount, TableSize}`,
+//! `_DISPATCHER_HEADER.Type` (named through `_KOBJECTS`),
+//! `_KMUTANT.OwnerThread`, `_KWAIT_BLOCK.{Object, WaitType}`.
+
+use crate::error::{Result, Warning};
+use crate::kernel::Kernel;
+use crate::model::*;
+use crate::process::enum_name;
+use hangscope_x64::VirtAddr;
+use std::collections::HashMap;
+
+/// Most resources walked on `ExpSystemResourcesList`.
+pub const MAX_RESOURCES: usize = 1 << 20;
+/// Most entries read from one `OwnerTable`.
+pub const MAX_OWNER_TABLE: u64 = 1 << 14;
+/// `ERESOURCE.Flag` bit: held exclusively (`ResourceOwnedExclusive`).
+pub const RESOURCE_OWNED_EXCLUSIVE: u64 = 0x80;
+/// Low bits of `OWNER_ENTRY.OwnerThread` that tag it rather than address a
+/// thread (ETHREADs are 16-byte aligned pool blocks).
+pub const OWNER_THREAD_TAG_BITS: u64 = 0xf;
+
+/// The short kind of a `_KOBJECTS` name (`EventSynchronizationObject` ->
+/// `Event`).
+pub fn object_kind(type_name: &str) -> String {
+    for k in [
+        "Event",
+        "Mutant",
+        "Semaphore",
+        "Timer",
+        "Thread",
+        "Process",
+        "Queue",
+        "Gate",
+    ] {
+        if type_name.contains(k) {
+            return k.to_string();
+        }
+    }
+    type_name.trim_end_matches("Object").to_string()
+}
+
+impl<'d> Kernel<'d> {
+    /// Every ERESOURCE on `ExpSystemResourcesList`, with owners and waiters.
+    pub fn eresources(&self) -> &Partial<EresourceInfo> {
+        self.cache.eresources.get_or_init(|| self.read_eresources())
+    }
+
+    fn read_eresources(&self) -> Partial<EresourceInfo> {
+        let mut out = Partial::default();
+        let head = match self.symbol("ExpSystemResourcesList") {
+            Ok(h) => h,
+            Err(e) => {
+                out.warnings.push(Warning::from_error("resource list", &e));
+                return out;
+            }
+        };
+        let index = self.waiter_index();
+        match self
+            .reader()
+            .iter_list(head, "_ERESOURCE", "SystemResourcesList", MAX_RESOURCES)
+        {
+            Ok(it) => {
+                for a in it {
+                    match a {
+                        Ok(a) => match self.eresource_with(a, &index) {
+                            Ok((r, w)) => {
+                                out.items.push(r);
+                                out.warnings.extend(w);
+                            }
+                            Err(e) => out
+                                .warnings
+                                .push(Warning::from_error(format!("ERESOURCE {a}"), &e)),
+                        },
+                        Err(e) => out
+                            .warnings
+                            .push(Warning::from_error("ExpSystemResourcesList", &e)),
+                    }
+                }
+            }
+            Err(e) => out.warnings.push(Warning::from_error("resource list", &e)),
+        }
+        out
+    }
+
+    /// Object address -> the threads whose wait blocks point at it.
+    pub fn waiter_index(&self) -> HashMap<u64, Vec<u64>> {
+        let mut m: HashMap<u64, Vec<u64>> = HashMap::new();
+        for t in &self.threads().items {
+            for &o in &t.waits_on {
+                let v = m.entry(o).or_default();
+                if !v.contains(&t.address) {
+                    v.push(t.address);
+                }
+            }
+        }
+        m
+    }
+
+    /// One ERESOURCE by address (need not be on the list).
+    pub fn eresource(&self, addr: u64) -> Result<EresourceInfo> {
+        if let Some(r) = self.eresources().items.iter().find(|r| r.address == addr) {
+            return Ok(r.clone());
+        }
+        self.eresource_with(VirtAddr(addr), &self.waiter_index())
+            .map(|(r, _)| r)
+    }
+
+    fn eresource_with(
+        &self,
+        addr: VirtAddr,
+        index: &HashMap<u64, Vec<u64>>,
+    ) -> Result<(EresourceInfo, Vec<Warning>)> {
+        let mut warnings = Vec::new();
+        let r = self.object("_ERESOURCE", addr)?;
+        let flag = r.u64("Flag")?;
+        let exclusive = flag & RESOURCE_OWNED_EXCLUSIVE != 0;
+        let mut owners = Vec::new();
+        let first = r.field("OwnerEntry")?;
+        let t0 = first.u64("OwnerThread")? & !OWNER_THREAD_TAG_BITS;
+        if t0 != 0 {
+            owners.push(LockOwner {
+                thread: t0,
+                count: first.u32("OwnerCount").unwrap_or(1),
+                exclusive,
+            });
+        }
+        let table = r.ptr("OwnerTable")?;
+        if table.0 != 0 {
+            match self.owner_table(table) {
+                Ok(v) => owners.extend(v),
+                Err(e) => warnings.push(Warning::from_error(
+                    format!("ERESOURCE {addr} OwnerTable"),
+                    &e,
+                )),
+            }
+        }
+        let shared_obj = r.ptr("SharedWaiters")?.0;
+        let excl_obj = r.ptr("ExclusiveWaiters")?.0;
+        let mut waiters = Vec::new();
+        for (obj, excl) in [(excl_obj, true), (shared_obj, false)] {
+            if obj == 0 {
+                continue;
+            }
+            for &t in index.get(&obj).map(Vec::as_slice).unwrap_or(&[]) {
+                let info = self.threads().items.iter().find(|x| x.address == t);
+                waiters.push(LockWaiter {
+                    thread: t,
+                    exclusive: excl,
+                    wait_ticks: info.and_then(|i| i.wait_ticks),
+                    wait_seconds: info.and_then(|i| i.wait_seconds),
+                });
+            }
+        }
+        Ok((
+            EresourceInfo {
+                address: addr.0,
+                active_count: r.u32("ActiveCount")?,
+                flag: flag as u32,
+                exclusive,
+                contention_count: r.u32("ContentionCount")?,
+                shared_waiters_count: r.u32("NumberOfSharedWaiters")?,
+                exclusive_waiters_count: r.u32("NumberOfExclusiveWaiters")?,
+                shared_waiters: shared_obj,
+                exclusive_waiters: excl_obj,
+                owners,
+                waiters,
+                symbol: self.symbolize(addr.0).filter(|s| !s.contains('+')),
+            },
+            warnings,
+        ))
+    }
+
+    /// Shared owners in an `OwnerTable`: entry 0's `TableSize` counts the
+    /// entries (where the build has it); entries 1.. are owners.
+    fn owner_table(&self, table: VirtAddr) -> Result<Vec<LockOwner>> {
+        let rd = self.reader();
+        let oet = rd.ty("_OWNER_ENTRY")?;
+        let head = rd.object("_OWNER_ENTRY", table)?;
+        let size = if head.has("TableSize") {
+            head.u64("TableSize")?
+        } else {
+            0
+        };
+        if size > MAX_OWNER_TABLE {
+            return Err(crate::error::Error::bad_data(
+                table,
+                format!("OwnerTable TableSize {size} is impossible"),
+            ));
+        }
+        let mut v = Vec::new();
+        for i in 1..size {
+            let e = rd.object("_OWNER_ENTRY", VirtAddr(table.0.wrapping_add(i * oet.size)))?;
+            let t = e.u64("OwnerThread")? & !OWNER_THREAD_TAG_BITS;
+            if t != 0 {
+                v.push(LockOwner {
+                    thread: t,
+                    count: e.u32("OwnerCount").unwrap_or(1),
+                    exclusive: false,
+                });
+            }
+        }
+        Ok(v)
+    }
+
+    /// What a dispatcher object is and who is behind it.
+    pub fn waited_object(&self, wait_block: u64, obj: u64) -> WaitedObject {
+        let r = self.reader();
+        let mut w = WaitedObject {
+            wait_block,
+            address: obj,
+            ..Default::default()
+        };
+        w.wait_type = r
+            .object("_KWAIT_BLOCK", VirtAddr(wait_block))
+            .and_then(|b| b.u64("WaitType"))
+            .ok()
+            .map(|v| v as u8);
+        let ty = r
+            .object("_DISPATCHER_HEADER", VirtAddr(obj))
+            .and_then(|h| h.u64("Type"))
+            .ok()
+            .map(|v| v as u8);
+        w.type_raw = ty;
+        w.type_name = ty.and_then(|t| enum_name(self, "_KOBJECTS", t as u64));
+        w.kind = match (&w.type_name, ty) {
+            (Some(n), _) => object_kind(n),
+            (None, Some(t)) => format!("Unknown({t})"),
+            (None, None) => "Unreadable".into(),
+        };
+        for res in &self.eresources().items {
+            if res.shared_waiters == obj || res.exclusive_waiters == obj {
+                w.eresource = Some(res.address);
+                w.eresource_exclusive = Some(res.exclusive_waiters == obj);
+                w.owners = res.owners.iter().map(|o| o.thread).collect();
+            }
+        }
+        if w.kind == "Mutant" {
+            if let Ok(o) = r
+                .object("_KMUTANT", VirtAddr(obj))
+                .and_then(|m| m.ptr("OwnerThread"))
+            {
+                if o.0 != 0 {
+                    w.owners = vec![o.0];
+                }
+            }
+        }
+        w
+    }
+
+    /// `!thread ADDR`: state, waits and what is behind them, IRPs.
+    pub fn thread_detail(&self, addr: u64) -> Result<ThreadDetail> {
+        let thread = self.thread_info(addr)?;
+        let mut warnings = Vec::new();
+        let mut waits = Vec::new();
+        if thread.state == "Waiting" {
+            let tcb = self.object("_ETHREAD", VirtAddr(addr))?.field("Tcb")?;
+            match self.wait_blocks(&tcb) {
+                Ok(wbs) => {
+                    for (wb, o) in wbs {
+                        waits.push(self.waited_object(wb, o));
+                    }
+                }
+                Err(e) => warnings.push(Warning::from_error(
+                    format!("wait blocks of thread {}", VirtAddr(addr)),
+                    &e,
+                )),
+            }
+        }
+        let mut irps = Vec::new();
+        for &i in &thread.irps {
+            match self.irp(i) {
+                Ok(irp) => irps.push(irp),
+                Err(e) => warnings.push(Warning::from_error(format!("IRP {}", VirtAddr(i)), &e)),
+            }
+        }
+        Ok(ThreadDetail {
+            thread,
+            waits,
+            irps,
+            stack: Vec::new(),
+            warnings,
+        })
+    }
+
+    /// Dispatcher objects (other than ERESOURCE waiters' semaphores and
+    /// events) that threads wait on, with owners and waiters.
+    pub fn dispatcher_objects(&self) -> Vec<(WaitedObject, Vec<u64>)> {
+        let index = self.waiter_index();
+        let mut out = Vec::new();
+        let mut keys: Vec<_> = index.keys().copied().collect();
+        keys.sort_unstable();
+        for obj in keys {
+            let wb = self
+                .threads()
+                .items
+                .iter()
+                .find(|t| t.waits_on.contains(&obj))
+                .and_then(|t| {
+                    let tcb = self
+                        .object("_ETHREAD", VirtAddr(t.address))
+                        .ok()?
+                        .field("Tcb")
+                        .ok()?;
+                    self.wait_blocks(&tcb)
+                        .ok()?
+                        .into_iter()
+                        .find(|(_, o)| *o == obj)
+                })
+                .map(|(wb, _)| wb)
+                .unwrap_or(0);
+            let w = self.waited_object(wb, obj);
+            if w.eresource.is_some() {
+                continue;
+            }
+            out.push((w, index[&obj].clone()));
+        }
+        out
+    }
+}

@@ -1,0 +1,204 @@
+//! The one error type of the kernel model: what went wrong and where.
+
+use hangscope_x64::{Fault, FaultKind, VirtAddr};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What went wrong while reading the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A virtual address could not be read (the page walk says why).
+    Fault(FaultKind),
+    /// Memory was readable but holds an impossible value (a list that
+    /// loops, a count out of range, a pointer that is not canonical).
+    BadData(String),
+    /// The symbol table lacks a type, field or symbol this reader needs.
+    MissingSymbol {
+        /// The type (or `symbol` for a global).
+        ty: String,
+        /// The field path or symbol name, when the type itself exists.
+        field: Option<String>,
+        /// The kernel build the table describes, when known.
+        build: Option<u32>,
+    },
+    /// No symbol table matches the kernel in the dump.
+    SymbolsNotFound {
+        /// PDB file name from the kernel's RSDS record.
+        pdb: String,
+        /// GUID, 32 hex digits in symbol-server order.
+        guid: String,
+        /// Age.
+        age: u32,
+        /// Every place that was searched.
+        searched: Vec<String>,
+    },
+    /// The kernel could not be located in the dump.
+    KernelNotFound(String),
+    /// The dump layer failed.
+    Dump(String),
+}
+
+/// A kernel-model error: what and, when known, at which virtual address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Error {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// The virtual address involved, when there is one.
+    pub at: Option<VirtAddr>,
+}
+
+impl Error {
+    /// A short stable name for logs and tests.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Fault(_) => "Fault",
+            ErrorKind::BadData(_) => "BadData",
+            ErrorKind::MissingSymbol { .. } => "MissingSymbol",
+            ErrorKind::SymbolsNotFound { .. } => "SymbolsNotFound",
+            ErrorKind::KernelNotFound(_) => "KernelNotFound",
+            ErrorKind::Dump(_) => "Dump",
+        }
+    }
+
+    /// Bad data at an address.
+    pub fn bad_data(at: VirtAddr, what: impl Into<String>) -> Error {
+        Error {
+            kind: ErrorKind::BadData(what.into()),
+            at: Some(at),
+        }
+    }
+
+    /// A missing type or field.
+    pub fn missing(ty: &str, field: Option<&str>, build: Option<u32>) -> Error {
+        Error {
+            kind: ErrorKind::MissingSymbol {
+                ty: ty.to_string(),
+                field: field.map(str::to_string),
+                build,
+            },
+            at: None,
+        }
+    }
+
+    /// True when the error is a missing symbol (a build difference, not
+    /// corrupt memory).
+    pub fn is_missing_symbol(&self) -> bool {
+        matches!(self.kind, ErrorKind::MissingSymbol { .. })
+    }
+}
+
+impl From<Fault> for Error {
+    fn from(f: Fault) -> Error {
+        Error {
+            kind: ErrorKind::Fault(f.kind),
+            at: Some(f.addr),
+        }
+    }
+}
+
+fn fault_text(k: &FaultKind) -> String {
+    match k {
+        FaultKind::NonCanonical => "not a canonical address".into(),
+        FaultKind::NotPresent { level, entry } => {
+            let lvl = match level {
+                4 => "PML4E",
+                3 => "PDPTE",
+                2 => "PDE",
+                1 => "PTE",
+                _ => "paging entry",
+            };
+            format!("{lvl} not present ({entry:#x})")
+        }
+        FaultKind::Transition { pte } => format!("page in transition (PTE {pte:#x})"),
+        FaultKind::Prototype { pte } => format!("prototype PTE {pte:#x}"),
+        FaultKind::PagedOut { pte } => format!("paged out (PTE {pte:#x})"),
+        FaultKind::NotInDump { paddr, level } => {
+            if *level == 0 {
+                format!("physical page {paddr} is not in the dump")
+            } else {
+                format!("page table at {paddr} (level {level}) is not in the dump")
+            }
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Fault(k) => write!(f, "cannot read memory: {}", fault_text(k))?,
+            ErrorKind::BadData(w) => write!(f, "bad data: {w}")?,
+            ErrorKind::MissingSymbol { ty, field, build } => {
+                write!(f, "the symbol table lacks {ty}")?;
+                if let Some(fl) = field {
+                    write!(f, ".{fl}")?;
+                }
+                if let Some(b) = build {
+                    write!(f, " (build {b})")?;
+                }
+                write!(f, "; hangscope does not know this layout yet")?;
+            }
+            ErrorKind::SymbolsNotFound {
+                pdb,
+                guid,
+                age,
+                searched,
+            } => {
+                write!(
+                    f,
+                    "no symbols for the kernel {pdb} GUID {guid} age {age}: fetch \
+                     {pdb}/{guid}{age:X}/{pdb} (PDB) or an ISF {pdb}/{guid}-{age}.json.xz \
+                     and pass its directory with --symbols; searched: {}",
+                    if searched.is_empty() {
+                        "nothing (no symbol path)".to_string()
+                    } else {
+                        searched.join(", ")
+                    }
+                )?;
+            }
+            ErrorKind::KernelNotFound(w) => write!(f, "kernel not found: {w}")?,
+            ErrorKind::Dump(w) => write!(f, "dump: {w}")?,
+        }
+        if let Some(at) = self.at {
+            write!(f, " at {at}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A problem met while building a listing: the listing goes on without
+/// the object. Serialised into the JSON output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// What was being read (`process list`, `thread fffffa80...`).
+    pub context: String,
+    /// The error's stable name (`Fault`, `BadData`, `MissingSymbol`).
+    pub kind: String,
+    /// Human-readable text.
+    pub message: String,
+    /// Address involved, when known.
+    #[serde(with = "crate::model::hex_opt")]
+    pub address: Option<u64>,
+}
+
+impl Warning {
+    /// A warning from an error met while reading `context`.
+    pub fn from_error(context: impl Into<String>, e: &Error) -> Warning {
+        Warning {
+            context: context.into(),
+            kind: e.name().to_string(),
+            message: e.to_string(),
+            address: e.at.map(|a| a.0),
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.message)
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

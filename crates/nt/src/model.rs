@@ -1,0 +1,567 @@
+//! The kernel model as serde data: what the JSON output carries and what
+//! the text renderers read. Addresses are hex strings (`"0xfffffa800b61bb50"`);
+//! every `Option` may be null when the dump did not let us read it.
+
+use crate::error::Warning;
+use serde::{Deserialize, Serialize};
+
+/// Serialise a u64 address as a `0x` hex string.
+pub mod hex {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    /// Serialise.
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:#x}"))
+    }
+
+    /// Parse `0x...` hex (or a plain number).
+    pub fn parse(s: &str) -> Option<u64> {
+        let t = s.trim();
+        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => t.parse().ok(),
+        }
+    }
+
+    /// Deserialise.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).ok_or_else(|| de::Error::custom(format!("not a hex address: {s}")))
+    }
+}
+
+/// Serialise an optional u64 address as a hex string or null.
+pub mod hex_opt {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    /// Serialise.
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&format!("{v:#x}")),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserialise.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => super::hex::parse(&s)
+                .map(Some)
+                .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}"))),
+        }
+    }
+}
+
+/// Serialise a list of u64 addresses as hex strings.
+pub mod hex_vec {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    /// Serialise.
+    pub fn serialize<S: Serializer>(v: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|a| format!("{a:#x}")))
+    }
+
+    /// Deserialise.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        v.iter()
+            .map(|s| {
+                super::hex::parse(s)
+                    .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}")))
+            })
+            .collect()
+    }
+}
+
+/// A listing and the problems met while building it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partial<T> {
+    /// What could be read.
+    pub items: Vec<T>,
+    /// What could not, with addresses.
+    pub warnings: Vec<Warning>,
+}
+
+impl<T> Default for Partial<T> {
+    fn default() -> Self {
+        Partial {
+            items: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The kernel's PDB identity, from its RSDS record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PdbInfo {
+    /// PDB file name (`ntkrnlmp.pdb`).
+    pub name: String,
+    /// GUID, 32 upper-case hex digits.
+    pub guid: String,
+    /// Age.
+    pub age: u32,
+}
+
+/// One CPU as the kernel sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    /// Processor number.
+    pub index: u32,
+    /// `_KPCR` address.
+    #[serde(with = "hex")]
+    pub kpcr: u64,
+    /// `_KPRCB` address (from `KiProcessorBlock`).
+    #[serde(with = "hex")]
+    pub kprcb: u64,
+    /// `_KPRCB.CurrentThread` (an ETHREAD address), when readable.
+    #[serde(with = "hex_opt")]
+    pub current_thread: Option<u64>,
+    /// The vCPU's instruction pointer from the dump's registers, if any.
+    #[serde(with = "hex_opt")]
+    pub rip: Option<u64>,
+}
+
+/// `info`: the kernel found in the dump.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelInfo {
+    /// Build number (`NtBuildNumber & 0xFFFF`).
+    pub build: Option<u32>,
+    /// Major version (`KUSER_SHARED_DATA.NtMajorVersion`).
+    pub major_version: Option<u32>,
+    /// Minor version.
+    pub minor_version: Option<u32>,
+    /// Kernel image base.
+    #[serde(with = "hex")]
+    pub kernel_base: u64,
+    /// Kernel image size (PE SizeOfImage).
+    pub kernel_size: Option<u64>,
+    /// Page-table base used for kernel space (physical).
+    #[serde(with = "hex_opt")]
+    pub dtb: Option<u64>,
+    /// Kernel PDB identity.
+    pub pdb: PdbInfo,
+    /// Where the symbol table came from.
+    pub symbol_source: String,
+    /// `KeNumberProcessors`.
+    pub processor_count: Option<u32>,
+    /// Each CPU.
+    pub cpus: Vec<CpuInfo>,
+    /// `KUSER_SHARED_DATA.SystemTime` (FILETIME, 100 ns since 1601).
+    pub system_time: Option<u64>,
+    /// Tick count now (`KUSER_SHARED_DATA.TickCountQuad`).
+    pub tick_count: Option<u64>,
+    /// `KeMaximumIncrement`: 100 ns units per clock tick.
+    pub max_increment: Option<u32>,
+    /// `KUSER_SHARED_DATA.TickCountMultiplier`.
+    pub tick_count_multiplier: Option<u32>,
+    /// How each fact was found (DTB from CR3, kernel base from a scan ...).
+    pub discovery: Vec<String>,
+    /// Problems met.
+    pub warnings: Vec<Warning>,
+}
+
+/// A process (`_EPROCESS`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// EPROCESS address.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// `UniqueProcessId`.
+    pub pid: u64,
+    /// `InheritedFromUniqueProcessId`.
+    pub ppid: u64,
+    /// `ImageFileName` (at most 15 characters).
+    pub name: String,
+    /// `ActiveThreads`.
+    pub thread_count: Option<u32>,
+    /// `CreateTime` (FILETIME).
+    pub create_time: Option<u64>,
+    /// Session id (`Session->SessionId`), None for no session.
+    pub session: Option<u32>,
+    /// `Pcb.DirectoryTableBase` (physical).
+    #[serde(with = "hex")]
+    pub dtb: u64,
+    /// `ObjectTable` (the `_HANDLE_TABLE`).
+    #[serde(with = "hex_opt")]
+    pub handle_table: Option<u64>,
+}
+
+/// A thread (`_ETHREAD`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    /// ETHREAD address.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// `Cid.UniqueThread`.
+    pub tid: u64,
+    /// `Cid.UniqueProcess`.
+    pub pid: u64,
+    /// Owning EPROCESS address.
+    #[serde(with = "hex")]
+    pub process: u64,
+    /// Owning process name.
+    pub process_name: String,
+    /// `Tcb.State` by its KTHREAD_STATE name (`Waiting`), `Unknown(n)` else.
+    pub state: String,
+    /// `Tcb.WaitReason` by its KWAIT_REASON name, when waiting.
+    pub wait_reason: Option<String>,
+    /// `Tcb.WaitTime`: the tick it last changed wait state.
+    pub wait_time: u64,
+    /// Ticks since then (now - WaitTime), for waiting and ready threads.
+    pub wait_ticks: Option<u64>,
+    /// Those ticks in seconds (ticks x KeMaximumIncrement / 10^7).
+    pub wait_seconds: Option<f64>,
+    /// CPU number when it is some KPRCB's CurrentThread.
+    pub cpu: Option<u32>,
+    /// `StartAddress`.
+    #[serde(with = "hex")]
+    pub start_address: u64,
+    /// `Win32StartAddress`, when the build has it.
+    #[serde(with = "hex_opt")]
+    pub win32_start_address: Option<u64>,
+    /// `Tcb.KernelStack` (saved stack pointer of a thread not running).
+    #[serde(with = "hex_opt")]
+    pub kernel_stack: Option<u64>,
+    /// Dispatcher objects it waits on (from its wait blocks).
+    #[serde(with = "hex_vec")]
+    pub waits_on: Vec<u64>,
+    /// IRPs on its `IrpList`.
+    #[serde(with = "hex_vec")]
+    pub irps: Vec<u64>,
+}
+
+/// A loaded kernel module (`_LDR_DATA_TABLE_ENTRY`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModuleInfo {
+    /// `DllBase`.
+    #[serde(with = "hex")]
+    pub base: u64,
+    /// `SizeOfImage`.
+    pub size: u64,
+    /// `BaseDllName`.
+    pub name: String,
+    /// `FullDllName`.
+    pub path: String,
+}
+
+/// An owner of an ERESOURCE.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockOwner {
+    /// Owner thread (ETHREAD) address, tag bits masked.
+    #[serde(with = "hex")]
+    pub thread: u64,
+    /// Recursion count (`OwnerCount`).
+    pub count: u32,
+    /// Held exclusively.
+    pub exclusive: bool,
+}
+
+/// A thread waiting for a lock or object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockWaiter {
+    /// Waiting thread (ETHREAD) address.
+    #[serde(with = "hex")]
+    pub thread: u64,
+    /// Wants it exclusively.
+    pub exclusive: bool,
+    /// Ticks it has waited.
+    pub wait_ticks: Option<u64>,
+    /// Seconds it has waited.
+    pub wait_seconds: Option<f64>,
+}
+
+/// An executive resource (`_ERESOURCE`), as `!locks` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EresourceInfo {
+    /// Address.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// `ActiveCount`.
+    pub active_count: u32,
+    /// `Flag`.
+    pub flag: u32,
+    /// Held exclusively (`Flag & ResourceOwnedExclusive`).
+    pub exclusive: bool,
+    /// `ContentionCount`.
+    pub contention_count: u32,
+    /// `NumberOfSharedWaiters`.
+    pub shared_waiters_count: u32,
+    /// `NumberOfExclusiveWaiters`.
+    pub exclusive_waiters_count: u32,
+    /// `SharedWaiters` (a KSEMAPHORE) address.
+    #[serde(with = "hex")]
+    pub shared_waiters: u64,
+    /// `ExclusiveWaiters` (a KEVENT) address.
+    #[serde(with = "hex")]
+    pub exclusive_waiters: u64,
+    /// Owners (OwnerEntry then OwnerTable).
+    pub owners: Vec<LockOwner>,
+    /// Threads waiting on its semaphore or event.
+    pub waiters: Vec<LockWaiter>,
+    /// A kernel symbol at the address, if one names it.
+    pub symbol: Option<String>,
+}
+
+impl EresourceInfo {
+    /// Contended: someone waits or has waited.
+    pub fn is_contended(&self) -> bool {
+        !self.waiters.is_empty()
+            || self.shared_waiters_count > 0
+            || self.exclusive_waiters_count > 0
+    }
+}
+
+/// A dispatcher object a thread waits on, and what is behind it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WaitedObject {
+    /// Wait block address.
+    #[serde(with = "hex")]
+    pub wait_block: u64,
+    /// Object address.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// `DISPATCHER_HEADER.Type` raw value.
+    pub type_raw: Option<u8>,
+    /// Its `_KOBJECTS` name (`SemaphoreObject`).
+    pub type_name: Option<String>,
+    /// Short kind: Event, Semaphore, Mutant, Timer, Thread, Process, ...
+    pub kind: String,
+    /// `KWAIT_BLOCK.WaitType` (0 WaitAll, 1 WaitAny ...).
+    pub wait_type: Option<u8>,
+    /// The ERESOURCE whose waiters' semaphore or event this is.
+    #[serde(with = "hex_opt")]
+    pub eresource: Option<u64>,
+    /// Waiting for the ERESOURCE exclusively (its event) or shared.
+    pub eresource_exclusive: Option<bool>,
+    /// The owner threads behind it: a mutant's `OwnerThread`, or the
+    /// ERESOURCE's owners.
+    #[serde(with = "hex_vec")]
+    pub owners: Vec<u64>,
+}
+
+/// `!thread`: one thread in detail.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadDetail {
+    /// The summary row.
+    pub thread: ThreadInfo,
+    /// What it waits on.
+    pub waits: Vec<WaitedObject>,
+    /// Its pending IRPs.
+    pub irps: Vec<IrpInfo>,
+    /// Symbolised kernel stack, top first (filled by the unwinder; empty
+    /// until then).
+    pub stack: Vec<String>,
+    /// Problems met.
+    pub warnings: Vec<Warning>,
+}
+
+/// One IRP stack location.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IrpStackLocation {
+    /// 1-based index, as `CurrentLocation` counts.
+    pub index: u32,
+    /// The current location.
+    pub current: bool,
+    /// Address of the `_IO_STACK_LOCATION`.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// `MajorFunction`.
+    pub major: u8,
+    /// `IRP_MJ_*` name.
+    pub major_name: String,
+    /// `MinorFunction`.
+    pub minor: u8,
+    /// `DeviceObject`.
+    #[serde(with = "hex")]
+    pub device: u64,
+    /// The device's object name (`\Device\HarddiskVolume2`).
+    pub device_name: Option<String>,
+    /// `DeviceObject->DriverObject`.
+    #[serde(with = "hex_opt")]
+    pub driver: Option<u64>,
+    /// `DriverObject->DriverName` (`\FileSystem\Ntfs`).
+    pub driver_name: Option<String>,
+    /// `FileObject`.
+    #[serde(with = "hex")]
+    pub file_object: u64,
+    /// `CompletionRoutine`.
+    #[serde(with = "hex")]
+    pub completion_routine: u64,
+    /// `Context`.
+    #[serde(with = "hex")]
+    pub context: u64,
+}
+
+/// `!irp`: an I/O request packet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IrpInfo {
+    /// Address.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// `Type` (6 for an IRP).
+    pub type_raw: u16,
+    /// `StackCount`.
+    pub stack_count: u32,
+    /// `CurrentLocation` (1-based).
+    pub current_location: u32,
+    /// `Tail.Overlay.CurrentStackLocation`.
+    #[serde(with = "hex_opt")]
+    pub current_stack_location: Option<u64>,
+    /// Issuing thread (`Tail.Overlay.Thread`).
+    #[serde(with = "hex_opt")]
+    pub thread: Option<u64>,
+    /// `Tail.Overlay.OriginalFileObject`.
+    #[serde(with = "hex_opt")]
+    pub original_file_object: Option<u64>,
+    /// Stack locations, first to last.
+    pub stack: Vec<IrpStackLocation>,
+    /// The current location's file path, when it has a file object.
+    pub file_path: Option<String>,
+    /// Problems met.
+    pub warnings: Vec<Warning>,
+}
+
+impl IrpInfo {
+    /// The current stack location, if the IRP has one.
+    pub fn current(&self) -> Option<&IrpStackLocation> {
+        self.stack.iter().find(|s| s.current)
+    }
+}
+
+/// A process holding handles to an object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Holder {
+    /// PID.
+    pub pid: u64,
+    /// Process name.
+    pub process_name: String,
+    /// Handle values.
+    #[serde(with = "hex_vec")]
+    pub handles: Vec<u64>,
+}
+
+/// `!fileobj`: a file object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileObjectInfo {
+    /// Address.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// `FileName` as stored.
+    pub name: String,
+    /// Full path without the device (following `RelatedFileObject`).
+    pub path: String,
+    /// `DeviceObject`.
+    #[serde(with = "hex")]
+    pub device: u64,
+    /// Device object name (`\Device\HarddiskVolume2`).
+    pub device_name: Option<String>,
+    /// `Flags`.
+    pub flags: u32,
+    /// `RelatedFileObject`.
+    #[serde(with = "hex")]
+    pub related: u64,
+    /// Processes holding handles to it.
+    pub holders: Vec<Holder>,
+    /// Problems met.
+    pub warnings: Vec<Warning>,
+}
+
+impl FileObjectInfo {
+    /// Device name and path joined, as WinDbg and Volatility print it.
+    pub fn full_name(&self) -> String {
+        match &self.device_name {
+            Some(d) => format!("{d}{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// One handle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HandleInfo {
+    /// Owning PID.
+    pub pid: u64,
+    /// Owning process name.
+    pub process_name: String,
+    /// Handle value.
+    #[serde(with = "hex")]
+    pub handle: u64,
+    /// Object body address.
+    #[serde(with = "hex")]
+    pub object: u64,
+    /// Object type name (`File`, `Process`, ...).
+    pub type_name: String,
+    /// Granted access mask.
+    pub access: u32,
+    /// Name as Volatility prints it (file path with device, `Tid n Pid m`).
+    pub name: String,
+}
+
+/// Handles and, with a path prefix, who holds what under it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HandleReport {
+    /// The handles listed.
+    pub handles: Vec<HandleInfo>,
+    /// The path prefix asked for.
+    pub path_prefix: Option<String>,
+    /// Per process: how many of the listed handles it holds.
+    pub holders: Vec<HolderCount>,
+    /// Problems met.
+    pub warnings: Vec<Warning>,
+}
+
+/// A process and how many handles it holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HolderCount {
+    /// PID.
+    pub pid: u64,
+    /// Process name.
+    pub process_name: String,
+    /// Handle count.
+    pub count: u64,
+}
+
+/// One field as `dt` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DtField {
+    /// Offset in the type.
+    pub offset: u64,
+    /// Field name.
+    pub name: String,
+    /// Type as WinDbg names it (`Ptr64 _KTHREAD`, `Uint4B`, `_LIST_ENTRY`).
+    pub type_name: String,
+    /// Bit position and length for bitfields.
+    pub bits: Option<(u32, u32)>,
+    /// The value of a scalar field.
+    pub value: Option<u64>,
+    /// Extra text: a UNICODE_STRING's content, a LIST_ENTRY's links.
+    pub text: Option<String>,
+    /// Why the value could not be read.
+    pub error: Option<String>,
+}
+
+/// `dt TYPE ADDR`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DtOutput {
+    /// Type name.
+    pub type_name: String,
+    /// Address.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// Type size.
+    pub size: u64,
+    /// Fields in offset order.
+    pub fields: Vec<DtField>,
+}
+
+/// `db`/`dq`: bytes at a virtual address, unreadable ones as null.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryDump {
+    /// First address.
+    #[serde(with = "hex")]
+    pub address: u64,
+    /// Bytes, `None` where the page could not be read.
+    pub bytes: Vec<Option<u8>>,
+}

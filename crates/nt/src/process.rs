@@ -1,0 +1,338 @@
+//! Processes (`_EPROCESS` on `PsActiveProcessHead`) and their threads
+//! (`_ETHREAD` on `ThreadListHead`).
+//!
+//! Fields read: `_EPROCESS.{ActiveProcessLinks, UniqueProcessId,
+//! InheritedFromUniqueProcessId, ImageFileName, ActiveThreads, CreateTime,
+//! Session (or SessionId), ObjectTable, ThreadListHead,
+//! Pcb.DirectoryTableBase}`; `_ETHREAD.{ThreadListEntry, Cid, StartAddress,
+//! Win32StartAddress, IrpList, Tcb.*}`. Supports every x64 build from Win7
+//! SP1 on whose ISF names these fields.
+
+use crate::error::{Result, Warning};
+use crate::kernel::Kernel;
+use crate::model::*;
+use crate::view::Object;
+use hangscope_x64::VirtAddr;
+
+/// Most processes walked.
+pub const MAX_PROCESSES: usize = 1 << 16;
+/// Most threads walked per process.
+pub const MAX_THREADS_PER_PROCESS: usize = 1 << 16;
+/// Most IRPs walked per thread.
+pub const MAX_IRPS_PER_THREAD: usize = 4096;
+/// Most wait blocks followed per thread.
+pub const MAX_WAIT_BLOCKS: usize = 64;
+
+/// KTHREAD_STATE names for builds whose symbols lack the enum (Win7 SP1):
+/// the values are the kernel's since NT 5.
+const THREAD_STATES: &[&str] = &[
+    "Initialized",
+    "Ready",
+    "Running",
+    "Standby",
+    "Terminated",
+    "Waiting",
+    "Transition",
+    "DeferredReady",
+    "GateWait",
+    "WaitingForProcessInSwap",
+];
+
+/// Name of an enum value, `None` when the enum or the value is unknown.
+pub(crate) fn enum_name(k: &Kernel<'_>, en: &str, v: u64) -> Option<String> {
+    let e = k.symbols().enumeration(en)?;
+    e.constants
+        .iter()
+        .find(|(_, c)| *c as u64 == v || (*c as u64 & 0xff) == v && e.size == 1)
+        .map(|(n, _)| n.clone())
+}
+
+/// `KTHREAD.State` value to its name.
+pub fn thread_state_name(k: &Kernel<'_>, v: u64) -> String {
+    enum_name(k, "_KTHREAD_STATE", v)
+        .or_else(|| THREAD_STATES.get(v as usize).map(|s| s.to_string()))
+        .unwrap_or_else(|| format!("Unknown({v})"))
+}
+
+impl<'d> Kernel<'d> {
+    /// Every process on `PsActiveProcessHead`, in list order.
+    pub fn processes(&self) -> &Partial<ProcessInfo> {
+        self.cache.processes.get_or_init(|| self.read_processes())
+    }
+
+    fn read_processes(&self) -> Partial<ProcessInfo> {
+        let mut out = Partial::default();
+        let head = match self.symbol("PsActiveProcessHead") {
+            Ok(h) => h,
+            Err(e) => {
+                out.warnings.push(Warning::from_error("process list", &e));
+                return out;
+            }
+        };
+        let it =
+            match self
+                .reader()
+                .iter_list(head, "_EPROCESS", "ActiveProcessLinks", MAX_PROCESSES)
+            {
+                Ok(it) => it,
+                Err(e) => {
+                    out.warnings.push(Warning::from_error("process list", &e));
+                    return out;
+                }
+            };
+        for p in it {
+            match p {
+                Ok(a) => match self.process_at(a) {
+                    Ok(p) => out.items.push(p),
+                    Err(e) => out
+                        .warnings
+                        .push(Warning::from_error(format!("process {a}"), &e)),
+                },
+                Err(e) => out.warnings.push(Warning::from_error("process list", &e)),
+            }
+        }
+        out
+    }
+
+    /// Read one `_EPROCESS`.
+    pub fn process_at(&self, addr: VirtAddr) -> Result<ProcessInfo> {
+        let ep = self.object("_EPROCESS", addr)?;
+        let session = if ep.has("SessionId") {
+            Some(ep.u32("SessionId")?)
+        } else {
+            let s = ep.ptr("Session")?;
+            if s.0 == 0 {
+                None
+            } else {
+                self.object("_MM_SESSION_SPACE", s)?.u32("SessionId").ok()
+            }
+        };
+        let handle_table = ep.ptr("ObjectTable").ok().map(|p| p.0).filter(|&p| p != 0);
+        Ok(ProcessInfo {
+            address: addr.0,
+            pid: ep.u64("UniqueProcessId")?,
+            ppid: ep.u64("InheritedFromUniqueProcessId").unwrap_or(0),
+            name: ep.ascii("ImageFileName")?,
+            thread_count: ep.u32("ActiveThreads").ok(),
+            create_time: ep.quad("CreateTime").ok(),
+            session,
+            dtb: ep.u64("Pcb.DirectoryTableBase")?,
+            handle_table,
+        })
+    }
+
+    /// The process with this PID, if listed.
+    pub fn process_by_pid(&self, pid: u64) -> Option<&ProcessInfo> {
+        self.processes().items.iter().find(|p| p.pid == pid)
+    }
+
+    /// Every thread of every listed process.
+    pub fn threads(&self) -> &Partial<ThreadInfo> {
+        self.cache.threads.get_or_init(|| self.read_threads())
+    }
+
+    /// Threads of one process (by PID), or all.
+    pub fn threads_of(&self, pid: Option<u64>) -> Vec<&ThreadInfo> {
+        self.threads()
+            .items
+            .iter()
+            .filter(|t| pid.map_or(true, |p| t.pid == p))
+            .collect()
+    }
+
+    fn read_threads(&self) -> Partial<ThreadInfo> {
+        let mut out = Partial::default();
+        let procs = self.processes();
+        for p in &procs.items {
+            let addrs = self.thread_addresses(p, &mut out.warnings);
+            for a in addrs {
+                match self.thread_at(a, Some(p)) {
+                    Ok(t) => out.items.push(t),
+                    Err(e) => out
+                        .warnings
+                        .push(Warning::from_error(format!("thread {a}"), &e)),
+                }
+            }
+        }
+        out
+    }
+
+    /// Thread addresses of a process: `_EPROCESS.ThreadListHead` through
+    /// `_ETHREAD.ThreadListEntry`, else the KPROCESS list through
+    /// `_KTHREAD.ThreadListEntry` when the first yields nothing.
+    fn thread_addresses(&self, p: &ProcessInfo, warnings: &mut Vec<Warning>) -> Vec<VirtAddr> {
+        let r = self.reader();
+        let ctx = format!("threads of {} ({})", p.name, p.pid);
+        let mut walk = |head_path: &str, ty: &str| -> Vec<VirtAddr> {
+            let mut v = Vec::new();
+            let head = match r.offset_of("_EPROCESS", head_path) {
+                Ok(o) => VirtAddr(p.address.wrapping_add(o)),
+                Err(e) => {
+                    warnings.push(Warning::from_error(ctx.clone(), &e));
+                    return v;
+                }
+            };
+            let adjust = if ty == "_KTHREAD" {
+                r.offset_of("_ETHREAD", "Tcb").unwrap_or(0)
+            } else {
+                0
+            };
+            match r.iter_list(head, ty, "ThreadListEntry", MAX_THREADS_PER_PROCESS) {
+                Ok(it) => {
+                    for t in it {
+                        match t {
+                            Ok(a) => v.push(VirtAddr(a.0.wrapping_sub(adjust))),
+                            Err(e) => warnings.push(Warning::from_error(ctx.clone(), &e)),
+                        }
+                    }
+                }
+                Err(e) => warnings.push(Warning::from_error(ctx.clone(), &e)),
+            }
+            v
+        };
+        let v = walk("ThreadListHead", "_ETHREAD");
+        if !v.is_empty() {
+            return v;
+        }
+        walk("Pcb.ThreadListHead", "_KTHREAD")
+    }
+
+    /// Read one `_ETHREAD`; `process` names its owner when known.
+    pub fn thread_at(&self, addr: VirtAddr, process: Option<&ProcessInfo>) -> Result<ThreadInfo> {
+        let et = self.object("_ETHREAD", addr)?;
+        let tcb = et.field("Tcb")?;
+        let state_raw = tcb.u64("State")?;
+        let state = thread_state_name(self, state_raw);
+        let waiting = state == "Waiting";
+        let wait_reason = if waiting {
+            let w = tcb.u64("WaitReason")?;
+            Some(enum_name(self, "_KWAIT_REASON", w).unwrap_or_else(|| format!("Unknown({w})")))
+        } else {
+            None
+        };
+        let wait_time = tcb.u64("WaitTime").unwrap_or(0);
+        let timed = matches!(
+            state.as_str(),
+            "Waiting" | "Ready" | "DeferredReady" | "Standby"
+        );
+        let wait_ticks = if timed {
+            self.ticks_since(wait_time)
+        } else {
+            None
+        };
+        let wait_seconds = wait_ticks.and_then(|t| self.ticks_to_seconds(t));
+        let proc_addr = tcb.ptr("Process").map(|p| p.0).unwrap_or(0);
+        let owner = match process {
+            Some(p) => Some(p.clone()),
+            None => self
+                .processes()
+                .items
+                .iter()
+                .find(|p| p.address == proc_addr)
+                .cloned(),
+        };
+        let cpu = self
+            .cpus()
+            .items
+            .iter()
+            .find(|c| c.current_thread == Some(addr.0))
+            .map(|c| c.index);
+        let waits_on = if waiting {
+            self.wait_blocks(&tcb)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, o)| o)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let irps = self.irp_list(&et).unwrap_or_default();
+        Ok(ThreadInfo {
+            address: addr.0,
+            tid: et.u64("Cid.UniqueThread")?,
+            pid: et.u64("Cid.UniqueProcess")?,
+            process: owner.as_ref().map(|p| p.address).unwrap_or(proc_addr),
+            process_name: owner.map(|p| p.name).unwrap_or_default(),
+            state,
+            wait_reason,
+            wait_time,
+            wait_ticks,
+            wait_seconds,
+            cpu,
+            start_address: et.ptr("StartAddress").map(|p| p.0).unwrap_or(0),
+            win32_start_address: et.ptr("Win32StartAddress").ok().map(|p| p.0),
+            kernel_stack: tcb.ptr("KernelStack").ok().map(|p| p.0),
+            waits_on,
+            irps,
+        })
+    }
+
+    /// (wait block, object) pairs of a waiting thread: the circular
+    /// `NextWaitBlock` chain from `WaitBlockList` (Win7), or
+    /// `WaitBlockCount` consecutive blocks at `WaitBlockList` (Win8+).
+    pub(crate) fn wait_blocks(&self, tcb: &Object<'_>) -> Result<Vec<(u64, u64)>> {
+        let r = self.reader();
+        let first = tcb.ptr("WaitBlockList")?;
+        if first.0 == 0 {
+            return Ok(Vec::new());
+        }
+        let wbt = r.ty("_KWAIT_BLOCK")?;
+        let mut out = Vec::new();
+        if r.resolve(wbt, "NextWaitBlock").is_ok() {
+            let mut cur = first;
+            let mut seen = std::collections::HashSet::new();
+            while seen.insert(cur.0) && out.len() < MAX_WAIT_BLOCKS {
+                let wb = r.object("_KWAIT_BLOCK", cur)?;
+                let obj = wb.ptr("Object")?;
+                if obj.0 != 0 {
+                    out.push((cur.0, obj.0));
+                }
+                let next = wb.ptr("NextWaitBlock")?;
+                if next.0 == 0 || next == first {
+                    break;
+                }
+                cur = next;
+            }
+        } else {
+            let count = if tcb.has("WaitBlockCount") {
+                tcb.u64("WaitBlockCount")?.clamp(1, MAX_WAIT_BLOCKS as u64)
+            } else {
+                1
+            };
+            for i in 0..count {
+                let a = VirtAddr(first.0.wrapping_add(i * wbt.size));
+                let obj = r.object("_KWAIT_BLOCK", a)?.ptr("Object")?;
+                if obj.0 != 0 {
+                    out.push((a.0, obj.0));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// IRPs on `_ETHREAD.IrpList` (linked through `_IRP.ThreadListEntry`).
+    pub(crate) fn irp_list(&self, et: &Object<'_>) -> Result<Vec<u64>> {
+        let head = et.addr_of("IrpList")?;
+        let mut v = Vec::new();
+        for i in self
+            .reader()
+            .iter_list(head, "_IRP", "ThreadListEntry", MAX_IRPS_PER_THREAD)?
+        {
+            match i {
+                Ok(a) => v.push(a.0),
+                Err(e) if v.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(v)
+    }
+
+    /// The thread record for an ETHREAD address: from the listing when
+    /// listed, else read directly.
+    pub fn thread_info(&self, addr: u64) -> Result<ThreadInfo> {
+        if let Some(t) = self.threads().items.iter().find(|t| t.address == addr) {
+            return Ok(t.clone());
+        }
+        self.thread_at(VirtAddr(addr), None)
+    }
+}

@@ -1,0 +1,394 @@
+//! Typed views: a kernel object is (address, type) and every field is read
+//! by name through the symbol table. No structure offset lives in code.
+
+use crate::error::{Error, Result};
+use crate::mem::VirtualMemory;
+use hangscope_symbols::{SymbolTable, TypeRef, UserType};
+use hangscope_x64::VirtAddr;
+use std::collections::HashSet;
+
+/// Longest UNICODE_STRING read, in bytes (the field is a u16 anyway).
+const MAX_UNICODE_BYTES: usize = 0xfffe;
+
+/// Types and memory together: what every typed read needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    /// Kernel virtual memory.
+    pub mem: &'a dyn VirtualMemory,
+    /// The kernel's symbol table.
+    pub symbols: &'a SymbolTable,
+    /// Build number, for error messages.
+    pub build: Option<u32>,
+}
+
+impl<'a> Reader<'a> {
+    /// A struct or union by name, or a MissingSymbol error naming it.
+    pub fn ty(&self, name: &str) -> Result<&'a UserType> {
+        self.symbols
+            .user_type(name)
+            .ok_or_else(|| Error::missing(name, None, self.build))
+    }
+
+    /// True when `ty` exists and has the field path `path`.
+    pub fn has_field(&self, ty: &str, path: &str) -> bool {
+        self.ty(ty).and_then(|t| self.resolve(t, path)).is_ok()
+    }
+
+    /// Offset and type of a dotted field path (`Tail.Overlay.Thread`).
+    pub fn resolve(&self, ty: &UserType, path: &str) -> Result<(u64, TypeRef)> {
+        let mut cur: &UserType = ty;
+        let mut offset = 0u64;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let f = cur
+                .fields
+                .iter()
+                .find(|f| f.name == part)
+                .ok_or_else(|| Error::missing(&ty.name, Some(path), self.build))?;
+            offset = offset.saturating_add(f.offset);
+            if parts.peek().is_none() {
+                return Ok((offset, f.ty.clone()));
+            }
+            cur = match &f.ty {
+                TypeRef::Struct(n) => self.ty(n)?,
+                _ => return Err(Error::missing(&ty.name, Some(path), self.build)),
+            };
+        }
+        Err(Error::missing(&ty.name, Some(path), self.build))
+    }
+
+    /// Offset of a field path in a type named by string.
+    pub fn offset_of(&self, ty: &str, path: &str) -> Result<u64> {
+        let t = self.ty(ty)?;
+        Ok(self.resolve(t, path)?.0)
+    }
+
+    /// Size in bytes of a type reference.
+    pub fn size_of(&self, t: &TypeRef) -> Option<u64> {
+        match t {
+            TypeRef::Base(n) => self.symbols.base_size(n).or(match n.as_str() {
+                "void" => Some(0),
+                _ => None,
+            }),
+            TypeRef::Pointer(_) => Some(8),
+            TypeRef::Array { count, element } => self.size_of(element)?.checked_mul(*count),
+            TypeRef::Struct(n) => self.symbols.user_type(n).map(|u| u.size),
+            TypeRef::Enum(n) => self.symbols.enumeration(n).map(|e| e.size),
+            TypeRef::Bitfield { base, .. } => self.size_of(base),
+            TypeRef::Function => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Read bytes.
+    pub fn read(&self, va: VirtAddr, buf: &mut [u8]) -> Result<()> {
+        self.mem.read(va, buf).map_err(Error::from)
+    }
+
+    /// Read a little-endian unsigned value of 1, 2, 4 or 8 bytes.
+    pub fn read_uint(&self, va: VirtAddr, size: u64) -> Result<u64> {
+        let n = match size {
+            1 | 2 | 4 | 8 => size as usize,
+            _ => return Err(Error::bad_data(va, format!("no {size}-byte integer"))),
+        };
+        let mut b = [0u8; 8];
+        self.read(va, &mut b[..n])?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Read a pointer.
+    pub fn read_ptr(&self, va: VirtAddr) -> Result<VirtAddr> {
+        Ok(VirtAddr(self.read_uint(va, 8)?))
+    }
+
+    /// Read a scalar of type `t` (base, enum, pointer or bitfield) at `va`,
+    /// zero-extended.
+    pub fn read_scalar(&self, va: VirtAddr, t: &TypeRef) -> Result<u64> {
+        match t {
+            TypeRef::Bitfield {
+                position,
+                length,
+                base,
+            } => {
+                let size = self.size_of(base).unwrap_or(8);
+                let raw = self.read_uint(va, size)?;
+                let shifted = raw.checked_shr(*position).unwrap_or(0);
+                Ok(if *length >= 64 {
+                    shifted
+                } else {
+                    shifted & ((1u64 << length) - 1)
+                })
+            }
+            TypeRef::Pointer(_) => self.read_uint(va, 8),
+            TypeRef::Base(_) | TypeRef::Enum(_) => {
+                let size = self
+                    .size_of(t)
+                    .ok_or_else(|| Error::bad_data(va, format!("unknown size of {t:?}")))?;
+                self.read_uint(va, size)
+            }
+            // A union of integers (e.g. _LARGE_INTEGER): read its full size
+            // when it is a plain 8-byte value.
+            TypeRef::Struct(n) => match self.symbols.user_type(n) {
+                Some(u) if matches!(u.size, 1 | 2 | 4 | 8) => self.read_uint(va, u.size),
+                _ => Err(Error::bad_data(va, format!("{n} is not a scalar"))),
+            },
+            other => Err(Error::bad_data(va, format!("{other:?} is not a scalar"))),
+        }
+    }
+
+    /// A view of the object of type `ty` at `addr`.
+    pub fn object(&self, ty: &str, addr: VirtAddr) -> Result<Object<'a>> {
+        Ok(Object {
+            r: *self,
+            addr,
+            ty: self.ty(ty)?,
+        })
+    }
+
+    /// Read a `_UNICODE_STRING` at `va`.
+    pub fn unicode_string_at(&self, va: VirtAddr) -> Result<String> {
+        let us = self.object("_UNICODE_STRING", va)?;
+        let len = us.uint("Length")? as usize;
+        let buf = us.ptr("Buffer")?;
+        if len == 0 {
+            return Ok(String::new());
+        }
+        if len % 2 != 0 || len > MAX_UNICODE_BYTES {
+            return Err(Error::bad_data(va, format!("UNICODE_STRING length {len}")));
+        }
+        let mut bytes = vec![0u8; len];
+        self.read(buf, &mut bytes)?;
+        Ok(decode_utf16(&bytes))
+    }
+
+    /// A walker over a `_LIST_ENTRY` list headed at `head`, yielding the
+    /// address of each containing `ty` linked through `link` (a field path
+    /// of `ty`). Bounded by `max` and cycle-checked.
+    pub fn iter_list(
+        &self,
+        head: VirtAddr,
+        ty: &str,
+        link: &str,
+        max: usize,
+    ) -> Result<ListIter<'a>> {
+        let t = self.ty(ty)?;
+        let (link_offset, _) = self.resolve(t, link)?;
+        let flink = self.offset_of("_LIST_ENTRY", "Flink")?;
+        Ok(ListIter {
+            r: *self,
+            head,
+            link_offset,
+            flink,
+            next: None,
+            seen: HashSet::new(),
+            max,
+            done: false,
+            started: false,
+            pending: None,
+        })
+    }
+}
+
+/// Decode UTF-16LE bytes, replacing ill-formed units.
+pub fn decode_utf16(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16_lossy(&units)
+}
+
+/// A typed view of a kernel object: its address and its type, fields read
+/// by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Object<'a> {
+    r: Reader<'a>,
+    /// Address of the object.
+    pub addr: VirtAddr,
+    /// Its type.
+    pub ty: &'a UserType,
+}
+
+impl<'a> Object<'a> {
+    /// Address and type of a field path.
+    pub fn locate(&self, path: &str) -> Result<(VirtAddr, TypeRef)> {
+        let (off, t) = self.r.resolve(self.ty, path)?;
+        Ok((VirtAddr(self.addr.0.wrapping_add(off)), t))
+    }
+
+    /// True when the type has this field path (a probe across builds).
+    pub fn has(&self, path: &str) -> bool {
+        self.r.resolve(self.ty, path).is_ok()
+    }
+
+    /// Address of a field.
+    pub fn addr_of(&self, path: &str) -> Result<VirtAddr> {
+        Ok(self.locate(path)?.0)
+    }
+
+    /// A struct or union field as a view.
+    pub fn field(&self, path: &str) -> Result<Object<'a>> {
+        let (a, t) = self.locate(path)?;
+        match t {
+            TypeRef::Struct(n) => self.r.object(&n, a),
+            _ => Err(Error::bad_data(
+                a,
+                format!("{}.{path} is not a struct", self.ty.name),
+            )),
+        }
+    }
+
+    /// The object a pointer field points to, as a view of type `ty`
+    /// (`None` for a NULL pointer).
+    pub fn deref(&self, path: &str, ty: &str) -> Result<Option<Object<'a>>> {
+        let p = self.ptr(path)?;
+        if p.0 == 0 {
+            return Ok(None);
+        }
+        self.r.object(ty, p).map(Some)
+    }
+
+    /// A scalar field (base, enum, pointer, bitfield), zero-extended.
+    pub fn uint(&self, path: &str) -> Result<u64> {
+        let (a, t) = self.locate(path)?;
+        self.r.read_scalar(a, &t)
+    }
+
+    /// A scalar field that must fit in 32 bits.
+    pub fn u32(&self, path: &str) -> Result<u32> {
+        let v = self.uint(path)?;
+        u32::try_from(v)
+            .map_err(|_| Error::bad_data(self.addr, format!("{}.{path} = {v:#x}", self.ty.name)))
+    }
+
+    /// A scalar field as u64.
+    pub fn u64(&self, path: &str) -> Result<u64> {
+        self.uint(path)
+    }
+
+    /// Eight bytes at a field, whatever its declared type (unions such as
+    /// `_LARGE_INTEGER`).
+    pub fn quad(&self, path: &str) -> Result<u64> {
+        let a = self.addr_of(path)?;
+        self.r.read_uint(a, 8)
+    }
+
+    /// A pointer field.
+    pub fn ptr(&self, path: &str) -> Result<VirtAddr> {
+        let (a, t) = self.locate(path)?;
+        match t {
+            TypeRef::Pointer(_) => self.r.read_ptr(a),
+            // Some pointers are declared as integers (ULONG_PTR).
+            _ if self.r.size_of(&t) == Some(8) => self.r.read_ptr(a),
+            _ => Err(Error::bad_data(
+                a,
+                format!("{}.{path} is not a pointer", self.ty.name),
+            )),
+        }
+    }
+
+    /// A `_UNICODE_STRING` field's text.
+    pub fn unicode_string(&self, path: &str) -> Result<String> {
+        let a = self.addr_of(path)?;
+        self.r.unicode_string_at(a)
+    }
+
+    /// A fixed `char`/`unsigned char` array field as text, up to the first
+    /// NUL (`_EPROCESS.ImageFileName`).
+    pub fn ascii(&self, path: &str) -> Result<String> {
+        let (a, t) = self.locate(path)?;
+        let n = self.r.size_of(&t).unwrap_or(0).min(256) as usize;
+        let mut b = vec![0u8; n];
+        self.r.read(a, &mut b)?;
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        Ok(b[..end].iter().map(|&c| c as char).collect())
+    }
+
+    /// The reader this view uses.
+    pub fn reader(&self) -> Reader<'a> {
+        self.r
+    }
+}
+
+/// Walks a `_LIST_ENTRY` list; yields container addresses, then at most one
+/// error, after which it stops for good.
+#[derive(Debug)]
+pub struct ListIter<'a> {
+    r: Reader<'a>,
+    head: VirtAddr,
+    link_offset: u64,
+    flink: u64,
+    next: Option<VirtAddr>,
+    seen: HashSet<u64>,
+    max: usize,
+    done: bool,
+    started: bool,
+    pending: Option<Error>,
+}
+
+impl ListIter<'_> {
+    fn fail(&mut self, e: Error) -> Option<Result<VirtAddr>> {
+        self.done = true;
+        Some(Err(e))
+    }
+}
+
+impl Iterator for ListIter<'_> {
+    type Item = Result<VirtAddr>;
+
+    fn next(&mut self) -> Option<Result<VirtAddr>> {
+        if self.done {
+            return None;
+        }
+        if let Some(e) = self.pending.take() {
+            return self.fail(e);
+        }
+        if !self.started {
+            self.started = true;
+            match self
+                .r
+                .read_ptr(VirtAddr(self.head.0.wrapping_add(self.flink)))
+            {
+                Ok(p) => self.next = Some(p),
+                Err(e) => return self.fail(e),
+            }
+        }
+        let cur = self.next?;
+        if cur == self.head {
+            self.done = true;
+            return None;
+        }
+        if cur.0 == 0 {
+            return self.fail(Error::bad_data(
+                self.head,
+                "list ends in a NULL link before returning to its head",
+            ));
+        }
+        if !self.seen.insert(cur.0) {
+            return self.fail(Error::bad_data(
+                cur,
+                format!(
+                    "list headed at {} loops back to this entry without returning to its head",
+                    self.head
+                ),
+            ));
+        }
+        if self.seen.len() > self.max {
+            return self.fail(Error::bad_data(
+                self.head,
+                format!("list longer than {} entries; stopped", self.max),
+            ));
+        }
+        match self.r.read_ptr(VirtAddr(cur.0.wrapping_add(self.flink))) {
+            Ok(p) => self.next = Some(p),
+            Err(e) => {
+                // Yield this entry; the failure to read its link comes next.
+                self.next = None;
+                let item = VirtAddr(cur.0.wrapping_sub(self.link_offset));
+                self.pending = Some(e);
+                return Some(Ok(item));
+            }
+        }
+        Some(Ok(VirtAddr(cur.0.wrapping_sub(self.link_offset))))
+    }
+}

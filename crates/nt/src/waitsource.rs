@@ -1,0 +1,164 @@
+//! The kernel as a source for the OS-neutral wait-for graph.
+
+use crate::kernel::Kernel;
+use crate::model::*;
+use hangscope_waitgraph as wg;
+
+fn state_of(t: &ThreadInfo) -> wg::ThreadState {
+    match t.state.as_str() {
+        "Running" => match t.cpu {
+            Some(cpu) => wg::ThreadState::Running { cpu },
+            None => wg::ThreadState::Other {
+                name: "Running".into(),
+            },
+        },
+        "Ready" | "Standby" | "DeferredReady" => wg::ThreadState::Ready,
+        "Waiting" => wg::ThreadState::Waiting,
+        other => wg::ThreadState::Other { name: other.into() },
+    }
+}
+
+fn resource_kind(kind: &str) -> wg::ResourceKind {
+    match kind {
+        "Mutant" => wg::ResourceKind::Mutant,
+        "Event" => wg::ResourceKind::Event,
+        "Semaphore" => wg::ResourceKind::Semaphore,
+        other => wg::ResourceKind::Other(other.into()),
+    }
+}
+
+impl<'d> Kernel<'d> {
+    /// Build the wait-for graph input: processes, threads (state, seconds,
+    /// pending I/O), ERESOURCEs with owners and waiters, other dispatcher
+    /// objects threads wait on, files with the PIDs holding them, and every
+    /// warning met.
+    pub fn wait_graph(&self) -> wg::WaitGraphInput {
+        let mut inp = wg::WaitGraphInput::default();
+        let procs = self.processes();
+        inp.warnings
+            .extend(procs.warnings.iter().map(|w| w.to_string()));
+        inp.processes = procs
+            .items
+            .iter()
+            .map(|p| wg::Process {
+                address: p.address,
+                pid: p.pid,
+                ppid: p.ppid,
+                name: p.name.clone(),
+                session: p.session,
+            })
+            .collect();
+        let threads = self.threads();
+        inp.warnings
+            .extend(threads.warnings.iter().map(|w| w.to_string()));
+        for t in &threads.items {
+            let mut io = Vec::new();
+            for &i in &t.irps {
+                match self.irp(i) {
+                    Ok(irp) => {
+                        let cur = irp.current();
+                        io.push(wg::Io {
+                            irp: i,
+                            major: cur.map(|c| c.major_name.clone()),
+                            driver: cur.and_then(|c| c.driver_name.clone()),
+                            device: cur.and_then(|c| c.device_name.clone()),
+                            file_object: cur.map(|c| c.file_object).filter(|&f| f != 0),
+                            file: irp.file_path.clone(),
+                        });
+                        inp.warnings
+                            .extend(irp.warnings.iter().map(|w| w.to_string()));
+                    }
+                    Err(e) => inp.warnings.push(format!("IRP {i:#x}: {e}")),
+                }
+            }
+            inp.threads.push(wg::Thread {
+                key: t.address,
+                tid: t.tid,
+                pid: t.pid,
+                state: state_of(t),
+                wait_reason: t.wait_reason.clone(),
+                waited_seconds: t.wait_seconds,
+                waited_ticks: t.wait_ticks,
+                stack: Vec::new(),
+                io,
+            });
+        }
+        let res = self.eresources();
+        inp.warnings
+            .extend(res.warnings.iter().map(|w| w.to_string()));
+        for r in &res.items {
+            let mode = |x: bool| {
+                if x {
+                    wg::Mode::Exclusive
+                } else {
+                    wg::Mode::Shared
+                }
+            };
+            inp.resources.push(wg::Resource {
+                key: r.address,
+                kind: wg::ResourceKind::Eresource,
+                name: r.symbol.clone(),
+                owners: r
+                    .owners
+                    .iter()
+                    .map(|o| wg::Claim {
+                        thread: o.thread,
+                        mode: mode(o.exclusive),
+                    })
+                    .collect(),
+                waiters: r
+                    .waiters
+                    .iter()
+                    .map(|w| wg::Claim {
+                        thread: w.thread,
+                        mode: mode(w.exclusive),
+                    })
+                    .collect(),
+                contention_count: Some(r.contention_count as u64),
+            });
+        }
+        for (obj, waiters) in self.dispatcher_objects() {
+            inp.resources.push(wg::Resource {
+                key: obj.address,
+                kind: resource_kind(&obj.kind),
+                name: self.object_name(obj.address).ok().flatten(),
+                owners: obj
+                    .owners
+                    .iter()
+                    .map(|&t| wg::Claim {
+                        thread: t,
+                        mode: wg::Mode::Exclusive,
+                    })
+                    .collect(),
+                waiters: waiters
+                    .iter()
+                    .map(|&t| wg::Claim {
+                        thread: t,
+                        mode: wg::Mode::Exclusive,
+                    })
+                    .collect(),
+                contention_count: None,
+            });
+        }
+        let files = self.files();
+        inp.warnings
+            .extend(files.warnings.iter().map(|w| w.to_string()));
+        inp.warnings
+            .extend(self.handles().warnings.iter().map(|w| w.to_string()));
+        for f in files.items {
+            inp.files.push(wg::File {
+                address: f.address,
+                path: f.path.clone(),
+                device: f.device_name.clone(),
+                holders: f.holders.iter().map(|h| h.pid).collect(),
+            });
+        }
+        inp
+    }
+}
+
+impl wg::WaitSource for Kernel<'_> {
+    fn wait_graph_input(&self) -> wg::WaitGraphInput {
+        self.wait_graph()
+    }
+}
