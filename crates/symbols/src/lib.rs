@@ -435,7 +435,8 @@ impl SymbolTable {
         let l = &self.inner.layout;
         let d = self.d();
         let (i, at) = l.symbol_at(d, rva)?;
-        Some((l.name_of(d, S_SYMS, i)?, rva - at))
+        // Checked: a damaged (unsorted) image may break the search's order.
+        Some((l.name_of(d, S_SYMS, i)?, rva.checked_sub(at)?))
     }
 
     /// A field of a struct or union by name.
@@ -566,5 +567,122 @@ impl SymbolTable {
         let l = &self.inner.layout;
         let d = self.d();
         (0..l.count(s)).filter_map(move |i| l.name_of(d, s, i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small ISF covering every kind of type.
+    const ISF: &str = r#"{
+      "metadata": {"format": "6.1.0", "windows": {"pdb": {"GUID": "00112233445566778899aabbccddeeff", "age": 3, "database": "t.pdb"}}},
+      "base_types": {"unsigned long": {"size": 4}, "pointer": {"size": 8}, "char": {"size": 1}},
+      "user_types": {
+        "_A": {"kind": "struct", "size": 32, "fields": {
+          "x": {"offset": 0, "type": {"kind": "base", "name": "unsigned long"}},
+          "bits": {"offset": 4, "type": {"kind": "bitfield", "bit_position": 3, "bit_length": 2, "type": {"kind": "base", "name": "unsigned long"}}},
+          "p": {"offset": 8, "type": {"kind": "pointer", "subtype": {"kind": "struct", "name": "_A"}}},
+          "arr": {"offset": 16, "type": {"kind": "array", "count": 2, "subtype": {"kind": "union", "name": "_U"}}},
+          "e": {"offset": 28, "type": {"kind": "enum", "name": "_E"}},
+          "f": {"offset": 24, "type": {"kind": "pointer", "subtype": {"kind": "function"}}}}},
+        "_U": {"kind": "union", "size": 4, "fields": {"a": {"offset": 0, "type": {"kind": "base", "name": "char"}}}}
+      },
+      "enums": {"_E": {"base": "int", "size": 4, "constants": {"One": 1, "MinusOne": -1}}},
+      "symbols": {"Sym": {"address": 4096}, "Other": {"address": 8192, "linkage_name": "_Other"}}
+    }"#;
+
+    fn small() -> SymbolTable {
+        SymbolTable::from_isf_bytes(ISF.as_bytes(), Path::new("t.json")).unwrap()
+    }
+
+    fn exercise(t: &SymbolTable) {
+        let names: Vec<String> = t.user_type_names().map(str::to_string).collect();
+        for n in &names {
+            if let Some(u) = t.user_type(n) {
+                for f in &u.fields {
+                    let _ = (
+                        t.type_size(&f.ty),
+                        t.field_path(n, &format!("{}[1].a", f.name)),
+                    );
+                }
+            }
+        }
+        let enums: Vec<String> = t.enumeration_names().map(str::to_string).collect();
+        for e in &enums {
+            let _ = (t.enum_value(e, "One"), t.enum_name(e, -1));
+        }
+        for r in [0, 4095, 4096, 5000, 8192, u64::MAX] {
+            let _ = t.symbol_at(r);
+        }
+        let _ = (
+            t.symbol("Sym"),
+            t.symbol("_Other"),
+            t.identity(),
+            t.base_size("char"),
+        );
+        let _ = (
+            t.symbols().count(),
+            t.linkage_names().count(),
+            t.base_type_names().count(),
+        );
+    }
+
+    #[test]
+    fn small_isf_round_trips_through_the_compact_form() {
+        let t = small();
+        assert_eq!(
+            t.identity().unwrap().guid,
+            "00112233445566778899AABBCCDDEEFF"
+        );
+        assert_eq!(
+            t.identity().unwrap().server_key(),
+            "00112233445566778899AABBCCDDEEFF3"
+        );
+        assert_eq!(
+            t.field_path("_A", "arr[1].a"),
+            Some((20, TypeRef::Base("char".into())))
+        );
+        assert_eq!(
+            t.field("_A", "bits").unwrap().ty,
+            TypeRef::Bitfield {
+                position: 3,
+                length: 2,
+                base: Box::new(TypeRef::Base("unsigned long".into()))
+            }
+        );
+        assert_eq!(t.enum_value("_E", "MinusOne"), Some(-1));
+        assert_eq!(t.symbol("_Other"), Some(8192));
+        assert_eq!(t.symbol("Other"), Some(8192));
+        assert_eq!(t.symbol_at(8191), Some(("Sym", 4095)));
+        assert!(t.user_type("_U").unwrap().is_union);
+        let again = SymbolTable::from_compact_bytes(t.compact_bytes().to_vec()).unwrap();
+        assert_eq!(again.user_type("_A"), t.user_type("_A"));
+        exercise(&again);
+    }
+
+    /// Damage that keeps a valid checksum (as a hostile file could): every
+    /// reader must stay in bounds.
+    #[test]
+    fn damaged_images_with_valid_checksums_never_panic() {
+        let good = small().compact_bytes().to_vec();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..3000 {
+            let mut d = good.clone();
+            let flips = 1 + round % 6;
+            for _ in 0..flips {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // Section table and body (past magic, lengths, checksum).
+                let i = 52 + (seed as usize) % (d.len() - 52);
+                d[i] = (seed >> 40) as u8;
+            }
+            let sum = compact::checksum(&d[256..]);
+            d[24..32].copy_from_slice(&sum.to_le_bytes());
+            if let Ok(t) = SymbolTable::from_compact_bytes(d) {
+                exercise(&t);
+            }
+        }
     }
 }
