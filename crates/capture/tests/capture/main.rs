@@ -526,7 +526,7 @@ fn libvirt_missing_domain_is_named() {
 #[test]
 fn libvirt_shut_off_domain_is_not_running() {
     support::ensure_libvirt();
-    let name = format!("hangscope-shutoff-{}", std::process::id());
+    let name = format!("hscapture-test-shutoff-{}", std::process::id());
     let dir = TempDir::new("libvirt-shutoff");
     let xml = dir.path().join("d.xml");
     fs::write(

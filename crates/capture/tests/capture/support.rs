@@ -354,14 +354,18 @@ pub fn ensure_libvirt() {
         );
         // Domains of earlier test runs that were killed before their
         // guards ran: destroy those whose test process is gone.
-        for name in virsh(&["list", "--name"]).unwrap_or_default().lines() {
+        for name in virsh(&["list", "--all", "--name"])
+            .unwrap_or_default()
+            .lines()
+        {
             let pid = name
-                .strip_prefix("hangscope-")
+                .strip_prefix("hscapture-test-")
                 .and_then(|rest| rest.rsplit('-').next())
                 .and_then(|p| p.parse::<u32>().ok());
             if let Some(pid) = pid {
                 if !Path::new(&format!("/proc/{pid}")).exists() {
                     let _ = virsh(&["destroy", name]);
+                    let _ = virsh(&["undefine", name]);
                 }
             }
         }
@@ -392,7 +396,7 @@ pub struct LibvirtGuest {
 impl LibvirtGuest {
     pub fn start(tag: &str) -> LibvirtGuest {
         ensure_libvirt();
-        let name = format!("hangscope-{tag}-{}", std::process::id());
+        let name = format!("hscapture-test-{tag}-{}", std::process::id());
         let dir = TempDir::new(tag);
         let _ = virsh(&["destroy", &name]);
         let xml = format!(
