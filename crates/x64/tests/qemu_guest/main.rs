@@ -114,7 +114,7 @@ fn dumps(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     let _guest = Guest(
         Command::new("qemu-system-x86_64")
             .args([
-                "-M", "pc", "-m", "32", "-smp", "1", "-display", "none", "-monitor", "none",
+                "-M", "pc", "-m", "32", "-smp", "2", "-display", "none", "-monitor", "none",
             ])
             .arg("-kernel")
             .arg(&kernel)
@@ -157,7 +157,13 @@ fn check(dump: &Dump) {
         dump.format,
         dump.memory.notes()
     );
-    assert_eq!(dump.cpus.len(), 1);
+    // vCPU 1 is parked by the firmware (SeaBIOS's SMP setup), paging off.
+    // Its notes must still pair with vCPU 1 (notes() is empty above, so the
+    // NT_PRSTATUS and QEMU notes of each vCPU agreed).
+    assert_eq!(dump.cpus.len(), 2);
+    assert_eq!(dump.cpus[1].index, 1);
+    assert_eq!(dump.cpus[1].cr0.map(|c| c & 0x8000_0000), Some(0));
+    assert_eq!(dump.cpus[1].gs_base, Some(0));
     let cpu = &dump.cpus[0];
     // The registers boot.S loads.
     assert_eq!(cpu.gpr[1], 0x1111_2222_3333_4444, "rbx");
