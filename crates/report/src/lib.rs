@@ -1,6 +1,25 @@
 //! Renderers for hangscope's model: WinDbg-shaped text, JSON and HTML.
+//!
+//! The verdict renderers read only the serialisable
+//! [`hangscope_waitgraph::Verdict`]:
+//!
+//! ```
+//! use hangscope_waitgraph::{analyze, AnalyzeOptions, WaitGraphInput};
+//! use hangscope_report::{render_html, render_json, render_text};
+//!
+//! let verdict = analyze(&WaitGraphInput::default(), &AnalyzeOptions::default());
+//! assert!(render_text(&verdict).starts_with("hangscope verdict: HEALTHY (exit code 0)"));
+//! let json: serde_json::Value = serde_json::from_str(&render_json(&verdict)).unwrap();
+//! assert_eq!(json["schema_version"], 1);
+//! assert_eq!(json["overall"], "healthy");
+//! assert!(render_html(&verdict).starts_with("<!DOCTYPE html>"));
+//! ```
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+pub mod html;
 pub mod verdict;
 pub mod windbg;
+
+pub use html::render_html;
+pub use verdict::{json_document, render_json, render_text, JsonDocument, SCHEMA_VERSION};

@@ -1,1 +1,371 @@
-//! Text, JSON and HTML for the verdict (skeleton).
+//! Text and JSON for the verdict.
+//!
+//! Both read only the serialisable [`Verdict`], never the kernel model, so
+//! that what a human reads and what a machine reads cannot disagree.
+
+use std::fmt::Write as _;
+
+use hangscope_waitgraph::{
+    kind_title, secs_text, Addr, EvidenceStep, Finding, HotDirectory, Mode as HoldMode, Overall,
+    Verdict,
+};
+use serde::Serialize;
+
+/// Version of the JSON document; bumped on incompatible changes (see
+/// `docs/json-schema.md`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Blocked threads listed per finding in the text report.
+const TEXT_THREADS: usize = 5;
+
+/// The JSON document: `schema_version`, generator and exit code, then the
+/// verdict's fields at top level.
+#[derive(Debug, Serialize)]
+pub struct JsonDocument<'a> {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// `hangscope-report <version>`.
+    pub generator: String,
+    /// The exit code the CLI returns for this verdict.
+    pub exit_code: u8,
+    /// The verdict.
+    #[serde(flatten)]
+    pub verdict: &'a Verdict,
+}
+
+impl<'a> JsonDocument<'a> {
+    /// Wrap a verdict.
+    pub fn new(verdict: &'a Verdict) -> Self {
+        JsonDocument {
+            schema_version: SCHEMA_VERSION,
+            generator: format!("hangscope-report {}", env!("CARGO_PKG_VERSION")),
+            exit_code: verdict.overall.exit_code(),
+            verdict,
+        }
+    }
+}
+
+/// The JSON document as a value, for callers that add their own top-level
+/// keys (the CLI adds the kernel model under `model`).
+pub fn json_document(v: &Verdict) -> serde_json::Value {
+    // A Verdict holds only strings, integers, finite floats and hex-string
+    // addresses, so serialisation cannot fail; keep a fallback anyway.
+    serde_json::to_value(JsonDocument::new(v)).unwrap_or_else(|e| {
+        serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "error": format!("cannot serialise the verdict: {e}"),
+        })
+    })
+}
+
+/// One pretty-printed JSON document, newline-terminated, fields in the
+/// order of the schema.
+pub fn render_json(v: &Verdict) -> String {
+    let mut s = serde_json::to_string_pretty(&JsonDocument::new(v)).unwrap_or_else(|e| {
+        serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "error": format!("cannot serialise the verdict: {e}"),
+        })
+        .to_string()
+    });
+    s.push('\n');
+    s
+}
+
+/// The name of the overall verdict for headlines: `BUSY OWNER`.
+pub fn headline(o: Overall) -> &'static str {
+    match o {
+        Overall::Healthy => "HEALTHY",
+        Overall::Contention => "CONTENTION",
+        Overall::BusyOwner => "BUSY OWNER",
+        Overall::Stuck => "STUCK",
+        Overall::Deadlock => "DEADLOCK",
+    }
+}
+
+/// WinDbg's client id: `Cid 07d0.09a8`.
+pub fn cid(pid: Option<u64>, tid: Option<u64>) -> String {
+    let part = |x: Option<u64>| x.map_or("????".to_string(), |x| format!("{x:04x}"));
+    format!("Cid {}.{}", part(pid), part(tid))
+}
+
+fn opt_secs(s: Option<f64>) -> String {
+    s.map_or("?".to_string(), secs_text)
+}
+
+fn held(m: Option<HoldMode>) -> &'static str {
+    match m {
+        Some(HoldMode::Shared) => "held shared",
+        Some(HoldMode::Exclusive) => "held exclusively",
+        None => "not held",
+    }
+}
+
+/// One line for a chain step.
+pub fn step_line(s: &EvidenceStep) -> String {
+    match s {
+        EvidenceStep::Resource {
+            address,
+            kind,
+            name,
+            owners,
+            waiters,
+            held_as,
+            contention_count,
+            max_wait_seconds,
+        } => {
+            let mut l = format!("{} {}", kind_title(kind), address.windbg());
+            if let Some(n) = name {
+                let _ = write!(l, " ({n})");
+            }
+            if *owners == 0 {
+                l += ": no owner";
+            } else {
+                let _ = write!(l, ": {}, {owners} owner(s)", held(*held_as));
+            }
+            let _ = write!(l, ", {waiters} waiter(s)");
+            if let Some(m) = max_wait_seconds {
+                let _ = write!(l, " (longest {})", secs_text(*m));
+            }
+            if let Some(c) = contention_count {
+                let _ = write!(l, ", contention count {c}");
+            }
+            l
+        }
+        EvidenceStep::Thread {
+            address,
+            tid,
+            pid,
+            process,
+            state,
+            cpu,
+            wait_reason,
+            waited_seconds,
+            ..
+        } => {
+            let mut l = format!(
+                "THREAD {} {} {}: {state}",
+                address.windbg(),
+                cid(*pid, *tid),
+                process.as_deref().unwrap_or("?")
+            );
+            if let Some(c) = cpu {
+                let _ = write!(l, " on CPU {c}");
+            }
+            if let Some(r) = wait_reason {
+                let _ = write!(l, " ({r})");
+            }
+            if let Some(s) = waited_seconds {
+                let _ = write!(l, ", waited {}", secs_text(*s));
+            }
+            l
+        }
+        EvidenceStep::Irp {
+            address,
+            major,
+            device,
+        } => {
+            let mut l = format!("IRP {}", address.windbg());
+            if let Some(m) = major {
+                let _ = write!(l, " {m}");
+            }
+            if let Some(d) = device {
+                let _ = write!(l, " on {d}");
+            }
+            l
+        }
+        EvidenceStep::Driver { name } => format!("driver {name}"),
+        EvidenceStep::File { address, path } => match address {
+            Some(a) => format!("FILE_OBJECT {} {path}", a.windbg()),
+            None => format!("file {path}"),
+        },
+        EvidenceStep::Directory { path, files, hot } => format!(
+            "directory {path}: {files} file objects in memory{}",
+            if *hot { " (hot)" } else { "" }
+        ),
+        EvidenceStep::Process { name, pid, files } => {
+            format!("process {name} (pid {pid}) holds {files} of them")
+        }
+        EvidenceStep::CycleBack { address } => {
+            format!("back to {} (the cycle closes)", address.windbg())
+        }
+    }
+}
+
+fn finding_text(out: &mut String, f: &Finding) {
+    let _ = writeln!(
+        out,
+        "#{} {}: blocks {} thread(s), longest wait {}",
+        f.rank,
+        headline(f.kind.overall()),
+        f.blocked_threads,
+        opt_secs(f.max_wait_seconds)
+    );
+    let _ = writeln!(out, "  {}", f.summary);
+    let _ = writeln!(out, "  why: {}", f.why);
+    let _ = writeln!(out, "  chain:");
+    for (i, s) in f.chain.iter().enumerate() {
+        let arrow = if i == 0 { "   " } else { "-> " };
+        let _ = writeln!(out, "    {arrow}{}", step_line(s));
+        if let EvidenceStep::Thread { stack, .. } = s {
+            for frame in stack {
+                let _ = writeln!(out, "          {frame}");
+            }
+        }
+    }
+    if f.kind == hangscope_waitgraph::FindingKind::Deadlock && !f.edges.is_empty() {
+        let _ = writeln!(out, "  edges:");
+        for e in &f.edges {
+            let _ = writeln!(
+                out,
+                "    {} waits {} on {}, {} by {}",
+                thread_ref(e.waiter, e.waiter_tid),
+                opt_secs(e.waited_seconds),
+                e.resource.windbg(),
+                match e.held_as {
+                    HoldMode::Shared => "held shared",
+                    HoldMode::Exclusive => "held exclusively",
+                },
+                thread_ref(e.owner, e.owner_tid)
+            );
+        }
+        if f.edges_truncated {
+            let _ = writeln!(out, "    ... (more edges left out)");
+        }
+    }
+    if f.owner_io.len() > 1 {
+        let _ = writeln!(out, "  final owner's pending I/O:");
+        for io in &f.owner_io {
+            let _ = writeln!(
+                out,
+                "    IRP {} {} {} {}",
+                io.irp.windbg(),
+                io.major.as_deref().unwrap_or("?"),
+                io.driver.as_deref().unwrap_or("?"),
+                io.file.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if !f.blocked_processes.is_empty() {
+        let list: Vec<String> = f
+            .blocked_processes
+            .iter()
+            .map(|p| format!("{} ({}) {}", p.name, p.pid, p.threads))
+            .collect();
+        let _ = writeln!(out, "  blocked processes: {}", list.join(", "));
+    }
+    if !f.threads.is_empty() {
+        let _ = writeln!(out, "  longest waiters:");
+        for t in f.threads.iter().take(TEXT_THREADS) {
+            let _ = writeln!(
+                out,
+                "    THREAD {} {} {:<16} {:<8} {:>8}  {}",
+                t.address.windbg(),
+                cid(t.pid, t.tid),
+                t.process.as_deref().unwrap_or("?"),
+                t.state,
+                opt_secs(t.waited_seconds),
+                t.wait_reason.as_deref().unwrap_or("")
+            );
+        }
+        let more = f
+            .blocked_threads
+            .saturating_sub(TEXT_THREADS.min(f.threads.len()));
+        if more > 0 {
+            let _ = writeln!(out, "    ... and {more} more");
+        }
+    }
+}
+
+fn thread_ref(a: Addr, tid: Option<u64>) -> String {
+    match tid {
+        Some(t) => format!("{} (tid {t})", a.windbg()),
+        None => a.windbg(),
+    }
+}
+
+fn hot_dir_text(out: &mut String, d: &HotDirectory) {
+    let _ = writeln!(
+        out,
+        "  {}: {} file objects{}",
+        d.path,
+        d.files,
+        if d.blocking_io {
+            "  <- touched by the blocking I/O"
+        } else {
+            ""
+        }
+    );
+    if !d.holders.is_empty() {
+        let list: Vec<String> = d
+            .holders
+            .iter()
+            .take(5)
+            .map(|p| format!("{} ({}) {}", p.name, p.pid, p.files))
+            .collect();
+        let _ = writeln!(out, "    handles held by: {}", list.join(", "));
+    }
+    if !d.io_processes.is_empty() {
+        let list: Vec<String> = d
+            .io_processes
+            .iter()
+            .take(5)
+            .map(|p| format!("{} ({}) {}", p.name, p.pid, p.files))
+            .collect();
+        let _ = writeln!(out, "    pending I/O from: {}", list.join(", "));
+    }
+    if !d.patterns.is_empty() {
+        let list: Vec<String> = d
+            .patterns
+            .iter()
+            .map(|p| format!("{} {}", p.pattern, p.count))
+            .collect();
+        let _ = writeln!(out, "    names: {}", list.join(", "));
+    }
+}
+
+/// The human-readable report: headline, one block per finding (sentence,
+/// then the chain as indented steps), hot directories, warnings.
+pub fn render_text(v: &Verdict) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "hangscope verdict: {} (exit code {})",
+        headline(v.overall),
+        v.overall.exit_code()
+    );
+    let s = &v.stats;
+    let _ = writeln!(
+        out,
+        "{} thread(s) in {} process(es); {} blocked on {} contended resource(s); {} cycle(s); {} finding(s)",
+        s.threads,
+        s.processes,
+        s.blocked_threads,
+        s.contended_resources,
+        s.cycles,
+        v.findings.len()
+    );
+    if v.findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNo thread waits on a resource that another thread owns."
+        );
+    }
+    for f in &v.findings {
+        out.push('\n');
+        finding_text(&mut out, f);
+    }
+    if !v.hot_directories.is_empty() {
+        let _ = writeln!(out, "\nHot directories:");
+        for d in &v.hot_directories {
+            hot_dir_text(&mut out, d);
+        }
+    }
+    if !v.warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings:");
+        for w in &v.warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    out
+}

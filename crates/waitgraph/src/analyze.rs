@@ -656,7 +656,7 @@ impl Ctx<'_, '_> {
                         state_text
                     );
                     f.summary = format!(
-                        "{} waits on {head} for at most {waited} behind {owner}, which {state_text}: a busy owner, not a deadlock{io_text}.",
+                        "{} on {head} for at most {waited} behind {owner}, which {state_text}: a busy owner, not a deadlock{io_text}.",
                         threads_text(n, &procs)
                     );
                     return;
@@ -669,7 +669,7 @@ impl Ctx<'_, '_> {
                         stuck
                     );
                     f.summary = format!(
-                        "{} waits on {head} for up to {waited} behind {owner}, which {state_text} without releasing it: stuck{io_text}.",
+                        "{} on {head} for up to {waited} behind {owner}, which {state_text} without releasing it: stuck{io_text}.",
                         threads_text(n, &procs)
                     );
                     return;
@@ -701,7 +701,7 @@ impl Ctx<'_, '_> {
                     stuck
                 );
                 f.summary = format!(
-                    "{} waits on {head} for up to {waited} behind {owner}, which {state_text}: stuck, not a deadlock{io_text}.",
+                    "{} on {head} for up to {waited} behind {owner}, which {state_text}: stuck, not a deadlock{io_text}.",
                     threads_text(n, &procs)
                 );
                 return;
@@ -714,7 +714,7 @@ impl Ctx<'_, '_> {
         }
         f.kind = FindingKind::Contention;
         f.summary = format!(
-            "{} waits on {head} for up to {waited} held by {owner}, which {state_text}: contention{io_text}.",
+            "{} on {head} for up to {waited} held by {owner}, which {state_text}: contention{io_text}.",
             threads_text(n, &procs)
         );
     }
@@ -829,9 +829,9 @@ impl Ctx<'_, '_> {
         let res = self.g.resource(r);
         let kind = match &res.kind {
             ResourceKind::Eresource => "ERESOURCE".to_string(),
-            ResourceKind::Mutant => "mutant".to_string(),
-            ResourceKind::Event => "event".to_string(),
-            ResourceKind::Semaphore => "semaphore".to_string(),
+            ResourceKind::Mutant => "Mutant".to_string(),
+            ResourceKind::Event => "Event".to_string(),
+            ResourceKind::Semaphore => "Semaphore".to_string(),
             ResourceKind::Other(s) => s.clone(),
         };
         match &res.name {
@@ -857,6 +857,17 @@ pub fn kind_name(k: &ResourceKind) -> String {
         ResourceKind::Event => "event".into(),
         ResourceKind::Semaphore => "semaphore".into(),
         ResourceKind::Other(s) => s.clone(),
+    }
+}
+
+/// A resource kind as WinDbg users write it (`ERESOURCE`, `Mutant`).
+pub fn kind_title(kind: &str) -> String {
+    match kind {
+        "eresource" => "ERESOURCE".into(),
+        "mutant" => "Mutant".into(),
+        "event" => "Event".into(),
+        "semaphore" => "Semaphore".into(),
+        other => other.to_string(),
     }
 }
 
@@ -888,11 +899,13 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
+/// The subject of a summary with its verb: `1 thread (a.exe) waits`,
+/// `9 threads (a.exe, b.exe) wait`.
 fn threads_text(n: usize, procs: &str) -> String {
     if n == 1 {
-        format!("1 thread{procs}")
+        format!("1 thread{procs} waits")
     } else {
-        format!("{n} threads{procs}")
+        format!("{n} threads{procs} wait")
     }
 }
 
@@ -966,7 +979,7 @@ fn graph_view(findings: &[Finding], max_nodes: usize) -> GraphView {
                         GraphNode {
                             id: format!("r:{address}"),
                             kind: NodeKind::Resource,
-                            label: format!("{kind} {}", address.windbg()),
+                            label: format!("{} {}", kind_title(kind), address.windbg()),
                             detail: format!("{owners} owner(s), {waiters} waiter(s)"),
                             finding: Some(f.rank),
                             culprit: culprit_cycle,
@@ -1043,16 +1056,37 @@ fn graph_view(findings: &[Finding], max_nodes: usize) -> GraphView {
             }
             prev = Some(id);
         }
-        // Leaf waiters, one node per resource.
-        let mut leaf: HashMap<Addr, (usize, Option<f64>)> = HashMap::new();
+        // Leaf waiters, one node per resource: the resource's waiters that
+        // are not on the chain (the thread before it on the chain waits on
+        // it, and so does the last thread of a cycle on the first).
+        let mut edge_max: HashMap<Addr, f64> = HashMap::new();
         for e in &f.edges {
             if on_chain.contains(&e.waiter) {
                 continue;
             }
-            let entry = leaf.entry(e.resource).or_insert((0, None));
-            entry.0 += 1;
             if let Some(s) = e.waited_seconds {
-                entry.1 = Some(entry.1.map_or(s, |m: f64| m.max(s)));
+                let m = edge_max.entry(e.resource).or_insert(s);
+                *m = m.max(s);
+            }
+        }
+        let closes = matches!(f.chain.last(), Some(EvidenceStep::CycleBack { .. }));
+        let mut leaf: HashMap<Addr, (usize, Option<f64>)> = HashMap::new();
+        for (i, step) in f.chain.iter().enumerate() {
+            let EvidenceStep::Resource {
+                address,
+                waiters,
+                max_wait_seconds,
+                ..
+            } = step
+            else {
+                continue;
+            };
+            let before = i > 0 && matches!(f.chain[i - 1], EvidenceStep::Thread { .. });
+            let on = usize::from(before) + usize::from(closes && i == 0);
+            let count = waiters.saturating_sub(on);
+            if count > 0 {
+                let max = edge_max.get(address).copied().or(*max_wait_seconds);
+                leaf.insert(*address, (count, max));
             }
         }
         let mut leaf: Vec<_> = leaf.into_iter().collect();

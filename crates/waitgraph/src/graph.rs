@@ -145,7 +145,9 @@ impl<'a> Graph<'a> {
             .map(|s| {
                 let v = s.and_then(|i| input.threads[i].waited_seconds)?;
                 if v.is_finite() && v >= 0.0 {
-                    Some(v)
+                    // Microseconds are far below the tick; rounding keeps
+                    // the JSON short.
+                    Some((v * 1e6).round() / 1e6)
                 } else {
                     bad_seconds += 1;
                     None

@@ -49,7 +49,7 @@ mod files;
 mod graph;
 pub mod verdict;
 
-pub use analyze::{analyze, kind_name, secs_text, state_name};
+pub use analyze::{analyze, kind_name, kind_title, secs_text, state_name};
 pub use files::{directory_of, pattern_of};
 pub use verdict::{
     Addr, AnalyzeOptions, BlockedProcess, EvidenceStep, Finding, FindingKind, GraphEdge, GraphNode,
