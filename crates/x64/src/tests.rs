@@ -463,3 +463,45 @@ fn random_tables_never_panic_or_hang() {
         let _ = find_dtb_candidates(&mem);
     }
 }
+
+/// Counts every page-table or data access, to check how much a walk reads.
+#[derive(Debug)]
+struct Counting {
+    inner: VecMemory,
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl PhysicalMemory for Counting {
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), hangscope_dump::Error> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read(addr, buf)
+    }
+    fn page(&self, pfn: u64) -> Option<&[u8]> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.page(pfn)
+    }
+    fn ranges(&self) -> &[hangscope_dump::PhysRange] {
+        self.inner.ranges()
+    }
+}
+
+#[test]
+fn walking_the_whole_address_space_reads_only_present_subtrees() {
+    let mut t = Tables::new();
+    t.map4k(K, 0x4_0000);
+    t.map4k(0x1000, 0x4_1000);
+    t.set(0xFFFF_8000_0000_0000, 2, 0x20_0000 | 0x83);
+    let mem = Counting {
+        inner: t.mem,
+        reads: Default::default(),
+    };
+    let s = AddressSpace::new(&mem, Dtb(PhysAddr(DTB)));
+    let n = s.iter_mapped(VirtAddr(0), VirtAddr(u64::MAX)).count();
+    assert_eq!(n, 3);
+    // 512 PML4 entries, then 512 entries of each table under the three
+    // present PML4 entries' paths: about 512 * 10 reads, not 2^36.
+    let reads = mem.reads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reads <= 512 * 10, "{reads}");
+}
