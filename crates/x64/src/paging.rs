@@ -29,14 +29,19 @@ pub const TRANSITION: u64 = 1 << 11;
 /// Physical frame bits of an entry (52-bit physical addresses).
 pub const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
-/// Bytes one entry maps at `level` (1 = PTE: 4 KiB ... 4 = PML4E: 512 GiB).
+/// Bytes one entry maps at `level` (1 = PTE: 4 KiB ... 4 = PML4E: 512 GiB;
+/// levels outside 1..=4 are clamped).
 pub fn level_span(level: u8) -> u64 {
-    1u64 << (12 + 9 * (u32::from(level) - 1))
+    1u64 << level_shift(level)
 }
 
 /// Index into the table of `level` for virtual address `va`.
 pub fn table_index(va: u64, level: u8) -> u64 {
-    (va >> (12 + 9 * (u32::from(level) - 1))) & 0x1FF
+    (va >> level_shift(level)) & 0x1FF
+}
+
+fn level_shift(level: u8) -> u32 {
+    12 + 9 * (u32::from(level.clamp(1, 4)) - 1)
 }
 
 /// A Windows transition entry: not present, transition set, prototype clear.
