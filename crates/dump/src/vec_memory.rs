@@ -32,12 +32,15 @@ impl VecMemory {
         Self::default()
     }
 
-    /// Write `bytes` at `addr`, creating (zeroed) pages as needed.
+    /// Write `bytes` at `addr`, creating (zeroed) pages as needed; bytes
+    /// that would pass the end of the address space are dropped.
     pub fn write(&mut self, addr: PhysAddr, bytes: &[u8]) {
         let mut done = 0usize;
         let mut created = false;
         while done < bytes.len() {
-            let a = addr.0 + done as u64;
+            let Some(a) = addr.0.checked_add(done as u64) else {
+                break;
+            };
             let pfn = a / PAGE_SIZE;
             let within = (a % PAGE_SIZE) as usize;
             let n = (PAGE_SIZE as usize - within).min(bytes.len() - done);
@@ -58,7 +61,7 @@ impl VecMemory {
         self.write(addr, &value.to_le_bytes());
     }
 
-    /// Make page `pfn` present (zeroed if new).
+    /// Make page `pfn` present (zeroed if new); `pfn` must be below 2^52.
     pub fn add_page(&mut self, pfn: u64) {
         if let std::collections::btree_map::Entry::Vacant(e) = self.pages.entry(pfn) {
             e.insert(vec![0u8; PAGE_SIZE as usize].into_boxed_slice());
