@@ -603,3 +603,59 @@ fn qmp_second_client_is_explained() {
     assert_eq!(e.name(), "Timeout", "{e}");
     assert!(e.to_string().contains("another client"), "{e}");
 }
+
+/// The child half of `ctrl_c_interrupts_the_cli`: runs `hangscope capture`'s
+/// `cli::run` in a process of its own, so a real SIGINT can be sent to it.
+/// Does nothing unless the parent set the environment.
+#[test]
+fn ctrl_c_child() {
+    let (Ok(socket), Ok(out)) = (
+        std::env::var("HSCAPTURE_CHILD_QMP"),
+        std::env::var("HSCAPTURE_CHILD_OUT"),
+    ) else {
+        return;
+    };
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: hangscope_capture::cli::CaptureArgs,
+    }
+    let cli = Cli::parse_from(["capture", "--qmp", &socket, "-o", &out, "--no-progress"]);
+    let e = hangscope_capture::cli::run(&cli.args).unwrap_err();
+    assert_eq!(e.name(), "Interrupted", "{e}");
+    println!("CHILD-INTERRUPTED: {e}");
+}
+
+#[test]
+fn ctrl_c_interrupts_the_cli() {
+    let g = QemuGuest::start("qmp-sigint");
+    let out = TempDir::new("qmp-sigint-out");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "ctrl_c_child", "--nocapture", "--test-threads=1"])
+        .env("HSCAPTURE_CHILD_QMP", &g.qmp)
+        .env("HSCAPTURE_CHILD_OUT", out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // The partial file lives while QEMU writes and the child hashes
+    // (hundreds of ms for 64 MiB): poll fast enough not to miss it.
+    support::poll_until(
+        "the child starts writing a .partial dump",
+        Duration::from_millis(1),
+        || files(out.path()).iter().any(|n| n.ends_with(".partial")),
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let res = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success() && stdout.contains("CHILD-INTERRUPTED"),
+        "child: {:?}\n{stdout}\n{}",
+        res.status,
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert_eq!(files(out.path()), vec![MANIFEST_FILE.to_string()]);
+}

@@ -249,15 +249,21 @@ fn halted(cpus: &[HmpCpu]) -> bool {
             .all(|(c, rip)| c.get("RIP") == Some(rip))
 }
 
-/// Poll `ok` for up to 30 s (the guest is tiny; this bounds a broken run).
-pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+/// Poll `ok` every 50 ms for up to 30 s (the guest is tiny; this bounds a
+/// broken run).
+pub fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    poll_until(what, Duration::from_millis(50), ok)
+}
+
+/// Poll `ok` every `every` for up to 30 s.
+pub fn poll_until(what: &str, every: Duration, mut ok: impl FnMut() -> bool) {
     let t = Instant::now();
     while !ok() {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "timed out waiting: {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
 }
 
