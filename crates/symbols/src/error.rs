@@ -98,6 +98,13 @@ pub enum ErrorKind {
         /// What happened.
         message: String,
     },
+    /// A PDB identity (usually read from a dump) that cannot name a file.
+    BadIdentity {
+        /// The identity as given.
+        identity: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// `_NT_SYMBOL_PATH` syntax not understood.
     PathSpec {
         /// The offending element.
@@ -163,6 +170,7 @@ impl Error {
             ErrorKind::IdentityMismatch { .. } => "IdentityMismatch",
             ErrorKind::Download { .. } => "Download",
             ErrorKind::PathSpec { .. } => "PathSpec",
+            ErrorKind::BadIdentity { .. } => "BadIdentity",
         }
     }
 }
@@ -217,6 +225,10 @@ impl fmt::Display for Error {
             ErrorKind::Download { url, message } => {
                 write!(f, "download of {url} failed: {message}")?
             }
+            ErrorKind::BadIdentity { identity, message } => write!(
+                f,
+                "PDB identity `{identity}` cannot be looked up: {message}"
+            )?,
             ErrorKind::PathSpec { element, message } => {
                 write!(f, "symbol path element `{element}`: {message}")?
             }

@@ -268,7 +268,13 @@ impl SymbolStore {
     /// The symbol table for this PDB: the first match along the symbol
     /// path, downloading from a symbol server when one is configured.
     /// The error lists every place searched and how to fix it.
+    ///
+    /// The identity usually comes from a dump (an RSDS record), so it is
+    /// untrusted: the name is reduced to its last path component and must
+    /// be a plain file name, and the GUID must be 32 hex digits, before
+    /// either is used in a path or a URL.
     pub fn find(&self, id: &PdbIdentity) -> Result<SymbolTable, Error> {
+        let id = &sanitize_identity(id)?;
         let mut searched = Vec::new();
         let mut cache_dir: Option<PathBuf> = None;
         for el in &self.elements {
@@ -413,6 +419,40 @@ impl SymbolStore {
         })?;
         Ok(dest)
     }
+}
+
+/// The identity with a safe file name, or an error saying what is wrong.
+fn sanitize_identity(id: &PdbIdentity) -> Result<PdbIdentity, Error> {
+    let bad = |m: String| {
+        Error::new(ErrorKind::BadIdentity {
+            identity: format!(
+                "{} {}-{}",
+                id.name.escape_debug(),
+                id.guid.escape_debug(),
+                id.age
+            ),
+            message: m,
+        })
+    };
+    // RSDS records often hold the build machine's full path.
+    let name = id.name.rsplit(['/', '\\']).next().unwrap_or("");
+    if name.is_empty() || name == "." || name == ".." || name.len() > 255 {
+        return Err(bad("the PDB name is not a file name".into()));
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == ':' || c == '*' || c == '?')
+    {
+        return Err(bad("the PDB name has characters no file name has".into()));
+    }
+    if id.guid.len() != 32 || !id.guid.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad("the GUID is not 32 hex digits".into()));
+    }
+    Ok(PdbIdentity {
+        name: name.to_string(),
+        guid: id.guid.to_ascii_uppercase(),
+        age: id.age,
+    })
 }
 
 /// Walk a directory (bounded) and read the metadata of every ISF in it.

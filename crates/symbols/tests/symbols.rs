@@ -1100,6 +1100,38 @@ fn missing_symbols_error_says_what_where_and_how_to_fix() {
     ] {
         assert!(msg.contains(needle), "error lacks `{needle}`:\n{msg}");
     }
+    // Identities from a dump are untrusted: no path tricks.
+    for (name, guid) in [
+        ("../../etc/passwd", "0123456789ABCDEF0123456789ABCDEF"),
+        ("..", "0123456789ABCDEF0123456789ABCDEF"),
+        ("nt\u{0}krnl.pdb", "0123456789ABCDEF0123456789ABCDEF"),
+        ("ntkrnlmp.pdb", "0123456789ABCDEF0123456789ABCDE/"),
+        ("ntkrnlmp.pdb", "0123"),
+    ] {
+        let bad = PdbIdentity {
+            name: name.into(),
+            guid: guid.into(),
+            age: 1,
+        };
+        let e = s.find(&bad).unwrap_err();
+        if name == "../../etc/passwd" {
+            // Reduced to its file name `passwd`, then simply not found.
+            assert_eq!(e.name(), "SymbolsNotFound", "{e}");
+            assert!(!e.to_string().contains("etc/passwd"), "{e}");
+        } else {
+            assert_eq!(e.name(), "BadIdentity", "{name} {guid}: {e}");
+        }
+    }
+    // A build path in the RSDS record is reduced to the file name.
+    let with_path = PdbIdentity {
+        name: r"d:\build\ntkrnlmp.pdb".into(),
+        ..id.clone()
+    };
+    let msg = s.find(&with_path).unwrap_err().to_string();
+    assert!(
+        msg.contains("/ntkrnlmp.pdb/0123456789ABCDEF0123456789ABCDEF"),
+        "{msg}"
+    );
     let empty = SymbolStore::from_path_spec("")
         .unwrap()
         .find(&id)
