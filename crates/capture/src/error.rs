@@ -76,6 +76,9 @@ pub enum ErrorKind {
     Interrupted(String),
     /// The options make no sense together.
     BadOptions(String),
+    /// The guest was suspended for the dump (`--pause`) and could not be
+    /// resumed: it is still paused. The text is the resume command's error.
+    ResumeFailed(String),
     /// The output directory already holds a series with dumps (its
     /// manifest would be overwritten); one directory holds one series.
     DirectoryInUse {
@@ -141,6 +144,7 @@ impl Error {
             ErrorKind::Interrupted(_) => "Interrupted",
             ErrorKind::BadOptions(_) => "BadOptions",
             ErrorKind::DirectoryInUse { .. } => "DirectoryInUse",
+            ErrorKind::ResumeFailed(_) => "ResumeFailed",
         }
     }
 }
@@ -202,6 +206,11 @@ impl fmt::Display for Error {
             ErrorKind::Timeout(what) => write!(f, "timed out: {what}")?,
             ErrorKind::Interrupted(what) => write!(f, "interrupted: {what}")?,
             ErrorKind::BadOptions(msg) => write!(f, "bad options: {msg}")?,
+            ErrorKind::ResumeFailed(why) => write!(
+                f,
+                "THE GUEST IS STILL PAUSED: it was suspended for the dump and could not be \
+                 resumed ({why}); resume it by hand (`virsh resume DOMAIN`, or QMP `cont`)"
+            )?,
             ErrorKind::DirectoryInUse { dumps } => write!(
                 f,
                 "the output directory already holds a capture series ({dumps} dump(s) in its \

@@ -310,10 +310,13 @@ fn run_series(
         if opts.cancelled() {
             return Err(interrupted("before the dump started; nothing was written"));
         }
-        let record = dump_once(opts, backend, info, prefix, seq)?;
+        let (record, after) = dump_once(opts, backend, info, prefix, seq)?;
         on_dump(&record);
         manifest.dumps.push(record);
         write_manifest(&opts.out_dir, manifest)?;
+        if let Some(e) = after {
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -328,7 +331,7 @@ fn dump_once(
     info: &VmInfo,
     prefix: &str,
     seq: u32,
-) -> Result<DumpRecord, Error> {
+) -> Result<(DumpRecord, Option<Error>), Error> {
     let state = backend.state()?;
     if opts.check_space && opts.format.is_uncompressed() {
         if let Some(needed) = info.memory_bytes {
@@ -384,13 +387,18 @@ fn dump_once(
     bar.finish_and_clear();
     // Resume before anything else can fail: a guest left suspended by a
     // monitoring tool would be a worse outage than a missing dump.
-    let resumed = if suspended { backend.resume() } else { Ok(()) };
+    let resume_failed = match suspended {
+        true => backend.resume().err().map(|e| {
+            Error::new(ErrorKind::ResumeFailed(e.to_string()))
+                .at(Location::Domain(info.domain.clone()))
+        }),
+        false => None,
+    };
     if let Err(e) = dumped {
         let _ = fs::remove_file(&partial);
-        return Err(e);
+        return Err(resume_failed.unwrap_or(e));
     }
     let finish = (|| {
-        resumed?;
         if opts.cancelled() {
             return Err(interrupted("the dump finished but was discarded"));
         }
@@ -419,7 +427,7 @@ fn dump_once(
             return Err(e);
         }
     };
-    Ok(DumpRecord {
+    let record = DumpRecord {
         file: name,
         sequence: seq,
         format: opts.format.qemu_name().into(),
@@ -429,7 +437,10 @@ fn dump_once(
         size,
         sha256,
         guest_state: state,
-    })
+    };
+    // A good dump is kept and recorded even when the guest would not
+    // resume; the series stops there and says so.
+    Ok((record, resume_failed))
 }
 
 fn progress_bar(enabled: bool, name: &str) -> ProgressBar {
@@ -576,6 +587,141 @@ mod tests {
         );
         o.count = 0;
         assert_eq!(capture(&o, &mut |_| {}).unwrap_err().name(), "BadOptions");
+    }
+
+    /// A hypervisor stand-in: writes a small file as the "dump"; its
+    /// resume can be made to fail.
+    struct Fake {
+        state: String,
+        fail_resume: bool,
+        calls: Vec<&'static str>,
+    }
+
+    impl Backend for Fake {
+        fn method(&self) -> &'static str {
+            "fake"
+        }
+        fn target(&self) -> String {
+            "fake".into()
+        }
+        fn info(&mut self) -> Result<VmInfo, Error> {
+            Ok(VmInfo::default())
+        }
+        fn state(&mut self) -> Result<String, Error> {
+            Ok(self.state.clone())
+        }
+        fn suspend(&mut self) -> Result<(), Error> {
+            self.calls.push("suspend");
+            Ok(())
+        }
+        fn resume(&mut self) -> Result<(), Error> {
+            self.calls.push("resume");
+            match self.fail_resume {
+                true => Err(Error::new(ErrorKind::Protocol("cont refused".into()))),
+                false => Ok(()),
+            }
+        }
+        fn dump(
+            &mut self,
+            partial: &Path,
+            _: DumpFormat,
+            _: &mut dyn FnMut(u64, u64),
+            _: &dyn Fn() -> bool,
+        ) -> Result<(), Error> {
+            self.calls.push("dump");
+            fs::write(partial, b"\x7fELF fake dump").map_err(|e| Error::io("w", partial, &e))
+        }
+    }
+
+    fn series(fake: &mut Fake, count: u32) -> (Result<(), Error>, Manifest, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "hangscope-capture-unit-{}-{count}-{}",
+            std::process::id(),
+            fake.fail_resume
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut o = CaptureOptions::new(Target::Qmp { socket: "x".into() }, dir.clone());
+        o.pause = true;
+        o.count = count;
+        o.interval = Duration::ZERO;
+        o.progress = false;
+        let info = VmInfo {
+            domain: "vm".into(),
+            ..VmInfo::default()
+        };
+        let mut m = Manifest {
+            schema_version: MANIFEST_SCHEMA_VERSION,
+            tool: String::new(),
+            method: String::new(),
+            target: String::new(),
+            domain: "vm".into(),
+            uuid: None,
+            host: String::new(),
+            qemu_version: None,
+            libvirt_version: None,
+            format: "elf".into(),
+            guest_memory_bytes: None,
+            vcpus: None,
+            pause: true,
+            count,
+            interval_secs: 0.0,
+            started: String::new(),
+            ended: None,
+            dumps: Vec::new(),
+            error: None,
+        };
+        let r = run_series(&o, fake, &info, "vm", &mut m, &mut |_| {});
+        (r, m, dir)
+    }
+
+    #[test]
+    fn pause_suspends_and_resumes_around_each_dump() {
+        let mut fake = Fake {
+            state: "running".into(),
+            fail_resume: false,
+            calls: Vec::new(),
+        };
+        let (r, m, dir) = series(&mut fake, 2);
+        r.unwrap();
+        assert_eq!(
+            fake.calls,
+            ["suspend", "dump", "resume", "suspend", "dump", "resume"]
+        );
+        assert_eq!(m.dumps.len(), 2);
+        assert_eq!(m.dumps[0].size, 14);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_guest_that_will_not_resume_keeps_the_dump_and_stops_the_series() {
+        let mut fake = Fake {
+            state: "running".into(),
+            fail_resume: true,
+            calls: Vec::new(),
+        };
+        let (r, m, dir) = series(&mut fake, 3);
+        let e = r.unwrap_err();
+        assert_eq!(e.name(), "ResumeFailed");
+        assert!(e.to_string().contains("STILL PAUSED"), "{e}");
+        assert!(e.to_string().contains("cont refused"), "{e}");
+        assert_eq!(fake.calls, ["suspend", "dump", "resume"]);
+        assert_eq!(m.dumps.len(), 1, "the good dump is kept and recorded");
+        assert!(dir.join(&m.dumps[0].file).exists());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_paused_guest_is_left_alone() {
+        let mut fake = Fake {
+            state: "paused".into(),
+            fail_resume: true,
+            calls: Vec::new(),
+        };
+        let (r, _, dir) = series(&mut fake, 1);
+        r.unwrap();
+        assert_eq!(fake.calls, ["dump"]);
+        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
