@@ -406,6 +406,8 @@ fn dump_once(
         let hashed = hash_file_with(&partial, &|done, total| {
             bar.set_length(total);
             bar.set_position(done);
+            // Hashing a large dump takes minutes: Ctrl-C must not wait for it.
+            !opts.cancelled()
         });
         bar.finish_and_clear();
         let (size, sha256) = hashed?;
@@ -460,11 +462,15 @@ fn progress_bar(enabled: bool, name: &str) -> ProgressBar {
 
 /// Size and SHA-256 (lowercase hex) of the file at `path`.
 pub fn hash_file(path: &Path) -> Result<(u64, String), Error> {
-    hash_file_with(path, &|_, _| {})
+    hash_file_with(path, &|_, _| true)
 }
 
-/// [`hash_file`], calling `progress(done, total)` every 64 MiB.
-fn hash_file_with(path: &Path, progress: &dyn Fn(u64, u64)) -> Result<(u64, String), Error> {
+/// [`hash_file`], calling `progress(done, total)` every 64 MiB; it returns
+/// false to stop (then the result is [`ErrorKind::Interrupted`]).
+fn hash_file_with(
+    path: &Path,
+    progress: &dyn Fn(u64, u64) -> bool,
+) -> Result<(u64, String), Error> {
     let mut f = fs::File::open(path).map_err(|e| Error::io("read the dump", path, &e))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut h = Sha256::new();
@@ -479,8 +485,10 @@ fn hash_file_with(path: &Path, progress: &dyn Fn(u64, u64)) -> Result<(u64, Stri
         };
         h.update(&buf[..n]);
         size += n as u64;
-        if size % (64 << 20) < n as u64 {
-            progress(size, total.max(size));
+        if size % (64 << 20) < n as u64 && !progress(size, total.max(size)) {
+            return Err(interrupted(
+                "while hashing the finished dump; the dump was discarded",
+            ));
         }
     }
     let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
