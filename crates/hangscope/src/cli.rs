@@ -97,7 +97,7 @@ pub enum Command {
     /// An interactive shell with WinDbg command syntax.
     Shell(DumpArg),
     /// Take memory dumps of a running VM through libvirt or QEMU QMP.
-    Capture(CaptureArgs),
+    Capture(hangscope_capture::cli::CaptureArgs),
 }
 
 /// `demo` options.
@@ -207,34 +207,6 @@ pub struct AnalyzeArgs {
     /// Also write a self-contained HTML report with the wait-for graph.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
-}
-
-/// `capture` options.
-#[derive(Debug, Args, Clone)]
-pub struct CaptureArgs {
-    /// The libvirt domain (name or UUID); omit with --qmp.
-    pub domain: Option<String>,
-    /// Directory to write the dumps and manifest.json into.
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
-    pub output: PathBuf,
-    /// Talk to QEMU's QMP socket instead of libvirt.
-    #[arg(long, value_name = "SOCKET")]
-    pub qmp: Option<PathBuf>,
-    /// Dump format: elf, kdump-zlib, kdump-lzo, kdump-snappy, win-dmp.
-    #[arg(long, default_value = "elf")]
-    pub format: String,
-    /// Number of dumps in the series.
-    #[arg(long, default_value_t = 1)]
-    pub count: u32,
-    /// Seconds between dumps of a series.
-    #[arg(long, default_value_t = 10.0)]
-    pub interval: f64,
-    /// Pause the guest for each dump and resume it after.
-    #[arg(long)]
-    pub pause: bool,
-    /// libvirt connection URI.
-    #[arg(long, default_value = "qemu:///system")]
-    pub connect: String,
 }
 
 /// Parse a hex address as WinDbg writes them: `fffffa80'0b61bb50`,

@@ -4,8 +4,11 @@
 
 mod cli;
 mod commands;
+mod demo;
 mod markdown;
 mod output;
+mod shell;
+mod shellrun;
 
 use clap::Parser;
 use std::process::ExitCode;

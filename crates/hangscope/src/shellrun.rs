@@ -1,0 +1,61 @@
+//! The interactive loop of `hangscope shell`.
+
+use crate::cli::GlobalArgs;
+use crate::commands::{execute, open_dump, open_kernel};
+use crate::shell::{parse, ShellCommand, HELP};
+use anyhow::Result;
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Open the dump once, then read commands until `q` or end of input.
+/// With a terminal it is a line editor with history; without one (a pipe,
+/// a script) it reads lines from stdin, so sessions can be scripted.
+pub fn run(g: &GlobalArgs, path: &Path) -> Result<u8> {
+    let dump = open_dump(path)?;
+    let kernel = open_kernel(g, &dump)?;
+    let info = kernel.info();
+    let prompt = "kd> ";
+    let handle = |line: &str| -> bool {
+        match parse(line) {
+            Ok(ShellCommand::Quit) => return false,
+            Ok(ShellCommand::Nothing) => {}
+            Ok(c) => match execute(&kernel, &c, g.json, None) {
+                Ok(o) => println!("{}", o.text.trim_end()),
+                Err(e) => eprintln!("hangscope: {e:#}"),
+            },
+            Err(e) => eprintln!("hangscope: {e}"),
+        }
+        true
+    };
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "hangscope shell: Windows build {}, kernel at {:#x}. Type `help`.",
+            info.build
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "?".into()),
+            info.kernel_base
+        );
+        let mut rl = rustyline::DefaultEditor::new()?;
+        loop {
+            match rl.readline(prompt) {
+                Ok(line) => {
+                    let _ = rl.add_history_entry(line.as_str());
+                    if !handle(&line) {
+                        break;
+                    }
+                }
+                Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                Err(_) => break,
+            }
+        }
+    } else {
+        let _ = HELP;
+        for line in std::io::stdin().lines() {
+            let line = line?;
+            if !handle(&line) {
+                break;
+            }
+        }
+    }
+    Ok(0)
+}
