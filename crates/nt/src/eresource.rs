@@ -12,6 +12,7 @@ use crate::error::{Result, Warning};
 use crate::kernel::Kernel;
 use crate::model::*;
 use crate::process::enum_name;
+use hangscope_symbols::TypeRef;
 use hangscope_x64::VirtAddr;
 use std::collections::HashMap;
 
@@ -19,6 +20,8 @@ use std::collections::HashMap;
 pub const MAX_RESOURCES: usize = 1 << 20;
 /// Most entries read from one `OwnerTable`.
 pub const MAX_OWNER_TABLE: u64 = 1 << 14;
+/// Most entries followed on a `_KWAIT_CHAIN`.
+pub const MAX_CHAIN: usize = 1 << 16;
 /// `ERESOURCE.Flag` bit: held exclusively (`ResourceOwnedExclusive`).
 pub const RESOURCE_OWNED_EXCLUSIVE: u64 = 0x80;
 /// Low bits of `OWNER_ENTRY.OwnerThread` that tag it rather than address a
@@ -140,10 +143,33 @@ impl<'d> Kernel<'d> {
                 )),
             }
         }
-        let shared_obj = r.ptr("SharedWaiters")?.0;
+        // SharedWaiters is a KSEMAPHORE pointer on most builds; on 1607 it
+        // is a _KWAIT_CHAIN whose entries each hold the KEVENT one shared
+        // waiter blocks on.
+        let (shared_obj, shared_events) = match r.locate("SharedWaiters")?.1 {
+            TypeRef::Struct(_) => {
+                let chain = r.addr_of("SharedWaiters")?.0;
+                match self.wait_chain_events(&r.field("SharedWaiters")?) {
+                    Ok(v) => (chain, v),
+                    Err(e) => {
+                        warnings.push(Warning::from_error(
+                            format!("ERESOURCE {addr} SharedWaiters chain"),
+                            &e,
+                        ));
+                        (chain, Vec::new())
+                    }
+                }
+            }
+            _ => {
+                let p = r.ptr("SharedWaiters")?.0;
+                (p, if p == 0 { Vec::new() } else { vec![p] })
+            }
+        };
         let excl_obj = r.ptr("ExclusiveWaiters")?.0;
         let mut waiters = Vec::new();
-        for (obj, excl) in [(excl_obj, true), (shared_obj, false)] {
+        let mut objs: Vec<(u64, bool)> = vec![(excl_obj, true)];
+        objs.extend(shared_events.iter().map(|&e| (e, false)));
+        for (obj, excl) in objs {
             if obj == 0 {
                 continue;
             }
@@ -167,6 +193,7 @@ impl<'d> Kernel<'d> {
                 shared_waiters_count: r.u32("NumberOfSharedWaiters")?,
                 exclusive_waiters_count: r.u32("NumberOfExclusiveWaiters")?,
                 shared_waiters: shared_obj,
+                shared_wait_events: shared_events,
                 exclusive_waiters: excl_obj,
                 owners,
                 waiters,
@@ -174,6 +201,30 @@ impl<'d> Kernel<'d> {
             },
             warnings,
         ))
+    }
+
+    /// The KEVENTs on a `_KWAIT_CHAIN` (`Head.Next` -> `_KWAIT_CHAIN_ENTRY`
+    /// `ListEntry.Next` ..., each with its `Event`).
+    fn wait_chain_events(&self, chain: &crate::view::Object<'_>) -> Result<Vec<u64>> {
+        let r = self.reader();
+        let link = r.offset_of("_KWAIT_CHAIN_ENTRY", "ListEntry")?;
+        let event = r.offset_of("_KWAIT_CHAIN_ENTRY", "Event")?;
+        let next = r.offset_of("_SINGLE_LIST_ENTRY", "Next")?;
+        let mut cur = chain.ptr("Head.Next")?.0;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        while cur != 0 {
+            if !seen.insert(cur) || out.len() >= MAX_CHAIN {
+                return Err(crate::error::Error::bad_data(
+                    VirtAddr(cur),
+                    "wait chain loops or is too long",
+                ));
+            }
+            let entry = cur.wrapping_sub(link);
+            out.push(entry.wrapping_add(event));
+            cur = r.read_ptr(VirtAddr(cur.wrapping_add(next)))?.0;
+        }
+        Ok(out)
     }
 
     /// Shared owners in an `OwnerTable`: entry 0's `TableSize` counts the
@@ -234,7 +285,10 @@ impl<'d> Kernel<'d> {
             (None, None) => "Unreadable".into(),
         };
         for res in &self.eresources().items {
-            if res.shared_waiters == obj || res.exclusive_waiters == obj {
+            if res.shared_waiters == obj
+                || res.exclusive_waiters == obj
+                || res.shared_wait_events.contains(&obj)
+            {
                 w.eresource = Some(res.address);
                 w.eresource_exclusive = Some(res.exclusive_waiters == obj);
                 w.owners = res.owners.iter().map(|o| o.thread).collect();

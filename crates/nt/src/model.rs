@@ -290,9 +290,14 @@ pub struct EresourceInfo {
     pub shared_waiters_count: u32,
     /// `NumberOfExclusiveWaiters`.
     pub exclusive_waiters_count: u32,
-    /// `SharedWaiters` (a KSEMAPHORE) address.
+    /// `SharedWaiters`: the KSEMAPHORE's address, or on 1607 the address of
+    /// the `_KWAIT_CHAIN` field itself.
     #[serde(with = "hex")]
     pub shared_waiters: u64,
+    /// The objects shared waiters block on: the `SharedWaiters` semaphore,
+    /// or (Win10 1607) each `_KWAIT_CHAIN` entry's event.
+    #[serde(with = "hex_vec", default)]
+    pub shared_wait_events: Vec<u64>,
     /// `ExclusiveWaiters` (a KEVENT) address.
     #[serde(with = "hex")]
     pub exclusive_waiters: u64,
