@@ -43,6 +43,8 @@ impl Default for RandomOptions {
 /// A random but valid scenario: processes, threads, ERESOURCE/mutant
 /// lock graphs with or without a cycle, random owner states, files,
 /// an IRP and handles. The same seed gives the same scenario.
+// Indexes run over parallel arrays (threads, waits, owners).
+#[allow(clippy::needless_range_loop)]
 pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let names = [

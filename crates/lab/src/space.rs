@@ -174,11 +174,11 @@ impl Space {
                 (e & ADDR_MASK) / PAGE_SIZE
             } else {
                 let n = self.alloc(rng)?;
-                self.set_entry(table, idx, n * PAGE_SIZE | table_flags);
+                self.set_entry(table, idx, (n * PAGE_SIZE) | table_flags);
                 n
             };
         }
-        self.set_entry(table, (va >> 12) & 0x1FF, pfn * PAGE_SIZE | flags);
+        self.set_entry(table, (va >> 12) & 0x1FF, (pfn * PAGE_SIZE) | flags);
         if pml4 == self.pml4 {
             self.kmap.insert(va >> 12, pfn);
         }

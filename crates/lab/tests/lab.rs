@@ -48,3 +48,182 @@ fn idle_on_every_build() {
         check("idle", b, 1001 + i as u64);
     }
 }
+
+fn scenario_error(text: &str) -> String {
+    match Scenario::from_toml(text, "test.toml") {
+        Ok(_) => panic!("accepted a bad scenario"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const MINIMAL: &str = r#"
+name = "t"
+[machine]
+build = "win7sp1"
+tick_count = 1000
+[[cpus]]
+runs = "idle"
+[[processes]]
+name = "System"
+pid = 4
+[[processes]]
+name = "a.exe"
+pid = 100
+[[threads]]
+id = "t0"
+pid = 100
+state = "ready"
+[[locks]]
+id = "r0"
+kind = "eresource"
+owner = "t0"
+"#;
+
+#[test]
+fn minimal_scenario_is_accepted() {
+    Scenario::from_toml(MINIMAL, "m").unwrap();
+}
+
+#[test]
+fn scenario_errors_name_the_field() {
+    let waiting = format!(
+        "{MINIMAL}[[threads]]\nid = \"t1\"\npid = 100\nstate = \"waiting\"\nwait = {{ on = [\"nope\"], ticks_ago = 5 }}\n"
+    );
+    let e = scenario_error(&waiting);
+    assert!(
+        e.contains("threads[1].wait.on[0]") && e.contains("nope"),
+        "{e}"
+    );
+
+    let e = scenario_error(&MINIMAL.replace("pid = 100\n[[threads]]", "pid = 102\n[[threads]]"));
+    assert!(
+        e.contains("processes[1].pid") && e.contains("multiple of 4"),
+        "{e}"
+    );
+
+    let e = scenario_error(&MINIMAL.replace("owner = \"t0\"", "owner = \"ghost\""));
+    assert!(e.contains("locks[0].owner") && e.contains("ghost"), "{e}");
+
+    let e = scenario_error(&format!(
+        "{MINIMAL}[[threads]]\nid = \"t0\"\npid = 100\nstate = \"ready\"\n"
+    ));
+    assert!(
+        e.contains("threads[1].id") && e.contains("duplicate"),
+        "{e}"
+    );
+
+    let e = scenario_error(&MINIMAL.replace("runs = \"idle\"", "runs = \"t0\""));
+    assert!(
+        e.contains("cpus[0].runs") && e.contains("not in state `running`"),
+        "{e}"
+    );
+
+    let e = scenario_error(&MINIMAL.replace("state = \"ready\"", "state = \"waiting\""));
+    assert!(e.contains("threads[0].wait"), "{e}");
+
+    let e = scenario_error(&MINIMAL.replace("tick_count = 1000", "tick_count = 1000\ncolour = 3"));
+    assert!(e.contains("colour"), "{e}");
+
+    let e =
+        scenario_error(&MINIMAL.replace("tick_count = 1000", "tick_count = 1000\nram = \"12MiB\""));
+    assert!(e.contains("machine.ram"), "{e}");
+
+    let e = scenario_error(&format!(
+        "{MINIMAL}[[handles]]\npid = 100\nfiles = [\"f9\"]\n"
+    ));
+    assert!(e.contains("handles[0].files[0]"), "{e}");
+}
+
+#[test]
+fn unknown_build_is_reported() {
+    let sc = Scenario::from_toml(MINIMAL, "m").unwrap();
+    let opts = BuildOptions {
+        build: Some("win95".into()),
+        ..Default::default()
+    };
+    let e = build(&sc, Symbols::Default, &opts).unwrap_err().to_string();
+    assert!(e.contains("machine.build") && e.contains("win95"), "{e}");
+}
+
+#[test]
+fn random_scenarios_build_and_read_back() {
+    use hangscope_lab::{random_scenario, RandomOptions};
+    for seed in 0..6u64 {
+        for (b, cycle) in [
+            ("win7sp1", Some(true)),
+            ("win2019b", Some(false)),
+            ("win2012r2", None),
+        ] {
+            let ro = RandomOptions {
+                build: b.into(),
+                cycle,
+                ..Default::default()
+            };
+            let sc = random_scenario(seed, &ro);
+            sc.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            let opts = BuildOptions {
+                seed,
+                ..Default::default()
+            };
+            let (img, truth) = build(&sc, Symbols::Default, &opts)
+                .unwrap_or_else(|e| panic!("seed {seed} {b}: {e}"));
+            Reader::new(&img, b).check_against(&sc, &truth);
+            let has_deadlock = truth.verdict.findings.iter().any(|f| f.kind == "deadlock");
+            match cycle {
+                Some(true) => assert_eq!(truth.verdict.overall, "deadlock", "seed {seed}"),
+                Some(false) => assert!(!has_deadlock, "seed {seed}"),
+                None => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn memory_use_does_not_grow_with_ram() {
+    let sc = Scenario::builtin("idle").unwrap();
+    let pages = |ram: u64| {
+        let opts = BuildOptions {
+            ram_size: Some(ram),
+            seed: 5,
+            build: None,
+        };
+        let (img, truth) = build(&sc, Symbols::Default, &opts).unwrap();
+        assert_eq!(img.ram_size(), ram - 0x60000, "RAM minus the legacy hole");
+        (img, truth)
+    };
+    let (small, _) = pages(64 << 20);
+    let (big, truth) = pages(16 << 30);
+    assert!(
+        big.pages.len() < small.pages.len() + 64,
+        "{} vs {}",
+        big.pages.len(),
+        small.pages.len()
+    );
+    // Above 4 GiB the RAM continues after the PCI hole.
+    assert_eq!(big.ram.last().unwrap().0, 0x1_0000_0000);
+    Reader::new(&big, "win2019a").check_against(&sc, &truth);
+}
+
+#[test]
+fn same_seed_same_image() {
+    let sc = Scenario::builtin("deadlock").unwrap();
+    let opts = BuildOptions {
+        seed: 9,
+        ..Default::default()
+    };
+    let (a, ta) = build(&sc, Symbols::Default, &opts).unwrap();
+    let (b, tb) = build(&sc, Symbols::Default, &opts).unwrap();
+    assert_eq!(ta, tb);
+    assert_eq!(a.pages.len(), b.pages.len());
+    assert!(a.pages.iter().all(|(k, v)| b.pages.get(k) == Some(v)));
+    let (_, tc) = build(
+        &sc,
+        Symbols::Default,
+        &BuildOptions {
+            seed: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_ne!(ta.kernel.kernel_base, tc.kernel.kernel_base);
+}
