@@ -22,4 +22,9 @@ pub mod verdict;
 pub mod windbg;
 
 pub use html::render_html;
+
+/// The README's example, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 pub use verdict::{json_document, render_json, render_text, JsonDocument, SCHEMA_VERSION};

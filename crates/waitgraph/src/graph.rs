@@ -229,12 +229,18 @@ impl<'a> Graph<'a> {
         }
     }
 
-    /// Whether a thread node is running or ready.
+    /// Whether a thread node is running or ready. A model that knows the
+    /// state but not the CPU may say `Other { name: "Running" }`; standby
+    /// and deferred-ready threads are about to run.
     pub fn runs(&self, v: Node) -> bool {
-        matches!(
-            self.thread(v).map(|t| &t.state),
-            Some(ThreadState::Running { .. } | ThreadState::Ready)
-        )
+        match self.thread(v).map(|t| &t.state) {
+            Some(ThreadState::Running { .. } | ThreadState::Ready) => true,
+            Some(ThreadState::Other { name }) => {
+                let n = name.to_ascii_lowercase();
+                n == "running" || n == "standby" || n == "deferredready"
+            }
+            _ => false,
+        }
     }
 
     /// Process name of a PID.

@@ -217,6 +217,11 @@ pub struct WaitGraphInput {
     pub warnings: Vec<String>,
 }
 
+/// The README's example, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// A kernel model that can describe who waits on what.
 pub trait WaitSource {
     /// Build the analysis input.

@@ -368,6 +368,18 @@ fn young_waits_behind_a_waiting_owner_are_contention() {
 }
 
 #[test]
+fn running_without_a_cpu_and_standby_count_as_running() {
+    for name in ["Running", "Standby", "DeferredReady"] {
+        let mut b = Builder::new();
+        b.thread(1, 1, 10, ThreadState::Other { name: name.into() }, None);
+        b.thread(2, 2, 10, ThreadState::Waiting, Some(1.0));
+        b.resource(100, ResourceKind::Mutant, &[(1, Mode::Exclusive)], &[2]);
+        let v = analyze(&b.build(), &AnalyzeOptions::default());
+        assert_eq!(v.findings[0].kind, FindingKind::BusyOwner, "{name}");
+    }
+}
+
+#[test]
 fn idle_system_is_healthy() {
     let mut b = Builder::new();
     b.process(4, "System");
