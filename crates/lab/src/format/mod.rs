@@ -314,6 +314,9 @@ pub(crate) struct PageSink {
     bar: ProgressBar,
     /// Bytes of memory pages written since the bar was last advanced.
     pending: u64,
+    /// All-zero page bytes not yet written: they become a sparse hole
+    /// (skipped with a seek) instead of disk writes.
+    hole: u64,
 }
 
 impl fmt::Debug for PageSink {
@@ -345,6 +348,7 @@ impl PageSink {
             out: BufWriter::with_capacity(4 << 20, file),
             bar,
             pending: 0,
+            hole: 0,
         }
     }
 
@@ -353,18 +357,42 @@ impl PageSink {
         self.bar.set_length(bytes);
     }
 
+    /// Turns pending zero pages into a hole before real bytes follow.
+    fn close_hole(&mut self) -> Result<(), ErrorKind> {
+        if self.hole > 0 {
+            let hole = i64::try_from(self.hole).map_err(|_| ErrorKind::Io {
+                op: "seek",
+                kind: std::io::ErrorKind::InvalidInput,
+                message: format!("hole of {:#x} bytes", self.hole),
+            })?;
+            self.out
+                .seek(SeekFrom::Current(hole))
+                .map_err(|e| ErrorKind::io("seek", &e))?;
+            self.hole = 0;
+        }
+        Ok(())
+    }
+
     /// Writes header bytes (not counted as memory).
     pub(crate) fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), ErrorKind> {
+        self.close_hole()?;
         self.out
             .write_all(bytes)
             .map_err(|e| ErrorKind::io("write", &e))
     }
 
-    /// Writes one page of memory.
+    /// Writes one page of memory. An all-zero page becomes part of a
+    /// sparse hole: it reads back as zeros and costs neither a write nor
+    /// disk space (a quarter of filler pages are zero, as in real RAM).
     pub(crate) fn write_page(&mut self, page: &[u8; PAGE_SIZE as usize]) -> Result<(), ErrorKind> {
-        self.out
-            .write_all(page)
-            .map_err(|e| ErrorKind::io("write", &e))?;
+        if is_zero(page) {
+            self.hole += PAGE_SIZE;
+        } else {
+            self.close_hole()?;
+            self.out
+                .write_all(page)
+                .map_err(|e| ErrorKind::io("write", &e))?;
+        }
         self.pending += PAGE_SIZE;
         if self.pending >= PROGRESS_STEP {
             self.bar.inc(self.pending);
@@ -394,6 +422,7 @@ impl PageSink {
     /// Moves the write position to `offset` (leaving a sparse hole when it
     /// is past the end).
     pub(crate) fn seek_to(&mut self, offset: u64) -> Result<(), ErrorKind> {
+        self.hole = 0;
         self.out
             .seek(SeekFrom::Start(offset))
             .map_err(|e| ErrorKind::io("seek", &e))?;
@@ -402,6 +431,7 @@ impl PageSink {
 
     /// Makes the file exactly `len` bytes long (extending it with a hole).
     pub(crate) fn set_len(&mut self, len: u64) -> Result<(), ErrorKind> {
+        self.hole = 0;
         self.out.flush().map_err(|e| ErrorKind::io("flush", &e))?;
         self.out
             .get_ref()
@@ -410,11 +440,26 @@ impl PageSink {
     }
 
     fn finish(mut self) -> Result<(), ErrorKind> {
+        if self.hole > 0 {
+            // A trailing hole: extend the file to cover it.
+            let end = self
+                .out
+                .stream_position()
+                .map_err(|e| ErrorKind::io("seek", &e))?
+                + self.hole;
+            self.set_len(end)?;
+        }
         self.out.flush().map_err(|e| ErrorKind::io("flush", &e))?;
         self.bar.inc(self.pending);
         self.bar.finish_and_clear();
         Ok(())
     }
+}
+
+/// True if every byte of `page` is zero.
+fn is_zero(page: &[u8; PAGE_SIZE as usize]) -> bool {
+    page.chunks_exact(16)
+        .all(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])) == 0)
 }
 
 /// Little-endian field writers for building headers in a byte buffer.
