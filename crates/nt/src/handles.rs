@@ -381,7 +381,7 @@ mod tests {
             access_offset: 8,
             access_bits: Some((0, 25)),
         };
-        let header: u64 = 0xffffe001_2345_6780;
+        let header: u64 = 0xffff_e001_2345_6780;
         let bits = (header & 0x0000_ffff_ffff_ffff) >> 4;
         let mut e = [0u8; 16];
         e[..8].copy_from_slice(&((bits << 20) | 1).to_le_bytes());

@@ -184,7 +184,6 @@ impl<'a> Reader<'a> {
             max,
             done: false,
             started: false,
-            pending: None,
         })
     }
 }
@@ -323,7 +322,6 @@ pub struct ListIter<'a> {
     max: usize,
     done: bool,
     started: bool,
-    pending: Option<Error>,
 }
 
 impl ListIter<'_> {
@@ -339,9 +337,6 @@ impl Iterator for ListIter<'_> {
     fn next(&mut self) -> Option<Result<VirtAddr>> {
         if self.done {
             return None;
-        }
-        if let Some(e) = self.pending.take() {
-            return self.fail(e);
         }
         if !self.started {
             self.started = true;
@@ -379,16 +374,159 @@ impl Iterator for ListIter<'_> {
                 format!("list longer than {} entries; stopped", self.max),
             ));
         }
+        // An entry whose own link cannot be read is not an entry: the walk
+        // ends with the fault at its address.
         match self.r.read_ptr(VirtAddr(cur.0.wrapping_add(self.flink))) {
             Ok(p) => self.next = Some(p),
-            Err(e) => {
-                // Yield this entry; the failure to read its link comes next.
-                self.next = None;
-                let item = VirtAddr(cur.0.wrapping_sub(self.link_offset));
-                self.pending = Some(e);
-                return Some(Ok(item));
-            }
+            Err(e) => return self.fail(e),
         }
         Some(Ok(VirtAddr(cur.0.wrapping_sub(self.link_offset))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::SparseMemory;
+
+    fn win7() -> SymbolTable {
+        let p = hangscope_lab::builds::symbols_dir()
+            .join("windows/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz");
+        SymbolTable::load_isf(&p).expect("Win7 ISF")
+    }
+
+    /// Links `entries` (addresses of LIST_ENTRYs) after `head` in order,
+    /// the last one pointing at `tail_next`.
+    fn link(m: &mut SparseMemory, head: u64, entries: &[u64], tail_next: u64) {
+        m.write_u64(head, entries.first().copied().unwrap_or(head));
+        for (i, e) in entries.iter().enumerate() {
+            m.write_u64(*e, entries.get(i + 1).copied().unwrap_or(tail_next));
+        }
+    }
+
+    #[test]
+    fn list_walk_yields_containers_and_stops_at_the_head() {
+        let t = win7();
+        let mut m = SparseMemory::new();
+        let r = Reader {
+            mem: &m,
+            symbols: &t,
+            build: None,
+        };
+        let real = r.offset_of("_EPROCESS", "ActiveProcessLinks").unwrap();
+        let head = 0xfffff800_02a00000;
+        let procs = [
+            0xfffffa80_01000000u64,
+            0xfffffa80_01001000,
+            0xfffffa80_01002000,
+        ];
+        let links: Vec<u64> = procs.iter().map(|p| p + real).collect();
+        link(&mut m, head, &links, head);
+        let r = Reader {
+            mem: &m,
+            symbols: &t,
+            build: None,
+        };
+        let got: Vec<_> = r
+            .iter_list(VirtAddr(head), "_EPROCESS", "ActiveProcessLinks", 10)
+            .unwrap()
+            .collect();
+        assert_eq!(
+            got,
+            procs.iter().map(|&p| Ok(VirtAddr(p))).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn list_walk_reports_a_cycle_once_and_stops() {
+        let t = win7();
+        let mut m = SparseMemory::new();
+        let head = 0xfffff800_02a00000;
+        let e = [0xfffffa80_01000000u64, 0xfffffa80_01001000];
+        link(&mut m, head, &e, e[0]);
+        let r = Reader {
+            mem: &m,
+            symbols: &t,
+            build: None,
+        };
+        let mut it = r
+            .iter_list(VirtAddr(head), "_LIST_ENTRY", "Flink", 100)
+            .unwrap();
+        assert_eq!(it.next(), Some(Ok(VirtAddr(e[0]))));
+        assert_eq!(it.next(), Some(Ok(VirtAddr(e[1]))));
+        let err = it.next().unwrap().unwrap_err();
+        assert_eq!(err.name(), "BadData");
+        assert_eq!(err.at, Some(VirtAddr(e[0])));
+        assert_eq!(it.next(), None);
+        assert_eq!(it.next(), None);
+    }
+
+    #[test]
+    fn list_walk_is_bounded_and_faults_name_the_address() {
+        let t = win7();
+        let mut m = SparseMemory::new();
+        let head = 0xfffff800_02a00000;
+        let e: Vec<u64> = (0..50).map(|i| 0xfffffa80_01000000 + i * 0x100).collect();
+        link(&mut m, head, &e, head);
+        let r = Reader {
+            mem: &m,
+            symbols: &t,
+            build: None,
+        };
+        let v: Vec<_> = r
+            .iter_list(VirtAddr(head), "_LIST_ENTRY", "Flink", 10)
+            .unwrap()
+            .collect();
+        assert_eq!(v.len(), 11);
+        assert!(v[10].is_err());
+        // A link into unmapped memory.
+        let mut m = SparseMemory::new();
+        link(&mut m, head, &[0xfffffa80_01000000], 0xfffffa80_0dead000);
+        let r = Reader {
+            mem: &m,
+            symbols: &t,
+            build: None,
+        };
+        let v: Vec<_> = r
+            .iter_list(VirtAddr(head), "_LIST_ENTRY", "Flink", 10)
+            .unwrap()
+            .collect();
+        assert_eq!(v.len(), 2);
+        let err = v[1].clone().unwrap_err();
+        assert_eq!(err.name(), "Fault");
+        assert_eq!(err.at, Some(VirtAddr(0xfffffa80_0dead000)));
+    }
+
+    #[test]
+    fn fields_resolve_by_dotted_path_and_bitfields_extract() {
+        let t = win7();
+        let mut m = SparseMemory::new();
+        let r = Reader {
+            mem: &m,
+            symbols: &t,
+            build: Some(7601),
+        };
+        let irp = r.ty("_IRP").unwrap();
+        let (off, _) = r.resolve(irp, "Tail.Overlay.CurrentStackLocation").unwrap();
+        assert!(off > r.offset_of("_IRP", "Tail").unwrap());
+        let e = r.resolve(irp, "Tail.Nope").unwrap_err();
+        assert_eq!(e.name(), "MissingSymbol");
+        assert!(e.to_string().contains("_IRP.Tail.Nope"), "{e}");
+        // _OWNER_ENTRY.OwnerCount is bits 2..32 of the second dword.
+        let base = 0xfffffa80_02000000u64;
+        let o = r.offset_of("_OWNER_ENTRY", "OwnerCount").unwrap();
+        m.write(base + o, &((5u32 << 2) | 3).to_le_bytes());
+        let r = Reader {
+            mem: &m,
+            symbols: &t,
+            build: Some(7601),
+        };
+        assert_eq!(
+            r.object("_OWNER_ENTRY", VirtAddr(base))
+                .unwrap()
+                .u64("OwnerCount")
+                .unwrap(),
+            5
+        );
     }
 }

@@ -549,3 +549,176 @@ fn debug_handles() {
         eprintln!("truth res {:x} {}", r.address, r.name);
     }
 }
+
+/// A raw image on disk that the test patches at virtual addresses.
+struct Patchable {
+    lab: Lab,
+    bytes: Vec<u8>,
+}
+
+impl Patchable {
+    fn new(scenario: &str, build_alias: &str, seed: u64) -> Patchable {
+        let (img, truth) = lab_image(scenario, build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let bytes = std::fs::read(&lab.path).expect("read image");
+        Patchable { lab, bytes }
+    }
+
+    /// Physical address of `va` through the kernel DTB (raw image: file
+    /// offset == physical address).
+    fn phys(&self, va: u64) -> u64 {
+        let dump = Dump::open(&self.lab.path).expect("open");
+        let space = hangscope_x64::AddressSpace::new(
+            dump.memory.as_ref(),
+            hangscope_x64::Dtb(hangscope_dump::PhysAddr(self.lab.truth.kernel.dtb)),
+        );
+        space
+            .translate(hangscope_x64::VirtAddr(va))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .paddr
+            .0
+    }
+
+    fn put_u64(&mut self, va: u64, v: u64) {
+        let p = self.phys(va) as usize;
+        self.bytes[p..p + 8].copy_from_slice(&v.to_le_bytes());
+        std::fs::write(&self.lab.path, &self.bytes).expect("write image");
+    }
+
+    /// Offset of a field path, through the same symbols the reader uses.
+    fn offset(&self, ty: &str, path: &str) -> u64 {
+        let dump = Dump::open(&self.lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        k.reader().offset_of(ty, path).expect("offset")
+    }
+}
+
+/// An address no page maps in the lab's kernel space.
+const UNMAPPED: u64 = 0xffff_f6fb_7dbe_d000 + 0x123_4560;
+
+#[test]
+fn resource_list_cycle_gives_a_warning_and_the_resources_before_it() {
+    for b in ["win7sp1", "win10-19041"] {
+        let mut p = Patchable::new("temp-flood", b, 21);
+        let link = p.offset("_ERESOURCE", "SystemResourcesList");
+        let first = p.lab.truth.eresources[0].address;
+        let second = p.lab.truth.eresources[1].address;
+        // second.Flink -> first: a loop that never returns to the head.
+        p.put_u64(second + link, first + link);
+        let dump = Dump::open(&p.lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let rs = k.eresources();
+        assert!(
+            rs.warnings
+                .iter()
+                .any(|w| w.kind == "BadData" && w.message.contains("loops")),
+            "{b}: {:?}",
+            rs.warnings
+        );
+        let got: Vec<u64> = rs.items.iter().map(|r| r.address).collect();
+        assert!(
+            got.contains(&first) && got.contains(&second),
+            "{b}: {got:x?}"
+        );
+        // The rest of the model still works and the graph input says why
+        // it is partial.
+        let wg = k.wait_graph();
+        assert!(wg.warnings.iter().any(|w| w.contains("loops")), "{b}");
+        assert!(!wg.threads.is_empty());
+    }
+}
+
+#[test]
+fn owner_pointer_into_unmapped_memory_is_reported_not_fatal() {
+    for b in ["win7sp1", "win2022"] {
+        let mut p = Patchable::new("temp-flood", b, 22);
+        let owner = p.offset("_ERESOURCE", "OwnerEntry.OwnerThread");
+        let r = p.lab.truth.eresources[0].address;
+        p.put_u64(r + owner, UNMAPPED);
+        let dump = Dump::open(&p.lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let res = k.eresource(r).expect("the resource itself is readable");
+        assert_eq!(res.owners[0].thread, UNMAPPED & !0xf, "{b}");
+        let e = k.thread_detail(UNMAPPED).expect_err("owner is unreadable");
+        assert_eq!(e.name(), "Fault", "{b}: {e}");
+        assert!(e.to_string().contains("fffff6fb"), "{b}: {e}");
+        let wg = k.wait_graph();
+        assert!(wg
+            .resources
+            .iter()
+            .any(|x| x.key == r && x.owners.iter().any(|o| o.thread == UNMAPPED & !0xf)));
+    }
+}
+
+#[test]
+fn broken_process_list_keeps_the_processes_before_the_break() {
+    let mut p = Patchable::new("temp-flood", "win2012r2", 23);
+    let link = p.offset("_EPROCESS", "ActiveProcessLinks");
+    let third = p.lab.truth.processes[2].address;
+    p.put_u64(third + link, UNMAPPED);
+    let dump = Dump::open(&p.lab.path).expect("open");
+    let k = Kernel::open(&dump, &symbols()).expect("kernel");
+    let ps = k.processes();
+    assert_eq!(ps.items.len(), 3);
+    assert_eq!(ps.warnings.len(), 1, "{:?}", ps.warnings);
+    assert_eq!(ps.warnings[0].kind, "Fault");
+    assert_eq!(
+        ps.warnings[0].address.map(|a| a & !0xfff),
+        Some(UNMAPPED & !0xfff)
+    );
+    // Threads, locks and the graph input still come out.
+    let _ = k.wait_graph();
+}
+
+#[test]
+fn seed_case_walk_from_lock_to_file() {
+    // The engineer's walk: contended lock -> owner -> its lock -> owner
+    // running -> IRP -> Ntfs -> file under \Windows\Temp.
+    let (img, truth) = lab_image("temp-flood", "win7sp1", 3);
+    let lab = write(&img, truth, Format::Elf);
+    let dump = Dump::open(&lab.path).expect("open");
+    let k = Kernel::open(&dump, &symbols()).expect("kernel");
+    let vcb = k
+        .eresources()
+        .items
+        .iter()
+        .find(|r| r.is_contended() && !r.exclusive)
+        .expect("a shared contended resource")
+        .clone();
+    let owner = k.thread_detail(vcb.owners[0].thread).expect("owner");
+    assert_eq!(owner.thread.state, "Waiting");
+    let wait = owner
+        .waits
+        .iter()
+        .find(|w| w.eresource.is_some())
+        .expect("the owner waits for another resource");
+    let second = k
+        .eresource(wait.eresource.unwrap())
+        .expect("second resource");
+    let busy = k
+        .thread_detail(second.owners[0].thread)
+        .expect("busy owner");
+    assert_eq!(busy.thread.state, "Running");
+    assert!(busy.thread.cpu.is_some());
+    let irp = &busy.irps[0];
+    let cur = irp.current().expect("current location");
+    assert_eq!(cur.driver_name.as_deref(), Some("\\FileSystem\\Ntfs"));
+    let f = k.file_object(cur.file_object).expect("file");
+    assert!(
+        f.path.to_ascii_lowercase().starts_with("\\windows\\temp\\"),
+        "{}",
+        f.path
+    );
+    // Waiters have waited about a second.
+    for w in &vcb.waiters {
+        let s = w.wait_seconds.expect("seconds");
+        assert!(s > 0.0 && s < 5.0, "{s}");
+    }
+    // Who holds handles under the hot directory.
+    let h = k.handles_filtered(None, Some("\\Windows\\Temp"));
+    assert!(h.holders.iter().any(|x| x.process_name == "php-cgi.exe"));
+    // JSON round trip of the detail.
+    let j = serde_json::to_string(&busy).expect("json");
+    let back: hangscope_nt::model::ThreadDetail = serde_json::from_str(&j).expect("parse");
+    assert_eq!(back, busy);
+}
