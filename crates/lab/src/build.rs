@@ -41,6 +41,10 @@ pub enum Symbols<'a> {
     Dir(&'a Path),
     /// This ISF file, whatever `machine.build` says.
     File(&'a Path),
+    /// A table loaded by `hangscope-symbols`, whatever `machine.build`
+    /// says. (The other variants read the ISF with the lab's own reader,
+    /// independent of the product's loader.)
+    Table(&'a hangscope_symbols::SymbolTable),
 }
 
 /// Resolve a build name (alias, `GUID-AGE`, or path) to an ISF path.
@@ -84,6 +88,7 @@ pub fn build(
         Symbols::Default => resolve_isf(name, &builds::symbols_dir())?,
         Symbols::Dir(d) => resolve_isf(name, d)?,
         Symbols::File(f) => f.to_path_buf(),
+        Symbols::Table(t) => return build_with_layout(scenario, t, opts),
     };
     let isf = Isf::load(&path)?;
     build_with_layout(scenario, &isf, opts)
@@ -92,7 +97,7 @@ pub fn build(
 /// Build with an already loaded table.
 pub fn build_with_layout(
     scenario: &Scenario,
-    isf: &Isf,
+    isf: &dyn Layout,
     opts: &BuildOptions,
 ) -> Result<(LabImage, GroundTruth), Error> {
     let index = scenario.validate()?;
@@ -345,6 +350,9 @@ struct ThreadRec {
     irps: Vec<u64>,
     stack: Vec<String>,
     cpu: Option<u32>,
+    /// RSP and RBP inside the top frame when running (0: not laid out).
+    start_rsp: u64,
+    start_rbp: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -357,7 +365,7 @@ struct LockRec {
 struct Builder<'a> {
     sc: &'a Scenario,
     ix: Index,
-    l: &'a Isf,
+    l: &'a dyn Layout,
     win: WindowsBuild,
     rng: ChaCha8Rng,
     sp: Space,
@@ -406,7 +414,12 @@ fn utf16(s: &str) -> Vec<u8> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(sc: &'a Scenario, ix: Index, l: &'a Isf, opts: &BuildOptions) -> Result<Self, Error> {
+    fn new(
+        sc: &'a Scenario,
+        ix: Index,
+        l: &'a dyn Layout,
+        opts: &BuildOptions,
+    ) -> Result<Self, Error> {
         let (guid, age) = l
             .pdb_identity()
             .ok_or_else(|| missing("metadata.windows.pdb (GUID and age)"))?;
@@ -473,11 +486,7 @@ impl<'a> Builder<'a> {
                 }
             },
         };
-        let max_rva = l
-            .symbol_rvas()
-            .filter(|&r| r < 0x400_0000)
-            .max()
-            .unwrap_or(0);
+        let max_rva = l.max_symbol_rva(0x400_0000).unwrap_or(0);
         let image_size = round_up(max_rva + 0x1000, 0x1000);
         let (kernel_base, kernel_phys_fixed, pool_base, stack_base) = match win.addresses {
             AddressStyle::Win7 => (
@@ -927,6 +936,7 @@ impl<'a> Builder<'a> {
         self.processes()?;
         self.threads()?;
         self.cpus()?;
+        self.stacks()?;
         self.locks()?;
         self.io_objects()?;
         self.waits()?;
@@ -1573,6 +1583,122 @@ impl<'a> Builder<'a> {
             }
             self.idle_threads.push(idle);
             self.kpcrs.push((kpcr, prcb));
+        }
+        Ok(())
+    }
+
+    /// Unwindable stacks (see `crate::stacks`): unwind data for every
+    /// function the scenario's stacks name, frames laid out from it, the
+    /// switch frame at KernelStack, running threads' RSP/RBP for the vCPU.
+    fn stacks(&mut self) -> Result<(), Error> {
+        use crate::stacks::{self as st, FrameShape, ModuleTables, PlacedFunction};
+        let mut tables: Vec<ModuleTables> = self
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ModuleTables {
+                base: m.base,
+                size: m.size,
+                name: m.name.clone(),
+                lfanew: if i == 0 { 0x108 } else { 0xE8 },
+                exports: i > 0,
+                functions: Vec::new(),
+            })
+            .collect();
+        let resolve = |b: &Self, name: &str| -> Option<(usize, String, PlacedFunction)> {
+            let (m, s) = name.split_once('!').unwrap_or(("nt", name));
+            let stem = |n: &str| n.rsplit_once('.').map(|x| x.0).unwrap_or(n).to_string();
+            let mi = if m.eq_ignore_ascii_case("nt") {
+                0
+            } else {
+                b.modules.iter().position(|md| {
+                    stem(&md.name).eq_ignore_ascii_case(m) || md.name.eq_ignore_ascii_case(m)
+                })?
+            };
+            let site = b.code_address(name);
+            let begin = match (mi, b.l.symbol(s)) {
+                (0, Some(r)) => b.kernel_base + r,
+                _ => (site - 0x20) & !0xF,
+            };
+            let shape = FrameShape::for_function(name);
+            let module = if mi == 0 {
+                "nt".into()
+            } else {
+                stem(&b.modules[mi].name)
+            };
+            Some((
+                mi,
+                module,
+                PlacedFunction {
+                    symbol: s.into(),
+                    begin,
+                    site,
+                    shape,
+                },
+            ))
+        };
+        let mut chains = Vec::new();
+        for t in &self.sc.threads {
+            let mut chain = Vec::new();
+            for f in &t.stack {
+                match resolve(self, f) {
+                    Some(x) => chain.push(x),
+                    None => break,
+                }
+            }
+            chains.push(chain);
+        }
+        let idle = resolve(self, "nt!KiIdleLoop").ok_or_else(|| missing("nt!KiIdleLoop"))?;
+        for (mi, _, f) in chains.iter().flatten().chain(std::iter::once(&idle)) {
+            if !tables[*mi].functions.iter().any(|g| g.begin == f.begin) {
+                tables[*mi].functions.push(f.clone());
+            }
+        }
+        for t in tables.iter().filter(|t| !t.functions.is_empty()) {
+            st::write_module(self, t)?;
+        }
+        for (ti, chain) in chains.iter().enumerate() {
+            if chain.is_empty() {
+                continue;
+            }
+            let fs: Vec<&PlacedFunction> = chain.iter().map(|c| &c.2).collect();
+            let size = st::chain_size(&fs);
+            let base = self.threads[ti].stack_base;
+            let initial = base - 0x1D0;
+            let running = self.threads[ti].cpu.is_some();
+            let rsp = if running {
+                (initial - size - 0x28) & !0xF
+            } else {
+                ((initial - size - 0x60) & !0xF) + 0x40
+            };
+            self.map_kernel_range(rsp - 0x40, base - (rsp - 0x40), space::PTE_KERNEL_DATA)?;
+            let (words, _) = st::frame_words(&fs, rsp, ti as u64);
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            self.sp.write(rsp, &bytes)?;
+            let rbp = rsp + size / 2;
+            if running {
+                self.threads[ti].start_rsp = rsp;
+                self.threads[ti].start_rbp = rbp;
+            } else {
+                // KSWITCH_FRAME: ..., Rbp at +0x30, Return at +0x38.
+                let ks = rsp - 0x40;
+                self.sp.write(ks + 0x30, &rbp.to_le_bytes())?;
+                self.sp.write(ks + 0x38, &fs[0].site.to_le_bytes())?;
+                let e = self.threads[ti].ethread;
+                self.put(e, "_ETHREAD", "Tcb.KernelStack", ks)?;
+                self.threads[ti].kernel_stack = ks;
+            }
+            self.threads[ti].stack = chain.iter().map(|(_, m, f)| st::frame_text(m, f)).collect();
+        }
+        // Idle loops: one KiIdleLoop frame at InitialStack - 0x58 (where
+        // `cpu_state` points RSP), returning to 0.
+        let is = self.off("_ETHREAD", "Tcb.InitialStack")?;
+        for i in 0..self.sc.cpus.len() {
+            let b = self.sp.read(self.idle_threads[i] + is, 8);
+            let initial = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+            let (words, _) = st::frame_words(&[&idle.2], initial - 0x58, 0);
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            self.sp.write(initial - 0x58, &bytes)?;
         }
         Ok(())
     }
@@ -2858,6 +2984,7 @@ impl<'a> Builder<'a> {
             (Some(ti), self.procs[pi].dtb_pfn * PAGE_SIZE, rip)
         };
         let rsp = match thread_rec {
+            Some(ti) if self.threads[ti].start_rsp != 0 => self.threads[ti].start_rsp,
             Some(ti) => self.threads[ti].kernel_stack - 0x48,
             None => {
                 let b = self.sp.read(
@@ -2869,7 +2996,10 @@ impl<'a> Builder<'a> {
         };
         let mut gpr = [0u64; 16];
         gpr[4] = 0; // rsi
-        gpr[6] = rsp + 0x30; // rbp
+        gpr[6] = match thread_rec {
+            Some(ti) if self.threads[ti].start_rbp != 0 => self.threads[ti].start_rbp,
+            _ => rsp + 0x30,
+        }; // rbp
         gpr[7] = rsp;
         gpr[1] = kpcr; // rbx: KiIdleLoop keeps the PRCB/PCR at hand
         LabCpu {
@@ -2952,5 +3082,20 @@ pub fn parent_dir(path: &str) -> String {
     match path.rsplit_once('\\') {
         Some((d, _)) if !d.is_empty() => d.to_string(),
         _ => "\\".to_string(),
+    }
+}
+
+impl crate::stacks::StackMemory for Builder<'_> {
+    fn map(&mut self, va: u64, len: u64, code: bool) -> Result<(), Error> {
+        let flags = if code {
+            space::PTE_KERNEL_CODE
+        } else {
+            space::PTE_KERNEL_DATA
+        };
+        self.map_kernel_range(va, len, flags)
+    }
+
+    fn write(&mut self, va: u64, bytes: &[u8]) -> Result<(), Error> {
+        self.sp.write(va, bytes)
     }
 }

@@ -72,6 +72,8 @@ pub trait Layout {
     fn symbol(&self, name: &str) -> Option<u64>;
     /// PDB GUID (32 hex digits) and age.
     fn pdb_identity(&self) -> Option<(String, u32)>;
+    /// The highest symbol RVA below `limit` (sizes the kernel image).
+    fn max_symbol_rva(&self, limit: u64) -> Option<u64>;
     /// Size in bytes of a shape.
     fn shape_size(&self, shape: &Shape) -> Option<u64> {
         match shape {
@@ -272,11 +274,71 @@ impl Layout for Isf {
         let p = self.raw.metadata.windows.as_ref()?.pdb.as_ref()?;
         Some((p.guid.to_ascii_uppercase(), p.age))
     }
+
+    fn max_symbol_rva(&self, limit: u64) -> Option<u64> {
+        self.raw
+            .symbols
+            .values()
+            .map(|s| s.address)
+            .filter(|&a| a < limit)
+            .max()
+    }
 }
 
-impl Isf {
-    /// Every symbol RVA, for sizing the kernel image.
-    pub fn symbol_rvas(&self) -> impl Iterator<Item = u64> + '_ {
-        self.raw.symbols.values().map(|s| s.address)
+/// The product's symbol loader as a layout source, so images can also be
+/// built from a `hangscope_symbols::SymbolTable` (and the two ISF readers
+/// checked against each other).
+impl Layout for hangscope_symbols::SymbolTable {
+    fn type_size(&self, ty: &str) -> Option<u64> {
+        self.user_type(ty).map(|u| u.size)
+    }
+
+    fn field(&self, ty: &str, path: &str) -> Option<FieldAt> {
+        let (offset, t) = self.field_path(ty, path)?;
+        Some(FieldAt {
+            offset,
+            shape: shape_of_ref(self, &t),
+        })
+    }
+
+    fn enum_value(&self, en: &str, name: &str) -> Option<i64> {
+        hangscope_symbols::SymbolTable::enum_value(self, en, name)
+    }
+
+    fn symbol(&self, name: &str) -> Option<u64> {
+        hangscope_symbols::SymbolTable::symbol(self, name)
+    }
+
+    fn pdb_identity(&self) -> Option<(String, u32)> {
+        self.identity()
+            .map(|i| (i.guid.to_ascii_uppercase(), i.age))
+    }
+
+    fn max_symbol_rva(&self, limit: u64) -> Option<u64> {
+        self.symbols().map(|(_, a)| a).filter(|&a| a < limit).max()
+    }
+}
+
+fn shape_of_ref(t: &hangscope_symbols::SymbolTable, r: &hangscope_symbols::TypeRef) -> Shape {
+    use hangscope_symbols::TypeRef as T;
+    match r {
+        T::Base(_) => Shape::Base(t.type_size(r).unwrap_or(0)),
+        T::Pointer(_) => Shape::Pointer,
+        T::Array { count, element } => Shape::Array {
+            count: *count,
+            element: Box::new(shape_of_ref(t, element)),
+        },
+        T::Struct(n) => Shape::Struct(n.clone()),
+        T::Enum(_) => Shape::Enum(t.type_size(r).unwrap_or(4)),
+        T::Bitfield {
+            position,
+            length,
+            base,
+        } => Shape::Bitfield {
+            position: *position,
+            length: *length,
+            storage: t.type_size(base).unwrap_or(0),
+        },
+        _ => Shape::Function,
     }
 }

@@ -227,3 +227,32 @@ fn same_seed_same_image() {
     .unwrap();
     assert_ne!(ta.kernel.kernel_base, tc.kernel.kernel_base);
 }
+
+/// The lab's private ISF reader and the product's `hangscope-symbols`
+/// loader must lay out byte-identical images: each checks the other.
+#[test]
+fn private_reader_and_hangscope_symbols_agree() {
+    use hangscope_lab::builds;
+    let sc = Scenario::builtin("temp-flood").unwrap();
+    for alias in ["win7sp1", "win2016", "win11"] {
+        let b = builds::find_build(alias).unwrap();
+        let path = builds::isf_path(&builds::symbols_dir(), b);
+        let table = hangscope_symbols::SymbolTable::load_isf(&path).unwrap();
+        let opts = BuildOptions {
+            seed: 3,
+            build: Some(alias.into()),
+            ..Default::default()
+        };
+        let (a, ta) = build(&sc, Symbols::Default, &opts).unwrap();
+        let (b, tb) = build(&sc, Symbols::Table(&table), &opts).unwrap();
+        assert_eq!(ta, tb, "{alias}");
+        assert_eq!(a.pages.len(), b.pages.len(), "{alias}");
+        for (pfn, page) in &a.pages {
+            assert_eq!(
+                Some(page),
+                b.pages.get(pfn),
+                "{alias}: page {pfn:#x} differs"
+            );
+        }
+    }
+}
