@@ -92,6 +92,8 @@ struct Types<'t> {
     first: u32,
     /// Definition (non-forward) of each struct/union/enum name: last wins.
     defs: HashMap<String, u32>,
+    /// Raw LF_FIELDLIST records, read by `parse_field_list`.
+    field_lists: RawFieldLists,
 }
 
 impl<'t> Types<'t> {
@@ -197,30 +199,37 @@ impl<'t> Types<'t> {
         }
     }
 
-    /// All members of a field list, following `LF_INDEX` continuations.
-    fn members(&self, list: TypeIndex) -> Vec<Field> {
+    /// The entries of a field list, following `LF_INDEX` continuations
+    /// (bounded, cycle-checked).
+    fn field_list(&self, list: TypeIndex) -> Vec<RawField> {
         let mut out = Vec::new();
-        let mut next = Some(list);
+        let mut next = Some(list.0);
         let mut seen = HashSet::new();
         while let Some(ti) = next.take() {
-            if seen.len() >= MAX_CONTINUATIONS || !seen.insert(ti.0) {
+            if seen.len() >= MAX_CONTINUATIONS || !seen.insert(ti) {
                 break;
             }
-            let Some(TypeData::FieldList(fl)) = self.get(ti) else {
+            let Some(rec) = self.field_lists.get(ti) else {
                 break;
             };
-            for f in &fl.fields {
-                if let TypeData::Member(m) = f {
-                    out.push(Field {
-                        name: m.name.to_string().into_owned(),
-                        offset: m.offset,
-                        ty: self.type_ref(m.field_type, 0),
-                    });
-                }
-            }
-            next = fl.continuation;
+            next = parse_field_list(rec, &mut out);
         }
         out
+    }
+
+    /// All data members of a field list.
+    fn members(&self, list: TypeIndex) -> Vec<Field> {
+        self.field_list(list)
+            .into_iter()
+            .filter_map(|f| match f {
+                RawField::Member { name, ty, offset } => Some(Field {
+                    name,
+                    offset,
+                    ty: self.type_ref(TypeIndex(ty), 0),
+                }),
+                RawField::Enumerate { .. } => None,
+            })
+            .collect()
     }
 
     /// Constants of an enum, each value read as the underlying type reads
@@ -246,37 +255,182 @@ impl<'t> Types<'t> {
                 masked as i64
             }
         };
-        let mut out = Vec::new();
-        let mut next = Some(list);
-        let mut seen = HashSet::new();
-        while let Some(ti) = next.take() {
-            if seen.len() >= MAX_CONTINUATIONS || !seen.insert(ti.0) {
-                break;
-            }
-            let Some(TypeData::FieldList(fl)) = self.get(ti) else {
-                break;
-            };
-            for f in &fl.fields {
-                if let TypeData::Enumerate(e) = f {
-                    let v = match e.value {
-                        // The pdb crate reports LF_CHAR as U8, but CodeView
-                        // defines LF_CHAR as a signed char (-1 is 0xFF).
-                        pdb::Variant::U8(v) => i64::from(v as i8),
-                        pdb::Variant::U16(v) => i64::from(v),
-                        pdb::Variant::U32(v) => i64::from(v),
-                        pdb::Variant::U64(v) => v as i64,
-                        pdb::Variant::I8(v) => i64::from(v),
-                        pdb::Variant::I16(v) => i64::from(v),
-                        pdb::Variant::I32(v) => i64::from(v),
-                        pdb::Variant::I64(v) => v,
-                    };
-                    out.push((e.name.to_string().into_owned(), fit(v)));
-                }
-            }
-            next = fl.continuation;
-        }
-        out
+        self.field_list(list)
+            .into_iter()
+            .filter_map(|f| match f {
+                RawField::Enumerate { name, value } => Some((name, fit(value))),
+                RawField::Member { .. } => None,
+            })
+            .collect()
     }
+}
+
+/// One entry of a field list, as hangscope uses it.
+enum RawField {
+    Member { name: String, ty: u32, offset: u64 },
+    Enumerate { name: String, value: i64 },
+}
+
+/// The raw LF_FIELDLIST records of the TPI stream, by type index.
+///
+/// Field lists are read here rather than through the pdb crate: pdb 0.8
+/// reads LF_INDEX without the 2-byte pad before its type index, so any
+/// field list longer than one record (64 KiB: big structs like `_KPRCB`
+/// in some builds, long enums) fails to parse there.
+struct RawFieldLists {
+    first: u32,
+    recs: Vec<Option<Vec<u8>>>,
+}
+
+impl RawFieldLists {
+    fn get(&self, ti: u32) -> Option<&[u8]> {
+        let i = ti.checked_sub(self.first)? as usize;
+        self.recs.get(i)?.as_deref()
+    }
+}
+
+const LF_FIELDLIST: u16 = 0x1203;
+
+fn le16(d: &[u8], p: usize) -> Option<u16> {
+    let b = d.get(p..p.checked_add(2)?)?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn le32(d: &[u8], p: usize) -> Option<u32> {
+    let b = d.get(p..p.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn le64(d: &[u8], p: usize) -> Option<u64> {
+    let b = d.get(p..p.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    Some(u64::from_le_bytes(a))
+}
+
+/// A CodeView numeric leaf at `p`: (value, bytes used). LF_CHAR is a
+/// signed char, as cvinfo.h defines it.
+fn numeric(d: &[u8], p: usize) -> Option<(i64, usize)> {
+    let v = le16(d, p)?;
+    if v < 0x8000 {
+        return Some((i64::from(v), 2));
+    }
+    Some(match v {
+        0x8000 => (i64::from(*d.get(p + 2)? as i8), 3),
+        0x8001 => (i64::from(le16(d, p + 2)? as i16), 4),
+        0x8002 => (i64::from(le16(d, p + 2)?), 4),
+        0x8003 => (i64::from(le32(d, p + 2)? as i32), 6),
+        0x8004 => (i64::from(le32(d, p + 2)?), 6),
+        0x8009 | 0x800a => (le64(d, p + 2)? as i64, 10),
+        _ => return None,
+    })
+}
+
+/// A NUL-terminated name at `p`: (name, bytes used including the NUL).
+fn cstr(d: &[u8], p: usize) -> Option<(String, usize)> {
+    let rest = d.get(p..)?;
+    let n = rest.iter().position(|&b| b == 0)?;
+    Some((String::from_utf8_lossy(&rest[..n]).into_owned(), n + 1))
+}
+
+/// Parse one field-list record's entries into `out`; returns the
+/// continuation (LF_INDEX) if the list goes on in another record. An
+/// entry kind not known here ends the record (what was read is kept).
+fn parse_field_list(d: &[u8], out: &mut Vec<RawField>) -> Option<u32> {
+    let mut p = 0usize;
+    let mut next = None;
+    while p < d.len() {
+        // LF_PADn bytes (0xF0 + n) align entries to 4 bytes.
+        if d[p] >= 0xF0 {
+            p += usize::from(d[p] & 0x0F).max(1);
+            continue;
+        }
+        let Some(leaf) = le16(d, p) else { break };
+        let step = match leaf {
+            // LF_MEMBER: attr u16, type u32, offset (numeric), name
+            0x150d => (|| {
+                let ty = le32(d, p + 4)?;
+                let (off, n) = numeric(d, p + 8)?;
+                let (name, m) = cstr(d, p + 8 + n)?;
+                out.push(RawField::Member {
+                    name,
+                    ty,
+                    offset: off as u64,
+                });
+                Some(8 + n + m)
+            })(),
+            // LF_ENUMERATE: attr u16, value (numeric), name
+            0x1502 => (|| {
+                let (value, n) = numeric(d, p + 4)?;
+                let (name, m) = cstr(d, p + 4 + n)?;
+                out.push(RawField::Enumerate { name, value });
+                Some(4 + n + m)
+            })(),
+            // LF_INDEX: pad u16, type index u32
+            0x1404 => {
+                next = le32(d, p + 4);
+                Some(8)
+            }
+            // LF_NESTTYPE (pad, index, name), LF_STMEMBER (attr, type,
+            // name), LF_METHOD (count, list, name): skipped.
+            0x1510 | 0x150e | 0x150f => cstr(d, p + 8).map(|(_, m)| 8 + m),
+            // LF_BCLASS: attr, type, offset (numeric)
+            0x1400 => numeric(d, p + 8).map(|(_, n)| 8 + n),
+            // LF_VBCLASS / LF_IVBCLASS: attr, type, vbptr type, 2 numerics
+            0x1401 | 0x1402 => (|| {
+                let (_, a) = numeric(d, p + 12)?;
+                let (_, b) = numeric(d, p + 12 + a)?;
+                Some(12 + a + b)
+            })(),
+            // LF_VFUNCTAB: pad, type
+            0x1409 => Some(8),
+            // LF_ONEMETHOD: attr, type, [vbase offset for introducing
+            // virtual methods], name
+            0x1511 => (|| {
+                let attr = le16(d, p + 2)?;
+                let intro = matches!((attr >> 2) & 7, 4 | 6);
+                let at = if intro { p + 12 } else { p + 8 };
+                cstr(d, at).map(|(_, m)| at - p + m)
+            })(),
+            _ => None,
+        };
+        match step {
+            Some(n) => p += n,
+            None => break,
+        }
+    }
+    next
+}
+
+/// Walk the TPI stream's records and keep the field lists.
+fn raw_field_lists(pdb: &mut pdb::PDB<'_, Cursor>, path: &Path) -> Result<RawFieldLists, Error> {
+    let stream = pdb
+        .raw_stream(pdb::StreamIndex(2))
+        .map_err(|e| pdb_err(path, "TPI stream", e))?
+        .ok_or_else(|| Error::format(path, "no TPI stream (stream 2)"))?;
+    let d = stream.as_slice();
+    let (Some(header), Some(first), Some(bytes)) = (le32(d, 4), le32(d, 8), le32(d, 16)) else {
+        return Err(Error::format(path, "TPI stream shorter than its header"));
+    };
+    let start = header as usize;
+    let end = start.saturating_add(bytes as usize).min(d.len());
+    let mut recs = Vec::new();
+    let mut p = start;
+    while p + 2 <= end && recs.len() < MAX_TYPES {
+        let Some(len) = le16(d, p) else { break };
+        let (s, e) = (p + 2, p + 2 + usize::from(len));
+        if e > end {
+            break;
+        }
+        let rec = &d[s..e];
+        recs.push(if le16(rec, 0) == Some(LF_FIELDLIST) {
+            Some(rec[2..].to_vec())
+        } else {
+            None
+        });
+        p = e;
+    }
+    Ok(RawFieldLists { first, recs })
 }
 
 /// Largest PDB read (real kernel PDBs are 10 to 40 MB).
@@ -345,10 +499,12 @@ fn load_inner(file: Cursor, name: &str, path: &Path) -> Result<Model, Error> {
     let tpi = pdb
         .type_information()
         .map_err(|e| pdb_err(path, "TPI stream", e))?;
+    let field_lists = raw_field_lists(&mut pdb, path)?;
     let mut types = Types {
         items: Vec::new(),
         first: 0x1000,
         defs: HashMap::new(),
+        field_lists,
     };
     {
         let mut iter = tpi.iter();

@@ -802,6 +802,63 @@ fn pdb_loader_agrees_with_volatility_pdbconv() {
     assert!(vs.len() >= 4, "{vs:?}");
 }
 
+/// Field lists over 64 KiB are split into records chained by LF_INDEX; a
+/// struct and an enum with 3000 long-named members make clang do that.
+#[test]
+fn long_field_lists_follow_lf_index_continuations() {
+    let n = 3000;
+    let mut c = String::from("typedef unsigned long ULONG;\ntypedef enum _HS_MANY {");
+    for i in 0..n {
+        c += &format!("HsManyConstant_{i:04}_with_a_long_name = {},", i * 7 - 5);
+    }
+    c += "} HS_MANY;\ntypedef struct _HS_BIG {\n";
+    for i in 0..n {
+        c += &format!("    ULONG Field_{i:04}_with_quite_a_long_member_name;\n");
+    }
+    c += "    HS_MANY Last;\n} HS_BIG;\nHS_BIG HsBig;\n\
+          long DriverEntry(void *a, void *b) { return (long)HsBig.Field_0007_with_quite_a_long_member_name + (a != b); }\n";
+    let dir = tempdir();
+    let Some((_, pdb_path)) = build_driver_from(dir.path(), &c) else {
+        return;
+    };
+    if have("llvm-pdbutil") {
+        let o = Command::new("llvm-pdbutil")
+            .args(["dump", "-types"])
+            .arg(&pdb_path)
+            .output()
+            .unwrap();
+        let continuations = String::from_utf8_lossy(&o.stdout)
+            .matches("LF_INDEX")
+            .count();
+        assert!(
+            continuations >= 2,
+            "the PDB was meant to need LF_INDEX records"
+        );
+    }
+    let t = SymbolTable::load_pdb(&pdb_path).unwrap();
+    let big = t.user_type("_HS_BIG").unwrap();
+    assert_eq!(big.fields.len(), n as usize + 1);
+    assert_eq!(big.size, 4 * n as u64 + 4);
+    for (i, f) in big.fields.iter().take(n as usize).enumerate() {
+        assert_eq!(
+            f.name,
+            format!("Field_{i:04}_with_quite_a_long_member_name")
+        );
+        assert_eq!(f.offset, 4 * i as u64);
+    }
+    assert_eq!(t.field("_HS_BIG", "Last").unwrap().offset, 4 * n as u64);
+    let e = t.enumeration("_HS_MANY").unwrap();
+    assert_eq!(e.constants.len(), n as usize);
+    assert_eq!(
+        t.enum_value("_HS_MANY", "HsManyConstant_0000_with_a_long_name"),
+        Some(-5)
+    );
+    assert_eq!(
+        t.enum_value("_HS_MANY", "HsManyConstant_2999_with_a_long_name"),
+        Some(2999 * 7 - 5)
+    );
+}
+
 #[test]
 fn damaged_pdbs_are_errors_not_panics() {
     let dir = tempdir();
