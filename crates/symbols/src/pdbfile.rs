@@ -290,6 +290,17 @@ impl RawFieldLists {
 }
 
 const LF_FIELDLIST: u16 = 0x1203;
+const LF_BCLASS: u16 = 0x1400;
+const LF_VBCLASS: u16 = 0x1401;
+const LF_IVBCLASS: u16 = 0x1402;
+const LF_INDEX: u16 = 0x1404;
+const LF_VFUNCTAB: u16 = 0x1409;
+const LF_ENUMERATE: u16 = 0x1502;
+const LF_MEMBER: u16 = 0x150d;
+const LF_STMEMBER: u16 = 0x150e;
+const LF_METHOD: u16 = 0x150f;
+const LF_NESTTYPE: u16 = 0x1510;
+const LF_ONEMETHOD: u16 = 0x1511;
 
 fn le16(d: &[u8], p: usize) -> Option<u16> {
     let b = d.get(p..p.checked_add(2)?)?;
@@ -348,7 +359,7 @@ fn parse_field_list(d: &[u8], out: &mut Vec<RawField>) -> Option<u32> {
         let Some(leaf) = le16(d, p) else { break };
         let step = match leaf {
             // LF_MEMBER: attr u16, type u32, offset (numeric), name
-            0x150d => (|| {
+            LF_MEMBER => (|| {
                 let ty = le32(d, p + 4)?;
                 let (off, n) = numeric(d, p + 8)?;
                 let (name, m) = cstr(d, p + 8 + n)?;
@@ -360,33 +371,33 @@ fn parse_field_list(d: &[u8], out: &mut Vec<RawField>) -> Option<u32> {
                 Some(8 + n + m)
             })(),
             // LF_ENUMERATE: attr u16, value (numeric), name
-            0x1502 => (|| {
+            LF_ENUMERATE => (|| {
                 let (value, n) = numeric(d, p + 4)?;
                 let (name, m) = cstr(d, p + 4 + n)?;
                 out.push(RawField::Enumerate { name, value });
                 Some(4 + n + m)
             })(),
             // LF_INDEX: pad u16, type index u32
-            0x1404 => {
+            LF_INDEX => {
                 next = le32(d, p + 4);
                 Some(8)
             }
             // LF_NESTTYPE (pad, index, name), LF_STMEMBER (attr, type,
             // name), LF_METHOD (count, list, name): skipped.
-            0x1510 | 0x150e | 0x150f => cstr(d, p + 8).map(|(_, m)| 8 + m),
+            LF_NESTTYPE | LF_STMEMBER | LF_METHOD => cstr(d, p + 8).map(|(_, m)| 8 + m),
             // LF_BCLASS: attr, type, offset (numeric)
-            0x1400 => numeric(d, p + 8).map(|(_, n)| 8 + n),
+            LF_BCLASS => numeric(d, p + 8).map(|(_, n)| 8 + n),
             // LF_VBCLASS / LF_IVBCLASS: attr, type, vbptr type, 2 numerics
-            0x1401 | 0x1402 => (|| {
+            LF_VBCLASS | LF_IVBCLASS => (|| {
                 let (_, a) = numeric(d, p + 12)?;
                 let (_, b) = numeric(d, p + 12 + a)?;
                 Some(12 + a + b)
             })(),
             // LF_VFUNCTAB: pad, type
-            0x1409 => Some(8),
+            LF_VFUNCTAB => Some(8),
             // LF_ONEMETHOD: attr, type, [vbase offset for introducing
             // virtual methods], name
-            0x1511 => (|| {
+            LF_ONEMETHOD => (|| {
                 let attr = le16(d, p + 2)?;
                 let intro = matches!((attr >> 2) & 7, 4 | 6);
                 let at = if intro { p + 12 } else { p + 8 };
