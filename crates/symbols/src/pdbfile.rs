@@ -679,3 +679,59 @@ fn read_symbols<'s>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_list_entries_pads_and_continuation() {
+        let mut d = Vec::new();
+        // LF_MEMBER attr 3, type 0x22 (unsigned long), offset 0x10, "Count"
+        d.extend_from_slice(&[0x0d, 0x15, 3, 0, 0x22, 0, 0, 0, 0x10, 0]);
+        d.extend_from_slice(b"Count\0");
+        d.extend_from_slice(&[0xf2, 0xf1]);
+        // LF_ENUMERATE attr 3, LF_CHAR -1, "Minus"
+        d.extend_from_slice(&[0x02, 0x15, 3, 0, 0x00, 0x80, 0xff]);
+        d.extend_from_slice(b"Minus\0");
+        // LF_MEMBER with an LF_ULONG offset 0x12345
+        d.extend_from_slice(&[
+            0x0d, 0x15, 3, 0, 0x74, 0, 0, 0, 0x04, 0x80, 0x45, 0x23, 1, 0,
+        ]);
+        d.extend_from_slice(b"Far\0");
+        // LF_INDEX pad, 0x1234
+        d.extend_from_slice(&[0x04, 0x14, 0, 0, 0x34, 0x12, 0, 0]);
+        let mut out = Vec::new();
+        assert_eq!(parse_field_list(&d, &mut out), Some(0x1234));
+        let got: Vec<String> = out
+            .iter()
+            .map(|f| match f {
+                RawField::Member { name, ty, offset } => format!("{name}:{ty:#x}@{offset:#x}"),
+                RawField::Enumerate { name, value } => format!("{name}={value}"),
+            })
+            .collect();
+        assert_eq!(got, ["Count:0x22@0x10", "Minus=-1", "Far:0x74@0x12345"]);
+    }
+
+    #[test]
+    fn field_list_parser_survives_any_bytes() {
+        let mut seed = 7u64;
+        for len in 0..2000usize {
+            let d: Vec<u8> = (0..len % 97)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    // Bias towards leaf bytes so entries get parsed.
+                    match (seed >> 60) as u8 {
+                        0..=3 => 0x15,
+                        4..=5 => 0x0d,
+                        6 => 0x80,
+                        _ => (seed >> 33) as u8,
+                    }
+                })
+                .collect();
+            let mut out = Vec::new();
+            let _ = parse_field_list(&d, &mut out);
+            assert!(out.len() <= d.len());
+        }
+    }
+}
