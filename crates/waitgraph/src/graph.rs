@@ -9,6 +9,9 @@ use std::collections::HashMap;
 
 use crate::{Mode, ThreadState, WaitGraphInput};
 
+/// Longest plausible wait, seconds (about 317 years); more is corrupt.
+pub(crate) const MAX_WAIT_SECONDS: f64 = 1e10;
+
 /// Node ids: threads are `0..n_threads`, resources follow.
 pub(crate) type Node = usize;
 
@@ -144,7 +147,8 @@ impl<'a> Graph<'a> {
             .iter()
             .map(|s| {
                 let v = s.and_then(|i| input.threads[i].waited_seconds)?;
-                if v.is_finite() && v >= 0.0 {
+                // Above ~300 years a wait is a misread tick count.
+                if v.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&v) {
                     // Microseconds are far below the tick; rounding keeps
                     // the JSON short.
                     Some((v * 1e6).round() / 1e6)
@@ -156,7 +160,7 @@ impl<'a> Graph<'a> {
             .collect();
         if bad_seconds > 0 {
             warnings.push(format!(
-                "{bad_seconds} threads have a wait time that is not a finite non-negative number; treated as unknown"
+                "{bad_seconds} threads have a wait time that is not a number between 0 and 1e10 seconds; treated as unknown"
             ));
         }
 

@@ -1,0 +1,38 @@
+//! Any bytes -> a wait-for graph input -> analyze, with tight bounds so
+//! that every bound is reached; then the verdict's own invariants.
+//! Run: `cargo fuzz run waitgraph_build`.
+#![no_main]
+
+use hangscope_waitgraph::{analyze, AnalyzeOptions, FindingKind, Overall};
+use libfuzzer_sys::fuzz_target;
+
+#[path = "decode.rs"]
+mod decode;
+
+fuzz_target!(|data: &[u8]| {
+    let input = decode::decode(data);
+    for opts in [
+        AnalyzeOptions::default(),
+        AnalyzeOptions {
+            max_findings: 2,
+            max_threads_per_finding: 1,
+            max_edges_per_finding: 1,
+            max_graph_nodes: 3,
+            hot_dir_min_files: 0,
+            hot_dir_top: 1,
+            stack_frames: 0,
+            young_wait_seconds: f64::NAN,
+            stuck_wait_seconds: 0.0,
+        },
+    ] {
+        let v = analyze(&input, &opts);
+        let worst = v.findings.iter().map(|f| f.kind.overall()).max();
+        assert_eq!(v.overall, worst.unwrap_or(Overall::Healthy));
+        assert!(v.findings.len() <= opts.max_findings);
+        assert!(v.graph.nodes.len() <= opts.max_graph_nodes);
+        for f in &v.findings {
+            assert_eq!(f.kind == FindingKind::Deadlock, f.final_owner.is_none());
+            assert!(f.max_wait_seconds.is_none_or(|s| s.is_finite() && s >= 0.0));
+        }
+    }
+});
