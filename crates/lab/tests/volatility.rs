@@ -273,7 +273,7 @@ fn run_job(env: &VolEnv, job: &Job<'_>) -> Result<(), String> {
         Plugin::Info => check_info(t, &rows),
         Plugin::PsList => check_pslist(t, &rows),
         Plugin::Threads => check_threads(t, &rows),
-        Plugin::Handles => check_handles(t, &rows),
+        Plugin::Handles => check_handles(env, job, &rows),
         Plugin::FileScan => check_filescan(t, &rows),
         Plugin::LabCheck => check_labcheck(t, &rows),
     }
@@ -484,10 +484,68 @@ fn check_threads(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
     )
 }
 
-fn check_handles(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
+/// Handles Volatility 3 2.28.2 cannot list: on Windows 10+ it skips a
+/// handle whose `_OBJECT_HEADER.TypeIndex` byte *as stored* is 0
+/// (`handles.py`: `if item.TypeIndex != 0x0`), but that byte is encoded
+/// with the header address and `ObHeaderCookie`, so about one object in
+/// 256 legitimately stores 0. Returns the (pid, handle) pairs among
+/// `missing` whose stored byte is 0 on a build with a cookie, as read by
+/// our plugin; every other missing handle stays an error.
+fn vol_typeindex_zero_skips(
+    env: &VolEnv,
+    job: &Job<'_>,
+    missing: &BTreeSet<(u64, u64, String)>,
+) -> Result<BTreeSet<(u64, u64)>, String> {
+    let objects: BTreeMap<u64, (u64, u64)> = job
+        .truth
+        .handles
+        .iter()
+        .filter(|h| missing.contains(&(h.pid, h.handle, h.type_name.clone())))
+        .map(|h| (h.object & MASK48, (h.pid, h.handle)))
+        .collect();
+    if objects.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let mut args = vec!["--objects".to_string()];
+    args.extend(
+        job.truth
+            .handles
+            .iter()
+            .filter(|h| objects.contains_key(&(h.object & MASK48)))
+            .map(|h| h.object.to_string()),
+    );
+    let rows = run_vol(env, &job.image, Plugin::LabCheck.name(), &args)?;
+    let mut fields: BTreeMap<(u64, String), String> = BTreeMap::new();
+    for r in &rows {
+        fields.insert(
+            (
+                u(r, "Address").unwrap_or(0) & MASK48,
+                s(r, "Field").to_string(),
+            ),
+            s(r, "Value").to_string(),
+        );
+    }
+    Ok(objects
+        .iter()
+        .filter(|(addr, _)| {
+            fields
+                .get(&(**addr, "TypeIndex".into()))
+                .map(String::as_str)
+                == Some("0")
+                && fields
+                    .get(&(**addr, "HasCookie".into()))
+                    .map(String::as_str)
+                    == Some("True")
+        })
+        .map(|(_, ph)| *ph)
+        .collect())
+}
+
+fn check_handles(env: &VolEnv, job: &Job<'_>, rows: &[Value]) -> Result<(), String> {
+    let t = job.truth;
     // Every handle: (pid, value, type); File handles also by name and
     // access.
-    let expected: BTreeSet<(u64, u64, String)> = t
+    let mut expected: BTreeSet<(u64, u64, String)> = t
         .handles
         .iter()
         .map(|h| (h.pid, h.handle, h.type_name.clone()))
@@ -502,10 +560,23 @@ fn check_handles(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
             )
         })
         .collect();
+    let missing: BTreeSet<_> = expected.difference(&got).cloned().collect();
+    let skipped = vol_typeindex_zero_skips(env, job, &missing)?;
+    if !skipped.is_empty() {
+        eprintln!(
+            "note [{} {} windows.handles]: Volatility 3 skips {} handle(s) whose encoded \
+             _OBJECT_HEADER.TypeIndex byte is 0 (a Volatility bug, not the lab's): {:?}",
+            job.build,
+            job.format,
+            skipped.len(),
+            skipped
+        );
+    }
+    expected.retain(|(pid, h, _)| !skipped.contains(&(*pid, *h)));
     let files_expected: BTreeSet<(u64, u64, String, u64)> = t
         .handles
         .iter()
-        .filter(|h| h.type_name == "File")
+        .filter(|h| h.type_name == "File" && !skipped.contains(&(h.pid, h.handle)))
         .map(|h| (h.pid, h.handle, h.name.clone(), u64::from(h.access)))
         .collect();
     let files_got: BTreeSet<(u64, u64, String, u64)> = rows

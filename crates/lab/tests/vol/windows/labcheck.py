@@ -58,6 +58,10 @@ class LabCheck(interfaces.plugins.PluginInterface):
                 description="ETHREAD addresses",
             ),
             requirements.ListRequirement(
+                name="objects", element_type=int, optional=True, default=[],
+                description="object body addresses (their _OBJECT_HEADER is read)",
+            ),
+            requirements.ListRequirement(
                 name="irps", element_type=int, optional=True, default=[],
                 description="IRP addresses",
             ),
@@ -140,6 +144,15 @@ class LabCheck(interfaces.plugins.PluginInterface):
                 name, int(loc.MinorFunction), hex(int(loc.DeviceObject)), hex(int(loc.FileObject))
             )
 
+    def _rows_object(self, kernel, body):
+        hdr_type = kernel.get_type("_OBJECT_HEADER")
+        header = body - hdr_type.relative_child_offset("Body")
+        h = kernel.object(object_type="_OBJECT_HEADER", offset=header, absolute=True)
+        # The byte as stored: on Windows 10+ it is encoded with the
+        # header address and ObHeaderCookie.
+        yield "TypeIndex", int(h.TypeIndex)
+        yield "HasCookie", kernel.has_symbol("ObHeaderCookie")
+
     def _generator(self):
         kernel = self.context.modules[self.config["kernel"]]
         states = self._enum_names(kernel, "_KTHREAD_STATE") or dict(enumerate(THREAD_STATES))
@@ -148,6 +161,8 @@ class LabCheck(interfaces.plugins.PluginInterface):
                 for a in self.config.get("eresources") or []]
         jobs += [("KTHREAD", a, lambda a: self._rows_thread(kernel, a, states, reasons))
                  for a in self.config.get("threads") or []]
+        jobs += [("OBJECT", a, lambda a: self._rows_object(kernel, a))
+                 for a in self.config.get("objects") or []]
         jobs += [("IRP", a, lambda a: self._rows_irp(kernel, a))
                  for a in self.config.get("irps") or []]
         for kind, addr, rows in jobs:
