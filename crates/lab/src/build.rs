@@ -1314,7 +1314,7 @@ impl<'a> Builder<'a> {
             let nthreads = sc.threads.iter().filter(|t| t.pid == p.pid).count() as u64;
             self.put(e, ep, "ActiveThreads", nthreads)?;
             self.put_opt(e, ep, "Pcb.BasePriority", 8)?;
-            self.put_opt(e, ep, "Pcb.Affinity.Bitmap", (1u64 << sc.cpus.len()) - 1)?;
+            self.put_opt(e, ep, "Pcb.Affinity.Bitmap", affinity_mask(sc.cpus.len()))?;
             self.put_opt(e, ep, "Pcb.Affinity.Count", 1)?;
             self.put_opt(e, ep, "Pcb.ActiveProcessors.Bitmap", 0)?;
             if self.has(ep, "Pcb.ProcessListEntry") {
@@ -1439,7 +1439,7 @@ impl<'a> Builder<'a> {
             t,
             et,
             "Tcb.Affinity.Bitmap",
-            (1u64 << self.sc.cpus.len()) - 1,
+            affinity_mask(self.sc.cpus.len()),
         )?;
         self.put_opt(t, et, "Tcb.Affinity.Count", 1)?;
         let mlh = t + self.off(et, "Tcb.MutantListHead")?;
@@ -3074,6 +3074,15 @@ pub fn set_member_name(pattern: &str, id: &str, n: u32) -> String {
         pattern.replacen("{}", &n.to_string(), 1)
     } else {
         format!("{pattern}{n}")
+    }
+}
+
+/// Affinity of all `n` CPUs (n <= 64).
+fn affinity_mask(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
     }
 }
 

@@ -26,6 +26,50 @@ fn check(scenario: &str, build_alias: &str, seed: u64) {
         .unwrap_or_else(|e| panic!("{scenario} on {build_alias}: {e}"));
     let r = Reader::new(&img, build_alias);
     r.check_against(&sc, &truth);
+    let kinds: Vec<&str> = truth
+        .verdict
+        .findings
+        .iter()
+        .map(|f| f.kind.as_str())
+        .collect();
+    match scenario {
+        "temp-flood" => {
+            let f = &truth.verdict.findings[0];
+            assert_eq!(kinds, ["busy_owner"]);
+            assert_eq!(
+                f.chain_threads.len(),
+                3,
+                "waiter -> shared owner -> running owner"
+            );
+            assert_eq!(f.driver.as_deref(), Some("\\FileSystem\\Ntfs"));
+            assert_eq!(f.directory.as_deref(), Some("\\Windows\\Temp"));
+            assert!(f.blocked_processes.iter().any(|p| p == "LogonUI.exe"));
+            let hot = &truth.verdict.hot_directories[0];
+            assert_eq!(hot.path, "\\Windows\\Temp");
+            assert!(hot.file_count >= 4000);
+            assert_eq!(hot.processes, [("php-cgi.exe".to_string(), 4000)]);
+            // Waiters have waited about a second.
+            for t in &truth.threads {
+                if t.wait_reason.as_deref() == Some("WrResource") {
+                    let s = t.wait_seconds.unwrap();
+                    assert!((0.5..2.0).contains(&s), "{s}");
+                }
+            }
+        }
+        "deadlock" => {
+            assert!(kinds.contains(&"deadlock"), "{kinds:?}");
+            let f = truth
+                .verdict
+                .findings
+                .iter()
+                .find(|f| f.kind == "deadlock")
+                .unwrap();
+            assert_eq!(f.chain_threads.len(), 3);
+            assert_eq!(f.chain_locks.len(), 3);
+            assert_eq!(f.blocked_threads.len(), 4);
+        }
+        _ => assert!(kinds.is_empty(), "{kinds:?}"),
+    }
 }
 
 #[test]
