@@ -28,6 +28,7 @@ pub mod misc;
 pub mod model;
 pub mod object;
 pub mod process;
+pub mod stacks;
 pub mod view;
 pub mod waitsource;
 

@@ -722,3 +722,57 @@ fn seed_case_walk_from_lock_to_file() {
     let back: hangscope_nt::model::ThreadDetail = serde_json::from_str(&j).expect("parse");
     assert_eq!(back, busy);
 }
+
+#[test]
+fn windbg_text_for_the_seed_case() {
+    use hangscope_report::windbg;
+    let (img, truth) = lab_image("temp-flood", "win7sp1", 3);
+    let lab = write(&img, truth, Format::CrashFull);
+    let dump = Dump::open(&lab.path).expect("open");
+    let k = Kernel::open(&dump, &symbols()).expect("kernel");
+    let info = windbg::kernel_info(&k.info());
+    let locks = windbg::locks(k.eresources(), false);
+    let busy = lab.truth.kernel.cpus[1].current_thread;
+    let thread = windbg::thread(&k.thread_detail(busy).expect("thread"));
+    let irp_addr = k.thread_info(busy).expect("thread").irps[0];
+    let irp = windbg::irp(&k.irp(irp_addr).expect("irp"));
+    let fo = k.irp(irp_addr).unwrap().current().unwrap().file_object;
+    let fileobj = windbg::fileobj(&k.file_object(fo).expect("file"));
+    let ps = windbg::process_list(k.processes());
+    let lm = windbg::module_list(&k.modules());
+    let dt = windbg::dt(
+        &k.dt("nt!_ERESOURCE", lab.truth.eresources[0].address)
+            .expect("dt"),
+    );
+    let threads = windbg::threads_table(&k.threads_of(None), &k.threads().warnings);
+    let handles = windbg::handles(&k.handles_filtered(None, Some("\\Windows\\Temp")));
+    let dq = windbg::dq(&k.read_memory(lab.truth.kernel.kernel_base, 32));
+    if std::env::var_os("HANGSCOPE_SHOW").is_some() {
+        for t in [&info, &locks, &thread, &irp, &fileobj, &dt, &dq] {
+            eprintln!("{t}\n-----");
+        }
+        eprintln!("{}", &ps[..ps.len().min(600)]);
+        eprintln!("{}", &lm[..lm.len().min(600)]);
+        eprintln!("{}", &threads[..threads.len().min(1200)]);
+        eprintln!("{}", &handles[handles.len().saturating_sub(600)..]);
+    }
+    assert!(info.contains("Kernel Version 7601"), "{info}");
+    assert!(locks.contains("Resource @ "), "{locks}");
+    assert!(
+        locks.contains("Threads Waiting On Exclusive Access:"),
+        "{locks}"
+    );
+    assert!(thread.contains("RUNNING on processor 1"), "{thread}");
+    assert!(thread.contains("IRP List:"), "{thread}");
+    assert!(irp.contains("\\FileSystem\\Ntfs"), "{irp}");
+    assert!(irp.lines().any(|l| l.starts_with('>')), "{irp}");
+    assert!(fileobj.contains("\\Windows\\Temp\\"), "{fileobj}");
+    assert!(ps.contains("Image: php-cgi.exe"), "{ps}");
+    assert!(lm.contains("ntoskrnl") || lm.contains("nt"), "{lm}");
+    assert!(dt.contains("+0x000 SystemResourcesList"), "{dt}");
+    assert!(
+        dq.starts_with(&format!("{:08x}`", lab.truth.kernel.kernel_base >> 32)),
+        "{dq}"
+    );
+    assert!(handles.contains("php-cgi.exe"), "{handles}");
+}

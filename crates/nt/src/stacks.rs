@@ -1,0 +1,684 @@
+//! Kernel stacks: every thread's call chain, unwound with the modules' own
+//! x64 unwind data (`hangscope-unwind`) and symbolised as `module!symbol+off`
+//! (WinDbg's `!thread`, `!stacks`, `!running -t`).
+//!
+//! Where a walk starts:
+//! - a **running** thread (the `CurrentThread` of a KPRCB): the registers of
+//!   the vCPU whose GS base is that processor's KPCR; the CPU's DPC stack is
+//!   an allowed second stack. CS&3 == 3 means the CPU was in user mode: no
+//!   kernel frames.
+//! - any **other** thread: its saved switch frame at `KTHREAD.KernelStack`:
+//!   RIP = the frame's return address (into `KiSwapContext`), RSP = just
+//!   above the frame, RBP = the saved RBP. The layout comes from the
+//!   symbols' `_KSWITCH_FRAME` when they have it, else the public headers'
+//!   0x40-byte frame (`Rbp` at +0x30, `Return` at +0x38). When that start
+//!   does not unwind to a complete stack, the slots above `KernelStack` are
+//!   probed ([`hangscope_unwind::Unwinder::probe_start`]) and the report
+//!   says so.
+//!
+//! Symbols: the kernel's own table for `nt`; for other modules their PE
+//! export names; else `module+0xoff`. An address outside every module is
+//! shown as the bare address.
+
+use crate::error::Warning;
+use crate::kernel::Kernel;
+use crate::mem::VirtualMemory;
+use crate::model::ThreadInfo;
+use hangscope_unwind::mem::{MemoryReader, ReadError, ReadFailure};
+use hangscope_unwind::{
+    Context, Frame, FrameKind, Module, ModuleList, Reg, RipOrigin, StackRange, StopReason,
+    UnwindOptions, Unwinder,
+};
+use hangscope_x64::VirtAddr;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Bound on export names read per module.
+const MAX_EXPORTS: u32 = 65_536;
+/// Bound on one export name's length.
+const MAX_NAME: usize = 256;
+/// Window probed above `KernelStack` when the switch frame does not unwind.
+const PROBE_WINDOW: u64 = 0x100;
+/// A DPC stack's size (KERNEL_STACK_SIZE).
+const DPC_STACK_SIZE: u64 = 0x6000;
+
+/// One frame of a kernel stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameInfo {
+    /// Instruction pointer (a return address except for the top frame).
+    #[serde(with = "crate::model::hex")]
+    pub rip: u64,
+    /// Stack pointer in this frame (WinDbg's Child-SP).
+    #[serde(with = "crate::model::hex")]
+    pub rsp: u64,
+    /// The return address this frame goes back to (0 for the last frame).
+    #[serde(with = "crate::model::hex")]
+    pub return_address: u64,
+    /// `module!symbol+0xoff`, `module+0xoff`, or the bare address.
+    pub symbol: String,
+    /// How it was unwound: `normal`, `epilog`, `machine_frame`, `leaf`,
+    /// `not_unwound`.
+    pub kind: String,
+}
+
+/// A thread's kernel stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StackInfo {
+    /// The thread (`_ETHREAD`).
+    #[serde(with = "crate::model::hex")]
+    pub thread: u64,
+    /// Frames, top first.
+    pub frames: Vec<FrameInfo>,
+    /// How the start was found: `switch frame at KernelStack ...`,
+    /// `probe ...`, `vCPU n`, or why there is none.
+    pub start: String,
+    /// Why the walk ended (`zero_return_address`, ...).
+    pub stop: String,
+    /// The stop reason in words.
+    pub stop_detail: String,
+    /// The walk reached the end of the stack (not cut).
+    pub complete: bool,
+    /// Problems met.
+    pub warnings: Vec<Warning>,
+}
+
+impl StackInfo {
+    /// The frames' symbols, top first.
+    pub fn symbols(&self) -> Vec<String> {
+        self.frames.iter().map(|f| f.symbol.clone()).collect()
+    }
+}
+
+/// Which threads [`Kernel::stacks`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackFilter {
+    /// Only this process.
+    pub pid: Option<u64>,
+    /// Only stacks with a frame whose symbol contains this (case-insensitive,
+    /// like `!stacks 2 Ntfs`).
+    pub contains: Option<String>,
+}
+
+/// A thread in a stack group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StackThread {
+    /// `_ETHREAD`.
+    #[serde(with = "crate::model::hex")]
+    pub address: u64,
+    /// PID.
+    pub pid: u64,
+    /// TID.
+    pub tid: u64,
+    /// Image name.
+    pub process_name: String,
+    /// Scheduler state.
+    pub state: String,
+    /// Wait reason.
+    pub wait_reason: Option<String>,
+    /// Whether the walk was complete.
+    pub complete: bool,
+}
+
+/// Threads with identical stacks (same symbols, top first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StackGroup {
+    /// The shared frames.
+    pub frames: Vec<String>,
+    /// How many threads.
+    pub count: usize,
+    /// The threads.
+    pub threads: Vec<StackThread>,
+}
+
+/// `!stacks`: every matching thread's stack, identical ones grouped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StacksReport {
+    /// Groups, largest first.
+    pub groups: Vec<StackGroup>,
+    /// Threads walked.
+    pub threads: usize,
+    /// Walks that were cut short.
+    pub incomplete: usize,
+    /// Problems met (per thread, with the thread address).
+    pub warnings: Vec<Warning>,
+}
+
+/// `!running -t`: one processor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunningCpu {
+    /// Processor number.
+    pub cpu: u32,
+    /// `_KPRCB`.
+    #[serde(with = "crate::model::hex")]
+    pub kprcb: u64,
+    /// `CurrentThread`.
+    #[serde(with = "crate::model::hex_opt")]
+    pub thread: Option<u64>,
+    /// Whether it is the processor's idle thread.
+    pub idle: bool,
+    /// Its owner's PID and image name when known.
+    pub pid: Option<u64>,
+    /// TID.
+    pub tid: Option<u64>,
+    /// Image name.
+    pub process_name: Option<String>,
+    /// The stack from the vCPU registers.
+    pub stack: StackInfo,
+}
+
+/// Memory adapter: the kernel's virtual memory as the unwinder reads it.
+struct Mem<'a>(&'a dyn VirtualMemory);
+
+impl MemoryReader for Mem<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        self.0.read(VirtAddr(va), buf).map_err(|f| ReadError {
+            addr: VirtAddr(va),
+            len: buf.len(),
+            at: f.addr,
+            reason: ReadFailure::Fault(f.kind),
+        })
+    }
+}
+
+/// One module's names: the kernel's table, or export names.
+#[derive(Debug)]
+enum Names {
+    Kernel,
+    Exports(BTreeMap<u32, String>),
+}
+
+/// A stack walker over one kernel: the module list, the unwinder's caches,
+/// each module's names and the vCPU of each running thread, built once and
+/// reused for every thread.
+#[derive(Debug)]
+pub struct StackWalker<'k, 'd> {
+    k: &'k Kernel<'d>,
+    modules: ModuleList,
+    unwinder: Unwinder,
+    names: HashMap<usize, Names>,
+    /// Running thread -> (CPU number, index into the dump's CPU states,
+    /// the CPU's DPC stack range).
+    running: HashMap<u64, (u32, Option<usize>, Option<StackRange>)>,
+    warnings: Vec<Warning>,
+}
+
+fn kind_name(k: &FrameKind) -> &'static str {
+    match k {
+        FrameKind::Normal => "normal",
+        FrameKind::Epilog => "epilog",
+        FrameKind::MachineFrame { .. } => "machine_frame",
+        FrameKind::LeafNoUnwindInfo => "leaf",
+        FrameKind::NotUnwound => "not_unwound",
+        _ => "other",
+    }
+}
+
+/// A module's short name as WinDbg shows it: `nt` for the kernel, else the
+/// file name without its extension.
+fn module_display(name: &str, is_kernel: bool) -> String {
+    if is_kernel {
+        return "nt".into();
+    }
+    name.rsplit_once('.')
+        .map(|x| x.0)
+        .unwrap_or(name)
+        .to_string()
+}
+
+impl<'k, 'd> StackWalker<'k, 'd> {
+    /// A walker for `k` (reads the module list and the CPUs once).
+    pub fn new(k: &'k Kernel<'d>) -> StackWalker<'k, 'd> {
+        let mods = k.modules();
+        let mut warnings = mods.warnings.clone();
+        let mut list: Vec<Module> = mods
+            .items
+            .iter()
+            .filter(|m| m.size > 0 && m.size < 0x1_0000_0000)
+            .map(|m| Module::new(m.base, m.size, m.name.clone()))
+            .collect();
+        if !list.iter().any(|m| m.base.0 == k.base().0) {
+            // The module list was unreadable: the kernel at least.
+            list.insert(0, Module::new(k.base().0, 0x100_0000, "ntoskrnl.exe"));
+        }
+        let r = k.reader();
+        let mut running = HashMap::new();
+        for c in &k.cpus().items {
+            let Some(t) = c.current_thread.filter(|&t| t != 0) else {
+                continue;
+            };
+            let state = k
+                .cpu_registers()
+                .iter()
+                .position(|s| s.gs_base == Some(c.kpcr) || s.kernel_gs_base == Some(c.kpcr))
+                .or_else(|| {
+                    let i = c.index as usize;
+                    (i < k.cpu_registers().len() && k.cpu_registers().len() == k.cpus().items.len())
+                        .then_some(i)
+                });
+            let dpc = r
+                .object("_KPRCB", VirtAddr(c.kprcb))
+                .and_then(|o| o.ptr("DpcStack"))
+                .ok()
+                .filter(|p| p.0 > DPC_STACK_SIZE)
+                .map(|p| StackRange::new(p.0 - DPC_STACK_SIZE, p.0 + 0x100));
+            if state.is_none() {
+                warnings.push(Warning {
+                    context: format!("CPU {}", c.index),
+                    kind: "Missing".into(),
+                    message: format!(
+                        "no vCPU registers with GS base {:#x}: its running thread is walked from its (stale) KernelStack",
+                        c.kpcr
+                    ),
+                    address: Some(c.kpcr),
+                });
+            }
+            running.insert(t, (c.index, state, dpc));
+        }
+        StackWalker {
+            k,
+            modules: ModuleList::new(list),
+            unwinder: Unwinder::new(),
+            names: HashMap::new(),
+            running,
+            warnings,
+        }
+    }
+
+    /// Problems met while setting up (module list, CPUs).
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// The stack of the thread at `thread` (`_ETHREAD`).
+    pub fn thread_stack(&mut self, thread: u64) -> StackInfo {
+        let mut out = StackInfo {
+            thread,
+            ..StackInfo::default()
+        };
+        let k = self.k;
+        let t = match k.object("_ETHREAD", VirtAddr(thread)) {
+            Ok(t) => t,
+            Err(e) => {
+                out.start = "none: the thread is unreadable".into();
+                out.warnings.push(Warning::from_error("thread", &e));
+                return out;
+            }
+        };
+        let limit = t.u64("Tcb.StackLimit").unwrap_or(0);
+        let base = t.u64("Tcb.StackBase").unwrap_or(0);
+        let range = (limit != 0 && base > limit && base - limit <= 0x10_0000)
+            .then(|| StackRange::new(limit, base));
+        if range.is_none() {
+            out.warnings.push(Warning {
+                context: "stack limits".into(),
+                kind: "BadData".into(),
+                message: format!(
+                    "StackLimit {limit:#x} / StackBase {base:#x} are not a kernel stack: the walk is not bounded by them"
+                ),
+                address: Some(thread),
+            });
+        }
+        let mem = Mem(k.memory());
+        if let Some(&(cpu, Some(ci), dpc)) = self.running.get(&thread) {
+            let state = &k.cpu_registers()[ci];
+            if state.selectors[0] & 3 == 3 {
+                out.start = format!(
+                    "vCPU {cpu}: in user mode (CS {:#x}), no kernel frames",
+                    state.selectors[0]
+                );
+                out.stop = "user_mode".into();
+                out.stop_detail = "the processor was running user-mode code".into();
+                out.complete = true;
+                return out;
+            }
+            let opts = UnwindOptions {
+                stack_limits: range,
+                other_stacks: dpc.into_iter().collect(),
+                ..UnwindOptions::default()
+            };
+            let stack =
+                self.unwinder
+                    .unwind(&mem, &self.modules, Context::from_cpu_state(state), &opts);
+            out.start = format!(
+                "vCPU {cpu} registers (RIP {:#x}, RSP {:#x})",
+                state.rip, state.gpr[7]
+            );
+            self.fill(&mut out, &stack.frames, &stack.stop);
+            return out;
+        }
+        let ks = match t.u64("Tcb.KernelStack") {
+            Ok(v) if v != 0 => v,
+            Ok(_) => {
+                out.start = "none: KernelStack is 0".into();
+                return out;
+            }
+            Err(e) => {
+                out.start = "none: KernelStack is unreadable".into();
+                out.warnings.push(Warning::from_error("KernelStack", &e));
+                return out;
+            }
+        };
+        if t.u64("Tcb.KernelStackResident")
+            .map(|v| v & 1 == 0)
+            .unwrap_or(false)
+        {
+            out.warnings.push(Warning {
+                context: "KernelStack".into(),
+                kind: "NotResident".into(),
+                message: "KernelStackResident is clear: the stack may be paged out".into(),
+                address: Some(thread),
+            });
+        }
+        let opts = UnwindOptions {
+            stack_limits: range,
+            ..UnwindOptions::default()
+        };
+        let r = k.reader();
+        let (rbp_off, ret_off, size, from) = match (
+            r.offset_of("_KSWITCH_FRAME", "Rbp"),
+            r.offset_of("_KSWITCH_FRAME", "Return"),
+        ) {
+            (Ok(b), Ok(ret)) => (b, ret, ret + 8, "the symbols' _KSWITCH_FRAME"),
+            _ => (
+                0x30,
+                0x38,
+                0x40,
+                "the public 0x40-byte KSWITCH_FRAME layout (not in the symbols)",
+            ),
+        };
+        let rip = mem.read_u64(ks + ret_off);
+        let rbp = mem.read_u64(ks + rbp_off);
+        let mut first = None;
+        if let Ok(rip) = rip {
+            let mut ctx = Context::new(rip, ks + size);
+            if let Ok(b) = rbp {
+                ctx = ctx.with(Reg::Rbp, b);
+            }
+            let stack = self.unwinder.unwind(&mem, &self.modules, ctx, &opts);
+            if stack.stop.is_complete() {
+                out.start = format!("switch frame at KernelStack {ks:#x} ({from})");
+                self.fill(&mut out, &stack.frames, &stack.stop);
+                return out;
+            }
+            first = Some(stack);
+        }
+        let base_ctx = Context::new(0, ks);
+        if let Some((ctx, stack)) =
+            self.unwinder
+                .probe_start(&mem, &self.modules, base_ctx, ks, PROBE_WINDOW, &opts)
+        {
+            out.start = format!(
+                "probe: return address found at KernelStack+{:#x} ({from} did not unwind)",
+                ctx.rsp().wrapping_sub(ks + 8)
+            );
+            self.fill(&mut out, &stack.frames, &stack.stop);
+            return out;
+        }
+        match first {
+            Some(stack) => {
+                out.start = format!(
+                    "switch frame at KernelStack {ks:#x} ({from}); incomplete, no probe worked"
+                );
+                self.fill(&mut out, &stack.frames, &stack.stop);
+            }
+            None => {
+                out.start = format!("none: the switch frame at {ks:#x} is unreadable");
+                if let Err(e) = rip {
+                    out.stop_detail = e.to_string();
+                }
+            }
+        }
+        out
+    }
+
+    fn fill(&mut self, out: &mut StackInfo, frames: &[Frame], stop: &StopReason) {
+        for (i, f) in frames.iter().enumerate() {
+            let symbol = self.symbol_of(f);
+            out.frames.push(FrameInfo {
+                rip: f.rip.0,
+                rsp: f.rsp.0,
+                return_address: frames.get(i + 1).map(|n| n.rip.0).unwrap_or(0),
+                symbol,
+                kind: kind_name(&f.kind).into(),
+            });
+        }
+        out.stop = stop.name().into();
+        out.stop_detail = stop.to_string();
+        out.complete = stop.is_complete();
+    }
+
+    /// `module!symbol+0xoff` for a frame (symbolised inside the call for
+    /// return addresses, shown with the return address's own offset as
+    /// WinDbg does).
+    fn symbol_of(&mut self, f: &Frame) -> String {
+        let (Some(mi), Some(rva), Some(lookup)) = (f.module, f.rva, f.lookup_rva()) else {
+            return format!("{:#x}", f.rip.0);
+        };
+        let Some(m) = self.modules.modules().get(mi).cloned() else {
+            return format!("{:#x}", f.rip.0);
+        };
+        let is_kernel = m.base.0 == self.k.base().0;
+        let short = module_display(&m.name, is_kernel);
+        let k = self.k;
+        let names = self.names.entry(mi).or_insert_with(|| {
+            if is_kernel {
+                Names::Kernel
+            } else {
+                Names::Exports(read_exports(&Mem(k.memory()), &m))
+            }
+        });
+        let found = match names {
+            Names::Kernel => k
+                .symbols()
+                .symbol_at(lookup as u64)
+                .map(|(n, off)| (n.to_string(), lookup as u64 - off)),
+            Names::Exports(map) => map
+                .range(..=lookup)
+                .next_back()
+                .map(|(&r, n)| (n.clone(), r as u64)),
+        };
+        match found {
+            Some((name, start)) if (rva as u64) >= start && rva as u64 - start < 0x10_0000 => {
+                let off = rva as u64 - start;
+                if off == 0 {
+                    format!("{short}!{name}")
+                } else {
+                    format!("{short}!{name}+{off:#x}")
+                }
+            }
+            _ => format!("{short}+{rva:#x}"),
+        }
+    }
+}
+
+/// A module's export names by RVA (empty when it has none or they are
+/// unreadable); bounded by [`MAX_EXPORTS`] and [`MAX_NAME`].
+fn read_exports(mem: &Mem<'_>, m: &Module) -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    let b = m.base.0;
+    let rd32 = |va: u64| mem.read_u32(va).ok();
+    let rd16 = |va: u64| {
+        let mut x = [0u8; 2];
+        mem.read(va, &mut x).ok().map(|_| u16::from_le_bytes(x))
+    };
+    let Some(lfanew) = rd32(b + 0x3C).filter(|&l| l < 0x1000) else {
+        return out;
+    };
+    let opt = b + lfanew as u64 + 24;
+    let (Some(dir), Some(count)) = (rd32(opt + 112), rd32(opt + 108)) else {
+        return out;
+    };
+    if dir == 0 || count == 0 || dir as u64 >= m.size {
+        return out;
+    }
+    let e = b + dir as u64;
+    let (Some(nfun), Some(nnames), Some(funs), Some(names), Some(ords)) = (
+        rd32(e + 20),
+        rd32(e + 24),
+        rd32(e + 28),
+        rd32(e + 32),
+        rd32(e + 36),
+    ) else {
+        return out;
+    };
+    for i in 0..nnames.min(MAX_EXPORTS) as u64 {
+        let (Some(np), Some(ord)) = (
+            rd32(b + names as u64 + 4 * i),
+            rd16(b + ords as u64 + 2 * i),
+        ) else {
+            break;
+        };
+        if ord as u32 >= nfun {
+            continue;
+        }
+        let Some(rva) = rd32(b + funs as u64 + 4 * ord as u64) else {
+            continue;
+        };
+        let mut buf = vec![0u8; MAX_NAME];
+        let mut got = 0;
+        // Read byte-wise near page ends: names may end right before one.
+        while got < MAX_NAME {
+            if mem
+                .read(b + np as u64 + got as u64, &mut buf[got..got + 1])
+                .is_err()
+                || buf[got] == 0
+            {
+                break;
+            }
+            got += 1;
+        }
+        if got > 0 && (rva as u64) < m.size {
+            out.insert(rva, String::from_utf8_lossy(&buf[..got]).into_owned());
+        }
+    }
+    out
+}
+
+impl<'d> Kernel<'d> {
+    /// A stack walker to reuse for many threads (it caches the modules'
+    /// unwind tables and names).
+    pub fn stack_walker(&self) -> StackWalker<'_, 'd> {
+        StackWalker::new(self)
+    }
+
+    /// The kernel stack of one thread (`!thread`'s stack part).
+    pub fn thread_stack(&self, thread: u64) -> StackInfo {
+        self.stack_walker().thread_stack(thread)
+    }
+
+    /// `!stacks`: every thread's stack, identical stacks grouped (largest
+    /// group first), filtered by process or by a frame substring.
+    pub fn stacks(&self, filter: &StackFilter) -> StacksReport {
+        let mut w = self.stack_walker();
+        let mut report = StacksReport {
+            warnings: w.warnings().to_vec(),
+            ..StacksReport::default()
+        };
+        report
+            .warnings
+            .extend(self.threads().warnings.iter().cloned());
+        let needle = filter.contains.as_ref().map(|s| s.to_ascii_lowercase());
+        let mut groups: Vec<StackGroup> = Vec::new();
+        let mut index: HashMap<Vec<String>, usize> = HashMap::new();
+        let threads: Vec<&ThreadInfo> = self
+            .threads()
+            .items
+            .iter()
+            .filter(|t| filter.pid.is_none_or(|p| t.pid == p))
+            .collect();
+        for t in threads {
+            let s = w.thread_stack(t.address);
+            let frames = s.symbols();
+            if let Some(n) = &needle {
+                if !frames.iter().any(|f| f.to_ascii_lowercase().contains(n)) {
+                    continue;
+                }
+            }
+            report.threads += 1;
+            if !s.complete {
+                report.incomplete += 1;
+            }
+            for mut wn in s.warnings {
+                wn.context = format!("thread {:#x}: {}", t.address, wn.context);
+                report.warnings.push(wn);
+            }
+            let th = StackThread {
+                address: t.address,
+                pid: t.pid,
+                tid: t.tid,
+                process_name: t.process_name.clone(),
+                state: t.state.clone(),
+                wait_reason: t.wait_reason.clone(),
+                complete: s.complete,
+            };
+            match index.get(&frames) {
+                Some(&g) => {
+                    groups[g].count += 1;
+                    groups[g].threads.push(th);
+                }
+                None => {
+                    index.insert(frames.clone(), groups.len());
+                    groups.push(StackGroup {
+                        frames,
+                        count: 1,
+                        threads: vec![th],
+                    });
+                }
+            }
+        }
+        groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.frames.cmp(&b.frames)));
+        report.groups = groups;
+        report
+    }
+
+    /// `!running -t`: each processor's current thread and its stack from
+    /// the vCPU registers.
+    pub fn running(&self) -> Vec<RunningCpu> {
+        let mut w = self.stack_walker();
+        let r = self.reader();
+        let by_addr: HashMap<u64, &ThreadInfo> = self
+            .threads()
+            .items
+            .iter()
+            .map(|t| (t.address, t))
+            .collect();
+        let mut out = Vec::new();
+        for c in &self.cpus().items {
+            let thread = c.current_thread.filter(|&t| t != 0);
+            let idle = match (
+                thread,
+                r.object("_KPRCB", VirtAddr(c.kprcb))
+                    .and_then(|o| o.ptr("IdleThread")),
+            ) {
+                (Some(t), Ok(i)) => i.0 == t,
+                _ => false,
+            };
+            let info = thread.and_then(|t| by_addr.get(&t));
+            let stack = match thread {
+                Some(t) => w.thread_stack(t),
+                None => StackInfo {
+                    start: "none: CurrentThread is 0".into(),
+                    ..StackInfo::default()
+                },
+            };
+            out.push(RunningCpu {
+                cpu: c.index,
+                kprcb: c.kprcb,
+                thread,
+                idle,
+                pid: info.map(|t| t.pid),
+                tid: info.map(|t| t.tid),
+                process_name: info
+                    .map(|t| t.process_name.clone())
+                    .or(idle.then(|| "Idle".into())),
+                stack,
+            });
+        }
+        out
+    }
+}
+
+/// The origin of a frame's RIP, for renderers that mark the top frame.
+pub fn is_return_address(f: &Frame) -> bool {
+    f.origin == RipOrigin::ReturnAddress
+}
