@@ -941,6 +941,7 @@ impl<'a> Builder<'a> {
         self.io_objects()?;
         self.waits()?;
         self.handles()?;
+        self.cid_table()?;
         self.globals()?;
         self.object_counts()?;
         self.write_lists()?;
@@ -2118,6 +2119,70 @@ impl<'a> Builder<'a> {
             let _ = n;
             self.put(e, et, "Tcb.WaitBlockList", blocks[0])?;
             self.threads[ti].waits_on = objs;
+        }
+        Ok(())
+    }
+
+    /// PspCidTable: a handle table indexed by PID/TID whose entries point
+    /// at the process and thread bodies (not their headers).
+    fn cid_table(&mut self) -> Result<(), Error> {
+        let Some(r) = self.l.symbol("PspCidTable") else {
+            return Ok(());
+        };
+        let ht = "_HANDLE_TABLE";
+        let hte = "_HANDLE_TABLE_ENTRY";
+        let es = self.size(hte)?;
+        let per_page = PAGE_SIZE / es;
+        let mut ids: Vec<(u64, u64)> = Vec::new();
+        for (i, p) in self.sc.processes.iter().enumerate() {
+            ids.push((p.pid, self.procs[i].eprocess));
+        }
+        for t in &self.threads {
+            ids.push((t.tid, t.ethread));
+        }
+        let max_index = ids.iter().map(|x| x.0 / 4).max().unwrap_or(0);
+        let low_tables = (max_index + 1).div_ceil(per_page);
+        if low_tables > 512 {
+            return Err(Error::Capacity {
+                problem: format!("PID/TID {:#x} too large for PspCidTable", max_index * 4),
+            });
+        }
+        let (_, table) = self.pool_alloc(self.size(ht)?, *b"PsCi")?;
+        let var = self.kernel_base + r;
+        self.map_image(var, 8)?;
+        self.sp.write(var, &table.to_le_bytes())?;
+        let mut pages = Vec::new();
+        for _ in 0..low_tables {
+            pages.push(self.alloc_pages(PAGE_SIZE)?);
+        }
+        let code = if low_tables == 1 {
+            pages[0]
+        } else {
+            let mid = self.alloc_pages(PAGE_SIZE)?;
+            for (k, p) in pages.iter().enumerate() {
+                self.sp.write(mid + k as u64 * 8, &p.to_le_bytes())?;
+            }
+            mid | 1
+        };
+        self.put(table, ht, "TableCode", code)?;
+        self.put(
+            table,
+            ht,
+            "NextHandleNeedingPool",
+            low_tables * per_page * 4,
+        )?;
+        self.put_opt(table, ht, "HandleCount", ids.len() as u64)?;
+        self.list_init(table + self.off(ht, "HandleTableList")?);
+        let win7 = self.has(hte, "Object");
+        for (id, body) in ids {
+            let index = id / 4;
+            let at = pages[(index / per_page) as usize] + (index % per_page) * es;
+            if win7 {
+                self.put(at, hte, "Object", body | 1)?;
+            } else {
+                self.put(at, hte, "ObjectPointerBits", (body >> 4) & ((1 << 44) - 1))?;
+                self.put_opt(at, hte, "Unlocked", 1)?;
+            }
         }
         Ok(())
     }

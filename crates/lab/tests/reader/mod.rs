@@ -431,6 +431,32 @@ impl<'a> Reader<'a> {
             assert_eq!(self.u64(m + self.off(lt, "DllBase")), t.base);
             assert_eq!(self.ustr(m + self.off(lt, "BaseDllName")), t.name);
         }
+        // PspCidTable: PID/TID -> body.
+        let cid = self.u64(self.sym("PspCidTable"));
+        let code = self.u64(cid + self.off("_HANDLE_TABLE", "TableCode"));
+        let es = self.size("_HANDLE_TABLE_ENTRY");
+        let per = PAGE_SIZE / es;
+        let lookup = |id: u64| -> u64 {
+            let i = id / 4;
+            let low = if code & 7 == 0 {
+                assert!(i < per);
+                code
+            } else {
+                self.u64((code & !7) + (i / per) * 8)
+            };
+            let raw = self.u64(low + (i % per) * es);
+            if self.isf["user_types"]["_HANDLE_TABLE_ENTRY"]["fields"]["Object"].is_null() {
+                (((raw >> 20) & ((1 << 44) - 1)) << 4) | 0xFFFF_0000_0000_0000
+            } else {
+                raw & !0xF
+            }
+        };
+        for p in &truth.processes {
+            assert_eq!(lookup(p.pid), p.address, "PspCidTable pid {}", p.pid);
+        }
+        for t in &truth.threads {
+            assert_eq!(lookup(t.tid), t.address, "PspCidTable tid {}", t.tid);
+        }
         // KDBG header.
         let kd = self.sym("KdDebuggerDataBlock");
         assert_eq!(&self.read(kd + 0x10, 4), b"KDBG");
