@@ -130,6 +130,9 @@ enum Plugin {
     Handles,
     FileScan,
     LabCheck,
+    /// Only for crash dumps: the header as Volatility's `crash64.json`
+    /// reads it.
+    CrashInfo,
 }
 
 const PLUGINS: &[Plugin] = &[
@@ -150,6 +153,7 @@ impl Plugin {
             Plugin::Handles => "windows.handles",
             Plugin::FileScan => "windows.filescan",
             Plugin::LabCheck => "labcheck.LabCheck",
+            Plugin::CrashInfo => "windows.crashinfo",
         }
     }
 }
@@ -215,7 +219,9 @@ fn volatility_agrees_with_ground_truth() {
     let mut jobs = Vec::new();
     for (b, truth, paths) in &truths {
         for (f, path) in paths {
-            for &p in PLUGINS {
+            let crash = matches!(f, Format::CrashFull | Format::CrashBitmap);
+            let extra: &[Plugin] = if crash { &[Plugin::CrashInfo] } else { &[] };
+            for &p in PLUGINS.iter().chain(extra) {
                 jobs.push(Job {
                     build: b,
                     format: *f,
@@ -276,6 +282,7 @@ fn run_job(env: &VolEnv, job: &Job<'_>) -> Result<(), String> {
         Plugin::Handles => check_handles(env, job, &rows),
         Plugin::FileScan => check_filescan(t, &rows),
         Plugin::LabCheck => check_labcheck(t, &rows),
+        Plugin::CrashInfo => check_crashinfo(t, job.format, &rows),
     }
 }
 
@@ -634,7 +641,38 @@ fn check_filescan(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
     collect(problems)
 }
 
-/// IRP_MJ_ names as the truth spells them.
+fn check_crashinfo(t: &GroundTruth, format: Format, rows: &[Value]) -> Result<(), String> {
+    let Some(r) = rows.first() else {
+        return Err("no header row".into());
+    };
+    let k = &t.kernel;
+    let dump_type = match format {
+        Format::CrashBitmap => "Bitmap Dump (0x5)",
+        _ => "Full Dump (0x1)",
+    };
+    let expect = [
+        ("Signature", "PAGE".to_string()),
+        ("DumpType", dump_type.to_string()),
+        ("MajorVersion", "15".to_string()),
+        ("MinorVersion", k.build_number.to_string()),
+        ("DirectoryTableBase", k.dtb.to_string()),
+        ("NumberProcessors", k.number_processors.to_string()),
+        ("MachineImageType", "34404".to_string()),
+    ];
+    let mut problems = Vec::new();
+    for (field, want) in expect {
+        let got = match r.get(field) {
+            Some(Value::String(v)) => v.clone(),
+            Some(v) => v.to_string(),
+            None => "<absent>".into(),
+        };
+        if got != want {
+            problems.push(format!("{field}: expected {want}, Volatility reads {got}"));
+        }
+    }
+    collect(problems)
+}
+
 fn check_labcheck(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
     let mut fields: BTreeMap<(String, u64, String), String> = BTreeMap::new();
     let mut problems = Vec::new();
@@ -763,4 +801,61 @@ fn check_labcheck(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
         }
     }
     collect(problems)
+}
+
+/// The comparisons themselves, without Volatility: a disagreement must
+/// fail with a diff that names the field.
+#[test]
+fn checks_report_disagreements() {
+    use hangscope_lab::truth::{FileTruth, ProcessTruth, ThreadTruth};
+    let t = GroundTruth {
+        processes: vec![ProcessTruth {
+            address: 0xFFFF_FA80_0100_0000,
+            pid: 4,
+            ppid: 0,
+            name: "System".into(),
+            thread_count: 2,
+            ..Default::default()
+        }],
+        threads: vec![ThreadTruth {
+            address: 0xFFFF_FA80_0200_0000,
+            tid: 8,
+            pid: 4,
+            state: "Waiting".into(),
+            ..Default::default()
+        }],
+        files: vec![FileTruth {
+            address: 0xFFFF_FA80_0300_0000,
+            name: "\\Windows\\Temp".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let ps = serde_json::json!([{"PID": 4, "PPID": 0, "ImageFileName": "System",
+        "Offset(V)": 0xFA80_0100_0000u64, "Threads": 2, "__children": []}]);
+    let mut rows = Vec::new();
+    flatten(&ps, &mut rows);
+    assert_eq!(check_pslist(&t, &rows), Ok(()));
+    rows[0]["PPID"] = serde_json::json!(8);
+    let err = check_pslist(&t, &rows).unwrap_err();
+    assert!(
+        err.contains("expected Some((4, 0, \"System\"") && err.contains("got      Some((4, 8,"),
+        "{err}"
+    );
+
+    let th = serde_json::json!([{"PID": 4, "TID": 12, "Offset": 0xFA80_0200_0000u64}]);
+    let mut rows = Vec::new();
+    flatten(&th, &mut rows);
+    let err = check_threads(&t, &rows).unwrap_err();
+    assert!(
+        err.contains("missing    (4, 8,") && err.contains("unexpected (4, 12,"),
+        "{err}"
+    );
+
+    let fs = serde_json::json!([{"Name": "\\Windows\\Temp", "Offset": 0x1234},
+        {"Name": "\\Windows\\Temp", "Offset": 0x5678}]);
+    let mut rows = Vec::new();
+    flatten(&fs, &mut rows);
+    let err = check_filescan(&t, &rows).unwrap_err();
+    assert!(err.contains("(\"\\\\Windows\\\\Temp\", 2)"), "{err}");
 }
