@@ -14,6 +14,34 @@
 //!
 //! The model types in [`model`] are serde-serialisable: they are the JSON
 //! output, and `hangscope-report` renders them as WinDbg-shaped text.
+//!
+//! ```
+//! use hangscope_lab::format::{self, Format};
+//! use hangscope_lab::{build, builds, BuildOptions, Scenario, Symbols};
+//! use hangscope_nt::{Kernel, SymbolSource};
+//!
+//! // A lab image of a two-thread deadlock on Windows 7 SP1, as a raw dump.
+//! let sc = Scenario::builtin("deadlock")?;
+//! let opts = BuildOptions { ram_size: Some(64 << 20), seed: 1, build: Some("win7sp1".into()) };
+//! let (img, truth) = build(&sc, Symbols::Default, &opts)?;
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("deadlock.raw");
+//! format::write(&img, Format::Raw, &path, false)?;
+//!
+//! // No header, no registers: the kernel is found by scanning.
+//! let dump = hangscope_dump::Dump::open(&path)?;
+//! let symbols = SymbolSource::from_path_spec(&builds::symbols_dir().display().to_string())?;
+//! let kernel = Kernel::open(&dump, &symbols)?;
+//! assert_eq!(kernel.base().0, truth.kernel.kernel_base);
+//!
+//! // Every contended lock, its owners and its waiters.
+//! for r in kernel.eresources().items.iter().filter(|r| r.is_contended()) {
+//!     let owners: Vec<u64> = r.owners.iter().map(|o| o.thread).collect();
+//!     let waiters: Vec<u64> = r.waiters.iter().map(|w| w.thread).collect();
+//!     println!("{:#x}: owners {owners:x?} waiters {waiters:x?}", r.address);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 

@@ -776,3 +776,37 @@ fn windbg_text_for_the_seed_case() {
     );
     assert!(handles.contains("php-cgi.exe"), "{handles}");
 }
+
+/// Timing figures (run with `--ignored --nocapture`): open and full walk
+/// on the seed case at its own RAM size.
+#[test]
+#[ignore]
+fn timing() {
+    for (b, f) in [("win7sp1", Format::Raw), ("win10-19041", Format::Elf)] {
+        let sc = Scenario::builtin("temp-flood").unwrap();
+        let opts = BuildOptions {
+            ram_size: None,
+            seed: 9,
+            build: Some(b.into()),
+        };
+        let (img, truth) = build(&sc, Symbols::Default, &opts).unwrap();
+        let lab = write(&img, truth, f);
+        let t0 = std::time::Instant::now();
+        let dump = Dump::open(&lab.path).unwrap();
+        let k = Kernel::open(&dump, &symbols()).unwrap();
+        let t1 = t0.elapsed();
+        let wg = k.wait_graph();
+        let t2 = t0.elapsed();
+        eprintln!(
+            "{b} {}: {} MiB, open {:?}, wait graph {:?} ({} threads, {} resources, {} files, {} handles)",
+            f.name(),
+            img.ram_size() >> 20,
+            t1,
+            t2 - t1,
+            wg.threads.len(),
+            wg.resources.len(),
+            wg.files.len(),
+            k.handles().handles.len()
+        );
+    }
+}
