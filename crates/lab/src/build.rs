@@ -931,6 +931,7 @@ impl<'a> Builder<'a> {
     fn run(&mut self) -> Result<(), Error> {
         self.kernel_image()?;
         self.kuser()?;
+        self.low_stub()?;
         self.object_types()?;
         self.modules()?;
         self.processes()?;
@@ -1058,6 +1059,27 @@ impl<'a> Builder<'a> {
             self.self_ref,
             (pml4 * PAGE_SIZE) | space::PTE_KERNEL_TABLE,
         );
+        Ok(())
+    }
+
+    /// The x64 low stub (`_PROCESSOR_START_BLOCK`) at physical 0x1000,
+    /// which boot processors start from. No kernel PDB describes it; the
+    /// offsets are those Volatility's `method_low_stub_offset` reads.
+    fn low_stub(&mut self) -> Result<(), Error> {
+        const JMP_AND_COMPLETION: u64 = 0x0000_0001_0006_00E9;
+        const LM_TARGET: usize = 0x70;
+        const CR3: usize = 0xA0;
+        let pfn = 1;
+        self.sp.reserve(pfn)?;
+        // LmTarget lies at least 2 MiB into the kernel image, so that
+        // rounding it down to 2 MiB stays inside the image.
+        let lm = self.kernel_base + 0x20_0000.min(self.image_size / 2) + 0x1A40;
+        let dtb = self.sp.pml4 * PAGE_SIZE;
+        let page = self.sp.page_mut(pfn);
+        // A short jump (rel8 0x4E) over the block's data.
+        page[..8].copy_from_slice(&(JMP_AND_COMPLETION | 0x4E00).to_le_bytes());
+        page[LM_TARGET..LM_TARGET + 8].copy_from_slice(&lm.to_le_bytes());
+        page[CR3..CR3 + 8].copy_from_slice(&dtb.to_le_bytes());
         Ok(())
     }
 

@@ -431,6 +431,18 @@ impl<'a> Reader<'a> {
             assert_eq!(self.u64(m + self.off(lt, "DllBase")), t.base);
             assert_eq!(self.ustr(m + self.off(lt, "BaseDllName")), t.name);
         }
+        // The low stub Volatility tries first for the kernel base.
+        let sig = self.phys_u64(0x1000);
+        assert_eq!(sig & 0xFFFF_FFFF_FFFF_00FF, 0x0000_0001_0006_00E9);
+        assert_eq!(self.phys_u64(0x1000 + 0xA0) + 1, self.dtb | 1);
+        let lm = self.phys_u64(0x1000 + 0x70) & 0xFFFF_FFFF_FFFF;
+        assert_eq!(lm & 3, 0);
+        let top = lm & !0x1F_FFFF;
+        let kb = self.base & 0xFFFF_FFFF_FFFF;
+        assert!(
+            kb <= top && top - kb < 32 << 20,
+            "LmTarget {lm:#x} vs base {kb:#x}"
+        );
         // PspCidTable: PID/TID -> body.
         let cid = self.u64(self.sym("PspCidTable"));
         let code = self.u64(cid + self.off("_HANDLE_TABLE", "TableCode"));
