@@ -337,7 +337,7 @@ impl<'d> Kernel<'d> {
             thread,
             waits,
             irps,
-            stack: Vec::new(),
+            stack: self.thread_stack(addr).symbols(),
             warnings,
         })
     }

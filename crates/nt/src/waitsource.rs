@@ -34,6 +34,8 @@ impl<'d> Kernel<'d> {
     /// warning met.
     pub fn wait_graph(&self) -> wg::WaitGraphInput {
         let mut inp = wg::WaitGraphInput::default();
+        // One walker for every thread: it caches the unwind tables.
+        let mut walker = self.stack_walker();
         let procs = self.processes();
         inp.warnings
             .extend(procs.warnings.iter().map(|w| w.to_string()));
@@ -79,7 +81,7 @@ impl<'d> Kernel<'d> {
                 wait_reason: t.wait_reason.clone(),
                 waited_seconds: t.wait_seconds,
                 waited_ticks: t.wait_ticks,
-                stack: Vec::new(),
+                stack: walker.thread_stack(t.address).symbols(),
                 io,
             });
         }

@@ -810,3 +810,59 @@ fn timing() {
         );
     }
 }
+
+/// Scribble over random parts of the pages the lab wrote (structures,
+/// lists, page tables) and run every reader: errors and warnings, never a
+/// panic or an endless walk.
+#[test]
+fn scribbled_images_never_panic() {
+    let builds = ["win7sp1", "win10-19041", "win2016"];
+    let mut warned = 0;
+    for seed in 0..6u64 {
+        let b = builds[seed as usize % builds.len()];
+        let (mut img, truth) = lab_image("temp-flood", b, 300 + seed);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut pfns: Vec<u64> = img.pages.keys().copied().collect();
+        pfns.sort_unstable();
+        // Leave the first page-table pages alone in half the runs so the
+        // kernel is still found and the walkers meet the damage.
+        let skip = if seed % 2 == 0 { 0 } else { 8 };
+        for _ in 0..200 {
+            let pfn = pfns[skip + (next() as usize) % (pfns.len() - skip)];
+            let page = img.pages.get_mut(&pfn).expect("page");
+            let off = (next() % 4096) as usize & !7;
+            let len = ((next() % 64) as usize).min(4096 - off);
+            for b in &mut page[off..off + len] {
+                *b = next() as u8;
+            }
+        }
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let Ok(k) = Kernel::open(&dump, &symbols()) else {
+            continue;
+        };
+        let _ = k.info();
+        let _ = k.modules();
+        let wg = k.wait_graph();
+        for t in wg.threads.iter().take(50) {
+            let _ = k.thread_detail(t.key);
+        }
+        for f in lab.truth.files.iter().take(20) {
+            let _ = k.file_object(f.address);
+        }
+        for i in &lab.truth.irps {
+            let _ = k.irp(i.address);
+        }
+        let _ = k.dt("_KTHREAD", lab.truth.threads[0].address);
+        let _ = serde_json::to_string(&wg).expect("json");
+        eprintln!("seed {seed} {b}: {} warnings", wg.warnings.len());
+        warned += usize::from(!wg.warnings.is_empty());
+    }
+    assert!(warned > 0, "the damage never reached a walker");
+}
