@@ -493,7 +493,7 @@ impl<'a> Builder<'a> {
                 0xFFFF_F800_0260_0000 + rng.gen_range(0..0x100u64) * 0x1000,
                 true,
                 0xFFFF_FA80_0000_0000 + rng.gen_range(0x40..0x80u64) * 0x10_0000,
-                0xFFFF_F880_0200_0000 + rng.gen_range(0..0x100u64) * 0x1_0000,
+                0xFFFF_F880_0400_0000 + rng.gen_range(0..0x100u64) * 0x1_0000,
             ),
             AddressStyle::Win81 => (
                 0xFFFF_F800_0000_0000

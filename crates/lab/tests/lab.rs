@@ -300,3 +300,11 @@ fn private_reader_and_hangscope_symbols_agree() {
         }
     }
 }
+
+#[test]
+fn type_errors_point_at_the_key() {
+    let e = scenario_error(&MINIMAL.replace("pid = 100\n[[threads]]", "pid = \"x\"\n[[threads]]"));
+    assert!(e.contains("pid") && e.contains("test.toml"), "{e}");
+    let e = scenario_error(&MINIMAL.replace("state = \"ready\"", "state = \"sleeping\""));
+    assert!(e.contains("sleeping") && e.contains("state"), "{e}");
+}
