@@ -5,6 +5,17 @@
 //! [`Layout`]; the only fixed layouts are documented formats that no kernel
 //! PDB describes (`KDDEBUGGER_DATA64` from `wdbgexts.h`, the PE/COFF
 //! CodeView record), see [`kdbg`].
+//!
+//! ```
+//! use hangscope_lab::{build, BuildOptions, Scenario, Symbols};
+//! let sc = Scenario::builtin("idle")?;
+//! let opts = BuildOptions { seed: 1, build: Some("win7sp1".into()), ..Default::default() };
+//! let (image, truth) = build(&sc, Symbols::Default, &opts)?;
+//! assert_eq!(image.facts.build_number, 7601);
+//! assert_eq!(truth.processes[0].name, "System");
+//! assert_eq!(truth.verdict.overall, "healthy");
+//! # Ok::<(), hangscope_lab::Error>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -1680,6 +1691,7 @@ impl<'a> Builder<'a> {
         for t in tables.iter().filter(|t| !t.functions.is_empty()) {
             st::write_module(self, t)?;
         }
+        self.code_sections(&tables[0].functions)?;
         for (ti, chain) in chains.iter().enumerate() {
             if chain.is_empty() {
                 continue;
@@ -1722,6 +1734,40 @@ impl<'a> Builder<'a> {
             let (words, _) = st::frame_words(&[&idle.2], initial - 0x58, 0);
             let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
             self.sp.write(initial - 0x58, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The kernel's functions above `.data` (PAGE code in real kernels)
+    /// need an executable section: split the image into `.text`, `.data`
+    /// and `PAGE` at the first page of such a function.
+    fn code_sections(&mut self, funcs: &[crate::stacks::PlacedFunction]) -> Result<(), Error> {
+        let kb = self.kernel_base;
+        let size = self.image_size;
+        let half = round_up(size / 2, 0x1000);
+        let Some(page) = funcs.iter().map(|f| (f.begin - kb) & !0xFFF).filter(|&r| r >= half).min() else {
+            return Ok(());
+        };
+        let nt = "_IMAGE_NT_HEADERS64";
+        let sht = "_IMAGE_SECTION_HEADER";
+        let h = kb + 0x108;
+        let sh = h + self.size(nt)?;
+        let shs = self.size(sht)?;
+        self.put(h, nt, "FileHeader.NumberOfSections", 3)?;
+        let data = sh + shs;
+        for f in ["Misc.VirtualSize", "SizeOfRawData"] {
+            self.put(data, sht, f, page - half)?;
+        }
+        let s = sh + 2 * shs;
+        self.sp.write(s, b"PAGE\0\0\0\0")?;
+        for (f, v) in [
+            ("Misc.VirtualSize", size - page),
+            ("VirtualAddress", page),
+            ("SizeOfRawData", size - page),
+            ("PointerToRawData", page),
+            ("Characteristics", 0x6000_0020),
+        ] {
+            self.put(s, sht, f, v)?;
         }
         Ok(())
     }
