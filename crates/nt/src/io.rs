@@ -259,8 +259,8 @@ impl<'d> Kernel<'d> {
         })
     }
 
-    /// Every file object reachable through handles and through threads'
-    /// IRPs, each once.
+    /// Every file object reachable through handles, through threads' IRPs,
+    /// and found by the pool-tag scan, each once.
     pub fn files(&self) -> Partial<FileObjectInfo> {
         let mut out = Partial::default();
         let mut addrs: Vec<u64> = self
@@ -282,6 +282,9 @@ impl<'d> Kernel<'d> {
                 }
             }
         }
+        let pool = self.pool_file_objects();
+        out.warnings.extend(pool.warnings.iter().cloned());
+        addrs.extend(pool.items.iter().copied());
         let mut seen = std::collections::HashSet::new();
         addrs.retain(|a| seen.insert(*a));
         for a in addrs {

@@ -24,6 +24,7 @@ pub(crate) struct Cache {
     pub eresources: OnceLock<Partial<EresourceInfo>>,
     pub type_names: OnceLock<HashMap<u8, String>>,
     pub handles: OnceLock<HandleReport>,
+    pub pool_files: OnceLock<Partial<u64>>,
     pub build: OnceLock<Option<u32>>,
 }
 
@@ -31,6 +32,8 @@ pub(crate) struct Cache {
 #[derive(Debug)]
 pub struct Kernel<'d> {
     mem: Box<dyn VirtualMemory + 'd>,
+    /// The page walk itself, when the kernel came from a dump (scans).
+    space: Option<AddressSpace<'d>>,
     symbols: SymbolTable,
     symbol_origin: String,
     base: VirtAddr,
@@ -63,6 +66,7 @@ impl<'d> Kernel<'d> {
         }
         let mut k = Kernel {
             mem: Box::new(space),
+            space: Some(space),
             symbols: table,
             symbol_origin: origin,
             base: image.base,
@@ -79,7 +83,9 @@ impl<'d> Kernel<'d> {
             if sys != dtb && discover::validate_dtb(dump.memory.as_ref(), sys) {
                 k.discovery
                     .push(format!("kernel DTB {sys:#x} from the System process"));
-                k.mem = Box::new(AddressSpace::new(dump.memory.as_ref(), Dtb(PhysAddr(sys))));
+                let s = AddressSpace::new(dump.memory.as_ref(), Dtb(PhysAddr(sys)));
+                k.mem = Box::new(s);
+                k.space = Some(s);
                 k.dtb = Some(sys);
             }
         }
@@ -103,6 +109,7 @@ impl<'d> Kernel<'d> {
             .unwrap_or_default();
         Kernel {
             mem,
+            space: None,
             symbols,
             symbol_origin: "table given by the caller".into(),
             base,
@@ -151,6 +158,11 @@ impl<'d> Kernel<'d> {
     /// Kernel virtual memory.
     pub fn memory(&self) -> &dyn VirtualMemory {
         self.mem.as_ref()
+    }
+
+    /// The x86-64 address space, when the kernel was opened from a dump.
+    pub fn address_space(&self) -> Option<&AddressSpace<'d>> {
+        self.space.as_ref()
     }
 
     /// The vCPU registers from the dump.

@@ -55,6 +55,7 @@ pub mod mem;
 pub mod misc;
 pub mod model;
 pub mod object;
+pub mod pool;
 pub mod process;
 pub mod stacks;
 pub mod view;

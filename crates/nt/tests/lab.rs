@@ -866,3 +866,18 @@ fn scribbled_images_never_panic() {
     }
     assert!(warned > 0, "the damage never reached a walker");
 }
+
+#[test]
+fn pool_scan_finds_every_file_object() {
+    for (b, seed) in [("win7sp1", 41), ("win10-19041", 42)] {
+        let (img, truth) = lab_image("temp-flood", b, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let pool = k.pool_file_objects();
+        assert!(pool.warnings.is_empty(), "{:?}", pool.warnings);
+        let want: BTreeSet<u64> = lab.truth.files.iter().map(|f| f.address).collect();
+        let got: BTreeSet<u64> = pool.items.iter().copied().collect();
+        assert_eq!(got, want, "{b}");
+    }
+}

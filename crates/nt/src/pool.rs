@@ -1,0 +1,124 @@
+//! Pool scanning: file objects no handle or IRP leads to (closed files the
+//! cache still holds), found by their pool tag in every mapped kernel page.
+//!
+//! Fields read: `_POOL_HEADER.{PoolTag, BlockSize}`, `_OBJECT_HEADER.Body`,
+//! `_FILE_OBJECT.{Type, Size}`. A hit counts only when an object header
+//! inside the block decodes to the `File` type (where the type table is
+//! readable) and its body has `Type == IO_TYPE_FILE` and
+//! `Size == sizeof(_FILE_OBJECT)`.
+
+use crate::error::Warning;
+use crate::kernel::Kernel;
+use crate::model::Partial;
+use hangscope_x64::VirtAddr;
+use rayon::prelude::*;
+
+/// Pool tags of file objects: `Fil\xe5` (protected tag, Win7) and `File`.
+const FILE_TAGS: [[u8; 4]; 2] = [*b"Fil\xe5", *b"File"];
+/// `FILE_OBJECT.Type` value (IO_TYPE_FILE, wdm.h).
+const IO_TYPE_FILE: u64 = 5;
+/// Pages scanned per parallel batch.
+const BATCH: usize = 1 << 14;
+/// Most pages scanned in all (64 GiB).
+const MAX_PAGES: u64 = 1 << 24;
+/// Farthest an object header sits from its pool header.
+const MAX_HEADER_DISTANCE: u64 = 0x200;
+
+impl<'d> Kernel<'d> {
+    /// File objects found by a pool-tag scan of kernel space (cached).
+    pub fn pool_file_objects(&self) -> &Partial<u64> {
+        self.cache
+            .pool_files
+            .get_or_init(|| self.scan_file_objects())
+    }
+
+    fn scan_file_objects(&self) -> Partial<u64> {
+        let mut out = Partial::default();
+        let Some(space) = self.address_space().copied() else {
+            return out;
+        };
+        let r = self.reader();
+        let (tag_off, body_off, fo_size) = match (
+            r.offset_of("_POOL_HEADER", "PoolTag"),
+            r.offset_of("_OBJECT_HEADER", "Body"),
+            r.ty("_FILE_OBJECT").map(|t| t.size),
+        ) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                out.warnings.push(Warning::from_error("pool scan", &e));
+                return out;
+            }
+        };
+        let pool_hdr = r.ty("_POOL_HEADER").map(|t| t.size).unwrap_or(16).max(1);
+        let mut pages = Vec::with_capacity(BATCH);
+        let mut hits: Vec<u64> = Vec::new();
+        let mut seen_pages = 0u64;
+        let scan = |batch: &[u64]| -> Vec<u64> {
+            batch
+                .par_iter()
+                .flat_map_iter(|&va| {
+                    let mut page = vec![0u8; 0x1000];
+                    let mut found = Vec::new();
+                    if space.read(VirtAddr(va), &mut page).is_ok() {
+                        let mut o = tag_off as usize;
+                        while o + 4 <= page.len() {
+                            let t = &page[o..o + 4];
+                            if FILE_TAGS.iter().any(|x| x == t) {
+                                found.push(va + o as u64 - tag_off);
+                            }
+                            o += pool_hdr as usize;
+                        }
+                    }
+                    found
+                })
+                .collect()
+        };
+        for (va, t) in space.iter_mapped(VirtAddr(0xFFFF_8000_0000_0000), VirtAddr(u64::MAX)) {
+            let n = (t.page_size / 0x1000).max(1);
+            for i in 0..n {
+                if seen_pages >= MAX_PAGES {
+                    break;
+                }
+                seen_pages += 1;
+                pages.push(va.0.wrapping_add(i * 0x1000));
+                if pages.len() >= BATCH {
+                    hits.extend(scan(&pages));
+                    pages.clear();
+                }
+            }
+        }
+        hits.extend(scan(&pages));
+        let file_type = self
+            .object_type_names()
+            .iter()
+            .find(|(_, n)| n.as_str() == "File")
+            .map(|(i, _)| *i);
+        for h in hits {
+            let block = r
+                .object("_POOL_HEADER", VirtAddr(h))
+                .and_then(|p| p.u64("BlockSize"))
+                .map(|b| b * 16)
+                .unwrap_or(MAX_HEADER_DISTANCE);
+            let mut o = pool_hdr;
+            while o < block.min(MAX_HEADER_DISTANCE) {
+                let header = h + o;
+                let body = header + body_off;
+                let is_file = r.object("_FILE_OBJECT", VirtAddr(body)).is_ok_and(|f| {
+                    f.u64("Type").ok() == Some(IO_TYPE_FILE) && f.u64("Size").ok() == Some(fo_size)
+                });
+                let type_ok = match file_type {
+                    Some(ft) => self.type_index(VirtAddr(header)).ok() == Some(ft),
+                    None => true,
+                };
+                if is_file && type_ok {
+                    out.items.push(body);
+                    break;
+                }
+                o += 16;
+            }
+        }
+        out.items.sort_unstable();
+        out.items.dedup();
+        out
+    }
+}
