@@ -890,3 +890,79 @@ fn checks_report_disagreements() {
     let err = check_filescan(&t, &rows).unwrap_err();
     assert!(err.contains("(\"\\\\Windows\\\\Temp\", 2)"), "{err}");
 }
+
+/// The `hangscope-lab` binary: listings, a build, and a scenario error
+/// (exit 2, naming the field).
+#[test]
+fn cli_builds_lists_and_reports_errors() {
+    let exe = env!("CARGO_BIN_EXE_hangscope-lab");
+    let run = |args: &[&str]| {
+        Command::new(exe)
+            .args(args)
+            .output()
+            .expect("run hangscope-lab")
+    };
+
+    let out = run(&["scenarios"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("temp-flood ")), "{text}");
+    assert!(out.stderr.is_empty());
+
+    let out = run(&["builds"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("339E74133576439CBCDF7E0229DA3773-1"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(workspace().join("crates/lab/scenarios/idle.toml"))
+        .expect("idle.toml");
+    // A build nobody has: the error must name machine.build.
+    let text = text.replacen("build = \"", "build = \"no-such-build-", 1);
+    std::fs::write(&bad, text).expect("write scenario");
+    let out_path = dir.path().join("x.raw");
+    let out = run(&[
+        "build",
+        "--scenario",
+        bad.to_str().unwrap(),
+        "--format",
+        "raw",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("machine.build"), "{err}");
+    assert!(!out_path.exists());
+
+    let out = run(&[
+        "build",
+        "--scenario",
+        "idle",
+        "--build",
+        "win7sp1",
+        "--format",
+        "elf",
+        "--ram",
+        "64M",
+        "--seed",
+        "3",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = std::fs::read(&out_path).expect("image");
+    assert_eq!(&head[..4], b"\x7fELF");
+    let truth: GroundTruth =
+        serde_json::from_slice(&std::fs::read(dir.path().join("x.raw.truth.json")).expect("truth"))
+            .expect("truth json");
+    assert_eq!(truth.kernel.build_number, 7601);
+}
