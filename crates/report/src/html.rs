@@ -116,6 +116,7 @@ pub fn layout(g: &GraphView) -> Layout {
             indeg[b] += 1;
         }
     }
+    let is_source: Vec<bool> = indeg.iter().map(|&d| d == 0).collect();
     let mut layer = vec![0usize; n];
     let mut queue: VecDeque<usize> = (0..n).filter(|&v| indeg[v] == 0).collect();
     while let Some(v) = queue.pop_front() {
@@ -127,6 +128,20 @@ pub fn layout(g: &GraphView) -> Layout {
             indeg[w] -= 1;
             if indeg[w] == 0 {
                 queue.push_back(w);
+            }
+        }
+    }
+    // Pull sources right, next to what they point at: a resource's leaf
+    // waiters sit just before it, not in the first column.
+    for v in 0..n {
+        if is_source[v] {
+            if let Some(m) = adj[v]
+                .iter()
+                .filter(|&&(k, _)| !back[k])
+                .map(|&(_, w)| layer[w])
+                .min()
+            {
+                layer[v] = m.saturating_sub(1);
             }
         }
     }

@@ -27,6 +27,9 @@ const RANK_CYCLE: u8 = 3;
 const RANK_WAITING_OWNER: u8 = 2;
 const RANK_RUNNING_OWNER: u8 = 1;
 
+/// Process names named in a summary sentence.
+const SUMMARY_NAMES: usize = 8;
+
 /// Frames kept for threads in the middle of a chain or a cycle.
 const MIDDLE_FRAMES: usize = 4;
 
@@ -909,24 +912,31 @@ fn threads_text(n: usize, procs: &str) -> String {
     }
 }
 
+/// Image names for a summary, most blocked threads first, at most
+/// [`SUMMARY_NAMES`]: ` (php-cgi.exe, w3wp.exe and 2 more)`.
 fn procs_text(p: &[BlockedProcess]) -> String {
-    if p.is_empty() {
+    let mut by_name: Vec<(&str, usize)> = Vec::new();
+    for bp in p {
+        match by_name.iter_mut().find(|(n, _)| *n == bp.name) {
+            Some((_, c)) => *c += bp.threads,
+            None => by_name.push((&bp.name, bp.threads)),
+        }
+    }
+    if by_name.is_empty() {
         return String::new();
     }
-    let mut names: Vec<String> = Vec::new();
-    for bp in p {
-        if names.len() == 3 {
-            break;
-        }
-        if !names.contains(&bp.name) {
-            names.push(bp.name.clone());
-        }
-    }
-    let rest = p.len().saturating_sub(names.len());
+    // Stable: equal counts keep the PID order of `p`.
+    by_name.sort_by_key(|&(_, c)| std::cmp::Reverse(c));
+    let shown: Vec<&str> = by_name
+        .iter()
+        .take(SUMMARY_NAMES)
+        .map(|(n, _)| *n)
+        .collect();
+    let rest = by_name.len() - shown.len();
     if rest > 0 {
-        format!(" ({} and {rest} more processes)", names.join(", "))
+        format!(" ({} and {rest} more)", shown.join(", "))
     } else {
-        format!(" ({})", names.join(", "))
+        format!(" ({})", shown.join(", "))
     }
 }
 
