@@ -745,7 +745,10 @@ fn random_graphs_match_the_brute_force_reference() {
             );
             if let Some(o) = f.final_owner {
                 // A final owner waits on nothing anyone owns.
-                assert!(adj.get(&o.0).into_iter().all(|s| s.is_empty()), "case {case}");
+                assert!(
+                    adj.get(&o.0).into_iter().all(|s| s.is_empty()),
+                    "case {case}"
+                );
             }
             check_chain(&input, f, case);
         }
