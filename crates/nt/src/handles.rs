@@ -171,7 +171,10 @@ impl<'d> Kernel<'d> {
         let handles: Vec<HandleInfo> = all
             .handles
             .iter()
-            .filter(|h| pid.map_or(true, |p| h.pid == p))
+            .filter(|h| match pid {
+                None => true,
+                Some(p) => h.pid == p,
+            })
             .filter(|h| match &prefix {
                 None => true,
                 Some(pre) => {

@@ -404,7 +404,7 @@ impl<'d> Kernel<'d> {
             if self.mem.read(VirtAddr(a), &mut b).is_ok() {
                 bytes.extend(b.into_iter().map(Some));
             } else {
-                bytes.extend(std::iter::repeat(None).take(n));
+                bytes.resize(bytes.len() + n, None);
             }
             a = a.wrapping_add(n as u64);
         }

@@ -355,8 +355,8 @@ pub struct ThreadDetail {
     pub waits: Vec<WaitedObject>,
     /// Its pending IRPs.
     pub irps: Vec<IrpInfo>,
-    /// Symbolised kernel stack, top first (filled by the unwinder; empty
-    /// until then).
+    /// Symbolised kernel stack, top first (`nt!KiSwapContext+0x7a`), from
+    /// `Kernel::thread_stack`; empty when it cannot be unwound.
     pub stack: Vec<String>,
     /// Problems met.
     pub warnings: Vec<Warning>,

@@ -136,7 +136,10 @@ impl<'d> Kernel<'d> {
         self.threads()
             .items
             .iter()
-            .filter(|t| pid.map_or(true, |p| t.pid == p))
+            .filter(|t| match pid {
+                None => true,
+                Some(p) => t.pid == p,
+            })
             .collect()
     }
 
