@@ -361,7 +361,8 @@ struct ThreadRec {
     irps: Vec<u64>,
     stack: Vec<String>,
     cpu: Option<u32>,
-    /// RSP and RBP inside the top frame when running (0: not laid out).
+    /// RIP, RSP and RBP inside the top frame when running (0: not laid out).
+    start_rip: u64,
     start_rsp: u64,
     start_rbp: u64,
 }
@@ -1649,11 +1650,21 @@ impl<'a> Builder<'a> {
                     stem(&md.name).eq_ignore_ascii_case(m) || md.name.eq_ignore_ascii_case(m)
                 })?
             };
-            let site = b.code_address(name);
+            let mut site = b.code_address(name);
             let begin = match (mi, b.l.symbol(s)) {
                 (0, Some(r)) => b.kernel_base + r,
+                // Not a symbol of this build (KeQueryPerformanceCounter is
+                // the HAL's on Windows 7): no frame anyone could name.
+                (0, None) => return None,
                 _ => (site - 0x20) & !0xF,
             };
+            if mi == 0 && s != "KiIdleLoop" {
+                // Stay close to the symbol: the lab cannot see where the
+                // next kernel symbol starts (the idle loop keeps the
+                // address `cpu_state` gives the idle vCPUs).
+                let min = FrameShape::for_function(name).prolog_bytes().len() as u64 + 5;
+                site = begin + min + (site - begin) % 4;
+            }
             let shape = FrameShape::for_function(name);
             let module = if mi == 0 {
                 "nt".into()
@@ -1694,6 +1705,7 @@ impl<'a> Builder<'a> {
         self.code_sections(&tables[0].functions)?;
         for (ti, chain) in chains.iter().enumerate() {
             if chain.is_empty() {
+                self.threads[ti].stack.clear();
                 continue;
             }
             let fs: Vec<&PlacedFunction> = chain.iter().map(|c| &c.2).collect();
@@ -1712,6 +1724,7 @@ impl<'a> Builder<'a> {
             self.sp.write(rsp, &bytes)?;
             let rbp = rsp + size / 2;
             if running {
+                self.threads[ti].start_rip = fs[0].site;
                 self.threads[ti].start_rsp = rsp;
                 self.threads[ti].start_rbp = rbp;
             } else {
@@ -1724,6 +1737,30 @@ impl<'a> Builder<'a> {
                 self.threads[ti].kernel_stack = ks;
             }
             self.threads[ti].stack = chain.iter().map(|(_, m, f)| st::frame_text(m, f)).collect();
+        }
+        // Each processor's registers in KPRCB.ProcessorState.ContextFrame,
+        // as KeBugCheck saves them (a crash dump's header holds only one
+        // CONTEXT).
+        for i in 0..self.sc.cpus.len() {
+            let c = self.cpu_state(i);
+            let prcb = self.kpcrs[i].1;
+            let cf = "ProcessorState.ContextFrame.";
+            if !self.has("_KPRCB", &format!("{cf}Rip")) {
+                break;
+            }
+            for (f, v) in [
+                ("Rip", c.rip),
+                ("Rsp", c.gpr[7]),
+                ("Rbp", c.gpr[6]),
+                ("Rbx", c.gpr[1]),
+                ("Rsi", c.gpr[4]),
+                ("Rdi", c.gpr[5]),
+                ("EFlags", c.rflags),
+                ("SegCs", c.selectors[0] as u64),
+                ("SegSs", c.selectors[5] as u64),
+            ] {
+                self.put(prcb, "_KPRCB", &format!("{cf}{f}"), v)?;
+            }
         }
         // Idle loops: one KiIdleLoop frame at InitialStack - 0x58 (where
         // `cpu_state` points RSP), returning to 0.
@@ -1745,7 +1782,12 @@ impl<'a> Builder<'a> {
         let kb = self.kernel_base;
         let size = self.image_size;
         let half = round_up(size / 2, 0x1000);
-        let Some(page) = funcs.iter().map(|f| (f.begin - kb) & !0xFFF).filter(|&r| r >= half).min() else {
+        let Some(page) = funcs
+            .iter()
+            .map(|f| (f.begin - kb) & !0xFFF)
+            .filter(|&r| r >= half)
+            .min()
+        else {
             return Ok(());
         };
         let nt = "_IMAGE_NT_HEADERS64";
@@ -3111,6 +3153,7 @@ impl<'a> Builder<'a> {
             let ti = self.ix.threads[&sc.cpus[i].runs];
             let pi = self.ix.pids[&sc.threads[ti].pid];
             let rip = match sc.threads[ti].stack.first() {
+                _ if self.threads[ti].start_rip != 0 => self.threads[ti].start_rip,
                 Some(f) => self.code_address(f),
                 None => self.code_address("nt!KeQueryPerformanceCounter"),
             };

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod random;
 pub mod scenario;
 pub mod space;
+pub mod stacks;
 pub mod truth;
 
 pub use build::{build, build_with_layout, BuildOptions, Symbols};
