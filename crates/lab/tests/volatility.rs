@@ -9,7 +9,10 @@
 //! Knobs: `HANGSCOPE_VOL_BUILDS` (comma-separated aliases),
 //! `HANGSCOPE_VOL_FORMATS` (comma-separated format names),
 //! `HANGSCOPE_VOL_JOBS` (parallel vol processes, default 3),
-//! `HANGSCOPE_VOL_KEEP=DIR` (write the images there and keep them).
+//! `HANGSCOPE_VOL_KEEP=DIR` (write the images there and keep them),
+//! `HANGSCOPE_VOL_FULL=1` (every plugin on every image; by default
+//! `threads` and `handles`, which only walk virtual memory, run on one
+//! format per build, rotating, so each format still gets them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -230,9 +233,11 @@ fn volatility_agrees_with_ground_truth() {
         truths.push((b.clone(), truth, paths));
     }
 
+    let full = std::env::var("HANGSCOPE_VOL_FULL").is_ok_and(|v| v == "1");
     let mut jobs = Vec::new();
-    for (b, truth, paths) in &truths {
-        for (f, path) in paths {
+    for (bi, (b, truth, paths)) in truths.iter().enumerate() {
+        for (fi, (f, path)) in paths.iter().enumerate() {
+            let walkers_here = full || fi == bi % paths.len();
             let crash = matches!(f, Format::CrashFull | Format::CrashBitmap);
             let extra: &[Plugin] = if crash { &[Plugin::CrashInfo] } else { &[] };
             let plugins = if *f == Format::CrashKernelBitmap {
@@ -241,6 +246,9 @@ fn volatility_agrees_with_ground_truth() {
                 PLUGINS
             };
             for &p in plugins.iter().chain(extra) {
+                if matches!(p, Plugin::Threads | Plugin::Handles) && !walkers_here {
+                    continue;
+                }
                 jobs.push(Job {
                     build: b,
                     format: *f,
