@@ -881,3 +881,32 @@ fn pool_scan_finds_every_file_object() {
         assert_eq!(got, want, "{b}");
     }
 }
+
+/// The wait-for graph input this model builds gives the lab's expected
+/// verdict (with `hangscope-waitgraph`'s analysis).
+#[test]
+fn wait_graph_input_gives_the_expected_verdict() {
+    let mut bad = Vec::new();
+    for (sc, b, seed) in [
+        ("temp-flood", "win7sp1", 51),
+        ("temp-flood", "win2022", 52),
+        ("deadlock", "win7sp1", 53),
+        ("deadlock", "win11", 54),
+        ("idle", "win10-19041", 55),
+    ] {
+        let (img, truth) = lab_image(sc, b, seed);
+        let lab = write(&img, truth, Format::Elf);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let input = k.wait_graph();
+        let v = hangscope_waitgraph::analyze(&input, &Default::default());
+        let got = serde_json::to_value(v.overall).expect("json");
+        if got.as_str() != Some(lab.truth.verdict.overall.as_str()) {
+            bad.push(format!(
+                "{sc} on {b}: {got} != {}",
+                lab.truth.verdict.overall
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
