@@ -1,1 +1,223 @@
-//! placeholder
+//! CLI behaviour on one fixed image (temp-flood, Windows 10 19041, ELF,
+//! seed 2024): text output snapshots (insta, `tests/cases/snapshots/`),
+//! exit codes and empty stderr, `schema_version` in every JSON document,
+//! errors that name the file or the missing symbols, and a scripted
+//! `hangscope shell`.
+//!
+//! Update snapshots after an intended change of the text output with
+//! `INSTA_UPDATE=always cargo test -p hangscope --test tests cli::` (or
+//! `cargo insta review`).
+
+use std::io::Write;
+use std::process::Stdio;
+
+use hangscope_lab::format::Format;
+use hangscope_lab::image::LabImage;
+use hangscope_lab::truth::GroundTruth;
+
+use crate::util::{self, run};
+
+const BUILD: &str = "win10-19041";
+const SEED: u64 = 2024;
+
+fn image() -> (LabImage, GroundTruth) {
+    util::build(&util::scenario("temp-flood"), BUILD, SEED, 64 << 20)
+}
+
+/// The addresses the seed case follows: the final owner, its IRP and the
+/// IRP's current file object.
+fn seed_case_addresses(t: &GroundTruth) -> (u64, u64, u64) {
+    let owner = *t.verdict.findings[0].chain_threads.last().expect("chain");
+    let irp = t.irps.iter().find(|i| i.thread == owner).expect("owner's IRP");
+    // The file system's location holds the file object (the volume and
+    // disk locations below it have none).
+    let cur = irp.stack.iter().map(|s| s.file_object).find(|f| *f != 0).expect("IRP file object");
+    (owner, irp.address, cur)
+}
+
+#[test]
+fn text_output_snapshots_and_json_documents() {
+    let (image, truth) = image();
+    let dir = tempfile::tempdir().unwrap();
+    let dump = util::write(&image, Format::Elf, dir.path(), "temp-flood");
+    let d = dump.to_str().unwrap();
+    let (owner, irp, file) = seed_case_addresses(&truth);
+    let (owner, irp, file) = (format!("{owner:#x}"), format!("{irp:#x}"), format!("{file:#x}"));
+    let cases: Vec<(&str, Vec<&str>, i32)> = vec![
+        ("analyze", vec!["analyze", d], 1),
+        ("locks", vec!["locks", d], 0),
+        ("thread", vec!["thread", d, &owner], 0),
+        ("irp", vec!["irp", d, &irp], 0),
+        ("fileobj", vec!["fileobj", d, &file], 0),
+        ("handles_temp", vec!["handles", d, "--path", "\\Windows\\Temp"], 0),
+    ];
+    for (name, args, code) in &cases {
+        let r = run(args);
+        r.expect(*code);
+        // The temporary path varies from run to run.
+        let text = r.stdout.replace(d, "[DUMP]");
+        insta::assert_snapshot!(*name, shorten(&text));
+    }
+    // Every --json document carries the schema version and its type.
+    let mut json_cases = cases.clone();
+    json_cases.extend([
+        ("info", vec!["info", d], 0),
+        ("ps", vec!["ps", d], 0),
+        ("threads", vec!["threads", d], 0),
+        ("lm", vec!["lm", d], 0),
+    ]);
+    for (name, args, code) in &json_cases {
+        let mut a = vec!["--json"];
+        a.extend(args.iter().copied());
+        let r = run(&a);
+        r.expect(*code);
+        let v = r.json();
+        assert_eq!(v["schema_version"], 1, "{name}: no schema_version 1 in {}", util::head(&r.stdout, 5));
+        if *name != "analyze" {
+            assert!(v["type"].is_string(), "{name}: no document type");
+        }
+    }
+}
+
+/// Keep a long listing's head and its closing summary (after the last
+/// blank line) in the snapshot, and the count of the lines in between.
+fn shorten(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= 60 {
+        return text.to_string();
+    }
+    let tail_at = lines.iter().rposition(|l| l.is_empty()).unwrap_or(lines.len());
+    let head = 25.min(tail_at);
+    let mut out = lines[..head].join("\n");
+    out.push_str(&format!("\n[... {} lines ...]\n", tail_at - head));
+    out.push_str(&lines[tail_at..].join("\n"));
+    out.push('\n');
+    out
+}
+
+#[test]
+fn shell_runs_a_script_from_stdin() {
+    let (image, truth) = image();
+    let dir = tempfile::tempdir().unwrap();
+    let dump = util::write(&image, Format::Elf, dir.path(), "temp-flood");
+    let (owner, _, _) = seed_case_addresses(&truth);
+    // WinDbg notation with a backtick.
+    let windbg = format!("{:08x}`{:08x}", owner >> 32, owner & 0xffff_ffff);
+    let mut c = util::hangscope();
+    c.arg("shell").arg(&dump).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn shell");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("!locks\n\n!thread {windbg}\nq\n!analyze\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "shell exit code; stderr:\n{stderr}");
+    assert!(stderr.is_empty(), "shell stderr:\n{stderr}");
+    // The shell and the one-shot commands print the same text; nothing
+    // after `q` runs.
+    let locks = run([std::ffi::OsStr::new("locks"), dump.as_os_str()]);
+    let thread = run([
+        std::ffi::OsStr::new("thread"),
+        dump.as_os_str(),
+        std::ffi::OsStr::new(&format!("{owner:#x}")),
+    ]);
+    let want = format!("{}\n{}\n", locks.stdout.trim_end(), thread.stdout.trim_end());
+    assert_eq!(stdout, want, "shell output differs from `locks` then `thread`");
+}
+
+#[test]
+fn a_missing_dump_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dump.elf");
+    for cmd in ["info", "ps", "analyze"] {
+        let r = run([std::ffi::OsStr::new(cmd), path.as_os_str()]);
+        assert_eq!(r.code, Some(2), "{}: {}", r.cmdline, r.stderr);
+        assert!(r.stdout.is_empty(), "{}: stdout {:?}", r.cmdline, r.stdout);
+        assert!(
+            r.stderr.starts_with("hangscope: ") && r.stderr.contains("no-such-dump.elf"),
+            "{}: stderr does not name the file: {:?}",
+            r.cmdline,
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn a_garbage_file_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let noise: Vec<u8> = (0..(1 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    for (name, bytes) in [("garbage.dmp", noise), ("empty.dmp", Vec::new()), ("short.dmp", b"PAGEDU64".to_vec())] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for cmd in ["info", "analyze"] {
+            let r = run([std::ffi::OsStr::new("--json"), std::ffi::OsStr::new(cmd), path.as_os_str()]);
+            r.expect_no_crash();
+            assert_eq!(r.code, Some(2), "{}: exit code; stderr {:?}", r.cmdline, r.stderr);
+            assert!(
+                r.stderr.contains(name),
+                "{}: stderr does not name the file: {:?}",
+                r.cmdline,
+                r.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_symbols_name_the_pdb_and_where_hangscope_looked() {
+    let (mut image, truth) = image();
+    // Change the kernel's PDB GUID in its CodeView record, so that no
+    // symbol table anywhere matches.
+    let g = &truth.kernel.pdb_guid;
+    let hex = |i: usize, n: usize| u64::from_str_radix(&g[i..i + n], 16).unwrap();
+    let mut guid = Vec::new();
+    guid.extend_from_slice(&(hex(0, 8) as u32).to_le_bytes());
+    guid.extend_from_slice(&(hex(8, 4) as u16).to_le_bytes());
+    guid.extend_from_slice(&(hex(12, 4) as u16).to_le_bytes());
+    for i in 0..8 {
+        guid.push(hex(16 + 2 * i, 2) as u8);
+    }
+    let mut needle = b"RSDS".to_vec();
+    needle.extend_from_slice(&guid);
+    let mut patched = 0;
+    for page in image.pages.values_mut() {
+        if let Some(at) = page.windows(needle.len()).position(|w| w == needle) {
+            page[at + 4 + 15] ^= 0xff;
+            patched += 1;
+        }
+    }
+    assert!(patched > 0, "the kernel's RSDS record was not found in the image");
+    let mut bad = g.clone();
+    let last = u8::from_str_radix(&g[30..32], 16).unwrap() ^ 0xff;
+    bad.replace_range(30..32, &format!("{last:02X}"));
+    let dir = tempfile::tempdir().unwrap();
+    let dump = util::write(&image, Format::Elf, dir.path(), "nosyms");
+    let r = run([std::ffi::OsStr::new("ps"), dump.as_os_str()]);
+    r.expect_no_crash();
+    assert_eq!(r.code, Some(2), "{}: exit code; stderr {:?}", r.cmdline, r.stderr);
+    let e = r.stderr.to_ascii_uppercase();
+    assert!(
+        e.contains(&bad.to_ascii_uppercase()) && e.contains(&format!("{bad}{}", truth.kernel.pdb_age).to_ascii_uppercase())
+            || e.contains(&format!("{bad}-{}", truth.kernel.pdb_age).to_ascii_uppercase()),
+        "stderr does not name the PDB identity {bad} age {}: {:?}",
+        truth.kernel.pdb_age,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("shared/symbols"),
+        "stderr does not say where hangscope looked: {:?}",
+        r.stderr
+    );
+}
