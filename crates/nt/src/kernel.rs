@@ -26,6 +26,8 @@ pub(crate) struct Cache {
     pub handles: OnceLock<HandleReport>,
     pub pool_files: OnceLock<Partial<u64>>,
     pub build: OnceLock<Option<u32>>,
+    pub tick: OnceLock<Result<u64>>,
+    pub max_increment: OnceLock<Result<u32>>,
 }
 
 /// A Windows x64 kernel in a dump, read through its symbols.
@@ -239,6 +241,13 @@ impl<'d> Kernel<'d> {
     /// Tick count now: `KUSER_SHARED_DATA.TickCountQuad`, or
     /// `TickCount.LowPart | High1Time << 32` on builds without it.
     pub fn tick_count(&self) -> Result<u64> {
+        self.cache
+            .tick
+            .get_or_init(|| self.read_tick_count())
+            .clone()
+    }
+
+    fn read_tick_count(&self) -> Result<u64> {
         let k = self.kuser()?;
         if k.has("TickCountQuad") {
             return k.u64("TickCountQuad");
@@ -250,7 +259,10 @@ impl<'d> Kernel<'d> {
 
     /// `KeMaximumIncrement`: 100 ns units per clock tick.
     pub fn max_increment(&self) -> Result<u32> {
-        Ok(self.global("KeMaximumIncrement", 4)? as u32)
+        self.cache
+            .max_increment
+            .get_or_init(|| Ok(self.global("KeMaximumIncrement", 4)? as u32))
+            .clone()
     }
 
     /// Seconds for a number of ticks.
