@@ -36,6 +36,9 @@ pub const TABLES_RVA: u64 = 0x400;
 /// End of the room for the tables (the header page).
 pub const TABLES_END: u64 = 0x1000;
 
+/// One UNWIND_CODE: operation, operation info, extra slots.
+type UnwindCode = (u8, u8, Vec<u16>);
+
 /// How one function's prolog is shaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameShape {
@@ -94,7 +97,7 @@ impl FrameShape {
     }
 
     /// The prolog instructions, each with its bytes.
-    fn prolog(&self) -> Vec<(Vec<u8>, (u8, u8, Vec<u16>))> {
+    fn prolog(&self) -> Vec<(Vec<u8>, UnwindCode)> {
         let mut out = Vec::new();
         for &r in &self.pushes {
             let bytes = if r >= 8 {
@@ -262,7 +265,7 @@ pub fn write_module(mem: &mut dyn StackMemory, m: &ModuleTables) -> Result<(), E
             code[s - 5] = 0xE8; // call rel32 (target not modelled)
         }
         let ep = f.shape.epilog_bytes();
-        if len as usize >= s + ep.len() + 1 {
+        if len as usize > s + ep.len() {
             let at = len as usize - ep.len();
             code[at..].copy_from_slice(&ep);
         }

@@ -180,6 +180,17 @@ impl MemoryReader for Mem<'_> {
     }
 }
 
+/// A processor's current thread: where its registers are.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    cpu: u32,
+    kprcb: u64,
+    /// Index into the dump's CPU states (matched by GS base = KPCR).
+    state: Option<usize>,
+    /// The CPU's DPC stack.
+    dpc: Option<StackRange>,
+}
+
 /// One module's names: the kernel's table, or export names.
 #[derive(Debug)]
 enum Names {
@@ -198,7 +209,7 @@ pub struct StackWalker<'k, 'd> {
     names: HashMap<usize, Names>,
     /// Running thread -> (CPU number, index into the dump's CPU states,
     /// the CPU's DPC stack range).
-    running: HashMap<u64, (u32, Option<usize>, Option<StackRange>)>,
+    running: HashMap<u64, Running>,
     warnings: Vec<Warning>,
 }
 
@@ -229,7 +240,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
     /// A walker for `k` (reads the module list and the CPUs once).
     pub fn new(k: &'k Kernel<'d>) -> StackWalker<'k, 'd> {
         let mods = k.modules();
-        let mut warnings = mods.warnings.clone();
+        let warnings = mods.warnings.clone();
         let mut list: Vec<Module> = mods
             .items
             .iter()
@@ -261,18 +272,15 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 .ok()
                 .filter(|p| p.0 > DPC_STACK_SIZE)
                 .map(|p| StackRange::new(p.0 - DPC_STACK_SIZE, p.0 + 0x100));
-            if state.is_none() {
-                warnings.push(Warning {
-                    context: format!("CPU {}", c.index),
-                    kind: "Missing".into(),
-                    message: format!(
-                        "no vCPU registers with GS base {:#x}: its running thread is walked from its (stale) KernelStack",
-                        c.kpcr
-                    ),
-                    address: Some(c.kpcr),
-                });
-            }
-            running.insert(t, (c.index, state, dpc));
+            running.insert(
+                t,
+                Running {
+                    cpu: c.index,
+                    kprcb: c.kprcb,
+                    state,
+                    dpc,
+                },
+            );
         }
         StackWalker {
             k,
@@ -319,32 +327,50 @@ impl<'k, 'd> StackWalker<'k, 'd> {
             });
         }
         let mem = Mem(k.memory());
-        if let Some(&(cpu, Some(ci), dpc)) = self.running.get(&thread) {
-            let state = &k.cpu_registers()[ci];
-            if state.selectors[0] & 3 == 3 {
-                out.start = format!(
-                    "vCPU {cpu}: in user mode (CS {:#x}), no kernel frames",
-                    state.selectors[0]
-                );
-                out.stop = "user_mode".into();
-                out.stop_detail = "the processor was running user-mode code".into();
-                out.complete = true;
-                return out;
-            }
-            let opts = UnwindOptions {
-                stack_limits: range,
-                other_stacks: dpc.into_iter().collect(),
-                ..UnwindOptions::default()
+        if let Some(&run) = self.running.get(&thread) {
+            let regs = match run.state {
+                Some(ci) => {
+                    let st = &k.cpu_registers()[ci];
+                    let from = format!("vCPU {} registers", run.cpu);
+                    Some((Context::from_cpu_state(st), st.selectors[0], from))
+                }
+                None => context_frame(k, run.kprcb).map(|(c, cs)| {
+                    let from = format!(
+                        "CPU {} KPRCB.ProcessorState.ContextFrame (no vCPU registers in the dump)",
+                        run.cpu
+                    );
+                    (c, cs, from)
+                }),
             };
-            let stack =
-                self.unwinder
-                    .unwind(&mem, &self.modules, Context::from_cpu_state(state), &opts);
-            out.start = format!(
-                "vCPU {cpu} registers (RIP {:#x}, RSP {:#x})",
-                state.rip, state.gpr[7]
-            );
-            self.fill(&mut out, &stack.frames, &stack.stop);
-            return out;
+            match regs {
+                Some((_, cs, from)) if cs & 3 == 3 => {
+                    out.start = format!("{from}: in user mode (CS {cs:#x}), no kernel frames");
+                    out.stop = "user_mode".into();
+                    out.stop_detail = "the processor was running user-mode code".into();
+                    out.complete = true;
+                    return out;
+                }
+                Some((ctx, _, from)) => {
+                    let opts = UnwindOptions {
+                        stack_limits: range,
+                        other_stacks: run.dpc.into_iter().collect(),
+                        ..UnwindOptions::default()
+                    };
+                    out.start = format!("{from} (RIP {:#x}, RSP {:#x})", ctx.rip, ctx.rsp());
+                    let stack = self.unwinder.unwind(&mem, &self.modules, ctx, &opts);
+                    self.fill(&mut out, &stack.frames, &stack.stop);
+                    return out;
+                }
+                None => out.warnings.push(Warning {
+                    context: format!("CPU {}", run.cpu),
+                    kind: "Missing".into(),
+                    message:
+                        "running, but the dump has no registers for its processor (no vCPU \
+                              state, empty KPRCB.ProcessorState): walked from its stale KernelStack"
+                            .into(),
+                    address: Some(run.kprcb),
+                }),
+            }
         }
         let ks = match t.u64("Tcb.KernelStack") {
             Ok(v) if v != 0 => v,
@@ -489,6 +515,34 @@ impl<'k, 'd> StackWalker<'k, 'd> {
             _ => format!("{short}+{rva:#x}"),
         }
     }
+}
+
+/// The registers `KeBugCheck` saved in `KPRCB.ProcessorState.ContextFrame`
+/// (crash dumps keep only one CONTEXT in their header): the context and CS,
+/// or `None` when the frame is absent or empty.
+fn context_frame(k: &Kernel<'_>, kprcb: u64) -> Option<(Context, u16)> {
+    let p = k.object("_KPRCB", VirtAddr(kprcb)).ok()?;
+    let cf = "ProcessorState.ContextFrame.";
+    let g = |f: &str| p.u64(&format!("{cf}{f}")).ok();
+    let rip = g("Rip").filter(|&r| r != 0)?;
+    let rsp = g("Rsp").filter(|&r| r != 0)?;
+    let mut c = Context::new(rip, rsp);
+    for (f, r) in [
+        ("Rbp", Reg::Rbp),
+        ("Rbx", Reg::Rbx),
+        ("Rsi", Reg::Rsi),
+        ("Rdi", Reg::Rdi),
+        ("R12", Reg::R12),
+        ("R13", Reg::R13),
+        ("R14", Reg::R14),
+        ("R15", Reg::R15),
+    ] {
+        if let Some(v) = g(f) {
+            c.set(r, v);
+        }
+    }
+    let cs = g("SegCs").unwrap_or(0x10) as u16;
+    Some((c, cs))
 }
 
 /// A module's export names by RVA (empty when it has none or they are
