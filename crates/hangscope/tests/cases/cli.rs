@@ -28,10 +28,19 @@ fn image() -> (LabImage, GroundTruth) {
 /// IRP's current file object.
 fn seed_case_addresses(t: &GroundTruth) -> (u64, u64, u64) {
     let owner = *t.verdict.findings[0].chain_threads.last().expect("chain");
-    let irp = t.irps.iter().find(|i| i.thread == owner).expect("owner's IRP");
+    let irp = t
+        .irps
+        .iter()
+        .find(|i| i.thread == owner)
+        .expect("owner's IRP");
     // The file system's location holds the file object (the volume and
     // disk locations below it have none).
-    let cur = irp.stack.iter().map(|s| s.file_object).find(|f| *f != 0).expect("IRP file object");
+    let cur = irp
+        .stack
+        .iter()
+        .map(|s| s.file_object)
+        .find(|f| *f != 0)
+        .expect("IRP file object");
     (owner, irp.address, cur)
 }
 
@@ -42,14 +51,22 @@ fn text_output_snapshots_and_json_documents() {
     let dump = util::write(&image, Format::Elf, dir.path(), "temp-flood");
     let d = dump.to_str().unwrap();
     let (owner, irp, file) = seed_case_addresses(&truth);
-    let (owner, irp, file) = (format!("{owner:#x}"), format!("{irp:#x}"), format!("{file:#x}"));
+    let (owner, irp, file) = (
+        format!("{owner:#x}"),
+        format!("{irp:#x}"),
+        format!("{file:#x}"),
+    );
     let cases: Vec<(&str, Vec<&str>, i32)> = vec![
         ("analyze", vec!["analyze", d], 1),
         ("locks", vec!["locks", d], 0),
         ("thread", vec!["thread", d, &owner], 0),
         ("irp", vec!["irp", d, &irp], 0),
         ("fileobj", vec!["fileobj", d, &file], 0),
-        ("handles_temp", vec!["handles", d, "--path", "\\Windows\\Temp"], 0),
+        (
+            "handles_temp",
+            vec!["handles", d, "--path", "\\Windows\\Temp"],
+            0,
+        ),
     ];
     for (name, args, code) in &cases {
         let r = run(args);
@@ -72,7 +89,12 @@ fn text_output_snapshots_and_json_documents() {
         let r = run(&a);
         r.expect(*code);
         let v = r.json();
-        assert_eq!(v["schema_version"], 1, "{name}: no schema_version 1 in {}", util::head(&r.stdout, 5));
+        assert_eq!(
+            v["schema_version"],
+            1,
+            "{name}: no schema_version 1 in {}",
+            util::head(&r.stdout, 5)
+        );
         if *name != "analyze" {
             assert!(v["type"].is_string(), "{name}: no document type");
         }
@@ -86,7 +108,10 @@ fn shorten(text: &str) -> String {
     if lines.len() <= 60 {
         return text.to_string();
     }
-    let tail_at = lines.iter().rposition(|l| l.is_empty()).unwrap_or(lines.len());
+    let tail_at = lines
+        .iter()
+        .rposition(|l| l.is_empty())
+        .unwrap_or(lines.len());
     let head = 25.min(tail_at);
     let mut out = lines[..head].join("\n");
     out.push_str(&format!("\n[... {} lines ...]\n", tail_at - head));
@@ -104,7 +129,11 @@ fn shell_runs_a_script_from_stdin() {
     // WinDbg notation with a backtick.
     let windbg = format!("{:08x}`{:08x}", owner >> 32, owner & 0xffff_ffff);
     let mut c = util::hangscope();
-    c.arg("shell").arg(&dump).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.arg("shell")
+        .arg(&dump)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().expect("spawn shell");
     child
         .stdin
@@ -115,7 +144,11 @@ fn shell_runs_a_script_from_stdin() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "shell exit code; stderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "shell exit code; stderr:\n{stderr}"
+    );
     assert!(stderr.is_empty(), "shell stderr:\n{stderr}");
     // The shell and the one-shot commands print the same text; nothing
     // after `q` runs.
@@ -125,8 +158,15 @@ fn shell_runs_a_script_from_stdin() {
         dump.as_os_str(),
         std::ffi::OsStr::new(&format!("{owner:#x}")),
     ]);
-    let want = format!("{}\n{}\n", locks.stdout.trim_end(), thread.stdout.trim_end());
-    assert_eq!(stdout, want, "shell output differs from `locks` then `thread`");
+    let want = format!(
+        "{}\n{}\n",
+        locks.stdout.trim_end(),
+        thread.stdout.trim_end()
+    );
+    assert_eq!(
+        stdout, want,
+        "shell output differs from `locks` then `thread`"
+    );
 }
 
 #[test]
@@ -158,13 +198,27 @@ fn a_garbage_file_is_an_error_naming_the_file() {
             x as u8
         })
         .collect();
-    for (name, bytes) in [("garbage.dmp", noise), ("empty.dmp", Vec::new()), ("short.dmp", b"PAGEDU64".to_vec())] {
+    for (name, bytes) in [
+        ("garbage.dmp", noise),
+        ("empty.dmp", Vec::new()),
+        ("short.dmp", b"PAGEDU64".to_vec()),
+    ] {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         for cmd in ["info", "analyze"] {
-            let r = run([std::ffi::OsStr::new("--json"), std::ffi::OsStr::new(cmd), path.as_os_str()]);
+            let r = run([
+                std::ffi::OsStr::new("--json"),
+                std::ffi::OsStr::new(cmd),
+                path.as_os_str(),
+            ]);
             r.expect_no_crash();
-            assert_eq!(r.code, Some(2), "{}: exit code; stderr {:?}", r.cmdline, r.stderr);
+            assert_eq!(
+                r.code,
+                Some(2),
+                "{}: exit code; stderr {:?}",
+                r.cmdline,
+                r.stderr
+            );
             assert!(
                 r.stderr.contains(name),
                 "{}: stderr does not name the file: {:?}",
@@ -198,7 +252,10 @@ fn missing_symbols_name_the_pdb_and_where_hangscope_looked() {
             patched += 1;
         }
     }
-    assert!(patched > 0, "the kernel's RSDS record was not found in the image");
+    assert!(
+        patched > 0,
+        "the kernel's RSDS record was not found in the image"
+    );
     let mut bad = g.clone();
     let last = u8::from_str_radix(&g[30..32], 16).unwrap() ^ 0xff;
     bad.replace_range(30..32, &format!("{last:02X}"));
@@ -206,10 +263,17 @@ fn missing_symbols_name_the_pdb_and_where_hangscope_looked() {
     let dump = util::write(&image, Format::Elf, dir.path(), "nosyms");
     let r = run([std::ffi::OsStr::new("ps"), dump.as_os_str()]);
     r.expect_no_crash();
-    assert_eq!(r.code, Some(2), "{}: exit code; stderr {:?}", r.cmdline, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(2),
+        "{}: exit code; stderr {:?}",
+        r.cmdline,
+        r.stderr
+    );
     let e = r.stderr.to_ascii_uppercase();
     assert!(
-        e.contains(&bad.to_ascii_uppercase()) && e.contains(&format!("{bad}{}", truth.kernel.pdb_age).to_ascii_uppercase())
+        e.contains(&bad.to_ascii_uppercase())
+            && e.contains(&format!("{bad}{}", truth.kernel.pdb_age).to_ascii_uppercase())
             || e.contains(&format!("{bad}-{}", truth.kernel.pdb_age).to_ascii_uppercase()),
         "stderr does not name the PDB identity {bad} age {}: {:?}",
         truth.kernel.pdb_age,

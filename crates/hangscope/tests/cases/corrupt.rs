@@ -129,14 +129,24 @@ fn eresource_list_cycle() {
     let mut p = Vec::new();
     let (r, v) = util::json_cmd("locks", &["-V"], &path);
     r.expect_no_crash();
-    let got: Vec<u64> = arr(&v["data"], "items").iter().map(|x| a(x, "address")).collect();
+    let got: Vec<u64> = arr(&v["data"], "items")
+        .iter()
+        .map(|x| a(x, "address"))
+        .collect();
     for e in [first, second] {
         if !got.contains(&e) {
             p.push(format!("locks: {e:#x} missing after the cycle"));
         }
     }
-    if !(warns_about(&v, first + sl) || warns_about(&v, second + sl) || warns_about(&v, first) || warns_about(&v, second)) {
-        p.push(format!("locks: no warning names the cycle ({first:#x} / {second:#x}): {}", v["data"]["warnings"]));
+    if !(warns_about(&v, first + sl)
+        || warns_about(&v, second + sl)
+        || warns_about(&v, first)
+        || warns_about(&v, second))
+    {
+        p.push(format!(
+            "locks: no warning names the cycle ({first:#x} / {second:#x}): {}",
+            v["data"]["warnings"]
+        ));
     }
     let (r, _) = util::json_cmd("analyze", &[], &path);
     r.expect_no_crash();
@@ -156,7 +166,10 @@ fn eresource_owner_unmapped() {
     let (r, v) = util::json_cmd("analyze", &[], &path);
     r.expect_no_crash();
     if !warns_about(&v, UNMAPPED) {
-        p.push(format!("analyze: no warning names the owner {UNMAPPED:#x}: {}", v["warnings"]));
+        p.push(format!(
+            "analyze: no warning names the owner {UNMAPPED:#x}: {}",
+            v["warnings"]
+        ));
     }
     if arr(&v, "findings").is_empty() {
         p.push("analyze: no finding left (the first lock's waiters are still there)".into());
@@ -165,7 +178,10 @@ fn eresource_owner_unmapped() {
     r.expect_no_crash();
     let n = arr(&v["data"], "items").len();
     if n < lab.truth.eresources.len() {
-        p.push(format!("locks: {n} resources listed, the truth has {}", lab.truth.eresources.len()));
+        p.push(format!(
+            "locks: {n} resources listed, the truth has {}",
+            lab.truth.eresources.len()
+        ));
     }
     report("ERESOURCE owner in unmapped memory", p);
 }
@@ -182,14 +198,24 @@ fn process_list_broken() {
     let mut p = Vec::new();
     let (r, v) = util::json_cmd("ps", &[], &path);
     r.expect_no_crash();
-    let got: Vec<u64> = arr(&v["data"], "items").iter().map(|x| a(x, "address")).collect();
+    let got: Vec<u64> = arr(&v["data"], "items")
+        .iter()
+        .map(|x| a(x, "address"))
+        .collect();
     for x in &lab.truth.processes[..=k] {
         if !got.contains(&x.address) {
-            p.push(format!("ps: {} ({:#x}) before the break is missing", x.name, x.address));
+            p.push(format!(
+                "ps: {} ({:#x}) before the break is missing",
+                x.name, x.address
+            ));
         }
     }
     if !warns_about(&v, UNMAPPED + 0x1000) {
-        p.push(format!("ps: no warning names {:#x}: {}", UNMAPPED + 0x1000, v["data"]["warnings"]));
+        p.push(format!(
+            "ps: no warning names {:#x}: {}",
+            UNMAPPED + 0x1000,
+            v["data"]["warnings"]
+        ));
     }
     for cmd in ["threads", "analyze"] {
         let (r, _) = util::json_cmd(cmd, &[], &path);
@@ -203,7 +229,9 @@ fn page_table_page_zeroed() {
     let mut lab = lab();
     let victim = lab.truth.processes.last().expect("processes").address;
     let (_, table) = lab.translate(victim);
-    lab.image.pages.insert(table / PAGE_SIZE, Box::new([0u8; PAGE_SIZE as usize]));
+    lab.image
+        .pages
+        .insert(table / PAGE_SIZE, Box::new([0u8; PAGE_SIZE as usize]));
     // Everything that table mapped: a 2 MiB region.
     let lo = victim & !0x1f_ffff;
     let hi = lo + 0x20_0000;
@@ -220,14 +248,27 @@ fn page_table_page_zeroed() {
         .filter_map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
         .any(|x| (lo..hi).contains(&x));
     if !names_region {
-        p.push(format!("ps: no warning names an address in {lo:#x}..{hi:#x}: {warned}"));
+        p.push(format!(
+            "ps: no warning names an address in {lo:#x}..{hi:#x}: {warned}"
+        ));
     }
-    let got: Vec<u64> = arr(&v["data"], "items").iter().map(|x| a(x, "address")).collect();
+    let got: Vec<u64> = arr(&v["data"], "items")
+        .iter()
+        .map(|x| a(x, "address"))
+        .collect();
     // The walk may stop where the list enters the lost region; every
     // process before that must be listed.
-    for x in lab.truth.processes.iter().take_while(|x| !(lo..hi).contains(&x.address)) {
+    for x in lab
+        .truth
+        .processes
+        .iter()
+        .take_while(|x| !(lo..hi).contains(&x.address))
+    {
         if !got.contains(&x.address) {
-            p.push(format!("ps: {} ({:#x}), before the lost region, is missing", x.name, x.address));
+            p.push(format!(
+                "ps: {} ({:#x}), before the lost region, is missing",
+                x.name, x.address
+            ));
         }
     }
     for cmd in ["info", "threads", "lm", "locks", "analyze"] {

@@ -87,7 +87,10 @@ pub fn check_image(path: &Path, t: &GroundTruth) -> Vec<String> {
     check_verdict(&mut p, t, &v);
     for doc in [&info, &ps, &th, &lm, &locks, &v] {
         if doc["schema_version"] != 1 {
-            p.push(format!("a document has schema_version {}", doc["schema_version"]));
+            p.push(format!(
+                "a document has schema_version {}",
+                doc["schema_version"]
+            ));
         }
     }
     p
@@ -96,7 +99,9 @@ pub fn check_image(path: &Path, t: &GroundTruth) -> Vec<String> {
 fn warnings_empty(p: &mut Vec<String>, what: &str, v: &Value) {
     let w = arr(v, "warnings");
     if !w.is_empty() {
-        p.push(format!("{what}: unexpected warnings on a clean image: {w:?}"));
+        p.push(format!(
+            "{what}: unexpected warnings on a clean image: {w:?}"
+        ));
     }
 }
 
@@ -105,7 +110,12 @@ pub fn check_info(p: &mut Vec<String>, t: &GroundTruth, k: &Value) {
     let kt = &t.kernel;
     eq(p, "info kernel_base", kt.kernel_base, a(k, "kernel_base"));
     eq(p, "info dtb", kt.dtb, a(k, "dtb"));
-    eq(p, "info build", Some(u64::from(kt.build_number)), k["build"].as_u64());
+    eq(
+        p,
+        "info build",
+        Some(u64::from(kt.build_number)),
+        k["build"].as_u64(),
+    );
     eq(
         p,
         "info version",
@@ -127,7 +137,12 @@ pub fn check_info(p: &mut Vec<String>, t: &GroundTruth, k: &Value) {
         Some(u64::from(kt.number_processors)),
         k["processor_count"].as_u64(),
     );
-    eq(p, "info tick_count", Some(kt.tick_count), k["tick_count"].as_u64());
+    eq(
+        p,
+        "info tick_count",
+        Some(kt.tick_count),
+        k["tick_count"].as_u64(),
+    );
     eq(
         p,
         "info max_increment",
@@ -150,7 +165,12 @@ pub fn check_info(p: &mut Vec<String>, t: &GroundTruth, k: &Value) {
             )
         })
         .collect();
-    eq(p, "info cpus (index, kpcr, kprcb, current thread)", want, got);
+    eq(
+        p,
+        "info cpus (index, kpcr, kprcb, current thread)",
+        want,
+        got,
+    );
     warnings_empty(p, "info", k);
 }
 
@@ -194,7 +214,9 @@ pub fn check_processes(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
         for i in 0..want.len().max(got.len()) {
             match (want.get(i), got.get(i)) {
                 (Some(w), Some(g)) if w == g => {}
-                (w, g) => m.push_str(&format!("\n    #{i} expected {w:?}\n    #{i} got      {g:?}")),
+                (w, g) => m.push_str(&format!(
+                    "\n    #{i} expected {w:?}\n    #{i} got      {g:?}"
+                )),
             }
         }
         p.push(m);
@@ -222,10 +244,16 @@ pub fn check_threads(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
         got.keys().copied(),
     );
     if items.len() != got.len() {
-        p.push(format!("threads: {} rows for {} distinct ETHREADs", items.len(), got.len()));
+        p.push(format!(
+            "threads: {} rows for {} distinct ETHREADs",
+            items.len(),
+            got.len()
+        ));
     }
     for w in &t.threads {
-        let Some(g) = got.get(&w.address) else { continue };
+        let Some(g) = got.get(&w.address) else {
+            continue;
+        };
         let mut waits: Vec<u64> = arr(g, "waits_on").iter().filter_map(util::addr).collect();
         waits.sort();
         let mut want_waits = w.waits_on.clone();
@@ -252,7 +280,10 @@ pub fn check_threads(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
             g["wait_ticks"].as_u64().filter(|_| w.wait_ticks.is_some()),
             g["cpu"].as_u64(),
             waits,
-            arr(g, "irps").iter().filter_map(util::addr).collect::<Vec<_>>(),
+            arr(g, "irps")
+                .iter()
+                .filter_map(util::addr)
+                .collect::<Vec<_>>(),
             a(g, "start_address"),
         );
         if want != gotv {
@@ -261,7 +292,9 @@ pub fn check_threads(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
                 w.address
             ));
         }
-        let got_seconds = g["wait_seconds"].as_f64().filter(|_| w.wait_seconds.is_some());
+        let got_seconds = g["wait_seconds"]
+            .as_f64()
+            .filter(|_| w.wait_seconds.is_some());
         if !seconds_eq(w.wait_seconds, got_seconds) {
             p.push(format!(
                 "thread {:#x} wait_seconds: expected {:?}, hangscope says {:?}",
@@ -290,7 +323,9 @@ pub fn check_modules(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
         })
         .collect();
     if want != got {
-        p.push(format!("lm (base, size, name, path):\n    expected {want:x?}\n    got      {got:x?}"));
+        p.push(format!(
+            "lm (base, size, name, path):\n    expected {want:x?}\n    got      {got:x?}"
+        ));
     }
     warnings_empty(p, "lm", d);
 }
@@ -298,17 +333,27 @@ pub fn check_modules(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
 /// `locks -V`: every ERESOURCE of the truth with its owners and waiters;
 /// anything else on the list must be an idle resource.
 pub fn check_locks(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
-    let got: BTreeMap<u64, &Value> = arr(d, "items").iter().map(|x| (a(x, "address"), x)).collect();
+    let got: BTreeMap<u64, &Value> = arr(d, "items")
+        .iter()
+        .map(|x| (a(x, "address"), x))
+        .collect();
     for e in &t.eresources {
         let Some(g) = got.get(&e.address) else {
-            p.push(format!("locks: ERESOURCE {:#x} ({}) missing", e.address, e.name));
+            p.push(format!(
+                "locks: ERESOURCE {:#x} ({}) missing",
+                e.address, e.name
+            ));
             continue;
         };
         let what = format!("locks {:#x} ({})", e.address, e.name);
         eq(
             p,
             &format!("{what} (active count, exclusive, contention count)"),
-            (u64::from(e.active_count), e.exclusive, u64::from(e.contention_count)),
+            (
+                u64::from(e.active_count),
+                e.exclusive,
+                u64::from(e.contention_count),
+            ),
             (
                 g["active_count"].as_u64().unwrap_or(u64::MAX),
                 g["exclusive"].as_bool().unwrap_or(false),
@@ -339,7 +384,9 @@ pub fn check_locks(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
             || !arr(g, "owners").is_empty()
             || !arr(g, "waiters").is_empty()
         {
-            p.push(format!("locks: resource {addr:#x} is not in the truth and not idle: {g}"));
+            p.push(format!(
+                "locks: resource {addr:#x} is not in the truth and not idle: {g}"
+            ));
         }
     }
     warnings_empty(p, "locks", d);
@@ -370,8 +417,18 @@ fn check_finding(p: &mut Vec<String>, w: &FindingTruth, g: &Value) {
     let (threads, locks) = chain_of(g);
     if w.kind == "deadlock" {
         // A cycle has no first member: compare as sets.
-        set_diff(p, &format!("{what} cycle threads"), w.chain_threads.iter().copied(), threads);
-        set_diff(p, &format!("{what} cycle locks"), w.chain_locks.iter().copied(), locks);
+        set_diff(
+            p,
+            &format!("{what} cycle threads"),
+            w.chain_threads.iter().copied(),
+            threads,
+        );
+        set_diff(
+            p,
+            &format!("{what} cycle locks"),
+            w.chain_locks.iter().copied(),
+            locks,
+        );
         if step(g, "cycle_back").is_none() {
             p.push(format!("{what}: the chain does not end in cycle_back"));
         }
@@ -379,17 +436,34 @@ fn check_finding(p: &mut Vec<String>, w: &FindingTruth, g: &Value) {
         // The truth's chain starts at the first waiter; hangscope's chain
         // starts at the first lock, whose waiters are in `edges`.
         let first_waiter = w.chain_threads.first().copied();
-        eq(p, &format!("{what} chain owners"), w.chain_threads.get(1..).unwrap_or(&[]).to_vec(), threads);
-        eq(p, &format!("{what} chain locks"), w.chain_locks.clone(), locks.clone());
+        eq(
+            p,
+            &format!("{what} chain owners"),
+            w.chain_threads.get(1..).unwrap_or(&[]).to_vec(),
+            threads,
+        );
+        eq(
+            p,
+            &format!("{what} chain locks"),
+            w.chain_locks.clone(),
+            locks.clone(),
+        );
         if let (Some(fw), Some(l0)) = (first_waiter, locks.first()) {
             let waits = arr(g, "edges")
                 .iter()
                 .any(|e| a(e, "waiter") == fw && a(e, "resource") == *l0);
             if !waits {
-                p.push(format!("{what}: no edge from the first waiter {fw:#x} to lock {l0:#x}"));
+                p.push(format!(
+                    "{what}: no edge from the first waiter {fw:#x} to lock {l0:#x}"
+                ));
             }
         }
-        eq(p, &format!("{what} final_owner"), w.chain_threads.last().copied(), util::addr(&g["final_owner"]));
+        eq(
+            p,
+            &format!("{what} final_owner"),
+            w.chain_threads.last().copied(),
+            util::addr(&g["final_owner"]),
+        );
     }
     // hangscope counts a cycle's members among the blocked threads
     // (docs/json-schema.md); the truth lists them apart, in chain_threads.
@@ -415,7 +489,9 @@ fn check_finding(p: &mut Vec<String>, w: &FindingTruth, g: &Value) {
         p,
         &format!("{what} blocked processes"),
         w.blocked_processes.iter().cloned(),
-        arr(g, "blocked_processes").iter().map(|x| s(x, "name").to_string()),
+        arr(g, "blocked_processes")
+            .iter()
+            .map(|x| s(x, "name").to_string()),
     );
     eq(
         p,
@@ -449,10 +525,13 @@ pub fn check_verdict(p: &mut Vec<String>, t: &GroundTruth, v: &Value) {
     eq(p, "analyze finding kinds", kinds_want, kinds_got);
     for w in &vt.findings {
         // The finding whose chain locks overlap the expected ones most.
-        let best = findings.iter().filter(|f| s(f, "kind") == w.kind).max_by_key(|f| {
-            let (_, locks) = chain_of(f);
-            locks.iter().filter(|l| w.chain_locks.contains(l)).count()
-        });
+        let best = findings
+            .iter()
+            .filter(|f| s(f, "kind") == w.kind)
+            .max_by_key(|f| {
+                let (_, locks) = chain_of(f);
+                locks.iter().filter(|l| w.chain_locks.contains(l)).count()
+            });
         match best {
             Some(g) => check_finding(p, w, g),
             None => p.push(format!("analyze: no {} finding", w.kind)),
@@ -480,7 +559,8 @@ pub fn check_hot_dirs(p: &mut Vec<String>, t: &GroundTruth, v: &Value) {
         .map(|h| {
             let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
             for x in arr(h, "holders") {
-                *by_name.entry(s(x, "name").to_string()).or_default() += x["files"].as_u64().unwrap_or(0);
+                *by_name.entry(s(x, "name").to_string()).or_default() +=
+                    x["files"].as_u64().unwrap_or(0);
             }
             (
                 s(h, "path").to_string(),
@@ -489,7 +569,12 @@ pub fn check_hot_dirs(p: &mut Vec<String>, t: &GroundTruth, v: &Value) {
             )
         })
         .collect();
-    eq(p, "analyze hot directories (path, files, holders by name)", want, got);
+    eq(
+        p,
+        "analyze hot directories (path, files, holders by name)",
+        want,
+        got,
+    );
 }
 
 macro_rules! matrix {

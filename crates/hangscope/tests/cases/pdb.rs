@@ -28,7 +28,9 @@ fn isf2pdb() -> PathBuf {
 fn make_pdb_store(build: &str, store: &Path) -> PathBuf {
     let b = builds::find_build(build).expect("known build");
     let isf = builds::isf_path(&util::symbols_dir(), b);
-    let dir = store.join("ntkrnlmp.pdb").join(format!("{}{:X}", b.guid, b.age));
+    let dir = store
+        .join("ntkrnlmp.pdb")
+        .join(format!("{}{:X}", b.guid, b.age));
     std::fs::create_dir_all(&dir).unwrap();
     let pdb = dir.join("ntkrnlmp.pdb");
     let work = store.join("work");
@@ -70,7 +72,12 @@ fn same_answers(build: &str) {
     );
 
     let mut problems = Vec::new();
-    for (cmd, extra) in [("ps", &[][..]), ("threads", &[][..]), ("locks", &["-V"][..]), ("analyze", &[][..])] {
+    for (cmd, extra) in [
+        ("ps", &[][..]),
+        ("threads", &[][..]),
+        ("locks", &["-V"][..]),
+        ("analyze", &[][..]),
+    ] {
         let (r_isf, isf_doc) = util::json_cmd(cmd, extra, &dump);
         let mut with_pdb: Vec<&str> = vec!["-y", &store_arg];
         with_pdb.extend_from_slice(extra);
@@ -78,7 +85,10 @@ fn same_answers(build: &str) {
         r_isf.expect_no_crash();
         r_pdb.expect_no_crash();
         if r_isf.code != r_pdb.code {
-            problems.push(format!("{cmd}: exit code {:?} with the ISF, {:?} with the PDB", r_isf.code, r_pdb.code));
+            problems.push(format!(
+                "{cmd}: exit code {:?} with the ISF, {:?} with the PDB",
+                r_isf.code, r_pdb.code
+            ));
         }
         if isf_doc != pdb_doc {
             let a = serde_json::to_string_pretty(&isf_doc).unwrap();
@@ -89,9 +99,14 @@ fn same_answers(build: &str) {
                 .enumerate()
                 .filter(|(_, (x, y))| x != y)
                 .take(10)
-                .map(|(i, (x, y))| format!("    line {}: ISF {x}\n    line {}: PDB {y}", i + 1, i + 1))
+                .map(|(i, (x, y))| {
+                    format!("    line {}: ISF {x}\n    line {}: PDB {y}", i + 1, i + 1)
+                })
                 .collect();
-            problems.push(format!("{cmd} --json differs between ISF and PDB:\n{}", diff.join("\n")));
+            problems.push(format!(
+                "{cmd} --json differs between ISF and PDB:\n{}",
+                diff.join("\n")
+            ));
         }
     }
     util::report(&format!("PDB vs ISF on {build}"), problems);

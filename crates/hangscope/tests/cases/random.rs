@@ -80,9 +80,10 @@ fn check_build(build: &str) {
         if !r.stderr.is_empty() {
             p.push(format!("stderr not empty: {}", r.stderr));
         }
-        problems.extend(p.into_iter().map(|m| {
-            format!("[random seed {seed} cycle={:?} {build}] {m}", opts.cycle)
-        }));
+        problems.extend(
+            p.into_iter()
+                .map(|m| format!("[random seed {seed} cycle={:?} {build}] {m}", opts.cycle)),
+        );
         let _ = std::fs::remove_file(&path);
     }
     // The generator must really have produced cycles, or this test checks

@@ -223,7 +223,11 @@ pub fn set_diff<T: Ord + std::fmt::Debug + Clone>(
     if want == got {
         return;
     }
-    let mut m = format!("{what}: expected {} entries, hangscope shows {}", want.len(), got.len());
+    let mut m = format!(
+        "{what}: expected {} entries, hangscope shows {}",
+        want.len(),
+        got.len()
+    );
     for x in want.difference(&got).take(15) {
         m.push_str(&format!("\n    - missing    {x:?}"));
     }

@@ -74,7 +74,8 @@ fn run_vol(v: &Vol, image: &Path, plugin: &str) -> Result<Vec<Value>, String> {
         ));
     }
     let start = stdout.find('[').ok_or("no JSON from vol")?;
-    let doc: Value = serde_json::from_str(&stdout[start..]).map_err(|e| format!("bad JSON from vol: {e}"))?;
+    let doc: Value =
+        serde_json::from_str(&stdout[start..]).map_err(|e| format!("bad JSON from vol: {e}"))?;
     let mut rows = Vec::new();
     flatten(&doc, &mut rows);
     Ok(rows)
@@ -111,7 +112,12 @@ fn compare(v: &Vol, image: &Path, plugin: &str) -> Vec<String> {
                     .map(|r| s(r, "Value").to_string())
                     .unwrap_or_else(|| "<absent>".into())
             };
-            util::eq(&mut p, "kernel base (Volatility vs hangscope)", var("Kernel Base"), format!("{:#x}", a(k, "kernel_base") & MASK48));
+            util::eq(
+                &mut p,
+                "kernel base (Volatility vs hangscope)",
+                var("Kernel Base"),
+                format!("{:#x}", a(k, "kernel_base") & MASK48),
+            );
             util::eq(
                 &mut p,
                 "build (Volatility's Major/Minor vs hangscope)",
@@ -124,7 +130,14 @@ fn compare(v: &Vol, image: &Path, plugin: &str) -> Vec<String> {
             r.expect(0);
             let want: Vec<_> = rows
                 .iter()
-                .map(|r| (u(r, "PID"), u(r, "PPID"), s(r, "ImageFileName").to_string(), u(r, "Threads")))
+                .map(|r| {
+                    (
+                        u(r, "PID"),
+                        u(r, "PPID"),
+                        s(r, "ImageFileName").to_string(),
+                        u(r, "Threads"),
+                    )
+                })
                 .collect();
             let got: Vec<_> = arr(&doc["data"], "items")
                 .iter()
@@ -138,32 +151,60 @@ fn compare(v: &Vol, image: &Path, plugin: &str) -> Vec<String> {
                     )
                 })
                 .collect();
-            util::eq(&mut p, "processes (pid, ppid, name, threads): Volatility vs hangscope", want, got);
+            util::eq(
+                &mut p,
+                "processes (pid, ppid, name, threads): Volatility vs hangscope",
+                want,
+                got,
+            );
         }
         "windows.threads" => {
             let (r, doc) = util::json_cmd("threads", &[], image);
             r.expect(0);
-            let want: BTreeSet<(u64, u64)> = rows.iter().map(|r| (u(r, "TID"), u(r, "PID"))).collect();
+            let want: BTreeSet<(u64, u64)> =
+                rows.iter().map(|r| (u(r, "TID"), u(r, "PID"))).collect();
             let got: BTreeSet<(u64, u64)> = doc["data"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .map(|x| (u(x, "tid"), u(x, "pid")))
                 .collect();
-            util::set_diff(&mut p, "threads (tid, pid): Volatility's, then hangscope's", want, got);
+            util::set_diff(
+                &mut p,
+                "threads (tid, pid): Volatility's, then hangscope's",
+                want,
+                got,
+            );
         }
         "windows.modules" => {
             let (r, doc) = util::json_cmd("lm", &[], image);
             r.expect(0);
             let want: Vec<_> = rows
                 .iter()
-                .map(|r| (u(r, "Base") & MASK48, u(r, "Size"), s(r, "Name").to_string()))
+                .map(|r| {
+                    (
+                        u(r, "Base") & MASK48,
+                        u(r, "Size"),
+                        s(r, "Name").to_string(),
+                    )
+                })
                 .collect();
             let got: Vec<_> = arr(&doc["data"], "items")
                 .iter()
-                .map(|m| (a(m, "base") & MASK48, u(m, "size"), s(m, "name").to_string()))
+                .map(|m| {
+                    (
+                        a(m, "base") & MASK48,
+                        u(m, "size"),
+                        s(m, "name").to_string(),
+                    )
+                })
                 .collect();
-            util::eq(&mut p, "modules (base, size, name): Volatility vs hangscope", want, got);
+            util::eq(
+                &mut p,
+                "modules (base, size, name): Volatility vs hangscope",
+                want,
+                got,
+            );
         }
         other => unreachable!("{other}"),
     }
@@ -174,9 +215,18 @@ fn compare(v: &Vol, image: &Path, plugin: &str) -> Vec<String> {
 fn hangscope_agrees_with_volatility() {
     let Some(v) = vol() else { return };
     let builds: Vec<String> = std::env::var("HANGSCOPE_VOL_BUILDS")
-        .map(|x| x.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect())
+        .map(|x| {
+            x.split(',')
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty())
+                .collect()
+        })
         .unwrap_or_else(|_| BUILDS.iter().map(|b| b.to_string()).collect());
-    let jobs_n: usize = std::env::var("HANGSCOPE_VOL_JOBS").ok().and_then(|x| x.parse().ok()).unwrap_or(3).max(1);
+    let jobs_n: usize = std::env::var("HANGSCOPE_VOL_JOBS")
+        .ok()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let dir = tempfile::tempdir().unwrap();
     let sc = util::scenario("deadlock");
     let mut jobs = Vec::new();
@@ -184,7 +234,12 @@ fn hangscope_agrees_with_volatility() {
         let (image, _) = util::build(&sc, b, 40 + i as u64, 64 << 20);
         for f in FORMATS {
             let path = util::write(&image, f, dir.path(), b);
-            for plugin in ["windows.info", "windows.pslist", "windows.threads", "windows.modules"] {
+            for plugin in [
+                "windows.info",
+                "windows.pslist",
+                "windows.threads",
+                "windows.modules",
+            ] {
                 jobs.push((b.clone(), f, path.clone(), plugin));
             }
         }
@@ -194,9 +249,14 @@ fn hangscope_agrees_with_volatility() {
     std::thread::scope(|sc| {
         for _ in 0..jobs_n {
             sc.spawn(|| loop {
-                let Some((b, f, path, plugin)) = queue.lock().unwrap().pop() else { break };
+                let Some((b, f, path, plugin)) = queue.lock().unwrap().pop() else {
+                    break;
+                };
                 for m in compare(&v, &path, plugin) {
-                    problems.lock().unwrap().push(format!("[{b} {f} {plugin}] {m}"));
+                    problems
+                        .lock()
+                        .unwrap()
+                        .push(format!("[{b} {f} {plugin}] {m}"));
                 }
             });
         }
