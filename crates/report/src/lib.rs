@@ -18,6 +18,7 @@
 #![deny(missing_debug_implementations)]
 
 pub mod html;
+pub mod stacks;
 pub mod verdict;
 pub mod windbg;
 
