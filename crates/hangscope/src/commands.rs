@@ -234,10 +234,24 @@ pub fn execute(
                 out(windbg::handles(&r))
             }
         }
-        ShellCommand::Stacks(_) | ShellCommand::Running => {
-            anyhow::bail!(
-                "stacks are not available yet: the unwinder is not wired into the kernel model"
-            )
+        ShellCommand::Stacks(filter) => {
+            let r = k.stacks(&hangscope_nt::stacks::StackFilter {
+                pid: None,
+                contains: filter.clone(),
+            });
+            if as_json {
+                json("stacks", &r)
+            } else {
+                out(hangscope_report::stacks::stacks(&r))
+            }
+        }
+        ShellCommand::Running => {
+            let r = k.running();
+            if as_json {
+                json("running", &r)
+            } else {
+                out(hangscope_report::stacks::running(&r))
+            }
         }
         ShellCommand::Analyze => {
             use hangscope_waitgraph::WaitSource;
