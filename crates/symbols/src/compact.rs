@@ -437,12 +437,17 @@ impl Layout {
 
     /// The string with this id.
     pub(crate) fn string<'d>(&self, d: &'d [u8], id: u32) -> Option<&'d str> {
+        std::str::from_utf8(self.string_bytes(d, id)?).ok()
+    }
+
+    /// A string's raw bytes: lookups compare bytes, so the hot binary
+    /// search does not pay for UTF-8 validation on every probe.
+    fn string_bytes<'d>(&self, d: &'d [u8], id: u32) -> Option<&'d [u8]> {
         let (base, len) = self.sect[S_STRINGS];
         let strings = d.get(base..base + len)?;
         let off = id as usize;
         let n = u32_at(strings, off)? as usize;
-        let bytes = strings.get(off + 4..(off + 4).checked_add(n)?)?;
-        std::str::from_utf8(bytes).ok()
+        strings.get(off + 4..(off + 4).checked_add(n)?)
     }
 
     /// Name of record `i` of a name-sorted section (name is its first field).
@@ -455,8 +460,8 @@ impl Layout {
         let (mut lo, mut hi) = (0usize, self.count(s));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let n = self.name_of(d, s, mid)?;
-            match n.as_bytes().cmp(name.as_bytes()) {
+            let n = self.string_bytes(d, self.rec_u32(d, s, mid, 0)?)?;
+            match n.cmp(name.as_bytes()) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Some(mid),
