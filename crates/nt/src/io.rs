@@ -11,6 +11,7 @@ use crate::error::{Error, Result, Warning};
 use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_x64::VirtAddr;
+use std::collections::HashMap;
 
 /// Deepest `RelatedFileObject` chain followed.
 const MAX_RELATED_DEPTH: usize = 16;
@@ -236,7 +237,16 @@ impl<'d> Kernel<'d> {
             }
         };
         let mut holders: Vec<Holder> = Vec::new();
-        for h in self.handles().handles.iter().filter(|h| h.object == addr) {
+        let all = &self.handles().handles;
+        let index = self.cache.handles_by_object.get_or_init(|| {
+            let mut m: HashMap<u64, Vec<usize>> = HashMap::new();
+            for (i, h) in all.iter().enumerate() {
+                m.entry(h.object).or_default().push(i);
+            }
+            m
+        });
+        let mine = index.get(&addr).map(Vec::as_slice).unwrap_or(&[]);
+        for h in mine.iter().filter_map(|&i| all.get(i)) {
             match holders.iter_mut().find(|x| x.pid == h.pid) {
                 Some(x) => x.handles.push(h.handle),
                 None => holders.push(Holder {

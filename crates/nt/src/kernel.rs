@@ -24,6 +24,12 @@ pub(crate) struct Cache {
     pub eresources: OnceLock<Partial<EresourceInfo>>,
     pub type_names: OnceLock<HashMap<u8, String>>,
     pub handles: OnceLock<HandleReport>,
+    /// Object body -> indexes into `handles.handles`, so asking who holds
+    /// one object does not scan every handle (thousands of files x
+    /// thousands of handles on a flooded machine).
+    pub handles_by_object: OnceLock<HashMap<u64, Vec<usize>>>,
+    /// Device object -> its name (see `device_name`).
+    pub device_names: std::sync::Mutex<HashMap<u64, Option<String>>>,
     pub pool_files: OnceLock<Partial<u64>>,
     pub build: OnceLock<Option<u32>>,
     pub tick: OnceLock<Result<u64>>,

@@ -150,13 +150,24 @@ impl<'d> Kernel<'d> {
     /// A device object's name as WinDbg prints it: its full object path, or
     /// `\Device\` + its name when it has no directory.
     pub fn device_name(&self, device: u64) -> Result<Option<String>> {
+        // A machine has a handful of devices and thousands of file objects
+        // on them: name each device once.
+        if let Ok(names) = self.cache.device_names.lock() {
+            if let Some(n) = names.get(&device) {
+                return Ok(n.clone());
+            }
+        }
         let p = self.object_path(device)?;
-        Ok(p.map(|p| {
+        let name = p.map(|p| {
             if p[1..].contains('\\') {
                 p
             } else {
                 format!("\\Device{p}")
             }
-        }))
+        });
+        if let Ok(mut names) = self.cache.device_names.lock() {
+            names.insert(device, name.clone());
+        }
+        Ok(name)
     }
 }
