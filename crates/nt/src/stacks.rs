@@ -415,6 +415,14 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         let rip = mem.read_u64(ks + ret_off);
         let rbp = mem.read_u64(ks + rbp_off);
         let mut first = None;
+        if rip == Ok(0) {
+            // Never switched out through SwapContext (or a zeroed frame):
+            // nothing to walk, and probing stale slots would invent frames.
+            out.start =
+                format!("none: the switch frame at KernelStack {ks:#x} holds no return address");
+            out.stop_detail = "no saved context".into();
+            return out;
+        }
         if let Ok(rip) = rip {
             let mut ctx = Context::new(rip, ks + size);
             if let Ok(b) = rbp {
