@@ -85,7 +85,11 @@ impl<'a> Graph<'a> {
         }
 
         // Phantom threads for dangling claims.
+        // The first few are named (thread and resource addresses) so that a
+        // reader can go and look; the count covers the rest.
+        const NAMED_PHANTOMS: usize = 8;
         let mut phantoms = 0usize;
+        let mut named: Vec<String> = Vec::new();
         for &ri in &res_src {
             let r = &input.resources[ri];
             for c in r.owners.iter().chain(r.waiters.iter()) {
@@ -94,12 +98,21 @@ impl<'a> Graph<'a> {
                     thread_src.push(None);
                     thread_key.push(c.thread);
                     phantoms += 1;
+                    if named.len() < NAMED_PHANTOMS {
+                        named.push(format!("thread {:#x} of resource {:#x}", c.thread, r.key));
+                    }
                 }
             }
         }
         if phantoms > 0 {
+            let more = if phantoms > named.len() {
+                format!(" and {} more", phantoms - named.len())
+            } else {
+                String::new()
+            };
             warnings.push(format!(
-                "{phantoms} threads are named as owner or waiter of a resource but are missing from the thread list (dangling or unreadable); they are kept with state unknown"
+                "{phantoms} threads are named as owner or waiter of a resource but are missing from the thread list (dangling or unreadable): {}{more}; they are kept with state unknown",
+                named.join(", ")
             ));
         }
         let n_threads = thread_src.len();
