@@ -32,7 +32,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Info(a) => {
             let dump = open_dump(&a.dump)?;
-            let kernel = open_kernel(g, &dump);
+            let kernel = open_kernel(g, &a.dump, &dump);
             let dump_part = dump_summary(&a.dump, &dump);
             match kernel {
                 Ok(k) => {
@@ -45,7 +45,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
                     } else {
                         emit(&format!(
                             "{}\n{}",
-                            dump_text(&dump_part),
+                            dump_text(&dump_part, &dump.cpus),
                             windbg::kernel_info(&info)
                         ))?;
                     }
@@ -59,7 +59,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
                             serde_json::json!({"dump": dump_part, "kernel": null, "error": format!("{e:#}")}),
                         )?;
                     } else {
-                        emit(&dump_text(&dump_part))?;
+                        emit(&dump_text(&dump_part, &dump.cpus))?;
                     }
                     Err(e)
                 }
@@ -69,7 +69,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         other => {
             let (path, sc) = to_shell_command(other);
             let dump = open_dump(path)?;
-            let kernel = open_kernel(g, &dump)?;
+            let kernel = open_kernel(g, path, &dump)?;
             let html = match other {
                 Command::Analyze(a) => a.html.clone(),
                 _ => None,
@@ -149,7 +149,10 @@ pub fn execute(
         ShellCommand::Threads(pid) => {
             let t = k.threads_of(*pid);
             if as_json {
-                json("threads", &t)
+                json(
+                    "threads",
+                    &serde_json::json!({"items": t, "warnings": k.threads().warnings}),
+                )
             } else {
                 out(windbg::threads_table(&t, &k.threads().warnings))
             }
@@ -310,8 +313,15 @@ pub fn symbol_spec(g: &GlobalArgs) -> String {
 }
 
 /// Directories of symbol tables that exist on this machine.
+///
+/// `HANGSCOPE_NO_DEFAULT_SYMBOLS=1` drops the built-in locations, so that
+/// only `--symbols` and `_NT_SYMBOL_PATH` are searched (tests of one symbol
+/// source, or a machine where the shared tables must not be used).
 pub fn default_symbol_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
+    if std::env::var_os("HANGSCOPE_NO_DEFAULT_SYMBOLS").is_some_and(|v| v == "1") {
+        return dirs;
+    }
     if let Ok(d) = std::env::var("HANGSCOPE_SYMBOLS") {
         dirs.push(PathBuf::from(d));
     }
@@ -327,10 +337,11 @@ pub fn symbol_source(g: &GlobalArgs) -> Result<SymbolSource> {
     SymbolSource::from_path_spec(&spec).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Find the kernel in an opened dump.
-pub fn open_kernel<'d>(g: &GlobalArgs, dump: &'d Dump) -> Result<Kernel<'d>> {
+/// Find the kernel in an opened dump; the error names the file.
+pub fn open_kernel<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<Kernel<'d>> {
     let src = symbol_source(g)?;
-    Kernel::open(dump, &src).map_err(|e| anyhow::anyhow!("{e}"))
+    Kernel::open(dump, &src)
+        .map_err(|e| anyhow::anyhow!("no usable Windows kernel in {}: {e}", path.display()))
 }
 
 /// What `info` shows about the dump file itself.
@@ -340,8 +351,43 @@ pub struct DumpSummary {
     format: String,
     file_size: u64,
     ranges: Vec<(String, String)>,
-    cpus: Vec<hangscope_dump::CpuState>,
+    /// Registers as hex strings (JSON numbers lose precision above 2^53).
+    cpus: Vec<serde_json::Value>,
     hints: hangscope_dump::KernelHints,
+}
+
+/// A vCPU's registers for JSON: every value a `0x` hex string.
+fn cpu_json(c: &hangscope_dump::CpuState) -> serde_json::Value {
+    const GPR: [&str; 16] = [
+        "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12",
+        "r13", "r14", "r15",
+    ];
+    let hex = |v: u64| serde_json::Value::String(format!("{v:#018x}"));
+    let opt = |v: Option<u64>| v.map(hex).unwrap_or(serde_json::Value::Null);
+    let mut m = serde_json::Map::new();
+    m.insert("index".into(), c.index.into());
+    for (name, v) in GPR.iter().zip(c.gpr.iter()) {
+        m.insert((*name).into(), hex(*v));
+    }
+    m.insert("rip".into(), hex(c.rip));
+    m.insert("rflags".into(), hex(c.rflags));
+    const SEL: [&str; 6] = ["cs", "ds", "es", "fs", "gs", "ss"];
+    for (name, v) in SEL.iter().zip(c.selectors.iter()) {
+        m.insert((*name).into(), format!("{v:#06x}").into());
+    }
+    for (name, v) in [
+        ("fs_base", c.fs_base),
+        ("gs_base", c.gs_base),
+        ("kernel_gs_base", c.kernel_gs_base),
+        ("cr0", c.cr0),
+        ("cr2", c.cr2),
+        ("cr3", c.cr3),
+        ("cr4", c.cr4),
+        ("efer", c.efer),
+    ] {
+        m.insert(name.into(), opt(v));
+    }
+    serde_json::Value::Object(m)
 }
 
 fn dump_summary(path: &Path, d: &Dump) -> DumpSummary {
@@ -360,12 +406,12 @@ fn dump_summary(path: &Path, d: &Dump) -> DumpSummary {
                 )
             })
             .collect(),
-        cpus: d.cpus.clone(),
+        cpus: d.cpus.iter().map(cpu_json).collect(),
         hints: d.hints.clone(),
     }
 }
 
-fn dump_text(s: &DumpSummary) -> String {
+fn dump_text(s: &DumpSummary, cpus: &[hangscope_dump::CpuState]) -> String {
     use std::fmt::Write;
     let mut t = String::new();
     let _ = writeln!(
@@ -377,7 +423,7 @@ fn dump_text(s: &DumpSummary) -> String {
     for (a, b) in &s.ranges {
         let _ = writeln!(t, "          {a:>18} - {b}");
     }
-    for c in &s.cpus {
+    for c in cpus {
         let g = &c.gpr;
         let _ = writeln!(t, "CPU {}:", c.index);
         let _ = writeln!(

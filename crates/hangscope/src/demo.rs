@@ -61,7 +61,7 @@ pub fn run(g: &GlobalArgs, a: &DemoArgs) -> Result<u8> {
         );
     }
     let dump = open_dump(&path)?;
-    let kernel = open_kernel(g, &dump)?;
+    let kernel = open_kernel(g, &path, &dump)?;
     let o = execute(&kernel, &ShellCommand::Analyze, g.json, a.html.as_deref())?;
     emit(&o.text)?;
     Ok(o.code)

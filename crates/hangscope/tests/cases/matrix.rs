@@ -67,7 +67,7 @@ pub fn check_image(path: &Path, t: &GroundTruth) -> Vec<String> {
     check_processes(&mut p, t, &ps["data"]);
     let (r, th) = util::json_cmd("threads", &[], path);
     r.expect(0);
-    check_threads(&mut p, t, &th["data"]);
+    check_threads(&mut p, t, &th["data"]["items"]);
     let (r, lm) = util::json_cmd("lm", &[], path);
     r.expect(0);
     check_modules(&mut p, t, &lm["data"]);
@@ -590,15 +590,15 @@ macro_rules! matrix {
 
 matrix! {
     temp_flood_win7sp1: "temp-flood", "win7sp1", 11;
-    temp_flood_win2016: "temp-flood", "win2016", 12;
+    temp_flood_win2019a: "temp-flood", "win2019a", 12;
     temp_flood_win10_19041: "temp-flood", "win10-19041", 13;
     temp_flood_win11: "temp-flood", "win11", 14;
     deadlock_win7sp1: "deadlock", "win7sp1", 21;
-    deadlock_win2016: "deadlock", "win2016", 22;
+    deadlock_win2019a: "deadlock", "win2019a", 22;
     deadlock_win10_19041: "deadlock", "win10-19041", 23;
     deadlock_win11: "deadlock", "win11", 24;
     idle_win7sp1: "idle", "win7sp1", 31;
-    idle_win2016: "idle", "win2016", 32;
+    idle_win2019a: "idle", "win2019a", 32;
     idle_win10_19041: "idle", "win10-19041", 33;
     idle_win11: "idle", "win11", 34;
 }

@@ -163,7 +163,7 @@ fn compare(v: &Vol, image: &Path, plugin: &str) -> Vec<String> {
             r.expect(0);
             let want: BTreeSet<(u64, u64)> =
                 rows.iter().map(|r| (u(r, "TID"), u(r, "PID"))).collect();
-            let got: BTreeSet<(u64, u64)> = doc["data"]
+            let got: BTreeSet<(u64, u64)> = doc["data"]["items"]
                 .as_array()
                 .into_iter()
                 .flatten()
