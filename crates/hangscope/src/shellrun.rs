@@ -12,7 +12,7 @@ use std::path::Path;
 /// a script) it reads lines from stdin, so sessions can be scripted.
 pub fn run(g: &GlobalArgs, path: &Path) -> Result<u8> {
     let dump = open_dump(path)?;
-    let kernel = open_kernel(g, &path, &dump)?;
+    let kernel = open_kernel(g, path, &dump)?;
     let info = kernel.info();
     let prompt = "kd> ";
     let handle = |line: &str| -> bool {
