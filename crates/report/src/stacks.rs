@@ -215,7 +215,7 @@ mod tests {
                 count: 2,
                 threads: vec![
                     StackThread {
-                        address: 0xfffffa80_1,
+                        address: 0xf_ffff_a801,
                         pid: 4,
                         tid: 8,
                         process_name: "System".into(),
