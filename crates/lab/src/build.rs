@@ -2233,6 +2233,42 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// The entry pages of a `_HANDLE_TABLE` at `table`: `low_tables` pages
+    /// of entries, behind one page of pointers when there is more than one
+    /// (TableCode level 1), and the header fields that describe them. Shared
+    /// by PspCidTable and every process's handle table.
+    fn handle_table_pages(
+        &mut self,
+        table: u64,
+        low_tables: u64,
+        per_page: u64,
+        handle_count: u64,
+    ) -> Result<Vec<u64>, Error> {
+        let ht = "_HANDLE_TABLE";
+        let mut pages = Vec::new();
+        for _ in 0..low_tables {
+            pages.push(self.alloc_pages(PAGE_SIZE)?);
+        }
+        let code = if low_tables == 1 {
+            pages[0]
+        } else {
+            let mid = self.alloc_pages(PAGE_SIZE)?;
+            for (k, p) in pages.iter().enumerate() {
+                self.sp.write(mid + k as u64 * 8, &p.to_le_bytes())?;
+            }
+            mid | 1
+        };
+        self.put(table, ht, "TableCode", code)?;
+        self.put(
+            table,
+            ht,
+            "NextHandleNeedingPool",
+            low_tables * per_page * 4,
+        )?;
+        self.put_opt(table, ht, "HandleCount", handle_count)?;
+        Ok(pages)
+    }
+
     /// PspCidTable: a handle table indexed by PID/TID whose entries point
     /// at the process and thread bodies (not their headers).
     fn cid_table(&mut self) -> Result<(), Error> {
@@ -2261,27 +2297,7 @@ impl<'a> Builder<'a> {
         let var = self.kernel_base + r;
         self.map_image(var, 8)?;
         self.sp.write(var, &table.to_le_bytes())?;
-        let mut pages = Vec::new();
-        for _ in 0..low_tables {
-            pages.push(self.alloc_pages(PAGE_SIZE)?);
-        }
-        let code = if low_tables == 1 {
-            pages[0]
-        } else {
-            let mid = self.alloc_pages(PAGE_SIZE)?;
-            for (k, p) in pages.iter().enumerate() {
-                self.sp.write(mid + k as u64 * 8, &p.to_le_bytes())?;
-            }
-            mid | 1
-        };
-        self.put(table, ht, "TableCode", code)?;
-        self.put(
-            table,
-            ht,
-            "NextHandleNeedingPool",
-            low_tables * per_page * 4,
-        )?;
-        self.put_opt(table, ht, "HandleCount", ids.len() as u64)?;
+        let pages = self.handle_table_pages(table, low_tables, per_page, ids.len() as u64)?;
         self.list_init(table + self.off(ht, "HandleTableList")?);
         let win7 = self.has(hte, "Object");
         for (id, body) in ids {
@@ -2322,7 +2338,6 @@ impl<'a> Builder<'a> {
                 per_proc[pi].push((self.locks[self.ix.locks[l]].address, 0x1F_0003));
             }
         }
-        let ht = "_HANDLE_TABLE";
         let hte = "_HANDLE_TABLE_ENTRY";
         let es = self.size(hte)?;
         let per_page = PAGE_SIZE / es;
@@ -2350,27 +2365,7 @@ impl<'a> Builder<'a> {
                     ),
                 });
             }
-            let mut pages = Vec::new();
-            for _ in 0..low_tables {
-                pages.push(self.alloc_pages(PAGE_SIZE)?);
-            }
-            let code = if low_tables == 1 {
-                pages[0]
-            } else {
-                let mid = self.alloc_pages(PAGE_SIZE)?;
-                for (k, p) in pages.iter().enumerate() {
-                    self.sp.write(mid + k as u64 * 8, &p.to_le_bytes())?;
-                }
-                mid | 1
-            };
-            self.put(table, ht, "TableCode", code)?;
-            self.put(
-                table,
-                ht,
-                "NextHandleNeedingPool",
-                low_tables * per_page * 4,
-            )?;
-            self.put_opt(table, ht, "HandleCount", list.len() as u64)?;
+            let pages = self.handle_table_pages(table, low_tables, per_page, list.len() as u64)?;
             let mut recs = Vec::new();
             for (k, (body, access)) in list.into_iter().enumerate() {
                 let slot = slots[k];
