@@ -122,11 +122,7 @@ fn out(text: String) -> Result<Output> {
 }
 
 fn json<T: Serialize>(kind: &str, v: &T) -> Result<Output> {
-    let doc = serde_json::json!({
-        "schema_version": crate::output::SCHEMA_VERSION,
-        "type": kind,
-        "data": serde_json::to_value(v)?,
-    });
+    let doc = crate::output::json_document(kind, serde_json::to_value(v)?);
     out(serde_json::to_string_pretty(&doc)?)
 }
 

@@ -44,12 +44,16 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
 
 /// Serialise a JSON document for `--json`, with the schema version.
 pub fn emit_json(kind: &str, value: serde_json::Value) -> anyhow::Result<()> {
-    let doc = serde_json::json!({
+    emit(&serde_json::to_string_pretty(&json_document(kind, value))?)
+}
+
+/// The `--json` envelope every command's document shares.
+pub fn json_document(kind: &str, value: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
         "schema_version": SCHEMA_VERSION,
         "type": kind,
         "data": value,
-    });
-    emit(&serde_json::to_string_pretty(&doc)?)
+    })
 }
 
 /// Version of the JSON output schema (docs/json-schema.md).
