@@ -358,6 +358,10 @@ pub struct ThreadDetail {
     /// Symbolised kernel stack, top first (`nt!KiSwapContext+0x7a`), from
     /// `Kernel::thread_stack`; empty when it cannot be unwound.
     pub stack: Vec<String>,
+    /// The same walk with every frame's Child-SP and return address, how
+    /// it started and why it ended.
+    #[serde(default)]
+    pub stack_walk: crate::stacks::StackInfo,
     /// Problems met.
     pub warnings: Vec<Warning>,
 }

@@ -30,7 +30,7 @@ use hangscope_unwind::{
     UnwindOptions, Unwinder,
 };
 use hangscope_x64::VirtAddr;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// Bound on export names read per module.
@@ -43,7 +43,7 @@ const PROBE_WINDOW: u64 = 0x100;
 const DPC_STACK_SIZE: u64 = 0x6000;
 
 /// One frame of a kernel stack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameInfo {
     /// Instruction pointer (a return address except for the top frame).
     #[serde(with = "crate::model::hex")]
@@ -62,7 +62,7 @@ pub struct FrameInfo {
 }
 
 /// A thread's kernel stack.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackInfo {
     /// The thread (`_ETHREAD`).
     #[serde(with = "crate::model::hex")]

@@ -362,9 +362,38 @@ pub fn thread(d: &ThreadDetail) -> String {
     if let Some(ks) = t.kernel_stack {
         let _ = writeln!(s, "Kernel stack pointer {}", addr(ks));
     }
-    if d.stack.is_empty() {
-        let _ = writeln!(s, "\n(no stack)");
+    let walk = &d.stack_walk;
+    if !walk.frames.is_empty() {
+        // `!thread`'s own layout: no frame numbers, indented.
+        let _ = writeln!(
+            s,
+            "\n        Child-SP          RetAddr               Call Site"
+        );
+        for f in &walk.frames {
+            let _ = writeln!(
+                s,
+                "        {} {}     {}",
+                addr(f.rsp),
+                addr(f.return_address),
+                f.symbol
+            );
+        }
+        if !walk.complete {
+            let _ = writeln!(
+                s,
+                "        (stack incomplete: {}; started from {})",
+                walk.stop_detail, walk.start
+            );
+        }
+    } else if d.stack.is_empty() {
+        let why = if walk.start.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", walk.start)
+        };
+        let _ = writeln!(s, "\n(no stack{why})");
     } else {
+        // A detail built without the walk (older JSON): names only.
         let _ = writeln!(s, "\nCall Site");
         for f in &d.stack {
             let _ = writeln!(s, "{f}");
