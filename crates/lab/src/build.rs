@@ -316,6 +316,17 @@ fn thread_state_value(l: &dyn Layout, name: &str) -> u64 {
     }
 }
 
+/// Functions the HAL exports on the builds whose kernel lacks them: a
+/// stack naming `nt!KeQueryPerformanceCounter` shows `hal!` there, as
+/// WinDbg would.
+const HAL_FUNCTIONS: &[&str] = &[
+    "KeQueryPerformanceCounter",
+    "KeStallExecutionProcessor",
+    "KfRaiseIrql",
+    "KfLowerIrql",
+    "HalRequestSoftwareInterrupt",
+];
+
 /// Modules every machine loads, before the scenario's drivers.
 const BASE_MODULES: &[(&str, u64)] = &[
     ("hal.dll", 0x6_9000),
@@ -405,6 +416,8 @@ struct Builder<'a> {
     set_files: Vec<Vec<u64>>,
     irps: Vec<u64>,
     modules: Vec<ModuleTruth>,
+    /// Real driver images by module index (scenario drivers with `image`).
+    real_modules: HashMap<usize, crate::driver::PeDriver>,
     idle_process: u64,
     idle_threads: Vec<u64>,
     kpcrs: Vec<(u64, u64)>,
@@ -557,6 +570,7 @@ impl<'a> Builder<'a> {
             drivers: Vec::new(),
             devices: Vec::new(),
             files: Vec::new(),
+            real_modules: HashMap::new(),
             set_files: Vec::new(),
             irps: Vec::new(),
             modules: Vec::new(),
@@ -1190,8 +1204,14 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|(n, s)| (n.to_string(), *s))
             .collect();
+        let mut real = Vec::new();
         for d in &self.sc.drivers {
-            if !list.iter().any(|(n, _)| n.eq_ignore_ascii_case(&d.module)) {
+            if let Some(path) = &d.image {
+                let pe = crate::driver::PeDriver::load(path)?;
+                list.retain(|(n, _)| !n.eq_ignore_ascii_case(&d.module));
+                list.push((d.module.clone(), round_up(pe.size_of_image, 0x1000)));
+                real.push((d.module.clone(), pe));
+            } else if !list.iter().any(|(n, _)| n.eq_ignore_ascii_case(&d.module)) {
                 list.push((d.module.clone(), 0x2_0000));
             }
         }
@@ -1213,6 +1233,10 @@ impl<'a> Builder<'a> {
             } else {
                 format!("\\SystemRoot\\system32\\{n}")
             };
+            if let Some(k) = real.iter().position(|(r, _)| r.eq_ignore_ascii_case(&n)) {
+                let (_, pe) = real.swap_remove(k);
+                self.real_modules.insert(self.modules.len(), pe);
+            }
             self.modules.push(ModuleTruth {
                 base,
                 size: s,
@@ -1231,7 +1255,9 @@ impl<'a> Builder<'a> {
         let size = self.size(lt)?;
         for i in 0..self.modules.len() {
             let m = self.modules[i].clone();
-            if i > 0 {
+            if self.real_modules.contains_key(&i) {
+                self.load_real_module(i)?;
+            } else if i > 0 {
                 self.module_header(&m)?;
             }
             let (_, e) = self.pool_alloc(size, *b"MmLd")?;
@@ -1251,6 +1277,39 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Load a real driver image as the Windows loader does: headers and
+    /// sections in place (code pages executable), base relocations applied,
+    /// its imports bound to the kernel's functions by name.
+    fn load_real_module(&mut self, i: usize) -> Result<(), Error> {
+        let base = self.modules[i].base;
+        let kb = self.kernel_base;
+        let pe = &self.real_modules[&i];
+        let l = self.l;
+        let resolve = |dll: &str, name: &str| -> Option<u64> {
+            let dll = dll.to_ascii_lowercase();
+            if dll == "ntoskrnl.exe" || dll == "ntkrnlmp.exe" || dll == "hal.dll" {
+                l.symbol(name).map(|r| kb + r)
+            } else {
+                None
+            }
+        };
+        let image = pe.loaded(base, &resolve)?;
+        let pages: Vec<(u64, bool)> = (0..image.len() as u64)
+            .step_by(PAGE_SIZE as usize)
+            .map(|r| (r, pe.executable_page(r as u32)))
+            .collect();
+        for (r, code) in pages {
+            let flags = if code {
+                space::PTE_KERNEL_CODE
+            } else {
+                space::PTE_KERNEL_DATA
+            };
+            self.map_kernel_range(base + r, PAGE_SIZE, flags)?;
+        }
+        self.sp.write(base, &image)?;
         Ok(())
     }
 
@@ -1640,61 +1699,131 @@ impl<'a> Builder<'a> {
                 functions: Vec::new(),
             })
             .collect();
-        let resolve = |b: &Self, name: &str| -> Option<(usize, String, PlacedFunction)> {
-            let (m, s) = name.split_once('!').unwrap_or(("nt", name));
-            let stem = |n: &str| n.rsplit_once('.').map(|x| x.0).unwrap_or(n).to_string();
-            let mi = if m.eq_ignore_ascii_case("nt") {
-                0
-            } else {
-                b.modules.iter().position(|md| {
-                    stem(&md.name).eq_ignore_ascii_case(m) || md.name.eq_ignore_ascii_case(m)
-                })?
-            };
-            let mut site = b.code_address(name);
-            let begin = match (mi, b.l.symbol(s)) {
-                (0, Some(r)) => b.kernel_base + r,
-                // Not a symbol of this build (KeQueryPerformanceCounter is
-                // the HAL's on Windows 7): no frame anyone could name.
-                (0, None) => return None,
-                _ => (site - 0x20) & !0xF,
-            };
-            if mi == 0 && s != "KiIdleLoop" {
-                // Stay close to the symbol: the lab cannot see where the
-                // next kernel symbol starts (the idle loop keeps the
-                // address `cpu_state` gives the idle vCPUs).
-                let min = FrameShape::for_function(name).prolog_bytes().len() as u64 + 5;
-                site = begin + min + (site - begin) % 4;
+        let stem = |n: &str| n.rsplit_once('.').map(|x| x.0).unwrap_or(n).to_string();
+        let module_index = |b: &Self, m: &str| -> Option<usize> {
+            if m.eq_ignore_ascii_case("nt") {
+                return Some(0);
             }
-            let shape = FrameShape::for_function(name);
+            b.modules.iter().position(|md| {
+                stem(&md.name).eq_ignore_ascii_case(m) || md.name.eq_ignore_ascii_case(m)
+            })
+        };
+        // A frame name: module index, module as shown, the function placed
+        // with a provisional call site.
+        type Resolved = (usize, String, PlacedFunction);
+        let resolve = |b: &Self, full: &str| -> Result<Option<Resolved>, Error> {
+            let (name, explicit) = match full.rsplit_once('+') {
+                Some((n, o)) => (n, u64::from_str_radix(o.trim_start_matches("0x"), 16).ok()),
+                None => (full, None),
+            };
+            let (mut m, s) = name.split_once('!').unwrap_or(("nt", name));
+            let mut mi = match module_index(b, m) {
+                Some(i) => i,
+                None => return Ok(None),
+            };
+            if mi == 0 && b.l.symbol(s).is_none() && HAL_FUNCTIONS.contains(&s) {
+                // Not the kernel's on this build (KeQueryPerformanceCounter
+                // is the HAL's on Windows 7): the HAL exports it.
+                match module_index(b, "hal") {
+                    Some(h) => {
+                        mi = h;
+                        m = "hal";
+                    }
+                    None => return Ok(None),
+                }
+            }
             let module = if mi == 0 {
-                "nt".into()
+                "nt".to_string()
             } else {
                 stem(&b.modules[mi].name)
             };
-            Some((
-                mi,
-                module,
-                PlacedFunction {
+            let shape = FrameShape::for_function(&format!("{m}!{s}"));
+            if let Some(pe) = b.real_modules.get(&mi) {
+                let rva = *pe.functions.get(s).ok_or_else(|| Error::ScenarioField {
+                    field: "threads.stack".into(),
+                    problem: format!(
+                        "{full}: {} has no function {s} (its map names {})",
+                        b.modules[mi].name,
+                        pe.functions.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                })?;
+                let begin = b.modules[mi].base + rva as u64;
+                let site = begin + explicit.unwrap_or(pe.prolog_size(rva) as u64);
+                let real = Some(pe.recipe(rva)?);
+                let f = PlacedFunction {
                     symbol: s.into(),
                     begin,
                     site,
                     shape,
-                },
-            ))
+                    real,
+                };
+                return Ok(Some((mi, module, f)));
+            }
+            let mut site = b.code_address(&format!("{m}!{s}"));
+            let begin = match (mi, b.l.symbol(s)) {
+                (0, Some(r)) => b.kernel_base + r,
+                _ => (site - 0x20) & !0xF,
+            };
+            if mi == 0 && s != "KiIdleLoop" {
+                // Return addresses sit a realistic way into the function,
+                // but the lab's code for it must end before the next
+                // kernel symbol (the idle loop keeps the address
+                // `cpu_state` gives the idle vCPUs).
+                let min = shape.prolog_bytes().len() as u64 + 5;
+                let rva = begin - b.kernel_base;
+                let room = b.l.next_symbol_rva(rva).map(|n| n - rva).unwrap_or(0x100);
+                let deep = (site - begin).min(room.saturating_sub(0x28));
+                site = begin + deep.max(min + (site - begin) % 4);
+            }
+            let f = PlacedFunction {
+                symbol: s.into(),
+                begin,
+                site,
+                shape,
+                real: None,
+            };
+            Ok(Some((mi, module, f)))
         };
-        let mut chains = Vec::new();
+        let mut chains: Vec<Vec<Resolved>> = Vec::new();
         for t in &self.sc.threads {
-            let mut chain = Vec::new();
+            let mut chain: Vec<Resolved> = Vec::new();
             for f in &t.stack {
-                match resolve(self, f) {
+                match resolve(self, f)? {
                     Some(x) => chain.push(x),
                     None => break,
                 }
             }
+            // Real code returns right after its call to the next frame in.
+            for j in 0..chain.len() {
+                let mi = chain[j].0;
+                let Some(pe) = self.real_modules.get(&mi) else {
+                    continue;
+                };
+                if j == 0 {
+                    continue;
+                }
+                let base = self.modules[mi].base;
+                let rva = (chain[j].2.begin - base) as u32;
+                let callee = &chain[j - 1];
+                let target = (callee.0 == mi).then(|| (callee.2.begin - base) as u32);
+                let site = pe.call_site(rva, &callee.2.symbol, target).ok_or_else(|| {
+                    Error::ScenarioField {
+                        field: format!("threads[{}].stack", t.id),
+                        problem: format!(
+                            "{}!{} never calls {}!{}",
+                            chain[j].1, chain[j].2.symbol, callee.1, callee.2.symbol
+                        ),
+                    }
+                })?;
+                chain[j].2.site = base + site as u64;
+            }
             chains.push(chain);
         }
-        let idle = resolve(self, "nt!KiIdleLoop").ok_or_else(|| missing("nt!KiIdleLoop"))?;
+        let idle = resolve(self, "nt!KiIdleLoop")?.ok_or_else(|| missing("nt!KiIdleLoop"))?;
         for (mi, _, f) in chains.iter().flatten().chain(std::iter::once(&idle)) {
+            if self.real_modules.contains_key(mi) {
+                continue;
+            }
             if !tables[*mi].functions.iter().any(|g| g.begin == f.begin) {
                 tables[*mi].functions.push(f.clone());
             }
@@ -1709,20 +1838,25 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let fs: Vec<&PlacedFunction> = chain.iter().map(|c| &c.2).collect();
-            let size = st::chain_size(&fs);
+            // A dry run sizes the chain; then it goes below InitialStack
+            // (room for the trap frame), the outermost entry 8 mod 16.
+            let probe = 0x1_0000_0008;
+            let size = probe + 8 - st::lay_out(&fs, probe, ti as u64)?.low;
             let base = self.threads[ti].stack_base;
             let initial = base - 0x1D0;
             let running = self.threads[ti].cpu.is_some();
-            let rsp = if running {
+            let low = if running {
                 (initial - size - 0x28) & !0xF
             } else {
                 ((initial - size - 0x60) & !0xF) + 0x40
             };
+            let entry = ((low + size - 8) & !0xF) + 8;
+            let layout = st::lay_out(&fs, entry, ti as u64)?;
+            let rsp = layout.low;
             self.map_kernel_range(rsp - 0x40, base - (rsp - 0x40), space::PTE_KERNEL_DATA)?;
-            let (words, _) = st::frame_words(&fs, rsp, ti as u64);
-            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let bytes: Vec<u8> = layout.words.iter().flat_map(|w| w.to_le_bytes()).collect();
             self.sp.write(rsp, &bytes)?;
-            let rbp = rsp + size / 2;
+            let rbp = layout.registers[5];
             if running {
                 self.threads[ti].start_rip = fs[0].site;
                 self.threads[ti].start_rsp = rsp;
@@ -1768,9 +1902,10 @@ impl<'a> Builder<'a> {
         for i in 0..self.sc.cpus.len() {
             let b = self.sp.read(self.idle_threads[i] + is, 8);
             let initial = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-            let (words, _) = st::frame_words(&[&idle.2], initial - 0x58, 0);
-            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-            self.sp.write(initial - 0x58, &bytes)?;
+            let entry = initial - 0x58 + idle.2.shape.frame_size() - 8;
+            let layout = st::lay_out(&[&idle.2], entry, 0)?;
+            let bytes: Vec<u8> = layout.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            self.sp.write(layout.low, &bytes)?;
         }
         Ok(())
     }

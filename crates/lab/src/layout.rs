@@ -74,6 +74,9 @@ pub trait Layout {
     fn pdb_identity(&self) -> Option<(String, u32)>;
     /// The highest symbol RVA below `limit` (sizes the kernel image).
     fn max_symbol_rva(&self, limit: u64) -> Option<u64>;
+    /// The lowest symbol RVA above `rva` (where the function at `rva` ends
+    /// at the latest).
+    fn next_symbol_rva(&self, rva: u64) -> Option<u64>;
     /// Size in bytes of a shape.
     fn shape_size(&self, shape: &Shape) -> Option<u64> {
         match shape {
@@ -283,6 +286,14 @@ impl Layout for Isf {
             .filter(|&a| a < limit)
             .max()
     }
+    fn next_symbol_rva(&self, rva: u64) -> Option<u64> {
+        self.raw
+            .symbols
+            .values()
+            .map(|s| s.address)
+            .filter(|&a| a > rva)
+            .min()
+    }
 }
 
 /// The product's symbol loader as a layout source, so images can also be
@@ -316,6 +327,9 @@ impl Layout for hangscope_symbols::SymbolTable {
 
     fn max_symbol_rva(&self, limit: u64) -> Option<u64> {
         self.symbols().map(|(_, a)| a).filter(|&a| a < limit).max()
+    }
+    fn next_symbol_rva(&self, rva: u64) -> Option<u64> {
+        self.symbols().map(|(_, a)| a).filter(|&a| a > rva).min()
     }
 }
 

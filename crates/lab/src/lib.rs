@@ -11,6 +11,7 @@
 
 pub mod build;
 pub mod builds;
+pub mod driver;
 pub mod error;
 pub mod format;
 pub mod image;

@@ -28,6 +28,14 @@ struct Cli {
 enum Command {
     /// Build an image and write it with `<OUT>.truth.json` beside it.
     Build(BuildArgs),
+    /// Compile the lab's real driver (`hsflt.sys`, needs clang, lld-link
+    /// and llvm-dlltool) into DIR with its PDB filed in a symbol store
+    /// (DIR/symbols) and the `av-filter.toml` scenario that loads it.
+    Driver {
+        /// Output directory.
+        #[arg(value_name = "DIR")]
+        out: PathBuf,
+    },
     /// List the built-in scenarios.
     Scenarios,
     /// List the known Windows builds.
@@ -69,6 +77,21 @@ struct BuildArgs {
     output: PathBuf,
 }
 
+fn cmd_driver(out: &Path) -> Result<(), String> {
+    let (files, store) = hangscope_lab::driver::build_lab_driver(out).map_err(|e| e.to_string())?;
+    let scenario = out.join("av-filter.toml");
+    println!("driver   {}", files.sys.display());
+    println!("pdb      {}", files.pdb.display());
+    println!("store    {}", store.display());
+    println!("scenario {}", scenario.display());
+    println!(
+        "next: hangscope-lab build --scenario {} --format elf -o av.elf\n      hangscope -y \"<kernel symbols>;{}\" stacks av.elf",
+        scenario.display(),
+        store.display()
+    );
+    Ok(())
+}
+
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
 }
@@ -97,6 +120,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => cmd_build(&args),
+        Command::Driver { out } => cmd_driver(&out),
         Command::Scenarios => cmd_scenarios(),
         Command::Builds { symbols } => cmd_builds(symbols),
     };

@@ -212,10 +212,12 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
     sc.drivers.push(Driver {
         name: "\\FileSystem\\Ntfs".into(),
         module: "Ntfs.sys".into(),
+        image: None,
     });
     sc.drivers.push(Driver {
         name: "\\Driver\\volmgr".into(),
         module: "volmgr.sys".into(),
+        image: None,
     });
     sc.devices.push(Device {
         id: "ntfs".into(),

@@ -266,6 +266,12 @@ pub struct Driver {
     pub name: String,
     /// Module file (`Ntfs.sys`); loaded in PsLoadedModuleList.
     pub module: String,
+    /// A real PE image to load as this module (its linker `.map` beside
+    /// it names the functions), e.g. the `hsflt.sys` that
+    /// [`crate::driver::build_hsflt`] compiles; relative to the scenario
+    /// file. Without it the lab writes a synthetic module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<std::path::PathBuf>,
 }
 
 /// A device object.
@@ -517,7 +523,16 @@ impl Scenario {
             path: path.display().to_string(),
             problem: e.to_string(),
         })?;
-        Scenario::from_toml(&text, &path.display().to_string())
+        let mut sc = Scenario::from_toml(&text, &path.display().to_string())?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for d in &mut sc.drivers {
+            if let Some(img) = &mut d.image {
+                if img.is_relative() {
+                    *img = dir.join(&*img);
+                }
+            }
+        }
+        Ok(sc)
     }
 
     /// A built-in scenario by name (`temp-flood`, `deadlock`, `idle`).

@@ -51,6 +51,35 @@ pub struct FrameShape {
     pub large_u32: bool,
 }
 
+/// One prolog instruction as its unwind code describes it, in execution
+/// order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrologOp {
+    /// `push reg` (UWOP_PUSH_NONVOL).
+    Push(u8),
+    /// `sub rsp, n` (UWOP_ALLOC_SMALL / UWOP_ALLOC_LARGE).
+    Alloc(u32),
+    /// The frame register is set to RSP + the header's frame offset
+    /// (UWOP_SET_FPREG).
+    SetFrame,
+    /// `mov [frame + off], reg` (UWOP_SAVE_NONVOL[_FAR]): register, offset
+    /// from the establisher frame.
+    Save(u8, u32),
+    /// `movaps [frame + off], xmm` (UWOP_SAVE_XMM128[_FAR]).
+    SaveXmm(u8, u32),
+}
+
+/// A function's prolog for laying out its frames: the same for the lab's
+/// synthetic functions (from [`FrameShape`]) and real code (decoded from its
+/// UNWIND_INFO in [`crate::driver`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameRecipe {
+    /// Prolog operations in execution order; empty for a leaf.
+    pub ops: Vec<PrologOp>,
+    /// Frame register and its offset in bytes (scaled FrameOffset).
+    pub frame_register: Option<(u8, u32)>,
+}
+
 fn hash(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for c in s.bytes() {
@@ -129,6 +158,18 @@ impl FrameShape {
         out
     }
 
+    /// The prolog as a [`FrameRecipe`].
+    pub fn recipe(&self) -> FrameRecipe {
+        let mut ops: Vec<PrologOp> = self.pushes.iter().map(|&r| PrologOp::Push(r)).collect();
+        if self.alloc > 0 {
+            ops.push(PrologOp::Alloc(self.alloc));
+        }
+        FrameRecipe {
+            ops,
+            frame_register: None,
+        }
+    }
+
     /// The prolog's bytes.
     pub fn prolog_bytes(&self) -> Vec<u8> {
         self.prolog().into_iter().flat_map(|(b, _)| b).collect()
@@ -192,8 +233,21 @@ pub struct PlacedFunction {
     pub begin: u64,
     /// The call site's return address inside it (also the running RIP).
     pub site: u64,
-    /// Its prolog.
+    /// Its prolog, for synthetic code.
     pub shape: FrameShape,
+    /// Real code's prolog (from its own unwind data); the module's tables
+    /// are the image's own, not written by the lab.
+    pub real: Option<FrameRecipe>,
+}
+
+impl PlacedFunction {
+    /// The prolog frames are laid out from.
+    pub fn recipe(&self) -> FrameRecipe {
+        match &self.real {
+            Some(r) => r.clone(),
+            None => self.shape.recipe(),
+        }
+    }
 }
 
 /// A module that gets unwind tables.
@@ -355,44 +409,126 @@ pub fn write_module(mem: &mut dyn StackMemory, m: &ModuleTables) -> Result<(), E
     Ok(())
 }
 
-/// The words of a call chain laid out from `rsp` upward: for each function
-/// (innermost first) its locals, its saved registers, the return address
-/// into the next one; the outermost returns to 0. Returns the words and the
-/// RSP each frame runs at.
-pub fn frame_words(chain: &[&PlacedFunction], rsp: u64, seed: u64) -> (Vec<u64>, Vec<u64>) {
-    let mut words = Vec::new();
-    let mut rsps = Vec::new();
-    let mut at = rsp;
-    for (k, f) in chain.iter().enumerate() {
-        rsps.push(at);
-        let locals = f.shape.alloc as usize / 8;
-        for j in 0..locals {
-            // Locals: mostly zero, some kernel-looking values (a stale
-            // pointer into the same stack) as real frames hold.
-            let v = if j % 3 == 1 {
-                at.wrapping_add(8 * j as u64 + 0x40)
-            } else {
-                0
-            };
-            words.push(v);
-        }
-        // Saved registers: the caller's values, last pushed lowest.
-        for (i, &r) in f.shape.pushes.iter().enumerate().rev() {
-            let v = 0xFFFF_A000_0000_0000
-                | (seed << 20)
-                | ((k as u64) << 8)
-                | ((i as u64) << 4)
-                | r as u64;
-            words.push(v);
-        }
-        let ret = chain.get(k + 1).map(|n| n.site).unwrap_or(0);
-        words.push(ret);
-        at += f.shape.frame_size();
-    }
-    (words, rsps)
+/// Below a frame-register function's establisher frame, the room its body
+/// takes (`alloca` and outgoing arguments) when it calls: the unwinder must
+/// find the frame through the frame register, not RSP.
+pub const FRAME_POINTER_BODY: u64 = 0x40;
+
+/// A call chain laid out on a stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLayout {
+    /// Lowest address written: the innermost frame's RSP.
+    pub low: u64,
+    /// The words from `low` up to and including the outermost return
+    /// address (0).
+    pub words: Vec<u64>,
+    /// The RSP each frame runs at (its Child-SP), innermost first.
+    pub rsps: Vec<u64>,
+    /// The nonvolatile registers in the innermost frame (index = x64
+    /// register number): what its context must hold.
+    pub registers: [u64; 16],
 }
 
-/// Total stack bytes of a call chain.
+/// Lay out a call chain (innermost first) whose outermost function was
+/// entered with RSP = `entry` (its return address, 0, stored there), by
+/// running each prolog forward as the CPU would: pushes and saves store the
+/// caller's register values, a frame register gets its value, the body
+/// then owns fresh values in the registers it saved. The innermost frame's
+/// context registers come out in [`ChainLayout::registers`].
+pub fn lay_out(chain: &[&PlacedFunction], entry: u64, seed: u64) -> Result<ChainLayout, Error> {
+    let mut writes: Vec<(u64, u64)> = vec![(entry, 0)];
+    let mut regs = [0u64; 16];
+    for (r, v) in regs.iter_mut().enumerate() {
+        *v = 0xFFFF_B000_0000_0000 | (seed << 20) | 0xF_F000 | r as u64;
+    }
+    let mut rsps = vec![0u64; chain.len()];
+    let mut e = entry;
+    for (k, f) in chain.iter().enumerate().rev() {
+        let recipe = f.recipe();
+        let mut rsp = e;
+        let mut saved = Vec::new();
+        let mut at_set_frame = None;
+        let mut deferred = Vec::new();
+        for op in &recipe.ops {
+            match *op {
+                PrologOp::Push(r) => {
+                    rsp -= 8;
+                    writes.push((rsp, regs[r as usize & 15]));
+                    saved.push(r);
+                }
+                PrologOp::Alloc(n) => rsp -= n as u64,
+                PrologOp::SetFrame => at_set_frame = Some(rsp),
+                PrologOp::Save(r, off) => {
+                    deferred.push((r, off, false));
+                    saved.push(r);
+                }
+                PrologOp::SaveXmm(r, off) => deferred.push((r, off, true)),
+            }
+        }
+        let (establisher, body) = match (recipe.frame_register, at_set_frame) {
+            (Some(_), Some(at)) => (at, rsp - FRAME_POINTER_BODY),
+            (Some(_), None) => {
+                return Err(Error::Capacity {
+                    problem: format!(
+                        "stacks: {} has a frame register but no UWOP_SET_FPREG",
+                        f.symbol
+                    ),
+                })
+            }
+            _ => (rsp, rsp),
+        };
+        for (r, off, xmm) in deferred {
+            let a = establisher + off as u64;
+            if xmm {
+                writes.push((a, 0x3FF8_0000_0000_0000 | r as u64));
+                writes.push((a + 8, 0));
+            } else {
+                writes.push((a, regs[r as usize & 15]));
+            }
+        }
+        // The body's own values in the registers it saved.
+        for r in saved {
+            regs[r as usize & 15] =
+                0xFFFF_A000_0000_0000 | (seed << 20) | ((k as u64) << 8) | (r as u64 & 15);
+        }
+        if let (Some((fr, off)), Some(at)) = (recipe.frame_register, at_set_frame) {
+            regs[fr as usize & 15] = at + off as u64;
+        }
+        rsps[k] = body;
+        if k > 0 {
+            // The call into the next frame pushes this frame's site.
+            e = body - 8;
+            writes.push((e, f.site));
+        }
+    }
+    let low = rsps.first().copied().unwrap_or(entry);
+    let n = ((entry - low) / 8 + 1) as usize;
+    // Locals: mostly zero, some stale pointers into the same stack, as real
+    // frames hold.
+    let mut words: Vec<u64> = (0..n)
+        .map(|j| {
+            if j % 3 == 1 {
+                low.wrapping_add(8 * j as u64 + 0x40)
+            } else {
+                0
+            }
+        })
+        .collect();
+    for (a, v) in writes {
+        if a >= low && a <= entry {
+            words[((a - low) / 8) as usize] = v;
+        }
+    }
+    Ok(ChainLayout {
+        low,
+        words,
+        rsps,
+        registers: regs,
+    })
+}
+
+/// Stack bytes a chain of synthetic frames takes (return addresses
+/// included).
 pub fn chain_size(chain: &[&PlacedFunction]) -> u64 {
     chain.iter().map(|f| f.shape.frame_size()).sum()
 }
@@ -401,7 +537,10 @@ pub fn chain_size(chain: &[&PlacedFunction]) -> u64 {
 /// symbolised at the call site, shown with the offset of the site itself,
 /// as WinDbg prints return addresses.
 pub fn frame_text(module: &str, f: &PlacedFunction) -> String {
-    format!("{module}!{}+{:#x}", f.symbol, f.site - f.begin)
+    match f.site - f.begin {
+        0 => format!("{module}!{}", f.symbol),
+        off => format!("{module}!{}+{off:#x}", f.symbol),
+    }
 }
 
 #[cfg(test)]
@@ -448,13 +587,61 @@ mod tests {
             begin: site - 0x20,
             site,
             shape: FrameShape::for_function("nt!KiIdleLoop"),
+            real: None,
         };
         let a = f(0x1020);
         let b = f(0x2020);
-        let (w, rsps) = frame_words(&[&a, &b], 0x8000, 1);
-        assert_eq!(rsps, vec![0x8000, 0x8040]);
-        assert_eq!(w[7], 0x2020);
-        assert_eq!(w[15], 0);
+        // Entered at 0x8078: b's body at 0x8040, a's at 0x8000.
+        let l = lay_out(&[&a, &b], 0x8078, 1).expect("layout");
+        assert_eq!(l.rsps, vec![0x8000, 0x8040]);
+        assert_eq!(l.low, 0x8000);
+        assert_eq!(l.words[7], 0x2020);
+        assert_eq!(l.words[15], 0);
+        assert_eq!(l.words.len(), 16);
         assert_eq!(chain_size(&[&a, &b]), 0x80);
+    }
+
+    #[test]
+    fn frame_register_functions_keep_their_frame_in_rbp() {
+        // push rbp; push rbx; sub rsp, 0x28; lea rbp, [rsp+0x10];
+        // mov [rsp+0x10], rsi
+        let fp = FrameRecipe {
+            ops: vec![
+                PrologOp::Push(RBP),
+                PrologOp::Push(RBX),
+                PrologOp::Alloc(0x28),
+                PrologOp::SetFrame,
+                PrologOp::Save(RSI, 0x10),
+            ],
+            frame_register: Some((RBP, 0x10)),
+        };
+        let outer = PlacedFunction {
+            symbol: "outer".into(),
+            begin: 0x1000,
+            site: 0x1040,
+            shape: FrameShape::for_function("x"),
+            real: Some(fp),
+        };
+        let leaf = PlacedFunction {
+            symbol: "leaf".into(),
+            begin: 0x2000,
+            site: 0x2004,
+            shape: FrameShape::for_function("y"),
+            real: Some(FrameRecipe::default()),
+        };
+        let l = lay_out(&[&leaf, &outer], 0x9008, 7).expect("layout");
+        // Establisher 0x8fd0 (after two pushes and the allocation), RBP
+        // 0x10 above it, the body FRAME_POINTER_BODY below it.
+        let est = 0x9008 - 16 - 0x28;
+        assert_eq!(l.registers[RBP as usize], est + 0x10);
+        let body = est - FRAME_POINTER_BODY;
+        assert_eq!(l.rsps, vec![body - 8, body]);
+        // The leaf's return address at its RSP; RSI saved at establisher+0x10.
+        assert_eq!(l.words[0], 0x1040);
+        assert_eq!(
+            l.words[((est + 0x10 - l.low) / 8) as usize] & 0xF,
+            RSI as u64
+        );
+        assert_eq!(*l.words.last().expect("words"), 0);
     }
 }

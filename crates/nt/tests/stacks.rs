@@ -19,18 +19,30 @@ fn symbols() -> SymbolSource {
 /// Build, write and read back; returns the mismatches.
 fn check(scenario: &str, build_alias: &str, fmt: Format, seed: u64) -> Vec<String> {
     let sc = Scenario::builtin(scenario).unwrap_or_else(|e| panic!("{e}"));
+    check_scenario(&sc, build_alias, fmt, seed, &symbols())
+}
+
+/// [`check`] for any scenario, read with `symbols`.
+fn check_scenario(
+    sc: &Scenario,
+    build_alias: &str,
+    fmt: Format,
+    seed: u64,
+    symbols: &SymbolSource,
+) -> Vec<String> {
+    let scenario = sc.name.as_str();
     let opts = BuildOptions {
         ram_size: Some(64 << 20),
         seed,
         build: Some(build_alias.into()),
     };
-    let (img, truth): (_, GroundTruth) = build(&sc, Symbols::Default, &opts)
+    let (img, truth): (_, GroundTruth) = build(sc, Symbols::Default, &opts)
         .unwrap_or_else(|e| panic!("{scenario} on {build_alias}: {e}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(format!("image.{}", fmt.extension()));
     format::write(&img, fmt, &path, false).unwrap_or_else(|e| panic!("write: {e}"));
     let dump = Dump::open(&path).unwrap_or_else(|e| panic!("open: {e}"));
-    let k = Kernel::open(&dump, &symbols()).unwrap_or_else(|e| panic!("kernel: {e}"));
+    let k = Kernel::open(&dump, symbols).unwrap_or_else(|e| panic!("kernel: {e}"));
     let tag = format!("{scenario}/{build_alias}/{}", fmt.name());
     let mut bad = Vec::new();
     let mut walker = k.stack_walker();
@@ -230,4 +242,98 @@ fn the_owner_is_in_ntfs() {
         let d = k.thread_detail(t.address).expect("detail");
         assert_eq!(d.stack, t.stack);
     }
+}
+
+/// The lab's real driver (hsflt.sys, compiled with clang and lld-link),
+/// its scenario and a symbol store holding its PDB; built once.
+fn real_driver() -> &'static (tempfile::TempDir, Scenario, std::path::PathBuf) {
+    static D: std::sync::OnceLock<(tempfile::TempDir, Scenario, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    D.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, store) = hangscope_lab::driver::build_lab_driver(dir.path())
+            .unwrap_or_else(|e| panic!("building hsflt.sys: {e}"));
+        let sc =
+            Scenario::load(&dir.path().join("av-filter.toml")).unwrap_or_else(|e| panic!("{e}"));
+        (dir, sc, store)
+    })
+}
+
+/// Kernel tables and the driver's PDB, as `-y "kernel;driver"` gives them.
+fn symbols_with_driver() -> SymbolSource {
+    let spec = format!(
+        "{};{}",
+        builds::symbols_dir().display(),
+        real_driver().2.display()
+    );
+    SymbolSource::from_store(SymbolStore::from_path_spec(&spec).expect("symbol path"))
+}
+
+#[test]
+fn real_driver_frames_unwind_and_are_named_from_its_pdb() {
+    // Threads blocked and running inside real clang-built code: frames from
+    // its own .pdata/.xdata (pushes, a 1 KiB frame, an RBP frame with
+    // alloca, a leaf), crossing into the kernel through its IAT and back,
+    // named from its PDB. Several builds, every format.
+    let (_, sc, _) = real_driver();
+    let syms = symbols_with_driver();
+    let mut bad = Vec::new();
+    for (i, b) in ["win7sp1", "win2016", "win10-19041", "win2022", "win11"]
+        .iter()
+        .enumerate()
+    {
+        bad.extend(check_scenario(sc, b, Format::Raw, 90 + i as u64, &syms));
+    }
+    for f in Format::ALL {
+        bad.extend(check_scenario(sc, "win2019a", f, 97, &syms));
+    }
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn real_driver_without_its_pdb_shows_module_offsets() {
+    let (_, sc, _) = real_driver();
+    let opts = BuildOptions {
+        ram_size: Some(64 << 20),
+        seed: 3,
+        build: Some("win10-19041".into()),
+    };
+    let (img, truth) = build(sc, Symbols::Default, &opts).expect("build");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("image.elf");
+    format::write(&img, Format::Elf, &path, false).expect("write");
+    let dump = Dump::open(&path).expect("open");
+    let k = Kernel::open(&dump, &symbols()).expect("kernel");
+    let m = k
+        .modules()
+        .items
+        .into_iter()
+        .find(|m| m.name.eq_ignore_ascii_case("hsflt.sys"))
+        .expect("hsflt.sys in the module list");
+    let mut walker = k.stack_walker();
+    let mut seen = 0;
+    for t in truth
+        .threads
+        .iter()
+        .filter(|t| t.stack.iter().any(|f| f.starts_with("hsflt!")))
+    {
+        let s = walker.thread_stack(t.address);
+        assert!(s.complete, "{:?} {}", s.symbols(), s.stop_detail);
+        assert_eq!(s.frames.len(), t.stack.len(), "{:?}", s.symbols());
+        for (f, want) in s.frames.iter().zip(&t.stack) {
+            if want.starts_with("hsflt!") {
+                // No exports, no PDB: `hsflt+0xRVA` of the return address.
+                assert_eq!(f.symbol, format!("hsflt+{:#x}", f.rip - m.base), "{want}");
+                seen += 1;
+            } else {
+                assert_eq!(&f.symbol, want);
+            }
+        }
+    }
+    assert!(seen >= 10, "only {seen} driver frames");
 }
