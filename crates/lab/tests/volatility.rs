@@ -143,6 +143,7 @@ enum Plugin {
     Threads,
     Handles,
     FileScan,
+    Modules,
     LabCheck,
     /// Only for crash dumps: the header as Volatility's `crash64.json`
     /// reads it.
@@ -155,6 +156,7 @@ const PLUGINS: &[Plugin] = &[
     Plugin::Threads,
     Plugin::Handles,
     Plugin::FileScan,
+    Plugin::Modules,
     Plugin::LabCheck,
 ];
 
@@ -166,6 +168,7 @@ impl Plugin {
             Plugin::Threads => "windows.threads",
             Plugin::Handles => "windows.handles",
             Plugin::FileScan => "windows.filescan",
+            Plugin::Modules => "windows.modules",
             Plugin::LabCheck => "labcheck.LabCheck",
             Plugin::CrashInfo => "windows.crashinfo",
         }
@@ -289,6 +292,47 @@ fn volatility_agrees_with_ground_truth() {
     );
 }
 
+/// The image with a real driver (hsflt.sys, compiled here with clang and
+/// lld-link) loaded: Volatility lists it among the modules and reads the
+/// processes, threads and locks of the scenario around it.
+#[test]
+fn volatility_reads_the_real_driver_image() {
+    let Some(env) = vol_env() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    hangscope_lab::driver::build_lab_driver(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    let sc = Scenario::load(&tmp.path().join("av-filter.toml")).expect("av-filter.toml");
+    let opts = BuildOptions {
+        ram_size: Some(64 << 20),
+        seed: SEED,
+        build: Some("win10-19041".into()),
+    };
+    let (image, truth) =
+        hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
+    assert!(truth.modules.iter().any(|m| m.name == "hsflt.sys"));
+    let path = tmp.path().join("av.elf");
+    format::write(&image, Format::Elf, &path, false).expect("write image");
+    let mut failures = Vec::new();
+    for p in [
+        Plugin::Modules,
+        Plugin::PsList,
+        Plugin::Threads,
+        Plugin::LabCheck,
+    ] {
+        let name = p.name();
+        let job = Job {
+            build: "win10-19041",
+            format: Format::Elf,
+            image: path.clone(),
+            truth: &truth,
+            plugin: p,
+        };
+        if let Err(e) = run_job(&env, &job) {
+            failures.push(format!("[{name}] {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// Overwrites `_DUMP_HEADER64.DumpType` (offset 0xF98).
 fn relabel_dump_type(path: &Path, dump_type: u32) {
     use std::io::{Seek, SeekFrom, Write};
@@ -320,6 +364,7 @@ fn run_job(env: &VolEnv, job: &Job<'_>) -> Result<(), String> {
         Plugin::Threads => check_threads(t, &rows),
         Plugin::Handles => check_handles(env, job, &rows),
         Plugin::FileScan => check_filescan(t, &rows),
+        Plugin::Modules => check_modules(t, &rows),
         Plugin::LabCheck => check_labcheck(t, &rows),
         Plugin::CrashInfo => check_crashinfo(t, job.format, &rows),
     }
@@ -505,6 +550,29 @@ fn check_pslist(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
         }
     }
     Err(msg)
+}
+
+fn check_modules(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
+    let expected: BTreeSet<(u64, u64, String, String)> = t
+        .modules
+        .iter()
+        .map(|m| (m.base & MASK48, m.size, m.name.clone(), m.path.clone()))
+        .collect();
+    let got: BTreeSet<(u64, u64, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                u(r, "Base").unwrap_or(0),
+                u(r, "Size").unwrap_or(0),
+                s(r, "Name").to_string(),
+                s(r, "Path").to_string(),
+            )
+        })
+        .collect();
+    match set_diff("modules (base, size, name, path)", &expected, &got) {
+        None => Ok(()),
+        Some(m) => Err(m),
+    }
 }
 
 fn check_threads(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
