@@ -25,3 +25,6 @@ mod pdb;
 
 #[path = "cases/cli.rs"]
 mod cli;
+
+#[path = "cases/driver.rs"]
+mod driver;
