@@ -21,12 +21,35 @@ pub fn frame_table(s: &StackInfo) -> String {
         }
         return out;
     }
-    let _ = writeln!(out, " # Child-SP          RetAddr               Call Site");
+    out.push_str(&frame_rows(s, true, ""));
+    for w in &s.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+/// The `Child-SP RetAddr Call Site` header and rows, each line after
+/// `indent`, with frame numbers (`k`) or without (`!thread`), then why the
+/// walk ended when it was cut.
+pub fn frame_rows(s: &StackInfo, numbered: bool, indent: &str) -> String {
+    let mut out = String::new();
+    let num = |i: usize| {
+        if numbered {
+            format!("{i:02x} ")
+        } else {
+            String::new()
+        }
+    };
+    let head = if numbered { " # " } else { "" };
+    let _ = writeln!(
+        out,
+        "{indent}{head}Child-SP          RetAddr               Call Site"
+    );
     for (i, f) in s.frames.iter().enumerate() {
         let _ = writeln!(
             out,
-            "{:02x} {} {}     {}",
-            i,
+            "{indent}{}{} {}     {}",
+            num(i),
             tick(f.rsp),
             tick(f.return_address),
             f.symbol
@@ -35,12 +58,9 @@ pub fn frame_table(s: &StackInfo) -> String {
     if !s.complete {
         let _ = writeln!(
             out,
-            "(stack incomplete: {}; started from {})",
+            "{indent}(stack incomplete: {}; started from {})",
             s.stop_detail, s.start
         );
-    }
-    for w in &s.warnings {
-        let _ = writeln!(out, "warning: {w}");
     }
     out
 }

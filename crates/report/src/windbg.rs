@@ -365,26 +365,8 @@ pub fn thread(d: &ThreadDetail) -> String {
     let walk = &d.stack_walk;
     if !walk.frames.is_empty() {
         // `!thread`'s own layout: no frame numbers, indented.
-        let _ = writeln!(
-            s,
-            "\n        Child-SP          RetAddr               Call Site"
-        );
-        for f in &walk.frames {
-            let _ = writeln!(
-                s,
-                "        {} {}     {}",
-                addr(f.rsp),
-                addr(f.return_address),
-                f.symbol
-            );
-        }
-        if !walk.complete {
-            let _ = writeln!(
-                s,
-                "        (stack incomplete: {}; started from {})",
-                walk.stop_detail, walk.start
-            );
-        }
+        s.push('\n');
+        s.push_str(&crate::stacks::frame_rows(walk, false, "        "));
     } else if d.stack.is_empty() {
         let why = if walk.start.is_empty() {
             String::new()

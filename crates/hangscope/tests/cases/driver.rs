@@ -68,13 +68,25 @@ fn driver_frames_are_named_from_its_pdb() {
     // table with Child-SP and return addresses, driver frames named.
     let waiter = in_driver
         .iter()
-        .find(|t| t.stack.iter().any(|f| f.starts_with("hsflt!HsFltQueryPolicy+")))
+        .find(|t| {
+            t.stack
+                .iter()
+                .any(|f| f.starts_with("hsflt!HsFltQueryPolicy+"))
+        })
         .expect("policy waiter");
     let r = util::run(["-y", &y, "thread", &format!("{:#x}", waiter.address), dump]);
     r.expect_no_crash();
-    assert!(r.stdout.contains("Child-SP          RetAddr"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("Child-SP          RetAddr"),
+        "{}",
+        r.stdout
+    );
     for f in &waiter.stack {
-        assert!(r.stdout.contains(f.as_str()), "thread lacks {f}:\n{}", r.stdout);
+        assert!(
+            r.stdout.contains(f.as_str()),
+            "thread lacks {f}:\n{}",
+            r.stdout
+        );
     }
 
     // !running: CPU 1 spins in the driver's leaf.
