@@ -101,30 +101,48 @@ fn run(cmd: &mut Command) -> Result<(), Error> {
     Ok(())
 }
 
-/// Compile and link `hsflt.sys` (and its PDB and map) into `dir`.
+/// A driver to compile for `x86_64-pc-windows-msvc`.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverSource<'a> {
+    /// File stem: `NAME.sys`, `NAME.pdb`, `NAME.map`.
+    pub name: &'a str,
+    /// C source; `DriverEntry` is the entry point.
+    pub source: &'a str,
+    /// Kernel functions it imports from `ntoskrnl.exe` (an import library
+    /// is made from this list).
+    pub imports: &'a [&'a str],
+    /// Preferred image base (lld-link's default when `None`).
+    pub base: Option<u64>,
+}
+
+/// Compile and link a driver (image, PDB and linker map) into `dir`.
 ///
-/// Needs clang, lld-link and llvm-dlltool (Debian packages `clang`, `lld`,
-/// `llvm`). The PDB path recorded in the image's CodeView record is the
-/// full path in `dir`, as third-party drivers' usually are.
-pub fn build_hsflt(dir: &Path) -> Result<DriverFiles, Error> {
+/// Needs clang, lld-link and, with imports, llvm-dlltool (Debian packages
+/// `clang`, `lld`, `llvm`). The PDB path recorded in the image's CodeView
+/// record is the full path in `dir`, as third-party drivers' usually are.
+pub fn compile_driver(dir: &Path, d: &DriverSource<'_>) -> Result<DriverFiles, Error> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let src = dir.join("hsflt.c");
-    std::fs::write(&src, HSFLT_SOURCE).map_err(|e| io_err(&src, e))?;
-    let def = dir.join("ntoskrnl.def");
-    let mut text = String::from("LIBRARY ntoskrnl.exe\nEXPORTS\n");
-    for f in HSFLT_IMPORTS {
-        text.push_str(&format!("    {f}\n"));
+    let src = dir.join(format!("{}.c", d.name));
+    std::fs::write(&src, d.source).map_err(|e| io_err(&src, e))?;
+    let mut inputs = Vec::new();
+    if !d.imports.is_empty() {
+        let def = dir.join("ntoskrnl.def");
+        let mut text = String::from("LIBRARY ntoskrnl.exe\nEXPORTS\n");
+        for f in d.imports {
+            text.push_str(&format!("    {f}\n"));
+        }
+        std::fs::write(&def, text).map_err(|e| io_err(&def, e))?;
+        let lib = dir.join("ntoskrnl.lib");
+        run(
+            Command::new(tool(&["llvm-dlltool", "llvm-dlltool-14"], "llvm")?)
+                .args(["-m", "i386:x86-64", "-d"])
+                .arg(&def)
+                .arg("-l")
+                .arg(&lib),
+        )?;
+        inputs.push(lib);
     }
-    std::fs::write(&def, text).map_err(|e| io_err(&def, e))?;
-    let lib = dir.join("ntoskrnl.lib");
-    run(
-        Command::new(tool(&["llvm-dlltool", "llvm-dlltool-14"], "llvm")?)
-            .args(["-m", "i386:x86-64", "-d"])
-            .arg(&def)
-            .arg("-l")
-            .arg(&lib),
-    )?;
-    let obj = dir.join("hsflt.obj");
+    let obj = dir.join(format!("{}.obj", d.name));
     run(Command::new(tool(&["clang", "clang-14"], "clang")?)
         .args([
             "--target=x86_64-pc-windows-msvc",
@@ -138,25 +156,42 @@ pub fn build_hsflt(dir: &Path) -> Result<DriverFiles, Error> {
         .arg("-o")
         .arg(&obj))?;
     let files = DriverFiles {
-        sys: dir.join("hsflt.sys"),
-        pdb: dir.join("hsflt.pdb"),
-        map: dir.join("hsflt.map"),
+        sys: dir.join(format!("{}.sys", d.name)),
+        pdb: dir.join(format!("{}.pdb", d.name)),
+        map: dir.join(format!("{}.map", d.name)),
     };
     let arg = |p: &str, f: &Path| format!("{p}{}", f.display());
-    run(Command::new(tool(&["lld-link", "lld-link-14"], "lld")?)
-        .args([
-            "/debug",
-            "/entry:DriverEntry",
-            "/subsystem:native",
-            "/driver",
-            "/nodefaultlib",
-        ])
-        .arg(arg("/out:", &files.sys))
-        .arg(arg("/pdb:", &files.pdb))
-        .arg(arg("/map:", &files.map))
-        .arg(&obj)
-        .arg(&lib))?;
+    let mut link = Command::new(tool(&["lld-link", "lld-link-14"], "lld")?);
+    link.args([
+        "/debug",
+        "/entry:DriverEntry",
+        "/subsystem:native",
+        "/driver",
+        "/nodefaultlib",
+    ])
+    .arg(arg("/out:", &files.sys))
+    .arg(arg("/pdb:", &files.pdb))
+    .arg(arg("/map:", &files.map))
+    .arg(&obj)
+    .args(&inputs);
+    if let Some(b) = d.base {
+        link.arg(format!("/base:{b:#x}"));
+    }
+    run(&mut link)?;
     Ok(files)
+}
+
+/// Compile `hsflt.sys` (and its PDB and map) into `dir`.
+pub fn build_hsflt(dir: &Path) -> Result<DriverFiles, Error> {
+    compile_driver(
+        dir,
+        &DriverSource {
+            name: "hsflt",
+            source: HSFLT_SOURCE,
+            imports: HSFLT_IMPORTS,
+            base: None,
+        },
+    )
 }
 
 /// One section header.

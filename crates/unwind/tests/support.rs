@@ -4,7 +4,7 @@
 
 use hangscope_unwind::{Context, Module, ModuleList, Reg, SparseMemory};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -66,35 +66,18 @@ pub fn driver() -> &'static Driver {
 fn build_driver() -> Driver {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/driver/hsdrv.c");
-    let obj = dir.path().join("hsdrv.obj");
-    let sys = dir.path().join("hsdrv.sys");
-    let map = dir.path().join("hsdrv.map");
-    let pdb = dir.path().join("hsdrv.pdb");
-    run(Command::new(tool(&["clang", "clang-14"]))
-        .args([
-            "--target=x86_64-pc-windows-msvc",
-            "-c",
-            "-O1",
-            "-gcodeview",
-            "-g",
-        ])
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj));
-    let arg = |p: &str, f: &PathBuf| format!("{p}{}", f.display());
-    run(Command::new(tool(&["lld-link", "lld-link-14"]))
-        .args([
-            "/debug",
-            "/entry:DriverEntry",
-            "/subsystem:native",
-            "/driver",
-            "/nodefaultlib",
-            "/base:0xfffff80012340000",
-        ])
-        .arg(arg("/out:", &sys))
-        .arg(arg("/pdb:", &pdb))
-        .arg(arg("/map:", &map))
-        .arg(&obj));
+    let source = std::fs::read_to_string(&src).expect("read hsdrv.c");
+    let files = hangscope_lab::driver::compile_driver(
+        dir.path(),
+        &hangscope_lab::driver::DriverSource {
+            name: "hsdrv",
+            source: &source,
+            imports: &[],
+            base: Some(DRIVER_BASE),
+        },
+    )
+    .unwrap_or_else(|e| panic!("building hsdrv.sys: {e}"));
+    let (sys, map) = (files.sys, files.map);
     let disasm = run(Command::new(tool(&["llvm-objdump", "llvm-objdump-14"]))
         .args(["-d", "--no-show-raw-insn"])
         .arg(&sys));
