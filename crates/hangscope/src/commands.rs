@@ -206,7 +206,7 @@ pub fn execute(
             if as_json {
                 json("thread", &d)
             } else {
-                out(windbg::thread(&d))
+                out(with_symbols_note(windbg::thread(&d), &d.missing_symbols))
             }
         }
         ShellCommand::Irp(a) => {
@@ -241,7 +241,10 @@ pub fn execute(
             if as_json {
                 json("stacks", &r)
             } else {
-                out(hangscope_report::stacks::stacks(&r))
+                out(with_symbols_note(
+                    hangscope_report::stacks::stacks(&r),
+                    &r.missing_symbols,
+                ))
             }
         }
         ShellCommand::Running => {
@@ -249,7 +252,16 @@ pub fn execute(
             if as_json {
                 json("running", &r)
             } else {
-                out(hangscope_report::stacks::running(&r))
+                let mut missing: Vec<hangscope_nt::MissingSymbols> = Vec::new();
+                for m in r.iter().flat_map(|c| &c.stack.missing_symbols) {
+                    if !missing.iter().any(|x| x.base == m.base) {
+                        missing.push(m.clone());
+                    }
+                }
+                out(with_symbols_note(
+                    hangscope_report::stacks::running(&r),
+                    &missing,
+                ))
             }
         }
         ShellCommand::Analyze => {
@@ -282,6 +294,19 @@ pub fn execute(
         ShellCommand::Help => out(crate::shell::HELP.to_string()),
         ShellCommand::Quit | ShellCommand::Nothing => out(String::new()),
     }
+}
+
+/// A stack listing followed, once, by the modules on its stacks that had no
+/// symbol table and what to fetch (nothing when every module had one).
+fn with_symbols_note(mut text: String, missing: &[hangscope_nt::MissingSymbols]) -> String {
+    for m in missing {
+        log::info!("{m}");
+        for s in &m.searched {
+            log::debug!("  searched {s}");
+        }
+    }
+    text.push_str(&hangscope_report::stacks::missing_symbols_note(missing));
+    text
 }
 
 /// Open a dump, saying which file failed.

@@ -333,11 +333,13 @@ impl<'d> Kernel<'d> {
                 Err(e) => warnings.push(Warning::from_error(format!("IRP {}", VirtAddr(i)), &e)),
             }
         }
+        let stack = self.thread_stack(addr);
         Ok(ThreadDetail {
             thread,
             waits,
             irps,
-            stack: self.thread_stack(addr).symbols(),
+            stack: stack.symbols(),
+            missing_symbols: stack.missing_symbols,
             warnings,
         })
     }

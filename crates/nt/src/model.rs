@@ -358,6 +358,9 @@ pub struct ThreadDetail {
     /// Symbolised kernel stack, top first (`nt!KiSwapContext+0x7a`), from
     /// `Kernel::thread_stack`; empty when it cannot be unwound.
     pub stack: Vec<String>,
+    /// Modules on the stack with no symbol table, and what to fetch.
+    #[serde(default)]
+    pub missing_symbols: Vec<crate::modsyms::MissingSymbols>,
     /// Problems met.
     pub warnings: Vec<Warning>,
 }
