@@ -276,7 +276,10 @@ pub fn execute(
             let text = if as_json {
                 hangscope_report::verdict::render_json(&verdict)
             } else {
-                hangscope_report::verdict::render_text(&verdict)
+                with_symbols_note(
+                    hangscope_report::verdict::render_text(&verdict),
+                    &evidence_missing_symbols(k, &verdict),
+                )
             };
             Ok(Output {
                 text,
@@ -307,6 +310,37 @@ fn with_symbols_note(mut text: String, missing: &[hangscope_nt::MissingSymbols])
     }
     text.push_str(&hangscope_report::stacks::missing_symbols_note(missing));
     text
+}
+
+/// The modules without a symbol table whose frames the verdict's evidence
+/// shows (`Ntfs!...` or `Ntfs+0x...`), in base order.
+fn evidence_missing_symbols(
+    k: &Kernel<'_>,
+    verdict: &hangscope_waitgraph::Verdict,
+) -> Vec<hangscope_nt::MissingSymbols> {
+    use hangscope_waitgraph::EvidenceStep;
+    let frames: Vec<String> = verdict
+        .findings
+        .iter()
+        .flat_map(|f| &f.chain)
+        .filter_map(|s| match s {
+            EvidenceStep::Thread { stack, .. } => Some(stack),
+            _ => None,
+        })
+        .flatten()
+        .map(|f| f.to_ascii_lowercase())
+        .collect();
+    k.missing_module_symbols()
+        .into_iter()
+        .filter(|m| {
+            let name = m.module.to_ascii_lowercase();
+            let short = name.rsplit_once('.').map(|x| x.0).unwrap_or(&name);
+            frames.iter().any(|f| {
+                f.strip_prefix(short)
+                    .is_some_and(|r| r.starts_with('!') || r.starts_with('+'))
+            })
+        })
+        .collect()
 }
 
 /// Open a dump, saying which file failed.
