@@ -33,7 +33,7 @@ pub(crate) struct Cache {
     /// Module base -> its own symbol table or why there is none (see
     /// `modsyms`), at most `modsyms::MAX_CACHED_MODULES` entries.
     pub module_symbols: std::sync::Mutex<
-        HashMap<u64, std::result::Result<SymbolTable, crate::modsyms::MissingSymbols>>,
+        HashMap<u64, std::result::Result<SymbolTable, Box<crate::modsyms::MissingSymbols>>>,
     >,
     pub pool_files: OnceLock<Partial<u64>>,
     pub build: OnceLock<Option<u32>>,

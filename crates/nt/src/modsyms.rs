@@ -157,12 +157,16 @@ impl<'d> Kernel<'d> {
     ///
     /// Reliability: as good as the module's header page (paged-out headers
     /// give `pdb: None`); a table is used only when its identity matches.
-    pub fn module_symbols(&self, module: &ModuleInfo) -> Result<SymbolTable, MissingSymbols> {
+    pub fn module_symbols(&self, module: &ModuleInfo) -> Result<SymbolTable, Box<MissingSymbols>> {
         self.module_symbols_at(module.base, &module.name)
     }
 
     /// [`Kernel::module_symbols`] by base and name.
-    pub fn module_symbols_at(&self, base: u64, name: &str) -> Result<SymbolTable, MissingSymbols> {
+    pub fn module_symbols_at(
+        &self,
+        base: u64,
+        name: &str,
+    ) -> Result<SymbolTable, Box<MissingSymbols>> {
         if base == self.base().0 {
             return Ok(self.symbols().clone());
         }
@@ -188,15 +192,19 @@ impl<'d> Kernel<'d> {
         };
         let mut v: Vec<MissingSymbols> = cache
             .values()
-            .filter_map(|r| r.as_ref().err().cloned())
+            .filter_map(|r| r.as_ref().err().map(|m| (**m).clone()))
             .collect();
         v.sort_by_key(|m| m.base);
         v
     }
 
-    fn find_module_symbols(&self, base: u64, name: &str) -> Result<SymbolTable, MissingSymbols> {
+    fn find_module_symbols(
+        &self,
+        base: u64,
+        name: &str,
+    ) -> Result<SymbolTable, Box<MissingSymbols>> {
         let Some(pdb) = self.module_pdb(base) else {
-            return Err(MissingSymbols {
+            return Err(Box::new(MissingSymbols {
                 module: name.to_string(),
                 base,
                 pdb: None,
@@ -206,15 +214,17 @@ impl<'d> Kernel<'d> {
                 ),
                 fetch: Vec::new(),
                 searched: Vec::new(),
-            });
+            }));
         };
-        let miss = |reason: String, searched: Vec<String>| MissingSymbols {
-            module: name.to_string(),
-            base,
-            fetch: fetch_paths(&pdb),
-            pdb: Some(pdb.clone()),
-            reason,
-            searched,
+        let miss = |reason: String, searched: Vec<String>| {
+            Box::new(MissingSymbols {
+                module: name.to_string(),
+                base,
+                fetch: fetch_paths(&pdb),
+                pdb: Some(pdb.clone()),
+                reason,
+                searched,
+            })
         };
         let Some(src) = self.module_source() else {
             return Err(miss("no symbol path to search".into(), Vec::new()));

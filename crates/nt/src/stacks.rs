@@ -531,7 +531,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 let table = match k.module_symbols_at(m.base.0, &m.name) {
                     Ok(t) => Some(t),
                     Err(miss) => {
-                        self.missing.push((mi, miss));
+                        self.missing.push((mi, *miss));
                         None
                     }
                 };
