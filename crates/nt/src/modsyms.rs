@@ -87,10 +87,38 @@ impl SymbolSource {
     /// The table for a driver's PDB, checked against its identity, or every
     /// place searched. A table given as is (`from_table`) is the kernel's
     /// and is never used for a driver.
+    ///
+    /// The identity comes from a dump: only its file name is used, and a
+    /// name or GUID no file could have is refused before any path is built.
     pub fn find_module(&self, id: &PdbInfo) -> Result<(SymbolTable, String), Vec<String>> {
         let mut searched = Vec::new();
+        let file = pdb_file(&id.name);
+        if file.is_empty()
+            || file == "."
+            || file == ".."
+            || file.len() > 255
+            || file
+                .chars()
+                .any(|c| c.is_control() || matches!(c, ':' | '*' | '?'))
+        {
+            return Err(vec![format!(
+                "the RSDS PDB name {:?} is not a file name: not looked up",
+                id.name
+            )]);
+        }
+        if id.guid.len() != 32 || !id.guid.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(vec![format!(
+                "the RSDS GUID {:?} is not 32 hex digits: not looked up",
+                id.guid
+            )]);
+        }
+        let id = &PdbInfo {
+            name: file.to_string(),
+            guid: id.guid.to_ascii_uppercase(),
+            age: id.age,
+        };
         let pid = hangscope_symbols::PdbIdentity {
-            name: pdb_file(&id.name).to_string(),
+            name: id.name.clone(),
             guid: id.guid.clone(),
             age: id.age,
         };
@@ -236,5 +264,56 @@ impl<'d> Kernel<'d> {
             }
             Err(searched) => Err(miss("no symbol table on the symbol path".into(), searched)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pdb(name: &str, guid: &str) -> PdbInfo {
+        PdbInfo {
+            name: name.into(),
+            guid: guid.into(),
+            age: 0x1a,
+        }
+    }
+
+    #[test]
+    fn fetch_paths_use_the_file_name_and_both_age_forms() {
+        let p = pdb(r"d:\build\obj\ntfs.pdb", "0123456789abcdef0123456789ABCDEF");
+        assert_eq!(
+            fetch_paths(&p),
+            vec![
+                "ntfs.pdb/0123456789ABCDEF0123456789ABCDEF1A/ntfs.pdb".to_string(),
+                "ntfs.pdb/0123456789ABCDEF0123456789ABCDEF-26.json.xz".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_identities_build_no_path() {
+        let dir = std::env::temp_dir();
+        let mut src = SymbolSource::default();
+        src.add_dir(&dir);
+        let good = "0123456789ABCDEF0123456789ABCDEF";
+        for (name, guid) in [
+            ("..", good),
+            ("a/..", good),
+            ("c:evil.pdb", good),
+            ("x\u{1}.pdb", good),
+            ("Ntfs.pdb", "../../../../etc/passwd0000000000"),
+            ("Ntfs.pdb", "0123"),
+        ] {
+            let e = src.find_module(&pdb(name, guid)).expect_err("refused");
+            assert_eq!(e.len(), 1, "{name} {guid}: {e:?}");
+            assert!(e[0].contains("not looked up"), "{e:?}");
+        }
+        // A plain name is looked up (and not found) in the directory.
+        let e = src.find_module(&pdb("Ntfs.pdb", good)).expect_err("absent");
+        assert!(
+            e.iter().any(|s| s.contains(&*dir.display().to_string())),
+            "{e:?}"
+        );
     }
 }
