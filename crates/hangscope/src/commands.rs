@@ -206,7 +206,7 @@ pub fn execute(
             if as_json {
                 json("thread", &d)
             } else {
-                out(windbg::thread(&d))
+                out(with_symbols_note(windbg::thread(&d), &d.missing_symbols))
             }
         }
         ShellCommand::Irp(a) => {
@@ -241,7 +241,10 @@ pub fn execute(
             if as_json {
                 json("stacks", &r)
             } else {
-                out(hangscope_report::stacks::stacks(&r))
+                out(with_symbols_note(
+                    hangscope_report::stacks::stacks(&r),
+                    &r.missing_symbols,
+                ))
             }
         }
         ShellCommand::Running => {
@@ -249,7 +252,16 @@ pub fn execute(
             if as_json {
                 json("running", &r)
             } else {
-                out(hangscope_report::stacks::running(&r))
+                let mut missing: Vec<hangscope_nt::MissingSymbols> = Vec::new();
+                for m in r.iter().flat_map(|c| &c.stack.missing_symbols) {
+                    if !missing.iter().any(|x| x.base == m.base) {
+                        missing.push(m.clone());
+                    }
+                }
+                out(with_symbols_note(
+                    hangscope_report::stacks::running(&r),
+                    &missing,
+                ))
             }
         }
         ShellCommand::Analyze => {
@@ -264,7 +276,10 @@ pub fn execute(
             let text = if as_json {
                 hangscope_report::verdict::render_json(&verdict)
             } else {
-                hangscope_report::verdict::render_text(&verdict)
+                with_symbols_note(
+                    hangscope_report::verdict::render_text(&verdict),
+                    &evidence_missing_symbols(k, &verdict),
+                )
             };
             Ok(Output {
                 text,
@@ -282,6 +297,50 @@ pub fn execute(
         ShellCommand::Help => out(crate::shell::HELP.to_string()),
         ShellCommand::Quit | ShellCommand::Nothing => out(String::new()),
     }
+}
+
+/// A stack listing followed, once, by the modules on its stacks that had no
+/// symbol table and what to fetch (nothing when every module had one).
+fn with_symbols_note(mut text: String, missing: &[hangscope_nt::MissingSymbols]) -> String {
+    for m in missing {
+        log::info!("{m}");
+        for s in &m.searched {
+            log::debug!("  searched {s}");
+        }
+    }
+    text.push_str(&hangscope_report::stacks::missing_symbols_note(missing));
+    text
+}
+
+/// The modules without a symbol table whose frames the verdict's evidence
+/// shows (`Ntfs!...` or `Ntfs+0x...`), in base order.
+fn evidence_missing_symbols(
+    k: &Kernel<'_>,
+    verdict: &hangscope_waitgraph::Verdict,
+) -> Vec<hangscope_nt::MissingSymbols> {
+    use hangscope_waitgraph::EvidenceStep;
+    let frames: Vec<String> = verdict
+        .findings
+        .iter()
+        .flat_map(|f| &f.chain)
+        .filter_map(|s| match s {
+            EvidenceStep::Thread { stack, .. } => Some(stack),
+            _ => None,
+        })
+        .flatten()
+        .map(|f| f.to_ascii_lowercase())
+        .collect();
+    k.missing_module_symbols()
+        .into_iter()
+        .filter(|m| {
+            let name = m.module.to_ascii_lowercase();
+            let short = name.rsplit_once('.').map(|x| x.0).unwrap_or(&name);
+            frames.iter().any(|f| {
+                f.strip_prefix(short)
+                    .is_some_and(|r| r.starts_with('!') || r.starts_with('+'))
+            })
+        })
+        .collect()
 }
 
 /// Open a dump, saying which file failed.

@@ -418,6 +418,7 @@ struct Builder<'a> {
     modules: Vec<ModuleTruth>,
     /// Real driver images by module index (scenario drivers with `image`).
     real_modules: HashMap<usize, crate::driver::PeDriver>,
+    module_pdbs: Vec<ModulePdbTruth>,
     idle_process: u64,
     idle_threads: Vec<u64>,
     kpcrs: Vec<(u64, u64)>,
@@ -428,6 +429,32 @@ struct Builder<'a> {
 
 fn missing(what: impl Into<String>) -> Error {
     Error::MissingSymbol { what: what.into() }
+}
+
+/// A CodeView RSDS record: the signature, the GUID (given as 32 hex digits
+/// in symbol-server order; stored as Data1 u32, Data2 u16, Data3 u16
+/// little-endian, then the Data4 bytes), the age and the NUL-terminated PDB
+/// name.
+fn rsds_record(guid: &str, age: u32, pdb: &str) -> Vec<u8> {
+    let g: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(guid.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0))
+        .collect();
+    let mut rec = b"RSDS".to_vec();
+    rec.extend([g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6]]);
+    rec.extend(&g[8..16]);
+    rec.extend(age.to_le_bytes());
+    rec.extend(pdb.as_bytes());
+    rec.push(0);
+    rec
+}
+
+/// FNV-1a over `bytes` with a salt: a stable 64-bit value (synthetic GUIDs).
+fn fnv64(bytes: &[u8], salt: u8) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in std::iter::once(&salt).chain(bytes) {
+        h = (h ^ c as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h
 }
 
 fn round_up(v: u64, a: u64) -> u64 {
@@ -574,6 +601,7 @@ impl<'a> Builder<'a> {
             set_files: Vec::new(),
             irps: Vec::new(),
             modules: Vec::new(),
+            module_pdbs: Vec::new(),
             idle_process: 0,
             idle_threads: Vec::new(),
             kpcrs: Vec::new(),
@@ -1040,17 +1068,7 @@ impl<'a> Builder<'a> {
         self.put(dd, "_IMAGE_DATA_DIRECTORY", "Size", dbg_size)?;
         let rsds_rva = round_up(dbg_rva + dbg_size, 0x10);
         let (guid, age) = self.l.pdb_identity().ok_or_else(|| missing("PDB GUID"))?;
-        let g: Vec<u8> = (0..16)
-            .map(|i| {
-                u8::from_str_radix(guid.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0)
-            })
-            .collect();
-        let mut rec = b"RSDS".to_vec();
-        // GUID: Data1 u32, Data2 u16, Data3 u16 little-endian, Data4 bytes.
-        rec.extend([g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6]]);
-        rec.extend(&g[8..16]);
-        rec.extend(age.to_le_bytes());
-        rec.extend(b"ntkrnlmp.pdb\0");
+        let rec = rsds_record(&guid, age, "ntkrnlmp.pdb");
         let d = kb + dbg_rva;
         let ddt = "_IMAGE_DEBUG_DIRECTORY";
         self.put(d, ddt, "TimeDateStamp", self.win.timestamp as u64)?;
@@ -1297,6 +1315,15 @@ impl<'a> Builder<'a> {
             }
         };
         let image = pe.loaded(base, &resolve)?;
+        if let Some((pdb, guid, age)) = pe.codeview() {
+            self.module_pdbs.push(ModulePdbTruth {
+                base,
+                module: self.modules[i].name.clone(),
+                pdb,
+                guid,
+                age,
+            });
+        }
         let pages: Vec<(u64, bool)> = (0..image.len() as u64)
             .step_by(PAGE_SIZE as usize)
             .map(|r| (r, pe.executable_page(r as u32)))
@@ -1354,6 +1381,61 @@ impl<'a> Builder<'a> {
             "OptionalHeader.MinorOperatingSystemVersion",
             self.win.minor as u64,
         )?;
+        self.module_debug_record(m)
+    }
+
+    /// The debug directory (data directory 6) and the CodeView RSDS record
+    /// of a driver module's header page, as a linker writes them: PDB
+    /// `<file stem>.pdb`, a GUID derived from the module name and the
+    /// kernel's own GUID (stable across seeds, different per build), age 1.
+    /// Laid out between the headers and the unwind tables
+    /// (`stacks::TABLES_RVA`); recorded in the truth's `module_pdbs`.
+    fn module_debug_record(&mut self, m: &ModuleTruth) -> Result<(), Error> {
+        let stem = m.name.rsplit_once('.').map(|x| x.0).unwrap_or(&m.name);
+        let pdb = format!("{stem}.pdb");
+        let (kguid, _) = self.l.pdb_identity().ok_or_else(|| missing("PDB GUID"))?;
+        let key = format!("{}|{kguid}", m.name.to_ascii_lowercase());
+        let guid = format!(
+            "{:016X}{:016X}",
+            fnv64(key.as_bytes(), 0),
+            fnv64(key.as_bytes(), 1)
+        );
+        let age = 1u32;
+        let rec = rsds_record(&guid, age, &pdb);
+        let ddt = "_IMAGE_DEBUG_DIRECTORY";
+        let dbg_rva = 0x300u64;
+        let dbg_size = self.size(ddt)?;
+        let rsds_rva = round_up(dbg_rva + dbg_size, 0x10);
+        if rsds_rva + rec.len() as u64 > crate::stacks::TABLES_RVA {
+            return Err(Error::Capacity {
+                problem: format!(
+                    "{}: the CodeView record naming {pdb} needs {:#x} bytes, the header has {:#x} before the unwind tables",
+                    m.name,
+                    rec.len(),
+                    crate::stacks::TABLES_RVA - rsds_rva
+                ),
+            });
+        }
+        let nt = "_IMAGE_NT_HEADERS64";
+        let h = m.base + 0xE8;
+        self.put(h, nt, "OptionalHeader.NumberOfRvaAndSizes", 16)?;
+        let dd = h + self.elem(nt, "OptionalHeader.DataDirectory", 6)?;
+        self.put(dd, "_IMAGE_DATA_DIRECTORY", "VirtualAddress", dbg_rva)?;
+        self.put(dd, "_IMAGE_DATA_DIRECTORY", "Size", dbg_size)?;
+        let d = m.base + dbg_rva;
+        self.put(d, ddt, "TimeDateStamp", self.win.timestamp as u64 - 0x1000)?;
+        self.put(d, ddt, "Type", 2)?; // IMAGE_DEBUG_TYPE_CODEVIEW
+        self.put(d, ddt, "SizeOfData", rec.len() as u64)?;
+        self.put(d, ddt, "AddressOfRawData", rsds_rva)?;
+        self.put(d, ddt, "PointerToRawData", rsds_rva)?;
+        self.sp.write(m.base + rsds_rva, &rec)?;
+        self.module_pdbs.push(ModulePdbTruth {
+            base: m.base,
+            module: m.name.clone(),
+            pdb,
+            guid,
+            age,
+        });
         Ok(())
     }
 
@@ -2865,6 +2947,7 @@ impl<'a> Builder<'a> {
             let _ = (r.stack_base, r.kernel_stack);
         }
         t.modules = self.modules.clone();
+        t.module_pdbs = self.module_pdbs.clone();
         for (i, l) in sc.locks.iter().enumerate() {
             let addr = self.locks[i].address;
             let waiters: Vec<LockParty> = sc

@@ -19,6 +19,11 @@ pub struct GroundTruth {
     pub threads: Vec<ThreadTruth>,
     /// Loaded modules in PsLoadedModuleList order.
     pub modules: Vec<ModuleTruth>,
+    /// The PDB each driver module's RSDS record names (the kernel's is in
+    /// `kernel`), in module order; no symbol table exists for them until a
+    /// test writes one.
+    #[serde(default)]
+    pub module_pdbs: Vec<ModulePdbTruth>,
     /// Every ERESOURCE on ExpSystemResourcesList.
     pub eresources: Vec<EresourceTruth>,
     /// Other dispatcher objects threads wait on (mutants, events, semaphores).
@@ -135,6 +140,45 @@ pub struct ModuleTruth {
     pub name: String,
     /// FullDllName.
     pub path: String,
+}
+
+/// The PDB identity in a driver module's CodeView (RSDS) record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModulePdbTruth {
+    /// Module base address.
+    pub base: u64,
+    /// BaseDllName (`Ntfs.sys`).
+    pub module: String,
+    /// PDB file name (`Ntfs.pdb`).
+    pub pdb: String,
+    /// GUID, 32 upper-case hex digits in symbol-server order.
+    pub guid: String,
+    /// Age.
+    pub age: u32,
+}
+
+impl ModulePdbTruth {
+    /// Where a symbol server keeps this PDB, relative to the store:
+    /// `Ntfs.pdb/<GUID><AGE>/Ntfs.pdb` (age in hex).
+    pub fn server_path(&self) -> String {
+        format!("{0}/{1}{2:X}/{0}", self.pdb, self.guid, self.age)
+    }
+
+    /// Where Volatility keeps its ISF, relative to a symbol directory:
+    /// `Ntfs.pdb/<GUID>-<AGE>.json` (age in decimal).
+    pub fn isf_path(&self) -> String {
+        format!("{}/{}-{}.json", self.pdb, self.guid, self.age)
+    }
+}
+
+impl GroundTruth {
+    /// The PDB identity of the module named `name` (`Ntfs.sys`,
+    /// case-insensitive).
+    pub fn module_pdb(&self, name: &str) -> Option<&ModulePdbTruth> {
+        self.module_pdbs
+            .iter()
+            .find(|p| p.module.eq_ignore_ascii_case(name))
+    }
 }
 
 /// An owner or waiter of a lock.

@@ -8,6 +8,7 @@ use hangscope_dump::{Dump, PhysAddr, PhysicalMemory};
 use hangscope_symbols::{PdbIdentity, SymbolStore, SymbolTable};
 use hangscope_x64::{AddressSpace, Dtb, FaultKind, VirtAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `KUSER_SHARED_DATA`'s fixed kernel address on x64 (every build).
 pub const KUSER_SHARED_DATA: u64 = 0xFFFF_F780_0000_0000;
@@ -308,14 +309,15 @@ pub fn find_kernel(
     })
 }
 
-/// Where to find the kernel's symbol table.
-#[derive(Debug, Default)]
+/// Where to find the kernel's symbol table (and its drivers': see
+/// [`SymbolSource::find_module`]). Cheap to clone: the store is shared.
+#[derive(Debug, Default, Clone)]
 pub struct SymbolSource {
     /// A table to use as is (its identity is not checked against the dump).
     pub table: Option<SymbolTable>,
     /// A symbol store (`_NT_SYMBOL_PATH` syntax: ISF and PDB files by
-    /// GUID and age).
-    pub store: Option<SymbolStore>,
+    /// GUID and age), shared with the kernel opened from it.
+    pub store: Option<Arc<SymbolStore>>,
     /// Extra directories searched for `<pdb>/<GUID>-<AGE>.json[.xz]`
     /// ISF files (also under `windows/`).
     pub dirs: Vec<PathBuf>,
@@ -333,7 +335,7 @@ impl SymbolSource {
     /// Use this store.
     pub fn from_store(s: SymbolStore) -> SymbolSource {
         SymbolSource {
-            store: Some(s),
+            store: Some(Arc::new(s)),
             ..Default::default()
         }
     }
@@ -352,7 +354,7 @@ impl SymbolSource {
         self.dirs.push(d.into());
     }
 
-    fn candidates(dir: &Path, id: &PdbInfo) -> Vec<PathBuf> {
+    pub(crate) fn candidates(dir: &Path, id: &PdbInfo) -> Vec<PathBuf> {
         let file = format!("{}-{}", id.guid, id.age);
         let mut v = Vec::new();
         for sub in [

@@ -339,6 +339,7 @@ impl<'d> Kernel<'d> {
             waits,
             irps,
             stack: stack_walk.symbols(),
+            missing_symbols: stack_walk.missing_symbols.clone(),
             stack_walk,
             warnings,
         })

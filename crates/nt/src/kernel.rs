@@ -30,6 +30,11 @@ pub(crate) struct Cache {
     pub handles_by_object: OnceLock<HashMap<u64, Vec<usize>>>,
     /// Device object -> its name (see `device_name`).
     pub device_names: std::sync::Mutex<HashMap<u64, Option<String>>>,
+    /// Module base -> its own symbol table or why there is none (see
+    /// `modsyms`), at most `modsyms::MAX_CACHED_MODULES` entries.
+    pub module_symbols: std::sync::Mutex<
+        HashMap<u64, std::result::Result<SymbolTable, Box<crate::modsyms::MissingSymbols>>>,
+    >,
     pub pool_files: OnceLock<Partial<u64>>,
     pub build: OnceLock<Option<u32>>,
     pub tick: OnceLock<Result<u64>>,
@@ -44,6 +49,9 @@ pub struct Kernel<'d> {
     space: Option<AddressSpace<'d>>,
     symbols: SymbolTable,
     symbol_origin: String,
+    /// Where drivers' tables are looked for (the source the kernel was
+    /// opened with, without a caller-given kernel table).
+    module_source: Option<SymbolSource>,
     base: VirtAddr,
     size: Option<u64>,
     pdb: PdbInfo,
@@ -77,6 +85,7 @@ impl<'d> Kernel<'d> {
             space: Some(space),
             symbols: table,
             symbol_origin: origin,
+            module_source: Some(symbols.for_modules()),
             base: image.base,
             size: Some(image.size),
             pdb: image.pdb,
@@ -120,6 +129,7 @@ impl<'d> Kernel<'d> {
             space: None,
             symbols,
             symbol_origin: "table given by the caller".into(),
+            module_source: None,
             base,
             size: None,
             pdb,
@@ -128,6 +138,20 @@ impl<'d> Kernel<'d> {
             discovery: Vec::new(),
             cache: Cache::default(),
         }
+    }
+
+    /// Where drivers' own symbol tables are looked for (for `from_parts`
+    /// kernels; `open` keeps the source it was given).
+    pub fn set_module_symbol_source(&mut self, src: &SymbolSource) {
+        self.module_source = Some(src.for_modules());
+        if let Ok(mut c) = self.cache.module_symbols.lock() {
+            c.clear();
+        }
+    }
+
+    /// The symbol path drivers' tables are looked up on.
+    pub(crate) fn module_source(&self) -> Option<&SymbolSource> {
+        self.module_source.as_ref()
     }
 
     /// Attach the dump's vCPU registers (for `from_parts` kernels).

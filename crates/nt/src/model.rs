@@ -362,6 +362,9 @@ pub struct ThreadDetail {
     /// it started and why it ended.
     #[serde(default)]
     pub stack_walk: crate::stacks::StackInfo,
+    /// Modules on the stack with no symbol table, and what to fetch.
+    #[serde(default)]
+    pub missing_symbols: Vec<crate::modsyms::MissingSymbols>,
     /// Problems met.
     pub warnings: Vec<Warning>,
 }

@@ -16,14 +16,19 @@
 //!   probed ([`hangscope_unwind::Unwinder::probe_start`]) and the report
 //!   says so.
 //!
-//! Symbols: the kernel's own table for `nt`; for other modules their PE
-//! export names; else `module+0xoff`. An address outside every module is
-//! shown as the bare address.
+//! Symbols: the kernel's own table for `nt`; for other modules their own
+//! table when the symbol path has one for the PDB their RSDS record names
+//! ([`Kernel::module_symbols`]), else their PE export names, else
+//! `module+0xoff`. An address outside every module is shown as the bare
+//! address. Modules on a stack that had no table are listed with what to
+//! fetch ([`StackInfo::missing_symbols`], [`StackWalker::missing_symbols`]).
 
 use crate::error::Warning;
 use crate::kernel::Kernel;
 use crate::mem::VirtualMemory;
 use crate::model::ThreadInfo;
+use crate::modsyms::MissingSymbols;
+use hangscope_symbols::SymbolTable;
 use hangscope_unwind::mem::{MemoryReader, ReadError, ReadFailure};
 use hangscope_unwind::{
     Context, Frame, FrameKind, Module, ModuleList, Reg, RipOrigin, StackRange, StopReason,
@@ -80,6 +85,10 @@ pub struct StackInfo {
     pub complete: bool,
     /// Problems met.
     pub warnings: Vec<Warning>,
+    /// Modules with frames on this stack that have no symbol table (their
+    /// frames are named from exports or as `module+0xoff`), with what to
+    /// fetch.
+    pub missing_symbols: Vec<MissingSymbols>,
 }
 
 impl StackInfo {
@@ -141,6 +150,9 @@ pub struct StacksReport {
     pub incomplete: usize,
     /// Problems met (per thread, with the thread address).
     pub warnings: Vec<Warning>,
+    /// Modules with frames on the listed stacks that have no symbol table,
+    /// with what to fetch (each once).
+    pub missing_symbols: Vec<MissingSymbols>,
 }
 
 /// `!running -t`: one processor.
@@ -191,11 +203,15 @@ struct Running {
     dpc: Option<StackRange>,
 }
 
-/// One module's names: the kernel's table, or export names.
+/// One module's names: the kernel's table, or the module's own table (when
+/// the symbol path has it) and its export names.
 #[derive(Debug)]
 enum Names {
     Kernel,
-    Exports(BTreeMap<u32, String>),
+    Module {
+        table: Option<SymbolTable>,
+        exports: BTreeMap<u32, String>,
+    },
 }
 
 /// A stack walker over one kernel: the module list, the unwinder's caches,
@@ -207,6 +223,8 @@ pub struct StackWalker<'k, 'd> {
     modules: ModuleList,
     unwinder: Unwinder,
     names: HashMap<usize, Names>,
+    /// Modules (by index) whose table is missing, in the order met.
+    missing: Vec<(usize, MissingSymbols)>,
     /// Running thread -> (CPU number, index into the dump's CPU states,
     /// the CPU's DPC stack range).
     running: HashMap<u64, Running>,
@@ -287,6 +305,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
             modules: ModuleList::new(list),
             unwinder: Unwinder::new(),
             names: HashMap::new(),
+            missing: Vec::new(),
             running,
             warnings,
         }
@@ -295,6 +314,12 @@ impl<'k, 'd> StackWalker<'k, 'd> {
     /// Problems met while setting up (module list, CPUs).
     pub fn warnings(&self) -> &[Warning] {
         &self.warnings
+    }
+
+    /// Modules with frames on the stacks walked so far that have no symbol
+    /// table, each once in the order met, with what to fetch.
+    pub fn missing_symbols(&self) -> Vec<MissingSymbols> {
+        self.missing.iter().map(|(_, m)| m.clone()).collect()
     }
 
     /// The stack of the thread at `thread` (`_ETHREAD`).
@@ -468,6 +493,11 @@ impl<'k, 'd> StackWalker<'k, 'd> {
     fn fill(&mut self, out: &mut StackInfo, frames: &[Frame], stop: &StopReason) {
         for (i, f) in frames.iter().enumerate() {
             let symbol = self.symbol_of(f);
+            if let Some((_, m)) = self.missing.iter().find(|(mi, _)| Some(*mi) == f.module) {
+                if !out.missing_symbols.iter().any(|x| x.base == m.base) {
+                    out.missing_symbols.push(m.clone());
+                }
+            }
             out.frames.push(FrameInfo {
                 rip: f.rip.0,
                 rsp: f.rsp.0,
@@ -494,25 +524,44 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         let is_kernel = m.base.0 == self.k.base().0;
         let short = module_display(&m.name, is_kernel);
         let k = self.k;
-        let names = self.names.entry(mi).or_insert_with(|| {
-            if is_kernel {
+        if !self.names.contains_key(&mi) {
+            let names = if is_kernel {
                 Names::Kernel
             } else {
-                Names::Exports(read_exports(&Mem(k.memory()), &m))
+                let table = match k.module_symbols_at(m.base.0, &m.name) {
+                    Ok(t) => Some(t),
+                    Err(miss) => {
+                        self.missing.push((mi, *miss));
+                        None
+                    }
+                };
+                Names::Module {
+                    table,
+                    exports: read_exports(&Mem(k.memory()), &m),
+                }
+            };
+            self.names.insert(mi, names);
+        }
+        let near = |start: u64| (rva as u64) >= start && rva as u64 - start < 0x10_0000;
+        let in_table = |t: &SymbolTable| {
+            t.symbol_at(lookup as u64)
+                .map(|(n, off)| (n.to_string(), lookup as u64 - off))
+                .filter(|&(_, start)| near(start))
+        };
+        let found = match self.names.get(&mi) {
+            Some(Names::Kernel) => in_table(k.symbols()),
+            Some(Names::Module { table, exports }) => {
+                table.as_ref().and_then(in_table).or_else(|| {
+                    exports
+                        .range(..=lookup)
+                        .next_back()
+                        .map(|(&r, n)| (n.clone(), r as u64))
+                })
             }
-        });
-        let found = match names {
-            Names::Kernel => k
-                .symbols()
-                .symbol_at(lookup as u64)
-                .map(|(n, off)| (n.to_string(), lookup as u64 - off)),
-            Names::Exports(map) => map
-                .range(..=lookup)
-                .next_back()
-                .map(|(&r, n)| (n.clone(), r as u64)),
+            None => None,
         };
         match found {
-            Some((name, start)) if (rva as u64) >= start && rva as u64 - start < 0x10_0000 => {
+            Some((name, start)) if near(start) => {
                 let off = rva as u64 - start;
                 if off == 0 {
                     format!("{short}!{name}")
@@ -663,6 +712,11 @@ impl<'d> Kernel<'d> {
             for mut wn in s.warnings {
                 wn.context = format!("thread {:#x}: {}", t.address, wn.context);
                 report.warnings.push(wn);
+            }
+            for m in s.missing_symbols {
+                if !report.missing_symbols.iter().any(|x| x.base == m.base) {
+                    report.missing_symbols.push(m);
+                }
             }
             let th = StackThread {
                 address: t.address,

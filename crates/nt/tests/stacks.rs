@@ -337,3 +337,284 @@ fn real_driver_without_its_pdb_shows_module_offsets() {
     }
     assert!(seen >= 10, "only {seen} driver frames");
 }
+
+// ----- drivers' own symbol tables ------------------------------------------
+
+/// A lab image (temp-flood, raw) with its truth, kept on disk in `dir`.
+fn lab_dump(build_alias: &str, seed: u64, dir: &std::path::Path) -> (Dump, GroundTruth) {
+    let sc = Scenario::builtin("temp-flood").expect("scenario");
+    let opts = BuildOptions {
+        ram_size: Some(64 << 20),
+        seed,
+        build: Some(build_alias.into()),
+    };
+    let (img, truth) = build(&sc, Symbols::Default, &opts).expect("build");
+    let path = dir.join(format!("{build_alias}.raw"));
+    format::write(&img, Format::Raw, &path, false).expect("write");
+    (Dump::open(&path).expect("open"), truth)
+}
+
+/// Where the walker's Ntfs frames name functions: `(name, RVA of its
+/// start)`, computed from frames named `Ntfs!Name+0xoff` (the export names
+/// the lab writes).
+fn ntfs_functions(k: &Kernel<'_>, base: u64) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    let mut w = k.stack_walker();
+    for t in &k.threads().items {
+        for f in w.thread_stack(t.address).frames {
+            let Some(rest) = f.symbol.strip_prefix("Ntfs!") else {
+                continue;
+            };
+            let (name, off) = match rest.split_once("+0x") {
+                Some((n, o)) => (n, u64::from_str_radix(o, 16).expect("offset")),
+                None => (rest, 0),
+            };
+            let begin = f.rip - base - off;
+            if !out.iter().any(|(n, _)| n == name) {
+                out.push((name.to_string(), begin));
+            }
+        }
+    }
+    out
+}
+
+/// A minimal ISF for `Ntfs.pdb` with the identity the truth gives and one
+/// symbol per function, named `PdbOnly_<export name>` (names no export
+/// directory has).
+fn ntfs_isf(pdb: &hangscope_lab::truth::ModulePdbTruth, funcs: &[(String, u64)]) -> String {
+    let symbols: serde_json::Map<String, serde_json::Value> = funcs
+        .iter()
+        .map(|(n, rva)| {
+            (
+                format!("PdbOnly_{n}"),
+                serde_json::json!({ "address": rva }),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "metadata": {
+            "format": "6.2.0",
+            "producer": { "name": "hangscope-tests", "version": "0" },
+            "windows": { "pdb": {
+                "GUID": pdb.guid, "age": pdb.age, "database": pdb.pdb, "machine_type": 34404
+            } }
+        },
+        "base_types": {
+            "pointer": { "endian": "little", "kind": "int", "signed": false, "size": 8 }
+        },
+        "user_types": {},
+        "enums": {},
+        "symbols": symbols
+    })
+    .to_string()
+}
+
+/// Each thread's expected stack with the Ntfs frames renamed as the table
+/// names them.
+fn renamed(stack: &[String]) -> Vec<String> {
+    stack
+        .iter()
+        .map(|f| match f.strip_prefix("Ntfs!") {
+            Some(rest) => format!("Ntfs!PdbOnly_{rest}"),
+            None => f.clone(),
+        })
+        .collect()
+}
+
+/// With `store` first on the symbol path, every stack the truth lays out
+/// reads back with the table's Ntfs names, and Ntfs is not missing.
+fn check_table_wins(
+    tag: &str,
+    dump: &Dump,
+    truth: &GroundTruth,
+    store: &std::path::Path,
+) -> Vec<String> {
+    let spec = format!("{};{}", store.display(), builds::symbols_dir().display());
+    let src = SymbolSource::from_store(SymbolStore::from_path_spec(&spec).expect("symbol path"));
+    let k = Kernel::open(dump, &src).expect("kernel");
+    let mut bad = Vec::new();
+    let ntfs = k
+        .modules()
+        .items
+        .into_iter()
+        .find(|m| m.name == "Ntfs.sys")
+        .expect("Ntfs.sys loaded");
+    match k.module_symbols(&ntfs) {
+        Ok(t) => {
+            let src = t
+                .source()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            if !src.starts_with(&store.display().to_string()) {
+                bad.push(format!(
+                    "{tag}: Ntfs's table came from {src}, not {}",
+                    store.display()
+                ));
+            }
+        }
+        Err(m) => bad.push(format!("{tag}: Ntfs has no table: {m}")),
+    }
+    let mut walker = k.stack_walker();
+    let mut ntfs_frames = 0;
+    for t in truth.threads.iter().filter(|t| !t.stack.is_empty()) {
+        let s = walker.thread_stack(t.address);
+        let want = renamed(&t.stack);
+        ntfs_frames += want.iter().filter(|f| f.starts_with("Ntfs!")).count();
+        if s.symbols() != want {
+            bad.push(format!(
+                "{tag}: thread {:#x}\n  got  {:?}\n  want {:?}",
+                t.address,
+                s.symbols(),
+                want
+            ));
+        }
+        if s.missing_symbols.iter().any(|m| m.module == "Ntfs.sys") {
+            bad.push(format!(
+                "{tag}: thread {:#x}: Ntfs listed as missing",
+                t.address
+            ));
+        }
+    }
+    if ntfs_frames == 0 {
+        bad.push(format!("{tag}: no Ntfs frame on any expected stack"));
+    }
+    if walker
+        .missing_symbols()
+        .iter()
+        .any(|m| m.module == "Ntfs.sys")
+    {
+        bad.push(format!("{tag}: the walker lists Ntfs as missing"));
+    }
+    bad
+}
+
+/// Convert the ISF at `isf` into `store/Ntfs.pdb/<GUID><AGE>/Ntfs.pdb` with
+/// `isf2pdb.py` (`$HANGSCOPE_ISF2PDB` to override).
+fn make_pdb(
+    isf: &std::path::Path,
+    pdb: &hangscope_lab::truth::ModulePdbTruth,
+    store: &std::path::Path,
+) {
+    let script = std::env::var_os("HANGSCOPE_ISF2PDB")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| builds::symbols_dir().join("../tools/isf2pdb.py"));
+    let out_pdb = store.join(pdb.server_path());
+    let work = store.join("work");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(isf)
+        .arg(&out_pdb)
+        .arg(&work)
+        .output()
+        .expect("run isf2pdb.py");
+    assert!(
+        out.status.success() && out_pdb.is_file(),
+        "isf2pdb.py {} failed: {}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Issue 4 (symbolisation): a driver's own table, found on the symbol path
+/// by the GUID and age of its RSDS record, names its frames before its
+/// exports do, as an ISF and as a real PDB; without it, the walker says
+/// exactly which PDB to fetch and where to put it.
+#[test]
+fn driver_symbols_from_the_store_win_over_exports() {
+    let mut bad = Vec::new();
+    for (i, b) in ["win7sp1", "win10-19041", "win2022"].iter().enumerate() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dump, truth) = lab_dump(b, 41 + i as u64, tmp.path());
+        let pdb = truth
+            .module_pdb("Ntfs.sys")
+            .expect("Ntfs PDB in the truth")
+            .clone();
+        assert_eq!(pdb.pdb, "Ntfs.pdb");
+        assert_eq!(pdb.guid.len(), 32);
+
+        // (c) No table: named from exports, and the precise message.
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let report = k.stacks(&StackFilter::default());
+        let miss = report
+            .missing_symbols
+            .iter()
+            .find(|m| m.module == "Ntfs.sys");
+        match miss {
+            None => bad.push(format!(
+                "{b}: Ntfs not listed as missing: {:?}",
+                report.missing_symbols
+            )),
+            Some(m) => {
+                let id = m.pdb.as_ref().expect("RSDS read");
+                if (id.name.as_str(), id.guid.as_str(), id.age) != (&*pdb.pdb, &*pdb.guid, pdb.age)
+                {
+                    bad.push(format!("{b}: Ntfs PDB {id:?}, truth {pdb:?}"));
+                }
+                let want = vec![
+                    pdb.server_path(),
+                    format!("Ntfs.pdb/{}-{}.json.xz", pdb.guid, pdb.age),
+                ];
+                if m.fetch != want || m.base != pdb.base {
+                    bad.push(format!(
+                        "{b}: fetch {:?} base {:#x}, want {want:?} {:#x}",
+                        m.fetch, m.base, pdb.base
+                    ));
+                }
+                let text = m.to_string();
+                for part in ["Ntfs.sys", "Ntfs.pdb", &pdb.guid, &want[0], &want[1]] {
+                    if !text.contains(part) {
+                        bad.push(format!("{b}: message {text:?} lacks {part:?}"));
+                    }
+                }
+                if m.searched.is_empty() {
+                    bad.push(format!("{b}: no searched places in {m:?}"));
+                }
+            }
+        }
+        // Every module with a frame on some stack and no table is listed once.
+        let mut bases: Vec<u64> = report.missing_symbols.iter().map(|m| m.base).collect();
+        bases.dedup();
+        if bases.len() != report.missing_symbols.len() {
+            bad.push(format!("{b}: duplicates in {:?}", report.missing_symbols));
+        }
+        let ntfs_mod = k
+            .modules()
+            .items
+            .into_iter()
+            .find(|m| m.name == "Ntfs.sys")
+            .expect("Ntfs");
+        if let Ok(t) = k.module_symbols(&ntfs_mod) {
+            bad.push(format!(
+                "{b}: a table for Ntfs without one in the store: {t:?}"
+            ));
+        }
+        let funcs = ntfs_functions(&k, pdb.base);
+        assert!(!funcs.is_empty(), "{b}: no Ntfs function on any stack");
+        drop(k);
+
+        // (a) The table as an ISF in Volatility's layout.
+        let store = tmp.path().join("isf-store");
+        let isf = store.join(pdb.isf_path());
+        std::fs::create_dir_all(isf.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&isf, ntfs_isf(&pdb, &funcs)).expect("write ISF");
+        bad.extend(check_table_wins(&format!("{b} ISF"), &dump, &truth, &store));
+
+        // (b) The same table as a real PDB in the symbol-server layout.
+        let pstore = tmp.path().join("pdb-store");
+        make_pdb(&isf, &pdb, &pstore);
+        bad.extend(check_table_wins(
+            &format!("{b} PDB"),
+            &dump,
+            &truth,
+            &pstore,
+        ));
+    }
+    assert!(
+        bad.is_empty(),
+        "{} problems:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}

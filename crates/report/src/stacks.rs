@@ -3,6 +3,7 @@
 //! `!running -t`.
 
 use hangscope_nt::stacks::{RunningCpu, StackInfo, StacksReport};
+use hangscope_nt::MissingSymbols;
 use std::fmt::Write as _;
 
 /// `fffff800`02a5c6c0`: WinDbg's 64-bit address form.
@@ -132,6 +133,47 @@ pub fn stacks(r: &StacksReport) -> String {
     out
 }
 
+/// The footnote after stacks whose driver frames were named without the
+/// driver's own symbols: each module once, with its PDB and where to put
+/// the table (the symbol-server PDB path, or the ISF path); empty when
+/// every module had its table.
+pub fn missing_symbols_note(missing: &[MissingSymbols]) -> String {
+    let mut out = String::new();
+    if missing.is_empty() {
+        return out;
+    }
+    let n = missing.len();
+    let _ = writeln!(
+        out,
+        "\nSymbols: {n} module{} on these stacks had no symbol table (frames named from \
+         exports or as module+offset):",
+        if n == 1 { "" } else { "s" }
+    );
+    for m in missing {
+        match (&m.pdb, m.fetch.split_first()) {
+            (Some(p), Some((pdb_path, rest))) => {
+                let _ = write!(
+                    out,
+                    "  {}: {} {}-{}, fetch {pdb_path}",
+                    m.module, p.name, p.guid, p.age
+                );
+                if let Some(isf) = rest.first() {
+                    let _ = write!(out, " (or the ISF {isf})");
+                }
+                let _ = writeln!(out);
+            }
+            _ => {
+                let _ = writeln!(out, "  {}: {}", m.module, m.reason);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  Put them under a directory on the symbol path (--symbols DIR, _NT_SYMBOL_PATH)."
+    );
+    out
+}
+
 /// `!running -t`: each processor's KPRCB and current thread, then its
 /// frame table.
 pub fn running(cpus: &[RunningCpu]) -> String {
@@ -198,6 +240,7 @@ mod tests {
             stop_detail: "end of stack (return address 0)".into(),
             complete: true,
             warnings: vec![],
+            missing_symbols: vec![],
         }
     }
 
@@ -249,6 +292,7 @@ mod tests {
             threads: 2,
             incomplete: 0,
             warnings: vec![],
+            missing_symbols: vec![],
         };
         let t = stacks(&r);
         assert!(t.starts_with("2 threads, 1 distinct stacks, 0 incomplete"));
@@ -261,6 +305,52 @@ mod tests {
         let k = t.find("nt!KiSwapContext+0x12").expect("frame");
         let c = t.find("nt!KiCommitThreadWait+0x1c").expect("frame");
         assert!(k < c, "top frame first");
+    }
+
+    #[test]
+    fn missing_symbols_note_names_pdb_and_paths() {
+        assert_eq!(missing_symbols_note(&[]), "");
+        let pdb = hangscope_nt::model::PdbInfo {
+            name: "Ntfs.pdb".into(),
+            guid: "0123456789ABCDEF0123456789ABCDEF".into(),
+            age: 1,
+        };
+        let m = vec![
+            MissingSymbols {
+                module: "Ntfs.sys".into(),
+                base: 0xfffff880_01600000,
+                fetch: hangscope_nt::modsyms::fetch_paths(&pdb),
+                pdb: Some(pdb),
+                reason: "no symbol table on the symbol path".into(),
+                searched: vec!["/somewhere".into()],
+            },
+            MissingSymbols {
+                module: "odd.sys".into(),
+                base: 0xfffff880_02000000,
+                pdb: None,
+                fetch: vec![],
+                reason: "no readable CodeView (RSDS) record".into(),
+                searched: vec![],
+            },
+        ];
+        let t = missing_symbols_note(&m);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "");
+        assert!(
+            lines[1].starts_with("Symbols: 2 modules on these stacks"),
+            "{t}"
+        );
+        assert_eq!(
+            lines[2],
+            "  Ntfs.sys: Ntfs.pdb 0123456789ABCDEF0123456789ABCDEF-1, fetch \
+             Ntfs.pdb/0123456789ABCDEF0123456789ABCDEF1/Ntfs.pdb (or the ISF \
+             Ntfs.pdb/0123456789ABCDEF0123456789ABCDEF-1.json.xz)"
+        );
+        assert_eq!(lines[3], "  odd.sys: no readable CodeView (RSDS) record");
+        assert!(
+            !t.contains("/somewhere"),
+            "searched paths stay out of the text"
+        );
     }
 
     #[test]

@@ -285,3 +285,125 @@ fn missing_symbols_name_the_pdb_and_where_hangscope_looked() {
         r.stderr
     );
 }
+
+/// Issue 4 (symbolisation): `stacks`, `running`, `thread` and `analyze`
+/// end with one note naming each driver on their stacks that has no symbol
+/// table, its PDB identity and where to put the file; JSON carries the same
+/// as `missing_symbols`; once the table is on the symbol path (`--symbols`)
+/// its names replace the export names and the module leaves the note.
+#[test]
+fn missing_driver_symbols_are_noted_once_with_what_to_fetch() {
+    let (image, truth) = image();
+    let dir = tempfile::tempdir().unwrap();
+    let dump = util::write(&image, Format::Elf, dir.path(), "temp-flood");
+    let d = dump.to_str().unwrap();
+    let ntfs = truth.module_pdb("Ntfs.sys").expect("Ntfs PDB in the truth");
+    let (owner, _, _) = seed_case_addresses(&truth);
+    let owner = format!("{owner:#x}");
+    let line = format!(
+        "  Ntfs.sys: Ntfs.pdb {}-{}, fetch {} (or the ISF Ntfs.pdb/{}-{}.json.xz)",
+        ntfs.guid,
+        ntfs.age,
+        ntfs.server_path(),
+        ntfs.guid,
+        ntfs.age
+    );
+    for args in [
+        vec!["stacks", d],
+        vec!["running", d],
+        vec!["thread", d, &owner],
+    ] {
+        let r = run(&args);
+        r.expect(0);
+        let notes = r.stdout.matches("\nSymbols: ").count();
+        assert_eq!(notes, 1, "{}: {notes} notes:\n{}", r.cmdline, r.stdout);
+        let note = &r.stdout[r.stdout.find("\nSymbols: ").unwrap()..];
+        assert_eq!(
+            note.matches(line.as_str()).count(),
+            1,
+            "{}: the note does not name Ntfs once as {line:?}:\n{note}",
+            r.cmdline
+        );
+        assert!(r.stdout.contains("Ntfs!NtfsCommonCreate+"), "{}", r.cmdline);
+    }
+    let r = run(["analyze", d]);
+    r.expect(1);
+    assert!(
+        r.stdout.contains(&line),
+        "analyze: no Ntfs note:\n{}",
+        r.stdout
+    );
+
+    // JSON: the same facts as fields.
+    let (r, v) = util::json_cmd("stacks", &[], &dump);
+    r.expect(0);
+    let m = util::arr(&v["data"], "missing_symbols")
+        .iter()
+        .find(|m| m["module"] == "Ntfs.sys")
+        .expect("Ntfs in data.missing_symbols");
+    assert_eq!(m["pdb"]["name"], "Ntfs.pdb");
+    assert_eq!(m["pdb"]["guid"], ntfs.guid.as_str());
+    assert_eq!(m["pdb"]["age"], ntfs.age);
+    assert_eq!(m["fetch"][0], ntfs.server_path().as_str());
+    assert_eq!(util::addr(&m["base"]), Some(ntfs.base));
+    let r = run(["--json", "thread", d, &owner]);
+    r.expect(0);
+    let v = r.json();
+    assert!(
+        util::arr(&v["data"], "missing_symbols")
+            .iter()
+            .any(|m| m["module"] == "Ntfs.sys"),
+        "thread --json: no Ntfs in missing_symbols"
+    );
+
+    // With Ntfs's table (an ISF at the path the note gave) on the symbol
+    // path: the table's names, and no Ntfs in the note.
+    let (r, v) = util::json_cmd("running", &[], &dump);
+    r.expect(0);
+    let mut symbols = serde_json::Map::new();
+    for cpu in v["data"].as_array().expect("CPUs") {
+        for f in util::arr(&cpu["stack"], "frames") {
+            let sym = util::s(f, "symbol");
+            let Some(rest) = sym.strip_prefix("Ntfs!") else {
+                continue;
+            };
+            let (name, off) = rest.split_once("+0x").expect("offset");
+            let begin = util::a(f, "rip") - ntfs.base - u64::from_str_radix(off, 16).unwrap();
+            symbols.insert(
+                format!("PdbOnly_{name}"),
+                serde_json::json!({"address": begin}),
+            );
+        }
+    }
+    assert!(!symbols.is_empty(), "no Ntfs frame on a running stack");
+    let isf = serde_json::json!({
+        "metadata": {"format": "6.2.0", "windows": {"pdb": {
+            "GUID": ntfs.guid, "age": ntfs.age, "database": "Ntfs.pdb", "machine_type": 34404}}},
+        "base_types": {}, "user_types": {}, "enums": {}, "symbols": symbols,
+    });
+    let store = dir.path().join("store");
+    let path = store.join(ntfs.isf_path());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, isf.to_string()).unwrap();
+    let store = store.display().to_string();
+    let r = run(["-y", &store, "running", d]);
+    r.expect(0);
+    assert!(
+        r.stdout.contains("Ntfs!PdbOnly_NtfsCommonCreate+"),
+        "{}: the table's names are not used:\n{}",
+        r.cmdline,
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("Ntfs.sys:") && !r.stdout.contains("Ntfs!NtfsCommonCreate"),
+        "{}: Ntfs still named from exports or in the note:\n{}",
+        r.cmdline,
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("  fltmgr.sys: fltmgr.pdb "),
+        "{}: fltmgr (no table) left the note:\n{}",
+        r.cmdline,
+        r.stdout
+    );
+}

@@ -74,7 +74,7 @@ fn driver_frames_are_named_from_its_pdb() {
                 .any(|f| f.starts_with("hsflt!HsFltQueryPolicy+"))
         })
         .expect("policy waiter");
-    let r = util::run(["-y", &y, "thread", &format!("{:#x}", waiter.address), dump]);
+    let r = util::run(["-y", &y, "thread", dump, &format!("{:#x}", waiter.address)]);
     r.expect_no_crash();
     assert!(
         r.stdout.contains("Child-SP          RetAddr"),
