@@ -313,7 +313,7 @@ fn with_symbols_note(mut text: String, missing: &[hangscope_nt::MissingSymbols])
 }
 
 /// The modules without a symbol table whose frames the verdict's evidence
-/// shows (`Ntfs!...` or `Ntfs+0x...`), in base order.
+/// shows (`Ntfs!...` or `Ntfs+0x...`), in the order it shows them.
 fn evidence_missing_symbols(
     k: &Kernel<'_>,
     verdict: &hangscope_waitgraph::Verdict,
@@ -330,17 +330,22 @@ fn evidence_missing_symbols(
         .flatten()
         .map(|f| f.to_ascii_lowercase())
         .collect();
-    k.missing_module_symbols()
+    let mut found: Vec<(usize, hangscope_nt::MissingSymbols)> = k
+        .missing_module_symbols()
         .into_iter()
-        .filter(|m| {
+        .filter_map(|m| {
             let name = m.module.to_ascii_lowercase();
             let short = name.rsplit_once('.').map(|x| x.0).unwrap_or(&name);
-            frames.iter().any(|f| {
+            let first = frames.iter().position(|f| {
                 f.strip_prefix(short)
                     .is_some_and(|r| r.starts_with('!') || r.starts_with('+'))
-            })
+            })?;
+            Some((first, m))
         })
-        .collect()
+        .collect();
+    // In the order the evidence shows them, as the stack listings do.
+    found.sort_by_key(|(first, m)| (*first, m.base));
+    found.into_iter().map(|(_, m)| m).collect()
 }
 
 /// Open a dump, saying which file failed.

@@ -1290,3 +1290,33 @@ fn downloads_from_a_symbol_server_into_the_store() {
     let t = s.find(&id).unwrap();
     assert_eq!(t.source(), Some(stored.as_path()));
 }
+
+/// A driver's ISF (not a kernel's) in Volatility's layout under a plain
+/// directory, `Ntfs.pdb/<GUID>-<AGE>.json`: found by its name, GUID and age
+/// (also when the RSDS record holds a build path), and only for that
+/// identity.
+#[test]
+fn store_finds_a_driver_isf_by_its_own_name() {
+    let tmp = tempdir();
+    let guid = "D7B2F725C59D57C09342D25E3AE14D25";
+    let d = tmp.path().join("Ntfs.pdb");
+    std::fs::create_dir_all(&d).unwrap();
+    let isf = serde_json::json!({
+        "metadata": {"format": "6.2.0", "windows": {"pdb": {
+            "GUID": guid, "age": 2, "database": "Ntfs.pdb", "machine_type": 34404}}},
+        "base_types": {}, "user_types": {}, "enums": {},
+        "symbols": {"NtfsCommonCreate": {"address": 0x1230}},
+    });
+    std::fs::write(d.join(format!("{guid}-2.json")), isf.to_string()).unwrap();
+    let s = store_for(&[tmp.path()], &tmp.path().join("cache"));
+    let id = PdbIdentity {
+        name: r"d:\os\obj\amd64fre\Ntfs.pdb".into(),
+        guid: guid.into(),
+        age: 2,
+    };
+    let t = s.find(&id).unwrap();
+    assert_eq!(t.symbol_at(0x1240), Some(("NtfsCommonCreate", 0x10)));
+    let mut other = id.clone();
+    other.age = 1;
+    assert_eq!(s.find(&other).unwrap_err().name(), "SymbolsNotFound");
+}
