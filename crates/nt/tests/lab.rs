@@ -265,20 +265,18 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             tr.owners.iter().map(|o| (o.thread, o.exclusive)).collect();
         let waiters: BTreeSet<(u64, bool)> =
             r.waiters.iter().map(|o| (o.thread, o.exclusive)).collect();
-        let mut twaiters: BTreeSet<(u64, bool)> =
+        let twaiters: BTreeSet<(u64, bool)> =
             tr.waiters.iter().map(|o| (o.thread, o.exclusive)).collect();
-        // On 1607 shared waiters block on events linked from the
-        // _KWAIT_CHAIN; the lab does not build that chain (yet), so only
-        // exclusive waiters can be found there.
-        if k.reader().has_field("_ERESOURCE", "SharedWaiters.Head") {
-            twaiters.retain(|w| w.1);
-        }
+        // The objects waiters block on, found from the ERESOURCE: on 1607
+        // each shared waiter's KEVENT comes from walking the _KWAIT_CHAIN,
+        // elsewhere the one SharedWaiters semaphore.
         let got = (
             r.active_count,
             r.exclusive,
             r.contention_count,
             owners,
             waiters,
+            (r.shared_waiters, &r.shared_wait_events, r.exclusive_waiters),
         );
         let want = (
             tr.active_count,
@@ -286,6 +284,11 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             tr.contention_count,
             towners,
             twaiters,
+            (
+                tr.shared_waiters,
+                &tr.shared_wait_events,
+                tr.exclusive_waiters,
+            ),
         );
         check(
             format!(
@@ -893,6 +896,8 @@ fn wait_graph_input_gives_the_expected_verdict() {
         ("deadlock", "win7sp1", 53),
         ("deadlock", "win11", 54),
         ("idle", "win10-19041", 55),
+        ("temp-flood", "win2016", 56),
+        ("deadlock", "win2016", 57),
     ] {
         let (img, truth) = lab_image(sc, b, seed);
         let lab = write(&img, truth, Format::Elf);
@@ -908,5 +913,95 @@ fn wait_graph_input_gives_the_expected_verdict() {
             ));
         }
     }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Windows 10 1607 / Server 2016 queues shared ERESOURCE waiters on a
+/// `_KWAIT_CHAIN`: each waiter blocks on the KEVENT of its own
+/// `_KWAIT_CHAIN_ENTRY`, not on a semaphore the resource points to. Every
+/// such wait must lead back to its ERESOURCE: in `!thread`, in the
+/// resource's waiters, in the wait-for graph, and never as a loose event.
+#[test]
+fn shared_waiters_on_1607_wait_chain_resolve_to_their_eresource() {
+    let mut bad = Vec::new();
+    let mut shared_seen = 0;
+    for (sc, seed) in [("temp-flood", 61), ("deadlock", 62)] {
+        let (img, truth) = lab_image(sc, "win2016", seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        assert!(
+            k.reader().has_field("_ERESOURCE", "SharedWaiters.Head"),
+            "win2016's SharedWaiters is no longer a _KWAIT_CHAIN"
+        );
+        let input = k.wait_graph();
+        let loose: BTreeSet<u64> = k
+            .dispatcher_objects()
+            .iter()
+            .map(|(o, _)| o.address)
+            .collect();
+        for tr in &lab.truth.eresources {
+            let Some(r) = k
+                .eresources()
+                .items
+                .iter()
+                .find(|r| r.address == tr.address)
+            else {
+                bad.push(format!("{sc}: resource {} not found", tr.name));
+                continue;
+            };
+            let shared: Vec<u64> = tr
+                .waiters
+                .iter()
+                .filter(|w| !w.exclusive)
+                .map(|w| w.thread)
+                .collect();
+            if r.shared_wait_events.len() != shared.len()
+                || r.shared_waiters_count as usize != shared.len()
+            {
+                bad.push(format!(
+                    "{sc} {}: {} chain events, NumberOfSharedWaiters {}, {} shared waiters",
+                    tr.name,
+                    r.shared_wait_events.len(),
+                    r.shared_waiters_count,
+                    shared.len()
+                ));
+            }
+            let node = input.resources.iter().find(|x| x.key == tr.address);
+            for &t in &shared {
+                shared_seen += 1;
+                let d = k.thread_detail(t).expect("thread detail");
+                let via: Vec<_> = d
+                    .waits
+                    .iter()
+                    .filter(|w| w.eresource == Some(tr.address))
+                    .collect();
+                let ok = via.len() == 1
+                    && via[0].eresource_exclusive == Some(false)
+                    && via[0].kind == "Event"
+                    && r.shared_wait_events.contains(&via[0].address)
+                    && !loose.contains(&via[0].address);
+                if !ok {
+                    bad.push(format!(
+                        "{sc} {}: thread {t:#x} waits {:x?}",
+                        tr.name, d.waits
+                    ));
+                }
+                let claimed = node.is_some_and(|n| {
+                    n.waiters.contains(&hangscope_waitgraph::Claim {
+                        thread: t,
+                        mode: hangscope_waitgraph::Mode::Shared,
+                    })
+                });
+                if !claimed {
+                    bad.push(format!(
+                        "{sc} {}: wait graph lacks shared waiter {t:#x}: {node:x?}",
+                        tr.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(shared_seen >= 5, "scenarios lost their shared waiters");
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
