@@ -653,6 +653,64 @@ fn owner_pointer_into_unmapped_memory_is_reported_not_fatal() {
     }
 }
 
+/// A 1607 `_KWAIT_CHAIN` broken after its second entry: the shared
+/// waiters before the break are still found, the break is a warning that
+/// names the address, and a chain made into a loop stops with one.
+#[test]
+fn broken_1607_wait_chain_keeps_the_waiters_before_the_break() {
+    let tr = |p: &Patchable| {
+        p.lab
+            .truth
+            .eresources
+            .iter()
+            .find(|r| r.shared_wait_events.len() >= 3)
+            .cloned()
+            .expect("temp-flood has a resource with three shared waiters")
+    };
+    let event = {
+        let p = Patchable::new("temp-flood", "win2016", 24);
+        p.offset("_KWAIT_CHAIN_ENTRY", "Event")
+    };
+    for (damage, kind) in [(UNMAPPED, "Fault"), (0, "BadData")] {
+        let mut p = Patchable::new("temp-flood", "win2016", 24);
+        let r = tr(&p);
+        let link = p.offset("_KWAIT_CHAIN_ENTRY", "ListEntry");
+        let next = p.offset("_SINGLE_LIST_ENTRY", "Next");
+        let entry = |e: u64| e - event;
+        let second = entry(r.shared_wait_events[1]);
+        // Fault: Next into unmapped memory; BadData: Next back to the first
+        // entry, a loop.
+        let to = if damage == 0 {
+            entry(r.shared_wait_events[0]) + link
+        } else {
+            damage
+        };
+        p.put_u64(second + link + next, to);
+        let dump = Dump::open(&p.lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let rs = k.eresources();
+        let got = rs
+            .items
+            .iter()
+            .find(|x| x.address == r.address)
+            .expect("the resource is still listed");
+        assert_eq!(
+            got.shared_wait_events,
+            r.shared_wait_events[..2],
+            "{kind}: the events before the break"
+        );
+        assert!(
+            rs.warnings.iter().any(|w| w.kind == kind
+                && w.context.contains("SharedWaiters chain")
+                && (damage == 0 || w.address.map(|a| a & !0xfff) == Some(UNMAPPED & !0xfff))
+                && w.address.is_some()),
+            "{kind}: {:?}",
+            rs.warnings
+        );
+        let _ = k.wait_graph();
+    }
+}
+
 #[test]
 fn broken_process_list_keeps_the_processes_before_the_break() {
     let mut p = Patchable::new("temp-flood", "win2012r2", 23);
