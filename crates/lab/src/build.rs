@@ -381,8 +381,39 @@ struct ThreadRec {
 #[derive(Debug, Clone, Default)]
 struct LockRec {
     address: u64,
+    /// What `SharedWaiters` holds: the KSEMAPHORE's address, or on 1607
+    /// the address of the `_KWAIT_CHAIN` inside the ERESOURCE.
     shared_waiters_obj: u64,
+    /// On 1607: (scenario thread index, KEVENT address) of each shared
+    /// waiter's `_KWAIT_CHAIN_ENTRY`, in chain order (empty without shared
+    /// waiters). `None` on builds where `SharedWaiters` is a pointer.
+    shared_chain: Option<Vec<(usize, u64)>>,
     exclusive_waiters_obj: u64,
+}
+
+impl LockRec {
+    /// The dispatcher object scenario thread `ti` blocks on when it waits
+    /// for this ERESOURCE shared: its own chain entry's event on 1607, the
+    /// one shared semaphore elsewhere.
+    fn shared_wait_object(&self, ti: usize) -> u64 {
+        self.shared_chain
+            .iter()
+            .flatten()
+            .find(|(t, _)| *t == ti)
+            .map_or(self.shared_waiters_obj, |&(_, e)| e)
+    }
+
+    /// The objects shared waiters block on, as a reader finds them from
+    /// the ERESOURCE: the semaphore, or each chain entry's event.
+    fn shared_wait_events(&self) -> Vec<u64> {
+        match &self.shared_chain {
+            Some(chain) => chain.iter().map(|&(_, e)| e).collect(),
+            None => Some(self.shared_waiters_obj)
+                .filter(|&s| s != 0)
+                .into_iter()
+                .collect(),
+        }
+    }
 }
 
 struct Builder<'a> {
@@ -2105,17 +2136,30 @@ impl<'a> Builder<'a> {
             }
             let r = recs[i].address;
             let (sh, ex) = self.resource_waiters(i);
+            let shape = self.l.field(er, "SharedWaiters").map(|f| f.shape);
+            let chain = matches!(&shape, Some(Shape::Struct(n)) if n == "_KWAIT_CHAIN");
+            if chain {
+                // Embedded: there is a chain (maybe empty) on every resource.
+                recs[i].shared_waiters_obj = r + self.off(er, "SharedWaiters")?;
+                recs[i].shared_chain = Some(Vec::new());
+            }
             if !sh.is_empty() {
-                let (_, s) = self.pool_alloc(self.size("_KSEMAPHORE")?, *b"Reso")?;
-                self.dispatcher_header(s, "SemaphoreObject", 0, "_KSEMAPHORE")?;
-                self.put(s, "_KSEMAPHORE", "Limit", 0x7FFF_FFFF)?;
-                if matches!(
-                    self.l.field(er, "SharedWaiters").map(|f| f.shape),
-                    Some(Shape::Pointer)
-                ) {
-                    self.put(r, er, "SharedWaiters", s)?;
+                match shape {
+                    Some(Shape::Pointer) => {
+                        let (_, s) = self.pool_alloc(self.size("_KSEMAPHORE")?, *b"Reso")?;
+                        self.dispatcher_header(s, "SemaphoreObject", 0, "_KSEMAPHORE")?;
+                        self.put(s, "_KSEMAPHORE", "Limit", 0x7FFF_FFFF)?;
+                        self.put(r, er, "SharedWaiters", s)?;
+                        recs[i].shared_waiters_obj = s;
+                    }
+                    _ if chain => recs[i].shared_chain = Some(self.shared_wait_chain(r, &sh)?),
+                    other => {
+                        return Err(missing(format!(
+                            "{er}.SharedWaiters as a KSEMAPHORE pointer or a \
+                             _KWAIT_CHAIN (it is {other:?})"
+                        )))
+                    }
                 }
-                recs[i].shared_waiters_obj = s;
             }
             if !ex.is_empty() {
                 let (_, e) = self.pool_alloc(self.size("_KEVENT")?, *b"Reso")?;
@@ -2130,6 +2174,35 @@ impl<'a> Builder<'a> {
         }
         self.locks = recs;
         Ok(())
+    }
+
+    /// Windows 10 1607 / Server 2016: `SharedWaiters` is a `_KWAIT_CHAIN`,
+    /// a singly linked list of `_KWAIT_CHAIN_ENTRY`s, each holding the
+    /// KEVENT one shared waiter blocks on. One entry per waiter in `sh`
+    /// (scenario thread indexes), linked from `Head.Next` through
+    /// `ListEntry.Next` in scenario order, the last one ending the list.
+    /// Returns (thread index, event address) in chain order.
+    fn shared_wait_chain(&mut self, r: u64, sh: &[usize]) -> Result<Vec<(usize, u64)>, Error> {
+        let ce = "_KWAIT_CHAIN_ENTRY";
+        let link = self.off(ce, "ListEntry")?;
+        let event = self.off(ce, "Event")?;
+        let mut out = Vec::with_capacity(sh.len());
+        let mut links = Vec::with_capacity(sh.len());
+        for &ti in sh {
+            let (_, entry) = self.pool_alloc(self.size(ce)?, *b"Reso")?;
+            let ev = entry + event;
+            self.dispatcher_header(ev, "EventSynchronizationObject", 0, "_KEVENT")?;
+            links.push(entry + link);
+            out.push((ti, ev));
+        }
+        // Head.Next -> first entry's link -> ... -> 0.
+        let mut prev = r + self.off("_ERESOURCE", "SharedWaiters.Head")?;
+        for &l in &links {
+            self.put(prev, "_SINGLE_LIST_ENTRY", "Next", l)?;
+            prev = l;
+        }
+        self.put(prev, "_SINGLE_LIST_ENTRY", "Next", 0)?;
+        Ok(out)
     }
 
     /// Threads waiting for ERESOURCE `i`: (shared, exclusive) thread indexes.
@@ -2389,7 +2462,7 @@ impl<'a> Builder<'a> {
                 }
                 let obj = match l.kind {
                     LockKind::Eresource if w.exclusive => self.locks[li].exclusive_waiters_obj,
-                    LockKind::Eresource => self.locks[li].shared_waiters_obj,
+                    LockKind::Eresource => self.locks[li].shared_wait_object(ti),
                     _ => self.locks[li].address,
                 };
                 objs.push(obj);
@@ -2985,6 +3058,9 @@ impl<'a> Builder<'a> {
                         contention_count: l.contention.unwrap_or((sh.len() + ex.len()) as u32 * 3),
                         owners,
                         waiters,
+                        shared_waiters: self.locks[i].shared_waiters_obj,
+                        shared_wait_events: self.locks[i].shared_wait_events(),
+                        exclusive_waiters: self.locks[i].exclusive_waiters_obj,
                     });
                 }
                 kind => t.dispatcher_objects.push(DispatcherTruth {

@@ -207,6 +207,19 @@ pub struct EresourceTruth {
     pub owners: Vec<LockParty>,
     /// Waiters.
     pub waiters: Vec<LockParty>,
+    /// What `SharedWaiters` holds: the KSEMAPHORE's address (0 without
+    /// shared waiters), or on Windows 10 1607 / Server 2016 the address of
+    /// the embedded `_KWAIT_CHAIN` field itself.
+    #[serde(default)]
+    pub shared_waiters: u64,
+    /// The objects shared waiters block on, as found from the ERESOURCE:
+    /// the `SharedWaiters` semaphore, or on 1607 the KEVENT of each
+    /// `_KWAIT_CHAIN_ENTRY` in chain order (`Head.Next` first).
+    #[serde(default)]
+    pub shared_wait_events: Vec<u64>,
+    /// `ExclusiveWaiters` (a KEVENT); 0 without exclusive waiters.
+    #[serde(default)]
+    pub exclusive_waiters: u64,
 }
 
 /// A mutant, event or semaphore.

@@ -860,6 +860,30 @@ fn check_labcheck(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
             "NumberOfExclusiveWaiters",
             excl.to_string()
         );
+        let hex48 = |a: u64| format!("{:#x}", a & MASK48);
+        check!(
+            "ERESOURCE",
+            e.address,
+            "SharedWaiters",
+            hex48(e.shared_waiters)
+        );
+        // What shared waiters block on, as Volatility finds it from the
+        // resource: the one semaphore SharedWaiters points to, or on 1607
+        // (SharedWaiters an embedded _KWAIT_CHAIN, so the events are not
+        // SharedWaiters itself) each chain entry's event, in chain order.
+        let events: Vec<String> = e.shared_wait_events.iter().map(|&a| hex48(a)).collect();
+        check!("ERESOURCE", e.address, "SharedWaitEvents", events.join(" "));
+        let kind = if e.shared_wait_events == [e.shared_waiters] {
+            "SemaphoreObject"
+        } else {
+            "EventSynchronizationObject"
+        };
+        check!(
+            "ERESOURCE",
+            e.address,
+            "SharedWaitEventTypes",
+            vec![kind; events.len()].join(" ")
+        );
     }
     for x in &t.threads {
         check!("KTHREAD", x.address, "Tid", x.tid.to_string());
@@ -868,6 +892,14 @@ fn check_labcheck(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
             check!("KTHREAD", x.address, "WaitReason", reason.clone());
         }
         check!("KTHREAD", x.address, "WaitTime", x.wait_time.to_string());
+        if let (true, Some(&o)) = (x.state == "Waiting", x.waits_on.first()) {
+            check!(
+                "KTHREAD",
+                x.address,
+                "WaitObject",
+                format!("{:#x}", o & MASK48)
+            );
+        }
     }
     for irp in &t.irps {
         let a = irp.address;

@@ -149,16 +149,15 @@ impl<'d> Kernel<'d> {
         let (shared_obj, shared_events) = match r.locate("SharedWaiters")?.1 {
             TypeRef::Struct(_) => {
                 let chain = r.addr_of("SharedWaiters")?.0;
-                match self.wait_chain_events(&r.field("SharedWaiters")?) {
-                    Ok(v) => (chain, v),
-                    Err(e) => {
-                        warnings.push(Warning::from_error(
-                            format!("ERESOURCE {addr} SharedWaiters chain"),
-                            &e,
-                        ));
-                        (chain, Vec::new())
-                    }
+                let (events, err) = self.wait_chain_events(&r.field("SharedWaiters")?);
+                if let Some(e) = err {
+                    // Keep the waiters found before the break.
+                    warnings.push(Warning::from_error(
+                        format!("ERESOURCE {addr} SharedWaiters chain"),
+                        &e,
+                    ));
                 }
+                (chain, events)
             }
             _ => {
                 let p = r.ptr("SharedWaiters")?.0;
@@ -203,16 +202,29 @@ impl<'d> Kernel<'d> {
         ))
     }
 
-    /// The KEVENTs on a `_KWAIT_CHAIN` (`Head.Next` -> `_KWAIT_CHAIN_ENTRY`
-    /// `ListEntry.Next` ..., each with its `Event`).
-    fn wait_chain_events(&self, chain: &crate::view::Object<'_>) -> Result<Vec<u64>> {
+    /// The KEVENTs on a `_KWAIT_CHAIN` (Windows 10 1607 / Server 2016
+    /// `_ERESOURCE.SharedWaiters`): `Head.Next` -> a `_KWAIT_CHAIN_ENTRY`'s
+    /// `ListEntry`, whose `Next` leads on, each entry holding the `Event`
+    /// one shared waiter blocks on. Offsets come from the symbols (the
+    /// entry's layout differs between builds). Bounded by [`MAX_CHAIN`]
+    /// and cycle-checked; on a fault or loop, the events found before it
+    /// and the error.
+    fn wait_chain_events(
+        &self,
+        chain: &crate::view::Object<'_>,
+    ) -> (Vec<u64>, Option<crate::error::Error>) {
+        let mut out = Vec::new();
+        let err = self.walk_wait_chain(chain, &mut out).err();
+        (out, err)
+    }
+
+    fn walk_wait_chain(&self, chain: &crate::view::Object<'_>, out: &mut Vec<u64>) -> Result<()> {
         let r = self.reader();
         let link = r.offset_of("_KWAIT_CHAIN_ENTRY", "ListEntry")?;
         let event = r.offset_of("_KWAIT_CHAIN_ENTRY", "Event")?;
         let next = r.offset_of("_SINGLE_LIST_ENTRY", "Next")?;
         let mut cur = chain.ptr("Head.Next")?.0;
         let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
         while cur != 0 {
             if !seen.insert(cur) || out.len() >= MAX_CHAIN {
                 return Err(crate::error::Error::bad_data(
@@ -221,10 +233,11 @@ impl<'d> Kernel<'d> {
                 ));
             }
             let entry = cur.wrapping_sub(link);
+            let after = r.read_ptr(VirtAddr(cur.wrapping_add(next)))?.0;
             out.push(entry.wrapping_add(event));
-            cur = r.read_ptr(VirtAddr(cur.wrapping_add(next)))?.0;
+            cur = after;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Shared owners in an `OwnerTable`: entry 0's `TableSize` counts the

@@ -265,20 +265,18 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             tr.owners.iter().map(|o| (o.thread, o.exclusive)).collect();
         let waiters: BTreeSet<(u64, bool)> =
             r.waiters.iter().map(|o| (o.thread, o.exclusive)).collect();
-        let mut twaiters: BTreeSet<(u64, bool)> =
+        let twaiters: BTreeSet<(u64, bool)> =
             tr.waiters.iter().map(|o| (o.thread, o.exclusive)).collect();
-        // On 1607 shared waiters block on events linked from the
-        // _KWAIT_CHAIN; the lab does not build that chain (yet), so only
-        // exclusive waiters can be found there.
-        if k.reader().has_field("_ERESOURCE", "SharedWaiters.Head") {
-            twaiters.retain(|w| w.1);
-        }
+        // The objects waiters block on, found from the ERESOURCE: on 1607
+        // each shared waiter's KEVENT comes from walking the _KWAIT_CHAIN,
+        // elsewhere the one SharedWaiters semaphore.
         let got = (
             r.active_count,
             r.exclusive,
             r.contention_count,
             owners,
             waiters,
+            (r.shared_waiters, &r.shared_wait_events, r.exclusive_waiters),
         );
         let want = (
             tr.active_count,
@@ -286,6 +284,11 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             tr.contention_count,
             towners,
             twaiters,
+            (
+                tr.shared_waiters,
+                &tr.shared_wait_events,
+                tr.exclusive_waiters,
+            ),
         );
         check(
             format!(
@@ -650,6 +653,64 @@ fn owner_pointer_into_unmapped_memory_is_reported_not_fatal() {
     }
 }
 
+/// A 1607 `_KWAIT_CHAIN` broken after its second entry: the shared
+/// waiters before the break are still found, the break is a warning that
+/// names the address, and a chain made into a loop stops with one.
+#[test]
+fn broken_1607_wait_chain_keeps_the_waiters_before_the_break() {
+    let tr = |p: &Patchable| {
+        p.lab
+            .truth
+            .eresources
+            .iter()
+            .find(|r| r.shared_wait_events.len() >= 3)
+            .cloned()
+            .expect("temp-flood has a resource with three shared waiters")
+    };
+    let event = {
+        let p = Patchable::new("temp-flood", "win2016", 24);
+        p.offset("_KWAIT_CHAIN_ENTRY", "Event")
+    };
+    for (damage, kind) in [(UNMAPPED, "Fault"), (0, "BadData")] {
+        let mut p = Patchable::new("temp-flood", "win2016", 24);
+        let r = tr(&p);
+        let link = p.offset("_KWAIT_CHAIN_ENTRY", "ListEntry");
+        let next = p.offset("_SINGLE_LIST_ENTRY", "Next");
+        let entry = |e: u64| e - event;
+        let second = entry(r.shared_wait_events[1]);
+        // Fault: Next into unmapped memory; BadData: Next back to the first
+        // entry, a loop.
+        let to = if damage == 0 {
+            entry(r.shared_wait_events[0]) + link
+        } else {
+            damage
+        };
+        p.put_u64(second + link + next, to);
+        let dump = Dump::open(&p.lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let rs = k.eresources();
+        let got = rs
+            .items
+            .iter()
+            .find(|x| x.address == r.address)
+            .expect("the resource is still listed");
+        assert_eq!(
+            got.shared_wait_events,
+            r.shared_wait_events[..2],
+            "{kind}: the events before the break"
+        );
+        assert!(
+            rs.warnings.iter().any(|w| w.kind == kind
+                && w.context.contains("SharedWaiters chain")
+                && (damage == 0 || w.address.map(|a| a & !0xfff) == Some(UNMAPPED & !0xfff))
+                && w.address.is_some()),
+            "{kind}: {:?}",
+            rs.warnings
+        );
+        let _ = k.wait_graph();
+    }
+}
+
 #[test]
 fn broken_process_list_keeps_the_processes_before_the_break() {
     let mut p = Patchable::new("temp-flood", "win2012r2", 23);
@@ -893,6 +954,8 @@ fn wait_graph_input_gives_the_expected_verdict() {
         ("deadlock", "win7sp1", 53),
         ("deadlock", "win11", 54),
         ("idle", "win10-19041", 55),
+        ("temp-flood", "win2016", 56),
+        ("deadlock", "win2016", 57),
     ] {
         let (img, truth) = lab_image(sc, b, seed);
         let lab = write(&img, truth, Format::Elf);
@@ -908,5 +971,95 @@ fn wait_graph_input_gives_the_expected_verdict() {
             ));
         }
     }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Windows 10 1607 / Server 2016 queues shared ERESOURCE waiters on a
+/// `_KWAIT_CHAIN`: each waiter blocks on the KEVENT of its own
+/// `_KWAIT_CHAIN_ENTRY`, not on a semaphore the resource points to. Every
+/// such wait must lead back to its ERESOURCE: in `!thread`, in the
+/// resource's waiters, in the wait-for graph, and never as a loose event.
+#[test]
+fn shared_waiters_on_1607_wait_chain_resolve_to_their_eresource() {
+    let mut bad = Vec::new();
+    let mut shared_seen = 0;
+    for (sc, seed) in [("temp-flood", 61), ("deadlock", 62)] {
+        let (img, truth) = lab_image(sc, "win2016", seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        assert!(
+            k.reader().has_field("_ERESOURCE", "SharedWaiters.Head"),
+            "win2016's SharedWaiters is no longer a _KWAIT_CHAIN"
+        );
+        let input = k.wait_graph();
+        let loose: BTreeSet<u64> = k
+            .dispatcher_objects()
+            .iter()
+            .map(|(o, _)| o.address)
+            .collect();
+        for tr in &lab.truth.eresources {
+            let Some(r) = k
+                .eresources()
+                .items
+                .iter()
+                .find(|r| r.address == tr.address)
+            else {
+                bad.push(format!("{sc}: resource {} not found", tr.name));
+                continue;
+            };
+            let shared: Vec<u64> = tr
+                .waiters
+                .iter()
+                .filter(|w| !w.exclusive)
+                .map(|w| w.thread)
+                .collect();
+            if r.shared_wait_events.len() != shared.len()
+                || r.shared_waiters_count as usize != shared.len()
+            {
+                bad.push(format!(
+                    "{sc} {}: {} chain events, NumberOfSharedWaiters {}, {} shared waiters",
+                    tr.name,
+                    r.shared_wait_events.len(),
+                    r.shared_waiters_count,
+                    shared.len()
+                ));
+            }
+            let node = input.resources.iter().find(|x| x.key == tr.address);
+            for &t in &shared {
+                shared_seen += 1;
+                let d = k.thread_detail(t).expect("thread detail");
+                let via: Vec<_> = d
+                    .waits
+                    .iter()
+                    .filter(|w| w.eresource == Some(tr.address))
+                    .collect();
+                let ok = via.len() == 1
+                    && via[0].eresource_exclusive == Some(false)
+                    && via[0].kind == "Event"
+                    && r.shared_wait_events.contains(&via[0].address)
+                    && !loose.contains(&via[0].address);
+                if !ok {
+                    bad.push(format!(
+                        "{sc} {}: thread {t:#x} waits {:x?}",
+                        tr.name, d.waits
+                    ));
+                }
+                let claimed = node.is_some_and(|n| {
+                    n.waiters.contains(&hangscope_waitgraph::Claim {
+                        thread: t,
+                        mode: hangscope_waitgraph::Mode::Shared,
+                    })
+                });
+                if !claimed {
+                    bad.push(format!(
+                        "{sc} {}: wait graph lacks shared waiter {t:#x}: {node:x?}",
+                        tr.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(shared_seen >= 5, "scenarios lost their shared waiters");
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }

@@ -310,10 +310,11 @@ pub fn thread(d: &ThreadDetail) -> String {
             let _ = write!(
                 line,
                 "  (waiters' {} of ERESOURCE {}",
-                if w.eresource_exclusive == Some(true) {
-                    "event, exclusive"
-                } else {
-                    "semaphore, shared"
+                match (w.eresource_exclusive, w.kind.as_str()) {
+                    (Some(true), _) => "event, exclusive",
+                    (_, "Semaphore") => "semaphore, shared",
+                    // 1607: each shared waiter's own _KWAIT_CHAIN_ENTRY event.
+                    _ => "wait-chain event, shared",
                 },
                 flat(er)
             );
@@ -703,6 +704,38 @@ mod tests {
         );
         assert!(all.contains("2 total locks, 1 locks currently held"));
         assert_eq!(all.matches("Resource @").count(), 1);
+    }
+
+    #[test]
+    fn thread_names_what_an_eresource_waiter_blocks_on() {
+        let waited = |kind: &str, exclusive: bool| WaitedObject {
+            address: 0xffff8000_00001000,
+            kind: kind.into(),
+            eresource: Some(0xffff8000_00002000),
+            eresource_exclusive: Some(exclusive),
+            ..Default::default()
+        };
+        let d = ThreadDetail {
+            thread: ThreadInfo {
+                state: "Waiting".into(),
+                ..Default::default()
+            },
+            waits: vec![
+                waited("Semaphore", false),
+                // Windows 10 1607: a shared waiter's _KWAIT_CHAIN_ENTRY event.
+                waited("Event", false),
+                waited("Event", true),
+            ],
+            ..Default::default()
+        };
+        let t = thread(&d);
+        for want in [
+            "Semaphore  (waiters' semaphore, shared of ERESOURCE ffff800000002000)",
+            "Event  (waiters' wait-chain event, shared of ERESOURCE ffff800000002000)",
+            "Event  (waiters' event, exclusive of ERESOURCE ffff800000002000)",
+        ] {
+            assert!(t.contains(want), "{want:?} not in\n{t}");
+        }
     }
 
     #[test]

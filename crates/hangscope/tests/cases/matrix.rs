@@ -373,6 +373,26 @@ pub fn check_locks(p: &mut Vec<String>, t: &GroundTruth, d: &Value) {
             e.waiters.iter().map(|o| (o.thread, o.exclusive)),
             arr(g, "waiters").iter().map(party),
         );
+        // Where the waiters block, found from the resource: the shared
+        // semaphore, or on 1607 each _KWAIT_CHAIN entry's event in chain
+        // order; the exclusive waiters' event.
+        eq(
+            p,
+            &format!("{what} (shared_waiters, shared_wait_events, exclusive_waiters)"),
+            (
+                e.shared_waiters,
+                e.shared_wait_events.clone(),
+                e.exclusive_waiters,
+            ),
+            (
+                a(g, "shared_waiters"),
+                arr(g, "shared_wait_events")
+                    .iter()
+                    .map(|v| util::addr(v).unwrap_or(0))
+                    .collect::<Vec<_>>(),
+                a(g, "exclusive_waiters"),
+            ),
+        );
     }
     // The lab puts a few anonymous resources on the list that the truth
     // does not record: they must be idle.
@@ -590,15 +610,15 @@ macro_rules! matrix {
 
 matrix! {
     temp_flood_win7sp1: "temp-flood", "win7sp1", 11;
-    temp_flood_win2019a: "temp-flood", "win2019a", 12;
+    temp_flood_win2016: "temp-flood", "win2016", 12;
     temp_flood_win10_19041: "temp-flood", "win10-19041", 13;
     temp_flood_win11: "temp-flood", "win11", 14;
     deadlock_win7sp1: "deadlock", "win7sp1", 21;
-    deadlock_win2019a: "deadlock", "win2019a", 22;
+    deadlock_win2016: "deadlock", "win2016", 22;
     deadlock_win10_19041: "deadlock", "win10-19041", 23;
     deadlock_win11: "deadlock", "win11", 24;
     idle_win7sp1: "idle", "win7sp1", 31;
-    idle_win2019a: "idle", "win2019a", 32;
+    idle_win2016: "idle", "win2016", 32;
     idle_win10_19041: "idle", "win10-19041", 33;
     idle_win11: "idle", "win11", 34;
 }

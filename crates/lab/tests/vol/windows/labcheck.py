@@ -7,7 +7,7 @@
 #          --eresources A.. --threads A.. --irps A..
 # (addresses as decimal integers). One row per field read.
 
-from volatility3.framework import constants, exceptions, interfaces, renderers
+from volatility3.framework import constants, exceptions, interfaces, objects, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
@@ -33,6 +33,12 @@ THREAD_STATES = [
 
 # Bound on OwnerTable entries read (real tables are small).
 MAX_OWNER_TABLE = 256
+
+# Bound on _KWAIT_CHAIN entries followed (one per shared waiter).
+MAX_CHAIN = 4096
+
+# Volatility compares pointers masked to 48 bits; so do these rows.
+MASK48 = 0xFFFFFFFFFFFF
 
 
 class LabCheck(interfaces.plugins.PluginInterface):
@@ -108,6 +114,36 @@ class LabCheck(interfaces.plugins.PluginInterface):
                 if t:
                     owners.append(t)
         yield "Owners", " ".join(hex(o) for o in sorted(owners))
+        # Where shared waiters block: a KSEMAPHORE pointer on most builds;
+        # on Windows 10 1607 an embedded _KWAIT_CHAIN whose
+        # _KWAIT_CHAIN_ENTRYs (Head.Next -> ListEntry.Next ...) each hold
+        # one waiter's KEVENT.
+        kinds = self._enum_names(kernel, "_KOBJECTS")
+
+        def kind(addr):
+            h = kernel.object(object_type="_DISPATCHER_HEADER", offset=addr, absolute=True)
+            t = int(h.Type)
+            return kinds.get(t, str(t))
+
+        shared = r.SharedWaiters
+        events = []
+        if isinstance(shared, objects.Pointer):
+            yield "SharedWaiters", hex(int(shared) & MASK48)
+            if int(shared):
+                events.append(int(shared))
+        else:
+            yield "SharedWaiters", hex(shared.vol.offset & MASK48)
+            link = kernel.get_type("_KWAIT_CHAIN_ENTRY").relative_child_offset("ListEntry")
+            cur, seen = int(shared.Head.Next), set()
+            while cur and cur not in seen and len(events) < MAX_CHAIN:
+                seen.add(cur)
+                entry = kernel.object(
+                    object_type="_KWAIT_CHAIN_ENTRY", offset=cur - link, absolute=True
+                )
+                events.append(entry.Event.vol.offset)
+                cur = int(entry.ListEntry.Next)
+        yield "SharedWaitEvents", " ".join(hex(e & MASK48) for e in events)
+        yield "SharedWaitEventTypes", " ".join(kind(e) for e in events)
 
     def _rows_thread(self, kernel, addr, states, reasons):
         t = kernel.object(object_type="_ETHREAD", offset=addr, absolute=True)
@@ -118,6 +154,10 @@ class LabCheck(interfaces.plugins.PluginInterface):
         reason = int(tcb.WaitReason)
         yield "WaitReason", reasons.get(reason, str(reason))
         yield "WaitTime", int(tcb.WaitTime)
+        # The object the first wait block points at (a 1607 shared
+        # ERESOURCE waiter's is its own wait-chain entry's event).
+        if states.get(state) == "Waiting" and int(tcb.WaitBlockList):
+            yield "WaitObject", hex(int(tcb.WaitBlockList.Object) & MASK48)
 
     def _rows_irp(self, kernel, addr):
         irp = kernel.object(object_type="_IRP", offset=addr, absolute=True)
