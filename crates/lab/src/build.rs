@@ -1918,6 +1918,10 @@ impl<'a> Builder<'a> {
                 let base = self.modules[mi].base;
                 let rva = (chain[j].2.begin - base) as u32;
                 let callee = &chain[j - 1];
+                if callee.2.shape.machine_frame.is_some() {
+                    // Interrupted, not calling: it resumes where it was.
+                    continue;
+                }
                 let target = (callee.0 == mi).then(|| (callee.2.begin - base) as u32);
                 let site = pe.call_site(rva, &callee.2.symbol, target).ok_or_else(|| {
                     Error::ScenarioField {

@@ -587,6 +587,7 @@ impl PeDriver {
                     6 if version == 2 => (None, 1),
                     8 => (Some(PrologOp::SaveXmm(inf, slot(1) * 16)), 2),
                     9 => (Some(PrologOp::SaveXmm(inf, slot(1) | slot(2) << 16)), 3),
+                    10 => (Some(PrologOp::MachineFrame(inf != 0)), 1),
                     _ => return Err(err(format!("unwind code {op} at RVA {info:#x}"))),
                 };
                 ops.extend(o);

@@ -29,6 +29,7 @@ const R15: u8 = 15;
 const UWOP_PUSH_NONVOL: u8 = 0;
 const UWOP_ALLOC_LARGE: u8 = 1;
 const UWOP_ALLOC_SMALL: u8 = 2;
+const UWOP_PUSH_MACHFRAME: u8 = 10;
 
 /// Where the unwind tables go inside each module's header page: after the
 /// headers, the debug directory and the CodeView record.
@@ -49,6 +50,10 @@ pub struct FrameShape {
     /// Encode a large allocation with the 32-bit operand form
     /// (`UWOP_ALLOC_LARGE`, OpInfo 1) even when it would fit the 16-bit one.
     pub large_u32: bool,
+    /// An interrupt or exception handler: the CPU pushed a machine frame
+    /// (with an error code when `Some(true)`) before the first instruction
+    /// (`UWOP_PUSH_MACHFRAME`).
+    pub machine_frame: Option<bool>,
 }
 
 /// One prolog instruction as its unwind code describes it, in execution
@@ -67,6 +72,10 @@ pub enum PrologOp {
     Save(u8, u32),
     /// `movaps [frame + off], xmm` (UWOP_SAVE_XMM128[_FAR]).
     SaveXmm(u8, u32),
+    /// The CPU's interrupt frame (SS, RSP, RFLAGS, CS, RIP, and an error
+    /// code when true) (UWOP_PUSH_MACHFRAME): the caller is the interrupted
+    /// code, resumed at its RIP, not returned to.
+    MachineFrame(bool),
 }
 
 /// A function's prolog for laying out its frames: the same for the lab's
@@ -92,6 +101,24 @@ impl FrameShape {
     /// The shape given to function `name` (`module!symbol`): stable across
     /// builds so a scenario's stacks look the same on every build.
     pub fn for_function(name: &str) -> FrameShape {
+        let interrupt = [
+            "nt!KiDpcInterrupt",
+            "nt!KiInterruptDispatch",
+            "nt!KiInterruptDispatchNoLockNoEtw",
+        ];
+        if interrupt.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || name.eq_ignore_ascii_case("nt!KiPageFault")
+        {
+            // Entered with RSP 16-aligned minus the machine frame: push rbp
+            // and room for a KTRAP_FRAME keep the body 16-aligned.
+            let error_code = name.eq_ignore_ascii_case("nt!KiPageFault");
+            return FrameShape {
+                pushes: vec![RBP],
+                alloc: if error_code { 0x158 } else { 0x150 },
+                large_u32: false,
+                machine_frame: Some(error_code),
+            };
+        }
         if name.eq_ignore_ascii_case("nt!KiIdleLoop") {
             // The idle loop's frame must fit the 0x58 bytes the lab leaves
             // below the idle thread's InitialStack.
@@ -99,6 +126,7 @@ impl FrameShape {
                 pushes: Vec::new(),
                 alloc: 0x38,
                 large_u32: false,
+                machine_frame: None,
             };
         }
         let h = hash(name);
@@ -117,17 +145,27 @@ impl FrameShape {
             pushes,
             alloc,
             large_u32: alloc > 0x80 && (h >> 24) % 2 == 0,
+            machine_frame: None,
         }
     }
 
     /// Bytes this frame takes on the stack, return address included.
     pub fn frame_size(&self) -> u64 {
-        self.alloc as u64 + 8 * self.pushes.len() as u64 + 8
+        let entry = match self.machine_frame {
+            None => 8,
+            Some(false) => 0x28,
+            Some(true) => 0x30,
+        };
+        self.alloc as u64 + 8 * self.pushes.len() as u64 + entry
     }
 
     /// The prolog instructions, each with its bytes.
     fn prolog(&self) -> Vec<(Vec<u8>, UnwindCode)> {
         let mut out = Vec::new();
+        if let Some(ec) = self.machine_frame {
+            // Pushed by the CPU: no instruction bytes, offset 0.
+            out.push((Vec::new(), (UWOP_PUSH_MACHFRAME, ec as u8, Vec::new())));
+        }
         for &r in &self.pushes {
             let bytes = if r >= 8 {
                 vec![0x41, 0x50 + (r - 8)]
@@ -160,7 +198,12 @@ impl FrameShape {
 
     /// The prolog as a [`FrameRecipe`].
     pub fn recipe(&self) -> FrameRecipe {
-        let mut ops: Vec<PrologOp> = self.pushes.iter().map(|&r| PrologOp::Push(r)).collect();
+        let mut ops: Vec<PrologOp> = self
+            .machine_frame
+            .map(PrologOp::MachineFrame)
+            .into_iter()
+            .collect();
+        ops.extend(self.pushes.iter().map(|&r| PrologOp::Push(r)));
         if self.alloc > 0 {
             ops.push(PrologOp::Alloc(self.alloc));
         }
@@ -192,7 +235,15 @@ impl FrameShape {
                 b.push(0x58 + r);
             }
         }
-        b.push(0xC3);
+        if self.machine_frame.is_some() {
+            // iretq (an error code would be popped first: add rsp, 8).
+            if self.machine_frame == Some(true) {
+                b.extend([0x48, 0x83, 0xC4, 0x08]);
+            }
+            b.extend([0x48, 0xCF]);
+        } else {
+            b.push(0xC3);
+        }
         b
     }
 
@@ -436,15 +487,43 @@ pub struct ChainLayout {
 /// then owns fresh values in the registers it saved. The innermost frame's
 /// context registers come out in [`ChainLayout::registers`].
 pub fn lay_out(chain: &[&PlacedFunction], entry: u64, seed: u64) -> Result<ChainLayout, Error> {
-    let mut writes: Vec<(u64, u64)> = vec![(entry, 0)];
+    let mut writes: Vec<(u64, u64)> = Vec::new();
     let mut regs = [0u64; 16];
     for (r, v) in regs.iter_mut().enumerate() {
         *v = 0xFFFF_B000_0000_0000 | (seed << 20) | 0xF_F000 | r as u64;
     }
     let mut rsps = vec![0u64; chain.len()];
-    let mut e = entry;
+    // The frame entered last: its body RSP and where it continues.
+    let mut outer: Option<(u64, u64)> = None;
     for (k, f) in chain.iter().enumerate().rev() {
         let recipe = f.recipe();
+        let e = match (outer, recipe.ops.first()) {
+            (None, _) => {
+                writes.push((entry, 0));
+                entry
+            }
+            (Some((body, site)), Some(&PrologOp::MachineFrame(ec))) => {
+                // The CPU aligns RSP to 16, then pushes SS, RSP, RFLAGS,
+                // CS, RIP (and an error code): the interrupted frame goes on
+                // at `site` with its own RSP.
+                let top = body & !0xF;
+                let at = top - 0x28 - if ec { 8 } else { 0 };
+                let words = [site, 0x10, 0x246, body, 0x18];
+                let first = if ec { at + 8 } else { at };
+                if ec {
+                    writes.push((at, 0));
+                }
+                for (i, w) in words.iter().enumerate() {
+                    writes.push((first + 8 * i as u64, *w));
+                }
+                at
+            }
+            (Some((body, site)), _) => {
+                // The call into this frame pushed the caller's site.
+                writes.push((body - 8, site));
+                body - 8
+            }
+        };
         let mut rsp = e;
         let mut saved = Vec::new();
         let mut at_set_frame = None;
@@ -463,6 +542,8 @@ pub fn lay_out(chain: &[&PlacedFunction], entry: u64, seed: u64) -> Result<Chain
                     saved.push(r);
                 }
                 PrologOp::SaveXmm(r, off) => deferred.push((r, off, true)),
+                // Already laid out on entry.
+                PrologOp::MachineFrame(_) => {}
             }
         }
         let (establisher, body) = match (recipe.frame_register, at_set_frame) {
@@ -495,11 +576,7 @@ pub fn lay_out(chain: &[&PlacedFunction], entry: u64, seed: u64) -> Result<Chain
             regs[fr as usize & 15] = at + off as u64;
         }
         rsps[k] = body;
-        if k > 0 {
-            // The call into the next frame pushes this frame's site.
-            e = body - 8;
-            writes.push((e, f.site));
-        }
+        outer = Some((body, f.site));
     }
     let low = rsps.first().copied().unwrap_or(entry);
     let n = ((entry - low) / 8 + 1) as usize;
@@ -553,6 +630,7 @@ mod tests {
             pushes: vec![RBX, R12],
             alloc: 0x28,
             large_u32: false,
+            machine_frame: None,
         };
         // push rbx (1) ; push r12 (2) ; sub rsp,0x28 (4)
         assert_eq!(
@@ -571,6 +649,7 @@ mod tests {
             pushes: vec![],
             alloc: 0x98,
             large_u32: false,
+            machine_frame: None,
         };
         assert_eq!(s.unwind_info(), vec![1, 7, 2, 0, 7, 0x01, 0x13, 0]);
         s.large_u32 = true;
@@ -599,6 +678,58 @@ mod tests {
         assert_eq!(l.words[15], 0);
         assert_eq!(l.words.len(), 16);
         assert_eq!(chain_size(&[&a, &b]), 0x80);
+    }
+
+    #[test]
+    fn an_interrupt_resumes_the_interrupted_frame_at_its_rip() {
+        let isr = PlacedFunction {
+            symbol: "KiDpcInterrupt".into(),
+            begin: 0x5000,
+            site: 0x5040,
+            shape: FrameShape::for_function("nt!KiDpcInterrupt"),
+            real: None,
+        };
+        // A leaf interrupted 0x10 into it, called from `outer`.
+        let leaf = PlacedFunction {
+            symbol: "spin".into(),
+            begin: 0x2000,
+            site: 0x2010,
+            shape: FrameShape::for_function("x"),
+            real: Some(FrameRecipe::default()),
+        };
+        let outer = PlacedFunction {
+            symbol: "outer".into(),
+            begin: 0x1000,
+            site: 0x1040,
+            shape: FrameShape::for_function("y"),
+            real: None,
+        };
+        let entry = 0x9008;
+        let l = lay_out(&[&isr, &leaf, &outer], entry, 1).expect("layout");
+        let word = |a: u64| l.words[((a - l.low) / 8) as usize];
+        let leaf_rsp = l.rsps[1];
+        // The leaf's return address at its RSP; the machine frame below
+        // the 16-aligned RSP: RIP, CS, RFLAGS, RSP, SS.
+        assert_eq!(word(leaf_rsp), 0x1040);
+        let mf = (leaf_rsp & !0xF) - 0x28;
+        assert_eq!(
+            [
+                word(mf),
+                word(mf + 8),
+                word(mf + 16),
+                word(mf + 24),
+                word(mf + 32)
+            ],
+            [0x2010, 0x10, 0x246, leaf_rsp, 0x18]
+        );
+        // push rbp; sub rsp, 0x150 below it.
+        assert_eq!(l.rsps[0], mf - 8 - 0x150);
+        let u = isr.shape.unwind_info();
+        // Codes: alloc (at 8), push rbp (at 1), machine frame (at 0).
+        assert_eq!(
+            u[4..].chunks(2).last().map(|c| c[1] & 0xF),
+            Some(UWOP_PUSH_MACHFRAME)
+        );
     }
 
     #[test]

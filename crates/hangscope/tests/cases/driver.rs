@@ -50,7 +50,7 @@ fn driver_frames_are_named_from_its_pdb() {
         .iter()
         .filter(|t| t.stack.iter().any(|f| f.starts_with("hsflt!")))
         .collect();
-    assert_eq!(in_driver.len(), 3, "av-filter has three threads in hsflt");
+    assert_eq!(in_driver.len(), 4, "av-filter has four threads in hsflt");
 
     // !stacks: every expected frame, in order, under its thread.
     let r = util::run(["-y", &y, "stacks", dump]);
