@@ -6,7 +6,8 @@
 # For each size it builds a temp-flood ELF image (Windows 10 19041) into
 # $BENCH_DIR (default target/bench), then measures, with a warm page cache:
 #   - hangscope info+ps+threads (one process each) and analyze, with the
-#     symbol cache warm and cold (cache dir emptied first);
+#     symbol cache warm and cold (cache dir emptied first); stacks (every
+#     thread unwound) and running;
 #   - Volatility 3's pslist + threads.
 # Wall time and peak RSS come from GNU time; each figure is the best of
 # $RUNS runs (default 3). Results go to stdout as a Markdown table.
@@ -64,6 +65,8 @@ for size in "${SIZES[@]}"; do
   row "hangscope threads" "$(best_of "$HS" -y "$SYMS" threads "$img")"
   row "hangscope analyze (warm symbol cache)" "$(best_of "$HS" -y "$SYMS" analyze --json "$img")"
   row "hangscope analyze (cold symbol cache)" "$(cold_of "$HS" -y "$SYMS" analyze --json "$img")"
+  row "hangscope stacks (every thread)" "$(best_of "$HS" -y "$SYMS" stacks --json "$img")"
+  row "hangscope running" "$(best_of "$HS" -y "$SYMS" running --json "$img")"
   if [ -x "$VENV/bin/vol" ]; then
     vol() { "$VENV/bin/vol" -q -r none --offline -s "$SYMS" -f "$img" "$@"; }
     vol windows.info >/dev/null 2>&1 || true  # let Volatility fill its own cache
