@@ -31,7 +31,8 @@ export XDG_CACHE_HOME=$DIR/cache
 best_of() {
   local best="" line
   for _ in $(seq "$RUNS"); do
-    line=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -o "$DIR/time.out" -f "%e %M" "$@" >/dev/null 2>/dev/null || true
+    line=$(tail -1 "$DIR/time.out")
     if [ -z "$best" ] || awk -v a="${line%% *}" -v b="${best%% *}" 'BEGIN{exit !(a<b)}'; then best=$line; fi
   done
   echo "$best"
@@ -40,7 +41,8 @@ cold_of() { # like best_of, but the symbol cache is emptied before each run
   local best="" line
   for _ in $(seq "$RUNS"); do
     rm -rf "$XDG_CACHE_HOME/hangscope"
-    line=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -o "$DIR/time.out" -f "%e %M" "$@" >/dev/null 2>/dev/null || true
+    line=$(tail -1 "$DIR/time.out")
     if [ -z "$best" ] || awk -v a="${line%% *}" -v b="${best%% *}" 'BEGIN{exit !(a<b)}'; then best=$line; fi
   done
   echo "$best"
