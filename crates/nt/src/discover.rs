@@ -375,17 +375,9 @@ impl SymbolSource {
         }
         let mut searched = Vec::new();
         if let Some(store) = &self.store {
-            let pid = PdbIdentity {
-                name: id.name.clone(),
-                guid: id.guid.clone(),
-                age: id.age,
-            };
-            match store.find(&pid) {
+            match store.find(&id.identity()) {
                 Ok(t) => {
-                    let origin = t
-                        .source()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "symbol store".into());
+                    let origin = table_origin(&t);
                     return Ok((t, origin));
                 }
                 Err(e) => searched.push(format!("symbol path ({e})")),
@@ -416,11 +408,14 @@ impl SymbolSource {
 
 /// The identity a symbol table must have for this kernel.
 pub fn identity_of(k: &KernelImage) -> PdbIdentity {
-    PdbIdentity {
-        name: k.pdb.name.clone(),
-        guid: k.pdb.guid.clone(),
-        age: k.pdb.age,
-    }
+    k.pdb.identity()
+}
+
+/// Where a table loaded from a store came from, for `info` and notes.
+pub(crate) fn table_origin(t: &SymbolTable) -> String {
+    t.source()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "symbol store".into())
 }
 
 #[cfg(test)]

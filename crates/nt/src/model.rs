@@ -104,6 +104,17 @@ pub struct PdbInfo {
     pub age: u32,
 }
 
+impl PdbInfo {
+    /// The same identity as the symbols crate asks for it.
+    pub fn identity(&self) -> hangscope_symbols::PdbIdentity {
+        hangscope_symbols::PdbIdentity {
+            name: self.name.clone(),
+            guid: self.guid.clone(),
+            age: self.age,
+        }
+    }
+}
+
 /// One CPU as the kernel sees it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuInfo {

@@ -117,18 +117,11 @@ impl SymbolSource {
             guid: id.guid.to_ascii_uppercase(),
             age: id.age,
         };
-        let pid = hangscope_symbols::PdbIdentity {
-            name: id.name.clone(),
-            guid: id.guid.clone(),
-            age: id.age,
-        };
+        let pid = id.identity();
         if let Some(store) = &self.store {
             match store.find(&pid) {
                 Ok(t) => {
-                    let origin = t
-                        .source()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "symbol store".into());
+                    let origin = crate::discover::table_origin(&t);
                     return Ok((t, origin));
                 }
                 Err(e) => match e.kind {
