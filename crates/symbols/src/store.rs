@@ -456,6 +456,30 @@ fn sanitize_identity(id: &PdbIdentity) -> Result<PdbIdentity, Error> {
 }
 
 /// Walk a directory (bounded) and read the metadata of every ISF in it.
+/// `<name>.pdb/<GUID>-<AGE>.json[.xz]` -> that identity.
+fn identity_from_layout(p: &Path) -> Option<PdbIdentity> {
+    let file = p.file_name()?.to_str()?;
+    let lower = file.to_ascii_lowercase();
+    let stem = lower
+        .strip_suffix(".json.xz")
+        .or_else(|| lower.strip_suffix(".json"))
+        .map(|s| &file[..s.len()])?;
+    let (guid, age) = stem.rsplit_once('-')?;
+    if guid.len() != 32 || !guid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let age: u32 = age.parse().ok()?;
+    let name = p.parent()?.file_name()?.to_str()?;
+    if !name.to_ascii_lowercase().ends_with(".pdb") {
+        return None;
+    }
+    Some(PdbIdentity {
+        name: name.to_string(),
+        guid: guid.to_ascii_uppercase(),
+        age,
+    })
+}
+
 fn index_dir(dir: &Path) -> Vec<(PdbIdentity, PathBuf)> {
     let mut out = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
@@ -484,11 +508,42 @@ fn index_dir(dir: &Path) -> Vec<(PdbIdentity, PathBuf)> {
             if !(name.ends_with(".json") || name.ends_with(".json.xz")) {
                 continue;
             }
-            if let Some(id) = isf::read_metadata(&p).and_then(|m| m.identity()) {
+            // The Volatility layout names a file after its GUID and age
+            // under its PDB's directory: take the identity from the path
+            // rather than decompressing every table (the kernels' take
+            // ~6 ms each). A mislabelled file is still caught: `try_load`
+            // checks the loaded table's own identity.
+            let id = identity_from_layout(&p)
+                .or_else(|| isf::read_metadata(&p).and_then(|m| m.identity()));
+            if let Some(id) = id {
                 out.push((id, p));
             }
         }
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volatility_layout_names_give_the_identity() {
+        let id = identity_from_layout(Path::new(
+            "/s/windows/ntkrnlmp.pdb/339e74133576439cbcdf7e0229da3773-1.json.xz",
+        ))
+        .expect("identity");
+        assert_eq!(id.name, "ntkrnlmp.pdb");
+        assert_eq!(id.guid, "339E74133576439CBCDF7E0229DA3773");
+        assert_eq!(id.age, 1);
+        for p in [
+            "/s/windows/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773.json",
+            "/s/windows/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA37-1.json",
+            "/s/windows/other/339E74133576439CBCDF7E0229DA3773-1.json",
+            "/s/windows/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-x.json",
+        ] {
+            assert!(identity_from_layout(Path::new(p)).is_none(), "{p}");
+        }
+    }
 }
