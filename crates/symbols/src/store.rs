@@ -44,6 +44,10 @@ pub struct SymbolStore {
     timeout: Duration,
     /// ISF files found under a directory, by identity (built once).
     index: Mutex<HashMap<PathBuf, Vec<(PdbIdentity, PathBuf)>>>,
+    /// Servers that failed below HTTP (no connection, timeout) in this
+    /// run, with the error: not asked again, so a dump with many drivers
+    /// costs one timeout offline, not one per driver.
+    unreachable: Mutex<HashMap<String, String>>,
 }
 
 fn is_url(s: &str) -> bool {
@@ -132,6 +136,7 @@ impl SymbolStore {
             download: true,
             timeout: Duration::from_secs(30),
             index: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashMap::new()),
         })
     }
 
@@ -301,6 +306,17 @@ impl SymbolStore {
                     let Some(dest_root) = stores.first().or(cache_dir.as_ref()) else {
                         continue;
                     };
+                    let earlier = self
+                        .unreachable
+                        .lock()
+                        .map(|m| m.get(url.as_str()).cloned())
+                        .unwrap_or(None);
+                    if let Some(why) = earlier {
+                        searched.push(format!(
+                            "{url}: not asked, unreachable earlier in this run ({why})"
+                        ));
+                        continue;
+                    }
                     match self.download(url, dest_root, id) {
                         Ok(path) => {
                             if let Some(t) = self.try_load(&path, id, &mut searched) {
@@ -386,7 +402,12 @@ impl SymbolStore {
             .user_agent("Microsoft-Symbol-Server/10.0.0.0")
             .build();
         let agent = ureq::Agent::new_with_config(config);
-        let resp = agent.get(&full).call().map_err(|e| derr(e.to_string()))?;
+        let resp = agent.get(&full).call().map_err(|e| {
+            if let Ok(mut m) = self.unreachable.lock() {
+                m.insert(url.to_string(), e.to_string());
+            }
+            derr(e.to_string())
+        })?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(derr(format!("HTTP status {status}")));

@@ -1291,6 +1291,39 @@ fn downloads_from_a_symbol_server_into_the_store() {
     assert_eq!(t.source(), Some(stored.as_path()));
 }
 
+/// A server that accepts connections but never answers: the first lookup
+/// waits for the timeout, the next ones in the same run do not ask it
+/// again and say so.
+#[test]
+fn an_unreachable_server_is_asked_once_per_run() {
+    let tmp = tempdir();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let spec = format!("srv*{}*{url}", tmp.path().join("down").display());
+    let s = SymbolStore::from_path_spec(&spec)
+        .unwrap()
+        .with_cache(None)
+        .with_timeout(std::time::Duration::from_secs(1));
+    let id = |g: &str| PdbIdentity {
+        name: "hsflt.pdb".into(),
+        guid: g.repeat(32),
+        age: 1,
+    };
+    let first = s.find(&id("1")).unwrap_err().to_string();
+    assert!(
+        first.contains(&url) && !first.contains("not asked"),
+        "{first}"
+    );
+    let second = s.find(&id("2")).unwrap_err().to_string();
+    assert!(
+        second.contains(&format!(
+            "{url}: not asked, unreachable earlier in this run"
+        )),
+        "{second}"
+    );
+    drop(silent);
+}
+
 /// A driver's ISF (not a kernel's) in Volatility's layout under a plain
 /// directory, `Ntfs.pdb/<GUID>-<AGE>.json`: found by its name, GUID and age
 /// (also when the RSDS record holds a build path), and only for that
