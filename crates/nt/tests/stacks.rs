@@ -16,6 +16,29 @@ fn symbols() -> SymbolSource {
     SymbolSource::from_store(SymbolStore::from_path_spec(&spec).expect("symbol path"))
 }
 
+/// Build `sc` on a build, write it as `fmt` in `dir` and open it.
+fn lab_dump(
+    sc: &Scenario,
+    build_alias: &str,
+    fmt: Format,
+    seed: u64,
+    dir: &std::path::Path,
+) -> (Dump, GroundTruth) {
+    let opts = BuildOptions {
+        ram_size: Some(64 << 20),
+        seed,
+        build: Some(build_alias.into()),
+    };
+    let (img, truth) = build(sc, Symbols::Default, &opts)
+        .unwrap_or_else(|e| panic!("{} on {build_alias}: {e}", sc.name));
+    let path = dir.join(format!("{build_alias}.{}", fmt.extension()));
+    format::write(&img, fmt, &path, false).unwrap_or_else(|e| panic!("write: {e}"));
+    (
+        Dump::open(&path).unwrap_or_else(|e| panic!("open: {e}")),
+        truth,
+    )
+}
+
 /// Build, write and read back; returns the mismatches.
 fn check(scenario: &str, build_alias: &str, fmt: Format, seed: u64) -> Vec<String> {
     let sc = Scenario::builtin(scenario).unwrap_or_else(|e| panic!("{e}"));
@@ -31,17 +54,8 @@ fn check_scenario(
     symbols: &SymbolSource,
 ) -> Vec<String> {
     let scenario = sc.name.as_str();
-    let opts = BuildOptions {
-        ram_size: Some(64 << 20),
-        seed,
-        build: Some(build_alias.into()),
-    };
-    let (img, truth): (_, GroundTruth) = build(sc, Symbols::Default, &opts)
-        .unwrap_or_else(|e| panic!("{scenario} on {build_alias}: {e}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(format!("image.{}", fmt.extension()));
-    format::write(&img, fmt, &path, false).unwrap_or_else(|e| panic!("write: {e}"));
-    let dump = Dump::open(&path).unwrap_or_else(|e| panic!("open: {e}"));
+    let (dump, truth) = lab_dump(sc, build_alias, fmt, seed, dir.path());
     let k = Kernel::open(&dump, symbols).unwrap_or_else(|e| panic!("kernel: {e}"));
     let tag = format!("{scenario}/{build_alias}/{}", fmt.name());
     let mut bad = Vec::new();
@@ -212,16 +226,8 @@ fn every_dump_format() {
 fn the_owner_is_in_ntfs() {
     // The seed case: the thread the waiters wait on runs in Ntfs.
     let sc = Scenario::builtin("temp-flood").expect("scenario");
-    let opts = BuildOptions {
-        ram_size: Some(64 << 20),
-        seed: 9,
-        build: Some("win7sp1".into()),
-    };
-    let (img, truth) = build(&sc, Symbols::Default, &opts).expect("build");
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("image.elf");
-    format::write(&img, Format::Elf, &path, false).expect("write");
-    let dump = Dump::open(&path).expect("open");
+    let (dump, truth) = lab_dump(&sc, "win7sp1", Format::Elf, 9, dir.path());
     let k = Kernel::open(&dump, &symbols()).expect("kernel");
     let ntfs = k.stacks(&StackFilter {
         pid: None,
@@ -298,16 +304,8 @@ fn real_driver_frames_unwind_and_are_named_from_its_pdb() {
 #[test]
 fn real_driver_without_its_pdb_shows_module_offsets() {
     let (_, sc, _) = real_driver();
-    let opts = BuildOptions {
-        ram_size: Some(64 << 20),
-        seed: 3,
-        build: Some("win10-19041".into()),
-    };
-    let (img, truth) = build(sc, Symbols::Default, &opts).expect("build");
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("image.elf");
-    format::write(&img, Format::Elf, &path, false).expect("write");
-    let dump = Dump::open(&path).expect("open");
+    let (dump, truth) = lab_dump(sc, "win10-19041", Format::Elf, 3, dir.path());
     let k = Kernel::open(&dump, &symbols()).expect("kernel");
     let m = k
         .modules()
@@ -339,20 +337,6 @@ fn real_driver_without_its_pdb_shows_module_offsets() {
 }
 
 // ----- drivers' own symbol tables ------------------------------------------
-
-/// A lab image (temp-flood, raw) with its truth, kept on disk in `dir`.
-fn lab_dump(build_alias: &str, seed: u64, dir: &std::path::Path) -> (Dump, GroundTruth) {
-    let sc = Scenario::builtin("temp-flood").expect("scenario");
-    let opts = BuildOptions {
-        ram_size: Some(64 << 20),
-        seed,
-        build: Some(build_alias.into()),
-    };
-    let (img, truth) = build(&sc, Symbols::Default, &opts).expect("build");
-    let path = dir.join(format!("{build_alias}.raw"));
-    format::write(&img, Format::Raw, &path, false).expect("write");
-    (Dump::open(&path).expect("open"), truth)
-}
 
 /// Where the walker's Ntfs frames name functions: `(name, RVA of its
 /// start)`, computed from frames named `Ntfs!Name+0xoff` (the export names
@@ -523,10 +507,11 @@ fn make_pdb(
 /// exactly which PDB to fetch and where to put it.
 #[test]
 fn driver_symbols_from_the_store_win_over_exports() {
+    let temp_flood = Scenario::builtin("temp-flood").expect("scenario");
     let mut bad = Vec::new();
     for (i, b) in ["win7sp1", "win10-19041", "win2022"].iter().enumerate() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (dump, truth) = lab_dump(b, 41 + i as u64, tmp.path());
+        let (dump, truth) = lab_dump(&temp_flood, b, Format::Raw, 41 + i as u64, tmp.path());
         let pdb = truth
             .module_pdb("Ntfs.sys")
             .expect("Ntfs PDB in the truth")
