@@ -185,12 +185,57 @@ pub const BUILDS: &[WindowsBuild] = &[
 ];
 
 /// The directory holding the shared symbol tables
-/// (`<dir>/windows/ntkrnlmp.pdb/GUID-AGE.json.xz`): `$HANGSCOPE_SYMBOLS`
-/// or `/work/shared/symbols`.
+/// (`<dir>/windows/ntkrnlmp.pdb/GUID-AGE.json.xz`): `$HANGSCOPE_SYMBOLS`,
+/// else `../shared/symbols` beside the workspace (where CI puts `shared/`),
+/// else `/work/shared/symbols`.
 pub fn symbols_dir() -> PathBuf {
     std::env::var_os("HANGSCOPE_SYMBOLS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/symbols"))
+        .unwrap_or_else(|| {
+            let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/symbols");
+            if beside.is_dir() {
+                beside
+            } else {
+                PathBuf::from("/work/shared/symbols")
+            }
+        })
+}
+
+/// Turn an ISF into a real PDB (same types, symbols, GUID and age) with
+/// `isf2pdb.py` (`$HANGSCOPE_ISF2PDB`, else `tools/isf2pdb.py` beside the
+/// symbols directory; needs python3 and LLVM's `yaml2obj` and `lld-link`),
+/// creating `pdb`'s directory.
+pub fn isf_to_pdb(isf: &Path, pdb: &Path) -> Result<(), crate::Error> {
+    let script = std::env::var_os("HANGSCOPE_ISF2PDB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| symbols_dir().join("../tools/isf2pdb.py"));
+    let dir = pdb.parent().unwrap_or(Path::new("."));
+    let io = |p: &Path, e: String| crate::Error::Io {
+        path: p.display().to_string(),
+        problem: e,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e.to_string()))?;
+    let work = dir.join(".isf2pdb-work");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(isf)
+        .arg(pdb)
+        .arg(&work)
+        .output()
+        .map_err(|e| io(&script, format!("cannot run python3: {e}")))?;
+    let _ = std::fs::remove_dir_all(&work);
+    if !out.status.success() || !pdb.is_file() {
+        return Err(io(
+            &script,
+            format!(
+                "failed on {}: {}{}",
+                isf.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Look a build up by alias or `GUID-AGE`.

@@ -472,33 +472,13 @@ fn check_table_wins(
     bad
 }
 
-/// Convert the ISF at `isf` into `store/Ntfs.pdb/<GUID><AGE>/Ntfs.pdb` with
-/// `isf2pdb.py` (`$HANGSCOPE_ISF2PDB` to override).
+/// Convert the ISF at `isf` into `store/Ntfs.pdb/<GUID><AGE>/Ntfs.pdb`.
 fn make_pdb(
     isf: &std::path::Path,
     pdb: &hangscope_lab::truth::ModulePdbTruth,
     store: &std::path::Path,
 ) {
-    let script = std::env::var_os("HANGSCOPE_ISF2PDB")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| builds::symbols_dir().join("../tools/isf2pdb.py"));
-    let out_pdb = store.join(pdb.server_path());
-    let work = store.join("work");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(isf)
-        .arg(&out_pdb)
-        .arg(&work)
-        .output()
-        .expect("run isf2pdb.py");
-    assert!(
-        out.status.success() && out_pdb.is_file(),
-        "isf2pdb.py {} failed: {}{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&work);
+    builds::isf_to_pdb(isf, &store.join(pdb.server_path())).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Issue 4 (symbolisation): a driver's own table, found on the symbol path

@@ -11,18 +11,11 @@
 //! PDB, not the ISF, was read.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hangscope_lab::builds;
 use hangscope_lab::format::Format;
 
 use crate::util::{self, s};
-
-fn isf2pdb() -> PathBuf {
-    std::env::var_os("HANGSCOPE_ISF2PDB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| util::workspace().join("../shared/tools/isf2pdb.py"))
-}
 
 /// Convert `build`'s ISF into `store/ntkrnlmp.pdb/<GUID><AGE>/ntkrnlmp.pdb`.
 fn make_pdb_store(build: &str, store: &Path) -> PathBuf {
@@ -31,24 +24,8 @@ fn make_pdb_store(build: &str, store: &Path) -> PathBuf {
     let dir = store
         .join("ntkrnlmp.pdb")
         .join(format!("{}{:X}", b.guid, b.age));
-    std::fs::create_dir_all(&dir).unwrap();
     let pdb = dir.join("ntkrnlmp.pdb");
-    let work = store.join("work");
-    let out = Command::new("python3")
-        .arg(isf2pdb())
-        .arg(&isf)
-        .arg(&pdb)
-        .arg(&work)
-        .output()
-        .expect("run isf2pdb.py");
-    assert!(
-        out.status.success() && pdb.exists(),
-        "isf2pdb.py failed for {build} ({}): {}{}",
-        isf.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&work);
+    builds::isf_to_pdb(&isf, &pdb).unwrap_or_else(|e| panic!("{build}: {e}"));
     pdb
 }
 
