@@ -349,7 +349,7 @@ impl PeDriver {
         d.file = file;
         d.read_imports(path)?;
         d.read_fixups(path)?;
-        d.read_pdata()?;
+        d.read_pdata();
         d.read_map(map);
         Ok(d)
     }
@@ -476,7 +476,7 @@ impl PeDriver {
         Ok(())
     }
 
-    fn read_pdata(&mut self) -> Result<(), Error> {
+    fn read_pdata(&mut self) {
         let (dir, size) = self.directory(3);
         for i in 0..(size / 12).min(MAX_ENTRIES as u32) {
             let e = dir + 12 * i;
@@ -486,7 +486,6 @@ impl PeDriver {
                 self.runtime_functions.push((b, en, u));
             }
         }
-        Ok(())
     }
 
     /// lld-link map lines: `0001:00000040  Name  00000001400010 40  obj`;
@@ -658,7 +657,8 @@ impl PeDriver {
             .min(self.file.len());
         m[..h].copy_from_slice(&self.file[..h]);
         for s in &self.sections {
-            let n = s.raw_size.min(s.virtual_size.max(s.raw_size)) as usize;
+            // The rest up to VirtualSize stays zero (.bss).
+            let n = s.raw_size as usize;
             let src = self
                 .file
                 .get(s.raw_offset as usize..s.raw_offset as usize + n)
