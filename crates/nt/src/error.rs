@@ -1,5 +1,6 @@
 //! The one error type of the kernel model: what went wrong and where.
 
+use hangscope_waitgraph::ModelPart;
 use hangscope_x64::{Fault, FaultKind, VirtAddr};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -180,6 +181,11 @@ pub struct Warning {
     /// Address involved, when known.
     #[serde(with = "crate::model::hex_opt")]
     pub address: Option<u64>,
+    /// The part of the model this problem leaves incomplete, when it is a
+    /// read that failed rather than a doubtful value: a verdict over an
+    /// incomplete model cannot be "healthy".
+    #[serde(skip)]
+    pub leaves_incomplete: Option<ModelPart>,
 }
 
 impl Warning {
@@ -190,9 +196,35 @@ impl Warning {
             kind: e.name().to_string(),
             message: e.to_string(),
             address: e.at.map(|a| a.0),
+            leaves_incomplete: None,
         }
     }
+
+    /// A value that was read but cannot be right (a state out of range, a
+    /// wait that starts after the clock): the object is kept and flagged.
+    pub fn implausible(
+        context: impl Into<String>,
+        address: Option<u64>,
+        message: impl Into<String>,
+    ) -> Warning {
+        Warning {
+            context: context.into(),
+            kind: IMPLAUSIBLE.to_string(),
+            message: message.into(),
+            address,
+            leaves_incomplete: None,
+        }
+    }
+
+    /// Mark the warning as leaving `part` of the model incomplete.
+    pub fn incomplete(mut self, part: ModelPart) -> Warning {
+        self.leaves_incomplete = Some(part);
+        self
+    }
 }
+
+/// [`Warning::kind`] of a value read but impossible.
+pub const IMPLAUSIBLE: &str = "Implausible";
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

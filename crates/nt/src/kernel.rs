@@ -58,7 +58,18 @@ pub struct Kernel<'d> {
     dtb: Option<u64>,
     cpu_regs: Vec<CpuState>,
     discovery: Vec<String>,
+    /// What the dump reader noted while opening the file (truncation,
+    /// overlapping runs, ...), truncation first.
+    dump_notes: Vec<String>,
     pub(crate) cache: Cache,
+}
+
+/// The dump reader's notes with the ones about truncation first: a file
+/// cut short explains most of what fails after it.
+pub fn ordered_dump_notes(notes: &[String]) -> Vec<String> {
+    let mut v = notes.to_vec();
+    v.sort_by_key(|n| !n.contains("truncated"));
+    v
 }
 
 impl<'d> Kernel<'d> {
@@ -92,6 +103,7 @@ impl<'d> Kernel<'d> {
             dtb: Some(dtb),
             cpu_regs: dump.cpus.clone(),
             discovery: notes,
+            dump_notes: ordered_dump_notes(dump.notes()),
             cache: Cache::default(),
         };
         // Prefer the System process's own page tables (the kernel DTB) when
@@ -136,8 +148,15 @@ impl<'d> Kernel<'d> {
             dtb: None,
             cpu_regs: Vec::new(),
             discovery: Vec::new(),
+            dump_notes: Vec::new(),
             cache: Cache::default(),
         }
+    }
+
+    /// What the dump reader noted while opening the file, truncation first;
+    /// empty for a healthy dump.
+    pub fn dump_notes(&self) -> &[String] {
+        &self.dump_notes
     }
 
     /// Where drivers' own symbol tables are looked for (for `from_parts`
@@ -325,6 +344,7 @@ impl<'d> Kernel<'d> {
                     kind: "BadData".into(),
                     message: format!("impossible processor count {v:#x}"),
                     address: self.symbol("KeNumberProcessors").ok().map(|a| a.0),
+                    leaves_incomplete: None,
                 });
                 self.cpu_regs.len().max(1) as u32
             }
@@ -353,6 +373,7 @@ impl<'d> Kernel<'d> {
                         kind: "BadData".into(),
                         message: "KiProcessorBlock entry is NULL".into(),
                         address: Some(block.0 + 8 * i as u64),
+                        leaves_incomplete: None,
                     });
                     continue;
                 }
