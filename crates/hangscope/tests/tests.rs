@@ -31,3 +31,6 @@ mod driver;
 
 #[path = "cases/honest.rs"]
 mod honest;
+
+#[path = "cases/corpus.rs"]
+mod corpus;

@@ -180,6 +180,7 @@ impl<'a> Reader<'a> {
             link_offset,
             flink,
             next: None,
+            from: head,
             seen: HashSet::new(),
             max,
             done: false,
@@ -318,6 +319,9 @@ pub struct ListIter<'a> {
     link_offset: u64,
     flink: u64,
     next: Option<VirtAddr>,
+    /// The `_LIST_ENTRY` whose `Flink` gave `next`: where a bad link is,
+    /// which is what a warning must name.
+    from: VirtAddr,
     seen: HashSet<u64>,
     max: usize,
     done: bool,
@@ -349,21 +353,25 @@ impl Iterator for ListIter<'_> {
             }
         }
         let cur = self.next?;
+        let from = self.from;
         if cur == self.head {
             self.done = true;
             return None;
         }
         if cur.0 == 0 {
             return self.fail(Error::bad_data(
-                self.head,
-                "list ends in a NULL link before returning to its head",
+                from,
+                format!(
+                    "the Flink here is NULL: the list headed at {} ends before returning to its head",
+                    self.head
+                ),
             ));
         }
         if !self.seen.insert(cur.0) {
             return self.fail(Error::bad_data(
-                cur,
+                from,
                 format!(
-                    "list headed at {} loops back to this entry without returning to its head",
+                    "the Flink here leads back to {cur}, already walked: the list headed at {} loops without returning to its head",
                     self.head
                 ),
             ));
@@ -378,8 +386,14 @@ impl Iterator for ListIter<'_> {
         // ends with the fault at its address.
         match self.r.read_ptr(VirtAddr(cur.0.wrapping_add(self.flink))) {
             Ok(p) => self.next = Some(p),
-            Err(e) => return self.fail(e),
+            Err(e) => {
+                return self.fail(Error::bad_data(
+                    from,
+                    format!("the Flink here leads to {cur}, which cannot be read: {e}"),
+                ))
+            }
         }
+        self.from = cur;
         Some(Ok(VirtAddr(cur.0.wrapping_sub(self.link_offset))))
     }
 }
@@ -456,7 +470,13 @@ mod tests {
         assert_eq!(it.next(), Some(Ok(VirtAddr(e[1]))));
         let err = it.next().unwrap().unwrap_err();
         assert_eq!(err.name(), "BadData");
-        assert_eq!(err.at, Some(VirtAddr(e[0])));
+        // Named where the bad link is (the last entry's Flink), and where
+        // it leads.
+        assert_eq!(err.at, Some(VirtAddr(e[1])));
+        assert!(
+            err.to_string().contains(&VirtAddr(e[0]).to_string()),
+            "{err}"
+        );
         assert_eq!(it.next(), None);
         assert_eq!(it.next(), None);
     }
@@ -493,8 +513,16 @@ mod tests {
             .collect();
         assert_eq!(v.len(), 2);
         let err = v[1].clone().unwrap_err();
-        assert_eq!(err.name(), "Fault");
-        assert_eq!(err.at, Some(VirtAddr(0xfffffa80_0dead000)));
+        // Named at the entry whose Flink leads into unmapped memory, with
+        // the unreadable address and why in the text.
+        assert_eq!(err.name(), "BadData");
+        assert_eq!(err.at, Some(VirtAddr(0xfffffa80_01000000)));
+        let text = err.to_string();
+        assert!(
+            text.contains(&VirtAddr(0xfffffa80_0dead000).to_string()),
+            "{text}"
+        );
+        assert!(text.contains("cannot read memory"), "{text}");
     }
 
     #[test]
