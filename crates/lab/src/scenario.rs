@@ -561,6 +561,26 @@ impl Scenario {
         self.files.len() as u64 + self.file_sets.iter().map(|s| s.count as u64).sum::<u64>()
     }
 
+    /// Threads waiting for lock `i` (an ERESOURCE): (shared, exclusive)
+    /// thread indexes, in scenario order.
+    pub fn resource_waiters(&self, i: usize) -> (Vec<usize>, Vec<usize>) {
+        let id = &self.locks[i].id;
+        let mut sh = Vec::new();
+        let mut ex = Vec::new();
+        for (ti, t) in self.threads.iter().enumerate() {
+            if let Some(w) = &t.wait {
+                if w.on.iter().any(|o| o == id) {
+                    if w.exclusive {
+                        ex.push(ti);
+                    } else {
+                        sh.push(ti);
+                    }
+                }
+            }
+        }
+        (sh, ex)
+    }
+
     /// Check every value and cross reference; build the index.
     pub fn validate(&self) -> Result<Index, Error> {
         let mut ix = Index::default();
