@@ -32,10 +32,16 @@ pub fn parent_dir(path: &str) -> String {
 
 impl Builder<'_> {
     pub(super) fn io_objects(&mut self) -> Result<(), Error> {
+        self.driver_objects()?;
+        self.device_objects()?;
+        self.file_objects()?;
+        self.irp_objects()
+    }
+
+    /// Driver objects, each with its DRIVER_EXTENSION and dispatch table.
+    fn driver_objects(&mut self) -> Result<(), Error> {
         let sc = self.sc;
         let dro = "_DRIVER_OBJECT";
-        let dvo = "_DEVICE_OBJECT";
-        let fo = "_FILE_OBJECT";
         let drv_size = self.size(dro)?;
         let ext_size = self.size("_DRIVER_EXTENSION")?;
         for d in &sc.drivers {
@@ -65,6 +71,14 @@ impl Builder<'_> {
             }
             self.drivers.push(body);
         }
+        Ok(())
+    }
+
+    /// Device objects, linked into their driver's device list.
+    fn device_objects(&mut self) -> Result<(), Error> {
+        let sc = self.sc;
+        let dro = "_DRIVER_OBJECT";
+        let dvo = "_DEVICE_OBJECT";
         let dev_size = self.size(dvo)?;
         let mut last_dev: HashMap<usize, u64> = HashMap::new();
         for d in &sc.devices {
@@ -89,6 +103,13 @@ impl Builder<'_> {
             self.put(self.drivers[di], dro, "DeviceObject", body)?;
             self.devices.push(body);
         }
+        Ok(())
+    }
+
+    /// FILE_OBJECTs of the scenario's files and file sets.
+    fn file_objects(&mut self) -> Result<(), Error> {
+        let sc = self.sc;
+        let fo = "_FILE_OBJECT";
         let fsize = self.size(fo)?;
         let file_obj = |b: &mut Builder<'_>, dev: u64, name: &str| -> Result<u64, Error> {
             let f = b.alloc_object("File", fsize, None)?;
@@ -128,7 +149,12 @@ impl Builder<'_> {
             }
             self.set_files.push(v);
         }
-        // IRPs.
+        Ok(())
+    }
+
+    /// IRPs with their stack locations, on their threads' IrpList.
+    fn irp_objects(&mut self) -> Result<(), Error> {
+        let sc = self.sc;
         let irp_t = "_IRP";
         let isl = "_IO_STACK_LOCATION";
         let irp_size = self.size(irp_t)?;

@@ -228,7 +228,18 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// The kernel variables debuggers and readers start from.
     pub(super) fn globals(&mut self) -> Result<(), Error> {
+        self.scalar_globals()?;
+        let kpb = self.processor_block()?;
+        let lab = self.build_lab_string()?;
+        self.object_globals()?;
+        let kv = self.kd_version_block()?;
+        self.kd_debugger_data(kv, kpb, lab)
+    }
+
+    /// Numbers and pointers the kernel keeps in plain variables.
+    fn scalar_globals(&mut self) -> Result<(), Error> {
         let n = self.sc.cpus.len() as u64;
         let sys = self.procs[self.ix.pids[&4]].eprocess;
         let u32_globals = [
@@ -273,19 +284,33 @@ impl Builder<'_> {
                 self.sp.write(va, &v.to_le_bytes())?;
             }
         }
-        // KiProcessorBlock: KPRCB pointers.
+        Ok(())
+    }
+
+    /// `KiProcessorBlock`: the KPRCB pointers; returns its address.
+    fn processor_block(&mut self) -> Result<u64, Error> {
+        let n = self.sc.cpus.len() as u64;
         let kpb = self.sym("KiProcessorBlock")?;
         self.map_image(kpb, 8 * n)?;
         for (i, (_, prcb)) in self.kpcrs.clone().iter().enumerate() {
             self.sp.write(kpb + i as u64 * 8, &prcb.to_le_bytes())?;
         }
-        // NtBuildLab string.
+        Ok(kpb)
+    }
+
+    /// The `NtBuildLab` string; returns its address.
+    fn build_lab_string(&mut self) -> Result<u64, Error> {
         let lab = self.sym("NtBuildLab")?;
         let mut s = self.win.build_lab.as_bytes().to_vec();
         s.push(0);
         self.map_image(lab, s.len() as u64)?;
         self.sp.write(lab, &s)?;
-        // ObTypeIndexTable.
+        Ok(lab)
+    }
+
+    /// `ObTypeIndexTable`, `ObTypeObjectType`, `ObHeaderCookie` and
+    /// `ObpInfoMaskToOffset`: what decoding an OBJECT_HEADER needs.
+    fn object_globals(&mut self) -> Result<(), Error> {
         let oti = self.sym("ObTypeIndexTable")?;
         let count = self.type_objects.len() as u64 + 2;
         self.map_image(oti, count * 8 + 8)?;
@@ -320,7 +345,11 @@ impl Builder<'_> {
             *slot = s as u8;
         }
         self.sp.write(om, &tab)?;
-        // KdVersionBlock.
+        Ok(())
+    }
+
+    /// `KdVersionBlock` (`_DBGKD_GET_VERSION64`); returns its address.
+    fn kd_version_block(&mut self) -> Result<u64, Error> {
         let kv = self.sym("KdVersionBlock")?;
         let gv = "_DBGKD_GET_VERSION64";
         self.map_image(kv, self.size(gv)?)?;
@@ -336,7 +365,15 @@ impl Builder<'_> {
         self.put(kv, gv, "KernBase", self.kernel_base)?;
         let pslm = self.sym("PsLoadedModuleList")?;
         self.put(kv, gv, "PsLoadedModuleList", pslm)?;
-        // KdDebuggerDataBlock (not encoded: as with a debugger enabled).
+        Ok(kv)
+    }
+
+    /// `KdDebuggerDataBlock` (`KDDEBUGGER_DATA64`, not encoded: as with a
+    /// debugger enabled), linked from `KdpDebuggerDataListHead` and the
+    /// version block at `kv`.
+    fn kd_debugger_data(&mut self, kv: u64, kpb: u64, lab: u64) -> Result<(), Error> {
+        let gv = "_DBGKD_GET_VERSION64";
+        let pslm = self.sym("PsLoadedModuleList")?;
         let kd = self.sym("KdDebuggerDataBlock")?;
         self.map_image(kd, kdbg::STRUCT_SIZE as u64)?;
         if let Some(r) = self.l.symbol("KdpDebuggerDataListHead") {

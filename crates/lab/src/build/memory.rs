@@ -120,3 +120,48 @@ impl Builder<'_> {
         Ok(())
     }
 }
+
+/// The PML4 index of the self-reference entry: 0x1ED on 7 and 8.1, a
+/// random one on 1607 and later.
+pub(super) fn self_ref_index(win: &WindowsBuild, rng: &mut ChaCha8Rng) -> u64 {
+    match win.self_ref {
+        SelfRefStyle::Fixed0x1ed => 0x1ED,
+        // 0x1EF is KUSER_SHARED_DATA's PML4 slot and 0x1F0.. the
+        // kernel image's: keep the self-reference clear of both.
+        SelfRefStyle::Randomized => loop {
+            let i: u64 = rng.gen_range(0x100..0x1EF);
+            if i != 0x100 {
+                break i;
+            }
+        },
+    }
+}
+
+/// Where the build puts things: (kernel base, whether the kernel sits at
+/// a fixed physical address, pool base, kernel stacks base).
+pub(super) fn region_bases(win: &WindowsBuild, rng: &mut ChaCha8Rng) -> (u64, bool, u64, u64) {
+    match win.addresses {
+        AddressStyle::Win7 => (
+            0xFFFF_F800_0260_0000 + rng.gen_range(0..0x100u64) * 0x1000,
+            true,
+            0xFFFF_FA80_0000_0000 + rng.gen_range(0x40..0x80u64) * 0x10_0000,
+            0xFFFF_F880_0400_0000 + rng.gen_range(0..0x100u64) * 0x1_0000,
+        ),
+        AddressStyle::Win81 => (
+            0xFFFF_F800_0000_0000
+                + rng.gen_range(1..8u64) * 0x1_0000_0000
+                + rng.gen_range(0..0x8000u64) * 0x1_0000,
+            false,
+            0xFFFF_E000_0000_0000 + rng.gen_range(0x10..0x100u64) * 0x100_0000,
+            0xFFFF_D000_0000_0000 + rng.gen_range(0x10..0x100u64) * 0x100_0000,
+        ),
+        AddressStyle::Win10 => (
+            0xFFFF_F800_0000_0000
+                + rng.gen_range(1..8u64) * 0x1_0000_0000
+                + rng.gen_range(0..0x8000u64) * 0x1_0000,
+            false,
+            0xFFFF_8000_0000_0000 + rng.gen_range(0x100..0x7000u64) * 0x1_0000_0000,
+            0xFFFF_F000_0000_0000 - rng.gen_range(0x1000..0x2000u64) * 0x1_0000_0000,
+        ),
+    }
+}

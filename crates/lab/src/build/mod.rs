@@ -235,6 +235,57 @@ fn utf16(s: &str) -> Vec<u8> {
     s.encode_utf16().flat_map(|c| c.to_le_bytes()).collect()
 }
 
+/// The known build a table belongs to (by its PDB GUID and age), or for
+/// an unknown table what its shape says: 10 if it has `ObHeaderCookie`,
+/// else 7.
+fn windows_build(l: &dyn Layout) -> Result<WindowsBuild, Error> {
+    let (guid, age) = l
+        .pdb_identity()
+        .ok_or_else(|| missing("metadata.windows.pdb (GUID and age)"))?;
+    Ok(match builds::build_by_identity(&guid, age) {
+        Some(b) => b.clone(),
+        None => {
+            // An unknown table: derive what we can from its shape.
+            let win10 = l.symbol("ObHeaderCookie").is_some();
+            WindowsBuild {
+                aliases: &[],
+                guid: "",
+                age,
+                product: "Windows (unknown build)",
+                major: if win10 { 10 } else { 6 },
+                minor: if win10 { 0 } else { 1 },
+                build: if win10 { 19041 } else { 7601 },
+                service_pack: 0,
+                build_lab: "0.0.amd64fre.unknown.000000-0000",
+                timestamp: 0x5000_0000,
+                server: true,
+                self_ref: if win10 {
+                    SelfRefStyle::Randomized
+                } else {
+                    SelfRefStyle::Fixed0x1ed
+                },
+                addresses: if win10 {
+                    AddressStyle::Win10
+                } else {
+                    AddressStyle::Win7
+                },
+            }
+        }
+    })
+}
+
+/// QEMU-style RAM layout: the legacy hole at 640K..1M and, above 3 GiB,
+/// the PCI hole with the rest of RAM moved above 4 GiB.
+fn ram_ranges(ram_size: u64) -> Vec<(u64, u64)> {
+    let mut ram = vec![(0, 0xA0000)];
+    let low_end = ram_size.min(0xC000_0000);
+    ram.push((0x10_0000, low_end - 0x10_0000));
+    if ram_size > 0xC000_0000 {
+        ram.push((0x1_0000_0000, ram_size - 0xC000_0000));
+    }
+    ram
+}
+
 impl<'a> Builder<'a> {
     fn new(
         sc: &'a Scenario,
@@ -242,39 +293,7 @@ impl<'a> Builder<'a> {
         l: &'a dyn Layout,
         opts: &BuildOptions,
     ) -> Result<Self, Error> {
-        let (guid, age) = l
-            .pdb_identity()
-            .ok_or_else(|| missing("metadata.windows.pdb (GUID and age)"))?;
-        let win = match builds::build_by_identity(&guid, age) {
-            Some(b) => b.clone(),
-            None => {
-                // An unknown table: derive what we can from its shape.
-                let win10 = l.symbol("ObHeaderCookie").is_some();
-                WindowsBuild {
-                    aliases: &[],
-                    guid: "",
-                    age,
-                    product: "Windows (unknown build)",
-                    major: if win10 { 10 } else { 6 },
-                    minor: if win10 { 0 } else { 1 },
-                    build: if win10 { 19041 } else { 7601 },
-                    service_pack: 0,
-                    build_lab: "0.0.amd64fre.unknown.000000-0000",
-                    timestamp: 0x5000_0000,
-                    server: true,
-                    self_ref: if win10 {
-                        SelfRefStyle::Randomized
-                    } else {
-                        SelfRefStyle::Fixed0x1ed
-                    },
-                    addresses: if win10 {
-                        AddressStyle::Win10
-                    } else {
-                        AddressStyle::Win7
-                    },
-                }
-            }
-        };
+        let win = windows_build(l)?;
         let ram_size = opts.ram_size.unwrap_or(sc.machine.ram.0);
         if !((64 << 20)..=(16u64 << 30)).contains(&ram_size) || ram_size % PAGE_SIZE != 0 {
             return Err(Error::ScenarioField {
@@ -282,14 +301,8 @@ impl<'a> Builder<'a> {
                 problem: format!("{ram_size} is not a page multiple in 64MiB..16GiB"),
             });
         }
-        // QEMU-style RAM layout: the legacy hole at 640K..1M and, above
-        // 3 GiB, the PCI hole with the rest of RAM moved above 4 GiB.
-        let mut ram = vec![(0, 0xA0000)];
+        let ram = ram_ranges(ram_size);
         let low_end = ram_size.min(0xC000_0000);
-        ram.push((0x10_0000, low_end - 0x10_0000));
-        if ram_size > 0xC000_0000 {
-            ram.push((0x1_0000_0000, ram_size - 0xC000_0000));
-        }
         let seed = opts.seed;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6c61_625f_696d_6721);
         let pml4_phys = match win.addresses {
@@ -297,43 +310,11 @@ impl<'a> Builder<'a> {
             _ => 0x187000,
         };
         let sp = Space::new(ram, pml4_phys)?;
-        let self_ref = match win.self_ref {
-            SelfRefStyle::Fixed0x1ed => 0x1ED,
-            // 0x1EF is KUSER_SHARED_DATA's PML4 slot and 0x1F0.. the
-            // kernel image's: keep the self-reference clear of both.
-            SelfRefStyle::Randomized => loop {
-                let i = rng.gen_range(0x100..0x1EF);
-                if i != 0x100 {
-                    break i;
-                }
-            },
-        };
+        let self_ref = memory::self_ref_index(&win, &mut rng);
         let max_rva = l.max_symbol_rva(0x400_0000).unwrap_or(0);
         let image_size = round_up(max_rva + 0x1000, 0x1000);
-        let (kernel_base, kernel_phys_fixed, pool_base, stack_base) = match win.addresses {
-            AddressStyle::Win7 => (
-                0xFFFF_F800_0260_0000 + rng.gen_range(0..0x100u64) * 0x1000,
-                true,
-                0xFFFF_FA80_0000_0000 + rng.gen_range(0x40..0x80u64) * 0x10_0000,
-                0xFFFF_F880_0400_0000 + rng.gen_range(0..0x100u64) * 0x1_0000,
-            ),
-            AddressStyle::Win81 => (
-                0xFFFF_F800_0000_0000
-                    + rng.gen_range(1..8u64) * 0x1_0000_0000
-                    + rng.gen_range(0..0x8000u64) * 0x1_0000,
-                false,
-                0xFFFF_E000_0000_0000 + rng.gen_range(0x10..0x100u64) * 0x100_0000,
-                0xFFFF_D000_0000_0000 + rng.gen_range(0x10..0x100u64) * 0x100_0000,
-            ),
-            AddressStyle::Win10 => (
-                0xFFFF_F800_0000_0000
-                    + rng.gen_range(1..8u64) * 0x1_0000_0000
-                    + rng.gen_range(0..0x8000u64) * 0x1_0000,
-                false,
-                0xFFFF_8000_0000_0000 + rng.gen_range(0x100..0x7000u64) * 0x1_0000_0000,
-                0xFFFF_F000_0000_0000 - rng.gen_range(0x1000..0x2000u64) * 0x1_0000_0000,
-            ),
-        };
+        let (kernel_base, kernel_phys_fixed, pool_base, stack_base) =
+            memory::region_bases(&win, &mut rng);
         let unix = sc.machine.unix_time;
         let system_time = (unix + 11_644_473_600) * 10_000_000;
         let uptime_100ns =
