@@ -360,7 +360,8 @@ pub fn open_dump(path: &Path) -> Result<Dump> {
 
 /// Where symbols are looked for, in order: `--symbols`, `_NT_SYMBOL_PATH`,
 /// `$HANGSCOPE_SYMBOLS`, `../shared/symbols` beside the working directory
-/// and beside the source tree, and the user cache.
+/// and beside the source tree, the user cache, and last the tables built
+/// into hangscope (`builtin*`: the Windows 10 19041 kernel).
 pub fn symbol_spec(g: &GlobalArgs) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(s) = &g.symbols {
@@ -374,24 +375,36 @@ pub fn symbol_spec(g: &GlobalArgs) -> String {
     for d in default_symbol_dirs() {
         parts.push(d.display().to_string());
     }
+    if default_symbols_wanted() {
+        parts.push("builtin*".into());
+    }
     parts.join(";")
+}
+
+/// False with `HANGSCOPE_NO_DEFAULT_SYMBOLS=1`: only what the user named.
+pub fn default_symbols_wanted() -> bool {
+    std::env::var_os("HANGSCOPE_NO_DEFAULT_SYMBOLS").is_none_or(|v| v != "1")
 }
 
 /// Directories of symbol tables that exist on this machine.
 ///
-/// `HANGSCOPE_NO_DEFAULT_SYMBOLS=1` drops the built-in locations, so that
-/// only `--symbols` and `_NT_SYMBOL_PATH` are searched (tests of one symbol
-/// source, or a machine where the shared tables must not be used).
+/// `HANGSCOPE_NO_DEFAULT_SYMBOLS=1` drops the built-in locations and
+/// tables, so that only `--symbols` and `_NT_SYMBOL_PATH` are searched
+/// (tests of one symbol source, or a machine where the shared tables must
+/// not be used). `HANGSCOPE_NO_SHARED_SYMBOLS=1` drops only the two
+/// `../shared/symbols` directories (a test of what a fresh clone finds).
 pub fn default_symbol_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if std::env::var_os("HANGSCOPE_NO_DEFAULT_SYMBOLS").is_some_and(|v| v == "1") {
+    if !default_symbols_wanted() {
         return dirs;
     }
     if let Ok(d) = std::env::var("HANGSCOPE_SYMBOLS") {
         dirs.push(PathBuf::from(d));
     }
-    dirs.push(PathBuf::from("../shared/symbols"));
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/symbols"));
+    if std::env::var_os("HANGSCOPE_NO_SHARED_SYMBOLS").is_none_or(|v| v != "1") {
+        dirs.push(PathBuf::from("../shared/symbols"));
+        dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/symbols"));
+    }
     dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
 

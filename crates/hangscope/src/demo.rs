@@ -4,31 +4,50 @@
 //! `analyze` runs on that file.
 
 use crate::cli::{DemoArgs, GlobalArgs};
-use crate::commands::{default_symbol_dirs, execute, open_dump, open_kernel};
+use crate::commands::{
+    default_symbol_dirs, default_symbols_wanted, execute, open_dump, open_kernel,
+};
 use crate::output::emit;
 use crate::shell::ShellCommand;
 use anyhow::{bail, Context, Result};
 use hangscope_lab::{format::Format, BuildOptions, Scenario, Symbols};
+use hangscope_symbols::builtin::BuiltinTable;
+use hangscope_symbols::PdbIdentity;
 
 /// Build, write, analyse.
 pub fn run(g: &GlobalArgs, a: &DemoArgs) -> Result<u8> {
     let scenario = Scenario::builtin(&a.scenario)
         .or_else(|_| Scenario::load(std::path::Path::new(&a.scenario)))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let dirs = default_symbol_dirs();
-    let Some(symdir) = dirs.first() else {
-        bail!(
-            "no symbol tables found for the demo: it needs the shared ISF tables \
-             (a directory holding windows/ntkrnlmp.pdb/GUID-AGE.json.xz). \
-             Put them at ../shared/symbols or name the directory in HANGSCOPE_SYMBOLS"
-        );
-    };
     let opts = BuildOptions {
         ram_size: Some(256 << 20),
         seed: 0x5eed,
         build: Some(a.build.clone()),
     };
-    let (image, truth) = hangscope_lab::build(&scenario, Symbols::Dir(symdir), &opts)
+    let dirs = default_symbol_dirs();
+    let symdir = dirs
+        .iter()
+        .find(|d| hangscope_lab::build::resolve_isf(&a.build, d).is_ok_and(|p| p.is_file()));
+    let builtin_table;
+    let isf_file = std::path::Path::new(&a.build);
+    let symbols = match (symdir, builtin_kernel_table(&a.build)) {
+        (Some(d), _) => Symbols::Dir(d),
+        (None, _) if isf_file.is_file() => Symbols::File(isf_file),
+        (None, Some(t)) => {
+            builtin_table = t
+                .load()
+                .map_err(|e| anyhow::anyhow!("the built-in symbol table: {e}"))?;
+            Symbols::Table(&builtin_table)
+        }
+        (None, None) => bail!(
+            "no symbol table found for the demo's build {}: it needs its ISF table \
+             (a directory holding windows/ntkrnlmp.pdb/GUID-AGE.json.xz). \
+             Put it at ../shared/symbols or name the directory in HANGSCOPE_SYMBOLS \
+             (hangscope has win10-19041 built in unless HANGSCOPE_NO_DEFAULT_SYMBOLS=1)",
+            a.build
+        ),
+    };
+    let (image, truth) = hangscope_lab::build(&scenario, symbols, &opts)
         .map_err(|e| anyhow::anyhow!("building the demo image: {e}"))?;
     let tmp;
     let dir = match &a.keep {
@@ -65,4 +84,19 @@ pub fn run(g: &GlobalArgs, a: &DemoArgs) -> Result<u8> {
     let o = execute(&kernel, &ShellCommand::Analyze, g.json, a.html.as_deref())?;
     emit(&o.text)?;
     Ok(o.code)
+}
+
+/// The table built into hangscope for a lab build (alias or `GUID-AGE`),
+/// unless `HANGSCOPE_NO_DEFAULT_SYMBOLS=1` asks for only what the user
+/// named.
+fn builtin_kernel_table(build: &str) -> Option<&'static BuiltinTable> {
+    let b = hangscope_lab::builds::find_build(build)?;
+    let id = PdbIdentity {
+        name: "ntkrnlmp.pdb".into(),
+        guid: b.guid.into(),
+        age: b.age,
+    };
+    default_symbols_wanted()
+        .then(|| hangscope_symbols::builtin::find(&id))
+        .flatten()
 }

@@ -34,3 +34,6 @@ mod honest;
 
 #[path = "cases/corpus.rs"]
 mod corpus;
+
+#[path = "cases/demo.rs"]
+mod demo;

@@ -186,19 +186,12 @@ pub const BUILDS: &[WindowsBuild] = &[
 
 /// The directory holding the shared symbol tables
 /// (`<dir>/windows/ntkrnlmp.pdb/GUID-AGE.json.xz`): `$HANGSCOPE_SYMBOLS`,
-/// else `../shared/symbols` beside the workspace (where CI puts `shared/`),
-/// else `/work/shared/symbols`.
+/// else `../shared/symbols` beside the workspace (where CI puts `shared/`).
+/// Errors about a missing table name this directory.
 pub fn symbols_dir() -> PathBuf {
     std::env::var_os("HANGSCOPE_SYMBOLS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/symbols");
-            if beside.is_dir() {
-                beside
-            } else {
-                PathBuf::from("/work/shared/symbols")
-            }
-        })
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/symbols"))
 }
 
 /// Turn an ISF into a real PDB (same types, symbols, GUID and age) with

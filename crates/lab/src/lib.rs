@@ -16,6 +16,7 @@ pub mod error;
 pub mod format;
 pub mod image;
 pub mod layout;
+mod oracle;
 pub mod random;
 pub mod scenario;
 pub mod space;

@@ -108,12 +108,9 @@ fn parse_ram(s: &str) -> Result<u64, String> {
 }
 
 /// The default symbols directory: `$HANGSCOPE_SYMBOLS`, else the shared
-/// directory beside the workspace (`<workspace>/../shared/symbols`).
+/// directory beside the workspace ([`builds::symbols_dir`]).
 fn default_symbols_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("HANGSCOPE_SYMBOLS") {
-        return PathBuf::from(d);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/symbols")
+    builds::symbols_dir()
 }
 
 fn main() -> ExitCode {

@@ -43,22 +43,8 @@ impl Default for RandomOptions {
 /// A random but valid scenario: processes, threads, ERESOURCE/mutant
 /// lock graphs with or without a cycle, random owner states, files,
 /// an IRP and handles. The same seed gives the same scenario.
-// Indexes run over parallel arrays (threads, waits, owners).
-#[allow(clippy::needless_range_loop)]
 pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let names = [
-        "svchost.exe",
-        "app.exe",
-        "php-cgi.exe",
-        "w3wp.exe",
-        "sqlservr.exe",
-        "java.exe",
-        "backup.exe",
-        "explorer.exe",
-        "lsass.exe",
-        "services.exe",
-    ];
     let tick_count = rng.gen_range(100_000..50_000_000u64);
     let mut sc = Scenario {
         name: format!("random-{seed}"),
@@ -89,11 +75,32 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
         handles: Vec::new(),
         expect: None,
     };
+    add_processes(&mut sc, &mut rng, opts);
+    let owner_of = add_locks(&mut sc, &mut rng, opts);
+    let runners = assign_states(&mut sc, &mut rng, opts, &owner_of);
+    add_io(&mut sc, &mut rng, opts, &runners);
+    sc
+}
+
+/// Processes besides System, each with 1 to `max_threads` threads.
+fn add_processes(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) {
+    let names = [
+        "svchost.exe",
+        "app.exe",
+        "php-cgi.exe",
+        "w3wp.exe",
+        "sqlservr.exe",
+        "java.exe",
+        "backup.exe",
+        "explorer.exe",
+        "lsass.exe",
+        "services.exe",
+    ];
     let mut pid = 200u64;
     for _ in 0..opts.processes {
         pid += 4 * rng.gen_range(1..40u64);
         sc.processes.push(Process {
-            name: names.choose(&mut rng).unwrap_or(&"app.exe").to_string(),
+            name: names.choose(rng).unwrap_or(&"app.exe").to_string(),
             pid,
             parent: 4,
             session: Some(rng.gen_range(0..3)),
@@ -115,6 +122,14 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
             tn += 1;
         }
     }
+}
+
+/// The idle event and `locks` ERESOURCEs or mutants, each owned by a
+/// distinct thread where there are enough; returns each lock's owner
+/// (`usize::MAX`: none), by lock index after the idle event.
+// Indexes run over parallel arrays (threads, owners).
+#[allow(clippy::needless_range_loop)]
+fn add_locks(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) -> Vec<usize> {
     let n = sc.threads.len();
     sc.locks.push(Lock {
         id: "ev-idle".into(),
@@ -142,7 +157,7 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
     }
     // Owners: distinct threads per lock.
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng);
+    order.shuffle(rng);
     let mut owner_of = vec![usize::MAX; nlocks];
     for i in 0..nlocks.min(n) {
         let t = order[i];
@@ -154,6 +169,23 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
             l.owner = Some(sc.threads[t].id.clone());
         }
     }
+    owner_of
+}
+
+/// Who waits on what (a cycle among the owners, or an acyclic chain,
+/// plus random waits), who runs, who waits on the idle event; returns the
+/// running threads' ids.
+// Indexes run over parallel arrays (threads, waits, owners).
+#[allow(clippy::needless_range_loop)]
+fn assign_states(
+    sc: &mut Scenario,
+    rng: &mut ChaCha8Rng,
+    opts: &RandomOptions,
+    owner_of: &[usize],
+) -> Vec<String> {
+    let n = sc.threads.len();
+    let nlocks = owner_of.len();
+    let tick_count = sc.machine.tick_count;
     let want_cycle = opts.cycle.unwrap_or_else(|| rng.gen_bool(0.5));
     let mut waiting: Vec<Option<usize>> = vec![None; n];
     let owned = nlocks.min(n);
@@ -204,6 +236,12 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
             });
         }
     }
+    runners
+}
+
+/// CPUs, the two drivers and devices, the file set, an IRP on the first
+/// running thread, one process's handles.
+fn add_io(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions, runners: &[String]) {
     for c in 0..opts.cpus.max(1) {
         sc.cpus.push(Cpu {
             runs: runners.get(c).cloned().unwrap_or_else(|| "idle".into()),
@@ -266,5 +304,4 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
         threads: vec![sc.threads[0].id.clone()],
         locks: Vec::new(),
     });
-    sc
 }

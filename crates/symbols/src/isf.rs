@@ -14,7 +14,7 @@ use crate::{Enumeration, Field, PdbIdentity, TypeRef, UserType};
 
 /// Largest decompressed ISF accepted: the biggest real kernel ISF is
 /// about 40 MB; this bounds memory on a hostile `.xz`.
-const MAX_ISF_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_ISF_BYTES: u64 = 1 << 30;
 /// Largest `metadata` object read when indexing a directory.
 const MAX_METADATA_BYTES: usize = 1 << 20;
 /// How far into a file `metadata` is looked for when indexing.

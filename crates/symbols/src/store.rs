@@ -33,6 +33,9 @@ pub enum SymbolPathElement {
     /// `cache*DIR`: a directory searched like a store, and where later
     /// servers without their own store download to.
     Cache(PathBuf),
+    /// `builtin*`: the tables compiled into this crate
+    /// ([`crate::builtin`]).
+    Builtin,
 }
 
 /// Where to look for symbol files, in order.
@@ -63,8 +66,9 @@ fn default_downstream() -> Option<PathBuf> {
 impl SymbolStore {
     /// Parse a symbol path in `_NT_SYMBOL_PATH` syntax: `;`-separated
     /// elements, each `srv*[STORE*...]URL`, `srv*STORE`,
-    /// `symsrv*symsrv.dll*...` (read as `srv*...`), `cache*DIR` or a
-    /// directory. Empty elements are ignored.
+    /// `symsrv*symsrv.dll*...` (read as `srv*...`), `cache*DIR`,
+    /// `builtin*` (the tables compiled into this crate) or a directory.
+    /// Empty elements are ignored.
     pub fn from_path_spec(spec: &str) -> Result<SymbolStore, Error> {
         let mut elements = Vec::new();
         let mut cache_dir: Option<PathBuf> = None;
@@ -88,6 +92,10 @@ impl SymbolStore {
                         return Err(bad("symsrv needs a DLL name and a store"));
                     }
                     &parts[2..]
+                }
+                "builtin" if parts[1..].iter().all(|p| p.is_empty()) => {
+                    elements.push(SymbolPathElement::Builtin);
+                    continue;
                 }
                 "cache" => {
                     let dir = match parts.get(1).filter(|d| !d.is_empty()) {
@@ -292,6 +300,20 @@ impl SymbolStore {
                         cache_dir = Some(d.clone());
                     }
                 }
+                SymbolPathElement::Builtin => match crate::builtin::find(id) {
+                    Some(b) => match b.load() {
+                        Ok(t) => return Ok(t),
+                        Err(e) => searched.push(format!("{}: unusable: {e}", b.origin)),
+                    },
+                    None => searched.push(format!(
+                        "built-in tables ({}): none for this PDB",
+                        crate::builtin::BUILTIN_TABLES
+                            .iter()
+                            .map(|b| b.identity().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                },
                 SymbolPathElement::Server { stores, url } => {
                     for s in stores {
                         if let Some(t) = self.search_dir(s, id, false, &mut searched) {

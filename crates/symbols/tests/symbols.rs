@@ -1011,6 +1011,33 @@ fn random_damage_to_a_cache_file_never_panics() {
 
 // -------------------------------------------------------------- store ----
 
+/// `builtin*` reaches the tables compiled into the crate, at its place on
+/// the path: the Windows 10 19041 kernel is found with no directory at
+/// all, and another PDB's error names the built-in tables as searched.
+#[test]
+fn builtin_element_finds_the_compiled_in_kernel_table() {
+    let s = SymbolStore::from_path_spec("/no/such/dir;builtin*").unwrap();
+    assert_eq!(
+        s.elements(),
+        &[
+            SymbolPathElement::Dir("/no/such/dir".into()),
+            SymbolPathElement::Builtin
+        ]
+    );
+    let s = s.with_cache(None).with_download(false);
+    let id = PdbIdentity {
+        name: "ntkrnlmp.pdb".into(),
+        guid: "606FF669409B00F7FC8C61A9C1670129".into(),
+        age: 1,
+    };
+    let t = s.find(&id).expect("the built-in table");
+    assert!(t.identity().is_some_and(|i| i.matches(&id)));
+    assert!(t.has_type("_EPROCESS") && t.has_symbol("PsActiveProcessHead"));
+    let other = PdbIdentity { age: 2, ..id };
+    let e = s.find(&other).unwrap_err().to_string();
+    assert!(e.contains("built-in tables"), "{e}");
+}
+
 #[test]
 fn symbol_path_syntax() {
     let s = SymbolStore::from_path_spec(

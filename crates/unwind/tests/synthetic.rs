@@ -1090,10 +1090,18 @@ fn msvc_style_saves_into_the_home_area_before_the_allocation() {
 }
 
 /// `_KTRAP_FRAME` field offsets from a real symbol table (Windows 7 SP1
-/// x64), read with python3 (the ISF is xz-compressed JSON).
+/// x64, under `$HANGSCOPE_SYMBOLS`, else `../shared/symbols` beside the
+/// workspace), read with python3 (the ISF is xz-compressed JSON).
 fn ktrap_frame_offsets() -> std::collections::HashMap<String, u64> {
-    let isf =
-        "/work/shared/symbols/windows/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz";
+    let symbols = std::env::var_os("HANGSCOPE_SYMBOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/symbols")
+        });
+    let isf = symbols
+        .join("windows/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz")
+        .display()
+        .to_string();
     let script = format!(
         "import lzma,json\nt=json.load(lzma.open('{isf}'))['user_types']['_KTRAP_FRAME']\n\
          print('size', t['size'])\n\

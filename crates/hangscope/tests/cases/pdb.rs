@@ -1,6 +1,7 @@
 //! PDB symbol source: an image must give the same answers whichever form
 //! its symbols come in. The ISF of two builds is turned into a real PDB
-//! (`/work/shared/tools/isf2pdb.py`, or `$HANGSCOPE_ISF2PDB`) at test
+//! (`tools/isf2pdb.py` beside the symbols directory, i.e.
+//! `../shared/tools/isf2pdb.py`, or `$HANGSCOPE_ISF2PDB`) at test
 //! time and put in a symbol-server layout; `hangscope --symbols DIR` must
 //! load it (`info` names it as the symbol source) and print the same ps,
 //! threads, locks and analyze JSON as with the ISF.

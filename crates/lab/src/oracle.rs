@@ -1,0 +1,648 @@
+//! The ground-truth oracle: what a correct analyzer must find in an image,
+//! derived from the scenario and from where the builder put each object
+//! ([`Placement`]), never from reading the image back.
+//!
+//! The verdict comes from the scenario's wait-for graph (thread -> lock ->
+//! owners): a cycle is a deadlock; a chain ending at a thread that waits
+//! on no owned lock is a busy owner (owner running, every wait < 60 s),
+//! stuck (a wait >= 60 s) or contention.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::build::{parent_dir, set_member_name, LockRec, ProcRec, ThreadRec};
+use crate::image::PAGE_SIZE;
+use crate::scenario::{FileRef, Index, LockKind, Scenario, ThreadState};
+use crate::truth::*;
+
+/// Where the builder put each scenario object, in scenario order: all
+/// the oracle needs besides the scenario.
+#[derive(Debug)]
+pub(crate) struct Placement<'a> {
+    pub(crate) sc: &'a Scenario,
+    pub(crate) ix: &'a Index,
+    /// Kernel facts (addresses, build, CPUs); `cpus` filled by the oracle.
+    pub(crate) kernel: KernelTruth,
+    /// `(KPCR, KPRCB)` of each CPU.
+    pub(crate) kpcrs: &'a [(u64, u64)],
+    /// Each CPU's idle thread.
+    pub(crate) idle_threads: &'a [u64],
+    pub(crate) procs: &'a [ProcRec],
+    pub(crate) threads: &'a [ThreadRec],
+    pub(crate) locks: &'a [LockRec],
+    pub(crate) modules: &'a [ModuleTruth],
+    pub(crate) module_pdbs: &'a [ModulePdbTruth],
+    /// DEVICE_OBJECT of each scenario device.
+    pub(crate) devices: &'a [u64],
+    /// FILE_OBJECT of each scenario file.
+    pub(crate) files: &'a [u64],
+    /// FILE_OBJECTs of each file set's members.
+    pub(crate) set_files: &'a [Vec<u64>],
+    /// IRP of each scenario IRP.
+    pub(crate) irps: &'a [u64],
+}
+
+impl Placement<'_> {
+    fn ethread(&self, id: &str) -> u64 {
+        self.threads[self.ix.threads[id]].ethread
+    }
+
+    fn file_address(&self, id: &str) -> Option<u64> {
+        match self.ix.file(self.sc, id)? {
+            FileRef::Single(i) => Some(self.files[i]),
+            FileRef::Member(s, n) => Some(self.set_files[s][n as usize]),
+        }
+    }
+
+    fn device_name(&self, dev_id: &str) -> String {
+        let d = &self.sc.devices[self.ix.devices[dev_id]];
+        d.name
+            .as_ref()
+            .map(|n| format!("\\Device\\{n}"))
+            .unwrap_or_default()
+    }
+
+    fn lock_address(&self, id: &str) -> u64 {
+        self.locks[self.ix.locks[id]].address
+    }
+
+    fn process_name(&self, ti: usize) -> &str {
+        &self.sc.processes[self.ix.pids[&self.sc.threads[ti].pid]].name
+    }
+}
+
+/// The ground truth of a built image.
+pub(crate) fn ground_truth(p: &Placement<'_>) -> GroundTruth {
+    let mut t = GroundTruth {
+        scenario: p.sc.name.clone(),
+        kernel: kernel_truth(p),
+        processes: process_truths(p),
+        threads: thread_truths(p),
+        modules: p.modules.to_vec(),
+        module_pdbs: p.module_pdbs.to_vec(),
+        ..Default::default()
+    };
+    lock_truths(p, &mut t);
+    let files = file_truths(p);
+    t.files = files.clone();
+    t.irps = irp_truths(p);
+    let by_address: HashMap<u64, FileTruth> = files.into_iter().map(|f| (f.address, f)).collect();
+    t.handles = handle_truths(p, &by_address);
+    t.verdict = verdict(p, &t, &by_address);
+    t
+}
+
+fn kernel_truth(p: &Placement<'_>) -> KernelTruth {
+    let sc = p.sc;
+    KernelTruth {
+        cpus: p
+            .kpcrs
+            .iter()
+            .enumerate()
+            .map(|(i, (kpcr, prcb))| CpuTruth {
+                index: i as u32,
+                kpcr: *kpcr,
+                kprcb: *prcb,
+                current_thread: if sc.cpus[i].runs == "idle" {
+                    p.idle_threads[i]
+                } else {
+                    p.ethread(&sc.cpus[i].runs)
+                },
+            })
+            .collect(),
+        ..p.kernel.clone()
+    }
+}
+
+fn process_truths(p: &Placement<'_>) -> Vec<ProcessTruth> {
+    p.sc.processes
+        .iter()
+        .zip(p.procs)
+        .map(|(sp, r)| ProcessTruth {
+            address: r.eprocess,
+            pid: sp.pid,
+            ppid: sp.parent,
+            name: sp.name.chars().take(15).collect(),
+            session: sp.session,
+            create_time: r.create_time,
+            thread_count: r.threads.len() as u32,
+            dtb: r.dtb_pfn * PAGE_SIZE,
+        })
+        .collect()
+}
+
+/// The wait reason a thread's wait has: the scenario's, else the
+/// default for the kind of the first object it waits on.
+fn wait_reason(sc: &Scenario, ix: &Index, on: &str, reason: &Option<String>) -> String {
+    reason.clone().unwrap_or_else(|| {
+        match sc.locks[ix.locks[on]].kind {
+            LockKind::Eresource => "WrResource",
+            LockKind::Mutant => "UserRequest",
+            _ => "Executive",
+        }
+        .into()
+    })
+}
+
+fn thread_truths(p: &Placement<'_>) -> Vec<ThreadTruth> {
+    let m = &p.sc.machine;
+    let secs_per_tick = m.max_increment as f64 / 1e7;
+    p.sc.threads
+        .iter()
+        .zip(p.threads)
+        .map(|(th, r)| {
+            let waiting = th.state == ThreadState::Waiting;
+            let ticks = m.tick_count.saturating_sub(r.wait_time);
+            ThreadTruth {
+                address: r.ethread,
+                tid: r.tid,
+                pid: th.pid,
+                state: match th.state {
+                    ThreadState::Running => "Running",
+                    ThreadState::Ready => "Ready",
+                    ThreadState::Waiting => "Waiting",
+                }
+                .into(),
+                wait_reason: th
+                    .wait
+                    .as_ref()
+                    .map(|w| wait_reason(p.sc, p.ix, &w.on[0], &w.reason)),
+                wait_time: r.wait_time,
+                wait_ticks: waiting.then_some(ticks),
+                wait_seconds: waiting.then_some(ticks as f64 * secs_per_tick),
+                cpu: r.cpu,
+                waits_on: r.waits_on.clone(),
+                irps: r.irps.clone(),
+                start_address: r.start,
+                stack: r.stack.clone(),
+            }
+        })
+        .collect()
+}
+
+/// ERESOURCEs into `t.eresources`, the other scenario locks into
+/// `t.dispatcher_objects`, in scenario order.
+fn lock_truths(p: &Placement<'_>, t: &mut GroundTruth) {
+    let sc = p.sc;
+    for (i, l) in sc.locks.iter().enumerate() {
+        let addr = p.locks[i].address;
+        let waiters: Vec<LockParty> = sc
+            .threads
+            .iter()
+            .enumerate()
+            .filter(|(_, th)| th.wait.as_ref().is_some_and(|w| w.on.contains(&l.id)))
+            .map(|(ti, th)| LockParty {
+                thread: p.threads[ti].ethread,
+                exclusive: th.wait.as_ref().is_some_and(|w| w.exclusive)
+                    || l.kind != LockKind::Eresource,
+            })
+            .collect();
+        match l.kind {
+            LockKind::Eresource => {
+                let mut owners: Vec<LockParty> = l
+                    .owner
+                    .iter()
+                    .map(|o| LockParty {
+                        thread: p.ethread(o),
+                        exclusive: true,
+                    })
+                    .collect();
+                owners.extend(l.shared_owners.iter().map(|o| LockParty {
+                    thread: p.ethread(o),
+                    exclusive: false,
+                }));
+                let (sh, ex) = sc.resource_waiters(i);
+                t.eresources.push(EresourceTruth {
+                    address: addr,
+                    name: l.id.clone(),
+                    active_count: owners.len() as u32,
+                    exclusive: l.owner.is_some(),
+                    contention_count: l.contention.unwrap_or((sh.len() + ex.len()) as u32 * 3),
+                    owners,
+                    waiters,
+                    shared_waiters: p.locks[i].shared_waiters_obj,
+                    shared_wait_events: p.locks[i].shared_wait_events(),
+                    exclusive_waiters: p.locks[i].exclusive_waiters_obj,
+                });
+            }
+            kind => t.dispatcher_objects.push(DispatcherTruth {
+                address: addr,
+                name: l.id.clone(),
+                kind: match kind {
+                    LockKind::Mutant => "Mutant",
+                    LockKind::Event => "Event",
+                    _ => "Semaphore",
+                }
+                .into(),
+                owner: l.owner.as_ref().map(|o| p.ethread(o)),
+                waiters: waiters.iter().map(|w| w.thread).collect(),
+            }),
+        }
+    }
+}
+
+/// Scenario files, then file set members, with full paths (a relative
+/// name is joined to its related files', at most 32 deep).
+fn file_truths(p: &Placement<'_>) -> Vec<FileTruth> {
+    let sc = p.sc;
+    let mut out = Vec::with_capacity(sc.file_count() as usize);
+    for (i, f) in sc.files.iter().enumerate() {
+        let mut path = f.name.clone();
+        let mut cur = f.related.clone();
+        let mut guard = 0;
+        while let (Some(r), true) = (cur.clone(), guard < 32) {
+            let rf = &sc.files[p.ix.files[&r]];
+            if !path.starts_with('\\') {
+                path = format!("{}\\{}", rf.name.trim_end_matches('\\'), path);
+            }
+            cur = rf.related.clone();
+            guard += 1;
+        }
+        out.push(FileTruth {
+            address: p.files[i],
+            name: f.name.clone(),
+            path,
+            device: p.device_name(&f.device),
+        });
+    }
+    for (si, s) in sc.file_sets.iter().enumerate() {
+        for n in 0..s.count {
+            let name = set_member_name(&s.pattern, &s.id, n);
+            out.push(FileTruth {
+                address: p.set_files[si][n as usize],
+                name: name.clone(),
+                path: name,
+                device: p.device_name(&s.device),
+            });
+        }
+    }
+    out
+}
+
+fn irp_truths(p: &Placement<'_>) -> Vec<IrpTruth> {
+    let sc = p.sc;
+    sc.irps
+        .iter()
+        .enumerate()
+        .map(|(i, irp)| {
+            let n = irp.stack.len() as u32;
+            let stack = irp
+                .stack
+                .iter()
+                .map(|s| {
+                    let d = &sc.devices[p.ix.devices[&s.device]];
+                    IrpStackTruth {
+                        major: format!("IRP_MJ_{}", s.major),
+                        minor: s.minor,
+                        device: p.devices[p.ix.devices[&s.device]],
+                        driver: d.driver.clone(),
+                        file_object: s.file.as_ref().and_then(|f| p.file_address(f)).unwrap_or(0),
+                    }
+                })
+                .collect();
+            IrpTruth {
+                address: p.irps[i],
+                thread: p.ethread(&irp.thread),
+                stack_count: n,
+                current_location: n - irp.current as u32,
+                stack,
+            }
+        })
+        .collect()
+}
+
+/// Every process's handles, named as Volatility's `handles` prints them.
+fn handle_truths(p: &Placement<'_>, files: &HashMap<u64, FileTruth>) -> Vec<HandleTruth> {
+    let sc = p.sc;
+    let type_of = |body: u64| -> (&'static str, String) {
+        if let Some(f) = files.get(&body) {
+            return ("File", format!("{}{}", f.device, f.name));
+        }
+        if let Some(pi) = p.procs.iter().position(|r| r.eprocess == body) {
+            let sp = &sc.processes[pi];
+            let name: String = sp.name.chars().take(14).collect();
+            return ("Process", format!("{} Pid {}", name, sp.pid));
+        }
+        if let Some(ti) = p.threads.iter().position(|x| x.ethread == body) {
+            return (
+                "Thread",
+                format!("Tid {} Pid {}", p.threads[ti].tid, sc.threads[ti].pid),
+            );
+        }
+        if let Some(li) = p.locks.iter().position(|x| x.address == body) {
+            let k = match sc.locks[li].kind {
+                LockKind::Mutant => "Mutant",
+                LockKind::Event => "Event",
+                _ => "Semaphore",
+            };
+            return (k, String::new());
+        }
+        ("Unknown", String::new())
+    };
+    let mut out = Vec::new();
+    for (sp, r) in sc.processes.iter().zip(p.procs) {
+        for &(body, handle, access) in &r.handles {
+            let (ty, name) = type_of(body);
+            out.push(HandleTruth {
+                pid: sp.pid,
+                handle,
+                object: body,
+                type_name: ty.into(),
+                access,
+                name,
+            });
+        }
+    }
+    out
+}
+
+/// The scenario's wait-for graph: `edges[t]` = (lock id, owner thread)
+/// for each owned lock thread `t` waits on, self-edges left out.
+struct WaitGraph {
+    edges: Vec<Vec<(String, usize)>>,
+}
+
+impl WaitGraph {
+    fn new(sc: &Scenario, ix: &Index) -> WaitGraph {
+        let owners_of = |lock: &str| -> Vec<usize> {
+            let l = &sc.locks[ix.locks[lock]];
+            l.owner
+                .iter()
+                .chain(l.shared_owners.iter())
+                .map(|o| ix.threads[o])
+                .collect()
+        };
+        let edges = (0..sc.threads.len())
+            .map(|ti| {
+                sc.threads[ti]
+                    .wait
+                    .iter()
+                    .flat_map(|w| w.on.iter())
+                    .flat_map(|lk| owners_of(lk).into_iter().map(move |o| (lk.clone(), o)))
+                    .filter(|(_, o)| *o != ti)
+                    .collect()
+            })
+            .collect();
+        WaitGraph { edges }
+    }
+
+    fn len(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Every cycle a depth-first search closes, as (thread, lock it waits
+    /// on) pairs; the same set of threads may appear more than once.
+    fn cycles(&self) -> Vec<Vec<(usize, String)>> {
+        fn dfs(
+            u: usize,
+            edges: &[Vec<(String, usize)>],
+            color: &mut [u8],
+            stack: &mut Vec<(usize, String)>,
+            cycles: &mut Vec<Vec<(usize, String)>>,
+        ) {
+            color[u] = 1;
+            for (lk, v) in &edges[u] {
+                stack.push((u, lk.clone()));
+                if color[*v] == 1 {
+                    if let Some(pos) = stack.iter().position(|(x, _)| x == v) {
+                        cycles.push(stack[pos..].to_vec());
+                    }
+                } else if color[*v] == 0 {
+                    dfs(*v, edges, color, stack, cycles);
+                }
+                stack.pop();
+            }
+            color[u] = 2;
+        }
+        let mut color = vec![0u8; self.len()];
+        let mut stack = Vec::new();
+        let mut cycles = Vec::new();
+        for u in 0..self.len() {
+            if color[u] == 0 {
+                dfs(u, &self.edges, &mut color, &mut stack, &mut cycles);
+            }
+        }
+        cycles
+    }
+
+    /// Threads blocked (transitively) behind `targets`, sorted.
+    fn blocked_behind(&self, targets: &HashSet<usize>) -> Vec<usize> {
+        let mut out: HashSet<usize> = HashSet::new();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (u, edges) in self.edges.iter().enumerate() {
+                if targets.contains(&u) || out.contains(&u) {
+                    continue;
+                }
+                if edges
+                    .iter()
+                    .any(|(_, v)| targets.contains(v) || out.contains(v))
+                {
+                    out.insert(u);
+                    changed = true;
+                }
+            }
+        }
+        let mut v: Vec<usize> = out.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    /// The longest path of (thread, lock) steps from a thread in
+    /// `blocked` to `root`.
+    fn longest_chain(&self, blocked: &[usize], root: usize) -> Vec<(usize, String)> {
+        let mut best: Vec<(usize, String)> = Vec::new();
+        for &b in blocked {
+            let mut path = Vec::new();
+            let mut cur = b;
+            let mut guard = 0;
+            while cur != root && guard < self.len() {
+                let Some((lk, v)) = self.edges[cur]
+                    .iter()
+                    .find(|(_, v)| *v == root || blocked.contains(v))
+                    .cloned()
+                else {
+                    break;
+                };
+                path.push((cur, lk));
+                cur = v;
+                guard += 1;
+            }
+            if cur == root && path.len() > best.len() {
+                best = path;
+            }
+        }
+        best
+    }
+}
+
+/// The verdict a correct analyzer reaches, from the scenario's wait
+/// graph: thread -> lock -> owners.
+fn verdict(p: &Placement<'_>, t: &GroundTruth, files: &HashMap<u64, FileTruth>) -> VerdictTruth {
+    let g = WaitGraph::new(p.sc, p.ix);
+    let mut in_cycle = vec![false; g.len()];
+    let mut findings = deadlock_findings(p, &g, &mut in_cycle);
+    let chains = chain_findings(p, &g, &in_cycle, t, files);
+    let worst_stuck = chains.iter().any(|f| f.kind == "stuck");
+    let any_busy = chains.iter().any(|f| f.kind == "busy_owner");
+    findings.extend(chains);
+    let overall = if let Some(e) = &p.sc.expect {
+        e.verdict.clone()
+    } else if findings.iter().any(|f| f.kind == "deadlock") {
+        "deadlock".into()
+    } else if worst_stuck {
+        "stuck".into()
+    } else if any_busy {
+        "busy_owner".into()
+    } else if !findings.is_empty() {
+        "contention".into()
+    } else {
+        "healthy".into()
+    };
+    VerdictTruth {
+        overall,
+        findings,
+        hot_directories: hot_directories(p, t, files),
+    }
+}
+
+/// The processes of threads `ths`, sorted and deduplicated.
+fn process_names(p: &Placement<'_>, ths: &[usize]) -> Vec<String> {
+    let mut v: Vec<String> = ths.iter().map(|&x| p.process_name(x).to_string()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// One deadlock finding per distinct cycle (by its set of threads);
+/// marks the cycles' threads in `in_cycle`.
+fn deadlock_findings(p: &Placement<'_>, g: &WaitGraph, in_cycle: &mut [bool]) -> Vec<FindingTruth> {
+    let mut findings = Vec::new();
+    let mut seen_cycles: HashSet<Vec<usize>> = HashSet::new();
+    for c in &g.cycles() {
+        let mut key: Vec<usize> = c.iter().map(|x| x.0).collect();
+        key.sort();
+        if !seen_cycles.insert(key) {
+            continue;
+        }
+        for (u, _) in c {
+            in_cycle[*u] = true;
+        }
+        let set: HashSet<usize> = c.iter().map(|x| x.0).collect();
+        let blocked = g.blocked_behind(&set);
+        findings.push(FindingTruth {
+            kind: "deadlock".into(),
+            chain_threads: c.iter().map(|x| p.threads[x.0].ethread).collect(),
+            chain_locks: c.iter().map(|x| p.lock_address(&x.1)).collect(),
+            blocked_threads: blocked.iter().map(|&x| p.threads[x].ethread).collect(),
+            blocked_processes: process_names(p, &blocked),
+            driver: None,
+            directory: None,
+        });
+    }
+    findings
+}
+
+/// One finding per chain ending at a thread outside any cycle that waits
+/// on no owned lock but has threads blocked behind it.
+fn chain_findings(
+    p: &Placement<'_>,
+    g: &WaitGraph,
+    in_cycle: &[bool],
+    t: &GroundTruth,
+    files: &HashMap<u64, FileTruth>,
+) -> Vec<FindingTruth> {
+    let n = g.len();
+    let secs = |ti: usize| t.threads[ti].wait_seconds.unwrap_or(0.0);
+    let roots: Vec<usize> = (0..n)
+        .filter(|&u| !in_cycle[u] && g.edges[u].is_empty())
+        .filter(|&u| (0..n).any(|w| g.edges[w].iter().any(|(_, v)| *v == u)))
+        .collect();
+    let mut findings = Vec::new();
+    for r in roots {
+        let set: HashSet<usize> = [r].into_iter().collect();
+        let blocked = g.blocked_behind(&set);
+        if blocked.iter().all(|&b| in_cycle[b]) {
+            continue;
+        }
+        let best = g.longest_chain(&blocked, r);
+        let mut chain_threads: Vec<u64> = best.iter().map(|x| p.threads[x.0].ethread).collect();
+        chain_threads.push(p.threads[r].ethread);
+        let chain_locks = best.iter().map(|x| p.lock_address(&x.1)).collect();
+        let oldest = blocked.iter().map(|&b| secs(b)).fold(0.0, f64::max);
+        let running = p.sc.threads[r].state == ThreadState::Running;
+        let kind = if running && oldest < 60.0 {
+            "busy_owner"
+        } else if oldest >= 60.0 {
+            "stuck"
+        } else {
+            "contention"
+        };
+        let (driver, directory) = owner_io(p.threads[r].irps.first(), t, files);
+        findings.push(FindingTruth {
+            kind: kind.into(),
+            chain_threads,
+            chain_locks,
+            blocked_threads: blocked.iter().map(|&x| p.threads[x].ethread).collect(),
+            blocked_processes: process_names(p, &blocked),
+            driver,
+            directory,
+        });
+    }
+    findings
+}
+
+/// The driver and directory of an owner's first IRP's current stack
+/// location.
+fn owner_io(
+    irp: Option<&u64>,
+    t: &GroundTruth,
+    files: &HashMap<u64, FileTruth>,
+) -> (Option<String>, Option<String>) {
+    let Some(it) = irp.and_then(|a| t.irps.iter().find(|x| x.address == *a)) else {
+        return (None, None);
+    };
+    let idx = (it.stack_count - it.current_location) as usize;
+    match it.stack.get(idx) {
+        Some(s) => (
+            Some(s.driver.clone()),
+            files.get(&s.file_object).map(|f| parent_dir(&f.path)),
+        ),
+        None => (None, None),
+    }
+}
+
+/// Directories with at least 100 file objects, with the processes
+/// holding handles there, most files first.
+fn hot_directories(
+    p: &Placement<'_>,
+    t: &GroundTruth,
+    files: &HashMap<u64, FileTruth>,
+) -> Vec<HotDirTruth> {
+    let mut dirs: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &t.files {
+        *dirs.entry(parent_dir(&f.path)).or_default() += 1;
+    }
+    let mut hot: Vec<HotDirTruth> = dirs
+        .into_iter()
+        .filter(|(_, c)| *c >= 100)
+        .map(|(path, file_count)| {
+            let mut by_proc: BTreeMap<String, u64> = BTreeMap::new();
+            for h in &t.handles {
+                if let Some(f) = files.get(&h.object) {
+                    if parent_dir(&f.path) == path {
+                        let pn = &p.sc.processes[p.ix.pids[&h.pid]].name;
+                        *by_proc.entry(pn.clone()).or_default() += 1;
+                    }
+                }
+            }
+            HotDirTruth {
+                path,
+                file_count,
+                processes: by_proc.into_iter().collect(),
+            }
+        })
+        .collect();
+    hot.sort_by_key(|h| std::cmp::Reverse(h.file_count));
+    hot
+}

@@ -1,0 +1,595 @@
+//! Scenario files: the machine state a lab image reproduces.
+//!
+//! The format is TOML, documented in `crates/lab/README.md`. Loading checks
+//! every cross reference and reports the first problem with the path of
+//! the field (`threads[3].wait.on`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+mod validate;
+
+/// A whole scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Scenario name (`temp-flood`).
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// The machine.
+    pub machine: Machine,
+    /// What each CPU runs, by CPU number.
+    #[serde(default)]
+    pub cpus: Vec<Cpu>,
+    /// Processes.
+    #[serde(default)]
+    pub processes: Vec<Process>,
+    /// Threads.
+    #[serde(default)]
+    pub threads: Vec<Thread>,
+    /// Kernel locks and dispatcher objects.
+    #[serde(default)]
+    pub locks: Vec<Lock>,
+    /// Drivers.
+    #[serde(default)]
+    pub drivers: Vec<Driver>,
+    /// Devices.
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    /// Individual file objects.
+    #[serde(default)]
+    pub files: Vec<File>,
+    /// File objects generated in bulk.
+    #[serde(default)]
+    pub file_sets: Vec<FileSet>,
+    /// IRPs.
+    #[serde(default)]
+    pub irps: Vec<Irp>,
+    /// Handles processes hold.
+    #[serde(default)]
+    pub handles: Vec<Handles>,
+    /// The expected verdict, when the scenario states it.
+    #[serde(default)]
+    pub expect: Option<Expect>,
+}
+
+/// The machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    /// Windows build: an alias (`win7sp1`), `GUID-AGE`, or an ISF path.
+    pub build: String,
+    /// RAM size: bytes, or a string like `"64MiB"`, `"4GiB"`.
+    #[serde(default = "default_ram")]
+    pub ram: Size,
+    /// `server` (NtProductType 3) or `workstation` (1); default per build.
+    #[serde(default)]
+    pub product: Option<String>,
+    /// KUSER_SHARED_DATA tick count now.
+    pub tick_count: u64,
+    /// KeMaximumIncrement in 100 ns units (156250 = 15.625 ms).
+    #[serde(default = "default_increment")]
+    pub max_increment: u32,
+    /// Wall-clock time of the dump, seconds since 1970 (UTC).
+    #[serde(default = "default_unix_time")]
+    pub unix_time: u64,
+}
+
+fn default_ram() -> Size {
+    Size(64 << 20)
+}
+fn default_increment() -> u32 {
+    156_250
+}
+fn default_unix_time() -> u64 {
+    1_764_000_000
+}
+
+/// A byte size written as a number or `"64MiB"` / `"2GiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SizeRepr", into = "u64")]
+pub struct Size(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Num(u64),
+    Text(String),
+}
+
+impl TryFrom<SizeRepr> for Size {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Size, String> {
+        match r {
+            SizeRepr::Num(n) => Ok(Size(n)),
+            SizeRepr::Text(t) => parse_size(&t).map(Size),
+        }
+    }
+}
+
+impl From<Size> for u64 {
+    fn from(s: Size) -> u64 {
+        s.0
+    }
+}
+
+/// Parse `"64MiB"`, `"16GiB"`, `"4096"`.
+pub fn parse_size(t: &str) -> Result<u64, String> {
+    let t = t.trim();
+    let (num, mul) = if let Some(n) = t.strip_suffix("GiB") {
+        (n, 1u64 << 30)
+    } else if let Some(n) = t.strip_suffix("MiB") {
+        (n, 1 << 20)
+    } else if let Some(n) = t.strip_suffix("KiB") {
+        (n, 1 << 10)
+    } else {
+        (t, 1)
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("`{t}` is not a size (write e.g. 67108864, \"64MiB\" or \"4GiB\")"))
+}
+
+/// What a CPU runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cpu {
+    /// A thread id (state `running`), or `idle`.
+    pub runs: String,
+}
+
+/// A process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    /// Image name (`php-cgi.exe`).
+    pub name: String,
+    /// PID, a non-zero multiple of 4.
+    pub pid: u64,
+    /// Parent PID (0 for none).
+    #[serde(default)]
+    pub parent: u64,
+    /// Session id; none for System and smss.
+    #[serde(default)]
+    pub session: Option<u32>,
+    /// Seconds after boot the process was created.
+    #[serde(default)]
+    pub created_after_boot: Option<u64>,
+}
+
+/// Thread state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThreadState {
+    /// Running on a CPU (listed in `cpus`).
+    Running,
+    /// Ready to run.
+    Ready,
+    /// Waiting (needs `wait`).
+    Waiting,
+}
+
+/// A thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thread {
+    /// Scenario id, unique.
+    pub id: String,
+    /// Owning PID.
+    pub pid: u64,
+    /// TID (a multiple of 4); generated when absent.
+    #[serde(default)]
+    pub tid: Option<u64>,
+    /// State.
+    pub state: ThreadState,
+    /// What it waits for (state `waiting`).
+    #[serde(default)]
+    pub wait: Option<Wait>,
+    /// Start routine as `module!symbol` (default `nt!PspSystemThreadStartup`
+    /// for System threads, else `ntdll!RtlUserThreadStart`).
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Expected stack, top first, as `module!symbol`.
+    #[serde(default)]
+    pub stack: Vec<String>,
+}
+
+/// A wait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    /// KWAIT_REASON name (`WrResource`, `Executive`, `UserRequest`, ...);
+    /// default from the first object waited on.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Lock ids waited on (1 to 4 objects).
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// For ERESOURCEs: wait for exclusive access (default shared).
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Tick at which it started waiting (KTHREAD.WaitTime).
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// Or: how many ticks ago it started waiting.
+    #[serde(default)]
+    pub ticks_ago: Option<u64>,
+}
+
+/// Kind of lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    /// Executive resource.
+    Eresource,
+    /// Mutant (KMUTANT).
+    Mutant,
+    /// Event (KEVENT).
+    Event,
+    /// Semaphore (KSEMAPHORE).
+    Semaphore,
+}
+
+/// A lock or dispatcher object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// Scenario id, unique.
+    pub id: String,
+    /// Kind.
+    pub kind: LockKind,
+    /// Exclusive owner thread id (ERESOURCE, or mutant owner).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Shared owner thread ids (ERESOURCE).
+    #[serde(default)]
+    pub shared_owners: Vec<String>,
+    /// Signaled (events and semaphores).
+    #[serde(default)]
+    pub signaled: bool,
+    /// Contention count (ERESOURCE); default the number of waiters.
+    #[serde(default)]
+    pub contention: Option<u32>,
+}
+
+/// A driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Driver {
+    /// Driver object name (`\FileSystem\Ntfs`, `\Driver\disk`).
+    pub name: String,
+    /// Module file (`Ntfs.sys`); loaded in PsLoadedModuleList.
+    pub module: String,
+    /// A real PE image to load as this module (its linker `.map` beside
+    /// it names the functions), e.g. the `hsflt.sys` that
+    /// [`crate::driver::build_hsflt`] compiles; relative to the scenario
+    /// file. Without it the lab writes a synthetic module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<std::path::PathBuf>,
+}
+
+/// A device object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// Scenario id, unique.
+    pub id: String,
+    /// Driver name.
+    pub driver: String,
+    /// Object name under `\Device` (`HarddiskVolume2`); none for unnamed
+    /// devices (file system volume devices are unnamed).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A file object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Scenario id, unique.
+    pub id: String,
+    /// Device id (the volume).
+    pub device: String,
+    /// FileName as stored (`\Windows\Temp\sess_1`, or relative).
+    pub name: String,
+    /// RelatedFileObject id.
+    #[serde(default)]
+    pub related: Option<String>,
+}
+
+/// File objects generated in bulk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSet {
+    /// Scenario id, unique; members are `<id>[<n>]`.
+    pub id: String,
+    /// How many.
+    pub count: u32,
+    /// Name pattern; `{:08x}` (or `{}`) is replaced with a per-file number.
+    pub pattern: String,
+    /// Device id.
+    pub device: String,
+}
+
+/// An IRP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Irp {
+    /// Scenario id, unique.
+    pub id: String,
+    /// Issuing thread id (the IRP is on its IrpList).
+    pub thread: String,
+    /// Stack locations, top (highest driver) first.
+    pub stack: Vec<IrpStack>,
+    /// Index into `stack` of the current location (0 = top).
+    #[serde(default)]
+    pub current: usize,
+}
+
+/// An IRP stack location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrpStack {
+    /// Device id.
+    pub device: String,
+    /// IRP_MJ_ name without the prefix (`CREATE`, `READ`, `DIRECTORY_CONTROL`).
+    pub major: String,
+    /// Minor function.
+    #[serde(default)]
+    pub minor: u8,
+    /// File object id (a file, or `<set>[<n>]`).
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// Handles one process holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handles {
+    /// Holding PID.
+    pub pid: u64,
+    /// File ids (a file or `<set>[<n>]`).
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// A file set id whose members `range` it holds.
+    #[serde(default)]
+    pub file_set: Option<String>,
+    /// `[first, end)` of the file set members; default all.
+    #[serde(default)]
+    pub range: Option<[u32; 2]>,
+    /// Process handles, by PID.
+    #[serde(default)]
+    pub processes: Vec<u64>,
+    /// Thread handles, by thread id.
+    #[serde(default)]
+    pub threads: Vec<String>,
+    /// Lock handles (mutants, events, semaphores), by lock id.
+    #[serde(default)]
+    pub locks: Vec<String>,
+}
+
+/// The expected verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// healthy, contention, busy_owner, stuck, deadlock.
+    pub verdict: String,
+}
+
+/// Thread id -> index, PID -> index, and so on, for a validated scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Index {
+    /// PID -> process index.
+    pub pids: HashMap<u64, usize>,
+    /// Thread id -> index.
+    pub threads: HashMap<String, usize>,
+    /// Lock id -> index.
+    pub locks: HashMap<String, usize>,
+    /// Driver name -> index.
+    pub drivers: HashMap<String, usize>,
+    /// Device id -> index.
+    pub devices: HashMap<String, usize>,
+    /// File id -> index.
+    pub files: HashMap<String, usize>,
+    /// File set id -> index.
+    pub file_sets: HashMap<String, usize>,
+    /// IRP id -> index.
+    pub irps: HashMap<String, usize>,
+}
+
+/// A reference to a file: an individual file or a file-set member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileRef {
+    /// `files[i]`.
+    Single(usize),
+    /// `file_sets[set]` member `n`.
+    Member(usize, u32),
+}
+
+impl Index {
+    /// Resolve a file id (`name` or `set[n]`).
+    pub fn file(&self, sc: &Scenario, id: &str) -> Option<FileRef> {
+        if let Some(i) = self.files.get(id) {
+            return Some(FileRef::Single(*i));
+        }
+        let (set, rest) = id.split_once('[')?;
+        let n: u32 = rest.strip_suffix(']')?.trim().parse().ok()?;
+        let s = *self.file_sets.get(set)?;
+        (n < sc.file_sets[s].count).then_some(FileRef::Member(s, n))
+    }
+}
+
+fn field_err(field: impl Into<String>, problem: impl Into<String>) -> Error {
+    Error::ScenarioField {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Known KWAIT_REASON names (checked against the symbol table at build time).
+pub const WAIT_REASONS: &[&str] = &[
+    "Executive",
+    "FreePage",
+    "PageIn",
+    "PoolAllocation",
+    "DelayExecution",
+    "Suspended",
+    "UserRequest",
+    "WrExecutive",
+    "WrFreePage",
+    "WrPageIn",
+    "WrPoolAllocation",
+    "WrDelayExecution",
+    "WrSuspended",
+    "WrUserRequest",
+    "WrEventPair",
+    "WrQueue",
+    "WrLpcReceive",
+    "WrLpcReply",
+    "WrVirtualMemory",
+    "WrPageOut",
+    "WrRendezvous",
+    "WrKeyedEvent",
+    "WrTerminated",
+    "WrProcessInSwap",
+    "WrCpuRateControl",
+    "WrCalloutStack",
+    "WrKernel",
+    "WrResource",
+    "WrPushLock",
+    "WrMutex",
+    "WrQuantumEnd",
+    "WrDispatchInt",
+    "WrPreempted",
+    "WrYieldExecution",
+    "WrFastMutex",
+    "WrGuardedMutex",
+    "WrRundown",
+];
+
+/// IRP major function names, in IRP_MJ_ order (index = code).
+pub const IRP_MAJORS: &[&str] = &[
+    "CREATE",
+    "CREATE_NAMED_PIPE",
+    "CLOSE",
+    "READ",
+    "WRITE",
+    "QUERY_INFORMATION",
+    "SET_INFORMATION",
+    "QUERY_EA",
+    "SET_EA",
+    "FLUSH_BUFFERS",
+    "QUERY_VOLUME_INFORMATION",
+    "SET_VOLUME_INFORMATION",
+    "DIRECTORY_CONTROL",
+    "FILE_SYSTEM_CONTROL",
+    "DEVICE_CONTROL",
+    "INTERNAL_DEVICE_CONTROL",
+    "SHUTDOWN",
+    "LOCK_CONTROL",
+    "CLEANUP",
+    "CREATE_MAILSLOT",
+    "QUERY_SECURITY",
+    "SET_SECURITY",
+    "POWER",
+    "SYSTEM_CONTROL",
+    "DEVICE_CHANGE",
+    "QUERY_QUOTA",
+    "SET_QUOTA",
+    "PNP",
+];
+
+impl Scenario {
+    /// Parse and validate a scenario from TOML text. `source_name` names it
+    /// in error messages.
+    pub fn from_toml(text: &str, source_name: &str) -> Result<Scenario, Error> {
+        let sc: Scenario = toml::from_str(text).map_err(|e| Error::ScenarioSyntax {
+            source_name: source_name.to_string(),
+            problem: e.to_string().trim_end().to_string(),
+        })?;
+        sc.validate()?;
+        Ok(sc)
+    }
+
+    /// Load and validate a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        let mut sc = Scenario::from_toml(&text, &path.display().to_string())?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for d in &mut sc.drivers {
+            if let Some(img) = &mut d.image {
+                if img.is_relative() {
+                    *img = dir.join(&*img);
+                }
+            }
+        }
+        Ok(sc)
+    }
+
+    /// A built-in scenario by name (`temp-flood`, `deadlock`, `idle`).
+    pub fn builtin(name: &str) -> Result<Scenario, Error> {
+        let text = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| Error::ScenarioField {
+                field: "name".into(),
+                problem: format!(
+                    "no built-in scenario `{name}` (have {})",
+                    Scenario::builtin_names().join(", ")
+                ),
+            })?
+            .1;
+        Scenario::from_toml(text, name)
+    }
+
+    /// Names of the built-in scenarios.
+    pub fn builtin_names() -> Vec<&'static str> {
+        BUILTIN.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// The number of file objects (single and bulk).
+    pub fn file_count(&self) -> u64 {
+        self.files.len() as u64 + self.file_sets.iter().map(|s| s.count as u64).sum::<u64>()
+    }
+
+    /// Threads waiting for lock `i` (an ERESOURCE): (shared, exclusive)
+    /// thread indexes, in scenario order.
+    pub fn resource_waiters(&self, i: usize) -> (Vec<usize>, Vec<usize>) {
+        let id = &self.locks[i].id;
+        let mut sh = Vec::new();
+        let mut ex = Vec::new();
+        for (ti, t) in self.threads.iter().enumerate() {
+            if let Some(w) = &t.wait {
+                if w.on.iter().any(|o| o == id) {
+                    if w.exclusive {
+                        ex.push(ti);
+                    } else {
+                        sh.push(ti);
+                    }
+                }
+            }
+        }
+        (sh, ex)
+    }
+}
+
+/// The built-in scenario files.
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "temp-flood",
+        include_str!("../../scenarios/temp-flood.toml"),
+    ),
+    ("deadlock", include_str!("../../scenarios/deadlock.toml")),
+    ("idle", include_str!("../../scenarios/idle.toml")),
+];
