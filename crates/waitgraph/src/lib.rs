@@ -46,11 +46,13 @@ use serde::{Deserialize, Serialize};
 
 mod analyze;
 mod files;
+mod frame;
 mod graph;
 pub mod verdict;
 
 pub use analyze::{analyze, kind_name, kind_title, secs_text, state_name};
 pub use files::{directory_of, pattern_of};
+pub use frame::{Frame, FrameParseError};
 pub use verdict::{
     Addr, AnalyzeOptions, BlockedProcess, EvidenceStep, Finding, FindingKind, GraphEdge, GraphNode,
     GraphView, HotDirectory, IoSummary, NamePattern, NodeKind, Overall, ProcessFiles, Stats,
