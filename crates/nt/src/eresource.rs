@@ -15,6 +15,7 @@ use crate::process::enum_name;
 use hangscope_symbols::TypeRef;
 use hangscope_x64::VirtAddr;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Most resources walked on `ExpSystemResourcesList`.
 pub const MAX_RESOURCES: usize = 1 << 20;
@@ -48,10 +49,19 @@ pub fn object_kind(type_name: &str) -> String {
     type_name.trim_end_matches("Object").to_string()
 }
 
+/// The resource listing, built once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    eresources: OnceLock<Partial<EresourceInfo>>,
+}
+
 impl<'d> Kernel<'d> {
     /// Every ERESOURCE on `ExpSystemResourcesList`, with owners and waiters.
     pub fn eresources(&self) -> &Partial<EresourceInfo> {
-        self.cache.eresources.get_or_init(|| self.read_eresources())
+        self.caches
+            .get::<Cache>()
+            .eresources
+            .get_or_init(|| self.read_eresources())
     }
 
     fn read_eresources(&self) -> Partial<EresourceInfo> {
@@ -325,7 +335,7 @@ impl<'d> Kernel<'d> {
         let thread = self.thread_info(addr)?;
         let mut warnings = Vec::new();
         let mut waits = Vec::new();
-        if thread.state == "Waiting" {
+        if thread.state == ThreadState::Waiting {
             let tcb = self.object("_ETHREAD", VirtAddr(addr))?.field("Tcb")?;
             match self.wait_blocks(&tcb) {
                 Ok(wbs) => {

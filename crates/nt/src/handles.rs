@@ -12,6 +12,8 @@ use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_symbols::TypeRef;
 use hangscope_x64::VirtAddr;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Low bits of a Win7 handle entry's `Object` that are attributes.
 const OBJ_HANDLE_ATTRIBUTES: u64 = 0x7;
@@ -21,6 +23,16 @@ const TABLE_LEVEL_MASK: u64 = 0x3;
 const PAGE: u64 = 0x1000;
 /// Most handles read per process.
 const MAX_HANDLES_PER_PROCESS: usize = 1 << 20;
+
+/// The handle listing and its index, built once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    handles: OnceLock<HandleReport>,
+    /// Object body -> indexes into `handles.handles`, so asking who holds
+    /// one object does not scan every handle (thousands of files x
+    /// thousands of handles on a flooded machine).
+    by_object: OnceLock<HashMap<u64, Vec<usize>>>,
+}
 
 /// How this build encodes a handle table entry.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +152,7 @@ impl<'d> Kernel<'d> {
 
     /// Every handle of every listed process (cached).
     pub fn handles(&self) -> &HandleReport {
-        self.cache.handles.get_or_init(|| {
+        self.caches.get::<Cache>().handles.get_or_init(|| {
             let mut rep = HandleReport::default();
             let layout = match self.entry_layout() {
                 Ok(l) => l,
@@ -160,6 +172,20 @@ impl<'d> Kernel<'d> {
             }
             rep
         })
+    }
+
+    /// The listed handles to one object body, in listing order.
+    pub fn handles_to(&self, object: u64) -> Vec<&HandleInfo> {
+        let all = &self.handles().handles;
+        let index = self.caches.get::<Cache>().by_object.get_or_init(|| {
+            let mut m: HashMap<u64, Vec<usize>> = HashMap::new();
+            for (i, h) in all.iter().enumerate() {
+                m.entry(h.object).or_default().push(i);
+            }
+            m
+        });
+        let mine = index.get(&object).map(Vec::as_slice).unwrap_or(&[]);
+        mine.iter().filter_map(|&i| all.get(i)).collect()
     }
 
     /// Handles of one process and/or to files under a path prefix (case

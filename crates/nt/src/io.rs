@@ -11,7 +11,6 @@ use crate::error::{Error, Result, Warning};
 use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_x64::VirtAddr;
-use std::collections::HashMap;
 
 /// Deepest `RelatedFileObject` chain followed.
 const MAX_RELATED_DEPTH: usize = 16;
@@ -99,7 +98,7 @@ impl<'d> Kernel<'d> {
             if (1..=stack_count).contains(&current) && c != expect {
                 warnings.push(Warning {
                     context: format!("IRP {}", VirtAddr(addr)),
-                    kind: "BadData".into(),
+                    kind: WarningKind::BadData,
                     message: format!(
                         "CurrentStackLocation {c:#x} disagrees with CurrentLocation {current}"
                     ),
@@ -237,16 +236,7 @@ impl<'d> Kernel<'d> {
             }
         };
         let mut holders: Vec<Holder> = Vec::new();
-        let all = &self.handles().handles;
-        let index = self.cache.handles_by_object.get_or_init(|| {
-            let mut m: HashMap<u64, Vec<usize>> = HashMap::new();
-            for (i, h) in all.iter().enumerate() {
-                m.entry(h.object).or_default().push(i);
-            }
-            m
-        });
-        let mine = index.get(&addr).map(Vec::as_slice).unwrap_or(&[]);
-        for h in mine.iter().filter_map(|&i| all.get(i)) {
+        for h in self.handles_to(addr) {
             match holders.iter_mut().find(|x| x.pid == h.pid) {
                 Some(x) => x.handles.push(h.handle),
                 None => holders.push(Holder {

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 use hangscope_x64::VirtAddr;
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// `InfoMask` bit: a creator-info header precedes the object header.
 const OB_INFOMASK_CREATOR: u64 = 0x1;
@@ -17,6 +18,15 @@ const OB_INFOMASK_CREATOR: u64 = 0x1;
 const OB_INFOMASK_NAME: u64 = 0x2;
 /// Deepest object directory chain followed.
 const MAX_DIRECTORY_DEPTH: usize = 16;
+
+/// Names read once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    /// Object type names by type index.
+    type_names: OnceLock<HashMap<u8, String>>,
+    /// Device object -> its name (see `device_name`).
+    device_names: Mutex<HashMap<u64, Option<String>>>,
+}
 
 impl<'d> Kernel<'d> {
     /// The `_OBJECT_HEADER` address of an object body.
@@ -28,7 +38,7 @@ impl<'d> Kernel<'d> {
     /// Object type names by type index (`ObTypeIndexTable` entries'
     /// `_OBJECT_TYPE.Name`).
     pub fn object_type_names(&self) -> &HashMap<u8, String> {
-        self.cache.type_names.get_or_init(|| {
+        self.caches.get::<Cache>().type_names.get_or_init(|| {
             let mut m = HashMap::new();
             let r = self.reader();
             let Ok(table) = self.symbol("ObTypeIndexTable") else {
@@ -152,7 +162,7 @@ impl<'d> Kernel<'d> {
     pub fn device_name(&self, device: u64) -> Result<Option<String>> {
         // A machine has a handful of devices and thousands of file objects
         // on them: name each device once.
-        if let Ok(names) = self.cache.device_names.lock() {
+        if let Ok(names) = self.caches.get::<Cache>().device_names.lock() {
             if let Some(n) = names.get(&device) {
                 return Ok(n.clone());
             }
@@ -165,7 +175,7 @@ impl<'d> Kernel<'d> {
                 format!("\\Device{p}")
             }
         });
-        if let Ok(mut names) = self.cache.device_names.lock() {
+        if let Ok(mut names) = self.caches.get::<Cache>().device_names.lock() {
             names.insert(device, name.clone());
         }
         Ok(name)

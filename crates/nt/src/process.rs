@@ -13,6 +13,7 @@ use crate::kernel::Kernel;
 use crate::model::*;
 use crate::view::Object;
 use hangscope_x64::VirtAddr;
+use std::sync::OnceLock;
 
 /// Most processes walked.
 pub const MAX_PROCESSES: usize = 1 << 16;
@@ -23,20 +24,12 @@ pub const MAX_IRPS_PER_THREAD: usize = 4096;
 /// Most wait blocks followed per thread.
 pub const MAX_WAIT_BLOCKS: usize = 64;
 
-/// KTHREAD_STATE names for builds whose symbols lack the enum (Win7 SP1):
-/// the values are the kernel's since NT 5.
-const THREAD_STATES: &[&str] = &[
-    "Initialized",
-    "Ready",
-    "Running",
-    "Standby",
-    "Terminated",
-    "Waiting",
-    "Transition",
-    "DeferredReady",
-    "GateWait",
-    "WaitingForProcessInSwap",
-];
+/// The process and thread listings, each built once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    processes: OnceLock<Partial<ProcessInfo>>,
+    threads: OnceLock<Partial<ThreadInfo>>,
+}
 
 /// Name of an enum value, `None` when the enum or the value is unknown.
 pub(crate) fn enum_name(k: &Kernel<'_>, en: &str, v: u64) -> Option<String> {
@@ -47,17 +40,30 @@ pub(crate) fn enum_name(k: &Kernel<'_>, en: &str, v: u64) -> Option<String> {
         .map(|(n, _)| n.clone())
 }
 
-/// `KTHREAD.State` value to its name.
-pub fn thread_state_name(k: &Kernel<'_>, v: u64) -> String {
-    enum_name(k, "_KTHREAD_STATE", v)
-        .or_else(|| THREAD_STATES.get(v as usize).map(|s| s.to_string()))
-        .unwrap_or_else(|| format!("Unknown({v})"))
+/// `KTHREAD.State` value as the build's `_KTHREAD_STATE` names it (by
+/// number where the symbols lack the enum).
+pub fn thread_state(k: &Kernel<'_>, v: u64) -> ThreadState {
+    match enum_name(k, "_KTHREAD_STATE", v) {
+        Some(name) => ThreadState::from_name(&name, v),
+        None => ThreadState::from_raw(v),
+    }
+}
+
+/// `KTHREAD.WaitReason` value as the build's `_KWAIT_REASON` names it.
+pub fn wait_reason(k: &Kernel<'_>, v: u64) -> WaitReason {
+    match enum_name(k, "_KWAIT_REASON", v) {
+        Some(name) => WaitReason::from_name(&name, v),
+        None => WaitReason::Unknown(v),
+    }
 }
 
 impl<'d> Kernel<'d> {
     /// Every process on `PsActiveProcessHead`, in list order.
     pub fn processes(&self) -> &Partial<ProcessInfo> {
-        self.cache.processes.get_or_init(|| self.read_processes())
+        self.caches
+            .get::<Cache>()
+            .processes
+            .get_or_init(|| self.read_processes())
     }
 
     fn read_processes(&self) -> Partial<ProcessInfo> {
@@ -128,7 +134,10 @@ impl<'d> Kernel<'d> {
 
     /// Every thread of every listed process.
     pub fn threads(&self) -> &Partial<ThreadInfo> {
-        self.cache.threads.get_or_init(|| self.read_threads())
+        self.caches
+            .get::<Cache>()
+            .threads
+            .get_or_init(|| self.read_threads())
     }
 
     /// Threads of one process (by PID), or all.
@@ -205,20 +214,15 @@ impl<'d> Kernel<'d> {
         let et = self.object("_ETHREAD", addr)?;
         let tcb = et.field("Tcb")?;
         let state_raw = tcb.u64("State")?;
-        let state = thread_state_name(self, state_raw);
-        let waiting = state == "Waiting";
+        let state = thread_state(self, state_raw);
+        let waiting = state == ThreadState::Waiting;
         let wait_reason = if waiting {
-            let w = tcb.u64("WaitReason")?;
-            Some(enum_name(self, "_KWAIT_REASON", w).unwrap_or_else(|| format!("Unknown({w})")))
+            Some(wait_reason(self, tcb.u64("WaitReason")?))
         } else {
             None
         };
         let wait_time = tcb.u64("WaitTime").unwrap_or(0);
-        let timed = matches!(
-            state.as_str(),
-            "Waiting" | "Ready" | "DeferredReady" | "Standby"
-        );
-        let wait_ticks = if timed {
+        let wait_ticks = if state.is_timed() {
             self.ticks_since(wait_time)
         } else {
             None

@@ -5,16 +5,18 @@ use crate::model::*;
 use hangscope_waitgraph as wg;
 
 fn state_of(t: &ThreadInfo) -> wg::ThreadState {
-    match t.state.as_str() {
-        "Running" => match t.cpu {
+    match t.state {
+        ThreadState::Running => match t.cpu {
             Some(cpu) => wg::ThreadState::Running { cpu },
             None => wg::ThreadState::Other {
-                name: "Running".into(),
+                name: t.state.to_string(),
             },
         },
-        "Ready" | "Standby" | "DeferredReady" => wg::ThreadState::Ready,
-        "Waiting" => wg::ThreadState::Waiting,
-        other => wg::ThreadState::Other { name: other.into() },
+        s if s.is_ready() => wg::ThreadState::Ready,
+        ThreadState::Waiting => wg::ThreadState::Waiting,
+        other => wg::ThreadState::Other {
+            name: other.to_string(),
+        },
     }
 }
 
@@ -78,10 +80,15 @@ impl<'d> Kernel<'d> {
                 tid: t.tid,
                 pid: t.pid,
                 state: state_of(t),
-                wait_reason: t.wait_reason.clone(),
+                wait_reason: t.wait_reason.map(|w| w.to_string()),
                 waited_seconds: t.wait_seconds,
                 waited_ticks: t.wait_ticks,
-                stack: walker.thread_stack(t.address).symbols(),
+                stack: walker
+                    .thread_stack(t.address)
+                    .symbols()
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect(),
                 io,
             });
         }

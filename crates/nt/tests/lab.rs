@@ -169,11 +169,12 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             check(format!("thread {:#x} not found", tt.address), false);
             continue;
         };
+        let (state, reason) = (x.state.to_string(), x.wait_reason.map(|w| w.to_string()));
         let got = (
             x.tid,
             x.pid,
-            x.state.as_str(),
-            x.wait_reason.as_deref(),
+            state.as_str(),
+            reason.as_deref(),
             x.wait_time,
             x.cpu,
             x.start_address,

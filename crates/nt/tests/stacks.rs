@@ -118,7 +118,13 @@ fn check_scenario(
             Some(t) if t.stack.is_empty() => continue,
             Some(t) => t.stack.clone(),
             // The idle loop: checked below by name.
-            None => r.stack.symbols().into_iter().take(1).collect(),
+            None => r
+                .stack
+                .symbols()
+                .into_iter()
+                .take(1)
+                .map(|f| f.to_string())
+                .collect(),
         };
         if r.stack.symbols() != expect || !r.stack.complete || !walked_from_cpu(&r.stack.start) {
             bad.push(format!(
@@ -135,7 +141,7 @@ fn check_scenario(
                 .stack
                 .symbols()
                 .first()
-                .is_some_and(|f| f.starts_with("nt!KiIdleLoop+"))
+                .is_some_and(|f| f.to_string().starts_with("nt!KiIdleLoop+"))
         {
             bad.push(format!(
                 "{tag}: idle CPU {} stack {:?}",
@@ -159,7 +165,7 @@ fn check_scenario(
             .groups
             .iter()
             .find(|g| g.threads.iter().any(|x| x.address == t.address));
-        if g.map(|g| &g.frames) != Some(&t.stack) {
+        if !g.is_some_and(|g| g.frames == t.stack) {
             bad.push(format!(
                 "{tag}: thread {:#x} not grouped under its stack",
                 t.address
@@ -238,7 +244,7 @@ fn the_owner_is_in_ntfs() {
         assert!(
             g.frames
                 .iter()
-                .any(|f| f.starts_with("Ntfs!NtfsCommonCreate+")),
+                .any(|f| f.to_string().starts_with("Ntfs!NtfsCommonCreate+")),
             "{:?}",
             g.frames
         );
@@ -346,7 +352,8 @@ fn ntfs_functions(k: &Kernel<'_>, base: u64) -> Vec<(String, u64)> {
     let mut w = k.stack_walker();
     for t in &k.threads().items {
         for f in w.thread_stack(t.address).frames {
-            let Some(rest) = f.symbol.strip_prefix("Ntfs!") else {
+            let symbol = f.symbol.to_string();
+            let Some(rest) = symbol.strip_prefix("Ntfs!") else {
                 continue;
             };
             let (name, off) = match rest.split_once("+0x") {
