@@ -7,7 +7,7 @@ use crate::output::{emit, emit_json};
 use crate::shell::ShellCommand;
 use anyhow::{Context, Result};
 use hangscope_dump::Dump;
-use hangscope_nt::{Kernel, SymbolSource};
+use hangscope_nt::{Kernel, SymbolSource, VirtAddr};
 use hangscope_report::windbg;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -162,7 +162,7 @@ pub fn execute(
             }
         }
         ShellCommand::Dt(ty, addr) => {
-            let d = k.dt(ty, *addr)?;
+            let d = k.dt(ty, VirtAddr(*addr))?;
             if as_json {
                 json("dt", &d)
             } else {
@@ -170,7 +170,7 @@ pub fn execute(
             }
         }
         ShellCommand::Db(addr, len) => {
-            let m = k.read_memory(*addr, *len);
+            let m = k.read_memory(VirtAddr(*addr), *len);
             if as_json {
                 json("memory", &m)
             } else {
@@ -178,7 +178,7 @@ pub fn execute(
             }
         }
         ShellCommand::Dq(addr, count) => {
-            let m = k.read_memory(*addr, count.saturating_mul(8));
+            let m = k.read_memory(VirtAddr(*addr), count.saturating_mul(8));
             if as_json {
                 json("memory", &m)
             } else {
@@ -186,7 +186,7 @@ pub fn execute(
             }
         }
         ShellCommand::Locks { addr: Some(a), .. } => {
-            let r = k.eresource(*a)?;
+            let r = k.eresource(VirtAddr(*a))?;
             if as_json {
                 json("eresource", &r)
             } else {
@@ -202,7 +202,7 @@ pub fn execute(
             }
         }
         ShellCommand::Thread(a) => {
-            let d = k.thread_detail(*a)?;
+            let d = k.thread_detail(VirtAddr(*a))?;
             if as_json {
                 json("thread", &d)
             } else {
@@ -210,7 +210,7 @@ pub fn execute(
             }
         }
         ShellCommand::Irp(a) => {
-            let i = k.irp(*a)?;
+            let i = k.irp(VirtAddr(*a))?;
             if as_json {
                 json("irp", &i)
             } else {
@@ -218,7 +218,7 @@ pub fn execute(
             }
         }
         ShellCommand::Fileobj(a) => {
-            let f = k.file_object(*a)?;
+            let f = k.file_object(VirtAddr(*a))?;
             if as_json {
                 json("file_object", &f)
             } else {

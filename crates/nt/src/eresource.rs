@@ -116,7 +116,8 @@ impl<'d> Kernel<'d> {
     }
 
     /// One ERESOURCE by address (need not be on the list).
-    pub fn eresource(&self, addr: u64) -> Result<EresourceInfo> {
+    pub fn eresource(&self, addr: VirtAddr) -> Result<EresourceInfo> {
+        let addr = addr.0;
         if let Some(r) = self.eresources().items.iter().find(|r| r.address == addr) {
             return Ok(r.clone());
         }
@@ -206,7 +207,7 @@ impl<'d> Kernel<'d> {
                 exclusive_waiters: excl_obj,
                 owners,
                 waiters,
-                symbol: self.symbolize(addr.0).filter(|s| !s.contains('+')),
+                symbol: self.symbolize(addr).filter(|s| !s.contains('+')),
             },
             warnings,
         ))
@@ -283,7 +284,9 @@ impl<'d> Kernel<'d> {
     }
 
     /// What a dispatcher object is and who is behind it.
-    pub fn waited_object(&self, wait_block: u64, obj: u64) -> WaitedObject {
+    pub fn waited_object(&self, wait_block: VirtAddr, obj: VirtAddr) -> WaitedObject {
+        let wait_block = wait_block.0;
+        let obj = obj.0;
         let r = self.reader();
         let mut w = WaitedObject {
             wait_block,
@@ -331,8 +334,9 @@ impl<'d> Kernel<'d> {
     }
 
     /// `!thread ADDR`: state, waits and what is behind them, IRPs.
-    pub fn thread_detail(&self, addr: u64) -> Result<ThreadDetail> {
-        let thread = self.thread_info(addr)?;
+    pub fn thread_detail(&self, thread: VirtAddr) -> Result<ThreadDetail> {
+        let addr = thread.0;
+        let thread = self.thread_info(thread)?;
         let mut warnings = Vec::new();
         let mut waits = Vec::new();
         if thread.state == ThreadState::Waiting {
@@ -340,7 +344,7 @@ impl<'d> Kernel<'d> {
             match self.wait_blocks(&tcb) {
                 Ok(wbs) => {
                     for (wb, o) in wbs {
-                        waits.push(self.waited_object(wb, o));
+                        waits.push(self.waited_object(VirtAddr(wb), VirtAddr(o)));
                     }
                 }
                 Err(e) => warnings.push(Warning::from_error(
@@ -351,12 +355,12 @@ impl<'d> Kernel<'d> {
         }
         let mut irps = Vec::new();
         for &i in &thread.irps {
-            match self.irp(i) {
+            match self.irp(VirtAddr(i)) {
                 Ok(irp) => irps.push(irp),
                 Err(e) => warnings.push(Warning::from_error(format!("IRP {}", VirtAddr(i)), &e)),
             }
         }
-        let stack_walk = self.thread_stack(addr);
+        let stack_walk = self.thread_stack(VirtAddr(addr));
         Ok(ThreadDetail {
             thread,
             waits,
@@ -394,7 +398,7 @@ impl<'d> Kernel<'d> {
                 })
                 .map(|(wb, _)| wb)
                 .unwrap_or(0);
-            let w = self.waited_object(wb, obj);
+            let w = self.waited_object(VirtAddr(wb), VirtAddr(obj));
             if w.eresource.is_some() {
                 continue;
             }

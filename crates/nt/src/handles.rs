@@ -175,7 +175,8 @@ impl<'d> Kernel<'d> {
     }
 
     /// The listed handles to one object body, in listing order.
-    pub fn handles_to(&self, object: u64) -> Vec<&HandleInfo> {
+    pub fn handles_to(&self, object: VirtAddr) -> Vec<&HandleInfo> {
+        let object = object.0;
         let all = &self.handles().handles;
         let index = self.caches.get::<Cache>().by_object.get_or_init(|| {
             let mut m: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -206,7 +207,7 @@ impl<'d> Kernel<'d> {
                 Some(pre) => {
                     h.type_name == "File" && {
                         let path = self
-                            .file_path(h.object)
+                            .file_path(VirtAddr(h.object))
                             .unwrap_or_default()
                             .to_ascii_lowercase();
                         let full = h.name.to_ascii_lowercase();
@@ -348,13 +349,13 @@ impl<'d> Kernel<'d> {
             .unwrap_or_else(|| format!("Unknown({idx})"));
         let name = match type_name.as_str() {
             "File" => {
-                let path = self.file_path(body).unwrap_or_default();
+                let path = self.file_path(VirtAddr(body)).unwrap_or_default();
                 let dev = self
                     .object("_FILE_OBJECT", VirtAddr(body))
                     .and_then(|f| f.ptr("DeviceObject"))
                     .ok()
                     .filter(|d| d.0 != 0)
-                    .and_then(|d| self.device_name(d.0).ok().flatten());
+                    .and_then(|d| self.device_name(d).ok().flatten());
                 format!("{}{}", dev.unwrap_or_default(), path)
             }
             "Process" => {
@@ -373,7 +374,11 @@ impl<'d> Kernel<'d> {
                     et.u64("Cid.UniqueProcess")?
                 )
             }
-            _ => self.object_path(body).ok().flatten().unwrap_or_default(),
+            _ => self
+                .object_path(VirtAddr(body))
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
         };
         Ok(HandleInfo {
             pid: p.pid,

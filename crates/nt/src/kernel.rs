@@ -216,7 +216,8 @@ impl<'d> Kernel<'d> {
     /// The nearest kernel symbol at or below `va` inside the kernel image
     /// (`nt!ExpSystemResourcesList`, `nt!KiSwapContext+0x7a`); `None`
     /// outside the image or more than 1 MiB past the nearest symbol.
-    pub fn symbolize(&self, va: u64) -> Option<String> {
+    pub fn symbolize(&self, va: VirtAddr) -> Option<String> {
+        let va = va.0;
         let rva = va.checked_sub(self.base.0)?;
         if rva >= self.size.unwrap_or(0x0100_0000) {
             return None;
@@ -421,7 +422,8 @@ impl<'d> Kernel<'d> {
 
     /// `db`/`dq`: `len` bytes at `va` (at most 1 MiB), unreadable bytes as
     /// `None` page by page.
-    pub fn read_memory(&self, va: u64, len: u64) -> MemoryDump {
+    pub fn read_memory(&self, va: VirtAddr, len: u64) -> MemoryDump {
+        let va = va.0;
         let len = len.min(1 << 20) as usize;
         let mut bytes = Vec::with_capacity(len);
         let mut a = va;

@@ -65,6 +65,8 @@ pub mod waitsource;
 
 pub use discover::SymbolSource;
 pub use error::{Error, ErrorKind};
+/// Kernel virtual addresses, as every accessor takes them.
+pub use hangscope_x64::VirtAddr;
 pub use kernel::Kernel;
 pub use mem::{SparseMemory, VirtualMemory};
 pub use model::{MissingSymbols, ThreadState, WaitReason, Warning, WarningKind};

@@ -146,8 +146,8 @@ impl<'d> Kernel<'d> {
 
     /// The PDB identity in the RSDS record of the PE image at `base`
     /// (read from memory, bounded to the header page and the record).
-    pub fn module_pdb(&self, base: u64) -> Option<PdbInfo> {
-        discover::parse_pe(self.memory(), VirtAddr(base)).map(|i| i.pdb)
+    pub fn module_pdb(&self, base: VirtAddr) -> Option<PdbInfo> {
+        discover::parse_pe(self.memory(), base).map(|i| i.pdb)
     }
 
     /// A loaded module's own symbol table (PDB publics and procedures, or
@@ -158,15 +158,16 @@ impl<'d> Kernel<'d> {
     /// Reliability: as good as the module's header page (paged-out headers
     /// give `pdb: None`); a table is used only when its identity matches.
     pub fn module_symbols(&self, module: &ModuleInfo) -> Result<SymbolTable, Box<MissingSymbols>> {
-        self.module_symbols_at(module.base, &module.name)
+        self.module_symbols_at(VirtAddr(module.base), &module.name)
     }
 
     /// [`Kernel::module_symbols`] by base and name.
     pub fn module_symbols_at(
         &self,
-        base: u64,
+        base: VirtAddr,
         name: &str,
     ) -> Result<SymbolTable, Box<MissingSymbols>> {
+        let base = base.0;
         if base == self.base().0 {
             return Ok(self.symbols().clone());
         }
@@ -197,7 +198,7 @@ impl<'d> Kernel<'d> {
         base: u64,
         name: &str,
     ) -> Result<SymbolTable, Box<MissingSymbols>> {
-        let Some(pdb) = self.module_pdb(base) else {
+        let Some(pdb) = self.module_pdb(VirtAddr(base)) else {
             return Err(Box::new(MissingSymbols {
                 module: name.to_string(),
                 base,

@@ -30,7 +30,8 @@ struct Cache {
 
 impl<'d> Kernel<'d> {
     /// The `_OBJECT_HEADER` address of an object body.
-    pub fn object_header(&self, body: u64) -> Result<VirtAddr> {
+    pub fn object_header(&self, body: VirtAddr) -> Result<VirtAddr> {
+        let body = body.0;
         let off = self.reader().offset_of("_OBJECT_HEADER", "Body")?;
         Ok(VirtAddr(body.wrapping_sub(off)))
     }
@@ -77,7 +78,7 @@ impl<'d> Kernel<'d> {
     }
 
     /// The type name of an object body (`File`, `Process`, ...).
-    pub fn object_type_name(&self, body: u64) -> Result<String> {
+    pub fn object_type_name(&self, body: VirtAddr) -> Result<String> {
         let h = self.object_header(body)?;
         let idx = self.type_index(h)?;
         self.object_type_names()
@@ -115,7 +116,7 @@ impl<'d> Kernel<'d> {
     }
 
     /// An object's own name (`HarddiskVolume2`), if it has one.
-    pub fn object_name(&self, body: u64) -> Result<Option<String>> {
+    pub fn object_name(&self, body: VirtAddr) -> Result<Option<String>> {
         let h = self.object_header(body)?;
         match self.name_info(h)? {
             Some(ni) => Ok(Some(
@@ -128,13 +129,14 @@ impl<'d> Kernel<'d> {
 
     /// An object's full name through its directories
     /// (`\Device\HarddiskVolume2`), if it has a name.
-    pub fn object_path(&self, body: u64) -> Result<Option<String>> {
+    pub fn object_path(&self, body: VirtAddr) -> Result<Option<String>> {
+        let body = body.0;
         let mut parts = Vec::new();
         let mut cur = body;
         let mut seen = std::collections::HashSet::new();
         let mut rooted = false;
         while seen.insert(cur) && parts.len() < MAX_DIRECTORY_DEPTH {
-            let h = self.object_header(cur)?;
+            let h = self.object_header(VirtAddr(cur))?;
             let Some(ni) = self.name_info(h)? else { break };
             let ni = self.object("_OBJECT_HEADER_NAME_INFO", ni)?;
             let name = ni.unicode_string("Name")?;
@@ -159,7 +161,8 @@ impl<'d> Kernel<'d> {
 
     /// A device object's name as WinDbg prints it: its full object path, or
     /// `\Device\` + its name when it has no directory.
-    pub fn device_name(&self, device: u64) -> Result<Option<String>> {
+    pub fn device_name(&self, device: VirtAddr) -> Result<Option<String>> {
+        let device = device.0;
         // A machine has a handful of devices and thousands of file objects
         // on them: name each device once.
         if let Ok(names) = self.caches.get::<Cache>().device_names.lock() {
@@ -167,7 +170,7 @@ impl<'d> Kernel<'d> {
                 return Ok(n.clone());
             }
         }
-        let p = self.object_path(device)?;
+        let p = self.object_path(VirtAddr(device))?;
         let name = p.map(|p| {
             if p[1..].contains('\\') {
                 p

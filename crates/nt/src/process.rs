@@ -336,7 +336,8 @@ impl<'d> Kernel<'d> {
 
     /// The thread record for an ETHREAD address: from the listing when
     /// listed, else read directly.
-    pub fn thread_info(&self, addr: u64) -> Result<ThreadInfo> {
+    pub fn thread_info(&self, addr: VirtAddr) -> Result<ThreadInfo> {
+        let addr = addr.0;
         if let Some(t) = self.threads().items.iter().find(|t| t.address == addr) {
             return Ok(t.clone());
         }

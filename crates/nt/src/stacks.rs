@@ -200,7 +200,8 @@ impl<'k, 'd> StackWalker<'k, 'd> {
     }
 
     /// The stack of the thread at `thread` (`_ETHREAD`).
-    pub fn thread_stack(&mut self, thread: u64) -> StackInfo {
+    pub fn thread_stack(&mut self, thread: VirtAddr) -> StackInfo {
+        let thread = thread.0;
         let mut out = StackInfo {
             thread,
             ..StackInfo::default()
@@ -405,7 +406,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
             let names = if is_kernel {
                 Names::Kernel
             } else {
-                let table = match k.module_symbols_at(m.base.0, &m.name) {
+                let table = match k.module_symbols_at(m.base, &m.name) {
                     Ok(t) => Some(t),
                     Err(miss) => {
                         self.missing.push((mi, *miss));
@@ -545,7 +546,7 @@ impl<'d> Kernel<'d> {
     }
 
     /// The kernel stack of one thread (`!thread`'s stack part).
-    pub fn thread_stack(&self, thread: u64) -> StackInfo {
+    pub fn thread_stack(&self, thread: VirtAddr) -> StackInfo {
         self.stack_walker().thread_stack(thread)
     }
 
@@ -572,7 +573,7 @@ impl<'d> Kernel<'d> {
             .filter(|t| filter.pid.is_none_or(|p| t.pid == p))
             .collect();
         for t in threads {
-            let s = w.thread_stack(t.address);
+            let s = w.thread_stack(VirtAddr(t.address));
             let frames = s.symbols();
             let key: Vec<String> = frames.iter().map(|f| f.to_string()).collect();
             if let Some(n) = &needle {
@@ -648,7 +649,7 @@ impl<'d> Kernel<'d> {
             };
             let info = thread.and_then(|t| by_addr.get(&t));
             let stack = match thread {
-                Some(t) => w.thread_stack(t),
+                Some(t) => w.thread_stack(VirtAddr(t)),
                 None => StackInfo {
                     start: "none: CurrentThread is 0".into(),
                     ..StackInfo::default()

@@ -3,6 +3,7 @@
 use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_waitgraph as wg;
+use hangscope_x64::VirtAddr;
 
 fn state_of(t: &ThreadInfo) -> wg::ThreadState {
     match t.state {
@@ -58,7 +59,7 @@ impl<'d> Kernel<'d> {
         for t in &threads.items {
             let mut io = Vec::new();
             for &i in &t.irps {
-                match self.irp(i) {
+                match self.irp(VirtAddr(i)) {
                     Ok(irp) => {
                         let cur = irp.current();
                         io.push(wg::Io {
@@ -84,7 +85,7 @@ impl<'d> Kernel<'d> {
                 waited_seconds: t.wait_seconds,
                 waited_ticks: t.wait_ticks,
                 stack: walker
-                    .thread_stack(t.address)
+                    .thread_stack(VirtAddr(t.address))
                     .symbols()
                     .iter()
                     .map(|f| f.to_string())
@@ -130,7 +131,7 @@ impl<'d> Kernel<'d> {
             inp.resources.push(wg::Resource {
                 key: obj.address,
                 kind: resource_kind(&obj.kind),
-                name: self.object_name(obj.address).ok().flatten(),
+                name: self.object_name(VirtAddr(obj.address)).ok().flatten(),
                 owners: obj
                     .owners
                     .iter()
