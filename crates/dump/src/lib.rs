@@ -329,6 +329,56 @@ impl DumpFormat {
     }
 }
 
+/// What a dump path names, as far as opening it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Regular,
+    BlockDevice,
+    Directory,
+    Fifo,
+    Socket,
+    CharDevice,
+}
+
+impl FileKind {
+    /// Why hangscope will not open it, for the kinds that are no dump.
+    fn refusal(self) -> Option<&'static str> {
+        match self {
+            FileKind::Regular | FileKind::BlockDevice => None,
+            FileKind::Directory => Some("a directory"),
+            FileKind::Fifo => Some("a FIFO (named pipe), which cannot be read at random"),
+            FileKind::Socket => Some("a socket"),
+            FileKind::CharDevice => Some("a character device"),
+        }
+    }
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> FileKind {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        FileKind::Directory
+    } else if t.is_fifo() {
+        FileKind::Fifo
+    } else if t.is_socket() {
+        FileKind::Socket
+    } else if t.is_char_device() {
+        FileKind::CharDevice
+    } else if t.is_block_device() {
+        FileKind::BlockDevice
+    } else {
+        FileKind::Regular
+    }
+}
+
+/// A file length as a mapping length; fails on 32-bit hosts past 4 GiB.
+fn len_usize(len: u64) -> Result<usize, Error> {
+    usize::try_from(len).map_err(|_| Error {
+        kind: ErrorKind::Unsupported(format!("a {len}-byte dump on this 32-bit host")),
+        at: None,
+    })
+}
+
 impl Dump {
     /// Problems found and worked around while opening (see
     /// [`PhysicalMemory::notes`]); empty for a healthy dump.
@@ -350,8 +400,28 @@ impl Dump {
             kind: ErrorKind::Io(format!("{}: {e}", path.display())),
             at: None,
         };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        // What the path is, before open(): opening a FIFO blocks until a
+        // writer comes, and a directory or a character device is no dump.
+        let meta = std::fs::metadata(path).map_err(io)?;
+        let kind = file_kind(&meta);
+        if let Some(what) = kind.refusal() {
+            return Err(Error {
+                kind: ErrorKind::Io(format!(
+                    "{} is {what}, not a dump file: give the path of a regular file or block device",
+                    path.display()
+                )),
+                at: None,
+            });
+        }
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let len = match kind {
+            // A block device's metadata has no length; its end does.
+            FileKind::BlockDevice => {
+                use std::io::Seek;
+                file.seek(std::io::SeekFrom::End(0)).map_err(io)?
+            }
+            _ => meta.len(),
+        };
         if len == 0 {
             return Err(Error {
                 kind: ErrorKind::Truncated { needed: 1, have: 0 },
@@ -361,7 +431,8 @@ impl Dump {
         // SAFETY: the mapping is read-only and private to this process;
         // hangscope reads dump files that nothing else is writing. A file
         // truncated underneath us would raise SIGBUS, as documented above.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let map =
+            unsafe { memmap2::MmapOptions::new().len(len_usize(len)?).map(&file) }.map_err(io)?;
         Dump::parse(parse::Bytes::Map(map))
     }
 

@@ -129,6 +129,10 @@ pub mod elf {
     pub const EM_X86_64: u16 = 62;
     /// `e_machine` for i386 (QEMU, when vCPU 0 is not in long mode).
     pub const EM_386: u16 = 3;
+    /// `e_type` u16.
+    pub const E_TYPE: u64 = 0x10;
+    /// `e_type` of a core file.
+    pub const ET_CORE: u16 = 4;
     /// `e_machine` u16.
     pub const E_MACHINE: u64 = 0x12;
     /// `e_phoff` u64.
@@ -163,6 +167,12 @@ pub mod elf {
     pub const PT_NOTE: u32 = 4;
     /// Note type of `elf_prstatus`.
     pub const NT_PRSTATUS: u32 = 1;
+    /// Note type of `elf_prpsinfo`: only process cores carry it.
+    pub const NT_PRPSINFO: u32 = 3;
+    /// Note type of the auxiliary vector: only process cores carry it.
+    pub const NT_AUXV: u32 = 6;
+    /// Note type of the mapped-files table (`"FILE"`): only process cores.
+    pub const NT_FILE: u32 = 0x4649_4c45;
     /// `pr_reg` inside x86-64 `elf_prstatus`.
     pub const PRSTATUS_PR_REG: u64 = 112;
     /// Number of u64 in x86-64 `user_regs_struct`.

@@ -70,6 +70,11 @@ pub fn run(cli: &Cli) -> Result<u8> {
             let (path, sc) = to_shell_command(other);
             let dump = open_dump(path)?;
             let kernel = open_kernel(g, path, &dump)?;
+            // analyze carries them among its warnings; the listings say
+            // them once on stderr, so that no reader of stdout is misled.
+            if !matches!(sc, ShellCommand::Analyze) {
+                warn_dump_notes(&kernel);
+            }
             let html = match other {
                 Command::Analyze(a) => a.html.clone(),
                 _ => None,
@@ -400,8 +405,26 @@ pub fn symbol_source(g: &GlobalArgs) -> Result<SymbolSource> {
 /// Find the kernel in an opened dump; the error names the file.
 pub fn open_kernel<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<Kernel<'d>> {
     let src = symbol_source(g)?;
-    Kernel::open(dump, &src)
-        .map_err(|e| anyhow::anyhow!("no usable Windows kernel in {}: {e}", path.display()))
+    Kernel::open(dump, &src).map_err(|e| {
+        // A dump cut short explains a kernel that cannot be found: say so.
+        let notes = hangscope_nt::kernel::ordered_dump_notes(dump.notes());
+        let because = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; the dump reader noted: {}", notes.join("; "))
+        };
+        anyhow::anyhow!(
+            "no usable Windows kernel in {}: {e}{because}",
+            path.display()
+        )
+    })
+}
+
+/// The dump reader's notes (truncation first), once on stderr.
+pub fn warn_dump_notes(k: &Kernel<'_>) {
+    for n in k.dump_notes() {
+        eprintln!("hangscope: warning: dump file: {n}");
+    }
 }
 
 /// What `info` shows about the dump file itself.
@@ -414,6 +437,9 @@ pub struct DumpSummary {
     /// Registers as hex strings (JSON numbers lose precision above 2^53).
     cpus: Vec<serde_json::Value>,
     hints: hangscope_dump::KernelHints,
+    /// What the reader noted while opening the file, truncation first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 /// A vCPU's registers for JSON: every value a `0x` hex string.
@@ -468,6 +494,7 @@ fn dump_summary(path: &Path, d: &Dump) -> DumpSummary {
             .collect(),
         cpus: d.cpus.iter().map(cpu_json).collect(),
         hints: d.hints.clone(),
+        notes: hangscope_nt::kernel::ordered_dump_notes(d.notes()),
     }
 }
 
@@ -479,6 +506,9 @@ fn dump_text(s: &DumpSummary, cpus: &[hangscope_dump::CpuState]) -> String {
         "Dump:     {} ({}, {} bytes)",
         s.path, s.format, s.file_size
     );
+    for n in &s.notes {
+        let _ = writeln!(t, "Warning:  {n}");
+    }
     let _ = writeln!(t, "Memory:   {} range(s)", s.ranges.len());
     for (a, b) in &s.ranges {
         let _ = writeln!(t, "          {a:>18} - {b}");

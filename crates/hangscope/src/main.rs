@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod guard;
 mod markdown;
 mod output;
 mod shell;
@@ -22,6 +23,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let cli = cli::Cli::parse();
+    // Before the log file or any report is opened for writing.
+    if let Err(e) = guard::check_outputs(&cli) {
+        eprintln!("hangscope: {e:#}");
+        return ExitCode::from(EXIT_ERROR);
+    }
     output::init_logging(&cli.global);
     std::panic::set_hook(Box::new(|info| {
         // A panic is a bug: say so once, through the logger, in one line.

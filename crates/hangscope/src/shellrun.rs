@@ -13,6 +13,7 @@ use std::path::Path;
 pub fn run(g: &GlobalArgs, path: &Path) -> Result<u8> {
     let dump = open_dump(path)?;
     let kernel = open_kernel(g, path, &dump)?;
+    crate::commands::warn_dump_notes(&kernel);
     let info = kernel.info();
     let prompt = "kd> ";
     let handle = |line: &str| -> bool {

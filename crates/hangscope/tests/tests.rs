@@ -28,3 +28,6 @@ mod cli;
 
 #[path = "cases/driver.rs"]
 mod driver;
+
+#[path = "cases/honest.rs"]
+mod honest;

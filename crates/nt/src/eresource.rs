@@ -13,6 +13,7 @@ use crate::kernel::Kernel;
 use crate::model::*;
 use crate::process::enum_name;
 use hangscope_symbols::TypeRef;
+use hangscope_waitgraph::ModelPart;
 use hangscope_x64::VirtAddr;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -55,6 +56,37 @@ struct Cache {
     eresources: OnceLock<Partial<EresourceInfo>>,
 }
 
+/// Owners that contradict the lock's own counters: more than one owner of
+/// a lock held exclusively, or an `ActiveCount` with nobody in
+/// `OwnerEntry` or `OwnerTable`.
+fn owner_problems(
+    addr: VirtAddr,
+    exclusive: bool,
+    active_count: u32,
+    owners: &[LockOwner],
+) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let ctx = format!("ERESOURCE {addr}");
+    if exclusive && owners.len() > 1 {
+        out.push(Warning::implausible(
+            &ctx,
+            Some(addr.0),
+            format!(
+                "held exclusively (Flag {RESOURCE_OWNED_EXCLUSIVE:#x}) but lists {} owners",
+                owners.len()
+            ),
+        ));
+    }
+    if active_count > 0 && owners.is_empty() {
+        out.push(Warning::implausible(
+            &ctx,
+            Some(addr.0),
+            format!("ActiveCount is {active_count} but OwnerEntry and OwnerTable name no owner"),
+        ));
+    }
+    out
+}
+
 impl<'d> Kernel<'d> {
     /// Every ERESOURCE on `ExpSystemResourcesList`, with owners and waiters.
     pub fn eresources(&self) -> &Partial<EresourceInfo> {
@@ -69,7 +101,8 @@ impl<'d> Kernel<'d> {
         let head = match self.symbol("ExpSystemResourcesList") {
             Ok(h) => h,
             Err(e) => {
-                out.warnings.push(Warning::from_error("resource list", &e));
+                out.warnings
+                    .push(Warning::from_error("resource list", &e).incomplete(ModelPart::Locks));
                 return out;
             }
         };
@@ -86,19 +119,65 @@ impl<'d> Kernel<'d> {
                                 out.items.push(r);
                                 out.warnings.extend(w);
                             }
-                            Err(e) => out
-                                .warnings
-                                .push(Warning::from_error(format!("ERESOURCE {a}"), &e)),
+                            Err(e) => out.warnings.push(
+                                Warning::from_error(format!("ERESOURCE {a}"), &e)
+                                    .incomplete(ModelPart::Locks),
+                            ),
                         },
-                        Err(e) => out
-                            .warnings
-                            .push(Warning::from_error("ExpSystemResourcesList", &e)),
+                        Err(e) => out.warnings.push(
+                            Warning::from_error("ExpSystemResourcesList", &e)
+                                .incomplete(ModelPart::Locks),
+                        ),
                     }
                 }
             }
-            Err(e) => out.warnings.push(Warning::from_error("resource list", &e)),
+            Err(e) => out
+                .warnings
+                .push(Warning::from_error("resource list", &e).incomplete(ModelPart::Locks)),
         }
+        out.warnings.extend(
+            self.unlisted_resource_waits(&out.items)
+                .into_iter()
+                .map(|(_, w)| w),
+        );
         out
+    }
+
+    /// Threads waiting for an executive resource (`WrResource`) on an
+    /// object that belongs to no ERESOURCE on the list: the list is broken
+    /// or incomplete there, so the lock, its owners and a cycle through it
+    /// cannot be seen. One warning per thread (its ETHREAD address first),
+    /// naming the object.
+    pub(crate) fn unlisted_resource_waits(&self, listed: &[EresourceInfo]) -> Vec<(u64, Warning)> {
+        let mut known: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        for r in listed {
+            known.insert(r.exclusive_waiters);
+            known.insert(r.shared_waiters);
+            known.extend(r.shared_wait_events.iter().copied());
+        }
+        let head = self
+            .symbol("ExpSystemResourcesList")
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        self.threads()
+            .items
+            .iter()
+            .filter(|t| t.wait_reason == Some(WaitReason::WrResource))
+            .filter_map(|t| {
+                let obj = t.waits_on.iter().find(|o| !known.contains(o))?;
+                Some((
+                    t.address,
+                    Warning::implausible(
+                        format!("thread {:#x}", t.address),
+                        Some(*obj),
+                        format!(
+                            "waits for an executive resource (WrResource) on {obj:#x}, which belongs to no ERESOURCE on ExpSystemResourcesList{head}: the list is broken or incomplete, so this lock and its owners are not seen"
+                        ),
+                    )
+                    .incomplete(ModelPart::Locks),
+                ))
+            })
+            .collect()
     }
 
     /// Object address -> the threads whose wait blocks point at it.
@@ -193,10 +272,13 @@ impl<'d> Kernel<'d> {
                 });
             }
         }
+        let active_count = r.u32("ActiveCount")?;
+        let own = owner_problems(addr, exclusive, active_count, &owners);
+        warnings.extend(own.iter().cloned());
         Ok((
             EresourceInfo {
                 address: addr.0,
-                active_count: r.u32("ActiveCount")?,
+                active_count,
                 flag: flag as u32,
                 exclusive,
                 contention_count: r.u32("ContentionCount")?,
@@ -208,6 +290,7 @@ impl<'d> Kernel<'d> {
                 owners,
                 waiters,
                 symbol: self.symbolize(addr).filter(|s| !s.contains('+')),
+                warnings: own,
             },
             warnings,
         ))

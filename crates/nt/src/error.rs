@@ -187,6 +187,7 @@ impl Warning {
             kind: e.warning_kind(),
             message: e.to_string(),
             address: e.at.map(|a| a.0),
+            leaves_incomplete: None,
         }
     }
 }

@@ -154,6 +154,9 @@ impl<'d> Kernel<'d> {
     pub fn handles(&self) -> &HandleReport {
         self.caches.get::<Cache>().handles.get_or_init(|| {
             let mut rep = HandleReport::default();
+            rep.warnings.extend(
+                self.process_list_caveat("handles", hangscope_waitgraph::ModelPart::Processes),
+            );
             let layout = match self.entry_layout() {
                 Ok(l) => l,
                 Err(e) => {

@@ -104,6 +104,7 @@ impl<'d> Kernel<'d> {
                         "CurrentStackLocation {c:#x} disagrees with CurrentLocation {current}"
                     ),
                     address: Some(addr),
+                    leaves_incomplete: None,
                 });
             }
         }

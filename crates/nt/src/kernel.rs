@@ -42,9 +42,20 @@ pub struct Kernel<'d> {
     dtb: Option<u64>,
     cpu_regs: Vec<CpuState>,
     discovery: Vec<String>,
+    /// What the dump reader noted while opening the file (truncation,
+    /// overlapping runs, ...), truncation first.
+    dump_notes: Vec<String>,
     facts: Facts,
     /// Each subsystem's own cache.
     pub(crate) caches: Caches,
+}
+
+/// The dump reader's notes with the ones about truncation first: a file
+/// cut short explains most of what fails after it.
+pub fn ordered_dump_notes(notes: &[String]) -> Vec<String> {
+    let mut v = notes.to_vec();
+    v.sort_by_key(|n| !n.contains("truncated"));
+    v
 }
 
 impl<'d> Kernel<'d> {
@@ -78,6 +89,7 @@ impl<'d> Kernel<'d> {
             dtb: Some(dtb),
             cpu_regs: dump.cpus.clone(),
             discovery: notes,
+            dump_notes: ordered_dump_notes(dump.notes()),
             facts: Facts::default(),
             caches: Caches::default(),
         };
@@ -123,9 +135,16 @@ impl<'d> Kernel<'d> {
             dtb: None,
             cpu_regs: Vec::new(),
             discovery: Vec::new(),
+            dump_notes: Vec::new(),
             facts: Facts::default(),
             caches: Caches::default(),
         }
+    }
+
+    /// What the dump reader noted while opening the file, truncation first;
+    /// empty for a healthy dump.
+    pub fn dump_notes(&self) -> &[String] {
+        &self.dump_notes
     }
 
     /// Replace the symbol path drivers' tables are looked up on (see
@@ -311,6 +330,7 @@ impl<'d> Kernel<'d> {
                     kind: WarningKind::BadData,
                     message: format!("impossible processor count {v:#x}"),
                     address: self.symbol("KeNumberProcessors").ok().map(|a| a.0),
+                    leaves_incomplete: None,
                 });
                 self.cpu_regs.len().max(1) as u32
             }
@@ -339,6 +359,7 @@ impl<'d> Kernel<'d> {
                         kind: WarningKind::BadData,
                         message: "KiProcessorBlock entry is NULL".into(),
                         address: Some(block.0 + 8 * i as u64),
+                        leaves_incomplete: None,
                     });
                     continue;
                 }

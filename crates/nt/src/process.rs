@@ -12,6 +12,7 @@ use crate::error::{Result, Warning};
 use crate::kernel::Kernel;
 use crate::model::*;
 use crate::view::Object;
+use hangscope_waitgraph::ModelPart;
 use hangscope_x64::VirtAddr;
 use std::sync::OnceLock;
 
@@ -29,6 +30,24 @@ pub const MAX_WAIT_BLOCKS: usize = 64;
 struct Cache {
     processes: OnceLock<Partial<ProcessInfo>>,
     threads: OnceLock<Partial<ThreadInfo>>,
+}
+
+/// Lowest address of the x64 kernel half: waited objects live above it.
+const KERNEL_SPACE_START: u64 = 0xffff_8000_0000_0000;
+
+/// Windows PIDs are handle values: multiples of 4 below 2^32. Anything
+/// else is a damaged `UniqueProcessId`, printed as read and flagged.
+fn implausible_pid(p: &ProcessInfo) -> Option<Warning> {
+    (p.pid > u64::from(u32::MAX) || p.pid % 4 != 0).then(|| {
+        Warning::implausible(
+            format!("process {:#x}", p.address),
+            Some(p.address),
+            format!(
+                "UniqueProcessId {:#x} is not a process id (a multiple of 4 below 2^32)",
+                p.pid
+            ),
+        )
+    })
 }
 
 /// Name of an enum value, `None` when the enum or the value is unknown.
@@ -71,7 +90,8 @@ impl<'d> Kernel<'d> {
         let head = match self.symbol("PsActiveProcessHead") {
             Ok(h) => h,
             Err(e) => {
-                out.warnings.push(Warning::from_error("process list", &e));
+                out.warnings
+                    .push(Warning::from_error("process list", &e).incomplete(ModelPart::Processes));
                 return out;
             }
         };
@@ -82,19 +102,29 @@ impl<'d> Kernel<'d> {
             {
                 Ok(it) => it,
                 Err(e) => {
-                    out.warnings.push(Warning::from_error("process list", &e));
+                    out.warnings.push(
+                        Warning::from_error("process list", &e).incomplete(ModelPart::Processes),
+                    );
                     return out;
                 }
             };
         for p in it {
             match p {
                 Ok(a) => match self.process_at(a) {
-                    Ok(p) => out.items.push(p),
-                    Err(e) => out
-                        .warnings
-                        .push(Warning::from_error(format!("process {a}"), &e)),
+                    Ok(p) => {
+                        if let Some(w) = implausible_pid(&p) {
+                            out.warnings.push(w);
+                        }
+                        out.items.push(p)
+                    }
+                    Err(e) => out.warnings.push(
+                        Warning::from_error(format!("process {a}"), &e)
+                            .incomplete(ModelPart::Processes),
+                    ),
                 },
-                Err(e) => out.warnings.push(Warning::from_error("process list", &e)),
+                Err(e) => out
+                    .warnings
+                    .push(Warning::from_error("process list", &e).incomplete(ModelPart::Processes)),
             }
         }
         out
@@ -127,6 +157,31 @@ impl<'d> Kernel<'d> {
         })
     }
 
+    /// For a listing built on the process list (threads, handles): a
+    /// warning when that list could not be read whole or holds no process,
+    /// since whatever belongs to the missing processes is missing too.
+    pub(crate) fn process_list_caveat(&self, what: &str, part: ModelPart) -> Option<Warning> {
+        let procs = self.processes();
+        let broken = procs
+            .warnings
+            .iter()
+            .find(|w| w.leaves_incomplete == Some(ModelPart::Processes));
+        let reason = match broken {
+            Some(w) => w.to_string(),
+            None if procs.items.is_empty() => "it holds no process".to_string(),
+            None => return None,
+        };
+        let head = self.symbol("PsActiveProcessHead").ok().map(|a| a.0);
+        Some(
+            Warning::implausible(
+                "process list",
+                head,
+                format!("the process list is incomplete ({reason}): {what} of the processes it lost are missing"),
+            )
+            .incomplete(part),
+        )
+    }
+
     /// The process with this PID, if listed.
     pub fn process_by_pid(&self, pid: u64) -> Option<&ProcessInfo> {
         self.processes().items.iter().find(|p| p.pid == pid)
@@ -154,15 +209,28 @@ impl<'d> Kernel<'d> {
 
     fn read_threads(&self) -> Partial<ThreadInfo> {
         let mut out = Partial::default();
+        if let Ok(0) = self.tick_count() {
+            out.warnings.push(Warning::implausible(
+                "tick count",
+                None,
+                "KUSER_SHARED_DATA's tick count is 0: how long threads have waited is unknown",
+            ));
+        }
+        out.warnings
+            .extend(self.process_list_caveat("threads", ModelPart::Threads));
         let procs = self.processes();
         for p in &procs.items {
             let addrs = self.thread_addresses(p, &mut out.warnings);
             for a in addrs {
                 match self.thread_at(a, Some(p)) {
-                    Ok(t) => out.items.push(t),
-                    Err(e) => out
-                        .warnings
-                        .push(Warning::from_error(format!("thread {a}"), &e)),
+                    Ok(t) => {
+                        out.warnings.extend(t.warnings.iter().cloned());
+                        out.items.push(t)
+                    }
+                    Err(e) => out.warnings.push(
+                        Warning::from_error(format!("thread {a}"), &e)
+                            .incomplete(ModelPart::Threads),
+                    ),
                 }
             }
         }
@@ -180,7 +248,8 @@ impl<'d> Kernel<'d> {
             let head = match r.offset_of("_EPROCESS", head_path) {
                 Ok(o) => VirtAddr(p.address.wrapping_add(o)),
                 Err(e) => {
-                    warnings.push(Warning::from_error(ctx.clone(), &e));
+                    warnings
+                        .push(Warning::from_error(ctx.clone(), &e).incomplete(ModelPart::Threads));
                     return v;
                 }
             };
@@ -194,11 +263,14 @@ impl<'d> Kernel<'d> {
                     for t in it {
                         match t {
                             Ok(a) => v.push(VirtAddr(a.0.wrapping_sub(adjust))),
-                            Err(e) => warnings.push(Warning::from_error(ctx.clone(), &e)),
+                            Err(e) => warnings.push(
+                                Warning::from_error(ctx.clone(), &e).incomplete(ModelPart::Threads),
+                            ),
                         }
                     }
                 }
-                Err(e) => warnings.push(Warning::from_error(ctx.clone(), &e)),
+                Err(e) => warnings
+                    .push(Warning::from_error(ctx.clone(), &e).incomplete(ModelPart::Threads)),
             }
             v
         };
@@ -213,17 +285,35 @@ impl<'d> Kernel<'d> {
     pub fn thread_at(&self, addr: VirtAddr, process: Option<&ProcessInfo>) -> Result<ThreadInfo> {
         let et = self.object("_ETHREAD", addr)?;
         let tcb = et.field("Tcb")?;
+        let ctx = format!("thread {addr}");
+        let mut warnings = Vec::new();
         let state_raw = tcb.u64("State")?;
         let state = thread_state(self, state_raw);
+        if let ThreadState::Unknown(_) = state {
+            warnings.push(Warning::implausible(
+                &ctx,
+                Some(addr.0),
+                format!("KTHREAD.State {state_raw} is not a thread state"),
+            ));
+        }
         let waiting = state == ThreadState::Waiting;
         let wait_reason = if waiting {
-            Some(wait_reason(self, tcb.u64("WaitReason")?))
+            let w = tcb.u64("WaitReason")?;
+            let reason = wait_reason(self, w);
+            if let WaitReason::Unknown(_) = reason {
+                warnings.push(Warning::implausible(
+                    &ctx,
+                    Some(addr.0),
+                    format!("KTHREAD.WaitReason {w} is not a wait reason"),
+                ));
+            }
+            Some(reason)
         } else {
             None
         };
         let wait_time = tcb.u64("WaitTime").unwrap_or(0);
         let wait_ticks = if state.is_timed() {
-            self.ticks_since(wait_time)
+            self.plausible_ticks_since(wait_time, &ctx, addr, &mut warnings)
         } else {
             None
         };
@@ -244,12 +334,11 @@ impl<'d> Kernel<'d> {
             .iter()
             .find(|c| c.current_thread == Some(addr.0))
             .map(|c| c.index);
-        let waits_on = if waiting {
-            self.wait_blocks(&tcb)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(_, o)| o)
-                .collect()
+        // A thread whose state cannot be read as a state may well be
+        // waiting: its wait blocks are read, so that a cycle through it is
+        // still seen (with the state's warning as part of the evidence).
+        let waits_on = if waiting || matches!(state, ThreadState::Unknown(_)) {
+            self.checked_waits(addr, &tcb, &ctx, &mut warnings)
         } else {
             Vec::new()
         };
@@ -271,7 +360,81 @@ impl<'d> Kernel<'d> {
             kernel_stack: tcb.ptr("KernelStack").ok().map(|p| p.0),
             waits_on,
             irps,
+            warnings,
         })
+    }
+
+    /// Ticks since `wait_time`, or `None` with a warning when the clock
+    /// makes that impossible: a zero tick count, or a wait that starts
+    /// after the current tick (only knowable before the 32-bit `WaitTime`
+    /// can have wrapped, in the first 2^32 ticks of uptime).
+    fn plausible_ticks_since(
+        &self,
+        wait_time: u64,
+        ctx: &str,
+        addr: VirtAddr,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<u64> {
+        let now = self.tick_count().ok()?;
+        if now == 0 {
+            return None;
+        }
+        if now <= u64::from(u32::MAX) && wait_time > now {
+            warnings.push(Warning::implausible(
+                ctx,
+                Some(addr.0),
+                format!(
+                    "KTHREAD.WaitTime {wait_time} is after the current tick {now}: how long it waited is unknown"
+                ),
+            ));
+            return None;
+        }
+        self.ticks_since(wait_time)
+    }
+
+    /// The objects a waiting thread waits on, from its wait blocks, less
+    /// the ones that cannot be: a wait block that cannot be read leaves the
+    /// thread's wait unknown (the model is incomplete there); one that
+    /// points at the thread itself or outside kernel space is dropped with
+    /// a warning, so that it makes no cycle or owner of its own.
+    fn checked_waits(
+        &self,
+        addr: VirtAddr,
+        tcb: &Object<'_>,
+        ctx: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Vec<u64> {
+        let blocks = match self.wait_blocks(tcb) {
+            Ok(b) => b,
+            Err(e) => {
+                warnings.push(
+                    Warning::from_error(format!("wait blocks of {ctx}"), &e)
+                        .incomplete(ModelPart::Waits),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(blocks.len());
+        for (wb, obj) in blocks {
+            let problem = if obj == addr.0 || obj == tcb.addr.0 {
+                Some(format!(
+                    "wait block {wb:#x} points at its own thread {obj:#x}"
+                ))
+            } else if obj < KERNEL_SPACE_START {
+                Some(format!(
+                    "wait block {wb:#x} points at {obj:#x}, which is not a kernel address"
+                ))
+            } else {
+                None
+            };
+            match problem {
+                Some(message) => warnings.push(
+                    Warning::implausible(ctx, Some(wb), message).incomplete(ModelPart::Waits),
+                ),
+                None => out.push(obj),
+            }
+        }
+        out
     }
 
     /// (wait block, object) pairs of a waiting thread: the circular

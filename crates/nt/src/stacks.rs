@@ -227,6 +227,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                     "StackLimit {limit:#x} / StackBase {base:#x} are not a kernel stack: the walk is not bounded by them"
                 ),
                 address: Some(thread),
+                leaves_incomplete: None,
             });
         }
         let mem = Mem(k.memory());
@@ -272,6 +273,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                               state, empty KPRCB.ProcessorState): walked from its stale KernelStack"
                             .into(),
                     address: Some(run.kprcb),
+                    leaves_incomplete: None,
                 }),
             }
         }
@@ -296,6 +298,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 kind: WarningKind::NotResident,
                 message: "KernelStackResident is clear: the stack may be paged out".into(),
                 address: Some(thread),
+                leaves_incomplete: None,
             });
         }
         let opts = UnwindOptions {

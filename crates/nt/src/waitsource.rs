@@ -30,6 +30,35 @@ fn resource_kind(kind: &str) -> wg::ResourceKind {
     }
 }
 
+/// The parts of the model that warnings say could not be read whole: one
+/// gap per part, with the first reason and how many more there were.
+fn gaps<'a>(warnings: impl Iterator<Item = &'a crate::error::Warning>) -> Vec<wg::Gap> {
+    let mut out: Vec<(wg::Gap, usize)> = Vec::new();
+    for w in warnings {
+        let Some(part) = w.leaves_incomplete else {
+            continue;
+        };
+        match out.iter_mut().find(|(g, _)| g.part == part) {
+            Some((_, more)) => *more += 1,
+            None => out.push((
+                wg::Gap {
+                    part,
+                    reason: w.to_string(),
+                },
+                0,
+            )),
+        }
+    }
+    out.into_iter()
+        .map(|(mut g, more)| {
+            if more > 0 {
+                g.reason = format!("{} (and {more} more)", g.reason);
+            }
+            g
+        })
+        .collect()
+}
+
 impl<'d> Kernel<'d> {
     /// Build the wait-for graph input: processes, threads (state, seconds,
     /// pending I/O), ERESOURCEs with owners and waiters, other dispatcher
@@ -37,6 +66,8 @@ impl<'d> Kernel<'d> {
     /// warning met.
     pub fn wait_graph(&self) -> wg::WaitGraphInput {
         let mut inp = wg::WaitGraphInput::default();
+        inp.warnings
+            .extend(self.dump_notes().iter().map(|n| format!("dump file: {n}")));
         // One walker for every thread: it caches the unwind tables.
         let mut walker = self.stack_walker();
         let procs = self.processes();
@@ -56,6 +87,8 @@ impl<'d> Kernel<'d> {
         let threads = self.threads();
         inp.warnings
             .extend(threads.warnings.iter().map(|w| w.to_string()));
+        let res = self.eresources();
+        let unlisted = self.unlisted_resource_waits(&res.items);
         for t in &threads.items {
             let mut io = Vec::new();
             for &i in &t.irps {
@@ -91,9 +124,14 @@ impl<'d> Kernel<'d> {
                     .map(|f| f.to_string())
                     .collect(),
                 io,
+                warnings: t
+                    .warnings
+                    .iter()
+                    .chain(unlisted.iter().filter(|u| u.0 == t.address).map(|u| &u.1))
+                    .map(|w| w.message.clone())
+                    .collect(),
             });
         }
-        let res = self.eresources();
         inp.warnings
             .extend(res.warnings.iter().map(|w| w.to_string()));
         for r in &res.items {
@@ -125,6 +163,7 @@ impl<'d> Kernel<'d> {
                     })
                     .collect(),
                 contention_count: Some(r.contention_count as u64),
+                warnings: r.warnings.iter().map(|w| w.message.clone()).collect(),
             });
         }
         for (obj, waiters) in self.dispatcher_objects() {
@@ -148,6 +187,7 @@ impl<'d> Kernel<'d> {
                     })
                     .collect(),
                 contention_count: None,
+                warnings: Vec::new(),
             });
         }
         let files = self.files();
@@ -163,6 +203,13 @@ impl<'d> Kernel<'d> {
                 holders: f.holders.iter().map(|h| h.pid).collect(),
             });
         }
+        inp.gaps = gaps(
+            procs
+                .warnings
+                .iter()
+                .chain(&threads.warnings)
+                .chain(&res.warnings),
+        );
         inp
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use hangscope_waitgraph::{secs_text, GraphView, NodeKind, Verdict};
 
-use crate::verdict::{cid, headline, step_line};
+use crate::verdict::{cid, headline, step_line, verdict_line};
 
 /// Column and row pitch of the drawn graph, in SVG units.
 const COL: f64 = 280.0;
@@ -310,7 +310,7 @@ const CSS: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
 header{padding:18px 28px;color:#fff}
 header.healthy{background:#2e7d32}header.contention,header.busy_owner{background:#b26a00}
-header.stuck{background:#c62828}header.deadlock{background:#6a1b9a}
+header.stuck{background:#c62828}header.inconclusive{background:#546e7a}header.deadlock{background:#6a1b9a}
 header h1{margin:0 0 4px;font-size:22px}
 main{padding:8px 28px 40px}
 section{background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px 18px;margin:16px 0}
@@ -374,9 +374,8 @@ pub fn render_html(v: &Verdict) -> String {
     let s = &v.stats;
     let _ = write!(
         h,
-        "<header class=\"{overall}\"><h1>hangscope verdict: {} (exit code {})</h1><div>{} threads in {} processes; {} blocked on {} contended resources; {} cycles; {} findings</div></header><main>",
-        headline(v.overall),
-        v.overall.exit_code(),
+        "<header class=\"{overall}\"><h1>hangscope verdict: {}</h1><div>{} threads in {} processes; {} blocked on {} contended resources; {} cycles; {} findings</div></header><main>",
+        escape(&verdict_line(v)),
         s.threads,
         s.processes,
         s.blocked_threads,
@@ -385,10 +384,19 @@ pub fn render_html(v: &Verdict) -> String {
         v.findings.len()
     );
 
+    if !v.incomplete.is_empty() {
+        h.push_str("<section class=\"warn\"><h2>Incomplete model</h2><p>The dump cannot show that the rest is healthy:</p><ul>");
+        for why in &v.incomplete {
+            let _ = write!(h, "<li>{}</li>", escape(why));
+        }
+        h.push_str("</ul></section>");
+    }
     if v.findings.is_empty() {
-        h.push_str(
-            "<section><p>No thread waits on a resource that another thread owns.</p></section>",
-        );
+        if v.overall == hangscope_waitgraph::Overall::Healthy {
+            h.push_str(
+                "<section><p>No thread waits on a resource that another thread owns.</p></section>",
+            );
+        }
     } else {
         h.push_str("<section><h2>Wait-for graph</h2><p class=\"why\">Waiters point to the resource they wait on, resources to their owners, final owners to the file of their I/O; red borders mark final owners and cycles. Click a finding's title to highlight it.</p><div class=\"graph\">");
         h.push_str(&render_svg(&v.graph));
@@ -424,6 +432,13 @@ pub fn render_html(v: &Verdict) -> String {
             h.push_str("</li>");
         }
         h.push_str("</ol>");
+        if !f.evidence_warnings.is_empty() {
+            h.push_str("<ul class=\"warn\">");
+            for w in &f.evidence_warnings {
+                let _ = write!(h, "<li>damaged evidence: {}</li>", escape(w));
+            }
+            h.push_str("</ul>");
+        }
         if !f.blocked_processes.is_empty() {
             h.push_str("<table><tr><th>blocked process</th><th>pid</th><th>threads</th></tr>");
             for p in &f.blocked_processes {

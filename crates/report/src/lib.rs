@@ -7,11 +7,12 @@
 //! use hangscope_waitgraph::{analyze, AnalyzeOptions, WaitGraphInput};
 //! use hangscope_report::{render_html, render_json, render_text};
 //!
+//! // An empty model proves nothing: the verdict is inconclusive, never healthy.
 //! let verdict = analyze(&WaitGraphInput::default(), &AnalyzeOptions::default());
-//! assert!(render_text(&verdict).starts_with("hangscope verdict: HEALTHY (exit code 0)"));
+//! assert!(render_text(&verdict).starts_with("hangscope verdict: INCONCLUSIVE (exit code 5)"));
 //! let json: serde_json::Value = serde_json::from_str(&render_json(&verdict)).unwrap();
 //! assert_eq!(json["schema_version"], 1);
-//! assert_eq!(json["overall"], "healthy");
+//! assert_eq!(json["overall"], "inconclusive");
 //! assert!(render_html(&verdict).starts_with("<!DOCTYPE html>"));
 //! ```
 #![deny(missing_docs)]

@@ -76,10 +76,30 @@ pub fn render_json(v: &Verdict) -> String {
 pub fn headline(o: Overall) -> &'static str {
     match o {
         Overall::Healthy => "HEALTHY",
+        Overall::Inconclusive => "INCONCLUSIVE",
         Overall::Contention => "CONTENTION",
         Overall::BusyOwner => "BUSY OWNER",
         Overall::Stuck => "STUCK",
         Overall::Deadlock => "DEADLOCK",
+    }
+}
+
+/// The headline after `hangscope verdict: `: the verdict, how many
+/// warnings its evidence carries, and the exit code
+/// (`DEADLOCK (2 warnings in the evidence; exit code 4)`).
+pub fn verdict_line(v: &Verdict) -> String {
+    match v.evidence_warning_count() {
+        0 => format!(
+            "{} (exit code {})",
+            headline(v.overall),
+            v.overall.exit_code()
+        ),
+        n => format!(
+            "{} ({n} warning{} in the evidence; exit code {})",
+            headline(v.overall),
+            if n == 1 { "" } else { "s" },
+            v.overall.exit_code()
+        ),
     }
 }
 
@@ -246,6 +266,9 @@ fn finding_text(out: &mut String, f: &Finding) {
             );
         }
     }
+    for w in &f.evidence_warnings {
+        let _ = writeln!(out, "  damaged evidence: {w}");
+    }
     if !f.blocked_processes.is_empty() {
         let list: Vec<String> = f
             .blocked_processes
@@ -328,12 +351,7 @@ fn hot_dir_text(out: &mut String, d: &HotDirectory) {
 /// then the chain as indented steps), hot directories, warnings.
 pub fn render_text(v: &Verdict) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "hangscope verdict: {} (exit code {})",
-        headline(v.overall),
-        v.overall.exit_code()
-    );
+    let _ = writeln!(out, "hangscope verdict: {}", verdict_line(v));
     let s = &v.stats;
     let _ = writeln!(
         out,
@@ -345,7 +363,16 @@ pub fn render_text(v: &Verdict) -> String {
         s.cycles,
         v.findings.len()
     );
-    if v.findings.is_empty() {
+    if !v.incomplete.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nThe model is incomplete, so the dump cannot show that the rest is healthy:"
+        );
+        for why in &v.incomplete {
+            let _ = writeln!(out, "  {why}");
+        }
+    }
+    if v.findings.is_empty() && v.overall == Overall::Healthy {
         let _ = writeln!(
             out,
             "\nNo thread waits on a resource that another thread owns."

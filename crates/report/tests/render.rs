@@ -16,6 +16,7 @@ fn thread(key: u64, tid: u64, pid: u64, state: ThreadState, secs: Option<f64>) -
         waited_ticks: None,
         stack: Vec::new(),
         io: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 
@@ -36,6 +37,7 @@ fn resource(key: u64, kind: ResourceKind, owners: &[(u64, Mode)], waiters: &[u64
             })
             .collect(),
         contention_count: None,
+        warnings: Vec::new(),
     }
 }
 
@@ -156,6 +158,7 @@ fn deadlock() -> WaitGraphInput {
         warnings: vec![
             "ExpSystemResourcesList: walk stopped after a loop at fffffa80`0a000000".into(),
         ],
+        gaps: Vec::new(),
     }
 }
 
@@ -196,10 +199,80 @@ fn text_deadlock() {
 #[test]
 fn text_stuck_and_healthy() {
     insta::assert_snapshot!("text_stuck", render_text(&verdict(&stuck())));
+    insta::assert_snapshot!("text_healthy", render_text(&verdict(&idle())));
+}
+
+/// An idle machine read whole: threads that wait on objects nobody owns.
+fn idle() -> WaitGraphInput {
+    WaitGraphInput {
+        processes: vec![process(4, "System")],
+        threads: vec![thread(0x1000, 8, 4, ThreadState::Waiting, Some(3600.0))],
+        resources: vec![resource(0xe000, ResourceKind::Event, &[], &[0x1000])],
+        ..WaitGraphInput::default()
+    }
+}
+
+#[test]
+fn text_inconclusive_when_the_model_is_empty_or_incomplete() {
     insta::assert_snapshot!(
-        "text_healthy",
+        "text_inconclusive_empty",
         render_text(&verdict(&WaitGraphInput::default()))
     );
+    let mut broken = idle();
+    broken.gaps.push(Gap {
+        part: ModelPart::Processes,
+        reason: "process list: bad data: list loops back at fffffa80`0a000000".into(),
+    });
+    let v = verdict(&broken);
+    assert_eq!(v.overall, Overall::Inconclusive);
+    assert_eq!(v.overall.exit_code(), 5);
+    insta::assert_snapshot!("text_inconclusive_gap", render_text(&v));
+    let json: serde_json::Value = serde_json::from_str(&render_json(&v)).unwrap();
+    assert_eq!(json["overall"], "inconclusive");
+    assert_eq!(json["exit_code"], 5);
+    assert!(json["incomplete"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("process list: "));
+    assert!(render_html(&v).contains("INCONCLUSIVE"));
+}
+
+#[test]
+fn a_finding_on_warned_objects_says_so_and_counts_them() {
+    let mut input = deadlock();
+    input.threads[0]
+        .warnings
+        .push("KTHREAD.State 255 is not a thread state".into());
+    input.resources[2]
+        .warnings
+        .push("held exclusively but lists 2 owners".into());
+    let v = verdict(&input);
+    assert_eq!(v.overall, Overall::Deadlock);
+    let text = render_text(&v);
+    assert!(
+        text.starts_with("hangscope verdict: DEADLOCK (2 warnings in the evidence; exit code 4)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("damaged evidence: THREAD fffffa80`01000000: KTHREAD.State 255"),
+        "{text}"
+    );
+    assert!(
+        text.contains("damaged evidence: Mutant fffffa80`0c000000: held exclusively"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render_json(&v)).unwrap();
+    assert_eq!(
+        json["findings"][0]["evidence_warnings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(render_html(&v).contains("2 warnings in the evidence"));
+    // Without warnings the field is absent, as before.
+    let clean = render_json(&verdict(&deadlock()));
+    assert!(!clean.contains("evidence_warnings") && !clean.contains("incomplete"));
 }
 
 #[test]

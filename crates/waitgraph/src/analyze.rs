@@ -167,6 +167,7 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
         }
     }
 
+    let suspects = Suspects::build(&g);
     let ctx = Ctx {
         g: &g,
         opts: &opts,
@@ -174,6 +175,7 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
         comps: &comps,
         upstream: &upstream,
         dirs: &dirs,
+        suspects: &suspects,
     };
     let mut stamp = vec![0u32; n];
     let mut findings: Vec<Finding> = candidates
@@ -191,11 +193,17 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
     for (i, f) in findings.iter_mut().enumerate() {
         f.rank = i + 1;
     }
-    let overall = findings
-        .iter()
-        .map(|f| f.kind.overall())
-        .max()
-        .unwrap_or(Overall::Healthy);
+    let incomplete = incompleteness(input);
+    let overall =
+        findings
+            .iter()
+            .map(|f| f.kind.overall())
+            .max()
+            .unwrap_or(if incomplete.is_empty() {
+                Overall::Healthy
+            } else {
+                Overall::Inconclusive
+            });
     if dirs.unnamed > 0 {
         warnings.push(format!(
             "{} file objects have a path without a directory; left out of hot directories",
@@ -234,8 +242,28 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
         hot_directories,
         graph,
         warnings,
+        incomplete,
         stats,
     }
+}
+
+/// Why the model cannot support "healthy": it is empty, or the kernel
+/// model said which part it could not read whole.
+fn incompleteness(input: &WaitGraphInput) -> Vec<String> {
+    let mut why = Vec::new();
+    if input.processes.is_empty() {
+        why.push("no process could be read".to_string());
+    }
+    if input.threads.is_empty() {
+        why.push("no thread could be read".to_string());
+    }
+    let mut gaps: Vec<&crate::Gap> = input.gaps.iter().collect();
+    gaps.sort_by_key(|g| g.part);
+    for gap in gaps {
+        // The reason names what was being read (`process list: ...`).
+        why.push(gap.reason.clone());
+    }
+    why
 }
 
 /// Replace thresholds that are not usable numbers by the defaults.
@@ -264,6 +292,62 @@ struct Ctx<'a, 'g> {
     comps: &'a [Vec<Node>],
     upstream: &'a [u64],
     dirs: &'a DirIndex,
+    suspects: &'a Suspects,
+}
+
+/// What the model said was wrong with each thread and resource, by key,
+/// and the threads named by a claim but missing from the thread list.
+/// Only objects with something to say are kept: on a healthy dump it is
+/// empty.
+#[derive(Debug, Default)]
+struct Suspects {
+    by_key: HashMap<u64, Vec<String>>,
+}
+
+impl Suspects {
+    fn build(g: &Graph<'_>) -> Suspects {
+        let mut by_key: HashMap<u64, Vec<String>> = HashMap::new();
+        for v in 0..g.len() {
+            let key = g.key(v);
+            let said: Vec<String> = if g.is_thread(v) {
+                match g.thread(v) {
+                    Some(t) => t.warnings.clone(),
+                    None => vec![format!(
+                        "thread {key:#x} is named as an owner or waiter but is not in the thread list"
+                    )],
+                }
+            } else {
+                g.resource(v).warnings.clone()
+            };
+            if !said.is_empty() {
+                by_key.entry(key).or_default().extend(said);
+            }
+        }
+        Suspects { by_key }
+    }
+
+    /// The warnings about the threads and resources of a chain, each once,
+    /// in chain order.
+    fn of_chain(&self, chain: &[EvidenceStep]) -> Vec<String> {
+        if self.by_key.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for step in chain {
+            let (what, key) = match step {
+                EvidenceStep::Thread { address, .. } => ("THREAD".to_string(), address.0),
+                EvidenceStep::Resource { address, kind, .. } => (kind_title(kind), address.0),
+                _ => continue,
+            };
+            for w in self.by_key.get(&key).into_iter().flatten() {
+                let line = format!("{what} {}: {w}", Addr(key).windbg());
+                if !out.contains(&line) {
+                    out.push(line);
+                }
+            }
+        }
+        out
+    }
 }
 
 impl Ctx<'_, '_> {
@@ -341,11 +425,13 @@ impl Ctx<'_, '_> {
             total_wait_seconds: total_wait,
             threads,
             threads_truncated,
+            evidence_warnings: Vec::new(),
         };
         match term {
             Term::Cycle(c) => self.fill_cycle(&mut f, c),
             Term::Thread(t) => self.fill_chain(&mut f, t),
         }
+        f.evidence_warnings = self.suspects.of_chain(&f.chain);
         f
     }
 

@@ -16,6 +16,7 @@
 //! let thread = |key, state, secs| Thread {
 //!     key, tid: key, pid: 8, state, wait_reason: None,
 //!     waited_seconds: secs, waited_ticks: None, stack: vec![], io: vec![],
+//!     warnings: vec![],
 //! };
 //! let input = WaitGraphInput {
 //!     processes: vec![Process { pid: 8, name: "php-cgi.exe".into(), ..Process::default() }],
@@ -30,6 +31,7 @@
 //!         owners: vec![Claim { thread: 1, mode: Mode::Exclusive }],
 //!         waiters: vec![Claim { thread: 2, mode: Mode::Exclusive }],
 //!         contention_count: None,
+//!         warnings: vec![],
 //!     }],
 //!     ..WaitGraphInput::default()
 //! };
@@ -137,6 +139,11 @@ pub struct Thread {
     pub stack: Vec<String>,
     /// Pending I/O.
     pub io: Vec<Io>,
+    /// What was wrong with this thread's record in the dump (an unknown
+    /// state, an unreadable or self-pointing wait block, ...). A finding
+    /// whose evidence includes the thread repeats them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// How a resource is held or wanted.
@@ -189,6 +196,11 @@ pub struct Resource {
     pub waiters: Vec<Claim>,
     /// Contention count, when the kind keeps one.
     pub contention_count: Option<u64>,
+    /// What was wrong with this resource in the dump (not on the kernel's
+    /// list, owner counts that disagree, ...). A finding whose evidence
+    /// includes the resource repeats them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A file object in memory.
@@ -217,6 +229,45 @@ pub struct WaitGraphInput {
     pub files: Vec<File>,
     /// Warnings from reading the model (corrupt lists, unreadable objects).
     pub warnings: Vec<String>,
+    /// Parts of the model known to be incomplete. A verdict that would be
+    /// "healthy" over an incomplete model is "inconclusive" instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
+}
+
+/// A part of the kernel model that the verdict rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelPart {
+    /// The list of processes.
+    Processes,
+    /// The threads of the listed processes.
+    Threads,
+    /// The kernel's list of locks (ERESOURCEs on Windows).
+    Locks,
+    /// What each waiting thread waits on (wait blocks on Windows).
+    Waits,
+}
+
+impl ModelPart {
+    /// Plain words for reports: `process list`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ModelPart::Processes => "process list",
+            ModelPart::Threads => "thread lists",
+            ModelPart::Locks => "lock list",
+            ModelPart::Waits => "wait records",
+        }
+    }
+}
+
+/// A part of the model that could not be read whole, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// Which part.
+    pub part: ModelPart,
+    /// Why, with the address where reading stopped when there is one.
+    pub reason: String,
 }
 
 /// The README's example, run as a doctest.

@@ -107,8 +107,13 @@ impl Default for AnalyzeOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overall {
-    /// No thread waits on a resource someone owns.
+    /// No thread waits on a resource someone owns, and the model the
+    /// verdict rests on was read whole.
     Healthy,
+    /// Nothing was found, but the model is empty or known to be incomplete
+    /// (a broken process list, unreadable wait blocks, ...): the dump cannot
+    /// show that the machine is healthy.
+    Inconclusive,
     /// Threads wait on owned resources, nothing worse.
     Contention,
     /// Young waiters behind an owner that runs: slow, not frozen.
@@ -121,10 +126,11 @@ pub enum Overall {
 
 impl Overall {
     /// The CLI's exit code: 0 healthy, 1 contention or busy owner, 3 stuck,
-    /// 4 deadlock. (2 is reserved for errors.)
+    /// 4 deadlock, 5 inconclusive. (2 is reserved for errors.)
     pub fn exit_code(self) -> u8 {
         match self {
             Overall::Healthy => 0,
+            Overall::Inconclusive => 5,
             Overall::Contention | Overall::BusyOwner => 1,
             Overall::Stuck => 3,
             Overall::Deadlock => 4,
@@ -135,6 +141,7 @@ impl Overall {
     pub fn name(self) -> &'static str {
         match self {
             Overall::Healthy => "healthy",
+            Overall::Inconclusive => "inconclusive",
             Overall::Contention => "contention",
             Overall::BusyOwner => "busy_owner",
             Overall::Stuck => "stuck",
@@ -374,6 +381,12 @@ pub struct Finding {
     pub threads: Vec<ThreadSummary>,
     /// Whether `threads` was cut at the bound.
     pub threads_truncated: bool,
+    /// Warnings about the objects of the chain (a thread with an unknown
+    /// state, a wait block that points nowhere, a lock missing from the
+    /// kernel's list, an owner missing from the thread list): the finding
+    /// rests on data the dump shows damaged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_warnings: Vec<String>,
 }
 
 /// A file name pattern in a directory (`sess_*`).
@@ -510,8 +523,24 @@ pub struct Verdict {
     pub graph: GraphView,
     /// The input's warnings, then the analysis' own.
     pub warnings: Vec<String>,
+    /// Why the model is known to be incomplete (`process list: ...`):
+    /// the reasons behind an inconclusive verdict, and a caveat on any
+    /// other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
     /// Counters.
     pub stats: Stats,
+}
+
+impl Verdict {
+    /// Warnings about the objects the findings rest on, all findings
+    /// together.
+    pub fn evidence_warning_count(&self) -> usize {
+        self.findings
+            .iter()
+            .map(|f| f.evidence_warnings.len())
+            .sum()
+    }
 }
 
 #[cfg(test)]
@@ -540,6 +569,7 @@ mod tests {
         assert_eq!(Overall::BusyOwner.exit_code(), 1);
         assert_eq!(Overall::Stuck.exit_code(), 3);
         assert_eq!(Overall::Deadlock.exit_code(), 4);
+        assert_eq!(Overall::Inconclusive.exit_code(), 5);
         assert!(Overall::Deadlock > Overall::Stuck);
         assert!(Overall::Stuck > Overall::BusyOwner);
     }

@@ -401,8 +401,101 @@ fn idle_system_is_healthy() {
     assert!(v.findings.is_empty());
     assert!(v.graph.nodes.is_empty());
     assert_eq!(v.stats.blocked_threads, 0);
+    // Issue 10: an empty model proves nothing about the machine.
     let empty = analyze(&WaitGraphInput::default(), &AnalyzeOptions::default());
-    assert_eq!(empty.overall, Overall::Healthy);
+    assert_eq!(empty.overall, Overall::Inconclusive);
+    assert_eq!(empty.overall.exit_code(), 5);
+    assert_eq!(
+        empty.incomplete,
+        ["no process could be read", "no thread could be read"]
+    );
+}
+
+/// Issue 10: "healthy" needs a model read whole; a gap in any part the
+/// verdict rests on makes nothing-found inconclusive, and a finding over a
+/// gap keeps its kind with the gap named.
+#[test]
+fn issue_10_a_gap_turns_healthy_into_inconclusive_not_a_finding() {
+    for part in [
+        ModelPart::Processes,
+        ModelPart::Threads,
+        ModelPart::Locks,
+        ModelPart::Waits,
+    ] {
+        let mut b = Builder::new();
+        b.process(4, "System");
+        b.thread(0x1000, 8, 4, ThreadState::Waiting, Some(100.0));
+        b.resource(0x9000, ResourceKind::Event, &[], &[0x1000]);
+        let mut input = b.build();
+        input.gaps.push(Gap {
+            part,
+            reason: format!("{}: cannot read memory at 0xdead", part.describe()),
+        });
+        let v = analyze(&input, &AnalyzeOptions::default());
+        assert_eq!(v.overall, Overall::Inconclusive, "{part:?}");
+        assert_eq!(
+            v.incomplete,
+            [format!("{}: cannot read memory at 0xdead", part.describe())]
+        );
+    }
+    let mut input = three_cycle();
+    input.gaps.push(Gap {
+        part: ModelPart::Waits,
+        reason: "wait blocks of thread 0x10: fault".into(),
+    });
+    let v = analyze(&input, &AnalyzeOptions::default());
+    assert_eq!(v.overall, Overall::Deadlock);
+    assert_eq!(v.incomplete, ["wait blocks of thread 0x10: fault"]);
+}
+
+/// Issue 10: a finding whose chain passes through an object the model
+/// flagged, or through an owner missing from the thread list, carries the
+/// warnings; a clean chain carries none.
+#[test]
+fn issue_10_findings_carry_the_warnings_of_their_evidence() {
+    let clean = analyze(&three_cycle(), &AnalyzeOptions::default());
+    assert!(clean
+        .findings
+        .iter()
+        .all(|f| f.evidence_warnings.is_empty()));
+    assert_eq!(clean.evidence_warning_count(), 0);
+
+    let mut input = three_cycle();
+    let first = input.threads[0].key;
+    input.threads[0]
+        .warnings
+        .push("KTHREAD.State 255 is not a thread state".into());
+    let v = analyze(&input, &AnalyzeOptions::default());
+    assert_eq!(v.overall, Overall::Deadlock);
+    let w = &v.findings[0].evidence_warnings;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(&Addr(first).windbg()) && w[0].contains("KTHREAD.State 255"),
+        "{w:?}"
+    );
+
+    // An owner that is not in the thread list (a dangling claim).
+    let mut b = Builder::new();
+    b.process(4, "System");
+    b.thread(0x1000, 8, 4, ThreadState::Waiting, Some(100.0));
+    b.resource(
+        0x9000,
+        ResourceKind::Eresource,
+        &[(0x7777, Mode::Exclusive)],
+        &[0x1000],
+    );
+    let v = analyze(&b.build(), &AnalyzeOptions::default());
+    let w: Vec<&String> = v
+        .findings
+        .iter()
+        .flat_map(|f| &f.evidence_warnings)
+        .collect();
+    assert!(
+        w.iter()
+            .any(|w| w
+                .contains("0x7777 is named as an owner or waiter but is not in the thread list")),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -880,5 +973,6 @@ fn decoded_random_bytes_never_panic() {
             }
         }
     }
-    assert_eq!(verdicts.len(), 5, "{verdicts:?}");
+    // Every verdict, inconclusive (issue 10) included.
+    assert_eq!(verdicts.len(), 6, "{verdicts:?}");
 }

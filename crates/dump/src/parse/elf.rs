@@ -22,6 +22,9 @@ pub(crate) struct ElfCore {
     pub vmcoreinfo: Option<String>,
     pub windows: Option<KernelHints>,
     pub notes: Vec<String>,
+    /// File offset of a note only a process core has (a user-space core
+    /// dumped by the kernel or gdb, not a machine).
+    pub process_note: Option<u64>,
 }
 
 /// Whether the file starts like an ELF file.
@@ -45,6 +48,22 @@ pub(crate) fn parse(data: &[u8]) -> Result<ElfCore, Error> {
                 ident[5]
             )),
             5,
+        ));
+    }
+    let e_type = u16_at(data, E_TYPE)?;
+    if e_type != ET_CORE {
+        let what = match e_type {
+            1 => "a relocatable object",
+            2 => "an executable",
+            3 => "a shared object or position-independent executable",
+            _ => "an ELF file of unknown type",
+        };
+        return Err(err_at(
+            ErrorKind::Unsupported(format!(
+                "this is {what} (ELF e_type {e_type}), not a memory dump: hangscope reads the ELF \
+                 cores of virtual machines that `virsh dump` or QEMU's dump-guest-memory write"
+            )),
+            E_TYPE,
         ));
     }
     let machine = u16_at(data, E_MACHINE)?;
@@ -120,12 +139,24 @@ pub(crate) fn parse(data: &[u8]) -> Result<ElfCore, Error> {
                     if core.windows.is_none() {
                         core.windows = parsed.windows;
                     }
+                    core.process_note = core.process_note.or(parsed.process_note);
                     core.notes.extend(parsed.problems);
                 }
                 Err(e) => core.notes.push(format!("note segment unreadable: {e}")),
             },
             _ => {}
         }
+    }
+    if let Some(off) = core.process_note {
+        return Err(err_at(
+            ErrorKind::Unsupported(format!(
+                "this is the core of a process (its note at file offset {off:#x} is one only \
+                 process cores carry: NT_PRPSINFO, NT_AUXV or NT_FILE), not of a virtual \
+                 machine: hangscope reads the ELF cores that `virsh dump` or QEMU's \
+                 dump-guest-memory write"
+            )),
+            off,
+        ));
     }
     if short > 0 {
         core.notes.push(format!(
@@ -147,6 +178,8 @@ pub(crate) struct Notes {
     /// Hints from a Windows guest's VMCOREINFO, which is a `DUMP_HEADER64`.
     pub windows: Option<KernelHints>,
     pub problems: Vec<String>,
+    /// File offset of the first note that only process cores carry.
+    pub process_note: Option<u64>,
 }
 
 /// Walk ELF notes (`namesz`, `descsz`, `type`, name and desc padded to 4).
@@ -210,6 +243,9 @@ pub(crate) fn parse_notes(notes: &[u8], base: u64) -> Notes {
             (b"VMCOREINFO", _) => {
                 let text = desc.strip_suffix(b"\0").unwrap_or(desc);
                 out.vmcoreinfo = Some(String::from_utf8_lossy(text).into_owned());
+            }
+            (b"CORE", NT_PRPSINFO | NT_AUXV | NT_FILE) => {
+                out.process_note = out.process_note.or(Some(base + pos));
             }
             _ => {}
         }

@@ -18,36 +18,52 @@ const BUILD: &str = "win10-19041";
 /// Canonical kernel addresses that nothing maps in a lab image.
 const UNMAPPED: u64 = 0xffff_cafe_0000_0000;
 
-struct Lab {
-    image: LabImage,
-    truth: GroundTruth,
-    isf: Isf,
+/// A lab image to damage, with its ground truth and symbol table.
+pub(crate) struct Lab {
+    pub image: LabImage,
+    pub truth: GroundTruth,
+    pub isf: Isf,
 }
 
 fn lab() -> Lab {
-    let sc = util::scenario("temp-flood");
-    let (image, truth) = util::build(&sc, BUILD, 77, 64 << 20);
-    let b = builds::find_build(BUILD).expect("known build");
+    lab_of("temp-flood", BUILD)
+}
+
+/// A scenario on a build (64 MiB, seed 77), ready to damage.
+pub(crate) fn lab_of(scenario: &str, build: &str) -> Lab {
+    let sc = util::scenario(scenario);
+    let (image, truth) = util::build(&sc, build, 77, 64 << 20);
+    let b = builds::find_build(build).expect("known build");
     let isf = Isf::load(&builds::isf_path(&util::symbols_dir(), b)).expect("ISF");
     Lab { image, truth, isf }
 }
 
 impl Lab {
-    fn off(&self, ty: &str, field: &str) -> u64 {
+    /// Offset of a field, from the symbol table.
+    pub(crate) fn off(&self, ty: &str, field: &str) -> u64 {
         self.isf
             .field(ty, field)
             .unwrap_or_else(|| panic!("{ty}.{field} not in the ISF"))
             .offset
     }
 
-    fn read_phys(&self, pa: u64) -> u64 {
+    /// Virtual address of a kernel symbol.
+    pub(crate) fn symbol(&self, name: &str) -> u64 {
+        let rva = self
+            .isf
+            .symbol(name)
+            .unwrap_or_else(|| panic!("{name} not in the ISF"));
+        self.truth.kernel.kernel_base + rva
+    }
+
+    pub(crate) fn read_phys(&self, pa: u64) -> u64 {
         let mut page = [0u8; PAGE_SIZE as usize];
         self.image.page_into(pa / PAGE_SIZE, &mut page);
         let o = (pa % PAGE_SIZE) as usize;
         u64::from_le_bytes(page[o..o + 8].try_into().unwrap())
     }
 
-    fn write_phys(&mut self, pa: u64, v: u64) {
+    pub(crate) fn write_phys(&mut self, pa: u64, v: u64) {
         let pfn = pa / PAGE_SIZE;
         let mut page = [0u8; PAGE_SIZE as usize];
         self.image.page_into(pfn, &mut page);
@@ -58,7 +74,7 @@ impl Lab {
 
     /// Walk the kernel's page tables: the physical address of `va`, and
     /// the physical address of the last-level table page that maps it.
-    fn translate(&self, va: u64) -> (u64, u64) {
+    pub(crate) fn translate(&self, va: u64) -> (u64, u64) {
         let mut table = self.image.facts.dtb & !0xfff;
         for level in (0..4).rev() {
             let idx = (va >> (12 + 9 * level)) & 0x1ff;
@@ -77,19 +93,23 @@ impl Lab {
         unreachable!()
     }
 
-    fn write_virt(&mut self, va: u64, v: u64) {
+    pub(crate) fn write_virt(&mut self, va: u64, v: u64) {
         let (pa, _) = self.translate(va);
         self.write_phys(pa, v);
     }
 
-    fn write_elf(&self, dir: &std::path::Path, name: &str) -> PathBuf {
+    pub(crate) fn read_virt(&self, va: u64) -> u64 {
+        self.read_phys(self.translate(va).0)
+    }
+
+    pub(crate) fn write_elf(&self, dir: &std::path::Path, name: &str) -> PathBuf {
         util::write(&self.image, Format::Elf, dir, name)
     }
 }
 
 /// Whether the document's warnings (anywhere in it) name `addr`, in any
 /// of the notations hangscope uses.
-fn warns_about(doc: &Value, addr: u64) -> bool {
+pub(crate) fn warns_about(doc: &Value, addr: u64) -> bool {
     let mut texts = Vec::new();
     collect_warnings(doc, &mut texts);
     let plain = format!("{addr:x}");

@@ -82,7 +82,7 @@ impl Run {
     pub fn expect_no_crash(&self) -> &Self {
         let code = self.code.unwrap_or(-1);
         assert!(
-            [0, 1, 2, 3, 4].contains(&code)
+            [0, 1, 2, 3, 4, 5].contains(&code)
                 && !self.stderr.contains("internal error")
                 && !self.stderr.contains("panicked"),
             "{}: crashed (exit code {:?}):\nstderr:\n{}",

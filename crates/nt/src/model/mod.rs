@@ -256,6 +256,11 @@ pub struct ThreadInfo {
     /// IRPs on its `IrpList`.
     #[serde(with = "hex_vec")]
     pub irps: Vec<u64>,
+    /// What was wrong with this thread's record (a state out of range, a
+    /// wait block that points nowhere, a wait that starts after the
+    /// clock); the listing's warnings repeat them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
 
 /// A loaded kernel module (`_LDR_DATA_TABLE_ENTRY`).
@@ -333,6 +338,11 @@ pub struct EresourceInfo {
     pub waiters: Vec<LockWaiter>,
     /// A kernel symbol at the address, if one names it.
     pub symbol: Option<String>,
+    /// What does not add up in it (owners that contradict `Flag` or
+    /// `ActiveCount`, a lock threads wait in but missing from
+    /// `ExpSystemResourcesList`); the listing's warnings repeat them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
 
 impl EresourceInfo {

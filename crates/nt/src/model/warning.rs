@@ -1,5 +1,6 @@
 //! What went wrong while building a listing, as data in the output.
 
+use hangscope_waitgraph::ModelPart;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -25,6 +26,8 @@ pub enum WarningKind {
     Missing,
     /// A thread's kernel stack is marked not resident.
     NotResident,
+    /// A value that was read but cannot be right.
+    Implausible,
     /// A name none of the above has (raw).
     Unknown(String),
 }
@@ -41,6 +44,7 @@ impl WarningKind {
             WarningKind::Dump => "Dump",
             WarningKind::Missing => "Missing",
             WarningKind::NotResident => "NotResident",
+            WarningKind::Implausible => "Implausible",
             WarningKind::Unknown(raw) => raw,
         }
     }
@@ -56,6 +60,7 @@ impl WarningKind {
             "Dump" => WarningKind::Dump,
             "Missing" => WarningKind::Missing,
             "NotResident" => WarningKind::NotResident,
+            "Implausible" => WarningKind::Implausible,
             other => WarningKind::Unknown(other.to_string()),
         }
     }
@@ -104,6 +109,35 @@ pub struct Warning {
     /// Address involved, when known.
     #[serde(with = "super::hex_opt")]
     pub address: Option<u64>,
+    /// The part of the model this problem leaves incomplete, when it is a
+    /// read that failed rather than a doubtful value: a verdict over an
+    /// incomplete model cannot be "healthy".
+    #[serde(skip)]
+    pub leaves_incomplete: Option<ModelPart>,
+}
+
+impl Warning {
+    /// A value that was read but cannot be right (a state out of range, a
+    /// wait that starts after the clock): the object is kept and flagged.
+    pub fn implausible(
+        context: impl Into<String>,
+        address: Option<u64>,
+        message: impl Into<String>,
+    ) -> Warning {
+        Warning {
+            context: context.into(),
+            kind: WarningKind::Implausible,
+            message: message.into(),
+            address,
+            leaves_incomplete: None,
+        }
+    }
+
+    /// Mark the warning as leaving `part` of the model incomplete.
+    pub fn incomplete(mut self, part: ModelPart) -> Warning {
+        self.leaves_incomplete = Some(part);
+        self
+    }
 }
 
 impl fmt::Display for Warning {

@@ -65,6 +65,7 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
                     waited_ticks: None,
                     stack: vec!["nt!KiSwapContext+0x7a".into()],
                     io: Vec::new(),
+                    warnings: Vec::new(),
                 });
             }
             1 => {
@@ -102,6 +103,7 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
                     owners,
                     waiters,
                     contention_count: Some(u64::from(b.or0())),
+                    warnings: Vec::new(),
                 });
             }
             2 => {

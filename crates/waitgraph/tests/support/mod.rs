@@ -46,6 +46,7 @@ impl Builder {
             waited_ticks: secs.map(|s| (s * 64.0) as u64),
             stack: Vec::new(),
             io: Vec::new(),
+            warnings: Vec::new(),
         });
         self.input.threads.last_mut().unwrap()
     }
@@ -73,6 +74,7 @@ impl Builder {
                 })
                 .collect(),
             contention_count: None,
+            warnings: Vec::new(),
         });
         self.input.resources.last_mut().unwrap()
     }
