@@ -200,6 +200,11 @@ impl<'k, 'd> StackWalker<'k, 'd> {
     }
 
     /// The stack of the thread at `thread` (`_ETHREAD`).
+    ///
+    /// Long on purpose: one ladder of starts in the order of their
+    /// reliability (the vCPU's registers, the KPRCB's saved context, the
+    /// switch frame at `KernelStack`, a probe above it), each rung either
+    /// returning its walk or saying why it fell through to the next.
     pub fn thread_stack(&mut self, thread: VirtAddr) -> StackInfo {
         let thread = thread.0;
         let mut out = StackInfo {

@@ -117,12 +117,7 @@ impl<'d> Kernel<'d> {
                 wait_reason: t.wait_reason.map(|w| w.to_string()),
                 waited_seconds: t.wait_seconds,
                 waited_ticks: t.wait_ticks,
-                stack: walker
-                    .thread_stack(VirtAddr(t.address))
-                    .symbols()
-                    .iter()
-                    .map(|f| f.to_string())
-                    .collect(),
+                stack: walker.thread_stack(VirtAddr(t.address)).symbols(),
                 io,
                 warnings: t
                     .warnings
