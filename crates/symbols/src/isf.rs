@@ -207,13 +207,21 @@ fn convert_type(t: &IsfType, path: &Path, ctx: &str) -> Result<TypeRef, Error> {
             let base =
                 t.ty.as_deref()
                     .ok_or_else(|| bad("bitfield without type"))?;
+            let position = t
+                .bit_position
+                .ok_or_else(|| bad("bitfield without bit_position"))?;
+            let length = t
+                .bit_length
+                .ok_or_else(|| bad("bitfield without bit_length"))?;
+            if !crate::bitfield_fits(position, length) {
+                return Err(bad(&format!(
+                    "bitfield at bit {position} of length {length} does not fit a 64-bit \
+                     field (the symbol file is damaged)"
+                )));
+            }
             TypeRef::Bitfield {
-                position: t
-                    .bit_position
-                    .ok_or_else(|| bad("bitfield without bit_position"))?,
-                length: t
-                    .bit_length
-                    .ok_or_else(|| bad("bitfield without bit_length"))?,
+                position,
+                length,
                 base: Box::new(convert_type(base, path, ctx)?),
             }
         }

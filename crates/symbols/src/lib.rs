@@ -76,6 +76,13 @@ impl fmt::Display for PdbIdentity {
     }
 }
 
+/// Whether a bitfield's geometry can be: 1 to 64 bits that end within a
+/// 64-bit field. Anything else comes from a damaged symbol file, and
+/// shifting by it would be wrong (or, in Rust, a panic).
+pub fn bitfield_fits(position: u32, length: u32) -> bool {
+    (1..=64).contains(&length) && position < 64 && position + length <= 64
+}
+
 /// A type as a field refers to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -290,6 +290,38 @@ fn win7_offsets_match_the_known_layout() {
     assert!(!t.has_type("_NO_SUCH_TYPE") && t.user_type("").is_none());
 }
 
+/// Issue 10: bitfields that cannot be (length 0, 65 or 200, a position
+/// past bit 63) are refused where they are read, naming the field.
+#[test]
+fn issue_10_impossible_bitfields_are_refused() {
+    let dir = tempdir();
+    let p = dir.path().join("bits.json");
+    let isf = |pos: u32, len: u32| {
+        format!(
+            r#"{{"base_types": {{"unsigned long": {{"size": 4}}}}, "user_types": {{"_X": {{"kind": "struct", "size": 8, "fields": {{"bits": {{"offset": 0, "type": {{"kind": "bitfield", "bit_position": {pos}, "bit_length": {len}, "type": {{"kind": "base", "name": "unsigned long"}}}}}}}}}}}}, "enums": {{}}, "symbols": {{}}}}"#
+        )
+    };
+    for (pos, len) in [
+        (0, 0),
+        (0, 65),
+        (0, 200),
+        (64, 1),
+        (63, 2),
+        (4_000_000_000, 8),
+    ] {
+        std::fs::write(&p, isf(pos, len)).unwrap();
+        let e = SymbolTable::load_isf(&p).unwrap_err();
+        assert!(
+            e.to_string().contains("_X.bits") && e.to_string().contains("does not fit"),
+            "({pos}, {len}): {e}"
+        );
+    }
+    for (pos, len) in [(0, 1), (3, 2), (0, 64), (63, 1)] {
+        std::fs::write(&p, isf(pos, len)).unwrap();
+        SymbolTable::load_isf(&p).unwrap_or_else(|e| panic!("({pos}, {len}): {e}"));
+    }
+}
+
 #[test]
 fn bad_isf_is_an_error_with_a_location() {
     let dir = tempdir();
