@@ -4,10 +4,10 @@
 //! `analyze` runs on that file.
 
 use crate::cli::{DemoArgs, GlobalArgs};
-use crate::commands::{
-    default_symbol_dirs, default_symbols_wanted, execute, open_dump, open_kernel,
-};
+use crate::execute::execute;
 use crate::output::emit;
+use crate::render::{self, write_html};
+use crate::session::{default_symbol_dirs, default_symbols_wanted, open_dump, open_kernel};
 use crate::shell::ShellCommand;
 use anyhow::{bail, Context, Result};
 use hangscope_lab::{format::Format, BuildOptions, Scenario, Symbols};
@@ -81,9 +81,10 @@ pub fn run(g: &GlobalArgs, a: &DemoArgs) -> Result<u8> {
     }
     let dump = open_dump(&path)?;
     let kernel = open_kernel(g, &path, &dump)?;
-    let o = execute(&kernel, &ShellCommand::Analyze, g.json, a.html.as_deref())?;
-    emit(&o.text)?;
-    Ok(o.code)
+    let report = execute(&kernel, &ShellCommand::Analyze)?;
+    write_html(&report, a.html.as_deref())?;
+    emit(&report.render(render::Format::from_json_flag(g.json))?)?;
+    Ok(report.exit_code())
 }
 
 /// The table built into hangscope for a lab build (alias or `GUID-AGE`),

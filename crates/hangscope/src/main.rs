@@ -5,9 +5,13 @@
 mod cli;
 mod commands;
 mod demo;
+mod dumpinfo;
+mod execute;
 mod guard;
 mod markdown;
 mod output;
+mod render;
+mod session;
 mod shell;
 mod shellrun;
 

@@ -42,23 +42,6 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serialise a JSON document for `--json`, with the schema version.
-pub fn emit_json(kind: &str, value: serde_json::Value) -> anyhow::Result<()> {
-    emit(&serde_json::to_string_pretty(&json_document(kind, value))?)
-}
-
-/// The `--json` envelope every command's document shares.
-pub fn json_document(kind: &str, value: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "schema_version": SCHEMA_VERSION,
-        "type": kind,
-        "data": value,
-    })
-}
-
-/// Version of the JSON output schema (docs/json-schema.md).
-pub const SCHEMA_VERSION: u32 = 1;
-
 /// A write to a closed pipe (`hangscope ps x | head`) is not an error.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

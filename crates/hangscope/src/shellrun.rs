@@ -1,7 +1,9 @@
 //! The interactive loop of `hangscope shell`.
 
 use crate::cli::GlobalArgs;
-use crate::commands::{execute, open_dump, open_kernel};
+use crate::execute::execute;
+use crate::render::Format;
+use crate::session::{open_dump, open_kernel, warn_dump_notes};
 use crate::shell::{parse, ShellCommand, HELP};
 use anyhow::Result;
 use std::io::IsTerminal;
@@ -13,15 +15,16 @@ use std::path::Path;
 pub fn run(g: &GlobalArgs, path: &Path) -> Result<u8> {
     let dump = open_dump(path)?;
     let kernel = open_kernel(g, path, &dump)?;
-    crate::commands::warn_dump_notes(&kernel);
+    warn_dump_notes(&kernel);
     let info = kernel.info();
     let prompt = "kd> ";
+    let format = Format::from_json_flag(g.json);
     let handle = |line: &str| -> bool {
         match parse(line) {
             Ok(ShellCommand::Quit) => return false,
             Ok(ShellCommand::Nothing) => {}
-            Ok(c) => match execute(&kernel, &c, g.json, None) {
-                Ok(o) => println!("{}", o.text.trim_end()),
+            Ok(c) => match execute(&kernel, &c).and_then(|r| r.render(format)) {
+                Ok(text) => println!("{}", text.trim_end()),
                 Err(e) => eprintln!("hangscope: {e:#}"),
             },
             Err(e) => eprintln!("hangscope: {e}"),

@@ -16,6 +16,7 @@ use hangscope_symbols::TypeRef;
 use hangscope_waitgraph::ModelPart;
 use hangscope_x64::VirtAddr;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Most resources walked on `ExpSystemResourcesList`.
 pub const MAX_RESOURCES: usize = 1 << 20;
@@ -47,6 +48,12 @@ pub fn object_kind(type_name: &str) -> String {
         }
     }
     type_name.trim_end_matches("Object").to_string()
+}
+
+/// The resource listing, built once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    eresources: OnceLock<Partial<EresourceInfo>>,
 }
 
 /// Owners that contradict the lock's own counters: more than one owner of
@@ -83,7 +90,10 @@ fn owner_problems(
 impl<'d> Kernel<'d> {
     /// Every ERESOURCE on `ExpSystemResourcesList`, with owners and waiters.
     pub fn eresources(&self) -> &Partial<EresourceInfo> {
-        self.cache.eresources.get_or_init(|| self.read_eresources())
+        self.caches
+            .get::<Cache>()
+            .eresources
+            .get_or_init(|| self.read_eresources())
     }
 
     fn read_eresources(&self) -> Partial<EresourceInfo> {
@@ -152,7 +162,7 @@ impl<'d> Kernel<'d> {
         self.threads()
             .items
             .iter()
-            .filter(|t| t.wait_reason.as_deref() == Some("WrResource"))
+            .filter(|t| t.wait_reason == Some(WaitReason::WrResource))
             .filter_map(|t| {
                 let obj = t.waits_on.iter().find(|o| !known.contains(o))?;
                 Some((
@@ -185,7 +195,8 @@ impl<'d> Kernel<'d> {
     }
 
     /// One ERESOURCE by address (need not be on the list).
-    pub fn eresource(&self, addr: u64) -> Result<EresourceInfo> {
+    pub fn eresource(&self, addr: VirtAddr) -> Result<EresourceInfo> {
+        let addr = addr.0;
         if let Some(r) = self.eresources().items.iter().find(|r| r.address == addr) {
             return Ok(r.clone());
         }
@@ -278,7 +289,7 @@ impl<'d> Kernel<'d> {
                 exclusive_waiters: excl_obj,
                 owners,
                 waiters,
-                symbol: self.symbolize(addr.0).filter(|s| !s.contains('+')),
+                symbol: self.symbolize(addr).filter(|s| !s.contains('+')),
                 warnings: own,
             },
             warnings,
@@ -356,7 +367,9 @@ impl<'d> Kernel<'d> {
     }
 
     /// What a dispatcher object is and who is behind it.
-    pub fn waited_object(&self, wait_block: u64, obj: u64) -> WaitedObject {
+    pub fn waited_object(&self, wait_block: VirtAddr, obj: VirtAddr) -> WaitedObject {
+        let wait_block = wait_block.0;
+        let obj = obj.0;
         let r = self.reader();
         let mut w = WaitedObject {
             wait_block,
@@ -404,16 +417,17 @@ impl<'d> Kernel<'d> {
     }
 
     /// `!thread ADDR`: state, waits and what is behind them, IRPs.
-    pub fn thread_detail(&self, addr: u64) -> Result<ThreadDetail> {
-        let thread = self.thread_info(addr)?;
+    pub fn thread_detail(&self, thread: VirtAddr) -> Result<ThreadDetail> {
+        let addr = thread.0;
+        let thread = self.thread_info(thread)?;
         let mut warnings = Vec::new();
         let mut waits = Vec::new();
-        if thread.state == "Waiting" {
+        if thread.state == ThreadState::Waiting {
             let tcb = self.object("_ETHREAD", VirtAddr(addr))?.field("Tcb")?;
             match self.wait_blocks(&tcb) {
                 Ok(wbs) => {
                     for (wb, o) in wbs {
-                        waits.push(self.waited_object(wb, o));
+                        waits.push(self.waited_object(VirtAddr(wb), VirtAddr(o)));
                     }
                 }
                 Err(e) => warnings.push(Warning::from_error(
@@ -424,12 +438,12 @@ impl<'d> Kernel<'d> {
         }
         let mut irps = Vec::new();
         for &i in &thread.irps {
-            match self.irp(i) {
+            match self.irp(VirtAddr(i)) {
                 Ok(irp) => irps.push(irp),
                 Err(e) => warnings.push(Warning::from_error(format!("IRP {}", VirtAddr(i)), &e)),
             }
         }
-        let stack_walk = self.thread_stack(addr);
+        let stack_walk = self.thread_stack(VirtAddr(addr));
         Ok(ThreadDetail {
             thread,
             waits,
@@ -467,7 +481,7 @@ impl<'d> Kernel<'d> {
                 })
                 .map(|(wb, _)| wb)
                 .unwrap_or(0);
-            let w = self.waited_object(wb, obj);
+            let w = self.waited_object(VirtAddr(wb), VirtAddr(obj));
             if w.eresource.is_some() {
                 continue;
             }

@@ -1,8 +1,7 @@
 //! The one error type of the kernel model: what went wrong and where.
 
-use hangscope_waitgraph::ModelPart;
+pub use crate::model::{Warning, WarningKind};
 use hangscope_x64::{Fault, FaultKind, VirtAddr};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What went wrong while reading the kernel.
@@ -59,6 +58,18 @@ impl Error {
             ErrorKind::SymbolsNotFound { .. } => "SymbolsNotFound",
             ErrorKind::KernelNotFound(_) => "KernelNotFound",
             ErrorKind::Dump(_) => "Dump",
+        }
+    }
+
+    /// The kind a warning made from this error has.
+    pub fn warning_kind(&self) -> WarningKind {
+        match self.kind {
+            ErrorKind::Fault(_) => WarningKind::Fault,
+            ErrorKind::BadData(_) => WarningKind::BadData,
+            ErrorKind::MissingSymbol { .. } => WarningKind::MissingSymbol,
+            ErrorKind::SymbolsNotFound { .. } => WarningKind::SymbolsNotFound,
+            ErrorKind::KernelNotFound(_) => WarningKind::KernelNotFound,
+            ErrorKind::Dump(_) => WarningKind::Dump,
         }
     }
 
@@ -168,67 +179,16 @@ impl fmt::Display for Error {
     }
 }
 
-/// A problem met while building a listing: the listing goes on without
-/// the object. Serialised into the JSON output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Warning {
-    /// What was being read (`process list`, `thread fffffa80...`).
-    pub context: String,
-    /// The error's stable name (`Fault`, `BadData`, `MissingSymbol`).
-    pub kind: String,
-    /// Human-readable text.
-    pub message: String,
-    /// Address involved, when known.
-    #[serde(with = "crate::model::hex_opt")]
-    pub address: Option<u64>,
-    /// The part of the model this problem leaves incomplete, when it is a
-    /// read that failed rather than a doubtful value: a verdict over an
-    /// incomplete model cannot be "healthy".
-    #[serde(skip)]
-    pub leaves_incomplete: Option<ModelPart>,
-}
-
 impl Warning {
     /// A warning from an error met while reading `context`.
     pub fn from_error(context: impl Into<String>, e: &Error) -> Warning {
         Warning {
             context: context.into(),
-            kind: e.name().to_string(),
+            kind: e.warning_kind(),
             message: e.to_string(),
             address: e.at.map(|a| a.0),
             leaves_incomplete: None,
         }
-    }
-
-    /// A value that was read but cannot be right (a state out of range, a
-    /// wait that starts after the clock): the object is kept and flagged.
-    pub fn implausible(
-        context: impl Into<String>,
-        address: Option<u64>,
-        message: impl Into<String>,
-    ) -> Warning {
-        Warning {
-            context: context.into(),
-            kind: IMPLAUSIBLE.to_string(),
-            message: message.into(),
-            address,
-            leaves_incomplete: None,
-        }
-    }
-
-    /// Mark the warning as leaving `part` of the model incomplete.
-    pub fn incomplete(mut self, part: ModelPart) -> Warning {
-        self.leaves_incomplete = Some(part);
-        self
-    }
-}
-
-/// [`Warning::kind`] of a value read but impossible.
-pub const IMPLAUSIBLE: &str = "Implausible";
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.message)
     }
 }
 

@@ -12,6 +12,8 @@ use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_symbols::TypeRef;
 use hangscope_x64::VirtAddr;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Low bits of a Win7 handle entry's `Object` that are attributes.
 const OBJ_HANDLE_ATTRIBUTES: u64 = 0x7;
@@ -21,6 +23,16 @@ const TABLE_LEVEL_MASK: u64 = 0x3;
 const PAGE: u64 = 0x1000;
 /// Most handles read per process.
 const MAX_HANDLES_PER_PROCESS: usize = 1 << 20;
+
+/// The handle listing and its index, built once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    handles: OnceLock<HandleReport>,
+    /// Object body -> indexes into `handles.handles`, so asking who holds
+    /// one object does not scan every handle (thousands of files x
+    /// thousands of handles on a flooded machine).
+    by_object: OnceLock<HashMap<u64, Vec<usize>>>,
+}
 
 /// How this build encodes a handle table entry.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +152,7 @@ impl<'d> Kernel<'d> {
 
     /// Every handle of every listed process (cached).
     pub fn handles(&self) -> &HandleReport {
-        self.cache.handles.get_or_init(|| {
+        self.caches.get::<Cache>().handles.get_or_init(|| {
             let mut rep = HandleReport::default();
             rep.warnings.extend(
                 self.process_list_caveat("handles", hangscope_waitgraph::ModelPart::Processes),
@@ -165,6 +177,21 @@ impl<'d> Kernel<'d> {
         })
     }
 
+    /// The listed handles to one object body, in listing order.
+    pub fn handles_to(&self, object: VirtAddr) -> Vec<&HandleInfo> {
+        let object = object.0;
+        let all = &self.handles().handles;
+        let index = self.caches.get::<Cache>().by_object.get_or_init(|| {
+            let mut m: HashMap<u64, Vec<usize>> = HashMap::new();
+            for (i, h) in all.iter().enumerate() {
+                m.entry(h.object).or_default().push(i);
+            }
+            m
+        });
+        let mine = index.get(&object).map(Vec::as_slice).unwrap_or(&[]);
+        mine.iter().filter_map(|&i| all.get(i)).collect()
+    }
+
     /// Handles of one process and/or to files under a path prefix (case
     /// insensitive, without the device: `\Windows\Temp`), with per-process
     /// counts.
@@ -183,7 +210,7 @@ impl<'d> Kernel<'d> {
                 Some(pre) => {
                     h.type_name == "File" && {
                         let path = self
-                            .file_path(h.object)
+                            .file_path(VirtAddr(h.object))
                             .unwrap_or_default()
                             .to_ascii_lowercase();
                         let full = h.name.to_ascii_lowercase();
@@ -325,13 +352,13 @@ impl<'d> Kernel<'d> {
             .unwrap_or_else(|| format!("Unknown({idx})"));
         let name = match type_name.as_str() {
             "File" => {
-                let path = self.file_path(body).unwrap_or_default();
+                let path = self.file_path(VirtAddr(body)).unwrap_or_default();
                 let dev = self
                     .object("_FILE_OBJECT", VirtAddr(body))
                     .and_then(|f| f.ptr("DeviceObject"))
                     .ok()
                     .filter(|d| d.0 != 0)
-                    .and_then(|d| self.device_name(d.0).ok().flatten());
+                    .and_then(|d| self.device_name(d).ok().flatten());
                 format!("{}{}", dev.unwrap_or_default(), path)
             }
             "Process" => {
@@ -350,7 +377,11 @@ impl<'d> Kernel<'d> {
                     et.u64("Cid.UniqueProcess")?
                 )
             }
-            _ => self.object_path(body).ok().flatten().unwrap_or_default(),
+            _ => self
+                .object_path(VirtAddr(body))
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
         };
         Ok(HandleInfo {
             pid: p.pid,

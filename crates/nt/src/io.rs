@@ -11,7 +11,6 @@ use crate::error::{Error, Result, Warning};
 use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_x64::VirtAddr;
-use std::collections::HashMap;
 
 /// Deepest `RelatedFileObject` chain followed.
 const MAX_RELATED_DEPTH: usize = 16;
@@ -76,7 +75,8 @@ pub(crate) fn join_path(parent: &str, name: &str) -> String {
 impl<'d> Kernel<'d> {
     /// `!irp ADDR`: the packet and every stack location, the current one
     /// marked.
-    pub fn irp(&self, addr: u64) -> Result<IrpInfo> {
+    pub fn irp(&self, addr: VirtAddr) -> Result<IrpInfo> {
+        let addr = addr.0;
         let r = self.reader();
         let irp = self.object("_IRP", VirtAddr(addr))?;
         let mut warnings = Vec::new();
@@ -99,7 +99,7 @@ impl<'d> Kernel<'d> {
             if (1..=stack_count).contains(&current) && c != expect {
                 warnings.push(Warning {
                     context: format!("IRP {}", VirtAddr(addr)),
-                    kind: "BadData".into(),
+                    kind: WarningKind::BadData,
                     message: format!(
                         "CurrentStackLocation {c:#x} disagrees with CurrentLocation {current}"
                     ),
@@ -123,7 +123,7 @@ impl<'d> Kernel<'d> {
             .iter()
             .find(|s| s.current)
             .filter(|s| s.file_object != 0)
-            .and_then(|s| self.file_path(s.file_object).ok());
+            .and_then(|s| self.file_path(VirtAddr(s.file_object)).ok());
         Ok(IrpInfo {
             address: addr,
             type_raw: irp.u64("Type")? as u16,
@@ -148,8 +148,8 @@ impl<'d> Kernel<'d> {
                 .and_then(|d| d.ptr("DriverObject"))
                 .ok()
                 .map(|p| p.0);
-            let dn = drv.and_then(|d| self.driver_name(d).ok());
-            (drv, dn, self.device_name(device).ok().flatten())
+            let dn = drv.and_then(|d| self.driver_name(VirtAddr(d)).ok());
+            (drv, dn, self.device_name(VirtAddr(device)).ok().flatten())
         } else {
             (None, None, None)
         };
@@ -171,14 +171,16 @@ impl<'d> Kernel<'d> {
     }
 
     /// `_DRIVER_OBJECT.DriverName` (`\FileSystem\Ntfs`).
-    pub fn driver_name(&self, driver: u64) -> Result<String> {
+    pub fn driver_name(&self, driver: VirtAddr) -> Result<String> {
+        let driver = driver.0;
         self.object("_DRIVER_OBJECT", VirtAddr(driver))?
             .unicode_string("DriverName")
     }
 
     /// A file object's full path without the device, following
     /// `RelatedFileObject` while the name is relative.
-    pub fn file_path(&self, addr: u64) -> Result<String> {
+    pub fn file_path(&self, addr: VirtAddr) -> Result<String> {
+        let addr = addr.0;
         let mut names = Vec::new();
         let mut cur = addr;
         let mut seen = std::collections::HashSet::new();
@@ -208,12 +210,13 @@ impl<'d> Kernel<'d> {
 
     /// `!fileobj ADDR`: name, full path, device, flags and the processes
     /// holding handles to it.
-    pub fn file_object(&self, addr: u64) -> Result<FileObjectInfo> {
+    pub fn file_object(&self, addr: VirtAddr) -> Result<FileObjectInfo> {
+        let addr = addr.0;
         let fo = self.object("_FILE_OBJECT", VirtAddr(addr))?;
         let mut warnings = Vec::new();
         let device = fo.ptr("DeviceObject")?.0;
         let device_name = if device != 0 {
-            match self.device_name(device) {
+            match self.device_name(VirtAddr(device)) {
                 Ok(n) => n,
                 Err(e) => {
                     warnings.push(Warning::from_error(
@@ -227,7 +230,7 @@ impl<'d> Kernel<'d> {
             None
         };
         let name = fo.unicode_string("FileName")?;
-        let path = match self.file_path(addr) {
+        let path = match self.file_path(VirtAddr(addr)) {
             Ok(p) => p,
             Err(e) => {
                 warnings.push(Warning::from_error(
@@ -238,16 +241,7 @@ impl<'d> Kernel<'d> {
             }
         };
         let mut holders: Vec<Holder> = Vec::new();
-        let all = &self.handles().handles;
-        let index = self.cache.handles_by_object.get_or_init(|| {
-            let mut m: HashMap<u64, Vec<usize>> = HashMap::new();
-            for (i, h) in all.iter().enumerate() {
-                m.entry(h.object).or_default().push(i);
-            }
-            m
-        });
-        let mine = index.get(&addr).map(Vec::as_slice).unwrap_or(&[]);
-        for h in mine.iter().filter_map(|&i| all.get(i)) {
+        for h in self.handles_to(VirtAddr(addr)) {
             match holders.iter_mut().find(|x| x.pid == h.pid) {
                 Some(x) => x.handles.push(h.handle),
                 None => holders.push(Holder {
@@ -283,7 +277,7 @@ impl<'d> Kernel<'d> {
             .collect();
         for t in &self.threads().items {
             for &i in &t.irps {
-                match self.irp(i) {
+                match self.irp(VirtAddr(i)) {
                     Ok(irp) => {
                         addrs.extend(irp.stack.iter().map(|s| s.file_object).filter(|&f| f != 0))
                     }
@@ -299,7 +293,7 @@ impl<'d> Kernel<'d> {
         let mut seen = std::collections::HashSet::new();
         addrs.retain(|a| seen.insert(*a));
         for a in addrs {
-            match self.file_object(a) {
+            match self.file_object(VirtAddr(a)) {
                 Ok(f) => out.items.push(f),
                 Err(e) => out.warnings.push(Warning::from_error(
                     format!("file object {}", VirtAddr(a)),

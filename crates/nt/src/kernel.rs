@@ -1,6 +1,7 @@
 //! The kernel found in a dump: memory, symbols, base, and the facts every
 //! listing needs (build, CPUs, tick count).
 
+use crate::cache::Caches;
 use crate::discover::{self, SymbolSource, KUSER_SHARED_DATA};
 use crate::error::{Error, ErrorKind, Result, Warning};
 use crate::mem::VirtualMemory;
@@ -9,36 +10,19 @@ use crate::view::{Object, Reader};
 use hangscope_dump::{CpuState, Dump, PhysAddr};
 use hangscope_symbols::SymbolTable;
 use hangscope_x64::{AddressSpace, Dtb, VirtAddr};
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// Most processors read from `KiProcessorBlock`.
 const MAX_CPUS: u32 = 1024;
 
-/// Cached listings: each is built once per kernel.
+/// The facts every listing needs, each read once per kernel. The other
+/// subsystems keep their caches beside their own code ([`Caches`]).
 #[derive(Debug, Default)]
-pub(crate) struct Cache {
-    pub processes: OnceLock<Partial<ProcessInfo>>,
-    pub threads: OnceLock<Partial<ThreadInfo>>,
-    pub cpus: OnceLock<Partial<CpuInfo>>,
-    pub eresources: OnceLock<Partial<EresourceInfo>>,
-    pub type_names: OnceLock<HashMap<u8, String>>,
-    pub handles: OnceLock<HandleReport>,
-    /// Object body -> indexes into `handles.handles`, so asking who holds
-    /// one object does not scan every handle (thousands of files x
-    /// thousands of handles on a flooded machine).
-    pub handles_by_object: OnceLock<HashMap<u64, Vec<usize>>>,
-    /// Device object -> its name (see `device_name`).
-    pub device_names: std::sync::Mutex<HashMap<u64, Option<String>>>,
-    /// Module base -> its own symbol table or why there is none (see
-    /// `modsyms`), at most `modsyms::MAX_CACHED_MODULES` entries.
-    pub module_symbols: std::sync::Mutex<
-        HashMap<u64, std::result::Result<SymbolTable, Box<crate::modsyms::MissingSymbols>>>,
-    >,
-    pub pool_files: OnceLock<Partial<u64>>,
-    pub build: OnceLock<Option<u32>>,
-    pub tick: OnceLock<Result<u64>>,
-    pub max_increment: OnceLock<Result<u32>>,
+struct Facts {
+    cpus: OnceLock<Partial<CpuInfo>>,
+    build: OnceLock<Option<u32>>,
+    tick: OnceLock<Result<u64>>,
+    max_increment: OnceLock<Result<u32>>,
 }
 
 /// A Windows x64 kernel in a dump, read through its symbols.
@@ -61,7 +45,9 @@ pub struct Kernel<'d> {
     /// What the dump reader noted while opening the file (truncation,
     /// overlapping runs, ...), truncation first.
     dump_notes: Vec<String>,
-    pub(crate) cache: Cache,
+    facts: Facts,
+    /// Each subsystem's own cache.
+    pub(crate) caches: Caches,
 }
 
 /// The dump reader's notes with the ones about truncation first: a file
@@ -104,7 +90,8 @@ impl<'d> Kernel<'d> {
             cpu_regs: dump.cpus.clone(),
             discovery: notes,
             dump_notes: ordered_dump_notes(dump.notes()),
-            cache: Cache::default(),
+            facts: Facts::default(),
+            caches: Caches::default(),
         };
         // Prefer the System process's own page tables (the kernel DTB) when
         // the first one was a user process's CR3.
@@ -149,7 +136,8 @@ impl<'d> Kernel<'d> {
             cpu_regs: Vec::new(),
             discovery: Vec::new(),
             dump_notes: Vec::new(),
-            cache: Cache::default(),
+            facts: Facts::default(),
+            caches: Caches::default(),
         }
     }
 
@@ -159,13 +147,10 @@ impl<'d> Kernel<'d> {
         &self.dump_notes
     }
 
-    /// Where drivers' own symbol tables are looked for (for `from_parts`
-    /// kernels; `open` keeps the source it was given).
-    pub fn set_module_symbol_source(&mut self, src: &SymbolSource) {
-        self.module_source = Some(src.for_modules());
-        if let Ok(mut c) = self.cache.module_symbols.lock() {
-            c.clear();
-        }
+    /// Replace the symbol path drivers' tables are looked up on (see
+    /// `Kernel::set_module_symbol_source`).
+    pub(crate) fn replace_module_source(&mut self, src: SymbolSource) {
+        self.module_source = Some(src);
     }
 
     /// The symbol path drivers' tables are looked up on.
@@ -250,7 +235,8 @@ impl<'d> Kernel<'d> {
     /// The nearest kernel symbol at or below `va` inside the kernel image
     /// (`nt!ExpSystemResourcesList`, `nt!KiSwapContext+0x7a`); `None`
     /// outside the image or more than 1 MiB past the nearest symbol.
-    pub fn symbolize(&self, va: u64) -> Option<String> {
+    pub fn symbolize(&self, va: VirtAddr) -> Option<String> {
+        let va = va.0;
         let rva = va.checked_sub(self.base.0)?;
         if rva >= self.size.unwrap_or(0x0100_0000) {
             return None;
@@ -276,7 +262,7 @@ impl<'d> Kernel<'d> {
 
     /// Build number (`NtBuildNumber & 0xFFFF`).
     pub fn build(&self) -> Option<u32> {
-        *self.cache.build.get_or_init(|| {
+        *self.facts.build.get_or_init(|| {
             self.global("NtBuildNumber", 4)
                 .ok()
                 .map(|v| (v & 0xFFFF) as u32)
@@ -290,7 +276,7 @@ impl<'d> Kernel<'d> {
     /// Tick count now: `KUSER_SHARED_DATA.TickCountQuad`, or
     /// `TickCount.LowPart | High1Time << 32` on builds without it.
     pub fn tick_count(&self) -> Result<u64> {
-        self.cache
+        self.facts
             .tick
             .get_or_init(|| self.read_tick_count())
             .clone()
@@ -308,7 +294,7 @@ impl<'d> Kernel<'d> {
 
     /// `KeMaximumIncrement`: 100 ns units per clock tick.
     pub fn max_increment(&self) -> Result<u32> {
-        self.cache
+        self.facts
             .max_increment
             .get_or_init(|| Ok(self.global("KeMaximumIncrement", 4)? as u32))
             .clone()
@@ -329,7 +315,7 @@ impl<'d> Kernel<'d> {
     /// Every CPU: `KeNumberProcessors`, `KiProcessorBlock[i]` (the KPRCB),
     /// its KPCR, and `CurrentThread`.
     pub fn cpus(&self) -> &Partial<CpuInfo> {
-        self.cache.cpus.get_or_init(|| self.read_cpus())
+        self.facts.cpus.get_or_init(|| self.read_cpus())
     }
 
     fn read_cpus(&self) -> Partial<CpuInfo> {
@@ -341,7 +327,7 @@ impl<'d> Kernel<'d> {
             Ok(v) => {
                 out.warnings.push(Warning {
                     context: "KeNumberProcessors".into(),
-                    kind: "BadData".into(),
+                    kind: WarningKind::BadData,
                     message: format!("impossible processor count {v:#x}"),
                     address: self.symbol("KeNumberProcessors").ok().map(|a| a.0),
                     leaves_incomplete: None,
@@ -370,7 +356,7 @@ impl<'d> Kernel<'d> {
                 Ok(_) => {
                     out.warnings.push(Warning {
                         context: ctx,
-                        kind: "BadData".into(),
+                        kind: WarningKind::BadData,
                         message: "KiProcessorBlock entry is NULL".into(),
                         address: Some(block.0 + 8 * i as u64),
                         leaves_incomplete: None,
@@ -457,7 +443,8 @@ impl<'d> Kernel<'d> {
 
     /// `db`/`dq`: `len` bytes at `va` (at most 1 MiB), unreadable bytes as
     /// `None` page by page.
-    pub fn read_memory(&self, va: u64, len: u64) -> MemoryDump {
+    pub fn read_memory(&self, va: VirtAddr, len: u64) -> MemoryDump {
+        let va = va.0;
         let len = len.min(1 << 20) as usize;
         let mut bytes = Vec::with_capacity(len);
         let mut a = va;

@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+mod cache;
 pub mod discover;
 pub mod eresource;
 pub mod error;
@@ -63,7 +64,9 @@ pub mod view;
 pub mod waitsource;
 
 pub use discover::SymbolSource;
-pub use error::{Error, ErrorKind, Warning};
+pub use error::{Error, ErrorKind};
+/// Kernel virtual addresses, as every accessor takes them.
+pub use hangscope_x64::VirtAddr;
 pub use kernel::Kernel;
 pub use mem::{SparseMemory, VirtualMemory};
-pub use modsyms::MissingSymbols;
+pub use model::{MissingSymbols, ThreadState, WaitReason, Warning, WarningKind};

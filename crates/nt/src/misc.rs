@@ -87,7 +87,8 @@ impl<'d> Kernel<'d> {
     }
 
     /// `dt TYPE ADDR`: every field with offset, type and value.
-    pub fn dt(&self, type_name: &str, addr: u64) -> Result<DtOutput> {
+    pub fn dt(&self, type_name: &str, addr: VirtAddr) -> Result<DtOutput> {
+        let addr = addr.0;
         let name = type_name
             .trim()
             .trim_start_matches("nt!")

@@ -9,60 +9,22 @@
 
 use crate::discover::{self, SymbolSource};
 use crate::kernel::Kernel;
+pub use crate::model::MissingSymbols;
 use crate::model::{ModuleInfo, PdbInfo};
 use hangscope_symbols::SymbolTable;
 use hangscope_x64::VirtAddr;
-use serde::{Deserialize, Serialize};
-use std::fmt;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 /// Most modules whose lookups are cached per kernel (a module list is
 /// bounded too; past this, lookups are repeated instead of remembered).
 pub const MAX_CACHED_MODULES: usize = 4096;
 
-/// A module with no symbol table, and what to fetch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MissingSymbols {
-    /// The module's `BaseDllName` (`Ntfs.sys`).
-    pub module: String,
-    /// Its image base.
-    #[serde(with = "crate::model::hex")]
-    pub base: u64,
-    /// The PDB its RSDS record names; `None` when the record is
-    /// unreadable (the header page is paged out or damaged).
-    pub pdb: Option<PdbInfo>,
-    /// Why there is no table, in words.
-    pub reason: String,
-    /// Paths relative to a symbol directory where the table would be
-    /// found: the symbol-server PDB layout first, then the ISF one.
-    pub fetch: Vec<String>,
-    /// Every place searched (from the symbol path), for `--verbose` and
-    /// JSON readers.
-    pub searched: Vec<String>,
-}
-
-impl MissingSymbols {
-    /// `<module> (<pdb> <GUID>-<age>)`, or the module alone when its PDB is
-    /// unknown.
-    pub fn what(&self) -> String {
-        match &self.pdb {
-            Some(p) => format!("{} ({} {}-{})", self.module, p.name, p.guid, p.age),
-            None => self.module.clone(),
-        }
-    }
-}
-
-impl fmt::Display for MissingSymbols {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.what(), self.reason)?;
-        if !self.fetch.is_empty() {
-            write!(
-                f,
-                "; put {} in a symbol directory on the symbol path",
-                self.fetch.join(" or ")
-            )?;
-        }
-        Ok(())
-    }
+/// Module base -> its own symbol table or why there is none, at most
+/// [`MAX_CACHED_MODULES`] entries.
+#[derive(Debug, Default)]
+struct Cache {
+    tables: Mutex<HashMap<u64, Result<SymbolTable, Box<MissingSymbols>>>>,
 }
 
 /// The PDB file name alone (RSDS records often hold the build machine's
@@ -165,10 +127,27 @@ impl SymbolSource {
 }
 
 impl<'d> Kernel<'d> {
+    /// Where drivers' own symbol tables are looked for (for `from_parts`
+    /// kernels; `open` keeps the source it was given).
+    pub fn set_module_symbol_source(&mut self, src: &SymbolSource) {
+        self.replace_module_source(src.for_modules());
+        self.module_tables().clear();
+    }
+
+    /// The module table cache, whatever a panicking holder left in it.
+    fn module_tables(
+        &self,
+    ) -> MutexGuard<'_, HashMap<u64, Result<SymbolTable, Box<MissingSymbols>>>> {
+        match self.caches.get::<Cache>().tables.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
     /// The PDB identity in the RSDS record of the PE image at `base`
     /// (read from memory, bounded to the header page and the record).
-    pub fn module_pdb(&self, base: u64) -> Option<PdbInfo> {
-        discover::parse_pe(self.memory(), VirtAddr(base)).map(|i| i.pdb)
+    pub fn module_pdb(&self, base: VirtAddr) -> Option<PdbInfo> {
+        discover::parse_pe(self.memory(), base).map(|i| i.pdb)
     }
 
     /// A loaded module's own symbol table (PDB publics and procedures, or
@@ -179,22 +158,20 @@ impl<'d> Kernel<'d> {
     /// Reliability: as good as the module's header page (paged-out headers
     /// give `pdb: None`); a table is used only when its identity matches.
     pub fn module_symbols(&self, module: &ModuleInfo) -> Result<SymbolTable, Box<MissingSymbols>> {
-        self.module_symbols_at(module.base, &module.name)
+        self.module_symbols_at(VirtAddr(module.base), &module.name)
     }
 
     /// [`Kernel::module_symbols`] by base and name.
     pub fn module_symbols_at(
         &self,
-        base: u64,
+        base: VirtAddr,
         name: &str,
     ) -> Result<SymbolTable, Box<MissingSymbols>> {
+        let base = base.0;
         if base == self.base().0 {
             return Ok(self.symbols().clone());
         }
-        let mut cache = match self.cache.module_symbols.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut cache = self.module_tables();
         if let Some(r) = cache.get(&base) {
             return r.clone();
         }
@@ -207,10 +184,7 @@ impl<'d> Kernel<'d> {
 
     /// Every module lookup that failed so far, by base address.
     pub fn missing_module_symbols(&self) -> Vec<MissingSymbols> {
-        let cache = match self.cache.module_symbols.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let cache = self.module_tables();
         let mut v: Vec<MissingSymbols> = cache
             .values()
             .filter_map(|r| r.as_ref().err().map(|m| (**m).clone()))
@@ -224,7 +198,7 @@ impl<'d> Kernel<'d> {
         base: u64,
         name: &str,
     ) -> Result<SymbolTable, Box<MissingSymbols>> {
-        let Some(pdb) = self.module_pdb(base) else {
+        let Some(pdb) = self.module_pdb(VirtAddr(base)) else {
             return Err(Box::new(MissingSymbols {
                 module: name.to_string(),
                 base,

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 use hangscope_x64::VirtAddr;
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// `InfoMask` bit: a creator-info header precedes the object header.
 const OB_INFOMASK_CREATOR: u64 = 0x1;
@@ -18,9 +19,19 @@ const OB_INFOMASK_NAME: u64 = 0x2;
 /// Deepest object directory chain followed.
 const MAX_DIRECTORY_DEPTH: usize = 16;
 
+/// Names read once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    /// Object type names by type index.
+    type_names: OnceLock<HashMap<u8, String>>,
+    /// Device object -> its name (see `device_name`).
+    device_names: Mutex<HashMap<u64, Option<String>>>,
+}
+
 impl<'d> Kernel<'d> {
     /// The `_OBJECT_HEADER` address of an object body.
-    pub fn object_header(&self, body: u64) -> Result<VirtAddr> {
+    pub fn object_header(&self, body: VirtAddr) -> Result<VirtAddr> {
+        let body = body.0;
         let off = self.reader().offset_of("_OBJECT_HEADER", "Body")?;
         Ok(VirtAddr(body.wrapping_sub(off)))
     }
@@ -28,7 +39,7 @@ impl<'d> Kernel<'d> {
     /// Object type names by type index (`ObTypeIndexTable` entries'
     /// `_OBJECT_TYPE.Name`).
     pub fn object_type_names(&self) -> &HashMap<u8, String> {
-        self.cache.type_names.get_or_init(|| {
+        self.caches.get::<Cache>().type_names.get_or_init(|| {
             let mut m = HashMap::new();
             let r = self.reader();
             let Ok(table) = self.symbol("ObTypeIndexTable") else {
@@ -67,7 +78,7 @@ impl<'d> Kernel<'d> {
     }
 
     /// The type name of an object body (`File`, `Process`, ...).
-    pub fn object_type_name(&self, body: u64) -> Result<String> {
+    pub fn object_type_name(&self, body: VirtAddr) -> Result<String> {
         let h = self.object_header(body)?;
         let idx = self.type_index(h)?;
         self.object_type_names()
@@ -105,7 +116,7 @@ impl<'d> Kernel<'d> {
     }
 
     /// An object's own name (`HarddiskVolume2`), if it has one.
-    pub fn object_name(&self, body: u64) -> Result<Option<String>> {
+    pub fn object_name(&self, body: VirtAddr) -> Result<Option<String>> {
         let h = self.object_header(body)?;
         match self.name_info(h)? {
             Some(ni) => Ok(Some(
@@ -118,13 +129,14 @@ impl<'d> Kernel<'d> {
 
     /// An object's full name through its directories
     /// (`\Device\HarddiskVolume2`), if it has a name.
-    pub fn object_path(&self, body: u64) -> Result<Option<String>> {
+    pub fn object_path(&self, body: VirtAddr) -> Result<Option<String>> {
+        let body = body.0;
         let mut parts = Vec::new();
         let mut cur = body;
         let mut seen = std::collections::HashSet::new();
         let mut rooted = false;
         while seen.insert(cur) && parts.len() < MAX_DIRECTORY_DEPTH {
-            let h = self.object_header(cur)?;
+            let h = self.object_header(VirtAddr(cur))?;
             let Some(ni) = self.name_info(h)? else { break };
             let ni = self.object("_OBJECT_HEADER_NAME_INFO", ni)?;
             let name = ni.unicode_string("Name")?;
@@ -149,15 +161,16 @@ impl<'d> Kernel<'d> {
 
     /// A device object's name as WinDbg prints it: its full object path, or
     /// `\Device\` + its name when it has no directory.
-    pub fn device_name(&self, device: u64) -> Result<Option<String>> {
+    pub fn device_name(&self, device: VirtAddr) -> Result<Option<String>> {
+        let device = device.0;
         // A machine has a handful of devices and thousands of file objects
         // on them: name each device once.
-        if let Ok(names) = self.cache.device_names.lock() {
+        if let Ok(names) = self.caches.get::<Cache>().device_names.lock() {
             if let Some(n) = names.get(&device) {
                 return Ok(n.clone());
             }
         }
-        let p = self.object_path(device)?;
+        let p = self.object_path(VirtAddr(device))?;
         let name = p.map(|p| {
             if p[1..].contains('\\') {
                 p
@@ -165,7 +178,7 @@ impl<'d> Kernel<'d> {
                 format!("\\Device{p}")
             }
         });
-        if let Ok(mut names) = self.cache.device_names.lock() {
+        if let Ok(mut names) = self.caches.get::<Cache>().device_names.lock() {
             names.insert(device, name.clone());
         }
         Ok(name)

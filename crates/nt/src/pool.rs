@@ -12,6 +12,7 @@ use crate::kernel::Kernel;
 use crate::model::Partial;
 use hangscope_x64::VirtAddr;
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Pool tags of file objects: `Fil\xe5` (protected tag, Win7) and `File`.
 const FILE_TAGS: [[u8; 4]; 2] = [*b"Fil\xe5", *b"File"];
@@ -24,11 +25,18 @@ const MAX_PAGES: u64 = 1 << 24;
 /// Farthest an object header sits from its pool header.
 const MAX_HEADER_DISTANCE: u64 = 0x200;
 
+/// The scan's hits, found once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    files: OnceLock<Partial<u64>>,
+}
+
 impl<'d> Kernel<'d> {
     /// File objects found by a pool-tag scan of kernel space (cached).
     pub fn pool_file_objects(&self) -> &Partial<u64> {
-        self.cache
-            .pool_files
+        self.caches
+            .get::<Cache>()
+            .files
             .get_or_init(|| self.scan_file_objects())
     }
 

@@ -14,6 +14,7 @@ use crate::model::*;
 use crate::view::Object;
 use hangscope_waitgraph::ModelPart;
 use hangscope_x64::VirtAddr;
+use std::sync::OnceLock;
 
 /// Most processes walked.
 pub const MAX_PROCESSES: usize = 1 << 16;
@@ -24,20 +25,12 @@ pub const MAX_IRPS_PER_THREAD: usize = 4096;
 /// Most wait blocks followed per thread.
 pub const MAX_WAIT_BLOCKS: usize = 64;
 
-/// KTHREAD_STATE names for builds whose symbols lack the enum (Win7 SP1):
-/// the values are the kernel's since NT 5.
-const THREAD_STATES: &[&str] = &[
-    "Initialized",
-    "Ready",
-    "Running",
-    "Standby",
-    "Terminated",
-    "Waiting",
-    "Transition",
-    "DeferredReady",
-    "GateWait",
-    "WaitingForProcessInSwap",
-];
+/// The process and thread listings, each built once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    processes: OnceLock<Partial<ProcessInfo>>,
+    threads: OnceLock<Partial<ThreadInfo>>,
+}
 
 /// Lowest address of the x64 kernel half: waited objects live above it.
 const KERNEL_SPACE_START: u64 = 0xffff_8000_0000_0000;
@@ -66,17 +59,30 @@ pub(crate) fn enum_name(k: &Kernel<'_>, en: &str, v: u64) -> Option<String> {
         .map(|(n, _)| n.clone())
 }
 
-/// `KTHREAD.State` value to its name.
-pub fn thread_state_name(k: &Kernel<'_>, v: u64) -> String {
-    enum_name(k, "_KTHREAD_STATE", v)
-        .or_else(|| THREAD_STATES.get(v as usize).map(|s| s.to_string()))
-        .unwrap_or_else(|| format!("Unknown({v})"))
+/// `KTHREAD.State` value as the build's `_KTHREAD_STATE` names it (by
+/// number where the symbols lack the enum).
+pub fn thread_state(k: &Kernel<'_>, v: u64) -> ThreadState {
+    match enum_name(k, "_KTHREAD_STATE", v) {
+        Some(name) => ThreadState::from_name(&name, v),
+        None => ThreadState::from_raw(v),
+    }
+}
+
+/// `KTHREAD.WaitReason` value as the build's `_KWAIT_REASON` names it.
+pub fn wait_reason(k: &Kernel<'_>, v: u64) -> WaitReason {
+    match enum_name(k, "_KWAIT_REASON", v) {
+        Some(name) => WaitReason::from_name(&name, v),
+        None => WaitReason::Unknown(v),
+    }
 }
 
 impl<'d> Kernel<'d> {
     /// Every process on `PsActiveProcessHead`, in list order.
     pub fn processes(&self) -> &Partial<ProcessInfo> {
-        self.cache.processes.get_or_init(|| self.read_processes())
+        self.caches
+            .get::<Cache>()
+            .processes
+            .get_or_init(|| self.read_processes())
     }
 
     fn read_processes(&self) -> Partial<ProcessInfo> {
@@ -183,7 +189,10 @@ impl<'d> Kernel<'d> {
 
     /// Every thread of every listed process.
     pub fn threads(&self) -> &Partial<ThreadInfo> {
-        self.cache.threads.get_or_init(|| self.read_threads())
+        self.caches
+            .get::<Cache>()
+            .threads
+            .get_or_init(|| self.read_threads())
     }
 
     /// Threads of one process (by PID), or all.
@@ -279,34 +288,31 @@ impl<'d> Kernel<'d> {
         let ctx = format!("thread {addr}");
         let mut warnings = Vec::new();
         let state_raw = tcb.u64("State")?;
-        let state = thread_state_name(self, state_raw);
-        if state.starts_with("Unknown(") {
+        let state = thread_state(self, state_raw);
+        if let ThreadState::Unknown(_) = state {
             warnings.push(Warning::implausible(
                 &ctx,
                 Some(addr.0),
                 format!("KTHREAD.State {state_raw} is not a thread state"),
             ));
         }
-        let waiting = state == "Waiting";
+        let waiting = state == ThreadState::Waiting;
         let wait_reason = if waiting {
             let w = tcb.u64("WaitReason")?;
-            Some(enum_name(self, "_KWAIT_REASON", w).unwrap_or_else(|| {
+            let reason = wait_reason(self, w);
+            if let WaitReason::Unknown(_) = reason {
                 warnings.push(Warning::implausible(
                     &ctx,
                     Some(addr.0),
                     format!("KTHREAD.WaitReason {w} is not a wait reason"),
                 ));
-                format!("Unknown({w})")
-            }))
+            }
+            Some(reason)
         } else {
             None
         };
         let wait_time = tcb.u64("WaitTime").unwrap_or(0);
-        let timed = matches!(
-            state.as_str(),
-            "Waiting" | "Ready" | "DeferredReady" | "Standby"
-        );
-        let wait_ticks = if timed {
+        let wait_ticks = if state.is_timed() {
             self.plausible_ticks_since(wait_time, &ctx, addr, &mut warnings)
         } else {
             None
@@ -331,7 +337,7 @@ impl<'d> Kernel<'d> {
         // A thread whose state cannot be read as a state may well be
         // waiting: its wait blocks are read, so that a cycle through it is
         // still seen (with the state's warning as part of the evidence).
-        let waits_on = if waiting || state.starts_with("Unknown(") {
+        let waits_on = if waiting || matches!(state, ThreadState::Unknown(_)) {
             self.checked_waits(addr, &tcb, &ctx, &mut warnings)
         } else {
             Vec::new()
@@ -493,7 +499,8 @@ impl<'d> Kernel<'d> {
 
     /// The thread record for an ETHREAD address: from the listing when
     /// listed, else read directly.
-    pub fn thread_info(&self, addr: u64) -> Result<ThreadInfo> {
+    pub fn thread_info(&self, addr: VirtAddr) -> Result<ThreadInfo> {
+        let addr = addr.0;
         if let Some(t) = self.threads().items.iter().find(|t| t.address == addr) {
             return Ok(t.clone());
         }

@@ -23,11 +23,10 @@
 //! address. Modules on a stack that had no table are listed with what to
 //! fetch ([`StackInfo::missing_symbols`], [`StackWalker::missing_symbols`]).
 
-use crate::error::Warning;
 use crate::kernel::Kernel;
 use crate::mem::VirtualMemory;
-use crate::model::ThreadInfo;
-use crate::modsyms::MissingSymbols;
+use crate::model::{Frame as FrameName, MissingSymbols, ThreadInfo, Warning, WarningKind};
+pub use crate::model::{FrameInfo, RunningCpu, StackGroup, StackInfo, StackThread, StacksReport};
 use hangscope_symbols::SymbolTable;
 use hangscope_unwind::mem::{MemoryReader, ReadError, ReadFailure};
 use hangscope_unwind::{
@@ -35,7 +34,6 @@ use hangscope_unwind::{
     UnwindOptions, Unwinder,
 };
 use hangscope_x64::VirtAddr;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// Bound on export names read per module.
@@ -47,57 +45,6 @@ const PROBE_WINDOW: u64 = 0x100;
 /// A DPC stack's size (KERNEL_STACK_SIZE).
 const DPC_STACK_SIZE: u64 = 0x6000;
 
-/// One frame of a kernel stack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FrameInfo {
-    /// Instruction pointer (a return address except for the top frame).
-    #[serde(with = "crate::model::hex")]
-    pub rip: u64,
-    /// Stack pointer in this frame (WinDbg's Child-SP).
-    #[serde(with = "crate::model::hex")]
-    pub rsp: u64,
-    /// The return address this frame goes back to (0 for the last frame).
-    #[serde(with = "crate::model::hex")]
-    pub return_address: u64,
-    /// `module!symbol+0xoff`, `module+0xoff`, or the bare address.
-    pub symbol: String,
-    /// How it was unwound: `normal`, `epilog`, `machine_frame`, `leaf`,
-    /// `not_unwound`.
-    pub kind: String,
-}
-
-/// A thread's kernel stack.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StackInfo {
-    /// The thread (`_ETHREAD`).
-    #[serde(with = "crate::model::hex")]
-    pub thread: u64,
-    /// Frames, top first.
-    pub frames: Vec<FrameInfo>,
-    /// How the start was found: `switch frame at KernelStack ...`,
-    /// `probe ...`, `vCPU n`, or why there is none.
-    pub start: String,
-    /// Why the walk ended (`zero_return_address`, ...).
-    pub stop: String,
-    /// The stop reason in words.
-    pub stop_detail: String,
-    /// The walk reached the end of the stack (not cut).
-    pub complete: bool,
-    /// Problems met.
-    pub warnings: Vec<Warning>,
-    /// Modules with frames on this stack that have no symbol table (their
-    /// frames are named from exports or as `module+0xoff`), with what to
-    /// fetch.
-    pub missing_symbols: Vec<MissingSymbols>,
-}
-
-impl StackInfo {
-    /// The frames' symbols, top first.
-    pub fn symbols(&self) -> Vec<String> {
-        self.frames.iter().map(|f| f.symbol.clone()).collect()
-    }
-}
-
 /// Which threads [`Kernel::stacks`] lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StackFilter {
@@ -106,76 +53,6 @@ pub struct StackFilter {
     /// Only stacks with a frame whose symbol contains this (case-insensitive,
     /// like `!stacks 2 Ntfs`).
     pub contains: Option<String>,
-}
-
-/// A thread in a stack group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StackThread {
-    /// `_ETHREAD`.
-    #[serde(with = "crate::model::hex")]
-    pub address: u64,
-    /// PID.
-    pub pid: u64,
-    /// TID.
-    pub tid: u64,
-    /// Image name.
-    pub process_name: String,
-    /// Scheduler state.
-    pub state: String,
-    /// Wait reason.
-    pub wait_reason: Option<String>,
-    /// Whether the walk was complete.
-    pub complete: bool,
-}
-
-/// Threads with identical stacks (same symbols, top first).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StackGroup {
-    /// The shared frames.
-    pub frames: Vec<String>,
-    /// How many threads.
-    pub count: usize,
-    /// The threads.
-    pub threads: Vec<StackThread>,
-}
-
-/// `!stacks`: every matching thread's stack, identical ones grouped.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct StacksReport {
-    /// Groups, largest first.
-    pub groups: Vec<StackGroup>,
-    /// Threads walked.
-    pub threads: usize,
-    /// Walks that were cut short.
-    pub incomplete: usize,
-    /// Problems met (per thread, with the thread address).
-    pub warnings: Vec<Warning>,
-    /// Modules with frames on the listed stacks that have no symbol table,
-    /// with what to fetch (each once).
-    pub missing_symbols: Vec<MissingSymbols>,
-}
-
-/// `!running -t`: one processor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunningCpu {
-    /// Processor number.
-    pub cpu: u32,
-    /// `_KPRCB`.
-    #[serde(with = "crate::model::hex")]
-    pub kprcb: u64,
-    /// `CurrentThread`.
-    #[serde(with = "crate::model::hex_opt")]
-    pub thread: Option<u64>,
-    /// Whether it is the processor's idle thread.
-    pub idle: bool,
-    /// Its owner's PID and image name when known.
-    pub pid: Option<u64>,
-    /// TID.
-    pub tid: Option<u64>,
-    /// Image name.
-    pub process_name: Option<String>,
-    /// The stack from the vCPU registers.
-    pub stack: StackInfo,
 }
 
 /// Memory adapter: the kernel's virtual memory as the unwinder reads it.
@@ -323,7 +200,13 @@ impl<'k, 'd> StackWalker<'k, 'd> {
     }
 
     /// The stack of the thread at `thread` (`_ETHREAD`).
-    pub fn thread_stack(&mut self, thread: u64) -> StackInfo {
+    ///
+    /// Long on purpose: one ladder of starts in the order of their
+    /// reliability (the vCPU's registers, the KPRCB's saved context, the
+    /// switch frame at `KernelStack`, a probe above it), each rung either
+    /// returning its walk or saying why it fell through to the next.
+    pub fn thread_stack(&mut self, thread: VirtAddr) -> StackInfo {
+        let thread = thread.0;
         let mut out = StackInfo {
             thread,
             ..StackInfo::default()
@@ -344,7 +227,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         if range.is_none() {
             out.warnings.push(Warning {
                 context: "stack limits".into(),
-                kind: "BadData".into(),
+                kind: WarningKind::BadData,
                 message: format!(
                     "StackLimit {limit:#x} / StackBase {base:#x} are not a kernel stack: the walk is not bounded by them"
                 ),
@@ -389,7 +272,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 }
                 None => out.warnings.push(Warning {
                     context: format!("CPU {}", run.cpu),
-                    kind: "Missing".into(),
+                    kind: WarningKind::Missing,
                     message:
                         "running, but the dump has no registers for its processor (no vCPU \
                               state, empty KPRCB.ProcessorState): walked from its stale KernelStack"
@@ -417,7 +300,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         {
             out.warnings.push(Warning {
                 context: "KernelStack".into(),
-                kind: "NotResident".into(),
+                kind: WarningKind::NotResident,
                 message: "KernelStackResident is clear: the stack may be paged out".into(),
                 address: Some(thread),
                 leaves_incomplete: None,
@@ -514,15 +397,15 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         out.complete = stop.is_complete();
     }
 
-    /// `module!symbol+0xoff` for a frame (symbolised inside the call for
-    /// return addresses, shown with the return address's own offset as
-    /// WinDbg does).
-    fn symbol_of(&mut self, f: &Frame) -> String {
+    /// What names a frame: module, function and offset (symbolised inside
+    /// the call for return addresses, shown with the return address's own
+    /// offset as WinDbg does).
+    fn symbol_of(&mut self, f: &Frame) -> FrameName {
         let (Some(mi), Some(rva), Some(lookup)) = (f.module, f.rva, f.lookup_rva()) else {
-            return format!("{:#x}", f.rip.0);
+            return FrameName::unnamed(f.rip.0);
         };
         let Some(m) = self.modules.modules().get(mi).cloned() else {
-            return format!("{:#x}", f.rip.0);
+            return FrameName::unnamed(f.rip.0);
         };
         let is_kernel = m.base.0 == self.k.base().0;
         let short = module_display(&m.name, is_kernel);
@@ -531,7 +414,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
             let names = if is_kernel {
                 Names::Kernel
             } else {
-                let table = match k.module_symbols_at(m.base.0, &m.name) {
+                let table = match k.module_symbols_at(m.base, &m.name) {
                     Ok(t) => Some(t),
                     Err(miss) => {
                         self.missing.push((mi, *miss));
@@ -565,14 +448,9 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         };
         match found {
             Some((name, start)) if near(start) => {
-                let off = rva as u64 - start;
-                if off == 0 {
-                    format!("{short}!{name}")
-                } else {
-                    format!("{short}!{name}+{off:#x}")
-                }
+                FrameName::in_function(f.rip.0, short, name, rva as u64 - start)
             }
-            _ => format!("{short}+{rva:#x}"),
+            _ => FrameName::in_module(f.rip.0, short, rva as u64),
         }
     }
 }
@@ -676,7 +554,7 @@ impl<'d> Kernel<'d> {
     }
 
     /// The kernel stack of one thread (`!thread`'s stack part).
-    pub fn thread_stack(&self, thread: u64) -> StackInfo {
+    pub fn thread_stack(&self, thread: VirtAddr) -> StackInfo {
         self.stack_walker().thread_stack(thread)
     }
 
@@ -693,7 +571,9 @@ impl<'d> Kernel<'d> {
             .extend(self.threads().warnings.iter().cloned());
         let needle = filter.contains.as_ref().map(|s| s.to_ascii_lowercase());
         let mut groups: Vec<StackGroup> = Vec::new();
+        // Grouped and ordered by the frames' text, as `!stacks` shows them.
         let mut index: HashMap<Vec<String>, usize> = HashMap::new();
+        let mut keys: Vec<Vec<String>> = Vec::new();
         let threads: Vec<&ThreadInfo> = self
             .threads()
             .items
@@ -701,10 +581,11 @@ impl<'d> Kernel<'d> {
             .filter(|t| filter.pid.is_none_or(|p| t.pid == p))
             .collect();
         for t in threads {
-            let s = w.thread_stack(t.address);
+            let s = w.thread_stack(VirtAddr(t.address));
             let frames = s.symbols();
+            let key: Vec<String> = frames.iter().map(|f| f.to_string()).collect();
             if let Some(n) = &needle {
-                if !frames.iter().any(|f| f.to_ascii_lowercase().contains(n)) {
+                if !key.iter().any(|f| f.to_ascii_lowercase().contains(n)) {
                     continue;
                 }
             }
@@ -726,17 +607,18 @@ impl<'d> Kernel<'d> {
                 pid: t.pid,
                 tid: t.tid,
                 process_name: t.process_name.clone(),
-                state: t.state.clone(),
-                wait_reason: t.wait_reason.clone(),
+                state: t.state,
+                wait_reason: t.wait_reason,
                 complete: s.complete,
             };
-            match index.get(&frames) {
+            match index.get(&key) {
                 Some(&g) => {
                     groups[g].count += 1;
                     groups[g].threads.push(th);
                 }
                 None => {
-                    index.insert(frames.clone(), groups.len());
+                    index.insert(key.clone(), groups.len());
+                    keys.push(key);
                     groups.push(StackGroup {
                         frames,
                         count: 1,
@@ -745,8 +627,9 @@ impl<'d> Kernel<'d> {
                 }
             }
         }
-        groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.frames.cmp(&b.frames)));
-        report.groups = groups;
+        let mut keyed: Vec<(Vec<String>, StackGroup)> = keys.into_iter().zip(groups).collect();
+        keyed.sort_by(|(ka, a), (kb, b)| b.count.cmp(&a.count).then(ka.cmp(kb)));
+        report.groups = keyed.into_iter().map(|(_, g)| g).collect();
         report
     }
 
@@ -774,7 +657,7 @@ impl<'d> Kernel<'d> {
             };
             let info = thread.and_then(|t| by_addr.get(&t));
             let stack = match thread {
-                Some(t) => w.thread_stack(t),
+                Some(t) => w.thread_stack(VirtAddr(t)),
                 None => StackInfo {
                     start: "none: CurrentThread is 0".into(),
                     ..StackInfo::default()

@@ -3,18 +3,21 @@
 use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_waitgraph as wg;
+use hangscope_x64::VirtAddr;
 
 fn state_of(t: &ThreadInfo) -> wg::ThreadState {
-    match t.state.as_str() {
-        "Running" => match t.cpu {
+    match t.state {
+        ThreadState::Running => match t.cpu {
             Some(cpu) => wg::ThreadState::Running { cpu },
             None => wg::ThreadState::Other {
-                name: "Running".into(),
+                name: t.state.to_string(),
             },
         },
-        "Ready" | "Standby" | "DeferredReady" => wg::ThreadState::Ready,
-        "Waiting" => wg::ThreadState::Waiting,
-        other => wg::ThreadState::Other { name: other.into() },
+        s if s.is_ready() => wg::ThreadState::Ready,
+        ThreadState::Waiting => wg::ThreadState::Waiting,
+        other => wg::ThreadState::Other {
+            name: other.to_string(),
+        },
     }
 }
 
@@ -89,7 +92,7 @@ impl<'d> Kernel<'d> {
         for t in &threads.items {
             let mut io = Vec::new();
             for &i in &t.irps {
-                match self.irp(i) {
+                match self.irp(VirtAddr(i)) {
                     Ok(irp) => {
                         let cur = irp.current();
                         io.push(wg::Io {
@@ -111,10 +114,10 @@ impl<'d> Kernel<'d> {
                 tid: t.tid,
                 pid: t.pid,
                 state: state_of(t),
-                wait_reason: t.wait_reason.clone(),
+                wait_reason: t.wait_reason.map(|w| w.to_string()),
                 waited_seconds: t.wait_seconds,
                 waited_ticks: t.wait_ticks,
-                stack: walker.thread_stack(t.address).symbols(),
+                stack: walker.thread_stack(VirtAddr(t.address)).symbols(),
                 io,
                 warnings: t
                     .warnings
@@ -162,7 +165,7 @@ impl<'d> Kernel<'d> {
             inp.resources.push(wg::Resource {
                 key: obj.address,
                 kind: resource_kind(&obj.kind),
-                name: self.object_name(obj.address).ok().flatten(),
+                name: self.object_name(VirtAddr(obj.address)).ok().flatten(),
                 owners: obj
                     .owners
                     .iter()

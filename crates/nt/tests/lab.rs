@@ -7,7 +7,7 @@ use hangscope_lab::format::{self, Format};
 use hangscope_lab::image::LabImage;
 use hangscope_lab::truth::GroundTruth;
 use hangscope_lab::{build, builds, BuildOptions, Scenario, Symbols};
-use hangscope_nt::{Kernel, SymbolSource};
+use hangscope_nt::{Kernel, SymbolSource, VirtAddr};
 use hangscope_symbols::SymbolStore;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -169,11 +169,12 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             check(format!("thread {:#x} not found", tt.address), false);
             continue;
         };
+        let (state, reason) = (x.state.to_string(), x.wait_reason.map(|w| w.to_string()));
         let got = (
             x.tid,
             x.pid,
-            x.state.as_str(),
-            x.wait_reason.as_deref(),
+            state.as_str(),
+            reason.as_deref(),
             x.wait_time,
             x.cpu,
             x.start_address,
@@ -321,7 +322,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
 
     // IRPs.
     for ti in &t.irps {
-        match k.irp(ti.address) {
+        match k.irp(VirtAddr(ti.address)) {
             Ok(i) => {
                 let got: Vec<_> = i
                     .stack
@@ -372,7 +373,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
 
     // File objects.
     for tf in &t.files {
-        match k.file_object(tf.address) {
+        match k.file_object(VirtAddr(tf.address)) {
             Ok(f) => {
                 let got = (&f.name, &f.path, f.device_name.as_deref().unwrap_or(""));
                 let want = (&tf.name, &tf.path, tf.device.as_str());
@@ -530,12 +531,12 @@ fn debug_handles() {
         .unwrap();
     let code = ht.u64("TableCode").unwrap();
     eprintln!("code {code:x}");
-    let m = k.read_memory(code & !7, 64);
+    let m = k.read_memory(VirtAddr(code & !7), 64);
     eprintln!("{:x?}", m.bytes);
     for r in &k.eresources().items {
         eprintln!("res {:x} {:?}", r.address, r.symbol);
     }
-    let m = k.read_memory(0xfffffa804672d000, 48);
+    let m = k.read_memory(VirtAddr(0xfffffa804672d000), 48);
     eprintln!(
         "page3 {:x?}",
         m.bytes.iter().map(|b| b.unwrap_or(0)).collect::<Vec<u8>>()
@@ -640,9 +641,13 @@ fn owner_pointer_into_unmapped_memory_is_reported_not_fatal() {
         p.put_u64(r + owner, UNMAPPED);
         let dump = Dump::open(&p.lab.path).expect("open");
         let k = Kernel::open(&dump, &symbols()).expect("kernel");
-        let res = k.eresource(r).expect("the resource itself is readable");
+        let res = k
+            .eresource(VirtAddr(r))
+            .expect("the resource itself is readable");
         assert_eq!(res.owners[0].thread, UNMAPPED & !0xf, "{b}");
-        let e = k.thread_detail(UNMAPPED).expect_err("owner is unreadable");
+        let e = k
+            .thread_detail(VirtAddr(UNMAPPED))
+            .expect_err("owner is unreadable");
         assert_eq!(e.name(), "Fault", "{b}: {e}");
         assert!(e.to_string().contains("fffff6fb"), "{b}: {e}");
         let wg = k.wait_graph();
@@ -746,7 +751,9 @@ fn seed_case_walk_from_lock_to_file() {
         .find(|r| r.is_contended() && !r.exclusive)
         .expect("a shared contended resource")
         .clone();
-    let owner = k.thread_detail(vcb.owners[0].thread).expect("owner");
+    let owner = k
+        .thread_detail(VirtAddr(vcb.owners[0].thread))
+        .expect("owner");
     assert_eq!(owner.thread.state, "Waiting");
     let wait = owner
         .waits
@@ -754,17 +761,17 @@ fn seed_case_walk_from_lock_to_file() {
         .find(|w| w.eresource.is_some())
         .expect("the owner waits for another resource");
     let second = k
-        .eresource(wait.eresource.unwrap())
+        .eresource(VirtAddr(wait.eresource.unwrap()))
         .expect("second resource");
     let busy = k
-        .thread_detail(second.owners[0].thread)
+        .thread_detail(VirtAddr(second.owners[0].thread))
         .expect("busy owner");
     assert_eq!(busy.thread.state, "Running");
     assert!(busy.thread.cpu.is_some());
     let irp = &busy.irps[0];
     let cur = irp.current().expect("current location");
     assert_eq!(cur.driver_name.as_deref(), Some("\\FileSystem\\Ntfs"));
-    let f = k.file_object(cur.file_object).expect("file");
+    let f = k.file_object(VirtAddr(cur.file_object)).expect("file");
     assert!(
         f.path.to_ascii_lowercase().starts_with("\\windows\\temp\\"),
         "{}",
@@ -794,20 +801,25 @@ fn windbg_text_for_the_seed_case() {
     let info = windbg::kernel_info(&k.info());
     let locks = windbg::locks(k.eresources(), false);
     let busy = lab.truth.kernel.cpus[1].current_thread;
-    let thread = windbg::thread(&k.thread_detail(busy).expect("thread"));
-    let irp_addr = k.thread_info(busy).expect("thread").irps[0];
-    let irp = windbg::irp(&k.irp(irp_addr).expect("irp"));
-    let fo = k.irp(irp_addr).unwrap().current().unwrap().file_object;
-    let fileobj = windbg::fileobj(&k.file_object(fo).expect("file"));
+    let thread = windbg::thread(&k.thread_detail(VirtAddr(busy)).expect("thread"));
+    let irp_addr = k.thread_info(VirtAddr(busy)).expect("thread").irps[0];
+    let irp = windbg::irp(&k.irp(VirtAddr(irp_addr)).expect("irp"));
+    let fo = k
+        .irp(VirtAddr(irp_addr))
+        .unwrap()
+        .current()
+        .unwrap()
+        .file_object;
+    let fileobj = windbg::fileobj(&k.file_object(VirtAddr(fo)).expect("file"));
     let ps = windbg::process_list(k.processes());
     let lm = windbg::module_list(&k.modules());
     let dt = windbg::dt(
-        &k.dt("nt!_ERESOURCE", lab.truth.eresources[0].address)
+        &k.dt("nt!_ERESOURCE", VirtAddr(lab.truth.eresources[0].address))
             .expect("dt"),
     );
     let threads = windbg::threads_table(&k.threads_of(None), &k.threads().warnings);
     let handles = windbg::handles(&k.handles_filtered(None, Some("\\Windows\\Temp")));
-    let dq = windbg::dq(&k.read_memory(lab.truth.kernel.kernel_base, 32));
+    let dq = windbg::dq(&k.read_memory(VirtAddr(lab.truth.kernel.kernel_base), 32));
     if std::env::var_os("HANGSCOPE_SHOW").is_some() {
         for t in [&info, &locks, &thread, &irp, &fileobj, &dt, &dq] {
             eprintln!("{t}\n-----");
@@ -912,15 +924,15 @@ fn scribbled_images_never_panic() {
         let _ = k.modules();
         let wg = k.wait_graph();
         for t in wg.threads.iter().take(50) {
-            let _ = k.thread_detail(t.key);
+            let _ = k.thread_detail(VirtAddr(t.key));
         }
         for f in lab.truth.files.iter().take(20) {
-            let _ = k.file_object(f.address);
+            let _ = k.file_object(VirtAddr(f.address));
         }
         for i in &lab.truth.irps {
-            let _ = k.irp(i.address);
+            let _ = k.irp(VirtAddr(i.address));
         }
-        let _ = k.dt("_KTHREAD", lab.truth.threads[0].address);
+        let _ = k.dt("_KTHREAD", VirtAddr(lab.truth.threads[0].address));
         let _ = serde_json::to_string(&wg).expect("json");
         eprintln!("seed {seed} {b}: {} warnings", wg.warnings.len());
         warned += usize::from(!wg.warnings.is_empty());
@@ -1028,7 +1040,7 @@ fn shared_waiters_on_1607_wait_chain_resolve_to_their_eresource() {
             let node = input.resources.iter().find(|x| x.key == tr.address);
             for &t in &shared {
                 shared_seen += 1;
-                let d = k.thread_detail(t).expect("thread detail");
+                let d = k.thread_detail(VirtAddr(t)).expect("thread detail");
                 let via: Vec<_> = d
                     .waits
                     .iter()

@@ -8,7 +8,7 @@ use hangscope_lab::format::{self, Format};
 use hangscope_lab::truth::GroundTruth;
 use hangscope_lab::{build, builds, BuildOptions, Scenario, Symbols};
 use hangscope_nt::stacks::StackFilter;
-use hangscope_nt::{Kernel, SymbolSource};
+use hangscope_nt::{Kernel, SymbolSource, VirtAddr};
 use hangscope_symbols::SymbolStore;
 
 fn symbols() -> SymbolSource {
@@ -66,7 +66,7 @@ fn check_scenario(
             continue;
         }
         with_stack += 1;
-        let s = walker.thread_stack(t.address);
+        let s = walker.thread_stack(VirtAddr(t.address));
         if s.symbols() != t.stack || !s.complete {
             bad.push(format!(
                 "{tag}: thread {:#x} ({}): start {}, stop {} ({})\n  got  {:?}\n  want {:?}",
@@ -118,7 +118,13 @@ fn check_scenario(
             Some(t) if t.stack.is_empty() => continue,
             Some(t) => t.stack.clone(),
             // The idle loop: checked below by name.
-            None => r.stack.symbols().into_iter().take(1).collect(),
+            None => r
+                .stack
+                .symbols()
+                .into_iter()
+                .take(1)
+                .map(|f| f.to_string())
+                .collect(),
         };
         if r.stack.symbols() != expect || !r.stack.complete || !walked_from_cpu(&r.stack.start) {
             bad.push(format!(
@@ -135,7 +141,7 @@ fn check_scenario(
                 .stack
                 .symbols()
                 .first()
-                .is_some_and(|f| f.starts_with("nt!KiIdleLoop+"))
+                .is_some_and(|f| f.to_string().starts_with("nt!KiIdleLoop+"))
         {
             bad.push(format!(
                 "{tag}: idle CPU {} stack {:?}",
@@ -159,7 +165,7 @@ fn check_scenario(
             .groups
             .iter()
             .find(|g| g.threads.iter().any(|x| x.address == t.address));
-        if g.map(|g| &g.frames) != Some(&t.stack) {
+        if !g.is_some_and(|g| g.frames == t.stack) {
             bad.push(format!(
                 "{tag}: thread {:#x} not grouped under its stack",
                 t.address
@@ -238,7 +244,7 @@ fn the_owner_is_in_ntfs() {
         assert!(
             g.frames
                 .iter()
-                .any(|f| f.starts_with("Ntfs!NtfsCommonCreate+")),
+                .any(|f| f.to_string().starts_with("Ntfs!NtfsCommonCreate+")),
             "{:?}",
             g.frames
         );
@@ -250,7 +256,7 @@ fn the_owner_is_in_ntfs() {
         .collect();
     assert!(!running.is_empty());
     for t in running {
-        let d = k.thread_detail(t.address).expect("detail");
+        let d = k.thread_detail(VirtAddr(t.address)).expect("detail");
         assert_eq!(d.stack, t.stack);
     }
 }
@@ -320,7 +326,7 @@ fn real_driver_without_its_pdb_shows_module_offsets() {
         .iter()
         .filter(|t| t.stack.iter().any(|f| f.starts_with("hsflt!")))
     {
-        let s = walker.thread_stack(t.address);
+        let s = walker.thread_stack(VirtAddr(t.address));
         assert!(s.complete, "{:?} {}", s.symbols(), s.stop_detail);
         assert_eq!(s.frames.len(), t.stack.len(), "{:?}", s.symbols());
         for (f, want) in s.frames.iter().zip(&t.stack) {
@@ -345,8 +351,9 @@ fn ntfs_functions(k: &Kernel<'_>, base: u64) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = Vec::new();
     let mut w = k.stack_walker();
     for t in &k.threads().items {
-        for f in w.thread_stack(t.address).frames {
-            let Some(rest) = f.symbol.strip_prefix("Ntfs!") else {
+        for f in w.thread_stack(VirtAddr(t.address)).frames {
+            let symbol = f.symbol.to_string();
+            let Some(rest) = symbol.strip_prefix("Ntfs!") else {
                 continue;
             };
             let (name, off) = match rest.split_once("+0x") {
@@ -441,7 +448,7 @@ fn check_table_wins(
     let mut walker = k.stack_walker();
     let mut ntfs_frames = 0;
     for t in truth.threads.iter().filter(|t| !t.stack.is_empty()) {
-        let s = walker.thread_stack(t.address);
+        let s = walker.thread_stack(VirtAddr(t.address));
         let want = renamed(&t.stack);
         ntfs_frames += want.iter().filter(|f| f.starts_with("Ntfs!")).count();
         if s.symbols() != want {

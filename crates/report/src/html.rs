@@ -362,6 +362,110 @@ fn opt(s: &Option<String>) -> String {
     escape(s.as_deref().unwrap_or(""))
 }
 
+/// One finding's section: title, sentence, chain with stacks, damaged
+/// evidence, blocked processes, edges and threads.
+fn finding_html(h: &mut String, f: &hangscope_waitgraph::Finding) {
+    let kind = f.kind.name();
+    let _ = write!(
+        h,
+        "<section class=\"finding\" id=\"finding-{r}\" data-finding=\"{r}\"><h2>#{r} <span class=\"kind {kind}\">{title}</span> blocks {b} threads, longest wait {w}</h2><p>{sum}</p><p class=\"why\">Why: {why}</p><ol class=\"chain\">",
+        r = f.rank,
+        title = headline(f.kind.overall()),
+        b = f.blocked_threads,
+        w = f.max_wait_seconds.map_or("?".to_string(), secs_text),
+        sum = escape(&f.summary),
+        why = escape(&f.why),
+    );
+    for step in &f.chain {
+        let _ = write!(h, "<li>{}", escape(&step_line(step)));
+        if let hangscope_waitgraph::EvidenceStep::Thread { stack, .. } = step {
+            if !stack.is_empty() {
+                let _ = write!(
+                    h,
+                    "<pre class=\"stack\">{}</pre>",
+                    escape(
+                        &stack
+                            .iter()
+                            .map(|f| f.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                );
+            }
+        }
+        h.push_str("</li>");
+    }
+    h.push_str("</ol>");
+    if !f.evidence_warnings.is_empty() {
+        h.push_str("<ul class=\"warn\">");
+        for w in &f.evidence_warnings {
+            let _ = write!(h, "<li>damaged evidence: {}</li>", escape(w));
+        }
+        h.push_str("</ul>");
+    }
+    if !f.blocked_processes.is_empty() {
+        h.push_str("<table><tr><th>blocked process</th><th>pid</th><th>threads</th></tr>");
+        for p in &f.blocked_processes {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                escape(&p.name),
+                p.pid,
+                p.threads
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !f.edges.is_empty() {
+        let _ = write!(
+            h,
+            "<details{}><summary>{} wait edges{}</summary><table><tr><th>waiter</th><th>waited</th><th>resource</th><th>held</th><th>owner</th></tr>",
+            if f.kind == hangscope_waitgraph::FindingKind::Deadlock { " open" } else { "" },
+            f.edges.len(),
+            if f.edges_truncated { " (cut at the bound)" } else { "" }
+        );
+        for e in &f.edges {
+            let _ = write!(
+                h,
+                "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
+                e.waiter.windbg(),
+                e.waited_seconds.map_or("?".to_string(), secs_text),
+                e.resource.windbg(),
+                match e.held_as {
+                    hangscope_waitgraph::Mode::Shared => "shared",
+                    hangscope_waitgraph::Mode::Exclusive => "exclusive",
+                },
+                e.owner.windbg()
+            );
+        }
+        h.push_str("</table></details>");
+    }
+    if !f.threads.is_empty() {
+        let _ = write!(
+            h,
+            "<details><summary>{} blocked threads{}</summary><table><tr><th>thread</th><th>client id</th><th>process</th><th>state</th><th>reason</th><th>waited</th><th>waits on</th></tr>",
+            f.threads.len(),
+            if f.threads_truncated { " (cut at the bound)" } else { "" }
+        );
+        for t in &f.threads {
+            let on: Vec<String> = t.waits_on.iter().map(|a| a.windbg()).collect();
+            let _ = write!(
+                h,
+                "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td></tr>",
+                t.address.windbg(),
+                cid(t.pid, t.tid),
+                opt(&t.process),
+                escape(&t.state),
+                opt(&t.wait_reason),
+                t.waited_seconds.map_or("?".to_string(), secs_text),
+                on.join(" ")
+            );
+        }
+        h.push_str("</table></details>");
+    }
+    h.push_str("</section>");
+}
+
 /// The whole report as one HTML document (no external resources).
 pub fn render_html(v: &Verdict) -> String {
     let mut h = String::new();
@@ -407,99 +511,7 @@ pub fn render_html(v: &Verdict) -> String {
     }
 
     for f in &v.findings {
-        let kind = f.kind.name();
-        let _ = write!(
-            h,
-            "<section class=\"finding\" id=\"finding-{r}\" data-finding=\"{r}\"><h2>#{r} <span class=\"kind {kind}\">{title}</span> blocks {b} threads, longest wait {w}</h2><p>{sum}</p><p class=\"why\">Why: {why}</p><ol class=\"chain\">",
-            r = f.rank,
-            title = headline(f.kind.overall()),
-            b = f.blocked_threads,
-            w = f.max_wait_seconds.map_or("?".to_string(), secs_text),
-            sum = escape(&f.summary),
-            why = escape(&f.why),
-        );
-        for step in &f.chain {
-            let _ = write!(h, "<li>{}", escape(&step_line(step)));
-            if let hangscope_waitgraph::EvidenceStep::Thread { stack, .. } = step {
-                if !stack.is_empty() {
-                    let _ = write!(
-                        h,
-                        "<pre class=\"stack\">{}</pre>",
-                        escape(&stack.join("\n"))
-                    );
-                }
-            }
-            h.push_str("</li>");
-        }
-        h.push_str("</ol>");
-        if !f.evidence_warnings.is_empty() {
-            h.push_str("<ul class=\"warn\">");
-            for w in &f.evidence_warnings {
-                let _ = write!(h, "<li>damaged evidence: {}</li>", escape(w));
-            }
-            h.push_str("</ul>");
-        }
-        if !f.blocked_processes.is_empty() {
-            h.push_str("<table><tr><th>blocked process</th><th>pid</th><th>threads</th></tr>");
-            for p in &f.blocked_processes {
-                let _ = write!(
-                    h,
-                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                    escape(&p.name),
-                    p.pid,
-                    p.threads
-                );
-            }
-            h.push_str("</table>");
-        }
-        if !f.edges.is_empty() {
-            let _ = write!(
-                h,
-                "<details{}><summary>{} wait edges{}</summary><table><tr><th>waiter</th><th>waited</th><th>resource</th><th>held</th><th>owner</th></tr>",
-                if f.kind == hangscope_waitgraph::FindingKind::Deadlock { " open" } else { "" },
-                f.edges.len(),
-                if f.edges_truncated { " (cut at the bound)" } else { "" }
-            );
-            for e in &f.edges {
-                let _ = write!(
-                    h,
-                    "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
-                    e.waiter.windbg(),
-                    e.waited_seconds.map_or("?".to_string(), secs_text),
-                    e.resource.windbg(),
-                    match e.held_as {
-                        hangscope_waitgraph::Mode::Shared => "shared",
-                        hangscope_waitgraph::Mode::Exclusive => "exclusive",
-                    },
-                    e.owner.windbg()
-                );
-            }
-            h.push_str("</table></details>");
-        }
-        if !f.threads.is_empty() {
-            let _ = write!(
-                h,
-                "<details><summary>{} blocked threads{}</summary><table><tr><th>thread</th><th>client id</th><th>process</th><th>state</th><th>reason</th><th>waited</th><th>waits on</th></tr>",
-                f.threads.len(),
-                if f.threads_truncated { " (cut at the bound)" } else { "" }
-            );
-            for t in &f.threads {
-                let on: Vec<String> = t.waits_on.iter().map(|a| a.windbg()).collect();
-                let _ = write!(
-                    h,
-                    "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td></tr>",
-                    t.address.windbg(),
-                    cid(t.pid, t.tid),
-                    opt(&t.process),
-                    escape(&t.state),
-                    opt(&t.wait_reason),
-                    t.waited_seconds.map_or("?".to_string(), secs_text),
-                    on.join(" ")
-                );
-            }
-            h.push_str("</table></details>");
-        }
-        h.push_str("</section>");
+        finding_html(&mut h, f);
     }
 
     if !v.hot_directories.is_empty() {

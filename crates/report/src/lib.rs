@@ -19,6 +19,7 @@
 #![deny(missing_debug_implementations)]
 
 pub mod html;
+pub mod json;
 pub mod stacks;
 pub mod verdict;
 pub mod windbg;
@@ -29,4 +30,5 @@ pub use html::render_html;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use verdict::{json_document, render_json, render_text, JsonDocument, SCHEMA_VERSION};
+pub use json::{json_document, render_json, JsonDocument, SCHEMA_VERSION};
+pub use verdict::render_text;

@@ -3,7 +3,7 @@
 //! `!running -t`.
 
 use hangscope_nt::stacks::{RunningCpu, StackInfo, StacksReport};
-use hangscope_nt::MissingSymbols;
+use hangscope_nt::{MissingSymbols, ThreadState};
 use std::fmt::Write as _;
 
 /// `fffff800`02a5c6c0`: WinDbg's 64-bit address form.
@@ -99,8 +99,8 @@ pub fn stacks(r: &StacksReport) -> String {
         );
         for t in &g.threads {
             let state = match &t.wait_reason {
-                Some(w) if t.state == "Waiting" => format!("Blocked ({w})"),
-                _ => t.state.clone(),
+                Some(w) if t.state == ThreadState::Waiting => format!("Blocked ({w})"),
+                _ => t.state.to_string(),
             };
             let _ = writeln!(
                 out,

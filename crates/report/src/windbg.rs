@@ -174,7 +174,9 @@ pub fn threads_table(t: &[&ThreadInfo], w: &[Warning]) -> String {
             x.tid,
             x.process_name,
             x.state,
-            x.wait_reason.as_deref().unwrap_or("-"),
+            x.wait_reason
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "-".into()),
             x.wait_ticks.map(|v| v.to_string()).unwrap_or("-".into()),
             x.wait_seconds
                 .map(|v| format!("{v:.3}"))
@@ -287,10 +289,15 @@ pub fn locks(r: &Partial<EresourceInfo>, all: bool) -> String {
 pub fn thread(d: &ThreadDetail) -> String {
     let t = &d.thread;
     let mut s = String::new();
-    let state = match (t.state.as_str(), t.cpu) {
-        ("Running", Some(c)) => format!("RUNNING on processor {c}"),
-        ("Waiting", _) => format!("WAIT: ({}) ", t.wait_reason.as_deref().unwrap_or("Unknown")),
-        (other, _) => other.to_uppercase(),
+    let state = match (t.state, t.cpu) {
+        (ThreadState::Running, Some(c)) => format!("RUNNING on processor {c}"),
+        (ThreadState::Waiting, _) => format!(
+            "WAIT: ({}) ",
+            t.wait_reason
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "Unknown".into())
+        ),
+        (other, _) => other.to_string().to_uppercase(),
     };
     let _ = writeln!(
         s,

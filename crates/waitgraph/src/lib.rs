@@ -48,11 +48,13 @@ use serde::{Deserialize, Serialize};
 
 mod analyze;
 mod files;
+mod frame;
 mod graph;
 pub mod verdict;
 
 pub use analyze::{analyze, kind_name, kind_title, secs_text, state_name};
 pub use files::{directory_of, pattern_of};
+pub use frame::{Frame, FrameParseError};
 pub use verdict::{
     Addr, AnalyzeOptions, BlockedProcess, EvidenceStep, Finding, FindingKind, GraphEdge, GraphNode,
     GraphView, HotDirectory, IoSummary, NamePattern, NodeKind, Overall, ProcessFiles, Stats,
@@ -133,8 +135,9 @@ pub struct Thread {
     pub waited_seconds: Option<f64>,
     /// Ticks since it last ran, when known.
     pub waited_ticks: Option<u64>,
-    /// Symbolised stack, top first (`nt!KiSwapContext+0x7a`), when known.
-    pub stack: Vec<String>,
+    /// Its stack, top first, each frame named as far as the kernel model
+    /// could (`nt!KiSwapContext+0x7a`); empty when unknown.
+    pub stack: Vec<Frame>,
     /// Pending I/O.
     pub io: Vec<Io>,
     /// What was wrong with this thread's record in the dump (an unknown

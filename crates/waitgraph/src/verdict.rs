@@ -228,8 +228,9 @@ pub enum EvidenceStep {
         wait_reason: Option<String>,
         /// Seconds since it last ran, when known.
         waited_seconds: Option<f64>,
-        /// Top of its stack (top first), when known.
-        stack: Vec<String>,
+        /// Top of its stack (top first), when known; each frame serialises
+        /// as its text, `module!function+0xoffset`.
+        stack: Vec<crate::Frame>,
     },
     /// A pending I/O request.
     Irp {

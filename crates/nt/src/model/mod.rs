@@ -1,8 +1,22 @@
 //! The kernel model as serde data: what the JSON output carries and what
 //! the text renderers read. Addresses are hex strings (`"0xfffffa800b61bb50"`);
 //! every `Option` may be null when the dump did not let us read it.
+//!
+//! This module is the leaf of the crate: it imports nothing from the files
+//! that read the kernel (they import it), so every listing, stack and
+//! warning type lives here and the readers depend on it alone.
 
-use crate::error::Warning;
+mod names;
+mod stack;
+mod symbols;
+mod warning;
+
+pub use hangscope_waitgraph::Frame;
+pub use names::{ThreadState, UnknownName, WaitReason};
+pub use stack::{FrameInfo, RunningCpu, StackGroup, StackInfo, StackThread, StacksReport};
+pub use symbols::MissingSymbols;
+pub use warning::{Warning, WarningKind};
+
 use serde::{Deserialize, Serialize};
 
 /// Serialise a u64 address as a `0x` hex string.
@@ -214,10 +228,11 @@ pub struct ThreadInfo {
     pub process: u64,
     /// Owning process name.
     pub process_name: String,
-    /// `Tcb.State` by its KTHREAD_STATE name (`Waiting`), `Unknown(n)` else.
-    pub state: String,
-    /// `Tcb.WaitReason` by its KWAIT_REASON name, when waiting.
-    pub wait_reason: Option<String>,
+    /// `Tcb.State` (serialised by its KTHREAD_STATE name, `Waiting`, or
+    /// `Unknown(n)`).
+    pub state: ThreadState,
+    /// `Tcb.WaitReason` (by its KWAIT_REASON name), when waiting.
+    pub wait_reason: Option<WaitReason>,
     /// `Tcb.WaitTime`: the tick it last changed wait state.
     pub wait_time: u64,
     /// Ticks since then (now - WaitTime), for waiting and ready threads.
@@ -245,7 +260,7 @@ pub struct ThreadInfo {
     /// wait block that points nowhere, a wait that starts after the
     /// clock); the listing's warnings repeat them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<crate::error::Warning>,
+    pub warnings: Vec<Warning>,
 }
 
 /// A loaded kernel module (`_LDR_DATA_TABLE_ENTRY`).
@@ -327,7 +342,7 @@ pub struct EresourceInfo {
     /// `ActiveCount`, a lock threads wait in but missing from
     /// `ExpSystemResourcesList`); the listing's warnings repeat them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<crate::error::Warning>,
+    pub warnings: Vec<Warning>,
 }
 
 impl EresourceInfo {
@@ -378,14 +393,14 @@ pub struct ThreadDetail {
     pub irps: Vec<IrpInfo>,
     /// Symbolised kernel stack, top first (`nt!KiSwapContext+0x7a`), from
     /// `Kernel::thread_stack`; empty when it cannot be unwound.
-    pub stack: Vec<String>,
+    pub stack: Vec<Frame>,
     /// The same walk with every frame's Child-SP and return address, how
     /// it started and why it ended.
     #[serde(default)]
-    pub stack_walk: crate::stacks::StackInfo,
+    pub stack_walk: StackInfo,
     /// Modules on the stack with no symbol table, and what to fetch.
     #[serde(default)]
-    pub missing_symbols: Vec<crate::modsyms::MissingSymbols>,
+    pub missing_symbols: Vec<MissingSymbols>,
     /// Problems met.
     pub warnings: Vec<Warning>,
 }

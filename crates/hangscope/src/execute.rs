@@ -1,0 +1,85 @@
+//! One shell command against an opened kernel: ask the model, return a
+//! typed [`Report`]. What format it is written in is not this file's
+//! business ([`crate::render`]).
+
+use crate::render::Report;
+use crate::shell::{ShellCommand, HELP};
+use anyhow::Result;
+use hangscope_nt::stacks::StackFilter;
+use hangscope_nt::{Kernel, MissingSymbols, VirtAddr};
+use hangscope_waitgraph::{EvidenceStep, Verdict, WaitSource};
+
+/// Run one command against an opened kernel.
+pub fn execute<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>> {
+    Ok(match c {
+        ShellCommand::Processes => Report::Processes(k.processes()),
+        ShellCommand::Threads(pid) => Report::Threads {
+            threads: k.threads_of(*pid),
+            warnings: &k.threads().warnings,
+        },
+        ShellCommand::Modules => Report::Modules(k.modules()),
+        ShellCommand::Dt(ty, addr) => Report::Dt(k.dt(ty, VirtAddr(*addr))?),
+        ShellCommand::Db(addr, len) => Report::Bytes(k.read_memory(VirtAddr(*addr), *len)),
+        ShellCommand::Dq(addr, count) => {
+            Report::Quads(k.read_memory(VirtAddr(*addr), count.saturating_mul(8)))
+        }
+        ShellCommand::Locks { addr: Some(a), .. } => Report::Eresource(k.eresource(VirtAddr(*a))?),
+        ShellCommand::Locks { addr: None, all } => Report::Eresources {
+            list: k.eresources(),
+            all: *all,
+        },
+        ShellCommand::Thread(a) => Report::Thread(k.thread_detail(VirtAddr(*a))?),
+        ShellCommand::Irp(a) => Report::Irp(k.irp(VirtAddr(*a))?),
+        ShellCommand::Fileobj(a) => Report::FileObject(k.file_object(VirtAddr(*a))?),
+        ShellCommand::Handles(pid, path) => {
+            Report::Handles(k.handles_filtered(*pid, path.as_deref()))
+        }
+        ShellCommand::Stacks(filter) => Report::Stacks(k.stacks(&StackFilter {
+            pid: None,
+            contains: filter.clone(),
+        })),
+        ShellCommand::Running => Report::Running(k.running()),
+        ShellCommand::Analyze => {
+            let input = k.wait_graph_input();
+            let verdict = hangscope_waitgraph::analyze(&input, &Default::default());
+            let missing_symbols = evidence_missing_symbols(k, &verdict);
+            Report::Verdict {
+                verdict,
+                missing_symbols,
+            }
+        }
+        ShellCommand::Info => Report::Kernel(k.info()),
+        ShellCommand::Help => Report::Note(HELP),
+        ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),
+    })
+}
+
+/// The modules without a symbol table whose frames the verdict's evidence
+/// shows, in the order it shows them (by each frame's module, as the
+/// stack walker named it).
+fn evidence_missing_symbols(k: &Kernel<'_>, verdict: &Verdict) -> Vec<MissingSymbols> {
+    let modules: Vec<&str> = verdict
+        .findings
+        .iter()
+        .flat_map(|f| &f.chain)
+        .filter_map(|s| match s {
+            EvidenceStep::Thread { stack, .. } => Some(stack),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|f| f.module.as_deref())
+        .collect();
+    let mut found: Vec<(usize, MissingSymbols)> = k
+        .missing_module_symbols()
+        .into_iter()
+        .filter_map(|m| {
+            let first = modules
+                .iter()
+                .position(|f| f.eq_ignore_ascii_case(m.frame_module()))?;
+            Some((first, m))
+        })
+        .collect();
+    // In the order the evidence shows them, as the stack listings do.
+    found.sort_by_key(|(first, m)| (*first, m.base));
+    found.into_iter().map(|(_, m)| m).collect()
+}

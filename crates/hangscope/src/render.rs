@@ -1,0 +1,231 @@
+//! The one rendering seam: every command returns a typed [`Report`], and
+//! [`Report::render`] alone picks the renderer (WinDbg-shaped text, one
+//! JSON document, or the HTML page), the way ripgrep's printers sit behind
+//! its `Sink`. Commands never ask which format was wanted.
+
+use crate::dumpinfo::DumpSummary;
+use anyhow::{bail, Context, Result};
+use hangscope_nt::model::*;
+use hangscope_report::{stacks, windbg};
+use hangscope_waitgraph::Verdict;
+use serde::Serialize;
+use std::path::Path;
+
+/// How a report is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable text (WinDbg's shapes).
+    Text,
+    /// One JSON document with `schema_version` (docs/json-schema.md).
+    Json,
+    /// A standalone HTML page (only the verdict has one).
+    Html,
+}
+
+impl Format {
+    /// `--json` or text.
+    pub fn from_json_flag(json: bool) -> Format {
+        if json {
+            Format::Json
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// What a command found, before it is written in any format. The model's
+/// listings are borrowed from the kernel, which caches them.
+#[derive(Debug)]
+pub enum Report<'k> {
+    /// `ps`.
+    Processes(&'k Partial<ProcessInfo>),
+    /// `threads [--pid]`: the threads asked for and the listing's warnings.
+    Threads {
+        /// The threads.
+        threads: Vec<&'k ThreadInfo>,
+        /// Problems met listing every thread.
+        warnings: &'k [Warning],
+    },
+    /// `lm`.
+    Modules(Partial<ModuleInfo>),
+    /// `dt`.
+    Dt(DtOutput),
+    /// `db`.
+    Bytes(MemoryDump),
+    /// `dq`.
+    Quads(MemoryDump),
+    /// `locks ADDR`.
+    Eresource(EresourceInfo),
+    /// `locks [-V]`.
+    Eresources {
+        /// Every resource.
+        list: &'k Partial<EresourceInfo>,
+        /// Show idle ones too.
+        all: bool,
+    },
+    /// `thread`.
+    Thread(ThreadDetail),
+    /// `irp`.
+    Irp(IrpInfo),
+    /// `fileobj`.
+    FileObject(FileObjectInfo),
+    /// `handles`.
+    Handles(HandleReport),
+    /// `stacks`.
+    Stacks(StacksReport),
+    /// `running`.
+    Running(Vec<RunningCpu>),
+    /// `analyze`: the verdict, and the drivers without symbols whose
+    /// frames its evidence shows.
+    Verdict {
+        /// The verdict.
+        verdict: Verdict,
+        /// What to fetch, in the order the evidence shows the modules.
+        missing_symbols: Vec<MissingSymbols>,
+    },
+    /// The shell's `info`: the kernel alone.
+    Kernel(KernelInfo),
+    /// `info`: the dump file, and the kernel or why there is none.
+    Info {
+        /// The dump file.
+        dump: DumpSummary,
+        /// The kernel found, or the error that stopped the search.
+        kernel: std::result::Result<KernelInfo, String>,
+    },
+    /// `capture`: the manifest and where it was written.
+    Capture {
+        /// The manifest.
+        manifest: hangscope_capture::Manifest,
+        /// Its path.
+        path: std::path::PathBuf,
+    },
+    /// Fixed text (the shell's help); the same in every format.
+    Note(&'static str),
+}
+
+impl Report<'_> {
+    /// The exit code this report asks for (a verdict's; 0 otherwise).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Report::Verdict { verdict, .. } => verdict.overall.exit_code(),
+            _ => 0,
+        }
+    }
+
+    /// The report in `format`: the only place that chooses a renderer.
+    pub fn render(&self, format: Format) -> Result<String> {
+        match format {
+            Format::Text => Ok(self.text()),
+            Format::Json => self.json(),
+            Format::Html => match self {
+                Report::Verdict { verdict, .. } => Ok(hangscope_report::render_html(verdict)),
+                _ => bail!("only `analyze` has an HTML report"),
+            },
+        }
+    }
+
+    /// WinDbg-shaped text.
+    fn text(&self) -> String {
+        match self {
+            Report::Processes(p) => windbg::ps_table(p),
+            Report::Threads { threads, warnings } => windbg::threads_table(threads, warnings),
+            Report::Modules(m) => windbg::module_list(m),
+            Report::Dt(d) => windbg::dt(d),
+            Report::Bytes(m) => windbg::db(m),
+            Report::Quads(m) => windbg::dq(m),
+            Report::Eresource(r) => windbg::lock(r),
+            Report::Eresources { list, all } => windbg::locks(list, *all),
+            Report::Thread(d) => with_symbols_note(windbg::thread(d), &d.missing_symbols),
+            Report::Irp(i) => windbg::irp(i),
+            Report::FileObject(f) => windbg::fileobj(f),
+            Report::Handles(h) => windbg::handles(h),
+            Report::Stacks(r) => with_symbols_note(stacks::stacks(r), &r.missing_symbols),
+            Report::Running(cpus) => {
+                let mut missing: Vec<MissingSymbols> = Vec::new();
+                for m in cpus.iter().flat_map(|c| &c.stack.missing_symbols) {
+                    if !missing.iter().any(|x| x.base == m.base) {
+                        missing.push(m.clone());
+                    }
+                }
+                with_symbols_note(stacks::running(cpus), &missing)
+            }
+            Report::Verdict {
+                verdict,
+                missing_symbols,
+            } => with_symbols_note(hangscope_report::render_text(verdict), missing_symbols),
+            Report::Kernel(i) => windbg::kernel_info(i),
+            Report::Info { dump, kernel } => match kernel {
+                Ok(k) => format!("{}\n{}", dump.text(), windbg::kernel_info(k)),
+                Err(_) => dump.text(),
+            },
+            Report::Capture { manifest, path } => format!(
+                "wrote {} dump(s) and {}",
+                manifest.dumps.len(),
+                path.display()
+            ),
+            Report::Note(text) => text.to_string(),
+        }
+    }
+
+    /// One JSON document.
+    fn json(&self) -> Result<String> {
+        match self {
+            Report::Processes(p) => listing("processes", p),
+            Report::Threads { threads, warnings } => listing(
+                "threads",
+                &serde_json::json!({"items": threads, "warnings": warnings}),
+            ),
+            Report::Modules(m) => listing("modules", m),
+            Report::Dt(d) => listing("dt", d),
+            Report::Bytes(m) | Report::Quads(m) => listing("memory", m),
+            Report::Eresource(r) => listing("eresource", r),
+            Report::Eresources { list, .. } => listing("eresources", list),
+            Report::Thread(d) => listing("thread", d),
+            Report::Irp(i) => listing("irp", i),
+            Report::FileObject(f) => listing("file_object", f),
+            Report::Handles(h) => listing("handles", h),
+            Report::Stacks(r) => listing("stacks", r),
+            Report::Running(cpus) => listing("running", cpus),
+            Report::Verdict { verdict, .. } => Ok(hangscope_report::render_json(verdict)),
+            Report::Kernel(i) => listing("kernel", i),
+            Report::Info { dump, kernel } => match kernel {
+                Ok(k) => listing("info", &serde_json::json!({"dump": dump, "kernel": k})),
+                Err(e) => listing(
+                    "info",
+                    &serde_json::json!({"dump": dump, "kernel": null, "error": e}),
+                ),
+            },
+            Report::Capture { manifest, .. } => listing("capture", manifest),
+            Report::Note(text) => Ok(text.to_string()),
+        }
+    }
+}
+
+/// With `--html FILE`, the report's HTML page (before anything is printed,
+/// so that a file that cannot be written stops the run).
+pub fn write_html(report: &Report<'_>, path: Option<&Path>) -> Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    std::fs::write(path, report.render(Format::Html)?)
+        .with_context(|| format!("cannot write the HTML report to {}", path.display()))
+}
+
+/// A listing's JSON document (the envelope is the report crate's).
+fn listing<T: Serialize + ?Sized>(kind: &str, v: &T) -> Result<String> {
+    let doc = hangscope_report::json::listing_document(kind, serde_json::to_value(v)?);
+    Ok(serde_json::to_string_pretty(&doc)?)
+}
+
+/// A stack listing followed, once, by the modules on its stacks that had no
+/// symbol table and what to fetch (nothing when every module had one).
+fn with_symbols_note(mut text: String, missing: &[MissingSymbols]) -> String {
+    for m in missing {
+        log::info!("{m}");
+        for s in &m.searched {
+            log::debug!("  searched {s}");
+        }
+    }
+    text.push_str(&stacks::missing_symbols_note(missing));
+    text
+}
