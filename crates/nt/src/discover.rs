@@ -259,6 +259,7 @@ pub fn find_dtb(dump: &Dump, notes: &mut Vec<String>) -> Result<u64> {
                 .into(),
         ),
         at: None,
+        via: None,
     })
 }
 
@@ -306,6 +307,7 @@ pub fn find_kernel(
                 .into(),
         ),
         at: None,
+        via: None,
     })
 }
 
@@ -345,6 +347,7 @@ impl SymbolSource {
         let store = SymbolStore::from_path_spec(spec).map_err(|e| Error {
             kind: ErrorKind::Dump(format!("symbol path `{spec}`: {e}")),
             at: None,
+            via: None,
         })?;
         Ok(SymbolSource::from_store(store))
     }
@@ -402,6 +405,7 @@ impl SymbolSource {
                 searched,
             },
             at: None,
+            via: None,
         })
     }
 }

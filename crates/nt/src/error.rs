@@ -46,6 +46,9 @@ pub struct Error {
     pub kind: ErrorKind,
     /// The virtual address involved, when there is one.
     pub at: Option<VirtAddr>,
+    /// The link a list walk followed to reach `at`, when the bad value was
+    /// found through one: that link is where the damage is.
+    pub via: Option<VirtAddr>,
 }
 
 impl Error {
@@ -78,6 +81,7 @@ impl Error {
         Error {
             kind: ErrorKind::BadData(what.into()),
             at: Some(at),
+            via: None,
         }
     }
 
@@ -90,7 +94,14 @@ impl Error {
                 build,
             },
             at: None,
+            via: None,
         }
+    }
+
+    /// The same error, found through the link at `via`.
+    pub fn via(mut self, via: VirtAddr) -> Error {
+        self.via = Some(via);
+        self
     }
 
     /// True when the error is a missing symbol (a build difference, not
@@ -105,6 +116,7 @@ impl From<Fault> for Error {
         Error {
             kind: ErrorKind::Fault(f.kind),
             at: Some(f.addr),
+            via: None,
         }
     }
 }
@@ -174,6 +186,9 @@ impl fmt::Display for Error {
         }
         if let Some(at) = self.at {
             write!(f, " at {at}")?;
+        }
+        if let Some(via) = self.via {
+            write!(f, " (reached through the link at {via})")?;
         }
         Ok(())
     }

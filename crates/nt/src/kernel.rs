@@ -223,6 +223,7 @@ impl<'d> Kernel<'d> {
                     build: None,
                 },
                 at: None,
+                via: None,
             })
     }
 

@@ -368,13 +368,16 @@ impl Iterator for ListIter<'_> {
             ));
         }
         if !self.seen.insert(cur.0) {
-            return self.fail(Error::bad_data(
-                from,
-                format!(
-                    "the Flink here leads back to {cur}, already walked: the list headed at {} loops without returning to its head",
-                    self.head
-                ),
-            ));
+            return self.fail(
+                Error::bad_data(
+                    cur,
+                    format!(
+                        "list headed at {} loops back to this entry without returning to its head",
+                        self.head
+                    ),
+                )
+                .via(from),
+            );
         }
         if self.seen.len() > self.max {
             return self.fail(Error::bad_data(
@@ -386,12 +389,7 @@ impl Iterator for ListIter<'_> {
         // ends with the fault at its address.
         match self.r.read_ptr(VirtAddr(cur.0.wrapping_add(self.flink))) {
             Ok(p) => self.next = Some(p),
-            Err(e) => {
-                return self.fail(Error::bad_data(
-                    from,
-                    format!("the Flink here leads to {cur}, which cannot be read: {e}"),
-                ))
-            }
+            Err(e) => return self.fail(e.via(from)),
         }
         self.from = cur;
         Some(Ok(VirtAddr(cur.0.wrapping_sub(self.link_offset))))
