@@ -2,11 +2,10 @@
 //! kernel image (by its PE debug record), and its symbol table.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::mem::VirtualMemory;
 use crate::model::PdbInfo;
 use hangscope_dump::{Dump, PhysAddr, PhysicalMemory};
 use hangscope_symbols::{PdbIdentity, SymbolStore, SymbolTable};
-use hangscope_x64::{AddressSpace, Dtb, FaultKind, VirtAddr};
+use hangscope_x64::{AddressSpace, Dtb, FaultKind, VirtAddr, VirtualMemory};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -201,7 +200,8 @@ pub fn scan_kernel(space: &AddressSpace<'_>) -> Option<KernelImage> {
 /// True when `dtb` maps kernel space: KUSER_SHARED_DATA, at the same
 /// address in every x64 build, translates to a page in the dump.
 pub fn validate_dtb(mem: &dyn PhysicalMemory, dtb: u64) -> bool {
-    let space = AddressSpace::new(mem, Dtb(PhysAddr(dtb & 0x000F_FFFF_FFFF_F000)));
+    let space = AddressSpace::new(mem, Dtb(PhysAddr(dtb & 0x000F_FFFF_FFFF_F000)))
+        .with_rules(&crate::pte::WINDOWS_PTE);
     let mut v = [0u8; 8];
     space.read(VirtAddr(KUSER_SHARED_DATA), &mut v).is_ok()
 }
@@ -421,7 +421,7 @@ pub(crate) fn table_origin(t: &SymbolTable) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::SparseMemory;
+    use hangscope_x64::SparseMemory;
 
     fn pe(mem: &mut SparseMemory, base: u64, pdb: &str) {
         let mut h = vec![0u8; 0x1000];

@@ -25,16 +25,14 @@
 
 use crate::error::Warning;
 use crate::kernel::Kernel;
-use crate::mem::VirtualMemory;
 use crate::model::ThreadInfo;
 use crate::modsyms::MissingSymbols;
 use hangscope_symbols::SymbolTable;
-use hangscope_unwind::mem::{MemoryReader, ReadError, ReadFailure};
 use hangscope_unwind::{
     Context, Frame, FrameKind, Module, ModuleList, Reg, RipOrigin, StackRange, StopReason,
     UnwindOptions, Unwinder,
 };
-use hangscope_x64::VirtAddr;
+use hangscope_x64::{VirtAddr, VirtualMemory};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -176,20 +174,6 @@ pub struct RunningCpu {
     pub process_name: Option<String>,
     /// The stack from the vCPU registers.
     pub stack: StackInfo,
-}
-
-/// Memory adapter: the kernel's virtual memory as the unwinder reads it.
-struct Mem<'a>(&'a dyn VirtualMemory);
-
-impl MemoryReader for Mem<'_> {
-    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        self.0.read(VirtAddr(va), buf).map_err(|f| ReadError {
-            addr: VirtAddr(va),
-            len: buf.len(),
-            at: f.addr,
-            reason: ReadFailure::Fault(f.kind),
-        })
-    }
 }
 
 /// A processor's current thread: where its registers are.
@@ -351,7 +335,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 address: Some(thread),
             });
         }
-        let mem = Mem(k.memory());
+        let mem = k.memory();
         if let Some(&run) = self.running.get(&thread) {
             let regs = match run.state {
                 Some(ci) => {
@@ -437,8 +421,8 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 "the public 0x40-byte KSWITCH_FRAME layout (not in the symbols)",
             ),
         };
-        let rip = mem.read_u64(ks + ret_off);
-        let rbp = mem.read_u64(ks + rbp_off);
+        let rip = mem.read_u64(VirtAddr(ks + ret_off));
+        let rbp = mem.read_u64(VirtAddr(ks + rbp_off));
         let mut first = None;
         if rip == Ok(0) {
             // Never switched out through SwapContext (or a zeroed frame):
@@ -537,7 +521,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 };
                 Names::Module {
                     table,
-                    exports: read_exports(&Mem(k.memory()), &m),
+                    exports: read_exports(k.memory(), &m),
                 }
             };
             self.names.insert(mi, names);
@@ -604,13 +588,15 @@ fn context_frame(k: &Kernel<'_>, kprcb: u64) -> Option<(Context, u16)> {
 
 /// A module's export names by RVA (empty when it has none or they are
 /// unreadable); bounded by [`MAX_EXPORTS`] and [`MAX_NAME`].
-fn read_exports(mem: &Mem<'_>, m: &Module) -> BTreeMap<u32, String> {
+fn read_exports(mem: &dyn VirtualMemory, m: &Module) -> BTreeMap<u32, String> {
     let mut out = BTreeMap::new();
     let b = m.base.0;
-    let rd32 = |va: u64| mem.read_u32(va).ok();
+    let rd32 = |va: u64| mem.read_u32(VirtAddr(va)).ok();
     let rd16 = |va: u64| {
         let mut x = [0u8; 2];
-        mem.read(va, &mut x).ok().map(|_| u16::from_le_bytes(x))
+        mem.read(VirtAddr(va), &mut x)
+            .ok()
+            .map(|_| u16::from_le_bytes(x))
     };
     let Some(lfanew) = rd32(b + 0x3C).filter(|&l| l < 0x1000) else {
         return out;
@@ -650,7 +636,7 @@ fn read_exports(mem: &Mem<'_>, m: &Module) -> BTreeMap<u32, String> {
         // Read byte-wise near page ends: names may end right before one.
         while got < MAX_NAME {
             if mem
-                .read(b + np as u64 + got as u64, &mut buf[got..got + 1])
+                .read(VirtAddr(b + np as u64 + got as u64), &mut buf[got..got + 1])
                 .is_err()
                 || buf[got] == 0
             {

@@ -2,9 +2,8 @@
 //! by name through the symbol table. No structure offset lives in code.
 
 use crate::error::{Error, Result};
-use crate::mem::VirtualMemory;
 use hangscope_symbols::{SymbolTable, TypeRef, UserType};
-use hangscope_x64::VirtAddr;
+use hangscope_x64::{VirtAddr, VirtualMemory};
 use std::collections::HashSet;
 
 /// Longest UNICODE_STRING read, in bytes (the field is a u16 anyway).
@@ -387,7 +386,7 @@ impl Iterator for ListIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::SparseMemory;
+    use hangscope_x64::SparseMemory;
 
     fn win7() -> SymbolTable {
         let p = hangscope_lab::builds::symbols_dir()

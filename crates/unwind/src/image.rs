@@ -2,9 +2,9 @@
 //! UNWIND_INFO records.
 
 use crate::error::{Error, ErrorKind};
-use crate::mem::{MemoryReader, PAGE_SIZE};
 use crate::raw::*;
-use hangscope_x64::VirtAddr;
+use hangscope_dump::PAGE_SIZE;
+use hangscope_x64::{VirtAddr, VirtualMemory};
 use serde::{Deserialize, Serialize};
 
 /// A loaded image: where it is and what it is called. `nt` builds these from
@@ -180,12 +180,12 @@ fn rd_u32(b: &[u8], o: usize) -> u32 {
 
 impl Image {
     /// Read an image's headers and `.pdata` from memory.
-    pub fn load(mem: &dyn MemoryReader, module: &Module) -> Result<Image, Error> {
+    pub fn load(mem: &dyn VirtualMemory, module: &Module) -> Result<Image, Error> {
         let base = module.base.0;
         let name = module.name.as_str();
         let err = |kind, va| Error::at(kind, name, va);
         let mut dos = [0u8; 0x40];
-        mem.read(base, &mut dos)
+        mem.read(VirtAddr(base), &mut dos)
             .map_err(|e| err(ErrorKind::HeaderUnreadable(e), base))?;
         let magic = rd_u16(&dos, 0);
         if magic != IMAGE_DOS_SIGNATURE {
@@ -197,7 +197,7 @@ impl Image {
         }
         let nt = base + u64::from(e_lfanew);
         let mut fh = [0u8; 4 + IMAGE_FILE_HEADER_SIZE as usize];
-        mem.read(nt, &mut fh)
+        mem.read(VirtAddr(nt), &mut fh)
             .map_err(|e| err(ErrorKind::HeaderUnreadable(e), nt))?;
         let sig = rd_u32(&fh, 0);
         if sig != IMAGE_NT_SIGNATURE {
@@ -220,7 +220,7 @@ impl Image {
                 opt_va,
             ));
         }
-        mem.read(opt_va, &mut opt)
+        mem.read(VirtAddr(opt_va), &mut opt)
             .map_err(|e| err(ErrorKind::HeaderUnreadable(e), opt_va))?;
         let opt_magic = rd_u16(&opt, 0);
         if opt_magic != IMAGE_NT_OPTIONAL_HDR64_MAGIC {
@@ -248,7 +248,7 @@ impl Image {
         let mut code_ranges = Vec::new();
         let sec_va = opt_va + u64::from(opt_size);
         let mut secs = vec![0u8; usize::from(nsections) * IMAGE_SECTION_HEADER_SIZE];
-        if mem.read(sec_va, &mut secs).is_ok() {
+        if mem.read(VirtAddr(sec_va), &mut secs).is_ok() {
             for s in secs.chunks_exact(IMAGE_SECTION_HEADER_SIZE) {
                 let vsize = rd_u32(s, 8);
                 let va = rd_u32(s, 12);
@@ -290,19 +290,19 @@ impl Image {
 
     /// Read the table page by page so that one missing page loses only the
     /// entries on it.
-    fn read_pdata(&mut self, mem: &dyn MemoryReader, rva: u32, size: u32) {
+    fn read_pdata(&mut self, mem: &dyn VirtualMemory, rva: u32, size: u32) {
         let count = (u64::from(size) / RUNTIME_FUNCTION_SIZE).min(MAX_PDATA_ENTRIES);
         self.pdata.declared = count as u32;
         let start = self.base + u64::from(rva);
         let len = (count * RUNTIME_FUNCTION_SIZE) as usize;
         let mut bytes = vec![0u8; len];
         let mut present = vec![true; len];
-        if mem.read(start, &mut bytes).is_err() {
+        if mem.read(VirtAddr(start), &mut bytes).is_err() {
             let mut off = 0usize;
             while off < len {
                 let va = start + off as u64;
                 let n = ((PAGE_SIZE - va % PAGE_SIZE) as usize).min(len - off);
-                if mem.read(va, &mut bytes[off..off + n]).is_err() {
+                if mem.read(VirtAddr(va), &mut bytes[off..off + n]).is_err() {
                     present[off..off + n].iter_mut().for_each(|p| *p = false);
                 }
                 off += n;
@@ -441,7 +441,7 @@ impl Image {
     /// Read a RUNTIME_FUNCTION at `rva` (indirect and chained links).
     pub(crate) fn read_runtime_function(
         &self,
-        mem: &dyn MemoryReader,
+        mem: &dyn VirtualMemory,
         rva: u32,
     ) -> Result<RuntimeFunction, Error> {
         let va = self.base + u64::from(rva);
@@ -450,7 +450,7 @@ impl Image {
             return Err(bad());
         }
         let mut b = [0u8; RUNTIME_FUNCTION_SIZE as usize];
-        mem.read(va, &mut b).map_err(|_| bad())?;
+        mem.read(VirtAddr(va), &mut b).map_err(|_| bad())?;
         let f = RuntimeFunction::from_bytes(&b);
         if !f.valid_in(self.size) {
             return Err(bad());
@@ -534,7 +534,7 @@ pub struct UnwindInfo {
 
 impl UnwindInfo {
     /// Read and decode the UNWIND_INFO at `rva` of `image`.
-    pub fn read(mem: &dyn MemoryReader, image: &Image, rva: u32) -> Result<UnwindInfo, Error> {
+    pub fn read(mem: &dyn VirtualMemory, image: &Image, rva: u32) -> Result<UnwindInfo, Error> {
         let va = image.base + u64::from(rva);
         let unreadable = |read| {
             Error::at(
@@ -544,7 +544,7 @@ impl UnwindInfo {
             )
         };
         let mut hdr = [0u8; UNWIND_INFO_HEADER_SIZE as usize];
-        mem.read(va, &mut hdr).map_err(unreadable)?;
+        mem.read(VirtAddr(va), &mut hdr).map_err(unreadable)?;
         let version = hdr[0] & 7;
         let flags = hdr[0] >> 3;
         if version != 1 && version != 2 {
@@ -577,7 +577,7 @@ impl UnwindInfo {
             0
         };
         let mut body = vec![0u8; padded * 2 + trailer];
-        mem.read(va + UNWIND_INFO_HEADER_SIZE, &mut body)
+        mem.read(VirtAddr(va + UNWIND_INFO_HEADER_SIZE), &mut body)
             .map_err(unreadable)?;
         let slot = |i: usize| rd_u16(&body, i * 2);
         let mut codes = Vec::with_capacity(slots);
