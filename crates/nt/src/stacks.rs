@@ -27,6 +27,7 @@ use crate::error::Warning;
 use crate::kernel::Kernel;
 use crate::model::ThreadInfo;
 use crate::modsyms::MissingSymbols;
+use hangscope_pe::{ExportLimits, PeHeaders};
 use hangscope_symbols::SymbolTable;
 use hangscope_unwind::{
     Context, Frame, FrameKind, Module, ModuleList, Reg, RipOrigin, StackRange, StopReason,
@@ -307,6 +308,12 @@ impl<'k, 'd> StackWalker<'k, 'd> {
     }
 
     /// The stack of the thread at `thread` (`_ETHREAD`).
+    ///
+    /// Longer than the house limit on purpose: it is one ladder of
+    /// fallbacks (vCPU registers, `KPRCB.ProcessorState.ContextFrame`, the
+    /// switch frame at `KernelStack`, the probe) whose rungs all fill the
+    /// same `StackInfo` and say in `start` which one was used; split, each
+    /// rung would need the whole state passed around.
     pub fn thread_stack(&mut self, thread: u64) -> StackInfo {
         let mut out = StackInfo {
             thread,
@@ -589,66 +596,13 @@ fn context_frame(k: &Kernel<'_>, kprcb: u64) -> Option<(Context, u16)> {
 /// A module's export names by RVA (empty when it has none or they are
 /// unreadable); bounded by [`MAX_EXPORTS`] and [`MAX_NAME`].
 fn read_exports(mem: &dyn VirtualMemory, m: &Module) -> BTreeMap<u32, String> {
-    let mut out = BTreeMap::new();
-    let b = m.base.0;
-    let rd32 = |va: u64| mem.read_u32(VirtAddr(va)).ok();
-    let rd16 = |va: u64| {
-        let mut x = [0u8; 2];
-        mem.read(VirtAddr(va), &mut x)
-            .ok()
-            .map(|_| u16::from_le_bytes(x))
+    let limits = ExportLimits {
+        max_names: MAX_EXPORTS,
+        max_name_len: MAX_NAME,
     };
-    let Some(lfanew) = rd32(b + 0x3C).filter(|&l| l < 0x1000) else {
-        return out;
-    };
-    let opt = b + lfanew as u64 + 24;
-    let (Some(dir), Some(count)) = (rd32(opt + 112), rd32(opt + 108)) else {
-        return out;
-    };
-    if dir == 0 || count == 0 || dir as u64 >= m.size {
-        return out;
-    }
-    let e = b + dir as u64;
-    let (Some(nfun), Some(nnames), Some(funs), Some(names), Some(ords)) = (
-        rd32(e + 20),
-        rd32(e + 24),
-        rd32(e + 28),
-        rd32(e + 32),
-        rd32(e + 36),
-    ) else {
-        return out;
-    };
-    for i in 0..nnames.min(MAX_EXPORTS) as u64 {
-        let (Some(np), Some(ord)) = (
-            rd32(b + names as u64 + 4 * i),
-            rd16(b + ords as u64 + 2 * i),
-        ) else {
-            break;
-        };
-        if ord as u32 >= nfun {
-            continue;
-        }
-        let Some(rva) = rd32(b + funs as u64 + 4 * ord as u64) else {
-            continue;
-        };
-        let mut buf = vec![0u8; MAX_NAME];
-        let mut got = 0;
-        // Read byte-wise near page ends: names may end right before one.
-        while got < MAX_NAME {
-            if mem
-                .read(VirtAddr(b + np as u64 + got as u64), &mut buf[got..got + 1])
-                .is_err()
-                || buf[got] == 0
-            {
-                break;
-            }
-            got += 1;
-        }
-        if got > 0 && (rva as u64) < m.size {
-            out.insert(rva, String::from_utf8_lossy(&buf[..got]).into_owned());
-        }
-    }
-    out
+    PeHeaders::read(mem, m.base, m.size)
+        .map(|pe| pe.exports(mem, limits))
+        .unwrap_or_default()
 }
 
 impl<'d> Kernel<'d> {
