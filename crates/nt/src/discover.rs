@@ -289,18 +289,10 @@ impl SymbolSource {
         self.dirs.push(d.into());
     }
 
+    /// The Volatility-layout ISF files for `id` under `dir` (the layout
+    /// is hangscope-symbols' to know).
     pub(crate) fn candidates(dir: &Path, id: &PdbInfo) -> Vec<PathBuf> {
-        let file = format!("{}-{}", id.guid, id.age);
-        let mut v = Vec::new();
-        for sub in [
-            dir.join("windows").join(&id.name),
-            dir.join(&id.name),
-            dir.to_path_buf(),
-        ] {
-            v.push(sub.join(format!("{file}.json.xz")));
-            v.push(sub.join(format!("{file}.json")));
-        }
-        v
+        id.identity().isf_candidates(dir, true)
     }
 
     /// Load the table for this kernel, or say exactly what to fetch.

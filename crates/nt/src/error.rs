@@ -119,11 +119,18 @@ impl fmt::Display for Error {
                 age,
                 searched,
             } => {
+                let id = hangscope_symbols::PdbIdentity {
+                    name: pdb.clone(),
+                    guid: guid.clone(),
+                    age: *age,
+                };
                 write!(
                     f,
                     "no symbols for the kernel {pdb} GUID {guid} age {age}: fetch \
-                     {pdb}/{guid}{age:X}/{pdb} (PDB) or an ISF {pdb}/{guid}-{age}.json.xz \
+                     {} (PDB) or an ISF {} \
                      and pass its directory with --symbols; searched: {}",
+                    id.server_path(),
+                    id.isf_path(),
                     if searched.is_empty() {
                         "nothing (no symbol path)".to_string()
                     } else {
