@@ -2,11 +2,11 @@
 //! kernel image (by its PE debug record), and its symbol table.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::mem::VirtualMemory;
 use crate::model::PdbInfo;
 use hangscope_dump::{Dump, PhysAddr, PhysicalMemory};
+use hangscope_pe::PeHeaders;
 use hangscope_symbols::{PdbIdentity, SymbolStore, SymbolTable};
-use hangscope_x64::{AddressSpace, Dtb, FaultKind, VirtAddr};
+use hangscope_x64::{AddressSpace, Dtb, FaultKind, VirtAddr, VirtualMemory};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,90 +42,24 @@ pub struct KernelImage {
     pub pdb: PdbInfo,
 }
 
-fn le16(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
-}
-fn le32(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-
 /// Format a GUID from its 16 RSDS bytes in symbol-server order.
-pub fn guid_string(g: &[u8; 16]) -> String {
-    let d1 = u32::from_le_bytes([g[0], g[1], g[2], g[3]]);
-    let d2 = u16::from_le_bytes([g[4], g[5]]);
-    let d3 = u16::from_le_bytes([g[6], g[7]]);
-    let mut s = format!("{d1:08X}{d2:04X}{d3:04X}");
-    for b in &g[8..] {
-        s.push_str(&format!("{b:02X}"));
-    }
-    s
-}
+pub use hangscope_pe::guid_string;
 
-/// Parse the PE image at `base`: SizeOfImage and its CodeView RSDS record.
-/// `None` when it is no PE32+ image with a readable RSDS record.
+/// Parse the PE image at `base` (through `hangscope-pe`): SizeOfImage and
+/// its CodeView RSDS record. `None` when it is no PE32+ image with a
+/// readable RSDS record.
 pub fn parse_pe(mem: &dyn VirtualMemory, base: VirtAddr) -> Option<KernelImage> {
-    let mut hdr = [0u8; 0x400];
-    mem.read(base, &mut hdr).ok()?;
-    if &hdr[..2] != b"MZ" {
-        return None;
-    }
-    let lfanew = le32(&hdr, 0x3c)? as usize;
-    if lfanew > 0x300 || hdr.get(lfanew..lfanew + 4)? != b"PE\0\0" {
-        return None;
-    }
-    let opt = lfanew + 24;
-    if le16(&hdr, opt)? != 0x20b {
-        return None;
-    }
-    let size = le32(&hdr, opt + 56)? as u64;
-    let ndirs = le32(&hdr, opt + 108)?;
-    if ndirs <= 6 {
-        return None;
-    }
-    let dbg_rva = le32(&hdr, opt + 112 + 6 * 8)? as u64;
-    let dbg_len = le32(&hdr, opt + 112 + 6 * 8 + 4)? as u64;
-    if dbg_rva == 0 || dbg_len == 0 || dbg_len > 28 * 16 || dbg_rva >= size {
-        return None;
-    }
-    let mut dir = vec![0u8; dbg_len as usize];
-    mem.read(VirtAddr(base.0.wrapping_add(dbg_rva)), &mut dir)
-        .ok()?;
-    for e in dir.chunks_exact(28) {
-        let ty = le32(e, 12)?;
-        let len = le32(e, 16)? as usize;
-        let rva = le32(e, 20)? as u64;
-        if ty != 2 || !(24..=0x400).contains(&len) || rva >= size {
-            continue;
-        }
-        let mut cv = vec![0u8; len];
-        if mem
-            .read(VirtAddr(base.0.wrapping_add(rva)), &mut cv)
-            .is_err()
-        {
-            continue;
-        }
-        if &cv[..4] != b"RSDS" {
-            continue;
-        }
-        let g: [u8; 16] = cv[4..20].try_into().ok()?;
-        let age = le32(&cv, 20)?;
-        let name_bytes = &cv[24..];
-        let end = name_bytes
-            .iter()
-            .position(|&c| c == 0)
-            .unwrap_or(name_bytes.len());
-        let name = String::from_utf8_lossy(&name_bytes[..end]).to_string();
-        return Some(KernelImage {
-            base,
-            size,
-            pdb: PdbInfo {
-                name,
-                guid: guid_string(&g),
-                age,
-            },
-        });
-    }
-    None
+    let pe = PeHeaders::read(mem, base, u64::MAX).ok()?;
+    let cv = pe.codeview(mem)?;
+    Some(KernelImage {
+        base,
+        size: pe.size,
+        pdb: PdbInfo {
+            guid: cv.guid_string(),
+            name: cv.pdb_name,
+            age: cv.age,
+        },
+    })
 }
 
 /// True when a PDB name (possibly a path) is one of the NT kernel's.
@@ -201,7 +135,8 @@ pub fn scan_kernel(space: &AddressSpace<'_>) -> Option<KernelImage> {
 /// True when `dtb` maps kernel space: KUSER_SHARED_DATA, at the same
 /// address in every x64 build, translates to a page in the dump.
 pub fn validate_dtb(mem: &dyn PhysicalMemory, dtb: u64) -> bool {
-    let space = AddressSpace::new(mem, Dtb(PhysAddr(dtb & 0x000F_FFFF_FFFF_F000)));
+    let space = AddressSpace::new(mem, Dtb(PhysAddr(dtb & 0x000F_FFFF_FFFF_F000)))
+        .with_rules(&crate::pte::WINDOWS_PTE);
     let mut v = [0u8; 8];
     space.read(VirtAddr(KUSER_SHARED_DATA), &mut v).is_ok()
 }
@@ -357,18 +292,10 @@ impl SymbolSource {
         self.dirs.push(d.into());
     }
 
+    /// The Volatility-layout ISF files for `id` under `dir` (the layout
+    /// is hangscope-symbols' to know).
     pub(crate) fn candidates(dir: &Path, id: &PdbInfo) -> Vec<PathBuf> {
-        let file = format!("{}-{}", id.guid, id.age);
-        let mut v = Vec::new();
-        for sub in [
-            dir.join("windows").join(&id.name),
-            dir.join(&id.name),
-            dir.to_path_buf(),
-        ] {
-            v.push(sub.join(format!("{file}.json.xz")));
-            v.push(sub.join(format!("{file}.json")));
-        }
-        v
+        id.identity().isf_candidates(dir, true)
     }
 
     /// Load the table for this kernel, or say exactly what to fetch.
@@ -425,13 +352,15 @@ pub(crate) fn table_origin(t: &SymbolTable) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::SparseMemory;
+    use hangscope_x64::SparseMemory;
 
     fn pe(mem: &mut SparseMemory, base: u64, pdb: &str) {
         let mut h = vec![0u8; 0x1000];
         h[..2].copy_from_slice(b"MZ");
         h[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
         h[0x80..0x84].copy_from_slice(b"PE\0\0");
+        h[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+        h[0x94..0x96].copy_from_slice(&0xf0u16.to_le_bytes());
         let opt = 0x80 + 24;
         h[opt..opt + 2].copy_from_slice(&0x20bu16.to_le_bytes());
         h[opt + 56..opt + 60].copy_from_slice(&0x80_0000u32.to_le_bytes());

@@ -121,37 +121,11 @@ impl From<Fault> for Error {
     }
 }
 
-fn fault_text(k: &FaultKind) -> String {
-    match k {
-        FaultKind::NonCanonical => "not a canonical address".into(),
-        FaultKind::NotPresent { level, entry } => {
-            let lvl = match level {
-                4 => "PML4E",
-                3 => "PDPTE",
-                2 => "PDE",
-                1 => "PTE",
-                _ => "paging entry",
-            };
-            format!("{lvl} not present ({entry:#x})")
-        }
-        FaultKind::Transition { pte } => format!("page in transition (PTE {pte:#x})"),
-        FaultKind::Prototype { pte } => format!("prototype PTE {pte:#x}"),
-        FaultKind::PagedOut { pte } => format!("paged out (PTE {pte:#x})"),
-        FaultKind::NotInDump { paddr, level } => {
-            if *level == 0 {
-                format!("physical page {paddr} is not in the dump")
-            } else {
-                format!("page table at {paddr} (level {level}) is not in the dump")
-            }
-        }
-        other => format!("{other:?}"),
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            ErrorKind::Fault(k) => write!(f, "cannot read memory: {}", fault_text(k))?,
+            // The fault's own text (hangscope-x64 writes it, once).
+            ErrorKind::Fault(k) => write!(f, "cannot read memory: {k}")?,
             ErrorKind::BadData(w) => write!(f, "bad data: {w}")?,
             ErrorKind::MissingSymbol { ty, field, build } => {
                 write!(f, "the symbol table lacks {ty}")?;
@@ -169,11 +143,18 @@ impl fmt::Display for Error {
                 age,
                 searched,
             } => {
+                let id = hangscope_symbols::PdbIdentity {
+                    name: pdb.clone(),
+                    guid: guid.clone(),
+                    age: *age,
+                };
                 write!(
                     f,
                     "no symbols for the kernel {pdb} GUID {guid} age {age}: fetch \
-                     {pdb}/{guid}{age:X}/{pdb} (PDB) or an ISF {pdb}/{guid}-{age}.json.xz \
+                     {} (PDB) or an ISF {} \
                      and pass its directory with --symbols; searched: {}",
+                    id.server_path(),
+                    id.isf_path(),
                     if searched.is_empty() {
                         "nothing (no symbol path)".to_string()
                     } else {

@@ -67,8 +67,9 @@ fn bits_of(t: &TypeRef) -> Option<(u32, u32)> {
 impl EntryLayout {
     fn header(&self, e: &[u8]) -> Option<u64> {
         let rd = |o: u64| -> Option<u64> {
+            let o = usize::try_from(o).ok()?;
             Some(u64::from_le_bytes(
-                e.get(o as usize..o as usize + 8)?.try_into().ok()?,
+                e.get(o..o.checked_add(8)?)?.try_into().ok()?,
             ))
         };
         let h = match self.object {
@@ -79,17 +80,20 @@ impl EntryLayout {
                 length,
             } => {
                 let raw = rd(offset)?;
+                // validate_layout keeps position + length within 64 bits;
+                // checked shifts keep a bad layout from panicking anyway.
+                let shifted = raw.checked_shr(position).unwrap_or(0);
                 let bits = if length >= 64 {
-                    raw
+                    shifted
                 } else {
-                    (raw >> position) & ((1u64 << length) - 1)
+                    shifted & ((1u64 << length) - 1)
                 };
                 let shift = if length <= 48 {
                     48 - length
                 } else {
-                    64 - length
+                    64u32.saturating_sub(length)
                 };
-                let v = bits << shift;
+                let v = bits.checked_shl(shift).unwrap_or(0);
                 if v < 1 << 48 && v & (1 << 47) != 0 {
                     v | 0xFFFF_0000_0000_0000
                 } else {
@@ -101,17 +105,60 @@ impl EntryLayout {
     }
 
     fn access(&self, e: &[u8]) -> u32 {
-        let o = self.access_offset as usize;
-        let raw = e
-            .get(o..o + 4)
+        let o = usize::try_from(self.access_offset).unwrap_or(usize::MAX);
+        let raw = o
+            .checked_add(4)
+            .and_then(|end| e.get(o..end))
             .and_then(|b| b.try_into().ok())
             .map(u32::from_le_bytes)
             .unwrap_or(0);
         match self.access_bits {
-            Some((p, l)) if l < 32 => (raw >> p) & ((1u32 << l) - 1),
+            Some((p, l)) if l < 32 => raw.checked_shr(p).unwrap_or(0) & ((1u32 << l) - 1),
             _ => raw,
         }
     }
+}
+
+/// Check every size, offset and bit position the symbol table gives a
+/// handle table entry before any shift or slice uses it: an entry fits in
+/// a handle table page and holds its fields, and the bitfields lie inside
+/// their words. The error names what is wrong.
+fn validate_layout(l: &EntryLayout) -> std::result::Result<(), String> {
+    if !(8..=PAGE).contains(&l.size) {
+        return Err(format!("size {}", l.size));
+    }
+    let (offset, bits) = match l.object {
+        Encoding::Pointer { offset } => (offset, None),
+        Encoding::Bits {
+            offset,
+            position,
+            length,
+        } => (offset, Some((position, length))),
+    };
+    if offset.checked_add(8).is_none_or(|end| end > l.size) {
+        return Err(format!("object at {offset:#x}"));
+    }
+    if let Some((position, length)) = bits {
+        if length == 0 || position.checked_add(length).is_none_or(|end| end > 64) {
+            return Err(format!(
+                "ObjectPointerBits at bit {position}, {length} bits"
+            ));
+        }
+    }
+    if l.access_offset
+        .checked_add(4)
+        .is_none_or(|end| end > l.size)
+    {
+        return Err(format!("access at {:#x}", l.access_offset));
+    }
+    if let Some((position, length)) = l.access_bits {
+        if position.checked_add(length).is_none_or(|end| end > 32) {
+            return Err(format!(
+                "GrantedAccessBits at bit {position}, {length} bits"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl<'d> Kernel<'d> {
@@ -142,12 +189,20 @@ impl<'d> Kernel<'d> {
                 (o, bits_of(&ty))
             }
         };
-        Ok(EntryLayout {
-            size: t.size.max(1),
+        let layout = EntryLayout {
+            size: t.size,
             object,
             access_offset,
             access_bits,
-        })
+        };
+        validate_layout(&layout).map_err(|what| {
+            Error::missing(
+                "_HANDLE_TABLE_ENTRY",
+                Some(&format!("{what} (the symbol table's layout is impossible)")),
+                self.build(),
+            )
+        })?;
+        Ok(layout)
     }
 
     /// Every handle of every listed process (cached).
@@ -426,6 +481,58 @@ mod tests {
         assert_eq!(l.header(&e), Some(header));
         assert_eq!(l.access(&e), 0x0012_0196);
         assert_eq!(l.header(&[0u8; 16]), None);
+    }
+
+    #[test]
+    fn impossible_bit_positions_from_the_symbols_are_refused() {
+        let good = EntryLayout {
+            size: 16,
+            object: Encoding::Bits {
+                offset: 0,
+                position: 20,
+                length: 44,
+            },
+            access_offset: 8,
+            access_bits: Some((0, 25)),
+        };
+        assert_eq!(validate_layout(&good), Ok(()));
+        let bits = |position, length| EntryLayout {
+            object: Encoding::Bits {
+                offset: 0,
+                position,
+                length,
+            },
+            ..good
+        };
+        for bad in [
+            bits(60, 44),
+            bits(20, 0),
+            bits(64, 1),
+            bits(u32::MAX, 2),
+            bits(0, 65),
+            EntryLayout {
+                access_bits: Some((30, 25)),
+                ..good
+            },
+            EntryLayout { size: 4, ..good },
+            EntryLayout {
+                size: 0x2000,
+                ..good
+            },
+            EntryLayout {
+                access_offset: 14,
+                ..good
+            },
+            EntryLayout {
+                object: Encoding::Pointer { offset: u64::MAX },
+                ..good
+            },
+        ] {
+            assert!(validate_layout(&bad).is_err(), "{bad:?}");
+            // Even unchecked, reading an entry with it cannot panic.
+            let e = [0xffu8; 16];
+            let _ = (bad.header(&e), bad.access(&e));
+        }
     }
 
     #[test]

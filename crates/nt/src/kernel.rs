@@ -4,12 +4,11 @@
 use crate::cache::Caches;
 use crate::discover::{self, SymbolSource, KUSER_SHARED_DATA};
 use crate::error::{Error, ErrorKind, Result, Warning};
-use crate::mem::VirtualMemory;
 use crate::model::*;
 use crate::view::{Object, Reader};
 use hangscope_dump::{CpuState, Dump, PhysAddr};
 use hangscope_symbols::SymbolTable;
-use hangscope_x64::{AddressSpace, Dtb, VirtAddr};
+use hangscope_x64::{AddressSpace, Dtb, VirtAddr, VirtualMemory};
 use std::sync::OnceLock;
 
 /// Most processors read from `KiProcessorBlock`.
@@ -66,7 +65,8 @@ impl<'d> Kernel<'d> {
     pub fn open(dump: &'d Dump, symbols: &SymbolSource) -> Result<Kernel<'d>> {
         let mut notes = Vec::new();
         let dtb = discover::find_dtb(dump, &mut notes)?;
-        let space = AddressSpace::new(dump.memory.as_ref(), Dtb(PhysAddr(dtb)));
+        let space = AddressSpace::new(dump.memory.as_ref(), Dtb(PhysAddr(dtb)))
+            .with_rules(&crate::pte::WINDOWS_PTE);
         let image = discover::find_kernel(dump, &space, &mut notes)?;
         let (table, origin) = symbols.find(&image.pdb)?;
         if let Some(id) = table.identity() {
@@ -99,7 +99,8 @@ impl<'d> Kernel<'d> {
             if sys != dtb && discover::validate_dtb(dump.memory.as_ref(), sys) {
                 k.discovery
                     .push(format!("kernel DTB {sys:#x} from the System process"));
-                let s = AddressSpace::new(dump.memory.as_ref(), Dtb(PhysAddr(sys)));
+                let s = AddressSpace::new(dump.memory.as_ref(), Dtb(PhysAddr(sys)))
+                    .with_rules(&crate::pte::WINDOWS_PTE);
                 k.mem = Box::new(s);
                 k.space = Some(s);
                 k.dtb = Some(sys);

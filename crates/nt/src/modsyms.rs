@@ -37,12 +37,8 @@ fn pdb_file(name: &str) -> &str {
 /// symbol-server PDB path (`Ntfs.pdb/<GUID><AGE hex>/Ntfs.pdb`) and the
 /// Volatility ISF path (`Ntfs.pdb/<GUID>-<AGE>.json.xz`).
 pub fn fetch_paths(pdb: &PdbInfo) -> Vec<String> {
-    let file = pdb_file(&pdb.name);
-    let guid = pdb.guid.to_ascii_uppercase();
-    vec![
-        format!("{file}/{guid}{:X}/{file}", pdb.age),
-        format!("{file}/{guid}-{}.json.xz", pdb.age),
-    ]
+    let id = pdb.identity();
+    vec![id.server_path(), id.isf_path()]
 }
 
 impl SymbolSource {

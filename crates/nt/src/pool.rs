@@ -10,7 +10,7 @@
 use crate::error::Warning;
 use crate::kernel::Kernel;
 use crate::model::Partial;
-use hangscope_x64::VirtAddr;
+use hangscope_x64::{VirtAddr, VirtualMemory};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 

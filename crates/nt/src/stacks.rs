@@ -24,16 +24,15 @@
 //! fetch ([`StackInfo::missing_symbols`], [`StackWalker::missing_symbols`]).
 
 use crate::kernel::Kernel;
-use crate::mem::VirtualMemory;
 use crate::model::{Frame as FrameName, MissingSymbols, ThreadInfo, Warning, WarningKind};
 pub use crate::model::{FrameInfo, RunningCpu, StackGroup, StackInfo, StackThread, StacksReport};
+use hangscope_pe::{ExportLimits, PeHeaders};
 use hangscope_symbols::SymbolTable;
-use hangscope_unwind::mem::{MemoryReader, ReadError, ReadFailure};
 use hangscope_unwind::{
     Context, Frame, FrameKind, Module, ModuleList, Reg, RipOrigin, StackRange, StopReason,
     UnwindOptions, Unwinder,
 };
-use hangscope_x64::VirtAddr;
+use hangscope_x64::{VirtAddr, VirtualMemory};
 use std::collections::{BTreeMap, HashMap};
 
 /// Bound on export names read per module.
@@ -53,20 +52,6 @@ pub struct StackFilter {
     /// Only stacks with a frame whose symbol contains this (case-insensitive,
     /// like `!stacks 2 Ntfs`).
     pub contains: Option<String>,
-}
-
-/// Memory adapter: the kernel's virtual memory as the unwinder reads it.
-struct Mem<'a>(&'a dyn VirtualMemory);
-
-impl MemoryReader for Mem<'_> {
-    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        self.0.read(VirtAddr(va), buf).map_err(|f| ReadError {
-            addr: VirtAddr(va),
-            len: buf.len(),
-            at: f.addr,
-            reason: ReadFailure::Fault(f.kind),
-        })
-    }
 }
 
 /// A processor's current thread: where its registers are.
@@ -235,7 +220,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 leaves_incomplete: None,
             });
         }
-        let mem = Mem(k.memory());
+        let mem = k.memory();
         if let Some(&run) = self.running.get(&thread) {
             let regs = match run.state {
                 Some(ci) => {
@@ -323,8 +308,8 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 "the public 0x40-byte KSWITCH_FRAME layout (not in the symbols)",
             ),
         };
-        let rip = mem.read_u64(ks + ret_off);
-        let rbp = mem.read_u64(ks + rbp_off);
+        let rip = mem.read_u64(VirtAddr(ks + ret_off));
+        let rbp = mem.read_u64(VirtAddr(ks + rbp_off));
         let mut first = None;
         if rip == Ok(0) {
             // Never switched out through SwapContext (or a zeroed frame):
@@ -423,7 +408,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 };
                 Names::Module {
                     table,
-                    exports: read_exports(&Mem(k.memory()), &m),
+                    exports: read_exports(k.memory(), &m),
                 }
             };
             self.names.insert(mi, names);
@@ -485,65 +470,14 @@ fn context_frame(k: &Kernel<'_>, kprcb: u64) -> Option<(Context, u16)> {
 
 /// A module's export names by RVA (empty when it has none or they are
 /// unreadable); bounded by [`MAX_EXPORTS`] and [`MAX_NAME`].
-fn read_exports(mem: &Mem<'_>, m: &Module) -> BTreeMap<u32, String> {
-    let mut out = BTreeMap::new();
-    let b = m.base.0;
-    let rd32 = |va: u64| mem.read_u32(va).ok();
-    let rd16 = |va: u64| {
-        let mut x = [0u8; 2];
-        mem.read(va, &mut x).ok().map(|_| u16::from_le_bytes(x))
+fn read_exports(mem: &dyn VirtualMemory, m: &Module) -> BTreeMap<u32, String> {
+    let limits = ExportLimits {
+        max_names: MAX_EXPORTS,
+        max_name_len: MAX_NAME,
     };
-    let Some(lfanew) = rd32(b + 0x3C).filter(|&l| l < 0x1000) else {
-        return out;
-    };
-    let opt = b + lfanew as u64 + 24;
-    let (Some(dir), Some(count)) = (rd32(opt + 112), rd32(opt + 108)) else {
-        return out;
-    };
-    if dir == 0 || count == 0 || dir as u64 >= m.size {
-        return out;
-    }
-    let e = b + dir as u64;
-    let (Some(nfun), Some(nnames), Some(funs), Some(names), Some(ords)) = (
-        rd32(e + 20),
-        rd32(e + 24),
-        rd32(e + 28),
-        rd32(e + 32),
-        rd32(e + 36),
-    ) else {
-        return out;
-    };
-    for i in 0..nnames.min(MAX_EXPORTS) as u64 {
-        let (Some(np), Some(ord)) = (
-            rd32(b + names as u64 + 4 * i),
-            rd16(b + ords as u64 + 2 * i),
-        ) else {
-            break;
-        };
-        if ord as u32 >= nfun {
-            continue;
-        }
-        let Some(rva) = rd32(b + funs as u64 + 4 * ord as u64) else {
-            continue;
-        };
-        let mut buf = vec![0u8; MAX_NAME];
-        let mut got = 0;
-        // Read byte-wise near page ends: names may end right before one.
-        while got < MAX_NAME {
-            if mem
-                .read(b + np as u64 + got as u64, &mut buf[got..got + 1])
-                .is_err()
-                || buf[got] == 0
-            {
-                break;
-            }
-            got += 1;
-        }
-        if got > 0 && (rva as u64) < m.size {
-            out.insert(rva, String::from_utf8_lossy(&buf[..got]).into_owned());
-        }
-    }
-    out
+    PeHeaders::read(mem, m.base, m.size)
+        .map(|pe| pe.exports(mem, limits))
+        .unwrap_or_default()
 }
 
 impl<'d> Kernel<'d> {

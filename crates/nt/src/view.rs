@@ -2,9 +2,8 @@
 //! by name through the symbol table. No structure offset lives in code.
 
 use crate::error::{Error, Result};
-use crate::mem::VirtualMemory;
 use hangscope_symbols::{SymbolTable, TypeRef, UserType};
-use hangscope_x64::VirtAddr;
+use hangscope_x64::{VirtAddr, VirtualMemory};
 use std::collections::HashSet;
 
 /// Longest UNICODE_STRING read, in bytes (the field is a u16 anyway).
@@ -163,7 +162,11 @@ impl<'a> Reader<'a> {
 
     /// A walker over a `_LIST_ENTRY` list headed at `head`, yielding the
     /// address of each containing `ty` linked through `link` (a field path
-    /// of `ty`). Bounded by `max` and cycle-checked.
+    /// of `ty`). Bounded by `max`, cycle-checked, and back-link-checked:
+    /// each entry's `Blink` must point at the entry before it (and the
+    /// head's at the last), as `entry.Flink.Blink == entry` holds in a
+    /// sound list; where it does not, the walk ends with a `BadData` error
+    /// naming the entry, after every entry read before it.
     pub fn iter_list(
         &self,
         head: VirtAddr,
@@ -174,13 +177,15 @@ impl<'a> Reader<'a> {
         let t = self.ty(ty)?;
         let (link_offset, _) = self.resolve(t, link)?;
         let flink = self.offset_of("_LIST_ENTRY", "Flink")?;
+        let blink = self.offset_of("_LIST_ENTRY", "Blink")?;
         Ok(ListIter {
             r: *self,
             head,
             link_offset,
             flink,
+            blink,
+            prev: head,
             next: None,
-            from: head,
             seen: HashSet::new(),
             max,
             done: false,
@@ -318,10 +323,11 @@ pub struct ListIter<'a> {
     head: VirtAddr,
     link_offset: u64,
     flink: u64,
+    blink: u64,
+    /// The entry before `next` (the head at first): where `next.Blink`
+    /// must point.
+    prev: VirtAddr,
     next: Option<VirtAddr>,
-    /// The `_LIST_ENTRY` whose `Flink` gave `next`: where a bad link is,
-    /// which is what a warning must name.
-    from: VirtAddr,
     seen: HashSet<u64>,
     max: usize,
     done: bool,
@@ -332,6 +338,23 @@ impl ListIter<'_> {
     fn fail(&mut self, e: Error) -> Option<Result<VirtAddr>> {
         self.done = true;
         Some(Err(e))
+    }
+
+    /// `entry.Blink == self.prev`, or the error that names `entry`.
+    fn validate_back_link(&self, entry: VirtAddr) -> Result<()> {
+        let blink = self
+            .r
+            .read_ptr(VirtAddr(entry.0.wrapping_add(self.blink)))?;
+        if blink == self.prev {
+            return Ok(());
+        }
+        Err(Error::bad_data(
+            entry,
+            format!(
+                "list headed at {} is broken here: {} links to this entry, whose Blink is {}",
+                self.head, self.prev, blink
+            ),
+        ))
     }
 }
 
@@ -353,10 +376,15 @@ impl Iterator for ListIter<'_> {
             }
         }
         let cur = self.next?;
-        let from = self.from;
+        // The entry whose Flink gave `cur`: where a bad link is, which is
+        // what a warning must name.
+        let from = self.prev;
         if cur == self.head {
             self.done = true;
-            return None;
+            return match self.validate_back_link(cur) {
+                Ok(()) => None,
+                Err(e) => Some(Err(e)),
+            };
         }
         if cur.0 == 0 {
             return self.fail(Error::bad_data(
@@ -391,7 +419,10 @@ impl Iterator for ListIter<'_> {
             Ok(p) => self.next = Some(p),
             Err(e) => return self.fail(e.via(from)),
         }
-        self.from = cur;
+        if let Err(e) = self.validate_back_link(cur) {
+            return self.fail(e);
+        }
+        self.prev = cur;
         Some(Ok(VirtAddr(cur.0.wrapping_sub(self.link_offset))))
     }
 }
@@ -399,7 +430,7 @@ impl Iterator for ListIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::SparseMemory;
+    use hangscope_x64::SparseMemory;
 
     fn win7() -> SymbolTable {
         let p = hangscope_lab::builds::symbols_dir()
@@ -408,11 +439,15 @@ mod tests {
     }
 
     /// Links `entries` (addresses of LIST_ENTRYs) after `head` in order,
-    /// the last one pointing at `tail_next`.
+    /// the last one pointing at `tail_next`; every Blink points back (the
+    /// head's at the last entry).
     fn link(m: &mut SparseMemory, head: u64, entries: &[u64], tail_next: u64) {
         m.write_u64(head, entries.first().copied().unwrap_or(head));
+        m.write_u64(head + 8, entries.last().copied().unwrap_or(head));
         for (i, e) in entries.iter().enumerate() {
             m.write_u64(*e, entries.get(i + 1).copied().unwrap_or(tail_next));
+            let back = if i == 0 { head } else { entries[i - 1] };
+            m.write_u64(*e + 8, back);
         }
     }
 
@@ -511,16 +546,75 @@ mod tests {
             .collect();
         assert_eq!(v.len(), 2);
         let err = v[1].clone().unwrap_err();
-        // Named at the entry whose Flink leads into unmapped memory, with
-        // the unreadable address and why in the text.
-        assert_eq!(err.name(), "BadData");
-        assert_eq!(err.at, Some(VirtAddr(0xfffffa80_01000000)));
-        let text = err.to_string();
+        assert_eq!(err.name(), "Fault");
+        assert_eq!(err.at, Some(VirtAddr(0xfffffa80_0dead000)));
+        // The entry whose Flink leads there is named too.
+        assert_eq!(err.via, Some(VirtAddr(0xfffffa80_01000000)));
         assert!(
-            text.contains(&VirtAddr(0xfffffa80_0dead000).to_string()),
-            "{text}"
+            err.to_string().contains("reached through the link at"),
+            "{err}"
         );
-        assert!(text.contains("cannot read memory"), "{text}");
+    }
+
+    fn walk(m: &SparseMemory, t: &SymbolTable, head: u64) -> Vec<Result<VirtAddr>> {
+        let r = Reader {
+            mem: m,
+            symbols: t,
+            build: None,
+        };
+        r.iter_list(VirtAddr(head), "_LIST_ENTRY", "Flink", 100)
+            .unwrap()
+            .collect()
+    }
+
+    #[test]
+    fn list_walk_stops_at_a_broken_back_link_and_keeps_what_it_read() {
+        let t = win7();
+        let mut m = SparseMemory::new();
+        let head = 0xfffff800_02a00000;
+        let e: Vec<u64> = (0..4).map(|i| 0xfffffa80_01000000 + i * 0x100).collect();
+        link(&mut m, head, &e, head);
+        assert_eq!(walk(&m, &t, head).len(), 4);
+        // e[2]'s Blink no longer points at e[1]: the list breaks there.
+        m.write_u64(e[2] + 8, 0xfffffa80_0badb10c);
+        let v = walk(&m, &t, head);
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(v[0], Ok(VirtAddr(e[0])));
+        assert_eq!(v[1], Ok(VirtAddr(e[1])));
+        let err = v[2].clone().unwrap_err();
+        assert_eq!(err.name(), "BadData");
+        assert_eq!(err.at, Some(VirtAddr(e[2])));
+        assert!(err.to_string().contains("Blink"), "{err}");
+        // The head's Blink must point at the last entry: every entry is
+        // kept, then the break is reported at the head.
+        link(&mut m, head, &e, head);
+        m.write_u64(head + 8, e[1]);
+        let v = walk(&m, &t, head);
+        assert_eq!(v.len(), 5, "{v:?}");
+        assert!(v[..4].iter().all(|x| x.is_ok()));
+        assert_eq!(v[4].clone().unwrap_err().at, Some(VirtAddr(head)));
+    }
+
+    #[test]
+    fn self_linked_lists() {
+        let t = win7();
+        let mut m = SparseMemory::new();
+        let head = 0xfffff800_02a00000;
+        // An empty list: the head links to itself both ways.
+        link(&mut m, head, &[], head);
+        assert_eq!(walk(&m, &t, head), vec![]);
+        // An entry linked to itself (Flink and Blink): one entry, then the
+        // walk stops at it instead of yielding it forever.
+        let e = 0xfffffa80_01000000u64;
+        link(&mut m, head, &[e], e);
+        let v = walk(&m, &t, head);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(v[0], Ok(VirtAddr(e)));
+        assert_eq!(v[1].clone().unwrap_err().at, Some(VirtAddr(e)));
+        m.write_u64(e + 8, e);
+        let v = walk(&m, &t, head);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].clone().unwrap_err().at, Some(VirtAddr(e)));
     }
 
     #[test]

@@ -62,6 +62,51 @@ impl PdbIdentity {
         format!("{}{:X}", self.guid.to_ascii_uppercase(), self.age)
     }
 
+    /// The PDB's file name alone (RSDS records often hold the build
+    /// machine's full path).
+    pub fn file_name(&self) -> &str {
+        self.name.rsplit(['\\', '/']).next().unwrap_or(&self.name)
+    }
+
+    /// Volatility's file key: `<GUID>-<AGE>` (age in decimal).
+    pub fn isf_key(&self) -> String {
+        format!("{}-{}", self.guid.to_ascii_uppercase(), self.age)
+    }
+
+    /// Where the PDB goes in a symbol-server store, relative to it:
+    /// `<pdb>/<GUID><AGE hex>/<pdb>`. This and [`PdbIdentity::isf_path`]
+    /// are the one place the symbol-store layout is written.
+    pub fn server_path(&self) -> String {
+        let file = self.file_name();
+        format!("{file}/{}/{file}", self.server_key())
+    }
+
+    /// Where a Volatility ISF goes, relative to a symbol directory:
+    /// `<pdb>/<GUID>-<AGE>.json.xz`.
+    pub fn isf_path(&self) -> String {
+        format!("{}/{}.json.xz", self.file_name(), self.isf_key())
+    }
+
+    /// The Volatility-layout ISF files for this PDB under `dir`, in the
+    /// order tried: `windows/<pdb>/<GUID>-<AGE>.json.xz` (then `.json`),
+    /// `<pdb>/...`, and, when `bare`, `dir` itself (a directory that is
+    /// `windows/<pdb>`).
+    pub fn isf_candidates(&self, dir: &Path, bare: bool) -> Vec<PathBuf> {
+        let file = self.file_name();
+        let key = self.isf_key();
+        let mut dirs = vec![dir.join("windows").join(file), dir.join(file)];
+        if bare {
+            dirs.push(dir.to_path_buf());
+        }
+        let mut out = Vec::new();
+        for d in dirs {
+            for ext in ["json.xz", "json"] {
+                out.push(d.join(format!("{key}.{ext}")));
+            }
+        }
+        out
+    }
+
     /// Same PDB: names compared case-insensitively (Windows file names),
     /// GUIDs case-insensitively, ages exactly.
     pub fn matches(&self, other: &PdbIdentity) -> bool {

@@ -235,25 +235,18 @@ impl SymbolStore {
         if lower != id.name {
             names.push(lower);
         }
-        let guid = id.guid.to_ascii_uppercase();
-        let vol = format!("{guid}-{}", id.age);
         let key = id.server_key();
         let mut out = Vec::new();
         for n in &names {
+            let named = PdbIdentity {
+                name: n.clone(),
+                ..id.clone()
+            };
             let stem = n.strip_suffix(".pdb").unwrap_or(n);
-            for ext in ["json.xz", "json"] {
-                out.push(dir.join("windows").join(n).join(format!("{vol}.{ext}")));
-            }
-            for ext in ["json.xz", "json"] {
-                out.push(dir.join(n).join(format!("{vol}.{ext}")));
-            }
-            if n == &id.name {
-                // A directory that is itself `windows/<pdb>`.
-                for ext in ["json.xz", "json"] {
-                    out.push(dir.join(format!("{vol}.{ext}")));
-                }
-            }
-            out.push(dir.join(n).join(&key).join(n));
+            // A directory that is itself `windows/<pdb>` only for the name
+            // as given.
+            out.extend(named.isf_candidates(dir, n == &id.name));
+            out.push(dir.join(named.server_path()));
             for ext in ["json.xz", "json"] {
                 out.push(dir.join(n).join(&key).join(format!("{stem}.{ext}")));
             }
@@ -404,13 +397,7 @@ impl SymbolStore {
 
     /// Fetch `URL/<pdb>/<GUID><AGE>/<pdb>` into the store, atomically.
     fn download(&self, url: &str, root: &Path, id: &PdbIdentity) -> Result<PathBuf, Error> {
-        let full = format!(
-            "{}/{}/{}/{}",
-            url.trim_end_matches('/'),
-            id.name,
-            id.server_key(),
-            id.name
-        );
+        let full = format!("{}/{}", url.trim_end_matches('/'), id.server_path());
         let derr = |m: String| {
             Error::new(ErrorKind::Download {
                 url: full.clone(),

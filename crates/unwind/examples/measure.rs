@@ -1,7 +1,8 @@
 //! Rough speed figures: loading a large `.pdata` and walking stacks.
 //! `cargo run -p hangscope-unwind --example measure`
 use hangscope_unwind::synth::{FrameAt, FrameSpec, StackLayout, UnwindTableBuilder};
-use hangscope_unwind::{Module, ModuleList, Reg, SparseMemory, UnwindOptions, Unwinder};
+use hangscope_unwind::{Module, ModuleList, Reg, UnwindOptions, Unwinder};
+use hangscope_x64::SparseMemory;
 use std::time::Instant;
 
 const BASE: u64 = 0xffff_f800_3000_0000;

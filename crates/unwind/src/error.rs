@@ -1,8 +1,7 @@
 //! The crate's error: what went wrong with a module's image or unwind data,
 //! and where.
 
-use crate::mem::ReadError;
-use hangscope_x64::VirtAddr;
+use hangscope_x64::{Fault, VirtAddr};
 use std::fmt;
 
 /// Where an error was found: the module (by name) and the virtual address
@@ -20,7 +19,7 @@ pub struct Location {
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The image headers could not be read (not in the dump, paged out).
-    HeaderUnreadable(ReadError),
+    HeaderUnreadable(Fault),
     /// `IMAGE_DOS_HEADER.e_magic` is not "MZ".
     BadDosSignature {
         /// The value found.
@@ -79,7 +78,7 @@ pub enum ErrorKind {
         /// RVA of the UNWIND_INFO.
         rva: u32,
         /// The failed read.
-        read: ReadError,
+        read: Fault,
     },
     /// UNWIND_INFO version other than 1 or 2.
     UnsupportedUnwindVersion {

@@ -2,9 +2,9 @@
 //! UNWIND_INFO records.
 
 use crate::error::{Error, ErrorKind};
-use crate::mem::{MemoryReader, PAGE_SIZE};
 use crate::raw::*;
-use hangscope_x64::VirtAddr;
+use hangscope_pe::{ErrorKind as PeErrorKind, PdataTable, PeHeaders};
+use hangscope_x64::{VirtAddr, VirtualMemory};
 use serde::{Deserialize, Serialize};
 
 /// A loaded image: where it is and what it is called. `nt` builds these from
@@ -168,166 +168,100 @@ pub enum Lookup {
 
 /// Cap on `.pdata` entries (ntoskrnl has a few tens of thousands).
 const MAX_PDATA_ENTRIES: u64 = 1 << 20;
-/// Cap on sections.
-const MAX_SECTIONS: u16 = 256;
 
 fn rd_u16(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
 }
-fn rd_u32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
 
 impl Image {
-    /// Read an image's headers and `.pdata` from memory.
-    pub fn load(mem: &dyn MemoryReader, module: &Module) -> Result<Image, Error> {
+    /// Read an image's headers and `.pdata` from memory (through
+    /// `hangscope-pe`, the one PE reader).
+    pub fn load(mem: &dyn VirtualMemory, module: &Module) -> Result<Image, Error> {
         let base = module.base.0;
         let name = module.name.as_str();
         let err = |kind, va| Error::at(kind, name, va);
-        let mut dos = [0u8; 0x40];
-        mem.read(base, &mut dos)
-            .map_err(|e| err(ErrorKind::HeaderUnreadable(e), base))?;
-        let magic = rd_u16(&dos, 0);
-        if magic != IMAGE_DOS_SIGNATURE {
-            return Err(err(ErrorKind::BadDosSignature { found: magic }, base));
-        }
-        let e_lfanew = rd_u32(&dos, E_LFANEW_OFFSET as usize);
-        if !(0x40..=0x1_0000).contains(&e_lfanew) || u64::from(e_lfanew) >= module.size {
-            return Err(err(ErrorKind::BadNtHeaderOffset { e_lfanew }, base));
-        }
-        let nt = base + u64::from(e_lfanew);
-        let mut fh = [0u8; 4 + IMAGE_FILE_HEADER_SIZE as usize];
-        mem.read(nt, &mut fh)
-            .map_err(|e| err(ErrorKind::HeaderUnreadable(e), nt))?;
-        let sig = rd_u32(&fh, 0);
-        if sig != IMAGE_NT_SIGNATURE {
-            return Err(err(ErrorKind::BadNtSignature { found: sig }, nt));
-        }
-        let machine = rd_u16(&fh, 4);
-        if machine != IMAGE_FILE_MACHINE_AMD64 {
-            return Err(err(ErrorKind::NotAmd64 { machine }, nt));
-        }
-        let nsections = rd_u16(&fh, 6).min(MAX_SECTIONS);
-        let opt_size = rd_u16(&fh, 20);
-        let opt_va = nt + 4 + IMAGE_FILE_HEADER_SIZE;
-        let mut opt = vec![0u8; usize::from(opt_size)];
-        if opt.len() < OPT_DATA_DIRECTORY {
-            return Err(err(
-                ErrorKind::BadOptionalHeader {
-                    magic: 0,
-                    size: opt_size,
-                },
-                opt_va,
-            ));
-        }
-        mem.read(opt_va, &mut opt)
-            .map_err(|e| err(ErrorKind::HeaderUnreadable(e), opt_va))?;
-        let opt_magic = rd_u16(&opt, 0);
-        if opt_magic != IMAGE_NT_OPTIONAL_HDR64_MAGIC {
-            return Err(err(
-                ErrorKind::BadOptionalHeader {
-                    magic: opt_magic,
-                    size: opt_size,
-                },
-                opt_va,
-            ));
-        }
-        let size_of_image = u64::from(rd_u32(&opt, OPT_SIZE_OF_IMAGE));
-        // Trust the smaller of the two sizes: the loader's and the header's.
-        let size = size_of_image.min(module.size);
-        let ndirs = rd_u32(&opt, OPT_NUMBER_OF_RVA_AND_SIZES) as usize;
-        let dir_off = OPT_DATA_DIRECTORY + IMAGE_DIRECTORY_ENTRY_EXCEPTION * 8;
-        let (pdata_rva, pdata_size) =
-            if ndirs > IMAGE_DIRECTORY_ENTRY_EXCEPTION && dir_off + 8 <= opt.len() {
-                (rd_u32(&opt, dir_off), rd_u32(&opt, dir_off + 4))
-            } else {
-                (0, 0)
-            };
-
-        // Section table: only to know which RVAs hold code. Optional.
-        let mut code_ranges = Vec::new();
-        let sec_va = opt_va + u64::from(opt_size);
-        let mut secs = vec![0u8; usize::from(nsections) * IMAGE_SECTION_HEADER_SIZE];
-        if mem.read(sec_va, &mut secs).is_ok() {
-            for s in secs.chunks_exact(IMAGE_SECTION_HEADER_SIZE) {
-                let vsize = rd_u32(s, 8);
-                let va = rd_u32(s, 12);
-                let ch = rd_u32(s, 36);
-                if ch & (IMAGE_SCN_CNT_CODE | IMAGE_SCN_MEM_EXECUTE) != 0 {
-                    if let Some(end) = va.checked_add(vsize) {
-                        code_ranges.push((va, end));
-                    }
+        let pe = PeHeaders::read(mem, module.base, module.size).map_err(|e| {
+            let kind = match e.kind {
+                PeErrorKind::Unreadable(f) => ErrorKind::HeaderUnreadable(f),
+                PeErrorKind::BadDosSignature { found } => ErrorKind::BadDosSignature { found },
+                PeErrorKind::BadNtHeaderOffset { e_lfanew } => {
+                    ErrorKind::BadNtHeaderOffset { e_lfanew }
                 }
-            }
+                PeErrorKind::BadNtSignature { found } => ErrorKind::BadNtSignature { found },
+                PeErrorKind::BadOptionalHeader { magic, size } => {
+                    ErrorKind::BadOptionalHeader { magic, size }
+                }
+                // A kind added to hangscope-pe later: the closest is an
+                // unusable optional header.
+                _ => ErrorKind::BadOptionalHeader { magic: 0, size: 0 },
+            };
+            err(kind, e.at.0)
+        })?;
+        if pe.machine != IMAGE_FILE_MACHINE_AMD64 {
+            let nt = pe
+                .optional_header
+                .0
+                .wrapping_sub(4 + IMAGE_FILE_HEADER_SIZE);
+            return Err(err(
+                ErrorKind::NotAmd64 {
+                    machine: pe.machine,
+                },
+                nt,
+            ));
         }
-
         let mut image = Image {
             base,
-            size,
+            size: pe.size,
             name: module.name.clone(),
-            code_ranges,
+            // Only to know which RVAs hold code; empty when the section
+            // table is unreadable.
+            code_ranges: pe.code_ranges(),
             functions: Vec::new(),
             overlap: Vec::new(),
             gaps: Vec::new(),
             pdata: PdataReport::default(),
         };
-        if pdata_size == 0 {
-            return Ok(image);
+        match pe.pdata(mem, MAX_PDATA_ENTRIES) {
+            Ok(Some(table)) => image.index_pdata(table),
+            Ok(None) => {}
+            Err(dir) => {
+                return Err(err(
+                    ErrorKind::ExceptionDirectoryOutOfImage {
+                        rva: dir.rva,
+                        size: dir.size,
+                    },
+                    pe.optional_header.0,
+                ))
+            }
         }
-        let end = u64::from(pdata_rva) + u64::from(pdata_size);
-        if pdata_rva == 0 || end > size {
-            return Err(err(
-                ErrorKind::ExceptionDirectoryOutOfImage {
-                    rva: pdata_rva,
-                    size: pdata_size,
-                },
-                opt_va,
-            ));
-        }
-        image.read_pdata(mem, pdata_rva, pdata_size);
         Ok(image)
     }
 
-    /// Read the table page by page so that one missing page loses only the
-    /// entries on it.
-    fn read_pdata(&mut self, mem: &dyn MemoryReader, rva: u32, size: u32) {
-        let count = (u64::from(size) / RUNTIME_FUNCTION_SIZE).min(MAX_PDATA_ENTRIES);
-        self.pdata.declared = count as u32;
-        let start = self.base + u64::from(rva);
-        let len = (count * RUNTIME_FUNCTION_SIZE) as usize;
-        let mut bytes = vec![0u8; len];
-        let mut present = vec![true; len];
-        if mem.read(start, &mut bytes).is_err() {
-            let mut off = 0usize;
-            while off < len {
-                let va = start + off as u64;
-                let n = ((PAGE_SIZE - va % PAGE_SIZE) as usize).min(len - off);
-                if mem.read(va, &mut bytes[off..off + n]).is_err() {
-                    present[off..off + n].iter_mut().for_each(|p| *p = false);
-                }
-                off += n;
-            }
-        }
+    /// Validate, sort and index the `.pdata` slots as read (a missing page
+    /// loses only the entries on it, and leaves a gap where lookups cannot
+    /// decide).
+    fn index_pdata(&mut self, table: PdataTable) {
+        self.pdata.declared = table.entries.len() as u32;
         // Entries in file order; `None` where unreadable.
-        let mut entries: Vec<Option<RuntimeFunction>> = Vec::with_capacity(count as usize);
-        for (i, chunk) in bytes
-            .chunks_exact(RUNTIME_FUNCTION_SIZE as usize)
-            .enumerate()
-        {
-            let o = i * RUNTIME_FUNCTION_SIZE as usize;
-            if present[o..o + RUNTIME_FUNCTION_SIZE as usize]
-                .iter()
-                .all(|&p| p)
-            {
-                let f = RuntimeFunction::from_bytes(chunk);
-                if f.valid_in(self.size) {
-                    entries.push(Some(f));
-                } else {
-                    self.pdata.invalid += 1;
+        let mut entries: Vec<Option<RuntimeFunction>> = Vec::with_capacity(table.entries.len());
+        for slot in table.entries {
+            match slot {
+                Some([begin, end, unwind_data]) => {
+                    let f = RuntimeFunction {
+                        begin,
+                        end,
+                        unwind_data,
+                    };
+                    if f.valid_in(self.size) {
+                        entries.push(Some(f));
+                    } else {
+                        self.pdata.invalid += 1;
+                    }
                 }
-            } else {
-                self.pdata.unreadable += 1;
-                entries.push(None);
+                None => {
+                    self.pdata.unreadable += 1;
+                    entries.push(None);
+                }
             }
         }
         // Gaps: between the readable neighbours of each run of unreadable
@@ -441,7 +375,7 @@ impl Image {
     /// Read a RUNTIME_FUNCTION at `rva` (indirect and chained links).
     pub(crate) fn read_runtime_function(
         &self,
-        mem: &dyn MemoryReader,
+        mem: &dyn VirtualMemory,
         rva: u32,
     ) -> Result<RuntimeFunction, Error> {
         let va = self.base + u64::from(rva);
@@ -450,7 +384,7 @@ impl Image {
             return Err(bad());
         }
         let mut b = [0u8; RUNTIME_FUNCTION_SIZE as usize];
-        mem.read(va, &mut b).map_err(|_| bad())?;
+        mem.read(VirtAddr(va), &mut b).map_err(|_| bad())?;
         let f = RuntimeFunction::from_bytes(&b);
         if !f.valid_in(self.size) {
             return Err(bad());
@@ -534,7 +468,11 @@ pub struct UnwindInfo {
 
 impl UnwindInfo {
     /// Read and decode the UNWIND_INFO at `rva` of `image`.
-    pub fn read(mem: &dyn MemoryReader, image: &Image, rva: u32) -> Result<UnwindInfo, Error> {
+    ///
+    /// Longer than the house limit on purpose: the slot loop decodes the
+    /// documented opcode list in one pass, each opcode's slot count next to
+    /// its meaning and its checks; split, the two tables would drift apart.
+    pub fn read(mem: &dyn VirtualMemory, image: &Image, rva: u32) -> Result<UnwindInfo, Error> {
         let va = image.base + u64::from(rva);
         let unreadable = |read| {
             Error::at(
@@ -544,7 +482,7 @@ impl UnwindInfo {
             )
         };
         let mut hdr = [0u8; UNWIND_INFO_HEADER_SIZE as usize];
-        mem.read(va, &mut hdr).map_err(unreadable)?;
+        mem.read(VirtAddr(va), &mut hdr).map_err(unreadable)?;
         let version = hdr[0] & 7;
         let flags = hdr[0] >> 3;
         if version != 1 && version != 2 {
@@ -577,7 +515,7 @@ impl UnwindInfo {
             0
         };
         let mut body = vec![0u8; padded * 2 + trailer];
-        mem.read(va + UNWIND_INFO_HEADER_SIZE, &mut body)
+        mem.read(VirtAddr(va + UNWIND_INFO_HEADER_SIZE), &mut body)
             .map_err(unreadable)?;
         let slot = |i: usize| rd_u16(&body, i * 2);
         let mut codes = Vec::with_capacity(slots);

@@ -37,7 +37,8 @@
 //!
 //! # Using it
 //! ```
-//! use hangscope_unwind::{Context, ModuleList, Module, SparseMemory, Unwinder, UnwindOptions, StopReason};
+//! use hangscope_unwind::{Context, ModuleList, Module, Unwinder, UnwindOptions, StopReason};
+//! use hangscope_x64::SparseMemory;
 //! let mem = SparseMemory::new();               // or a hangscope_x64::AddressSpace
 //! let modules = ModuleList::new(vec![Module::new(0xfffff800_12340000, 0x10000, "x.sys")]);
 //! let mut unwinder = Unwinder::new();           // keep one per dump: it caches images
@@ -94,7 +95,6 @@
 
 pub mod error;
 pub mod image;
-pub mod mem;
 pub mod raw;
 pub mod synth;
 mod unwind;
@@ -109,7 +109,6 @@ pub use image::{
     Image, Lookup, Module, ModuleList, ModuleSet, PdataReport, RuntimeFunction, UnwindCode,
     UnwindInfo, UnwindOp,
 };
-pub use mem::{MemoryReader, ReadError, ReadFailure, SparseMemory};
 pub use unwind::{
     unwind, Context, Frame, FrameKind, Reg, RipOrigin, Stack, StackRange, StopReason,
     UnwindOptions, Unwinder, MAX_CHAIN_DEPTH,

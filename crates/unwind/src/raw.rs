@@ -2,35 +2,15 @@
 //! their Microsoft names. Offsets are those of the PE/COFF specification and
 //! of the "x64 exception handling" documentation (UNWIND_INFO, UNWIND_CODE).
 
-/// `IMAGE_DOS_HEADER.e_magic` ("MZ").
-pub const IMAGE_DOS_SIGNATURE: u16 = 0x5a4d;
-/// Offset of `IMAGE_DOS_HEADER.e_lfanew`.
-pub const E_LFANEW_OFFSET: u64 = 0x3c;
-/// `IMAGE_NT_HEADERS64.Signature` ("PE\0\0").
-pub const IMAGE_NT_SIGNATURE: u32 = 0x0000_4550;
-/// `IMAGE_FILE_HEADER.Machine` for x64.
-pub const IMAGE_FILE_MACHINE_AMD64: u16 = 0x8664;
-/// `IMAGE_OPTIONAL_HEADER64.Magic` (PE32+).
-pub const IMAGE_NT_OPTIONAL_HDR64_MAGIC: u16 = 0x20b;
-/// Size of `IMAGE_FILE_HEADER`.
-pub const IMAGE_FILE_HEADER_SIZE: u64 = 20;
-/// Offset of `SizeOfImage` in `IMAGE_OPTIONAL_HEADER64`.
-pub const OPT_SIZE_OF_IMAGE: usize = 56;
-/// Offset of `NumberOfRvaAndSizes` in `IMAGE_OPTIONAL_HEADER64`.
-pub const OPT_NUMBER_OF_RVA_AND_SIZES: usize = 108;
-/// Offset of `DataDirectory` in `IMAGE_OPTIONAL_HEADER64`.
-pub const OPT_DATA_DIRECTORY: usize = 112;
-/// `IMAGE_DIRECTORY_ENTRY_EXCEPTION`: the `.pdata` RUNTIME_FUNCTION table.
-pub const IMAGE_DIRECTORY_ENTRY_EXCEPTION: usize = 3;
-/// Size of `IMAGE_SECTION_HEADER`.
-pub const IMAGE_SECTION_HEADER_SIZE: usize = 40;
-/// `IMAGE_SCN_CNT_CODE`.
-pub const IMAGE_SCN_CNT_CODE: u32 = 0x0000_0020;
-/// `IMAGE_SCN_MEM_EXECUTE`.
-pub const IMAGE_SCN_MEM_EXECUTE: u32 = 0x2000_0000;
+// The PE layouts live in hangscope-pe, the one PE reader; re-exported so
+// that unwind data and the headers around it are named in one place.
+pub use hangscope_pe::raw::{
+    E_LFANEW_OFFSET, IMAGE_DIRECTORY_ENTRY_EXCEPTION, IMAGE_DOS_SIGNATURE, IMAGE_FILE_HEADER_SIZE,
+    IMAGE_FILE_MACHINE_AMD64, IMAGE_NT_OPTIONAL_HDR64_MAGIC, IMAGE_NT_SIGNATURE,
+    IMAGE_SCN_CNT_CODE, IMAGE_SCN_MEM_EXECUTE, IMAGE_SECTION_HEADER_SIZE, OPT_DATA_DIRECTORY,
+    OPT_NUMBER_OF_RVA_AND_SIZES, OPT_SIZE_OF_IMAGE, RUNTIME_FUNCTION_SIZE,
+};
 
-/// Size of `RUNTIME_FUNCTION` (BeginAddress, EndAddress, UnwindData: 3 RVAs).
-pub const RUNTIME_FUNCTION_SIZE: u64 = 12;
 /// Bit 0 of `RUNTIME_FUNCTION.UnwindData`: the field is the RVA (+1) of
 /// another RUNTIME_FUNCTION rather than of an UNWIND_INFO.
 pub const RUNTIME_FUNCTION_INDIRECT: u32 = 1;

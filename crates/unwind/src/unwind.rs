@@ -3,10 +3,9 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::image::{Image, Lookup, Module, ModuleSet, RuntimeFunction, UnwindInfo, UnwindOp};
-use crate::mem::{read_prefix, MemoryReader, ReadError};
 use crate::raw::RUNTIME_FUNCTION_INDIRECT;
 use hangscope_dump::CpuState;
-use hangscope_x64::VirtAddr;
+use hangscope_x64::{Fault, VirtAddr, VirtualMemory};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -298,7 +297,7 @@ pub enum StopReason {
         rsp: VirtAddr,
     },
     /// Stack memory could not be read.
-    StackUnreadable(ReadError),
+    StackUnreadable(Fault),
     /// The module's image or unwind data is unreadable or corrupt.
     UnwindData(Error),
 }
@@ -426,7 +425,7 @@ const MAX_CACHED_INFOS: usize = 1 << 16;
 
 #[derive(Debug)]
 enum StepError {
-    Stack(ReadError),
+    Stack(Fault),
     Bad(Error),
 }
 
@@ -455,7 +454,7 @@ pub struct Unwinder {
 
 /// Unwind one stack with a fresh [`Unwinder`] (no cache kept).
 pub fn unwind(
-    mem: &dyn MemoryReader,
+    mem: &dyn VirtualMemory,
     modules: &dyn ModuleSet,
     start: Context,
     opts: &UnwindOptions,
@@ -476,7 +475,7 @@ impl Unwinder {
     }
 
     /// The parsed image of `module` (loaded on first use, errors cached too).
-    pub fn image(&mut self, mem: &dyn MemoryReader, module: &Module) -> Result<Arc<Image>, Error> {
+    pub fn image(&mut self, mem: &dyn VirtualMemory, module: &Module) -> Result<Arc<Image>, Error> {
         self.images
             .entry((module.base.0, module.size))
             .or_insert_with(|| Image::load(mem, module).map(Arc::new))
@@ -485,7 +484,7 @@ impl Unwinder {
 
     fn info(
         &mut self,
-        mem: &dyn MemoryReader,
+        mem: &dyn VirtualMemory,
         image: &Image,
         rva: u32,
     ) -> Result<Arc<UnwindInfo>, Error> {
@@ -507,7 +506,7 @@ impl Unwinder {
     /// state its context switch saved (see the crate docs).
     pub fn unwind(
         &mut self,
-        mem: &dyn MemoryReader,
+        mem: &dyn VirtualMemory,
         modules: &dyn ModuleSet,
         start: Context,
         opts: &UnwindOptions,
@@ -649,7 +648,7 @@ impl Unwinder {
     /// offset. Bounded: `window` is capped at 512 bytes.
     pub fn probe_start(
         &mut self,
-        mem: &dyn MemoryReader,
+        mem: &dyn VirtualMemory,
         modules: &dyn ModuleSet,
         base: Context,
         rsp: u64,
@@ -661,7 +660,7 @@ impl Unwinder {
         while off < window {
             let slot = rsp.checked_add(off)?;
             off += 8;
-            let Ok(rip) = mem.read_u64(slot) else {
+            let Ok(rip) = mem.read_u64(VirtAddr(slot)) else {
                 continue;
             };
             if modules.find(rip).is_none() {
@@ -681,7 +680,7 @@ impl Unwinder {
     /// Unwind one frame: the function at `rva` of `image`.
     fn step(
         &mut self,
-        mem: &dyn MemoryReader,
+        mem: &dyn VirtualMemory,
         image: &Image,
         ctx: &Context,
         rva: u32,
@@ -783,8 +782,8 @@ impl RangeExt for Option<StackRange> {
     }
 }
 
-fn read_u64(mem: &dyn MemoryReader, va: u64) -> Result<u64, StepError> {
-    mem.read_u64(va).map_err(StepError::Stack)
+fn read_u64(mem: &dyn VirtualMemory, va: u64) -> Result<u64, StepError> {
+    mem.read_u64(VirtAddr(va)).map_err(StepError::Stack)
 }
 
 fn add(a: u64, b: u64) -> Result<u64, StepError> {
@@ -793,7 +792,7 @@ fn add(a: u64, b: u64) -> Result<u64, StepError> {
 }
 
 /// `ret`: RIP = [RSP], RSP += 8.
-fn pop_return(mem: &dyn MemoryReader, ctx: &mut Context) -> Result<(), StepError> {
+fn pop_return(mem: &dyn VirtualMemory, ctx: &mut Context) -> Result<(), StepError> {
     let rsp = ctx.rsp();
     ctx.rip = read_u64(mem, rsp)?;
     ctx.set_rsp(add(rsp, 8)?);
@@ -805,7 +804,7 @@ fn pop_return(mem: &dyn MemoryReader, ctx: &mut Context) -> Result<(), StepError
 /// in the function for the primary info (codes for instructions that have
 /// not run yet are skipped), `None` for chained infos.
 fn apply_codes(
-    mem: &dyn MemoryReader,
+    mem: &dyn VirtualMemory,
     info: &UnwindInfo,
     ctx: &mut Context,
     prolog_offset: Option<u32>,
@@ -909,13 +908,13 @@ enum EpilogStep {
 /// version 1 unwind info; it is exact for version 2 too, whose UWOP_EPILOG
 /// descriptors only spare the instruction decoding.
 fn emulate_epilog(
-    mem: &dyn MemoryReader,
+    mem: &dyn VirtualMemory,
     image: &Image,
     f: &RuntimeFunction,
     info: &UnwindInfo,
     ctx: &Context,
 ) -> Result<Option<Context>, StepError> {
-    let code = read_prefix(mem, ctx.rip, EPILOG_WINDOW);
+    let code = mem.read_prefix(VirtAddr(ctx.rip), EPILOG_WINDOW);
     let Some(steps) = decode_epilog(&code, ctx.rip, image, f, info.frame_register) else {
         return Ok(None);
     };

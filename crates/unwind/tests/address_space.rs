@@ -3,11 +3,8 @@
 
 use crate::support::{driver, FrameBuilder, STACK_HIGH, STACK_LOW};
 use hangscope_dump::{PhysAddr, VecMemory};
-use hangscope_unwind::{
-    FrameKind, MemoryReader, ReadFailure, SparseMemory, StackRange, StopReason, UnwindOptions,
-    Unwinder,
-};
-use hangscope_x64::{AddressSpace, Dtb, FaultKind};
+use hangscope_unwind::{FrameKind, StackRange, StopReason, UnwindOptions, Unwinder};
+use hangscope_x64::{AddressSpace, Dtb, Fault, FaultKind, SparseMemory, VirtAddr, VirtualMemory};
 
 const PRESENT_RW: u64 = 0x3;
 
@@ -105,17 +102,14 @@ fn a_page_fault_becomes_a_read_error_with_its_address() {
         Ok(0x1111_1111_1111_1111)
     );
     let mut buf = [0u8; 16];
-    let e = MemoryReader::read(&space, 0xffff_d000_3000_0ff8, &mut buf).unwrap_err();
-    assert_eq!(e.at.0, 0xffff_d000_3000_1000);
+    let e = VirtualMemory::read(&space, VirtAddr(0xffff_d000_3000_0ff8), &mut buf).unwrap_err();
+    assert_eq!(e.addr.0, 0xffff_d000_3000_1000);
     assert!(
-        matches!(
-            e.reason,
-            ReadFailure::Fault(FaultKind::NotPresent { level: 1, .. })
-        ),
+        matches!(e.kind, FaultKind::NotPresent { level: 1, .. }),
         "{e}"
     );
 }
 
-fn space_u64(space: &AddressSpace<'_>, va: u64) -> Result<u64, hangscope_unwind::ReadError> {
-    MemoryReader::read_u64(space, va)
+fn space_u64(space: &AddressSpace<'_>, va: u64) -> Result<u64, Fault> {
+    VirtualMemory::read_u64(space, VirtAddr(va))
 }

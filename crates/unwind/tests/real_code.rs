@@ -282,7 +282,7 @@ fn an_unreadable_stack_page_stops_with_its_address() {
     );
     match &stack.stop {
         StopReason::StackUnreadable(e) => {
-            assert_eq!(e.at.0 & !0xfff, ra_slot & !0xfff);
+            assert_eq!(e.addr.0 & !0xfff, ra_slot & !0xfff);
         }
         other => panic!("unexpected stop {other:?}"),
     }
@@ -303,7 +303,8 @@ fn a_missing_pdata_page_is_reported_not_taken_for_a_leaf() {
     assert!(!image.functions().is_empty());
     // Find the .pdata page from the headers: the exception directory.
     let mut hdr = vec![0u8; 0x400];
-    hangscope_unwind::MemoryReader::read(&b.mem, DRIVER_BASE, &mut hdr).unwrap();
+    hangscope_x64::VirtualMemory::read(&b.mem, hangscope_x64::VirtAddr(DRIVER_BASE), &mut hdr)
+        .unwrap();
     let nt = u32::from_le_bytes(hdr[0x3c..0x40].try_into().unwrap()) as usize;
     let dir = nt + 24 + 112 + 3 * 8;
     let rva = u32::from_le_bytes(hdr[dir..dir + 4].try_into().unwrap());

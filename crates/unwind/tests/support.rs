@@ -2,7 +2,8 @@
 //! and lay out stack frames by emulating the real instructions (from
 //! `llvm-objdump`), independently of the unwinder's own parsing.
 
-use hangscope_unwind::{Context, Module, ModuleList, Reg, SparseMemory};
+use hangscope_unwind::{Context, Module, ModuleList, Reg};
+use hangscope_x64::{SparseMemory, VirtAddr, VirtualMemory};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -465,7 +466,7 @@ impl<'d> FrameBuilder<'d> {
             }
             ("popq", [r]) => {
                 let rsp = self.rsp();
-                let v = hangscope_unwind::MemoryReader::read_u64(&self.mem, rsp).expect("pop");
+                let v = self.mem.read_u64(VirtAddr(rsp)).expect("pop");
                 let r = reg64(r).expect("pop reg");
                 self.regs[r as usize] = v;
                 self.set_rsp(rsp + 8);
@@ -522,7 +523,7 @@ impl<'d> FrameBuilder<'d> {
                 let (disp, base) = mem_operand(src).unwrap();
                 let at = self.regs[base as usize].wrapping_add(disp as u64);
                 let d = reg64(d).unwrap();
-                match hangscope_unwind::MemoryReader::read_u64(&self.mem, at) {
+                match self.mem.read_u64(VirtAddr(at)) {
                     Ok(v) => {
                         self.regs[d as usize] = v;
                         if d == Reg::Rax {

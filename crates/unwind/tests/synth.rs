@@ -2,9 +2,10 @@
 
 use hangscope_unwind::synth::{FrameAt, FrameSpec, StackLayout, UnwindTableBuilder};
 use hangscope_unwind::{
-    Context, FrameKind, Module, ModuleList, Reg, RipOrigin, SparseMemory, StackRange, StopReason,
-    UnwindOptions, Unwinder,
+    Context, FrameKind, Module, ModuleList, Reg, RipOrigin, StackRange, StopReason, UnwindOptions,
+    Unwinder,
 };
+use hangscope_x64::SparseMemory;
 
 const BASE: u64 = 0xffff_f800_3000_0000;
 const SIZE: u32 = 0x8000;

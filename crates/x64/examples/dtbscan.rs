@@ -1,7 +1,9 @@
 //! Find page-table bases in a dump and look for PE images in kernel space:
 //! `cargo run -p hangscope-x64 --example dtbscan -- FILE`.
 use hangscope_dump::Dump;
-use hangscope_x64::{find_dtb_candidates, validate_dtb, AddressSpace, Dtb, VirtAddr};
+use hangscope_x64::{
+    find_dtb_candidates, validate_dtb, AddressSpace, Dtb, VirtAddr, VirtualMemory,
+};
 use std::path::Path;
 use std::time::Instant;
 

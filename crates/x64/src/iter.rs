@@ -134,10 +134,16 @@ impl Iterator for MappedPages<'_> {
                 }
             };
             let present = entry & PRESENT != 0;
-            let transition = self.space.read_transition && is_transition(entry);
-            if !present && !transition {
-                continue;
-            }
+            // A non-present entry maps only when the OS's rules say its
+            // table or page is still in RAM.
+            let entry = if present {
+                entry
+            } else {
+                match self.space.rules.not_present(entry, level) {
+                    NotPresent::InRam(frame) => frame.0 & ADDR_MASK,
+                    NotPresent::Fault(_) => continue,
+                }
+            };
             let leaf = level == 1 || (present && entry & PAGE_SIZE_BIT != 0 && level <= 3);
             if present && level == 4 && entry & PAGE_SIZE_BIT != 0 {
                 continue;

@@ -1,14 +1,19 @@
 //! x86-64 virtual memory over a dump's physical memory.
 //!
 //! Translation follows the processor (4-level paging, 4 KiB, 2 MiB and
-//! 1 GiB pages) and explains every failure the way Windows encodes it in a
-//! non-present entry: transition, prototype, paged out, or simply not
-//! present; a page table or data page that the dump does not hold is
-//! [`FaultKind::NotInDump`], never zeros.
+//! 1 GiB pages). What a non-present entry means is the operating system's
+//! business: the walk asks a [`PteRules`] hook (the kernel model supplies
+//! one; Windows' transition, prototype and page-file rules live in
+//! `hangscope-nt`); a page table or data page that the dump does not hold
+//! is [`FaultKind::NotInDump`], never zeros.
+//!
+//! Every later stage reads virtual memory through one trait,
+//! [`VirtualMemory`], implemented by [`AddressSpace`] and by the test
+//! memory [`SparseMemory`], and every failure is one [`Fault`].
 //!
 //! ```
 //! use hangscope_dump::{PhysAddr, VecMemory};
-//! use hangscope_x64::{AddressSpace, Dtb, VirtAddr};
+//! use hangscope_x64::{AddressSpace, Dtb, VirtAddr, VirtualMemory};
 //! // A PML4 at 0x1000 mapping 0xffff_8000_0000_0000 with one 1 GiB page at 0.
 //! let mut mem = VecMemory::new();
 //! mem.write_u64(PhysAddr(0x1000 + 0x100 * 8), 0x2000 | 0x3); // PML4[0x100] -> PDPT
@@ -25,10 +30,13 @@
 #![deny(missing_debug_implementations)]
 
 mod iter;
+mod mem;
 pub mod paging;
 mod scan;
 
 pub use iter::MappedPages;
+pub use mem::{SparseMemory, VirtualMemory};
+pub use paging::{ArchRules, NotPresent, PteRules, ARCH_RULES};
 pub use scan::{find_dtb_candidates, find_dtb_candidates_in, validate_dtb};
 
 use hangscope_dump::{ErrorKind, PhysAddr, PhysicalMemory, PAGE_SIZE};
@@ -90,18 +98,21 @@ pub enum FaultKind {
         /// The raw entry.
         entry: u64,
     },
-    /// The PTE is in transition (Windows: bit 11 set, bit 10 clear): the
-    /// page is in RAM but not mapped valid.
+    /// The operating system keeps the page in RAM but has not mapped it
+    /// valid (Windows: a transition PTE). As [`PteRules`] decide.
     Transition {
         /// The raw PTE.
         pte: u64,
     },
-    /// The PTE is a prototype PTE (Windows: bit 10 set).
+    /// The entry points at a shared, operating-system-level descriptor
+    /// instead of a frame (Windows: a prototype PTE). As [`PteRules`]
+    /// decide.
     Prototype {
         /// The raw PTE.
         pte: u64,
     },
-    /// The page is in the page file.
+    /// The page is in a page or swap file (Windows: a page-file PTE;
+    /// Linux: a swap entry). As [`PteRules`] decide.
     PagedOut {
         /// The raw PTE.
         pte: u64,
@@ -175,8 +186,18 @@ impl Fault {
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot read virtual address {}: ", self.addr)?;
-        match &self.kind {
+        write!(
+            f,
+            "cannot read virtual address {}: {}",
+            self.addr, self.kind
+        )
+    }
+}
+
+/// The one place fault text is written: why an address cannot be read.
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             FaultKind::NonCanonical => write!(f, "not a canonical address"),
             FaultKind::NotPresent { level, entry } => {
                 write!(f, "{} not present ({entry:#x})", level_name(*level))
@@ -240,11 +261,9 @@ pub struct AddressSpace<'m> {
     pub memory: &'m dyn PhysicalMemory,
     /// The page-table base.
     pub dtb: Dtb,
-    /// Whether transition PTEs (Windows: the page is still in RAM, on a
-    /// standby or modified list) are read as if valid. Off by default: the
-    /// page's content is usually right but no longer guaranteed to belong
-    /// to this address. See [`AddressSpace::with_transition`].
-    pub read_transition: bool,
+    /// What non-present entries mean (the operating system's rules);
+    /// [`ARCH_RULES`] unless set with [`AddressSpace::with_rules`].
+    pub rules: &'m dyn PteRules,
 }
 
 impl<'m> AddressSpace<'m> {
@@ -253,17 +272,13 @@ impl<'m> AddressSpace<'m> {
         AddressSpace {
             memory,
             dtb,
-            read_transition: false,
+            rules: &ARCH_RULES,
         }
     }
 
-    /// The same space, reading transition pages (`true`) or faulting on
-    /// them with [`FaultKind::Transition`] (`false`, the default).
-    pub fn with_transition(self, read_transition: bool) -> Self {
-        AddressSpace {
-            read_transition,
-            ..self
-        }
+    /// The same space, interpreting non-present entries with `rules`.
+    pub fn with_rules(self, rules: &'m dyn PteRules) -> Self {
+        AddressSpace { rules, ..self }
     }
 
     /// Translate one virtual address.
@@ -280,18 +295,21 @@ impl<'m> AddressSpace<'m> {
         for level in (1..=4u8).rev() {
             let entry = read_entry(self.memory, table, table_index(va.0, level), level)?;
             if entry & PRESENT == 0 {
-                if self.read_transition && is_transition(entry) {
-                    // The table or page is in RAM at the entry's frame.
-                    if level == 1 {
-                        return Ok(Translation {
-                            paddr: PhysAddr((entry & ADDR_MASK) | (va.0 & 0xFFF)),
-                            page_size: PAGE_SIZE,
-                        });
+                match self.rules.not_present(entry, level) {
+                    NotPresent::InRam(frame) => {
+                        // The table or page is in RAM at that frame.
+                        let frame = frame.0 & ADDR_MASK;
+                        if level == 1 {
+                            return Ok(Translation {
+                                paddr: PhysAddr(frame | (va.0 & 0xFFF)),
+                                page_size: PAGE_SIZE,
+                            });
+                        }
+                        table = frame;
+                        continue;
                     }
-                    table = entry & ADDR_MASK;
-                    continue;
+                    NotPresent::Fault(kind) => return Err(kind),
                 }
-                return Err(classify_not_present(entry, level));
             }
             if entry & PAGE_SIZE_BIT != 0 {
                 match level {
@@ -320,10 +338,9 @@ impl<'m> AddressSpace<'m> {
         Err(FaultKind::NonCanonical)
     }
 
-    /// Read `buf.len()` bytes at `va`, crossing pages as needed. On a fault
-    /// the error names the first byte that could not be read; `buf` then
-    /// holds whatever was read before it (never zero-filled on purpose).
-    pub fn read(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), Fault> {
+    /// Read `buf.len()` bytes at `va`, crossing pages as needed (the
+    /// [`VirtualMemory`] implementation).
+    fn read_virtual(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), Fault> {
         let mut done = 0usize;
         while done < buf.len() {
             let a = va.checked_add(done as u64).ok_or(Fault {
@@ -347,93 +364,6 @@ impl<'m> AddressSpace<'m> {
             done += n;
         }
         Ok(())
-    }
-
-    /// Read a byte.
-    pub fn read_u8(&self, va: VirtAddr) -> Result<u8, Fault> {
-        let mut b = [0u8; 1];
-        self.read(va, &mut b)?;
-        Ok(b[0])
-    }
-
-    /// Read a little-endian u16.
-    pub fn read_u16(&self, va: VirtAddr) -> Result<u16, Fault> {
-        let mut b = [0u8; 2];
-        self.read(va, &mut b)?;
-        Ok(u16::from_le_bytes(b))
-    }
-
-    /// Read a little-endian u32.
-    pub fn read_u32(&self, va: VirtAddr) -> Result<u32, Fault> {
-        let mut b = [0u8; 4];
-        self.read(va, &mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-
-    /// Read a little-endian u64.
-    pub fn read_u64(&self, va: VirtAddr) -> Result<u64, Fault> {
-        let mut b = [0u8; 8];
-        self.read(va, &mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    /// Read `len` bytes into a new vector; `len > cap` is refused with
-    /// [`FaultKind::TooLarge`] before anything is allocated (lengths come
-    /// from the dump and may be garbage).
-    pub fn read_vec(&self, va: VirtAddr, len: u64, cap: u64) -> Result<Vec<u8>, Fault> {
-        if len > cap || usize::try_from(len).is_err() {
-            return Err(Fault {
-                kind: FaultKind::TooLarge { len, cap },
-                addr: va,
-            });
-        }
-        let mut v = vec![0u8; len as usize];
-        self.read(va, &mut v)?;
-        Ok(v)
-    }
-
-    /// Read a NUL-terminated byte string of at most `max` bytes (without
-    /// the NUL). Pages after the terminator are never touched, so a string
-    /// ending just before an unmapped page reads fine. Without a NUL in
-    /// `max` bytes, the `max` bytes are returned.
-    pub fn read_cstr(&self, va: VirtAddr, max: usize) -> Result<Vec<u8>, Fault> {
-        let mut out = Vec::new();
-        let mut a = va;
-        while out.len() < max {
-            let left_in_page = (PAGE_SIZE - (a.0 & (PAGE_SIZE - 1))) as usize;
-            let n = left_in_page.min(max - out.len());
-            let mut chunk = vec![0u8; n];
-            self.read(a, &mut chunk)?;
-            if let Some(nul) = chunk.iter().position(|&b| b == 0) {
-                out.extend_from_slice(&chunk[..nul]);
-                return Ok(out);
-            }
-            out.extend_from_slice(&chunk);
-            a = match a.checked_add(n as u64) {
-                Some(a) => a,
-                None => break,
-            };
-        }
-        Ok(out)
-    }
-
-    /// Read `byte_len` bytes of UTF-16LE (a `UNICODE_STRING` buffer) as
-    /// code units. `byte_len` is capped at 0xFFFF (the largest
-    /// `UNICODE_STRING.Length`); an odd length drops the last byte.
-    pub fn read_utf16_units(&self, va: VirtAddr, byte_len: u64) -> Result<Vec<u16>, Fault> {
-        let bytes = self.read_vec(va, byte_len & !1, 0xFFFF)?;
-        Ok(bytes
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect())
-    }
-
-    /// Read `byte_len` bytes of UTF-16LE as a string; ill-formed UTF-16
-    /// (Windows names may be) becomes U+FFFD. Use
-    /// [`AddressSpace::read_utf16_units`] to keep the raw units.
-    pub fn read_utf16(&self, va: VirtAddr, byte_len: u64) -> Result<String, Fault> {
-        let units = self.read_utf16_units(va, byte_len)?;
-        Ok(String::from_utf16_lossy(&units))
     }
 
     /// Every mapped page overlapping `[start, end)`, in address order, as

@@ -1,18 +1,16 @@
-//! x86-64 paging constants and the Windows encoding of non-present entries.
+//! x86-64 paging constants, and the hook through which an operating
+//! system says what its non-present entries mean.
 //!
-//! A non-present entry is classified like the Windows memory manager
-//! writes it (`_MMPTE_SOFTWARE`, `_MMPTE_TRANSITION`, `_MMPTE_PROTOTYPE`):
-//! bit 10 = prototype, bit 11 (without bit 10) = transition, a page-file
-//! offset in bits 63..32 = paged out, anything else (zero, or a
-//! demand-zero / no-access software PTE) = not present, with the raw entry
-//! kept so the caller can look closer.
-//!
-//! Caveat: Windows 10 1809+ with the L1TF mitigation XORs software PTEs
-//! with `MiInvalidPteMask` (the "swizzle"), so a swizzled demand-zero PTE
-//! has bits in 63..32 and reads as [`FaultKind::PagedOut`]. The raw entry is
-//! in the fault; the kernel model, which knows the mask, can re-decode it.
+//! The processor ignores every bit of an entry whose present bit is clear;
+//! operating systems keep their own state there (Windows: transition and
+//! prototype PTEs, page-file offsets; Linux: swap entries). This crate
+//! knows only the architecture: the page walk hands each non-present entry
+//! to a [`PteRules`] implementation, which the kernel model supplies
+//! (`hangscope-nt` has Windows' rules). Without one ([`ArchRules`]) every
+//! non-present entry is [`FaultKind::NotPresent`].
 
 use crate::FaultKind;
+use hangscope_dump::PhysAddr;
 
 /// Present.
 pub const PRESENT: u64 = 1 << 0;
@@ -22,10 +20,6 @@ pub const WRITABLE: u64 = 1 << 1;
 pub const USER: u64 = 1 << 2;
 /// Page size: a 1 GiB (PDPTE) or 2 MiB (PDE) page; PAT in a PTE.
 pub const PAGE_SIZE_BIT: u64 = 1 << 7;
-/// Windows, non-present: prototype PTE.
-pub const PROTOTYPE: u64 = 1 << 10;
-/// Windows, non-present: transition PTE.
-pub const TRANSITION: u64 = 1 << 11;
 /// Physical frame bits of an entry (52-bit physical addresses).
 pub const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
@@ -44,23 +38,38 @@ fn level_shift(level: u8) -> u32 {
     12 + 9 * (u32::from(level.clamp(1, 4)) - 1)
 }
 
-/// A Windows transition entry: not present, transition set, prototype clear.
-pub fn is_transition(entry: u64) -> bool {
-    entry & PRESENT == 0 && entry & TRANSITION != 0 && entry & PROTOTYPE == 0
+/// What an operating system's memory manager means by a non-present
+/// paging entry. The walker calls it for every entry whose present bit is
+/// clear, at every level; implementations must not panic on any entry.
+pub trait PteRules: Send + Sync + std::fmt::Debug {
+    /// The meaning of the non-present `entry` found at `level` (4 = PML4E
+    /// ... 1 = PTE).
+    fn not_present(&self, entry: u64, level: u8) -> NotPresent;
 }
 
-/// Why a non-present entry at `level` does not map.
-pub fn classify_not_present(entry: u64, level: u8) -> FaultKind {
-    if entry == 0 {
-        FaultKind::NotPresent { level, entry }
-    } else if entry & PROTOTYPE != 0 {
-        FaultKind::Prototype { pte: entry }
-    } else if entry & TRANSITION != 0 {
-        FaultKind::Transition { pte: entry }
-    } else if entry >> 32 != 0 {
-        FaultKind::PagedOut { pte: entry }
-    } else {
-        FaultKind::NotPresent { level, entry }
+/// What a non-present entry means, as [`PteRules`] decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotPresent {
+    /// The access faults, for this reason.
+    Fault(FaultKind),
+    /// The operating system still keeps the next table (or, at level 1,
+    /// the page) in RAM at this frame, although the entry is not valid: the
+    /// walk goes on through it (Windows: a transition PTE, when asked to).
+    InRam(PhysAddr),
+}
+
+/// The architecture alone: every non-present entry is
+/// [`FaultKind::NotPresent`] with the raw entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchRules;
+
+/// The rules an [`crate::AddressSpace`] starts with.
+pub static ARCH_RULES: ArchRules = ArchRules;
+
+impl PteRules for ArchRules {
+    fn not_present(&self, entry: u64, level: u8) -> NotPresent {
+        NotPresent::Fault(FaultKind::NotPresent { level, entry })
     }
 }
 

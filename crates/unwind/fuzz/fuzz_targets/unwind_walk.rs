@@ -6,9 +6,8 @@
 //! the unwind data.
 #![no_main]
 
-use hangscope_unwind::{
-    Context, Module, ModuleList, Reg, SparseMemory, StackRange, UnwindOptions, Unwinder,
-};
+use hangscope_unwind::{Context, Module, ModuleList, Reg, StackRange, UnwindOptions, Unwinder};
+use hangscope_x64::SparseMemory;
 use libfuzzer_sys::fuzz_target;
 
 const BASE: u64 = 0xffff_f800_4000_0000;

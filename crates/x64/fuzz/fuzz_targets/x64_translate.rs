@@ -4,8 +4,26 @@
 #![no_main]
 
 use hangscope_dump::{PhysAddr, VecMemory, PAGE_SIZE};
-use hangscope_x64::{find_dtb_candidates, AddressSpace, Dtb, VirtAddr};
+use hangscope_x64::{
+    find_dtb_candidates, AddressSpace, Dtb, FaultKind, NotPresent, PteRules, VirtAddr,
+    VirtualMemory,
+};
 use libfuzzer_sys::fuzz_target;
+
+/// Rules that read every non-present entry with bit 11 through its frame,
+/// so the walk's "still in RAM" path is fuzzed too.
+#[derive(Debug)]
+struct InRam;
+
+impl PteRules for InRam {
+    fn not_present(&self, entry: u64, level: u8) -> NotPresent {
+        if entry & 0x800 != 0 {
+            NotPresent::InRam(PhysAddr(entry))
+        } else {
+            NotPresent::Fault(FaultKind::NotPresent { level, entry })
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 10 {
@@ -16,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let mut memory = VecMemory::new();
     memory.write(PhysAddr(0), &data[10..]);
     let space = AddressSpace::new(&memory, Dtb(PhysAddr(dtb_page * PAGE_SIZE)));
-    for s in [space, space.with_transition(true)] {
+    for s in [space, space.with_rules(&InRam)] {
         let _ = s.translate(VirtAddr(va));
         let mut buf = [0u8; 0x1010];
         let _ = s.read(VirtAddr(va), &mut buf);

@@ -7,7 +7,10 @@
 //! scripts/setup.sh); without them the test says so on stderr and passes.
 
 use hangscope_dump::{Dump, DumpFormat, PhysAddr};
-use hangscope_x64::{find_dtb_candidates, validate_dtb, AddressSpace, Dtb, FaultKind, VirtAddr};
+use hangscope_x64::{
+    find_dtb_candidates, validate_dtb, AddressSpace, Dtb, FaultKind, NotPresent, PteRules,
+    VirtAddr, VirtualMemory,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,38 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const K: u64 = 0xFFFF_F800_0000_0000;
+
+/// boot.S writes its non-present PTEs the way Windows does (transition:
+/// bit 11; a page-file offset in bits 63..32). The real rules live in
+/// hangscope-nt, which this crate cannot depend on; these few lines give
+/// the page walk the same answers so the hook is tested on real QEMU
+/// dumps.
+#[derive(Debug)]
+struct GuestRules {
+    read_transition: bool,
+}
+
+impl PteRules for GuestRules {
+    fn not_present(&self, entry: u64, level: u8) -> NotPresent {
+        if entry & 0x800 != 0 && entry & 0x400 == 0 {
+            if self.read_transition {
+                return NotPresent::InRam(PhysAddr(entry & 0x000F_FFFF_FFFF_F000));
+            }
+            return NotPresent::Fault(FaultKind::Transition { pte: entry });
+        }
+        if entry >> 32 != 0 {
+            return NotPresent::Fault(FaultKind::PagedOut { pte: entry });
+        }
+        NotPresent::Fault(FaultKind::NotPresent { level, entry })
+    }
+}
+
+static GUEST: GuestRules = GuestRules {
+    read_transition: false,
+};
+static GUEST_TRANSITION: GuestRules = GuestRules {
+    read_transition: true,
+};
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -180,7 +215,7 @@ fn check(dump: &Dump) {
     assert_eq!(validate_dtb(mem, dtb), Some(0x1ED));
     assert_eq!(find_dtb_candidates(mem), vec![dtb]);
 
-    let space = AddressSpace::new(mem, dtb);
+    let space = AddressSpace::new(mem, dtb).with_rules(&GUEST);
     let mut mark = [0u8; 14];
     space.read(VirtAddr(K), &mut mark).unwrap();
     assert_eq!(&mark, b"HANGSCOPE-MARK");
@@ -202,7 +237,7 @@ fn check(dump: &Dump) {
         other => panic!("{other:?}"),
     };
     let text = space
-        .with_transition(true)
+        .with_rules(&GUEST_TRANSITION)
         .read_cstr(VirtAddr(K + 0x1000), 64)
         .unwrap();
     assert_eq!(text, b"TRANSITION-PAGE");
