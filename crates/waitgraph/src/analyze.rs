@@ -71,67 +71,8 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
     let (comp, comps) = tarjan(&g);
     let cyclic: Vec<bool> = comps.iter().map(|c| c.len() > 1).collect();
 
-    // Dominant outcome per node, sinks first.
-    let mut outcome: Vec<Option<Outcome>> = vec![None; n];
-    for (cid, members) in comps.iter().enumerate() {
-        if cyclic[cid] {
-            for &v in members {
-                outcome[v] = Some(Outcome {
-                    rank: RANK_CYCLE,
-                    depth: 0,
-                    term: Term::Cycle(cid),
-                });
-            }
-            continue;
-        }
-        let v = members[0];
-        let mut best: Option<Outcome> = None;
-        for &w in g.succ(v) {
-            if let Some(o) = outcome[w] {
-                let cand = Outcome {
-                    depth: o.depth.saturating_add(1),
-                    ..o
-                };
-                let better = match &best {
-                    None => true,
-                    Some(b) => beats(&cand, b),
-                };
-                if better {
-                    best = Some(cand);
-                }
-            }
-        }
-        if g.is_thread(v) && best.is_none() {
-            best = Some(Outcome {
-                rank: if g.runs(v) {
-                    RANK_RUNNING_OWNER
-                } else {
-                    RANK_WAITING_OWNER
-                },
-                depth: 0,
-                term: Term::Thread(v),
-            });
-        }
-        outcome[v] = best;
-    }
-
-    // Paths into each node (saturating), for picking the chain to show.
-    let mut upstream = vec![0u64; n];
-    for members in comps.iter().rev() {
-        for &v in members {
-            let mut s = 0u64;
-            for &p in g.pred(v) {
-                if comp[p] == comp[v] {
-                    continue;
-                }
-                s = s
-                    .saturating_add(upstream[p])
-                    .saturating_add(u64::from(g.is_thread(p)));
-            }
-            upstream[v] = s;
-        }
-    }
-
+    let outcome = dominant_outcomes(&g, &comps, &cyclic);
+    let upstream = upstream_paths(&g, &comp, &comps);
     // Blocked threads: waiting on a resource someone owns.
     let owned = |r: Node| !g.succ(r).is_empty();
     let mut groups: HashMap<Term, usize> = HashMap::new();
@@ -213,7 +154,96 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
     let hot_directories = dirs.hot(opts.hot_dir_min_files, opts.hot_dir_top, &g.proc_name);
     let graph = graph_view(&findings, opts.max_graph_nodes);
 
-    let stats = Stats {
+    let stats = stats_of(input, &g, blocked_total, &cyclic);
+    Verdict {
+        overall,
+        findings,
+        hot_directories,
+        graph,
+        warnings,
+        incomplete,
+        stats,
+    }
+}
+
+/// Each node's dominant outcome: where following owners from it ends (a
+/// cycle, a waiting owner, a running owner), the worst branch winning at
+/// each shared resource; one pass over the condensation, sinks first.
+fn dominant_outcomes(g: &Graph<'_>, comps: &[Vec<Node>], cyclic: &[bool]) -> Vec<Option<Outcome>> {
+    let n = g.len();
+    let mut outcome: Vec<Option<Outcome>> = vec![None; n];
+    for (cid, members) in comps.iter().enumerate() {
+        if cyclic[cid] {
+            for &v in members {
+                outcome[v] = Some(Outcome {
+                    rank: RANK_CYCLE,
+                    depth: 0,
+                    term: Term::Cycle(cid),
+                });
+            }
+            continue;
+        }
+        let v = members[0];
+        let mut best: Option<Outcome> = None;
+        for &w in g.succ(v) {
+            if let Some(o) = outcome[w] {
+                let cand = Outcome {
+                    depth: o.depth.saturating_add(1),
+                    ..o
+                };
+                let better = match &best {
+                    None => true,
+                    Some(b) => beats(&cand, b),
+                };
+                if better {
+                    best = Some(cand);
+                }
+            }
+        }
+        if g.is_thread(v) && best.is_none() {
+            best = Some(Outcome {
+                rank: if g.runs(v) {
+                    RANK_RUNNING_OWNER
+                } else {
+                    RANK_WAITING_OWNER
+                },
+                depth: 0,
+                term: Term::Thread(v),
+            });
+        }
+        outcome[v] = best;
+    }
+
+    outcome
+}
+
+/// Paths into each node (saturating), for picking the chain to show.
+fn upstream_paths(g: &Graph<'_>, comp: &[usize], comps: &[Vec<Node>]) -> Vec<u64> {
+    let n = g.len();
+    let mut upstream = vec![0u64; n];
+    for members in comps.iter().rev() {
+        for &v in members {
+            let mut s = 0u64;
+            for &p in g.pred(v) {
+                if comp[p] == comp[v] {
+                    continue;
+                }
+                s = s
+                    .saturating_add(upstream[p])
+                    .saturating_add(u64::from(g.is_thread(p)));
+            }
+            upstream[v] = s;
+        }
+    }
+
+    upstream
+}
+
+/// The verdict's counters.
+fn stats_of(input: &WaitGraphInput, g: &Graph<'_>, blocked_total: usize, cyclic: &[bool]) -> Stats {
+    let n = g.len();
+    let owned = |r: Node| !g.succ(r).is_empty();
+    Stats {
         processes: input.processes.len(),
         threads: input.threads.len(),
         waiting_threads: input
@@ -235,15 +265,6 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
         graph_nodes: n,
         graph_edges: g.out.len(),
         cycles: cyclic.iter().filter(|&&c| c).count(),
-    };
-    Verdict {
-        overall,
-        findings,
-        hot_directories,
-        graph,
-        warnings,
-        incomplete,
-        stats,
     }
 }
 
@@ -1056,79 +1077,18 @@ fn graph_view(findings: &[Finding], max_nodes: usize) -> GraphView {
             }
         };
     for f in findings {
-        let culprit_cycle = f.kind == FindingKind::Deadlock;
         let mut on_chain: HashSet<Addr> = HashSet::new();
         let mut prev: Option<String> = None;
         let mut last_thread: Option<String> = None;
         for step in &f.chain {
-            let (id, node) = match step {
-                EvidenceStep::Resource {
-                    address,
-                    kind,
-                    owners,
-                    waiters,
-                    ..
-                } => {
-                    on_chain.insert(*address);
-                    (
-                        format!("r:{address}"),
-                        GraphNode {
-                            id: format!("r:{address}"),
-                            kind: NodeKind::Resource,
-                            label: format!("{} {}", kind_title(kind), address.windbg()),
-                            detail: format!("{owners} owner(s), {waiters} waiter(s)"),
-                            finding: Some(f.rank),
-                            culprit: culprit_cycle,
-                        },
-                    )
+            if let EvidenceStep::CycleBack { address } = step {
+                if let Some(p) = &prev {
+                    add_edge(&mut view, p, &format!("r:{address}"), "waits_on", None);
                 }
-                EvidenceStep::Thread {
-                    address,
-                    tid,
-                    process,
-                    state,
-                    waited_seconds,
-                    ..
-                } => {
-                    on_chain.insert(*address);
-                    let culprit = culprit_cycle || f.final_owner == Some(*address);
-                    (
-                        format!("t:{address}"),
-                        GraphNode {
-                            id: format!("t:{address}"),
-                            kind: NodeKind::Thread,
-                            label: format!(
-                                "{} tid {}",
-                                process.as_deref().unwrap_or("?"),
-                                tid.map_or("?".to_string(), |t| t.to_string())
-                            ),
-                            detail: match waited_seconds {
-                                Some(s) => format!("{state}, {}", secs_text(*s)),
-                                None => state.clone(),
-                            },
-                            finding: Some(f.rank),
-                            culprit,
-                        },
-                    )
-                }
-                EvidenceStep::File { path, .. } => (
-                    format!("f:{}", path.to_lowercase()),
-                    GraphNode {
-                        id: format!("f:{}", path.to_lowercase()),
-                        kind: NodeKind::File,
-                        label: path.rsplit('\\').next().unwrap_or(path).to_string(),
-                        detail: path.clone(),
-                        finding: Some(f.rank),
-                        culprit: false,
-                    },
-                ),
-                EvidenceStep::CycleBack { address } => {
-                    if let Some(p) = &prev {
-                        add_edge(&mut view, p, &format!("r:{address}"), "waits_on", None);
-                    }
-                    continue;
-                }
-                _ => continue,
+                continue;
+            }
+            let Some((id, node)) = chain_node(f, step, &mut on_chain) else {
+                continue;
             };
             if !add_node(&mut view, node) {
                 break;
@@ -1152,42 +1112,7 @@ fn graph_view(findings: &[Finding], max_nodes: usize) -> GraphView {
             }
             prev = Some(id);
         }
-        // Leaf waiters, one node per resource: the resource's waiters that
-        // are not on the chain (the thread before it on the chain waits on
-        // it, and so does the last thread of a cycle on the first).
-        let mut edge_max: HashMap<Addr, f64> = HashMap::new();
-        for e in &f.edges {
-            if on_chain.contains(&e.waiter) {
-                continue;
-            }
-            if let Some(s) = e.waited_seconds {
-                let m = edge_max.entry(e.resource).or_insert(s);
-                *m = m.max(s);
-            }
-        }
-        let closes = matches!(f.chain.last(), Some(EvidenceStep::CycleBack { .. }));
-        let mut leaf: HashMap<Addr, (usize, Option<f64>)> = HashMap::new();
-        for (i, step) in f.chain.iter().enumerate() {
-            let EvidenceStep::Resource {
-                address,
-                waiters,
-                max_wait_seconds,
-                ..
-            } = step
-            else {
-                continue;
-            };
-            let before = i > 0 && matches!(f.chain[i - 1], EvidenceStep::Thread { .. });
-            let on = usize::from(before) + usize::from(closes && i == 0);
-            let count = waiters.saturating_sub(on);
-            if count > 0 {
-                let max = edge_max.get(address).copied().or(*max_wait_seconds);
-                leaf.insert(*address, (count, max));
-            }
-        }
-        let mut leaf: Vec<_> = leaf.into_iter().collect();
-        leaf.sort_by_key(|(a, _)| *a);
-        for (res, (count, max)) in leaf {
+        for (res, (count, max)) in leaf_waiters(f, &on_chain) {
             let id = format!("w:{res}");
             let node = GraphNode {
                 id: id.clone(),
@@ -1205,4 +1130,118 @@ fn graph_view(findings: &[Finding], max_nodes: usize) -> GraphView {
         }
     }
     view
+}
+
+/// The graph node for one step of a finding's chain (threads, resources
+/// and files are drawn; the rest is text), with its id; marks threads and
+/// resources as on the chain.
+fn chain_node(
+    f: &Finding,
+    step: &EvidenceStep,
+    on_chain: &mut HashSet<Addr>,
+) -> Option<(String, GraphNode)> {
+    let culprit_cycle = f.kind == FindingKind::Deadlock;
+    Some(match step {
+        EvidenceStep::Resource {
+            address,
+            kind,
+            owners,
+            waiters,
+            ..
+        } => {
+            on_chain.insert(*address);
+            (
+                format!("r:{address}"),
+                GraphNode {
+                    id: format!("r:{address}"),
+                    kind: NodeKind::Resource,
+                    label: format!("{} {}", kind_title(kind), address.windbg()),
+                    detail: format!("{owners} owner(s), {waiters} waiter(s)"),
+                    finding: Some(f.rank),
+                    culprit: culprit_cycle,
+                },
+            )
+        }
+        EvidenceStep::Thread {
+            address,
+            tid,
+            process,
+            state,
+            waited_seconds,
+            ..
+        } => {
+            on_chain.insert(*address);
+            let culprit = culprit_cycle || f.final_owner == Some(*address);
+            (
+                format!("t:{address}"),
+                GraphNode {
+                    id: format!("t:{address}"),
+                    kind: NodeKind::Thread,
+                    label: format!(
+                        "{} tid {}",
+                        process.as_deref().unwrap_or("?"),
+                        tid.map_or("?".to_string(), |t| t.to_string())
+                    ),
+                    detail: match waited_seconds {
+                        Some(s) => format!("{state}, {}", secs_text(*s)),
+                        None => state.clone(),
+                    },
+                    finding: Some(f.rank),
+                    culprit,
+                },
+            )
+        }
+        EvidenceStep::File { path, .. } => (
+            format!("f:{}", path.to_lowercase()),
+            GraphNode {
+                id: format!("f:{}", path.to_lowercase()),
+                kind: NodeKind::File,
+                label: path.rsplit('\\').next().unwrap_or(path).to_string(),
+                detail: path.clone(),
+                finding: Some(f.rank),
+                culprit: false,
+            },
+        ),
+        _ => return None,
+    })
+}
+
+/// Leaf waiters, one node per resource: the resource's waiters that
+/// are not on the chain (the thread before it on the chain waits on
+/// it, and so does the last thread of a cycle on the first), with their
+/// count and longest wait, resources in address order.
+fn leaf_waiters(f: &Finding, on_chain: &HashSet<Addr>) -> Vec<(Addr, (usize, Option<f64>))> {
+    let mut edge_max: HashMap<Addr, f64> = HashMap::new();
+    for e in &f.edges {
+        if on_chain.contains(&e.waiter) {
+            continue;
+        }
+        if let Some(s) = e.waited_seconds {
+            let m = edge_max.entry(e.resource).or_insert(s);
+            *m = m.max(s);
+        }
+    }
+    let closes = matches!(f.chain.last(), Some(EvidenceStep::CycleBack { .. }));
+    let mut leaf: HashMap<Addr, (usize, Option<f64>)> = HashMap::new();
+    for (i, step) in f.chain.iter().enumerate() {
+        let EvidenceStep::Resource {
+            address,
+            waiters,
+            max_wait_seconds,
+            ..
+        } = step
+        else {
+            continue;
+        };
+        let before = i > 0 && matches!(f.chain[i - 1], EvidenceStep::Thread { .. });
+        let on = usize::from(before) + usize::from(closes && i == 0);
+        let count = waiters.saturating_sub(on);
+        if count > 0 {
+            let max = edge_max.get(address).copied().or(*max_wait_seconds);
+            leaf.insert(*address, (count, max));
+        }
+    }
+    let mut leaf: Vec<_> = leaf.into_iter().collect();
+    leaf.sort_by_key(|(a, _)| *a);
+    leaf
 }
