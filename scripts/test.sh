@@ -9,3 +9,6 @@ export HANGSCOPE_VENV="$(pwd)/target/venv"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# Every fuzz target, briefly: it must build and survive a few seconds from
+# its seeds (scripts/fuzz.sh; skipped without a nightly toolchain).
+./scripts/fuzz.sh "${FUZZ_SMOKE_SECS:-3}"
