@@ -8,9 +8,6 @@ use hangscope_dump::PhysAddr;
 /// 4 GiB of page tables, far above any real kernel's.
 pub const DEFAULT_TABLE_BUDGET: u64 = 1 << 20;
 
-/// Size of the 48-bit linear space.
-const LINEAR_END: u64 = 1 << 48;
-
 #[derive(Debug, Clone, Copy)]
 struct Frame {
     level: u8,
@@ -35,38 +32,40 @@ pub struct MappedPages<'m> {
     exhausted: bool,
 }
 
-/// Linear (48-bit) position of `va`, non-canonical addresses moved to the
-/// start of the upper half (for a start) or the end of the lower half.
-fn linear(va: u64, is_end: bool) -> u64 {
-    let v = VirtAddr(va);
-    if v.is_canonical() {
+/// Linear (48- or 57-bit) position of `va`, non-canonical addresses moved
+/// to the start of the upper half (for a start) or the end of the lower
+/// half.
+fn linear(mode: PagingMode, va: u64, is_end: bool) -> u64 {
+    let linear_end = 1u64 << mode.linear_bits();
+    if mode.is_canonical(va) {
         if va == u64::MAX && is_end {
-            return LINEAR_END;
+            return linear_end;
         }
-        va & (LINEAR_END - 1)
+        va & (linear_end - 1)
     } else {
         // In the hole: a start moves up to the upper half, an end down to
-        // the end of the lower half; both are linear 2^47.
-        1 << 47
+        // the end of the lower half; both are linear 2^(bits-1).
+        linear_end >> 1
     }
 }
 
 impl<'m> MappedPages<'m> {
     pub(crate) fn new(space: AddressSpace<'m>, start: VirtAddr, end: VirtAddr) -> Self {
-        let start = linear(start.0, false);
-        let end = linear(end.0, true);
+        let mode = space.paging;
+        let start = linear(mode, start.0, false);
+        let end = linear(mode, end.0, true);
         let mut it = MappedPages {
             space,
             start,
             end,
-            stack: Vec::with_capacity(4),
+            stack: Vec::with_capacity(5),
             budget: DEFAULT_TABLE_BUDGET,
             tables: 1,
             missing: 0,
             exhausted: false,
         };
         if start < end {
-            it.push(4, space.dtb.0 .0 & ADDR_MASK, 0);
+            it.push(mode.top_level(), space.dtb.0 .0 & ADDR_MASK, 0);
         }
         it
     }
@@ -145,13 +144,13 @@ impl Iterator for MappedPages<'_> {
                 }
             };
             let leaf = level == 1 || (present && entry & PAGE_SIZE_BIT != 0 && level <= 3);
-            if present && level == 4 && entry & PAGE_SIZE_BIT != 0 {
+            if present && level >= 4 && entry & PAGE_SIZE_BIT != 0 {
                 continue;
             }
             if leaf {
                 let base = entry & ADDR_MASK & !(span - 1);
                 return Some((
-                    VirtAddr(canonical(va)),
+                    VirtAddr(self.space.paging.canonical(va)),
                     Translation {
                         paddr: PhysAddr(base),
                         page_size: span,

@@ -1,7 +1,8 @@
 //! x86-64 virtual memory over a dump's physical memory.
 //!
-//! Translation follows the processor (4-level paging, 4 KiB, 2 MiB and
-//! 1 GiB pages). What a non-present entry means is the operating system's
+//! Translation follows the processor (4-level paging by default, 5-level
+//! when asked with [`AddressSpace::with_paging`]; 4 KiB, 2 MiB and 1 GiB
+//! pages). What a non-present entry means is the operating system's
 //! business: the walk asks a [`PteRules`] hook (the kernel model supplies
 //! one; Windows' transition, prototype and page-file rules live in
 //! `hangscope-nt`); a page table or data page that the dump does not hold
@@ -36,7 +37,7 @@ mod scan;
 
 pub use iter::MappedPages;
 pub use mem::{SparseMemory, VirtualMemory};
-pub use paging::{ArchRules, NotPresent, PteRules, ARCH_RULES};
+pub use paging::{ArchRules, NotPresent, PagingMode, PteRules, ARCH_RULES};
 pub use scan::{find_dtb_candidates, find_dtb_candidates_in, validate_dtb};
 
 use hangscope_dump::{ErrorKind, PhysAddr, PhysicalMemory, PAGE_SIZE};
@@ -73,7 +74,8 @@ impl VirtAddr {
     }
 }
 
-/// A page-table base (the physical address of a PML4, as in CR3).
+/// A page-table base (the physical address of the top table, a PML4 or
+/// under 5-level paging a PML5, as in CR3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Dtb(pub PhysAddr);
 
@@ -89,9 +91,9 @@ impl Dtb {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FaultKind {
-    /// Not a canonical 48-bit address.
+    /// Not a canonical address (48-bit, or 57-bit under 5-level paging).
     NonCanonical,
-    /// A paging entry is not present (level 4 = PML4 ... 1 = PTE).
+    /// A paging entry is not present (level 5 = PML5, 4 = PML4 ... 1 = PTE).
     NotPresent {
         /// Paging level of the entry.
         level: u8,
@@ -234,9 +236,10 @@ impl fmt::Display for FaultKind {
     }
 }
 
-/// "PML4E", "PDPTE", "PDE", "PTE" or "data page".
+/// "PML5E", "PML4E", "PDPTE", "PDE", "PTE" or "data page".
 fn level_name(level: u8) -> &'static str {
     match level {
+        5 => "PML5E",
         4 => "PML4E",
         3 => "PDPTE",
         2 => "PDE",
@@ -264,6 +267,9 @@ pub struct AddressSpace<'m> {
     /// What non-present entries mean (the operating system's rules);
     /// [`ARCH_RULES`] unless set with [`AddressSpace::with_rules`].
     pub rules: &'m dyn PteRules,
+    /// Four or five levels of tables; [`PagingMode::FourLevel`] unless set
+    /// with [`AddressSpace::with_paging`].
+    pub paging: PagingMode,
 }
 
 impl<'m> AddressSpace<'m> {
@@ -273,7 +279,14 @@ impl<'m> AddressSpace<'m> {
             memory,
             dtb,
             rules: &ARCH_RULES,
+            paging: PagingMode::FourLevel,
         }
+    }
+
+    /// The same space, walking `paging`'s number of levels (the guest's
+    /// `CR4.LA57`, or what its kernel says it enabled).
+    pub fn with_paging(self, paging: PagingMode) -> Self {
+        AddressSpace { paging, ..self }
     }
 
     /// The same space, interpreting non-present entries with `rules`.
@@ -288,11 +301,12 @@ impl<'m> AddressSpace<'m> {
 
     /// The page walk; errors without the address.
     fn walk(&self, va: VirtAddr) -> Result<Translation, FaultKind> {
-        if !va.is_canonical() {
+        if !self.paging.is_canonical(va.0) {
             return Err(FaultKind::NonCanonical);
         }
         let mut table = self.dtb.0 .0 & ADDR_MASK;
-        for level in (1..=4u8).rev() {
+        let top = self.paging.top_level();
+        for level in (1..=top).rev() {
             let entry = read_entry(self.memory, table, table_index(va.0, level), level)?;
             if entry & PRESENT == 0 {
                 match self.rules.not_present(entry, level) {
@@ -313,7 +327,7 @@ impl<'m> AddressSpace<'m> {
             }
             if entry & PAGE_SIZE_BIT != 0 {
                 match level {
-                    4 => return Err(FaultKind::Reserved { level, entry }),
+                    4 | 5 => return Err(FaultKind::Reserved { level, entry }),
                     2 | 3 => {
                         let size = level_span(level);
                         let base = entry & ADDR_MASK & !(size - 1);
@@ -426,6 +440,8 @@ pub(crate) fn read_phys(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests5;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -23,8 +23,8 @@ pub const PAGE_SIZE_BIT: u64 = 1 << 7;
 /// Physical frame bits of an entry (52-bit physical addresses).
 pub const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
-/// Bytes one entry maps at `level` (1 = PTE: 4 KiB ... 4 = PML4E: 512 GiB;
-/// levels outside 1..=4 are clamped).
+/// Bytes one entry maps at `level` (1 = PTE: 4 KiB ... 4 = PML4E: 512 GiB,
+/// 5 = PML5E: 256 TiB; levels outside 1..=5 are clamped).
 pub fn level_span(level: u8) -> u64 {
     1u64 << level_shift(level)
 }
@@ -35,7 +35,67 @@ pub fn table_index(va: u64, level: u8) -> u64 {
 }
 
 fn level_shift(level: u8) -> u32 {
-    12 + 9 * (u32::from(level.clamp(1, 4)) - 1)
+    12 + 9 * (u32::from(level.clamp(1, 5)) - 1)
+}
+
+/// Bit 12 of CR4: 57-bit linear addresses, five paging levels.
+pub const CR4_LA57: u64 = 1 << 12;
+
+/// How many levels of tables the processor walks. Four is the default
+/// (and the only mode Windows uses); five (`CR4.LA57`) widens linear
+/// addresses to 57 bits with a PML5 table above the PML4.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PagingMode {
+    /// PML4 -> PDPT -> PD -> PT: 48-bit linear addresses.
+    #[default]
+    FourLevel,
+    /// PML5 -> PML4 -> PDPT -> PD -> PT: 57-bit linear addresses.
+    FiveLevel,
+}
+
+impl PagingMode {
+    /// The mode a CR4 value selects (`CR4.LA57`).
+    pub fn from_cr4(cr4: u64) -> PagingMode {
+        if cr4 & CR4_LA57 != 0 {
+            PagingMode::FiveLevel
+        } else {
+            PagingMode::FourLevel
+        }
+    }
+
+    /// The level of the top table (4 = PML4, 5 = PML5).
+    pub fn top_level(self) -> u8 {
+        match self {
+            PagingMode::FourLevel => 4,
+            PagingMode::FiveLevel => 5,
+        }
+    }
+
+    /// Width of a linear address in bits (48 or 57).
+    pub fn linear_bits(self) -> u32 {
+        match self {
+            PagingMode::FourLevel => 48,
+            PagingMode::FiveLevel => 57,
+        }
+    }
+
+    /// Whether `va` is canonical in this mode: every bit above the
+    /// linear width equals the top bit of the linear address.
+    pub fn is_canonical(self, va: u64) -> bool {
+        let top = va >> (self.linear_bits() - 1);
+        top == 0 || top == (u64::MAX >> (self.linear_bits() - 1))
+    }
+
+    /// Sign-extend a linear address of this mode's width.
+    pub fn canonical(self, linear: u64) -> u64 {
+        let bits = self.linear_bits();
+        let mask = (1u64 << bits) - 1;
+        if linear & (1 << (bits - 1)) != 0 {
+            linear | !mask
+        } else {
+            linear & mask
+        }
+    }
 }
 
 /// What an operating system's memory manager means by a non-present
