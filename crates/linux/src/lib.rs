@@ -1,0 +1,333 @@
+//! The Linux kernel model: a guest's kernel read from its memory dump, with
+//! its symbols (kallsyms) and types (BTF) taken from the dump itself.
+//!
+//! [`LinuxKernel::open`] finds the kernel: with VMCOREINFO (QEMU's ELF
+//! note or the kdump header) it takes KASLR's offset, `phys_base` and the
+//! kallsyms tables from there; without it, it scans memory for the
+//! `Linux version` banner, the page tables that map the kernel image and
+//! the kallsyms tables by their shape. Then it reads the kernel's BTF from
+//! memory, unless the caller gives a [`SymbolTable`] (a vmlinux with debug
+//! info). Listings ([`LinuxKernel::tasks`], [`LinuxKernel::modules`],
+//! [`LinuxKernel::dmesg`]) return what they could read with warnings for
+//! the rest; every list walk is bounded, cycle-checked and
+//! back-link-checked.
+#![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
+
+pub mod discover;
+pub mod dmesg;
+pub mod error;
+pub mod kallsyms;
+pub mod model;
+pub mod modules;
+pub mod space;
+pub mod tasks;
+pub mod time;
+pub mod types;
+pub mod view;
+pub mod vmcoreinfo;
+
+pub use error::{Error, ErrorKind, Result};
+pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol};
+pub use model::{
+    DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, TaskState, Warning, WarningKind,
+};
+pub use space::{LinuxPte, LINUX_PTE, START_KERNEL_MAP};
+pub use vmcoreinfo::VmcoreInfo;
+
+use hangscope_dump::Dump;
+use hangscope_symbols::SymbolTable;
+use hangscope_x64::{AddressSpace, VirtAddr, VirtualMemory};
+use std::sync::OnceLock;
+
+/// Link-time address of `_text` on x86-64 with the default
+/// `CONFIG_PHYSICAL_START` (16 MiB): `__START_KERNEL`. Used for KASLR's
+/// offset only when neither VMCOREINFO nor a symbol table says it.
+pub const DEFAULT_START_KERNEL: u64 = START_KERNEL_MAP + 0x100_0000;
+
+/// How to open a kernel.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Do not use the dump's VMCOREINFO: find the kernel by scanning, as
+    /// for a dump without it (tests, or a VMCOREINFO that lies).
+    pub ignore_vmcoreinfo: bool,
+}
+
+/// A Linux kernel in a dump.
+#[derive(Debug)]
+pub struct LinuxKernel<'d> {
+    space: AddressSpace<'d>,
+    vmcoreinfo: Option<VmcoreInfo>,
+    kallsyms: Kallsyms,
+    types: Option<SymbolTable>,
+    types_source: Option<String>,
+    types_error: Option<Error>,
+    kernel_offset: u64,
+    kernel_offset_known: bool,
+    space_source: String,
+    banner: Option<String>,
+    discovery: Vec<String>,
+    cache: tasks::Cache,
+    percpu: OnceLock<Option<time::PerCpu>>,
+}
+
+impl<'d> LinuxKernel<'d> {
+    /// Find the kernel in `dump`. `types` is a table the user gave (a
+    /// vmlinux with DWARF or BTF); without it the kernel's own BTF is read
+    /// from memory. A kernel without types still opens (symbols,
+    /// `info`, memory); the typed listings then fail naming what would
+    /// help.
+    pub fn open(dump: &'d Dump, types: Option<SymbolTable>) -> Result<LinuxKernel<'d>> {
+        Self::open_with(dump, types, &OpenOptions::default())
+    }
+
+    /// [`LinuxKernel::open`] with options.
+    pub fn open_with(
+        dump: &'d Dump,
+        types: Option<SymbolTable>,
+        opts: &OpenOptions,
+    ) -> Result<LinuxKernel<'d>> {
+        let vmcoreinfo = if opts.ignore_vmcoreinfo {
+            None
+        } else {
+            dump.hints.vmcoreinfo.as_deref().map(VmcoreInfo::parse)
+        };
+        let found = discover::find(dump, vmcoreinfo.as_ref())?;
+        let space = AddressSpace::new(dump.memory.as_ref(), found.space.dtb)
+            .with_paging(found.space.paging)
+            .with_rules(&LINUX_PTE);
+        let mut discovery = found.steps;
+        let kallsyms = Kallsyms::read(&space, &found.tables)?;
+        discovery.push(format!(
+            "kallsyms: {} symbols ({:?} offsets)",
+            kallsyms.len(),
+            kallsyms.form()
+        ));
+        let mut k = LinuxKernel {
+            space,
+            vmcoreinfo,
+            kallsyms,
+            types: None,
+            types_source: None,
+            types_error: None,
+            kernel_offset: 0,
+            kernel_offset_known: false,
+            space_source: found.space.source,
+            banner: None,
+            discovery,
+            cache: tasks::Cache::default(),
+            percpu: OnceLock::new(),
+        };
+        k.settle_kernel_offset(types.as_ref());
+        k.banner = k
+            .kallsyms
+            .get("linux_banner")
+            .and_then(|a| k.space.read_cstr(VirtAddr(a), 512).ok())
+            .map(|b| String::from_utf8_lossy(&b).trim_end().to_string());
+        match types {
+            Some(t) => {
+                k.types_source = Some(t.source().map_or_else(
+                    || "user-given table".to_string(),
+                    |p| p.display().to_string(),
+                ));
+                k.types = Some(t);
+            }
+            None => match types::btf_from_memory(&k) {
+                Ok((t, src)) => {
+                    k.types_source = Some(src);
+                    k.types = Some(t);
+                }
+                Err(e) => {
+                    k.discovery.push(format!("no types: {e}"));
+                    k.types_error = Some(e);
+                }
+            },
+        }
+        Ok(k)
+    }
+
+    /// KASLR's offset: VMCOREINFO's, else the user's table against
+    /// kallsyms, else kallsyms' `_text` against the usual link address.
+    fn settle_kernel_offset(&mut self, types: Option<&SymbolTable>) {
+        if let Some(o) = self.vmcoreinfo.as_ref().and_then(|v| v.kernel_offset) {
+            self.kernel_offset = o;
+            self.kernel_offset_known = true;
+            return;
+        }
+        for name in ["_stext", "_text", "init_task"] {
+            if let (Some(run), Some(link)) =
+                (self.kallsyms.get(name), types.and_then(|t| t.symbol(name)))
+            {
+                self.kernel_offset = run.wrapping_sub(link);
+                self.kernel_offset_known = true;
+                self.discovery.push(format!(
+                    "KASLR offset {:#x} from {name} in the symbol table",
+                    self.kernel_offset
+                ));
+                return;
+            }
+        }
+        if let Some(text) = self.kallsyms.get("_text") {
+            self.kernel_offset = text.wrapping_sub(DEFAULT_START_KERNEL);
+            self.discovery.push(format!(
+                "KASLR offset {:#x} assumed from _text and the default link address",
+                self.kernel_offset
+            ));
+        }
+    }
+
+    /// Kernel virtual memory (through the kernel's page tables, with
+    /// Linux's rules for non-present entries).
+    pub fn memory(&self) -> &dyn VirtualMemory {
+        &self.space
+    }
+
+    /// The address space itself (page-table root, paging mode).
+    pub fn address_space(&self) -> &AddressSpace<'d> {
+        &self.space
+    }
+
+    /// The kernel's symbols, from kallsyms (run-time addresses).
+    pub fn kallsyms(&self) -> &Kallsyms {
+        &self.kallsyms
+    }
+
+    /// The types, when there are any.
+    pub fn symbols(&self) -> Option<&SymbolTable> {
+        self.types.as_ref()
+    }
+
+    /// The parsed VMCOREINFO, when the dump had one and it was used.
+    pub fn vmcoreinfo(&self) -> Option<&VmcoreInfo> {
+        self.vmcoreinfo.as_ref()
+    }
+
+    /// KASLR's shift of the kernel image: run-time minus link-time
+    /// addresses.
+    pub fn kernel_offset(&self) -> u64 {
+        self.kernel_offset
+    }
+
+    /// The kernel release: VMCOREINFO's, else from the banner.
+    pub fn release(&self) -> Option<String> {
+        if let Some(r) = self.vmcoreinfo.as_ref().and_then(|v| v.osrelease.clone()) {
+            return Some(r);
+        }
+        let b = self.banner.as_deref()?;
+        let rest = b.strip_prefix("Linux version ")?;
+        Some(rest.split_whitespace().next()?.to_string())
+    }
+
+    /// A global's run-time address: kallsyms first, else the type
+    /// source's symbol moved by KASLR.
+    pub fn symbol(&self, name: &str) -> Result<VirtAddr> {
+        if let Some(a) = self.kallsyms.get(name) {
+            return Ok(VirtAddr(a));
+        }
+        self.types
+            .as_ref()
+            .and_then(|t| t.symbol(name))
+            .map(|a| VirtAddr(a.wrapping_add(self.kernel_offset)))
+            .ok_or_else(|| Error::missing_symbol(name))
+    }
+
+    /// A typed reader, or why there is none.
+    pub fn reader(&self) -> Result<view::Reader<'_>> {
+        match &self.types {
+            Some(t) => Ok(view::Reader {
+                mem: &self.space,
+                types: t,
+            }),
+            None => Err(self.types_error.clone().unwrap_or_else(|| Error {
+                kind: ErrorKind::TypesNotFound {
+                    release: self.release(),
+                    reason: "no type source".into(),
+                },
+                at: None,
+            })),
+        }
+    }
+
+    /// What `info` shows.
+    pub fn info(&self) -> KernelInfo {
+        let read_var = |name: &str| {
+            self.kallsyms
+                .get(name)
+                .and_then(|a| self.space.read_u64(VirtAddr(a)).ok())
+                .map(VirtAddr)
+        };
+        let t = time::clock(self);
+        KernelInfo {
+            release: self.release(),
+            banner: self.banner.clone(),
+            build_id: self.vmcoreinfo.as_ref().and_then(|v| v.build_id.clone()),
+            kernel_offset: Some(self.kernel_offset),
+            kernel_offset_known: self.kernel_offset_known,
+            page_table_root: self.space.dtb.0 .0,
+            page_table_source: self.space_source.clone(),
+            paging_levels: self.space.paging.top_level(),
+            direct_map_base: read_var("page_offset_base"),
+            vmemmap_base: read_var("vmemmap_base"),
+            vmcoreinfo: self.vmcoreinfo.is_some(),
+            kallsyms_count: self.kallsyms.len(),
+            types_source: self.types_source.clone(),
+            types_error: self.types_error.as_ref().map(|e| e.to_string()),
+            jiffies: t.jiffies,
+            hz: t.hz,
+            uptime_s: t.uptime_s,
+            cpu_count: self.cpu_count(),
+            discovery: self.discovery.clone(),
+        }
+    }
+
+    /// `nr_cpu_ids`, capped.
+    pub fn cpu_count(&self) -> Option<u32> {
+        let a = self.kallsyms.get("nr_cpu_ids")?;
+        let n = self.space.read_u32(VirtAddr(a)).ok()?;
+        (1..=time::MAX_CPUS).contains(&n).then_some(n)
+    }
+
+    /// Every task (thread), in `init_task.tasks` order, each process's
+    /// threads after its leader; the idle task of CPU 0 (pid 0) first.
+    pub fn tasks(&self) -> Result<Partial<TaskInfo>> {
+        tasks::tasks(self)
+    }
+
+    /// Loaded modules, in the `modules` list's order.
+    pub fn modules(&self) -> Result<Partial<ModuleInfo>> {
+        modules::modules(self)
+    }
+
+    /// The printk ring buffer, oldest record first.
+    pub fn dmesg(&self) -> Result<Partial<DmesgRecord>> {
+        dmesg::dmesg(self)
+    }
+
+    pub(crate) fn percpu(&self) -> Option<&time::PerCpu> {
+        self.percpu
+            .get_or_init(|| time::PerCpu::read(self))
+            .as_ref()
+    }
+}
+
+/// A warning from an error.
+pub(crate) fn warning(e: &Error) -> Warning {
+    let kind = match e.kind {
+        ErrorKind::Fault(_) => WarningKind::Fault,
+        ErrorKind::BadData(_) => WarningKind::BadData,
+        ErrorKind::MissingSymbol { .. } | ErrorKind::TypesNotFound { .. } => {
+            WarningKind::MissingSymbol
+        }
+        _ => WarningKind::Unsupported,
+    };
+    Warning {
+        kind,
+        address: e.at,
+        message: e.to_string(),
+    }
+}
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,307 @@
+//! The Linux kernel model as serde data: what the JSON output carries and
+//! what the text renderers read. The leaf of the crate: it imports nothing
+//! from the readers. Addresses are `0x` hex strings; every `Option` may be
+//! null when the dump did not let us read it.
+
+use hangscope_x64::VirtAddr;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Serialise a [`VirtAddr`] as a `0x` hex string.
+pub mod hex {
+    use hangscope_x64::VirtAddr;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    /// Serialise.
+    pub fn serialize<S: Serializer>(v: &VirtAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:#x}", v.0))
+    }
+
+    /// Parse `0x...` hex (or a plain number).
+    pub fn parse(s: &str) -> Option<u64> {
+        let t = s.trim();
+        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => t.parse().ok(),
+        }
+    }
+
+    /// Deserialise.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VirtAddr, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s)
+            .map(VirtAddr)
+            .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}")))
+    }
+}
+
+/// Serialise an optional [`VirtAddr`] as a hex string or null.
+pub mod hex_opt {
+    use hangscope_x64::VirtAddr;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    /// Serialise.
+    pub fn serialize<S: Serializer>(v: &Option<VirtAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&format!("{:#x}", v.0)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserialise.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VirtAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => super::hex::parse(&s)
+                .map(|v| Some(VirtAddr(v)))
+                .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}"))),
+        }
+    }
+}
+
+/// A listing and the problems met while building it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partial<T> {
+    /// What could be read.
+    pub items: Vec<T>,
+    /// What could not, with addresses.
+    pub warnings: Vec<Warning>,
+}
+
+impl<T> Default for Partial<T> {
+    fn default() -> Self {
+        Partial {
+            items: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// What kind of problem a warning reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// Memory could not be read.
+    Fault,
+    /// Memory holds an impossible value (a broken or looping list).
+    BadData,
+    /// The type information lacks something this reader needs.
+    MissingSymbol,
+    /// The kernel uses a layout this model does not read.
+    Unsupported,
+    /// A kind this version does not know (from a newer document).
+    #[serde(untagged)]
+    Unknown(String),
+}
+
+/// A problem met while reading, with the address involved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// What kind of problem.
+    pub kind: WarningKind,
+    /// The address involved, when there is one.
+    #[serde(with = "hex_opt")]
+    pub address: Option<VirtAddr>,
+    /// One sentence.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A task's state as `ps` shows it: the kernel's `task_state_array`
+/// entry chosen by `task_state_index()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// `R`: running or runnable.
+    Running,
+    /// `S`: interruptible sleep.
+    Sleeping,
+    /// `D`: uninterruptible sleep.
+    DiskSleep,
+    /// `T`: stopped.
+    Stopped,
+    /// `t`: stopped by a tracer.
+    TracingStop,
+    /// `X`: dead.
+    Dead,
+    /// `Z`: zombie.
+    Zombie,
+    /// `P`: parked kthread.
+    Parked,
+    /// `I`: idle kthread (`TASK_IDLE`: uninterruptible without load).
+    Idle,
+    /// A letter or index this model does not know (the raw index).
+    Unknown(u32),
+}
+
+impl TaskState {
+    /// The `ps` letter (`?` when unknown).
+    pub fn letter(self) -> char {
+        match self {
+            TaskState::Running => 'R',
+            TaskState::Sleeping => 'S',
+            TaskState::DiskSleep => 'D',
+            TaskState::Stopped => 'T',
+            TaskState::TracingStop => 't',
+            TaskState::Dead => 'X',
+            TaskState::Zombie => 'Z',
+            TaskState::Parked => 'P',
+            TaskState::Idle => 'I',
+            TaskState::Unknown(_) => '?',
+        }
+    }
+
+    /// The state a `ps` letter names.
+    pub fn from_letter(c: char, index: u32) -> TaskState {
+        match c {
+            'R' => TaskState::Running,
+            'S' => TaskState::Sleeping,
+            'D' => TaskState::DiskSleep,
+            'T' => TaskState::Stopped,
+            't' => TaskState::TracingStop,
+            'X' => TaskState::Dead,
+            'Z' => TaskState::Zombie,
+            'P' => TaskState::Parked,
+            'I' => TaskState::Idle,
+            _ => TaskState::Unknown(index),
+        }
+    }
+}
+
+/// One task (thread), as `ps -eL` and the hung-task detector see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// The `struct task_struct`.
+    #[serde(with = "hex")]
+    pub task: VirtAddr,
+    /// `pid` (the thread id).
+    pub pid: i32,
+    /// `tgid` (the process id).
+    pub tgid: i32,
+    /// `real_parent->tgid`.
+    pub ppid: Option<i32>,
+    /// `comm`.
+    pub comm: String,
+    /// The state as `ps` shows it.
+    pub state: TaskState,
+    /// `__state` (or `state` before 5.14), raw.
+    pub raw_state: u64,
+    /// `exit_state`, raw.
+    pub exit_state: u64,
+    /// A kernel thread (`PF_KTHREAD`).
+    pub kernel_thread: bool,
+    /// The CPU it last ran on (`thread_info.cpu`, or `cpu`).
+    pub cpu: Option<u32>,
+    /// Running on that CPU now (`on_cpu`).
+    pub on_cpu: Option<bool>,
+    /// `sched_info.last_arrival`: when it last got a CPU (rq clock, ns).
+    pub last_arrival_ns: Option<u64>,
+    /// Its CPU's runqueue clock minus `last_arrival`: how long ago it last
+    /// started running.
+    pub since_last_arrival_ns: Option<u64>,
+    /// Voluntary context switches.
+    pub nvcsw: Option<u64>,
+    /// Involuntary context switches.
+    pub nivcsw: Option<u64>,
+    /// `last_switch_time`: jiffies when the hung-task detector last saw it
+    /// switch (0 = never checked).
+    pub last_switch_time: Option<u64>,
+    /// `last_switch_count`, as the hung-task detector recorded it.
+    pub last_switch_count: Option<u64>,
+}
+
+/// A loaded module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleInfo {
+    /// The `struct module`.
+    #[serde(with = "hex")]
+    pub module: VirtAddr,
+    /// `name`.
+    pub name: String,
+    /// Start of its core text (`mem[MOD_TEXT].base`, or `core_layout.base`).
+    #[serde(with = "hex_opt")]
+    pub base: Option<VirtAddr>,
+    /// Size of its core (text through data), bytes.
+    pub size: Option<u64>,
+    /// How many symbols its `kallsyms` holds.
+    pub symbol_count: Option<u64>,
+}
+
+/// One printk record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmesgRecord {
+    /// Sequence number.
+    pub seq: u64,
+    /// Timestamp, ns since boot (local clock).
+    pub ts_ns: u64,
+    /// Log level (0 emergency ... 7 debug).
+    pub level: u8,
+    /// Facility.
+    pub facility: u8,
+    /// The text (may hold several lines).
+    pub text: String,
+}
+
+impl DmesgRecord {
+    /// The record as `dmesg` prints it: `[    1.234567] text`, one line
+    /// per line of text.
+    pub fn lines(&self) -> Vec<String> {
+        let sec = self.ts_ns / 1_000_000_000;
+        let usec = (self.ts_ns % 1_000_000_000) / 1000;
+        self.text
+            .split('\n')
+            .map(|l| format!("[{sec:5}.{usec:06}] {l}"))
+            .collect()
+    }
+}
+
+/// What `info` shows about the kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelInfo {
+    /// The release (`uname -r`).
+    pub release: Option<String>,
+    /// The banner (`/proc/version`).
+    pub banner: Option<String>,
+    /// The GNU build id, hex (VMCOREINFO).
+    pub build_id: Option<String>,
+    /// KASLR's shift of the kernel image.
+    pub kernel_offset: Option<u64>,
+    /// Whether `kernel_offset` came from the kernel (VMCOREINFO or a
+    /// symbol table) rather than the usual link address.
+    pub kernel_offset_known: bool,
+    /// Physical address of the page-table root used.
+    pub page_table_root: u64,
+    /// Where that root came from.
+    pub page_table_source: String,
+    /// 4 or 5.
+    pub paging_levels: u8,
+    /// `page_offset_base`: the direct map of physical memory.
+    #[serde(with = "hex_opt")]
+    pub direct_map_base: Option<VirtAddr>,
+    /// `vmemmap_base`: the `struct page` array.
+    #[serde(with = "hex_opt")]
+    pub vmemmap_base: Option<VirtAddr>,
+    /// Whether the dump carried VMCOREINFO (and it was used).
+    pub vmcoreinfo: bool,
+    /// Symbols read from kallsyms.
+    pub kallsyms_count: usize,
+    /// Where the types came from (`btf:...`, a vmlinux path), or null.
+    pub types_source: Option<String>,
+    /// Why there are no types, when there are none.
+    pub types_error: Option<String>,
+    /// `jiffies_64`.
+    pub jiffies: Option<u64>,
+    /// The tick rate, derived from `tick_nsec`.
+    pub hz: Option<u64>,
+    /// Seconds since boot, from jiffies.
+    pub uptime_s: Option<f64>,
+    /// `nr_cpu_ids`.
+    pub cpu_count: Option<u32>,
+    /// How the kernel was found, step by step.
+    pub discovery: Vec<String>,
+}

@@ -1,0 +1,325 @@
+//! Tasks: every thread of every process, from `init_task.tasks` and each
+//! thread group, with the state letter `ps` would show.
+//!
+//! Version probes (by field name, cached): `task_struct.__state` (5.14+)
+//! or `.state`; `thread_info.cpu` (x86 since 5.16) or `task_struct.cpu`;
+//! thread groups through `signal->thread_head`/`thread_node` (3.14+; the
+//! only way since 6.7) or the older `thread_group` ring.
+
+use crate::error::{Error, Result};
+use crate::model::{Partial, TaskInfo, TaskState};
+use crate::view::{Object, Reader};
+use crate::{warning, LinuxKernel};
+use hangscope_x64::VirtAddr;
+use std::sync::OnceLock;
+
+/// Most processes walked (`PID_MAX_LIMIT` is 4 Mi; a hung guest has far
+/// fewer).
+pub const MAX_TASKS: usize = 1 << 22;
+/// Most threads in one group.
+pub const MAX_THREADS: usize = 1 << 20;
+
+/// `PF_KTHREAD` in `task_struct.flags`: the task is a kernel thread
+/// (include/linux/sched.h, unchanged since 2.6.27).
+pub const PF_KTHREAD: u64 = 0x0020_0000;
+/// `TASK_UNINTERRUPTIBLE` (unchanged since the first Linux).
+const TASK_UNINTERRUPTIBLE: u64 = 0x2;
+/// `TASK_NOLOAD` (4.2+): with TASK_UNINTERRUPTIBLE it makes `TASK_IDLE`.
+const TASK_NOLOAD: u64 = 0x400;
+/// `TASK_RTLOCK_WAIT` (5.15+): a sleeping spinlock wait on PREEMPT_RT,
+/// reported as uninterruptible.
+const TASK_RTLOCK_WAIT: u64 = 0x1000;
+/// The letters of the kernel's `task_state_array` (fs/proc/array.c) of
+/// 4.14 and later, used when the array itself cannot be read.
+const DEFAULT_LETTERS: &str = "RSDTtXZPI";
+
+/// Which fields this kernel has, probed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLayout {
+    /// `__state` or `state`.
+    pub state_field: &'static str,
+    /// `thread_info.cpu`, `cpu`, or none (uniprocessor builds).
+    pub cpu_field: Option<&'static str>,
+    /// Thread groups through `signal->thread_head` (else `thread_group`).
+    pub thread_head: bool,
+    /// The letters of `task_state_array`, one per state index.
+    pub letters: Vec<char>,
+}
+
+/// Per-kernel caches of this module.
+#[derive(Debug, Default)]
+pub struct Cache {
+    layout: OnceLock<std::result::Result<TaskLayout, Error>>,
+}
+
+impl TaskLayout {
+    fn probe(k: &LinuxKernel<'_>, r: &Reader<'_>) -> Result<TaskLayout> {
+        let state_field = if r.has_field("task_struct", "__state") {
+            "__state"
+        } else if r.has_field("task_struct", "state") {
+            "state"
+        } else {
+            return Err(Error::missing("task_struct", Some("__state")));
+        };
+        let cpu_field = if r.has_field("task_struct", "thread_info.cpu") {
+            Some("thread_info.cpu")
+        } else if r.has_field("task_struct", "cpu") {
+            Some("cpu")
+        } else {
+            None
+        };
+        let thread_head = r.has_field("signal_struct", "thread_head")
+            && r.has_field("task_struct", "thread_node");
+        if !thread_head && !r.has_field("task_struct", "thread_group") {
+            return Err(Error::missing("task_struct", Some("thread_node")));
+        }
+        Ok(TaskLayout {
+            state_field,
+            cpu_field,
+            thread_head,
+            letters: read_state_letters(k).unwrap_or_else(|| DEFAULT_LETTERS.chars().collect()),
+        })
+    }
+
+    /// The `ps` state of a task from its raw state and exit state, as the
+    /// kernel's `task_state_index()` computes it: the report bits are one
+    /// per letter after `R`, `TASK_IDLE` gets the last letter (`I`) when
+    /// the array has it, and an RT-lock wait shows as `D`.
+    pub fn state(&self, raw: u64, exit_state: u64) -> TaskState {
+        let n = self.letters.len();
+        let has_idle = self.letters.last() == Some(&'I');
+        // Bits with a letter of their own (all but R and, if present, I).
+        let report_bits = n.saturating_sub(1 + usize::from(has_idle)).min(32);
+        let report = (1u64 << report_bits) - 1;
+        let mut s = (raw | exit_state) & report;
+        let idle = TASK_UNINTERRUPTIBLE | TASK_NOLOAD;
+        if has_idle && raw & idle == idle {
+            s = report + 1;
+        }
+        if raw & TASK_RTLOCK_WAIT != 0 && report_bits > 2 {
+            s = TASK_UNINTERRUPTIBLE;
+        }
+        let index = 64 - s.leading_zeros();
+        match self.letters.get(index as usize) {
+            Some(&c) => TaskState::from_letter(c, index),
+            None => TaskState::Unknown(index),
+        }
+    }
+}
+
+/// The first letters of the kernel's `task_state_array` strings
+/// ("R (running)", "S (sleeping)", ...), read until an entry is not such a
+/// string; `None` when the array is not in kallsyms or unreadable.
+fn read_state_letters(k: &LinuxKernel<'_>) -> Option<Vec<char>> {
+    let base = k.kallsyms().get("task_state_array")?;
+    let mem = k.memory();
+    let mut letters = Vec::new();
+    for i in 0..16u64 {
+        let Ok(p) = mem.read_u64(VirtAddr(base + i * 8)) else {
+            break;
+        };
+        let Ok(s) = mem.read_cstr(VirtAddr(p), 32) else {
+            break;
+        };
+        // "X (word)".
+        if s.len() < 5 || s[1] != b' ' || s[2] != b'(' || s.last() != Some(&b')') {
+            break;
+        }
+        letters.push(s[0] as char);
+    }
+    (letters.len() >= 7 && letters[0] == 'R').then_some(letters)
+}
+
+/// Each CPU's runqueue clock (`runqueues.clock`), ns.
+fn rq_clocks(k: &LinuxKernel<'_>, r: &Reader<'_>) -> Vec<Option<u64>> {
+    let (Some(pc), Some(rq)) = (k.percpu(), k.kallsyms().get("runqueues")) else {
+        return Vec::new();
+    };
+    (0..pc.offsets.len() as u32)
+        .map(|cpu| {
+            let a = pc.addr(rq, cpu)?;
+            r.object("rq", a).uint("clock").ok()
+        })
+        .collect()
+}
+
+/// The idle tasks of CPUs other than 0 (`runqueues.idle`), which are on
+/// no list.
+fn idle_tasks(k: &LinuxKernel<'_>, r: &Reader<'_>, init: VirtAddr) -> Vec<VirtAddr> {
+    let (Some(pc), Some(rq)) = (k.percpu(), k.kallsyms().get("runqueues")) else {
+        return Vec::new();
+    };
+    (0..pc.offsets.len() as u32)
+        .filter_map(|cpu| {
+            let a = pc.addr(rq, cpu)?;
+            let t = r.object("rq", a).ptr("idle").ok()?;
+            (t.0 != 0 && t != init).then_some(t)
+        })
+        .collect()
+}
+
+/// Every task.
+pub fn tasks(k: &LinuxKernel<'_>) -> Result<Partial<TaskInfo>> {
+    let r = k.reader()?;
+    let layout = k
+        .cache
+        .layout
+        .get_or_init(|| TaskLayout::probe(k, &r))
+        .clone()?;
+    let init = k.symbol("init_task")?;
+    let clocks = rq_clocks(k, &r);
+    let mut out = Partial::default();
+    let push =
+        |addr: VirtAddr, out: &mut Partial<TaskInfo>| match read_task(&r, &layout, addr, &clocks) {
+            Ok(t) => out.items.push(t),
+            Err(e) => out.warnings.push(warning(&e)),
+        };
+    push(init, &mut out);
+    for idle in idle_tasks(k, &r, init) {
+        push(idle, &mut out);
+    }
+    let head = r.object("task_struct", init).field_addr("tasks")?;
+    for leader in r.iter_list(head, "task_struct", "tasks", MAX_TASKS)? {
+        let leader = match leader {
+            Ok(l) => l,
+            Err(e) => {
+                out.warnings.push(warning(&e));
+                break;
+            }
+        };
+        match threads(&r, &layout, leader) {
+            Ok(iter) => {
+                for t in iter {
+                    match t {
+                        Ok(t) => push(t, &mut out),
+                        Err(e) => {
+                            out.warnings.push(warning(&e));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                out.warnings.push(warning(&e));
+                push(leader, &mut out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The threads of the group `leader` leads, the leader included.
+fn threads<'a>(
+    r: &Reader<'a>,
+    layout: &TaskLayout,
+    leader: VirtAddr,
+) -> Result<Box<dyn Iterator<Item = Result<VirtAddr>> + 'a>> {
+    let t = r.object("task_struct", leader);
+    if layout.thread_head {
+        let signal = t.deref("signal", "signal_struct")?;
+        let head = signal.field_addr("thread_head")?;
+        Ok(Box::new(r.iter_list(
+            head,
+            "task_struct",
+            "thread_node",
+            MAX_THREADS,
+        )?))
+    } else {
+        let head = t.field_addr("thread_group")?;
+        let rest = r.iter_list(head, "task_struct", "thread_group", MAX_THREADS)?;
+        Ok(Box::new(std::iter::once(Ok(leader)).chain(rest)))
+    }
+}
+
+fn read_task(
+    r: &Reader<'_>,
+    layout: &TaskLayout,
+    addr: VirtAddr,
+    clocks: &[Option<u64>],
+) -> Result<TaskInfo> {
+    let t: Object<'_> = r.object("task_struct", addr);
+    let pid = t.int("pid")? as i32;
+    let tgid = t.int("tgid")? as i32;
+    let comm = t.char_array("comm")?;
+    let raw_state = t.uint(layout.state_field)?;
+    let exit_state = t.uint("exit_state").unwrap_or(0);
+    let flags = t.uint("flags")?;
+    let ppid = t
+        .deref("real_parent", "task_struct")
+        .and_then(|p| p.int("tgid"))
+        .ok()
+        .map(|v| v as i32);
+    let cpu = layout
+        .cpu_field
+        .and_then(|f| t.uint(f).ok())
+        .map(|c| c as u32);
+    let last_arrival = t.uint("sched_info.last_arrival").ok();
+    let since = match (cpu, last_arrival) {
+        (Some(c), Some(la)) => clocks
+            .get(c as usize)
+            .copied()
+            .flatten()
+            .and_then(|clock| clock.checked_sub(la)),
+        _ => None,
+    };
+    Ok(TaskInfo {
+        task: addr,
+        pid,
+        tgid,
+        ppid,
+        comm,
+        state: layout.state(raw_state, exit_state),
+        raw_state,
+        exit_state,
+        kernel_thread: flags & PF_KTHREAD != 0,
+        cpu,
+        on_cpu: t.uint("on_cpu").ok().map(|v| v != 0),
+        last_arrival_ns: last_arrival,
+        since_last_arrival_ns: since,
+        nvcsw: t.uint("nvcsw").ok(),
+        nivcsw: t.uint("nivcsw").ok(),
+        last_switch_time: t.uint("last_switch_time").ok(),
+        last_switch_count: t.uint("last_switch_count").ok(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> TaskLayout {
+        TaskLayout {
+            state_field: "__state",
+            cpu_field: Some("thread_info.cpu"),
+            thread_head: true,
+            letters: DEFAULT_LETTERS.chars().collect(),
+        }
+    }
+
+    #[test]
+    fn state_letters_as_ps_shows_them() {
+        let l = layout();
+        let c = |raw, exit| l.state(raw, exit).letter();
+        assert_eq!(c(0x0, 0), 'R');
+        assert_eq!(c(0x1, 0), 'S');
+        assert_eq!(c(0x2001, 0), 'S'); // freezable sleep
+        assert_eq!(c(0x2, 0), 'D');
+        assert_eq!(c(0x102, 0), 'D'); // TASK_KILLABLE
+        assert_eq!(c(0x2102, 0), 'D'); // killable, freezable (vfork)
+        assert_eq!(c(0x402, 0), 'I'); // TASK_IDLE
+        assert_eq!(c(0x4, 0), 'T');
+        assert_eq!(c(0x8, 0), 't');
+        assert_eq!(c(0x80, 0x20), 'Z'); // TASK_DEAD, EXIT_ZOMBIE
+        assert_eq!(c(0x80, 0x10), 'X');
+        assert_eq!(c(0x40, 0), 'P');
+        assert_eq!(c(0x1000, 0), 'D'); // RT lock wait
+                                       // An older kernel's array without 'I' (before 4.14).
+        let old = TaskLayout {
+            letters: "RSDTtXZ".chars().collect(),
+            ..layout()
+        };
+        assert_eq!(old.state(0x402, 0).letter(), 'D');
+        assert_eq!(old.state(0x20, 0).letter(), 'Z');
+        assert_eq!(old.state(0x40, 0), TaskState::Running);
+    }
+}

@@ -1,0 +1,303 @@
+//! Typed views: a kernel object is (address, type name) and every field is
+//! read by name through the type information. No structure offset lives
+//! in code; the kernel version is probed by which fields exist.
+
+use crate::error::{Error, Result};
+use hangscope_symbols::{SymbolTable, TypeRef};
+use hangscope_x64::{VirtAddr, VirtualMemory};
+use std::collections::HashSet;
+
+/// Types and memory together: what every typed read needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    /// Kernel virtual memory.
+    pub mem: &'a dyn VirtualMemory,
+    /// The kernel's types.
+    pub types: &'a SymbolTable,
+}
+
+impl<'a> Reader<'a> {
+    /// Offset and type of a dotted field path (`thread_info.cpu`,
+    /// `sched_info.last_arrival`).
+    pub fn field(&self, ty: &str, path: &str) -> Result<(u64, TypeRef)> {
+        if !self.types.has_type(ty) {
+            return Err(Error::missing(ty, None));
+        }
+        self.types
+            .field_path(ty, path)
+            .ok_or_else(|| Error::missing(ty, Some(path)))
+    }
+
+    /// Offset of a field path.
+    pub fn offset(&self, ty: &str, path: &str) -> Result<u64> {
+        Ok(self.field(ty, path)?.0)
+    }
+
+    /// Whether `ty` has the field path `path` (a version probe).
+    pub fn has_field(&self, ty: &str, path: &str) -> bool {
+        self.types.field_path(ty, path).is_some()
+    }
+
+    /// Size of a struct by name.
+    pub fn size_of_struct(&self, ty: &str) -> Result<u64> {
+        self.types
+            .user_type(ty)
+            .map(|u| u.size)
+            .ok_or_else(|| Error::missing(ty, None))
+    }
+
+    /// Size in bytes of a type reference.
+    pub fn size_of(&self, t: &TypeRef) -> Option<u64> {
+        self.types.type_size(t)
+    }
+
+    /// Read a little-endian unsigned value of 1, 2, 4 or 8 bytes.
+    pub fn read_uint(&self, va: VirtAddr, size: u64) -> Result<u64> {
+        let n = match size {
+            1 | 2 | 4 | 8 => size as usize,
+            _ => return Err(Error::bad_data(va, format!("no {size}-byte integer"))),
+        };
+        let mut b = [0u8; 8];
+        self.mem.read(va, &mut b[..n])?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Read a pointer.
+    pub fn read_ptr(&self, va: VirtAddr) -> Result<VirtAddr> {
+        Ok(VirtAddr(self.read_uint(va, 8)?))
+    }
+
+    /// Read a scalar of type `t` (integer, enum, pointer, bitfield, or a
+    /// struct of one integer such as `atomic_t`) at `va`, zero-extended,
+    /// and its size in bytes.
+    pub fn read_scalar(&self, va: VirtAddr, t: &TypeRef) -> Result<(u64, u64)> {
+        match t {
+            TypeRef::Bitfield {
+                position,
+                length,
+                base,
+            } => {
+                let size = self.size_of(base).unwrap_or(8);
+                let raw = self.read_uint(va, size)?;
+                let shifted = raw.checked_shr(*position).unwrap_or(0);
+                let v = if *length >= 64 {
+                    shifted
+                } else {
+                    shifted & ((1u64 << length) - 1)
+                };
+                Ok((v, u64::from(*length).div_ceil(8)))
+            }
+            TypeRef::Pointer(_) => Ok((self.read_uint(va, 8)?, 8)),
+            TypeRef::Base(_) | TypeRef::Enum(_) => {
+                let size = self
+                    .size_of(t)
+                    .ok_or_else(|| Error::bad_data(va, format!("unknown size of {t:?}")))?;
+                Ok((self.read_uint(va, size)?, size))
+            }
+            TypeRef::Struct(n) => match self.types.user_type(n) {
+                Some(u) if matches!(u.size, 1 | 2 | 4 | 8) => {
+                    Ok((self.read_uint(va, u.size)?, u.size))
+                }
+                _ => Err(Error::bad_data(va, format!("{n} is not a scalar"))),
+            },
+            other => Err(Error::bad_data(va, format!("{other:?} is not a scalar"))),
+        }
+    }
+
+    /// A view of the object of type `ty` at `addr`.
+    pub fn object(&self, ty: &'a str, addr: VirtAddr) -> Object<'a> {
+        Object { r: *self, addr, ty }
+    }
+
+    /// A walker over a `list_head` list headed at `head`, yielding the
+    /// address of each containing `ty` linked through `link` (a field
+    /// path of `ty`). See [`ListIter`].
+    pub fn iter_list(
+        &self,
+        head: VirtAddr,
+        ty: &str,
+        link: &str,
+        max: usize,
+    ) -> Result<ListIter<'a>> {
+        let link_offset = self.offset(ty, link)?;
+        Ok(ListIter {
+            r: *self,
+            head,
+            link_offset,
+            next_off: self.offset("list_head", "next")?,
+            prev_off: self.offset("list_head", "prev")?,
+            prev: head,
+            seen: HashSet::new(),
+            max,
+            count: 0,
+            done: false,
+        })
+    }
+}
+
+/// A typed object in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Object<'a> {
+    r: Reader<'a>,
+    /// Its address.
+    pub addr: VirtAddr,
+    /// Its type name.
+    pub ty: &'a str,
+}
+
+impl<'a> Object<'a> {
+    /// Address of a field.
+    pub fn field_addr(&self, path: &str) -> Result<VirtAddr> {
+        let off = self.r.offset(self.ty, path)?;
+        self.addr
+            .checked_add(off)
+            .ok_or_else(|| Error::bad_data(self.addr, format!("{}.{path} wraps", self.ty)))
+    }
+
+    /// An unsigned scalar field.
+    pub fn uint(&self, path: &str) -> Result<u64> {
+        let (off, t) = self.r.field(self.ty, path)?;
+        let va = VirtAddr(self.addr.0.wrapping_add(off));
+        Ok(self.r.read_scalar(va, &t)?.0)
+    }
+
+    /// A signed scalar field (sign-extended from its size).
+    pub fn int(&self, path: &str) -> Result<i64> {
+        let (off, t) = self.r.field(self.ty, path)?;
+        let va = VirtAddr(self.addr.0.wrapping_add(off));
+        let (v, size) = self.r.read_scalar(va, &t)?;
+        let bits = (size * 8).clamp(8, 64) as u32;
+        Ok(((v << (64 - bits)) as i64) >> (64 - bits))
+    }
+
+    /// A pointer field.
+    pub fn ptr(&self, path: &str) -> Result<VirtAddr> {
+        Ok(VirtAddr(self.uint(path)?))
+    }
+
+    /// A `char[N]` field as text up to its NUL (lossy UTF-8).
+    pub fn char_array(&self, path: &str) -> Result<String> {
+        let (off, t) = self.r.field(self.ty, path)?;
+        let len = match &t {
+            TypeRef::Array { count, .. } => (*count).min(4096),
+            _ => {
+                return Err(Error::bad_data(
+                    self.addr,
+                    format!("{}.{path} is no array", self.ty),
+                ))
+            }
+        };
+        let va = VirtAddr(self.addr.0.wrapping_add(off));
+        let bytes = self.r.mem.read_vec(va, len, 4096)?;
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+    }
+
+    /// The object of type `ty` this pointer field points at.
+    pub fn deref(&self, path: &str, ty: &'a str) -> Result<Object<'a>> {
+        let p = self.ptr(path)?;
+        if p.0 == 0 {
+            return Err(Error::bad_data(
+                self.addr,
+                format!("{}.{path} is NULL", self.ty),
+            ));
+        }
+        Ok(self.r.object(ty, p))
+    }
+}
+
+/// Walks a circular `list_head` list. Bounded by `max` entries,
+/// cycle-checked (a node met twice ends the walk), and back-link-checked:
+/// each node's `prev` must point at the node before it, and the walk must
+/// come back to the head. Where a check fails the walk yields one error
+/// naming the node, after every entry read before it, and then stops.
+#[derive(Debug)]
+pub struct ListIter<'a> {
+    r: Reader<'a>,
+    head: VirtAddr,
+    link_offset: u64,
+    next_off: u64,
+    prev_off: u64,
+    prev: VirtAddr,
+    seen: HashSet<u64>,
+    max: usize,
+    count: usize,
+    done: bool,
+}
+
+impl ListIter<'_> {
+    fn step(&mut self) -> Result<Option<VirtAddr>> {
+        let next = self
+            .r
+            .read_ptr(VirtAddr(self.prev.0.wrapping_add(self.next_off)))?;
+        if next == self.head {
+            let back = self
+                .r
+                .read_ptr(VirtAddr(self.head.0.wrapping_add(self.prev_off)))?;
+            if back != self.prev {
+                return Err(Error::bad_data(
+                    self.head,
+                    format!(
+                        "list head's prev is {:#x}, not the last entry {:#x}",
+                        back.0, self.prev.0
+                    ),
+                ));
+            }
+            return Ok(None);
+        }
+        if next.0 == 0 || !next.is_canonical() {
+            return Err(Error::bad_data(
+                self.prev,
+                format!("list link next = {:#x} is not a kernel address", next.0),
+            ));
+        }
+        if !self.seen.insert(next.0) {
+            return Err(Error::bad_data(
+                next,
+                format!("list loops back to {:#x} without reaching its head", next.0),
+            ));
+        }
+        if self.count >= self.max {
+            return Err(Error::bad_data(
+                self.head,
+                format!("list longer than {} entries", self.max),
+            ));
+        }
+        let back = self
+            .r
+            .read_ptr(VirtAddr(next.0.wrapping_add(self.prev_off)))?;
+        if back != self.prev {
+            return Err(Error::bad_data(
+                next,
+                format!(
+                    "list entry's prev is {:#x}, not the entry before it {:#x}",
+                    back.0, self.prev.0
+                ),
+            ));
+        }
+        self.prev = next;
+        self.count += 1;
+        Ok(Some(VirtAddr(next.0.wrapping_sub(self.link_offset))))
+    }
+}
+
+impl Iterator for ListIter<'_> {
+    type Item = Result<VirtAddr>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(v)) => Some(Ok(v)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

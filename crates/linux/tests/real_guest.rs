@@ -1,0 +1,99 @@
+//! The model against real dumps of a hung Debian guest, made by the recipe
+//! in `shared/tools/linux-guest` (`make-hang-dumps.sh`), and drgn's ground
+//! truth recorded there. Set `HANGSCOPE_LINUX_GUEST_DIR` to the recipe's
+//! work directory (with `dumps/` and `peers/`); without it these tests
+//! skip with a message.
+
+use hangscope_dump::Dump;
+use hangscope_linux::LinuxKernel;
+use std::path::PathBuf;
+
+fn guest_dir() -> Option<PathBuf> {
+    match std::env::var_os("HANGSCOPE_LINUX_GUEST_DIR") {
+        Some(d) => Some(PathBuf::from(d)),
+        None => {
+            eprintln!(
+                "skipped: HANGSCOPE_LINUX_GUEST_DIR is not set (see shared/tools/linux-guest)"
+            );
+            None
+        }
+    }
+}
+
+fn dumps(dir: &std::path::Path) -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("elf", dir.join("dumps/hangguest.elf")),
+        ("kdump", dir.join("dumps/hangguest.kdump-zlib")),
+    ]
+}
+
+#[test]
+fn kallsyms_agree_with_vmcoreinfo() {
+    let Some(dir) = guest_dir() else { return };
+    for (name, path) in dumps(&dir) {
+        let dump = Dump::open(&path).unwrap();
+        let k = LinuxKernel::open(&dump, None).unwrap_or_else(|e| panic!("[{name}] {e}"));
+        let vi = k.vmcoreinfo().expect("VMCOREINFO");
+        assert!(
+            k.kallsyms().len() > 50_000,
+            "[{name}] {}",
+            k.kallsyms().len()
+        );
+        let mut checked = 0;
+        for (sym, &addr) in &vi.symbols {
+            // Symbols in the image (not the direct map's mem_section).
+            if addr < hangscope_linux::START_KERNEL_MAP {
+                continue;
+            }
+            if let Some(got) = k.kallsyms().get(sym) {
+                assert_eq!(got, addr, "[{name}] {sym}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 6, "[{name}] only {checked} symbols compared");
+        let info = k.info();
+        eprintln!("[{name}] {info:#?}");
+        assert_eq!(info.release.as_deref(), Some("6.1.0-56-amd64"));
+        assert!(info
+            .banner
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("Linux version 6.1.0-56-amd64"));
+        // Link-time addresses `nm` gives in this build's debug vmlinux.
+        if vi.build_id.as_deref() == Some(BUILD_6_1_0_56) {
+            for (sym, link) in LINK_6_1_0_56 {
+                assert_eq!(
+                    k.kallsyms().get(sym),
+                    Some(link.wrapping_add(k.kernel_offset())),
+                    "[{name}] {sym}"
+                );
+            }
+        }
+        let truth = drgn_truth(&dir, name);
+        assert_eq!(info.jiffies, truth["jiffies"].as_u64(), "[{name}] jiffies");
+        assert_eq!(info.hz, truth["HZ"].as_u64(), "[{name}] HZ");
+        let up = truth["jiffies_uptime_s"].as_f64().unwrap();
+        assert!(
+            (info.uptime_s.unwrap() - up).abs() < 1e-6,
+            "[{name}] uptime"
+        );
+    }
+}
+
+/// The GNU build id of Debian's 6.1.0-56-amd64 (6.1.192-2).
+const BUILD_6_1_0_56: &str = "eb4fbcd037e7253717950bf2b93bd5566f47c56f";
+/// `nm vmlinux-6.1.0-56-amd64` for a few symbols.
+const LINK_6_1_0_56: [(&str, u64); 5] = [
+    ("init_task", 0xffffffff82a1aa40),
+    ("jiffies_64", 0xffffffff82a079c0),
+    ("linux_banner", 0xffffffff82161900),
+    ("__start_BTF", 0xffffffff824c1b88),
+    ("_text", 0xffffffff81000000),
+];
+
+/// drgn's ground truth for one dump (`peers/drgn-elf.json`, ...).
+fn drgn_truth(dir: &std::path::Path, name: &str) -> serde_json::Value {
+    let p = dir.join(format!("peers/drgn-{name}.json"));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
