@@ -17,6 +17,10 @@ pub struct Found {
     pub tables: KallsymsTables,
     /// How, step by step (for `info`).
     pub steps: Vec<String>,
+    /// Where the scan saw banners in the image, one of which kallsyms'
+    /// `linux_banner` must name (empty when VMCOREINFO vouches for the
+    /// tables).
+    pub banners: Vec<VirtAddr>,
 }
 
 /// Find the kernel in `dump`.
@@ -73,6 +77,7 @@ pub fn find(dump: &Dump, vi: Option<&VmcoreInfo>) -> Result<Found> {
         space: choice,
         tables,
         steps,
+        banners: Vec::new(),
     })
 }
 

@@ -98,6 +98,21 @@ impl<'d> LinuxKernel<'d> {
             .with_rules(&LINUX_PTE);
         let mut discovery = found.steps;
         let kallsyms = Kallsyms::read(&space, &found.tables)?;
+        if !found.banners.is_empty() {
+            let named = kallsyms.get("linux_banner").map(VirtAddr);
+            match named {
+                Some(b) if found.banners.contains(&b) => {
+                    discovery.push(format!("kallsyms' linux_banner is the banner found at {b}"))
+                }
+                _ => {
+                    return Err(Error::not_found(format!(
+                        "the kallsyms found by scanning put linux_banner at {}, at none of the \
+                         banners found",
+                        named.map_or("nowhere".into(), |a| a.to_string())
+                    )))
+                }
+            }
+        }
         discovery.push(format!(
             "kallsyms: {} symbols ({:?} offsets)",
             kallsyms.len(),

@@ -97,3 +97,78 @@ fn drgn_truth(dir: &std::path::Path, name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
+
+/// Physical memory of an ELF core as a raw image: each PT_LOAD at its
+/// physical address in a sparse file.
+fn raw_image_of(elf: &std::path::Path, out: &std::path::Path) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::File::open(elf).unwrap();
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h).unwrap();
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let phoff = u64_at(&h, 0x20);
+    let (phentsize, phnum) = (u16_at(&h, 0x36) as u64, u16_at(&h, 0x38) as u64);
+    let mut o = std::fs::File::create(out).unwrap();
+    let mut end = 0u64;
+    for i in 0..phnum {
+        let mut ph = vec![0u8; phentsize as usize];
+        f.seek(SeekFrom::Start(phoff + i * phentsize)).unwrap();
+        f.read_exact(&mut ph).unwrap();
+        if u32::from_le_bytes(ph[0..4].try_into().unwrap()) != 1 {
+            continue;
+        }
+        let (off, paddr, filesz) = (u64_at(&ph, 8), u64_at(&ph, 24), u64_at(&ph, 32));
+        let mut data = vec![0u8; filesz as usize];
+        f.seek(SeekFrom::Start(off)).unwrap();
+        f.read_exact(&mut data).unwrap();
+        o.seek(SeekFrom::Start(paddr)).unwrap();
+        o.write_all(&data).unwrap();
+        end = end.max(paddr + filesz);
+    }
+    o.set_len(end.div_ceil(4096) * 4096).unwrap();
+}
+
+/// Without VMCOREINFO (ignored, or a raw image without registers) the
+/// kernel is found by scanning, with the same kallsyms answer.
+#[test]
+fn kernel_found_without_vmcoreinfo() {
+    let Some(dir) = guest_dir() else { return };
+    let elf = dir.join("dumps/hangguest.elf");
+    let dump = Dump::open(&elf).unwrap();
+    let with = LinuxKernel::open(&dump, None).unwrap();
+    let names = [
+        "init_task",
+        "jiffies_64",
+        "linux_banner",
+        "_stext",
+        "runqueues",
+    ];
+    let expect: Vec<_> = names.iter().map(|n| with.kallsyms().get(n)).collect();
+    let opts = hangscope_linux::OpenOptions {
+        ignore_vmcoreinfo: true,
+    };
+    let t = std::time::Instant::now();
+    let without = LinuxKernel::open_with(&dump, None, &opts).unwrap();
+    eprintln!(
+        "ELF without VMCOREINFO: {:?}\n{:#?}",
+        t.elapsed(),
+        without.info().discovery
+    );
+    let got: Vec<_> = names.iter().map(|n| without.kallsyms().get(n)).collect();
+    assert_eq!(got, expect);
+    assert_eq!(without.kernel_offset(), with.kernel_offset());
+    assert_eq!(without.release(), with.release());
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("guest.raw");
+    raw_image_of(&elf, &raw);
+    let rawdump = Dump::open(&raw).unwrap();
+    assert_eq!(rawdump.format, hangscope_dump::DumpFormat::Raw);
+    assert!(rawdump.cpus.is_empty() && rawdump.hints.vmcoreinfo.is_none());
+    let t = std::time::Instant::now();
+    let k = LinuxKernel::open(&rawdump, None).unwrap_or_else(|e| panic!("raw: {e}"));
+    eprintln!("raw: {:?}\n{:#?}", t.elapsed(), k.info().discovery);
+    let got: Vec<_> = names.iter().map(|n| k.kallsyms().get(n)).collect();
+    assert_eq!(got, expect);
+    assert_eq!(k.kernel_offset(), with.kernel_offset());
+}
