@@ -1,10 +1,179 @@
-//! The printk ring buffer.
+//! The printk ring buffer (`prb`, kernel 5.10 and later): a ring of
+//! descriptors (`desc_ring`: `descs` and their `infos`) and a ring of text
+//! blocks (`text_data_ring`). Each descriptor's `state_var` holds its id
+//! and a two-bit state; a record is read when its descriptor is
+//! committed or finalized and still carries the id being read. Text
+//! blocks start with the id (an `unsigned long`) and may wrap to the
+//! ring's start.
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::{DmesgRecord, Partial};
-use crate::LinuxKernel;
+use crate::view::{Env, Object};
+use crate::warning;
 
-/// The log (not written yet).
-pub fn dmesg(_k: &LinuxKernel<'_>) -> Result<Partial<DmesgRecord>> {
-    Ok(Partial::default())
+/// Largest descriptor count believed (`CONFIG_LOG_BUF_SHIFT` is at most
+/// 25, with one descriptor per 32 bytes of text).
+const MAX_COUNT_BITS: u64 = 22;
+/// Largest text ring believed (2^25 bytes, plus the boot-time
+/// `log_buf_len=` up to 2^31 is not read whole).
+const MAX_SIZE_BITS: u64 = 28;
+/// The state bits of `state_var` are its top two (`DESC_SV_BITS`).
+const DESC_FLAGS_SHIFT: u32 = 62;
+/// `desc_committed`.
+const DESC_COMMITTED: u64 = 1;
+/// `desc_finalized`.
+const DESC_FINALIZED: u64 = 2;
+
+/// An unsigned field that may be an `atomic_long_t` (read its counter).
+fn counter(o: &Object<'_>, path: &str) -> Result<u64> {
+    o.uint(path).or_else(|_| o.uint(&format!("{path}.counter")))
+}
+
+/// The records of the printk ring buffer, oldest first.
+pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
+    let r = env.r;
+    let prb_var = env.symbol("prb").map_err(|_| Error {
+        kind: ErrorKind::Unsupported(
+            "no printk ring buffer (prb): kernels before 5.10 keep log_buf, which is not read"
+                .into(),
+        ),
+        at: None,
+    })?;
+    let rb_addr = r.read_ptr(prb_var)?;
+    let rb = r.object("printk_ringbuffer", rb_addr);
+    let count_bits = rb.uint("desc_ring.count_bits")?;
+    let size_bits = rb.uint("text_data_ring.size_bits")?;
+    if count_bits > MAX_COUNT_BITS || !(4..=MAX_SIZE_BITS).contains(&size_bits) {
+        return Err(Error::bad_data(
+            rb_addr,
+            format!("printk ring buffer of 2^{count_bits} records and 2^{size_bits} bytes"),
+        ));
+    }
+    let count = 1u64 << count_bits;
+    let size = 1u64 << size_bits;
+    let descs = rb.ptr("desc_ring.descs")?;
+    let infos = rb.ptr("desc_ring.infos")?;
+    let data = rb.ptr("text_data_ring.data")?;
+    let head = counter(&rb, "desc_ring.head_id")?;
+    let tail = counter(&rb, "desc_ring.tail_id")?;
+    let desc_size = r.size_of_struct("prb_desc")?;
+    let info_size = r.size_of_struct("printk_info")?;
+    let mem = r.mem;
+    let text = mem.read_vec(data, size, 1 << MAX_SIZE_BITS)?;
+    let descs_bytes = mem.read_vec(descs, count * desc_size, count * desc_size)?;
+    let infos_bytes = mem.read_vec(infos, count * info_size, count * info_size)?;
+    let sv = r.offset("prb_desc", "state_var")?;
+    let begin_off = r.offset("prb_desc", "text_blk_lpos.begin")?;
+    let next_off = r.offset("prb_desc", "text_blk_lpos.next")?;
+    let seq_off = r.offset("printk_info", "seq")?;
+    let ts_off = r.offset("printk_info", "ts_nsec")?;
+    let (len_off, len_t) = r.field("printk_info", "text_len")?;
+    let len_size = r.size_of(&len_t).unwrap_or(2);
+    let fac_off = r.offset("printk_info", "facility").ok();
+    let level = r.field("printk_info", "level").ok();
+    let word = |b: &[u8], at: u64, n: u64| -> Option<u64> {
+        let s = b.get(at as usize..(at + n) as usize)?;
+        let mut w = [0u8; 8];
+        w[..n as usize].copy_from_slice(s);
+        Some(u64::from_le_bytes(w))
+    };
+    let mut out = Partial::default();
+    let n = head.wrapping_sub(tail).wrapping_add(1);
+    if n > count {
+        out.warnings.push(warning(&Error::bad_data(
+            rb_addr,
+            format!("head id {head:#x} and tail id {tail:#x} span more than {count} records"),
+        )));
+    }
+    let mut skipped = 0u64;
+    for i in 0..n.min(count) {
+        let id = tail.wrapping_add(i);
+        let idx = id & (count - 1);
+        let d = idx * desc_size;
+        let inf = idx * info_size;
+        let (Some(state_var), Some(begin), Some(next)) = (
+            word(&descs_bytes, d + sv, 8),
+            word(&descs_bytes, d + begin_off, 8),
+            word(&descs_bytes, d + next_off, 8),
+        ) else {
+            break;
+        };
+        let state = state_var >> DESC_FLAGS_SHIFT;
+        let desc_id = state_var & ((1u64 << DESC_FLAGS_SHIFT) - 1);
+        if desc_id != id & ((1u64 << DESC_FLAGS_SHIFT) - 1)
+            || !(state == DESC_COMMITTED || state == DESC_FINALIZED)
+        {
+            skipped += 1;
+            continue;
+        }
+        let seq = word(&infos_bytes, inf + seq_off, 8).unwrap_or(0);
+        let ts_ns = word(&infos_bytes, inf + ts_off, 8).unwrap_or(0);
+        let text_len = word(&infos_bytes, inf + len_off, len_size).unwrap_or(0);
+        let facility = fac_off
+            .and_then(|o| word(&infos_bytes, inf + o, 1))
+            .unwrap_or(0) as u8;
+        let lvl = match &level {
+            Some((
+                o,
+                hangscope_symbols::TypeRef::Bitfield {
+                    position, length, ..
+                },
+            )) => word(&infos_bytes, inf + o, 1)
+                .map(|b| (b >> position) & ((1u64 << length.min(&8)) - 1))
+                .unwrap_or(0) as u8,
+            _ => 0,
+        };
+        let body = block(&text, size, begin, next);
+        // The block starts with the descriptor id.
+        let t = body.get(8..).unwrap_or(&[]);
+        let t = &t[..(text_len as usize).min(t.len())];
+        out.items.push(DmesgRecord {
+            seq,
+            ts_ns,
+            level: lvl,
+            facility,
+            text: String::from_utf8_lossy(t).into_owned(),
+        });
+    }
+    if skipped > 0 {
+        log::debug!("printk: {skipped} descriptor(s) not committed or reused");
+    }
+    Ok(out)
+}
+
+/// The bytes of the text block `[begin, next)` in a ring of `size` bytes:
+/// a block that would wrap is stored whole at the ring's start. Empty for
+/// data-less records (odd positions).
+pub fn block(text: &[u8], size: u64, begin: u64, next: u64) -> &[u8] {
+    if begin & 1 != 0 || next & 1 != 0 || size == 0 {
+        return &[];
+    }
+    let (start, end) = if begin / size == next / size {
+        (begin % size, next % size)
+    } else if (begin / size).wrapping_add(1) == next / size {
+        (0, next % size)
+    } else {
+        return &[];
+    };
+    text.get(start as usize..end as usize).unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_wrap_to_the_start() {
+        let text: Vec<u8> = (0..64u8).collect();
+        assert_eq!(block(&text, 64, 8, 24), &text[8..24]);
+        // The same block one lap later.
+        assert_eq!(block(&text, 64, 72, 88), &text[8..24]);
+        // A block that would cross the end is at the start.
+        assert_eq!(block(&text, 64, 56, 80), &text[0..16]);
+        // Data-less and nonsense positions.
+        assert!(block(&text, 64, 1, 1).is_empty());
+        assert!(block(&text, 64, 40, 8).is_empty());
+        assert!(block(&text, 0, 0, 8).is_empty());
+        assert!(block(&text, 64, 8, 200).is_empty());
+    }
 }

@@ -21,6 +21,7 @@ pub mod kallsyms;
 pub mod model;
 pub mod modules;
 pub mod space;
+pub mod synth;
 pub mod tasks;
 pub mod time;
 pub mod types;
@@ -38,7 +39,6 @@ pub use vmcoreinfo::VmcoreInfo;
 use hangscope_dump::Dump;
 use hangscope_symbols::SymbolTable;
 use hangscope_x64::{AddressSpace, VirtAddr, VirtualMemory};
-use std::sync::OnceLock;
 
 /// Link-time address of `_text` on x86-64 with the default
 /// `CONFIG_PHYSICAL_START` (16 MiB): `__START_KERNEL`. Used for KASLR's
@@ -68,7 +68,6 @@ pub struct LinuxKernel<'d> {
     banner: Option<String>,
     discovery: Vec<String>,
     cache: tasks::Cache,
-    percpu: OnceLock<Option<time::PerCpu>>,
 }
 
 impl<'d> LinuxKernel<'d> {
@@ -131,7 +130,6 @@ impl<'d> LinuxKernel<'d> {
             banner: None,
             discovery,
             cache: tasks::Cache::default(),
-            percpu: OnceLock::new(),
         };
         k.settle_kernel_offset(types.as_ref());
         k.banner = k
@@ -246,6 +244,16 @@ impl<'d> LinuxKernel<'d> {
             .ok_or_else(|| Error::missing_symbol(name))
     }
 
+    /// Memory, types and symbols for a typed walk, or why there are no
+    /// types.
+    pub fn env(&self) -> Result<view::Env<'_>> {
+        Ok(view::Env {
+            r: self.reader()?,
+            kallsyms: &self.kallsyms,
+            kernel_offset: self.kernel_offset,
+        })
+    }
+
     /// A typed reader, or why there is none.
     pub fn reader(&self) -> Result<view::Reader<'_>> {
         match &self.types {
@@ -271,7 +279,7 @@ impl<'d> LinuxKernel<'d> {
                 .and_then(|a| self.space.read_u64(VirtAddr(a)).ok())
                 .map(VirtAddr)
         };
-        let t = time::clock(self);
+        let t = time::clock(&self.space, &self.kallsyms);
         KernelInfo {
             release: self.release(),
             banner: self.banner.clone(),
@@ -297,31 +305,23 @@ impl<'d> LinuxKernel<'d> {
 
     /// `nr_cpu_ids`, capped.
     pub fn cpu_count(&self) -> Option<u32> {
-        let a = self.kallsyms.get("nr_cpu_ids")?;
-        let n = self.space.read_u32(VirtAddr(a)).ok()?;
-        (1..=time::MAX_CPUS).contains(&n).then_some(n)
+        time::cpu_count(&self.space, &self.kallsyms)
     }
 
     /// Every task (thread), in `init_task.tasks` order, each process's
     /// threads after its leader; the idle task of CPU 0 (pid 0) first.
     pub fn tasks(&self) -> Result<Partial<TaskInfo>> {
-        tasks::tasks(self)
+        tasks::tasks(&self.env()?, &self.cache)
     }
 
     /// Loaded modules, in the `modules` list's order.
     pub fn modules(&self) -> Result<Partial<ModuleInfo>> {
-        modules::modules(self)
+        modules::modules(&self.env()?)
     }
 
     /// The printk ring buffer, oldest record first.
     pub fn dmesg(&self) -> Result<Partial<DmesgRecord>> {
-        dmesg::dmesg(self)
-    }
-
-    pub(crate) fn percpu(&self) -> Option<&time::PerCpu> {
-        self.percpu
-            .get_or_init(|| time::PerCpu::read(self))
-            .as_ref()
+        dmesg::dmesg(&self.env()?)
     }
 }
 

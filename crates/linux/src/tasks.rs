@@ -8,8 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::model::{Partial, TaskInfo, TaskState};
-use crate::view::{Object, Reader};
-use crate::{warning, LinuxKernel};
+use crate::time::PerCpu;
+use crate::view::{Env, Object, Reader};
+use crate::warning;
 use hangscope_x64::VirtAddr;
 use std::sync::OnceLock;
 
@@ -53,7 +54,8 @@ pub struct Cache {
 }
 
 impl TaskLayout {
-    fn probe(k: &LinuxKernel<'_>, r: &Reader<'_>) -> Result<TaskLayout> {
+    fn probe(env: &Env<'_>) -> Result<TaskLayout> {
+        let r = &env.r;
         let state_field = if r.has_field("task_struct", "__state") {
             "__state"
         } else if r.has_field("task_struct", "state") {
@@ -77,7 +79,7 @@ impl TaskLayout {
             state_field,
             cpu_field,
             thread_head,
-            letters: read_state_letters(k).unwrap_or_else(|| DEFAULT_LETTERS.chars().collect()),
+            letters: read_state_letters(env).unwrap_or_else(|| DEFAULT_LETTERS.chars().collect()),
         })
     }
 
@@ -110,9 +112,9 @@ impl TaskLayout {
 /// The first letters of the kernel's `task_state_array` strings
 /// ("R (running)", "S (sleeping)", ...), read until an entry is not such a
 /// string; `None` when the array is not in kallsyms or unreadable.
-fn read_state_letters(k: &LinuxKernel<'_>) -> Option<Vec<char>> {
-    let base = k.kallsyms().get("task_state_array")?;
-    let mem = k.memory();
+fn read_state_letters(env: &Env<'_>) -> Option<Vec<char>> {
+    let base = env.kallsyms.get("task_state_array")?;
+    let mem = env.r.mem;
     let mut letters = Vec::new();
     for i in 0..16u64 {
         let Ok(p) = mem.read_u64(VirtAddr(base + i * 8)) else {
@@ -131,8 +133,9 @@ fn read_state_letters(k: &LinuxKernel<'_>) -> Option<Vec<char>> {
 }
 
 /// Each CPU's runqueue clock (`runqueues.clock`), ns.
-fn rq_clocks(k: &LinuxKernel<'_>, r: &Reader<'_>) -> Vec<Option<u64>> {
-    let (Some(pc), Some(rq)) = (k.percpu(), k.kallsyms().get("runqueues")) else {
+fn rq_clocks(env: &Env<'_>, pc: Option<&PerCpu>) -> Vec<Option<u64>> {
+    let r = &env.r;
+    let (Some(pc), Some(rq)) = (pc, env.kallsyms.get("runqueues")) else {
         return Vec::new();
     };
     (0..pc.offsets.len() as u32)
@@ -145,8 +148,9 @@ fn rq_clocks(k: &LinuxKernel<'_>, r: &Reader<'_>) -> Vec<Option<u64>> {
 
 /// The idle tasks of CPUs other than 0 (`runqueues.idle`), which are on
 /// no list.
-fn idle_tasks(k: &LinuxKernel<'_>, r: &Reader<'_>, init: VirtAddr) -> Vec<VirtAddr> {
-    let (Some(pc), Some(rq)) = (k.percpu(), k.kallsyms().get("runqueues")) else {
+fn idle_tasks(env: &Env<'_>, pc: Option<&PerCpu>, init: VirtAddr) -> Vec<VirtAddr> {
+    let r = &env.r;
+    let (Some(pc), Some(rq)) = (pc, env.kallsyms.get("runqueues")) else {
         return Vec::new();
     };
     (0..pc.offsets.len() as u32)
@@ -159,15 +163,15 @@ fn idle_tasks(k: &LinuxKernel<'_>, r: &Reader<'_>, init: VirtAddr) -> Vec<VirtAd
 }
 
 /// Every task.
-pub fn tasks(k: &LinuxKernel<'_>) -> Result<Partial<TaskInfo>> {
-    let r = k.reader()?;
-    let layout = k
-        .cache
+pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
+    let r = env.r;
+    let layout = cache
         .layout
-        .get_or_init(|| TaskLayout::probe(k, &r))
+        .get_or_init(|| TaskLayout::probe(env))
         .clone()?;
-    let init = k.symbol("init_task")?;
-    let clocks = rq_clocks(k, &r);
+    let init = env.symbol("init_task")?;
+    let pc = PerCpu::read(r.mem, env.kallsyms);
+    let clocks = rq_clocks(env, pc.as_ref());
     let mut out = Partial::default();
     let push =
         |addr: VirtAddr, out: &mut Partial<TaskInfo>| match read_task(&r, &layout, addr, &clocks) {
@@ -175,7 +179,7 @@ pub fn tasks(k: &LinuxKernel<'_>) -> Result<Partial<TaskInfo>> {
             Err(e) => out.warnings.push(warning(&e)),
         };
     push(init, &mut out);
-    for idle in idle_tasks(k, &r, init) {
+    for idle in idle_tasks(env, pc.as_ref(), init) {
         push(idle, &mut out);
     }
     let head = r.object("task_struct", init).field_addr("tasks")?;
@@ -321,5 +325,116 @@ mod tests {
         assert_eq!(old.state(0x402, 0).letter(), 'D');
         assert_eq!(old.state(0x20, 0).letter(), 'Z');
         assert_eq!(old.state(0x40, 0), TaskState::Running);
+    }
+
+    use crate::synth::{self, Process};
+    use crate::view::{Env, Reader};
+
+    fn procs() -> Vec<Process> {
+        vec![
+            Process {
+                threads: vec![(1, "init", 0x1, 1)],
+                kthread: false,
+            },
+            Process {
+                threads: vec![(2, "kthreadd", 0x402, 0)],
+                kthread: true,
+            },
+            Process {
+                threads: vec![(94, "uffd-writer", 0x1, 1), (96, "uffd-handler", 0x2, 0)],
+                kthread: false,
+            },
+        ]
+    }
+
+    fn walk(k: &synth::SynthKernel) -> Result<Partial<TaskInfo>> {
+        let env = Env {
+            r: Reader {
+                mem: &k.mem,
+                types: &k.types,
+            },
+            kallsyms: &k.kallsyms,
+            kernel_offset: 0,
+        };
+        tasks(&env, &Cache::default())
+    }
+
+    #[test]
+    fn synthetic_kernel_walks_processes_and_threads() {
+        let k = synth::build(&procs());
+        let p = walk(&k).unwrap();
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let got: Vec<_> = p
+            .items
+            .iter()
+            .map(|t| {
+                (
+                    t.pid,
+                    t.tgid,
+                    t.comm.as_str(),
+                    t.state.letter(),
+                    t.cpu,
+                    t.kernel_thread,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 0, "swapper/0", 'R', Some(0), true),
+                (0, 0, "swapper/1", 'R', Some(1), true),
+                (1, 1, "init", 'S', Some(1), false),
+                (2, 2, "kthreadd", 'I', Some(0), true),
+                (94, 94, "uffd-writer", 'S', Some(1), false),
+                (96, 94, "uffd-handler", 'D', Some(0), false),
+            ]
+        );
+        let h = &p.items[5];
+        assert_eq!(h.ppid, Some(0));
+        assert_eq!(h.since_last_arrival_ns, Some(4_000_000_000));
+        assert_eq!((h.nvcsw, h.nivcsw), (Some(7), Some(3)));
+    }
+
+    #[test]
+    fn damaged_lists_end_with_a_warning_naming_the_link() {
+        // A task list that loops back to its second entry.
+        let mut k = synth::build(&procs());
+        let second = synth::tasks_link(k.tasks[2]);
+        let third = synth::tasks_link(k.tasks[3]);
+        use hangscope_x64::SparseMemory;
+        let set_next = |m: &mut SparseMemory, node: u64, to: u64| m.write_u64(node + 8, to);
+        set_next(&mut k.mem, third, second);
+        let p = walk(&k).unwrap();
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].address.is_some());
+        assert!(p.items.iter().any(|t| t.pid == 2));
+        // A broken back link.
+        let mut k = synth::build(&procs());
+        k.mem
+            .write_u64(synth::tasks_link(k.tasks[2]), 0xffff_8880_dead_0000);
+        let p = walk(&k).unwrap();
+        assert!(
+            p.warnings.iter().any(|w| w.message.contains("prev")),
+            "{:?}",
+            p.warnings
+        );
+        assert!(p.items.iter().any(|t| t.pid == 1));
+        // A link into unmapped memory.
+        let mut k = synth::build(&procs());
+        set_next(
+            &mut k.mem,
+            synth::tasks_link(k.tasks[1]),
+            0xffff_8880_7000_0000,
+        );
+        let p = walk(&k).unwrap();
+        assert_eq!(p.warnings.len(), 1);
+        // The synthetic list_head keeps prev at offset 0: the read that
+        // faults is the bad entry's back link.
+        assert_eq!(p.warnings[0].address, Some(VirtAddr(0xffff_8880_7000_0000)));
+        assert!(
+            p.warnings[0].message.contains("cannot read"),
+            "{:?}",
+            p.warnings
+        );
     }
 }

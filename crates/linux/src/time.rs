@@ -1,8 +1,8 @@
 //! Kernel time: jiffies, the tick rate, uptime, and the per-CPU areas
 //! (each CPU's runqueue clock lives in one).
 
-use crate::LinuxKernel;
-use hangscope_x64::VirtAddr;
+use crate::kallsyms::Kallsyms;
+use hangscope_x64::{VirtAddr, VirtualMemory};
 
 /// Most CPUs believed (`NR_CPUS` of the largest distribution configs).
 pub const MAX_CPUS: u32 = 8192;
@@ -28,13 +28,8 @@ pub struct Clock {
 /// million) gives it by rounding 1e9 / tick_nsec. Jiffies start at
 /// `INITIAL_JIFFIES` = (u32)(-300 * HZ), five minutes before the 32-bit
 /// wrap, so uptime is (jiffies_64 - INITIAL_JIFFIES) / HZ.
-pub fn clock(k: &LinuxKernel<'_>) -> Clock {
-    let mem = k.memory();
-    let read = |n: &str| {
-        k.kallsyms()
-            .get(n)
-            .and_then(|a| mem.read_u64(VirtAddr(a)).ok())
-    };
+pub fn clock(mem: &dyn VirtualMemory, kallsyms: &Kallsyms) -> Clock {
+    let read = |n: &str| kallsyms.get(n).and_then(|a| mem.read_u64(VirtAddr(a)).ok());
     let jiffies = read("jiffies_64");
     let hz = read("tick_nsec").and_then(hz_from_tick_nsec);
     let uptime_s = match (jiffies, hz) {
@@ -62,6 +57,13 @@ pub fn initial_jiffies(hz: u64) -> u64 {
     u64::from((300u64.wrapping_mul(hz) as u32).wrapping_neg())
 }
 
+/// `nr_cpu_ids`, when plausible.
+pub fn cpu_count(mem: &dyn VirtualMemory, kallsyms: &Kallsyms) -> Option<u32> {
+    let a = kallsyms.get("nr_cpu_ids")?;
+    let n = mem.read_u32(VirtAddr(a)).ok()?;
+    (1..=MAX_CPUS).contains(&n).then_some(n)
+}
+
 /// Each CPU's per-CPU offset (`__per_cpu_offset[cpu]`): a per-CPU
 /// variable's address on a CPU is its symbol plus this.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,11 +74,10 @@ pub struct PerCpu {
 
 impl PerCpu {
     /// Read `__per_cpu_offset[0 .. nr_cpu_ids]`.
-    pub fn read(k: &LinuxKernel<'_>) -> Option<PerCpu> {
-        let n = k.cpu_count()?;
-        let base = k.kallsyms().get("__per_cpu_offset")?;
-        let bytes = k
-            .memory()
+    pub fn read(mem: &dyn VirtualMemory, kallsyms: &Kallsyms) -> Option<PerCpu> {
+        let n = cpu_count(mem, kallsyms)?;
+        let base = kallsyms.get("__per_cpu_offset")?;
+        let bytes = mem
             .read_vec(VirtAddr(base), u64::from(n) * 8, u64::from(MAX_CPUS) * 8)
             .ok()?;
         Some(PerCpu {

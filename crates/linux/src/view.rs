@@ -3,6 +3,7 @@
 //! in code; the kernel version is probed by which fields exist.
 
 use crate::error::{Error, Result};
+use crate::kallsyms::Kallsyms;
 use hangscope_symbols::{SymbolTable, TypeRef};
 use hangscope_x64::{VirtAddr, VirtualMemory};
 use std::collections::HashSet;
@@ -299,5 +300,33 @@ impl Iterator for ListIter<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// Everything a typed walk needs: memory and types ([`Reader`]) and the
+/// kernel's symbols. [`crate::LinuxKernel::env`] makes one; tests and fuzz
+/// targets build one over synthetic memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// Memory and types.
+    pub r: Reader<'a>,
+    /// The kernel's symbols (run-time addresses).
+    pub kallsyms: &'a Kallsyms,
+    /// KASLR's offset, to move the type source's link-time symbols.
+    pub kernel_offset: u64,
+}
+
+impl Env<'_> {
+    /// A global's run-time address: kallsyms first, else the type
+    /// source's symbol moved by KASLR.
+    pub fn symbol(&self, name: &str) -> Result<VirtAddr> {
+        if let Some(a) = self.kallsyms.get(name) {
+            return Ok(VirtAddr(a));
+        }
+        self.r
+            .types
+            .symbol(name)
+            .map(|a| VirtAddr(a.wrapping_add(self.kernel_offset)))
+            .ok_or_else(|| Error::missing_symbol(name))
     }
 }

@@ -1,0 +1,236 @@
+//! A tiny synthetic Linux kernel in a [`SparseMemory`], with its own type
+//! table (Volatility ISF, laid out differently from any real kernel so
+//! that a reader that hard-coded an offset would fail), for the unit
+//! tests and the fuzz targets. Not a model of a real kernel: only what the
+//! task walk reads.
+
+use crate::kallsyms::{Kallsyms, KernelSymbol};
+use hangscope_symbols::SymbolTable;
+use hangscope_x64::SparseMemory;
+
+/// Where the synthetic kernel's objects live.
+pub const INIT_TASK: u64 = 0xffff_ffff_8200_0000;
+/// First task after `init_task`; each takes [`TASK_STRIDE`] bytes.
+pub const TASKS: u64 = 0xffff_8880_0100_0000;
+/// Bytes between synthetic tasks.
+pub const TASK_STRIDE: u64 = 0x1000;
+/// Signal structs, one per process, [`TASK_STRIDE`] apart.
+pub const SIGNALS: u64 = 0xffff_8880_0200_0000;
+/// Per-CPU area of CPU 0 (CPU n at + n * 0x10000).
+pub const PERCPU: u64 = 0xffff_8880_0300_0000;
+/// Other globals.
+const GLOBALS: u64 = 0xffff_ffff_8210_0000;
+/// The per-CPU symbol `runqueues` (an offset into each CPU's area).
+const RUNQUEUES: u64 = 0x2000;
+
+// The synthetic layout (not Linux's).
+const T_TASKS: u64 = 0x100;
+const T_PID: u64 = 0x20;
+const T_TGID: u64 = 0x24;
+const T_COMM: u64 = 0x40;
+const T_STATE: u64 = 0x8;
+const T_EXIT: u64 = 0xc;
+const T_FLAGS: u64 = 0x10;
+const T_PARENT: u64 = 0x60;
+const T_CPU: u64 = 0x70;
+const T_ONCPU: u64 = 0x74;
+const T_ARRIVAL: u64 = 0x80;
+const T_NVCSW: u64 = 0x90;
+const T_NIVCSW: u64 = 0x98;
+const T_SIGNAL: u64 = 0xa0;
+const T_THREAD_NODE: u64 = 0xb0;
+const T_SWITCH: u64 = 0xc8;
+const S_THREAD_HEAD: u64 = 0x18;
+const RQ_CLOCK: u64 = 0x8;
+const RQ_IDLE: u64 = 0x30;
+
+/// The ISF type table of the synthetic kernel.
+pub fn isf() -> String {
+    let base = |name: &str| format!(r#"{{"kind":"base","name":"{name}"}}"#);
+    let ptr =
+        |to: &str| format!(r#"{{"kind":"pointer","subtype":{{"kind":"struct","name":"{to}"}}}}"#);
+    let st = |name: &str| format!(r#"{{"kind":"struct","name":"{name}"}}"#);
+    let field =
+        |name: &str, off: u64, ty: String| format!(r#""{name}":{{"offset":{off},"type":{ty}}}"#);
+    let task_fields = [
+        field("tasks", T_TASKS, st("list_head")),
+        field("pid", T_PID, base("int")),
+        field("tgid", T_TGID, base("int")),
+        field(
+            "comm",
+            T_COMM,
+            r#"{"kind":"array","count":16,"subtype":{"kind":"base","name":"char"}}"#.into(),
+        ),
+        field("__state", T_STATE, base("unsigned int")),
+        field("exit_state", T_EXIT, base("int")),
+        field("flags", T_FLAGS, base("unsigned int")),
+        field("real_parent", T_PARENT, ptr("task_struct")),
+        field("thread_info", T_CPU - 4, st("thread_info")),
+        field("on_cpu", T_ONCPU, base("int")),
+        field("sched_info", T_ARRIVAL - 8, st("sched_info")),
+        field("nvcsw", T_NVCSW, base("unsigned long")),
+        field("nivcsw", T_NIVCSW, base("unsigned long")),
+        field("signal", T_SIGNAL, ptr("signal_struct")),
+        field("thread_node", T_THREAD_NODE, st("list_head")),
+        field("last_switch_time", T_SWITCH, base("unsigned long")),
+    ]
+    .join(",");
+    format!(
+        r#"{{"metadata":{{"format":"6.2.0"}},
+"base_types":{{
+ "int":{{"size":4,"signed":true,"kind":"int","endian":"little"}},
+ "unsigned int":{{"size":4,"signed":false,"kind":"int","endian":"little"}},
+ "unsigned long":{{"size":8,"signed":false,"kind":"int","endian":"little"}},
+ "unsigned long long":{{"size":8,"signed":false,"kind":"int","endian":"little"}},
+ "char":{{"size":1,"signed":true,"kind":"char","endian":"little"}},
+ "pointer":{{"size":8,"signed":false,"kind":"int","endian":"little"}}}},
+"user_types":{{
+ "list_head":{{"kind":"struct","size":16,"fields":{{{},{}}}}},
+ "thread_info":{{"kind":"struct","size":8,"fields":{{{}}}}},
+ "sched_info":{{"kind":"struct","size":16,"fields":{{{}}}}},
+ "signal_struct":{{"kind":"struct","size":64,"fields":{{{}}}}},
+ "rq":{{"kind":"struct","size":64,"fields":{{{},{}}}}},
+ "task_struct":{{"kind":"struct","size":512,"fields":{{{task_fields}}}}}}},
+"enums":{{}},
+"symbols":{{}}}}"#,
+        field("next", 8, ptr("list_head")),
+        field("prev", 0, ptr("list_head")),
+        field("cpu", 4, base("unsigned int")),
+        field("last_arrival", 8, base("unsigned long long")),
+        field("thread_head", S_THREAD_HEAD, st("list_head")),
+        field("clock", RQ_CLOCK, base("unsigned long long")),
+        field("idle", RQ_IDLE, ptr("task_struct")),
+    )
+}
+
+/// A synthetic process: its threads' (pid, comm, raw state, CPU).
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// Threads, the leader first.
+    pub threads: Vec<(i32, &'static str, u32, u32)>,
+    /// A kernel thread.
+    pub kthread: bool,
+}
+
+/// The synthetic kernel: memory, types, symbols, and each task's address.
+#[derive(Debug)]
+pub struct SynthKernel {
+    /// Kernel memory.
+    pub mem: SparseMemory,
+    /// The type table.
+    pub types: SymbolTable,
+    /// The symbols.
+    pub kallsyms: Kallsyms,
+    /// Address of each task in walk order (init_task first).
+    pub tasks: Vec<u64>,
+}
+
+fn write_list_link(m: &mut SparseMemory, node: u64, next: u64, prev: u64) {
+    m.write_u64(node + 8, next);
+    m.write_u64(node, prev);
+}
+
+/// Link nodes into a circular list headed at `head`.
+fn link_ring(m: &mut SparseMemory, head: u64, nodes: &[u64]) {
+    let mut all = vec![head];
+    all.extend_from_slice(nodes);
+    for i in 0..all.len() {
+        let next = all[(i + 1) % all.len()];
+        let prev = all[(i + all.len() - 1) % all.len()];
+        write_list_link(m, all[i], next, prev);
+    }
+}
+
+/// Build a kernel of two CPUs with these processes after `init_task`.
+pub fn build(procs: &[Process]) -> SynthKernel {
+    let mut m = SparseMemory::new();
+    let types = SymbolTable::from_isf_bytes(isf().as_bytes(), std::path::Path::new("synth.json"))
+        .expect("the synthetic ISF parses");
+    let mut tasks = vec![INIT_TASK];
+    let write_task = |m: &mut SparseMemory,
+                      at: u64,
+                      pid: i32,
+                      tgid: i32,
+                      comm: &str,
+                      state: u32,
+                      cpu: u32,
+                      kthread: bool,
+                      signal: u64| {
+        m.write_u32(at + T_PID, pid as u32);
+        m.write_u32(at + T_TGID, tgid as u32);
+        let mut c = [0u8; 16];
+        c[..comm.len().min(15)].copy_from_slice(&comm.as_bytes()[..comm.len().min(15)]);
+        m.write(at + T_COMM, &c);
+        m.write_u32(at + T_STATE, state);
+        m.write_u32(at + T_FLAGS, if kthread { 0x0020_0000 } else { 0 });
+        m.write_u64(at + T_PARENT, INIT_TASK);
+        m.write_u32(at + T_CPU, cpu);
+        m.write_u64(at + T_ARRIVAL, 1_000_000_000);
+        m.write_u64(at + T_NVCSW, 7);
+        m.write_u64(at + T_NIVCSW, 3);
+        m.write_u64(at + T_SIGNAL, signal);
+    };
+    write_task(&mut m, INIT_TASK, 0, 0, "swapper/0", 0, 0, true, SIGNALS);
+    link_ring(
+        &mut m,
+        SIGNALS + S_THREAD_HEAD,
+        &[INIT_TASK + T_THREAD_NODE],
+    );
+    let mut leaders = Vec::new();
+    let mut next_task = TASKS;
+    for (pi, p) in procs.iter().enumerate() {
+        let signal = SIGNALS + (pi as u64 + 1) * TASK_STRIDE;
+        let tgid = p.threads.first().map_or(0, |t| t.0);
+        let mut nodes = Vec::new();
+        for (i, &(pid, comm, state, cpu)) in p.threads.iter().enumerate() {
+            let at = next_task;
+            next_task += TASK_STRIDE;
+            write_task(&mut m, at, pid, tgid, comm, state, cpu, p.kthread, signal);
+            nodes.push(at + T_THREAD_NODE);
+            tasks.push(at);
+            if i == 0 {
+                leaders.push(at + T_TASKS);
+            }
+        }
+        link_ring(&mut m, signal + S_THREAD_HEAD, &nodes);
+    }
+    link_ring(&mut m, INIT_TASK + T_TASKS, &leaders);
+    // Two CPUs: offsets, runqueues with clocks, idle of CPU 1.
+    let idle1 = next_task;
+    write_task(&mut m, idle1, 0, 0, "swapper/1", 0, 1, true, SIGNALS);
+    for cpu in 0..2u64 {
+        let area = PERCPU + cpu * 0x10000;
+        m.write_u64(GLOBALS + 0x100 + cpu * 8, area);
+        m.write_u64(area + RUNQUEUES + RQ_CLOCK, 5_000_000_000 + cpu);
+        m.write_u64(
+            area + RUNQUEUES + RQ_IDLE,
+            if cpu == 0 { INIT_TASK } else { idle1 },
+        );
+    }
+    m.write_u32(GLOBALS, 2);
+    let sym = |name: &str, addr: u64, kind: char| KernelSymbol {
+        name: name.into(),
+        addr,
+        kind,
+    };
+    let kallsyms = Kallsyms::from_symbols(
+        vec![
+            sym("init_task", INIT_TASK, 'D'),
+            sym("nr_cpu_ids", GLOBALS, 'D'),
+            sym("__per_cpu_offset", GLOBALS + 0x100, 'D'),
+            sym("runqueues", RUNQUEUES, 'D'),
+        ],
+        None,
+    );
+    SynthKernel {
+        mem: m,
+        types,
+        kallsyms,
+        tasks,
+    }
+}
+
+/// The list links a damage test may break: (task, its `tasks` node).
+pub fn tasks_link(task: u64) -> u64 {
+    task + T_TASKS
+}
