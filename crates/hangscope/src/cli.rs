@@ -8,9 +8,11 @@ use std::path::PathBuf;
 /// evidence.
 ///
 /// Reads QEMU/libvirt ELF cores, Windows crash dumps (PAGEDU64 full and
-/// bitmap) and raw images as they are written, finds the kernel without any
-/// header, and walks locks, threads, I/O and files like an expert with
-/// WinDbg would.
+/// bitmap), kdump files and raw images as they are written, recognises a
+/// Windows or a Linux guest from the memory itself, finds the kernel
+/// without any header, and walks locks, threads, I/O and files like an
+/// expert with WinDbg would. On Linux guests the types come from the
+/// kernel's own BTF in the dump (or `-y vmlinux`).
 ///
 /// Exit codes: 0 healthy (or a command that ran), 2 error; `analyze` also
 /// returns 1 for contention or a busy owner, 3 for stuck waits, 4 for a
@@ -65,8 +67,11 @@ pub enum Command {
     Ps(DumpArg),
     /// Threads with state, wait reason and how long each has waited.
     Threads(ThreadsArgs),
-    /// Loaded kernel modules (like `lm`).
+    /// Loaded kernel modules (like `lm`, or `lsmod` on Linux).
     Lm(DumpArg),
+    /// The kernel log of a Linux guest (the printk ring buffer, like
+    /// `dmesg`), with timestamps.
+    Dmesg(DmesgArgs),
     /// A structure by its symbols (like `dt nt!_KTHREAD ADDR`).
     Dt(DtArgs),
     /// Bytes at a kernel virtual address (like `db`).
@@ -125,6 +130,16 @@ pub struct ThreadsArgs {
     /// Only this process.
     #[arg(long)]
     pub pid: Option<u64>,
+}
+
+/// `dmesg` options.
+#[derive(Debug, Args, Clone)]
+pub struct DmesgArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Only the last N records.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
 }
 
 /// `dt` options.

@@ -6,8 +6,8 @@ use crate::cli::{Cli, Command};
 use crate::dumpinfo::DumpSummary;
 use crate::execute::execute;
 use crate::output::emit;
-use crate::render::{write_html, Format, Report};
-use crate::session::{open_dump, open_kernel, warn_dump_notes};
+use crate::render::{write_html, Format, KernelSummary, Report};
+use crate::session::{open_dump, open_guest, warn_dump_notes, Guest};
 use crate::shell::ShellCommand;
 use anyhow::Result;
 use std::path::Path;
@@ -29,11 +29,12 @@ pub fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Info(a) => {
             let dump = open_dump(&a.dump)?;
-            let kernel = open_kernel(g, &a.dump, &dump);
+            let guest = open_guest(g, &a.dump, &dump);
             let summary = DumpSummary::new(&a.dump, &dump);
             // The dump itself was readable: show it, then the error.
-            let (kernel, error) = match kernel {
-                Ok(k) => (Ok(k.info()), None),
+            let (kernel, error) = match guest {
+                Ok(Guest::Windows(k)) => (Ok(KernelSummary::Windows(k.info())), None),
+                Ok(Guest::Linux(k)) => (Ok(KernelSummary::Linux(k.info())), None),
                 Err(e) => (Err(format!("{e:#}")), Some(e)),
             };
             let report = Report::Info {
@@ -50,11 +51,11 @@ pub fn run(cli: &Cli) -> Result<u8> {
         other => {
             let (path, sc) = to_shell_command(other);
             let dump = open_dump(path)?;
-            let kernel = open_kernel(g, path, &dump)?;
+            let kernel = open_guest(g, path, &dump)?;
             // analyze carries them among its warnings; the listings say
             // them once on stderr, so that no reader of stdout is misled.
             if !matches!(sc, ShellCommand::Analyze) {
-                warn_dump_notes(&kernel);
+                warn_dump_notes(&dump);
             }
             let html = match other {
                 Command::Analyze(a) => a.html.as_deref(),
@@ -74,6 +75,7 @@ fn to_shell_command(c: &Command) -> (&Path, ShellCommand) {
         Command::Ps(a) => (&a.dump, ShellCommand::Processes),
         Command::Threads(a) => (&a.dump.dump, ShellCommand::Threads(a.pid)),
         Command::Lm(a) => (&a.dump, ShellCommand::Modules),
+        Command::Dmesg(a) => (&a.dump.dump, ShellCommand::Dmesg(a.tail)),
         Command::Dt(a) => (&a.dump.dump, ShellCommand::Dt(a.type_name.clone(), a.addr)),
         Command::Db(a) => (&a.dump.dump, ShellCommand::Db(a.addr, a.length)),
         Command::Dq(a) => (&a.dump.dump, ShellCommand::Dq(a.addr, a.length.div_ceil(8))),

@@ -7,7 +7,7 @@ use crate::cli::{DemoArgs, GlobalArgs};
 use crate::execute::execute;
 use crate::output::emit;
 use crate::render::{self, write_html};
-use crate::session::{default_symbol_dirs, default_symbols_wanted, open_dump, open_kernel};
+use crate::session::{default_symbol_dirs, default_symbols_wanted, open_dump, open_kernel, Guest};
 use crate::shell::ShellCommand;
 use anyhow::{bail, Context, Result};
 use hangscope_lab::{format::Format, BuildOptions, Scenario, Symbols};
@@ -80,7 +80,7 @@ pub fn run(g: &GlobalArgs, a: &DemoArgs) -> Result<u8> {
         );
     }
     let dump = open_dump(&path)?;
-    let kernel = open_kernel(g, &path, &dump)?;
+    let kernel = Guest::Windows(open_kernel(g, &path, &dump)?);
     let report = execute(&kernel, &ShellCommand::Analyze)?;
     write_html(&report, a.html.as_deref())?;
     emit(&report.render(render::Format::from_json_flag(g.json))?)?;

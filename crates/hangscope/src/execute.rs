@@ -3,14 +3,61 @@
 //! business ([`crate::render`]).
 
 use crate::render::Report;
+use crate::session::Guest;
 use crate::shell::{ShellCommand, HELP};
-use anyhow::Result;
+use anyhow::{bail, Result};
+use hangscope_linux::LinuxKernel;
 use hangscope_nt::stacks::StackFilter;
 use hangscope_nt::{Kernel, MissingSymbols, VirtAddr};
 use hangscope_waitgraph::{EvidenceStep, Verdict, WaitSource};
 
-/// Run one command against an opened kernel.
-pub fn execute<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>> {
+/// Run one command against the guest's kernel, whichever it is.
+pub fn execute<'k>(guest: &'k Guest<'_>, c: &ShellCommand) -> Result<Report<'k>> {
+    match guest {
+        Guest::Windows(k) => execute_windows(k, c),
+        Guest::Linux(k) => execute_linux(k, c),
+    }
+}
+
+/// One command on a Linux guest. The hang walk's commands (`locks`,
+/// `thread`, `stacks`, `running`, `analyze`, ...) read Windows objects
+/// and say so until the Linux walk lands.
+fn execute_linux<'k>(k: &'k LinuxKernel<'_>, c: &ShellCommand) -> Result<Report<'k>> {
+    Ok(match c {
+        ShellCommand::Processes => Report::LinuxProcesses(k.tasks()?),
+        ShellCommand::Threads(pid) => {
+            let mut tasks = k.tasks()?;
+            if let Some(pid) = pid {
+                tasks
+                    .items
+                    .retain(|t| u64::try_from(t.tgid).ok() == Some(*pid));
+            }
+            let clock = k.info();
+            Report::LinuxThreads {
+                tasks,
+                jiffies: clock.jiffies,
+                hz: clock.hz,
+            }
+        }
+        ShellCommand::Modules => Report::LinuxModules(k.modules()?),
+        ShellCommand::Dmesg(tail) => Report::Dmesg {
+            records: k.dmesg()?,
+            tail: *tail,
+        },
+        ShellCommand::Info => Report::LinuxKernel(k.info()),
+        ShellCommand::Help => Report::Note(HELP),
+        ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),
+        other => bail!(
+            "`{}` reads Windows kernel objects; this dump holds a Linux kernel ({}). \
+             On Linux guests hangscope has info, ps, threads, lm, dmesg, dt, db and dq",
+            other.name(),
+            k.release().unwrap_or_else(|| "release unknown".into())
+        ),
+    })
+}
+
+/// One command on a Windows guest.
+fn execute_windows<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>> {
     Ok(match c {
         ShellCommand::Processes => Report::Processes(k.processes()),
         ShellCommand::Threads(pid) => Report::Threads {
@@ -49,6 +96,9 @@ pub fn execute<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>> {
             }
         }
         ShellCommand::Info => Report::Kernel(k.info()),
+        ShellCommand::Dmesg(_) => {
+            bail!("`dmesg` reads a Linux kernel's printk buffer; this dump holds a Windows kernel")
+        }
         ShellCommand::Help => Report::Note(HELP),
         ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),
     })

@@ -17,6 +17,7 @@ fn inputs(cli: &Cli) -> Vec<&Path> {
         Command::Info(a) | Command::Shell(a) | Command::Ps(a) | Command::Lm(a) => &a.dump,
         Command::Running(a) => &a.dump,
         Command::Threads(a) => &a.dump.dump,
+        Command::Dmesg(a) => &a.dump.dump,
         Command::Dt(a) => &a.dump.dump,
         Command::Db(a) | Command::Dq(a) => &a.dump.dump,
         Command::Locks(a) => &a.dump.dump,

@@ -5,11 +5,21 @@
 
 use crate::dumpinfo::DumpSummary;
 use anyhow::{bail, Context, Result};
+use hangscope_linux as linux;
 use hangscope_nt::model::*;
 use hangscope_report::{stacks, windbg};
 use hangscope_waitgraph::Verdict;
 use serde::Serialize;
 use std::path::Path;
+
+/// The kernel `info` found, for either operating system.
+#[derive(Debug)]
+pub enum KernelSummary {
+    /// A Windows kernel.
+    Windows(KernelInfo),
+    /// A Linux kernel.
+    Linux(linux::KernelInfo),
+}
 
 /// How a report is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +100,30 @@ pub enum Report<'k> {
         /// The dump file.
         dump: DumpSummary,
         /// The kernel found, or the error that stopped the search.
-        kernel: std::result::Result<KernelInfo, String>,
+        kernel: std::result::Result<KernelSummary, String>,
     },
+    /// `ps` on a Linux guest: every task, shown by thread group.
+    LinuxProcesses(linux::Partial<linux::TaskInfo>),
+    /// `threads [--pid]` on a Linux guest.
+    LinuxThreads {
+        /// The tasks asked for, and the listing's warnings.
+        tasks: linux::Partial<linux::TaskInfo>,
+        /// `jiffies_64`, for how long ago the hung-task detector looked.
+        jiffies: Option<u64>,
+        /// The tick rate.
+        hz: Option<u64>,
+    },
+    /// `lm` on a Linux guest.
+    LinuxModules(linux::Partial<linux::ModuleInfo>),
+    /// `dmesg`: the printk records, the last `tail` of them when asked.
+    Dmesg {
+        /// Every record read.
+        records: linux::Partial<linux::DmesgRecord>,
+        /// Show only the last this many.
+        tail: Option<usize>,
+    },
+    /// The shell's `info` on a Linux guest.
+    LinuxKernel(linux::KernelInfo),
     /// `capture`: the manifest and where it was written.
     Capture {
         /// The manifest.
@@ -155,9 +187,26 @@ impl Report<'_> {
             } => with_symbols_note(hangscope_report::render_text(verdict), missing_symbols),
             Report::Kernel(i) => windbg::kernel_info(i),
             Report::Info { dump, kernel } => match kernel {
-                Ok(k) => format!("{}\n{}", dump.text(), windbg::kernel_info(k)),
+                Ok(KernelSummary::Windows(k)) => {
+                    format!("{}\n{}", dump.text(), windbg::kernel_info(k))
+                }
+                Ok(KernelSummary::Linux(k)) => {
+                    format!(
+                        "{}\n{}",
+                        dump.text(),
+                        hangscope_report::linux::kernel_info(k)
+                    )
+                }
                 Err(_) => dump.text(),
             },
+            Report::LinuxProcesses(p) => hangscope_report::linux::ps_table(p),
+            Report::LinuxThreads { tasks, jiffies, hz } => {
+                let list: Vec<&linux::TaskInfo> = tasks.items.iter().collect();
+                hangscope_report::linux::threads_table(&list, &tasks.warnings, *jiffies, *hz)
+            }
+            Report::LinuxModules(m) => hangscope_report::linux::module_list(m),
+            Report::Dmesg { records, tail } => hangscope_report::linux::dmesg(records, *tail),
+            Report::LinuxKernel(i) => hangscope_report::linux::kernel_info(i),
             Report::Capture { manifest, path } => format!(
                 "wrote {} dump(s) and {}",
                 manifest.dumps.len(),
@@ -189,7 +238,13 @@ impl Report<'_> {
             Report::Verdict { verdict, .. } => Ok(hangscope_report::render_json(verdict)),
             Report::Kernel(i) => listing("kernel", i),
             Report::Info { dump, kernel } => match kernel {
-                Ok(k) => listing("info", &serde_json::json!({"dump": dump, "kernel": k})),
+                Ok(KernelSummary::Windows(k)) => {
+                    listing("info", &serde_json::json!({"dump": dump, "kernel": k}))
+                }
+                Ok(KernelSummary::Linux(k)) => listing(
+                    "info",
+                    &serde_json::json!({"dump": dump, "os": "linux", "kernel": k}),
+                ),
                 Err(e) => listing(
                     "info",
                     &serde_json::json!({"dump": dump, "kernel": null, "error": e}),
@@ -197,6 +252,31 @@ impl Report<'_> {
             },
             Report::Capture { manifest, .. } => listing("capture", manifest),
             Report::Note(text) => Ok(text.to_string()),
+            Report::LinuxProcesses(p) => listing(
+                "linux_processes",
+                &linux::Partial {
+                    items: p
+                        .items
+                        .iter()
+                        .filter(|t| t.pid == t.tgid)
+                        .cloned()
+                        .collect(),
+                    warnings: p.warnings.clone(),
+                },
+            ),
+            Report::LinuxThreads { tasks, .. } => listing("linux_tasks", tasks),
+            Report::LinuxModules(m) => listing("linux_modules", m),
+            Report::Dmesg { records, tail } => {
+                let skip = tail.map_or(0, |n| records.items.len().saturating_sub(n));
+                listing(
+                    "dmesg",
+                    &serde_json::json!({
+                        "items": &records.items[skip..],
+                        "warnings": records.warnings,
+                    }),
+                )
+            }
+            Report::LinuxKernel(i) => listing("linux_kernel", i),
         }
     }
 }

@@ -3,8 +3,10 @@
 
 use crate::cli::GlobalArgs;
 use anyhow::{Context, Result};
-use hangscope_dump::Dump;
+use hangscope_dump::{Dump, DumpFormat};
+use hangscope_linux::LinuxKernel;
 use hangscope_nt::{Kernel, SymbolSource};
+use hangscope_symbols::SymbolTable;
 use std::path::{Path, PathBuf};
 
 /// Open a dump, saying which file failed.
@@ -69,27 +71,117 @@ pub fn symbol_source(g: &GlobalArgs) -> Result<SymbolSource> {
     SymbolSource::from_path_spec(&spec).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Find the kernel in an opened dump; the error names the file.
+/// The guest's kernel, recognised from the dump's content.
+#[derive(Debug)]
+pub enum Guest<'d> {
+    /// A Windows kernel (`hangscope-nt`).
+    Windows(Kernel<'d>),
+    /// A Linux kernel (`hangscope-linux`).
+    Linux(LinuxKernel<'d>),
+}
+
+/// Find the guest's kernel, Windows or Linux, by what the dump holds: a
+/// Linux VMCOREINFO note names a Linux kernel at once; otherwise the
+/// Windows search runs first (its crash dumps and its self-mapping page
+/// tables are unmistakable), and only when it finds no Windows kernel at
+/// all is the dump searched for a Linux one (a guest without VMCOREINFO,
+/// a raw image). The error names the file and says what each search met.
+pub fn open_guest<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<Guest<'d>> {
+    let linux_note = dump
+        .hints
+        .vmcoreinfo
+        .as_deref()
+        .is_some_and(|v| v.lines().any(|l| l.starts_with("OSRELEASE=")));
+    if linux_note {
+        return open_linux(g, path, dump).map(Guest::Linux);
+    }
+    let src = symbol_source(g)?;
+    match Kernel::open(dump, &src) {
+        Ok(k) => Ok(Guest::Windows(k)),
+        Err(e) => {
+            let windows = windows_error(path, dump, &e);
+            let not_windows = matches!(
+                e.kind,
+                hangscope_nt::ErrorKind::KernelNotFound(_) | hangscope_nt::ErrorKind::Dump(_)
+            );
+            let windows_only = matches!(
+                dump.format,
+                DumpFormat::CrashDumpFull | DumpFormat::CrashDumpBitmap
+            );
+            if !not_windows || windows_only {
+                return Err(windows);
+            }
+            match open_linux(g, path, dump) {
+                Ok(k) => Ok(Guest::Linux(k)),
+                Err(linux) => Err(anyhow::anyhow!(
+                    "{windows:#}; nor a Linux kernel: {}",
+                    format!("{linux:#}").trim_start_matches(&format!(
+                        "no usable Linux kernel in {}: ",
+                        path.display()
+                    ))
+                )),
+            }
+        }
+    }
+}
+
+/// The Windows search's error, naming the file and, when the dump was cut
+/// short, that too (it explains a kernel that cannot be found).
+fn windows_error(path: &Path, dump: &Dump, e: &hangscope_nt::Error) -> anyhow::Error {
+    let notes = hangscope_nt::kernel::ordered_dump_notes(dump.notes());
+    let because = if notes.is_empty() {
+        String::new()
+    } else {
+        format!("; the dump reader noted: {}", notes.join("; "))
+    };
+    anyhow::anyhow!(
+        "no usable Windows kernel in {}: {e}{because}",
+        path.display()
+    )
+}
+
+/// Find a Windows kernel in an opened dump; the error names the file.
 pub fn open_kernel<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<Kernel<'d>> {
     let src = symbol_source(g)?;
-    Kernel::open(dump, &src).map_err(|e| {
-        // A dump cut short explains a kernel that cannot be found: say so.
+    Kernel::open(dump, &src).map_err(|e| windows_error(path, dump, &e))
+}
+
+/// A Linux kernel's types from the user: the first file named on
+/// `--symbols` (a vmlinux with DWARF or BTF, or any table
+/// `SymbolTable::load` reads). Without one, the kernel's own BTF is read
+/// from the dump.
+fn linux_types(g: &GlobalArgs) -> Result<Option<SymbolTable>> {
+    let Some(spec) = &g.symbols else {
+        return Ok(None);
+    };
+    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = Path::new(part);
+        if p.is_file() {
+            let table = SymbolTable::load(p)
+                .with_context(|| format!("cannot read the symbol file {}", p.display()))?;
+            return Ok(Some(table));
+        }
+    }
+    Ok(None)
+}
+
+/// Find a Linux kernel in an opened dump; the error names the file.
+pub fn open_linux<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<LinuxKernel<'d>> {
+    let types = linux_types(g)?;
+    LinuxKernel::open(dump, types).map_err(|e| {
         let notes = hangscope_nt::kernel::ordered_dump_notes(dump.notes());
         let because = if notes.is_empty() {
             String::new()
         } else {
             format!("; the dump reader noted: {}", notes.join("; "))
         };
-        anyhow::anyhow!(
-            "no usable Windows kernel in {}: {e}{because}",
-            path.display()
-        )
+        anyhow::anyhow!("no usable Linux kernel in {}: {e}{because}", path.display())
     })
 }
 
 /// The dump reader's notes (truncation first), once on stderr.
-pub fn warn_dump_notes(k: &Kernel<'_>) {
-    for n in k.dump_notes() {
+pub fn warn_dump_notes(dump: &Dump) {
+    for n in hangscope_nt::kernel::ordered_dump_notes(dump.notes()) {
         eprintln!("hangscope: warning: dump file: {n}");
     }
 }

@@ -44,12 +44,41 @@ pub enum ShellCommand {
     Analyze,
     /// `vertarget`, `info`
     Info,
+    /// `dmesg [N]`: the printk buffer (Linux), the last N records.
+    Dmesg(Option<usize>),
     /// `?`, `help`
     Help,
     /// `q`, `quit`, `exit`
     Quit,
     /// An empty line.
     Nothing,
+}
+
+impl ShellCommand {
+    /// The command's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ShellCommand::Locks { .. } => "locks",
+            ShellCommand::Thread(_) => "thread",
+            ShellCommand::Irp(_) => "irp",
+            ShellCommand::Fileobj(_) => "fileobj",
+            ShellCommand::Processes => "ps",
+            ShellCommand::Threads(_) => "threads",
+            ShellCommand::Modules => "lm",
+            ShellCommand::Dt(..) => "dt",
+            ShellCommand::Db(..) => "db",
+            ShellCommand::Dq(..) => "dq",
+            ShellCommand::Handles(..) => "handles",
+            ShellCommand::Stacks(_) => "stacks",
+            ShellCommand::Running => "running",
+            ShellCommand::Analyze => "analyze",
+            ShellCommand::Info => "info",
+            ShellCommand::Dmesg(_) => "dmesg",
+            ShellCommand::Help => "help",
+            ShellCommand::Quit => "quit",
+            ShellCommand::Nothing => "",
+        }
+    }
 }
 
 /// What the shell understands, for `help`.
@@ -68,6 +97,7 @@ commands (WinDbg syntax; addresses in hex, backticks allowed):
   lm                      loaded modules
   dt [nt!]TYPE ADDR       a structure by its symbols
   db ADDR [L n]  dq ADDR [L n]
+  dmesg [N]               the kernel log (Linux guests), the last N records
   vertarget | info        the dump and the kernel
   q                       quit";
 
@@ -114,7 +144,14 @@ pub fn parse(line: &str) -> Result<ShellCommand, String> {
         "!fileobj" => Ok(ShellCommand::Fileobj(addr(0, "a file object address")?)),
         "!process" | "ps" => Ok(ShellCommand::Processes),
         "threads" => Ok(ShellCommand::Threads(pid(0)?)),
-        "lm" => Ok(ShellCommand::Modules),
+        "lm" | "lsmod" | "mod" => Ok(ShellCommand::Modules),
+        "dmesg" | "log" => match rest.first() {
+            Some(n) => n
+                .parse::<usize>()
+                .map(|n| ShellCommand::Dmesg(Some(n)))
+                .map_err(|_| format!("{head}: `{n}` is not a number of records")),
+            None => Ok(ShellCommand::Dmesg(None)),
+        },
         "dt" => {
             let ty = rest.first().ok_or("dt needs a type name")?;
             let ty = ty.strip_prefix("nt!").unwrap_or(ty).to_string();

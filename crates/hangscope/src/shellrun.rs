@@ -3,7 +3,7 @@
 use crate::cli::GlobalArgs;
 use crate::execute::execute;
 use crate::render::Format;
-use crate::session::{open_dump, open_kernel, warn_dump_notes};
+use crate::session::{open_dump, open_guest, warn_dump_notes, Guest};
 use crate::shell::{parse, ShellCommand, HELP};
 use anyhow::Result;
 use std::io::IsTerminal;
@@ -14,9 +14,8 @@ use std::path::Path;
 /// a script) it reads lines from stdin, so sessions can be scripted.
 pub fn run(g: &GlobalArgs, path: &Path) -> Result<u8> {
     let dump = open_dump(path)?;
-    let kernel = open_kernel(g, path, &dump)?;
-    warn_dump_notes(&kernel);
-    let info = kernel.info();
+    let kernel = open_guest(g, path, &dump)?;
+    warn_dump_notes(&dump);
     let prompt = "kd> ";
     let format = Format::from_json_flag(g.json);
     let handle = |line: &str| -> bool {
@@ -32,13 +31,22 @@ pub fn run(g: &GlobalArgs, path: &Path) -> Result<u8> {
         true
     };
     if std::io::stdin().is_terminal() {
-        eprintln!(
-            "hangscope shell: Windows build {}, kernel at {:#x}. Type `help`.",
-            info.build
-                .map(|b| b.to_string())
-                .unwrap_or_else(|| "?".into()),
-            info.kernel_base
-        );
+        match &kernel {
+            Guest::Windows(k) => {
+                let info = k.info();
+                eprintln!(
+                    "hangscope shell: Windows build {}, kernel at {:#x}. Type `help`.",
+                    info.build
+                        .map(|b| b.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    info.kernel_base
+                );
+            }
+            Guest::Linux(k) => eprintln!(
+                "hangscope shell: Linux {}. Type `help`.",
+                k.release().unwrap_or_else(|| "(release unknown)".into())
+            ),
+        }
         let mut rl = rustyline::DefaultEditor::new()?;
         loop {
             match rl.readline(prompt) {

@@ -20,6 +20,7 @@
 
 pub mod html;
 pub mod json;
+pub mod linux;
 pub mod stacks;
 pub mod verdict;
 pub mod windbg;

@@ -1,0 +1,309 @@
+//! Text for the Linux kernel model's listings, shaped as the tools a Linux
+//! on-call engineer already reads: `ps` (and crash's `ps`), `lsmod`,
+//! `dmesg`. The verdict renderers serve both kernels; this module is the
+//! Linux counterpart of [`crate::windbg`].
+
+use hangscope_linux::{DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, Warning};
+use std::fmt::Write;
+
+/// An address as crash prints it: 16 hex digits.
+fn addr(a: u64) -> String {
+    format!("{a:016x}")
+}
+
+fn warnings(out: &mut String, w: &[Warning]) {
+    if w.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    for x in w {
+        let _ = writeln!(out, "WARNING: {x}");
+    }
+}
+
+/// A task's command as `ps` shows it: kernel threads in brackets.
+fn command(t: &TaskInfo) -> String {
+    if t.kernel_thread {
+        format!("[{}]", t.comm)
+    } else {
+        t.comm.clone()
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}
+
+/// Seconds with one decimal, from nanoseconds.
+fn seconds_ns(ns: Option<u64>) -> String {
+    ns.map(|n| format!("{:.1}", n as f64 / 1e9))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// How long ago the hung-task detector last saw the task switch, from its
+/// `last_switch_time` (jiffies); `-` when it never looked (0), as for
+/// tasks it does not watch.
+fn hung_task_seen(t: &TaskInfo, jiffies: Option<u64>, hz: Option<u64>) -> String {
+    match (t.last_switch_time, jiffies, hz) {
+        (Some(0), ..) => "-".into(),
+        (Some(at), Some(now), Some(hz)) if hz > 0 && now >= at => {
+            format!("{:.1}", (now - at) as f64 / hz as f64)
+        }
+        (None, ..) => "?".into(),
+        _ => "?".into(),
+    }
+}
+
+/// `info`: the Linux kernel found.
+pub fn kernel_info(i: &KernelInfo) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Linux {} x86_64 ({} CPUs)",
+        i.release.as_deref().unwrap_or("(release unknown)"),
+        opt(i.cpu_count)
+    );
+    if let Some(b) = &i.banner {
+        let _ = writeln!(s, "{b}");
+    }
+    if let Some(id) = &i.build_id {
+        let _ = writeln!(s, "Build ID: {id}");
+    }
+    match i.kernel_offset {
+        Some(o) => {
+            let how = if i.kernel_offset_known {
+                ""
+            } else {
+                " (assumed: the default link address)"
+            };
+            let _ = writeln!(s, "KASLR offset: {o:#x}{how}");
+        }
+        None => {
+            let _ = writeln!(s, "KASLR offset: unknown");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "Page tables: {:#x} ({}), {}-level paging",
+        i.page_table_root, i.page_table_source, i.paging_levels
+    );
+    if let Some(d) = i.direct_map_base {
+        let _ = writeln!(s, "Direct map: {}", addr(d.0));
+    }
+    if let Some(v) = i.vmemmap_base {
+        let _ = writeln!(s, "vmemmap: {}", addr(v.0));
+    }
+    let _ = writeln!(
+        s,
+        "VMCOREINFO: {}   kallsyms: {} symbols",
+        if i.vmcoreinfo { "used" } else { "none" },
+        i.kallsyms_count
+    );
+    match (&i.types_source, &i.types_error) {
+        (Some(src), _) => {
+            let _ = writeln!(s, "Types: {src}");
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(s, "Types: none: {e}");
+        }
+        (None, None) => {
+            let _ = writeln!(s, "Types: none");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "jiffies: {}   HZ: {}   uptime: {}",
+        opt(i.jiffies),
+        opt(i.hz),
+        i.uptime_s
+            .map(|u| format!("{u:.1} s"))
+            .unwrap_or_else(|| "?".into())
+    );
+    for d in &i.discovery {
+        let _ = writeln!(s, "  found: {d}");
+    }
+    s
+}
+
+/// `ps`: one line per process (thread-group leader), as crash's `ps`
+/// shows them, with the number of threads.
+pub fn ps_table(p: &Partial<TaskInfo>) -> String {
+    let mut s = format!(
+        "{:>7} {:>7} {:>4} {:<16} {:>2} {:>7}  {}\n",
+        "PID", "PPID", "CPU", "TASK", "ST", "THREADS", "COMM"
+    );
+    for t in p.items.iter().filter(|t| t.pid == t.tgid) {
+        let threads = p.items.iter().filter(|x| x.tgid == t.tgid).count();
+        let _ = writeln!(
+            s,
+            "{:>7} {:>7} {:>4} {:<16} {:>2} {:>7}  {}",
+            t.pid,
+            opt(t.ppid),
+            opt(t.cpu),
+            addr(t.task.0),
+            t.state.letter(),
+            threads,
+            command(t)
+        );
+    }
+    warnings(&mut s, &p.warnings);
+    s
+}
+
+/// `threads`: one line per task with the scheduler's and the hung-task
+/// detector's view: on a CPU now, how long since it last got one, context
+/// switches, and how long since the detector last saw it switch.
+pub fn threads_table(
+    tasks: &[&TaskInfo],
+    w: &[Warning],
+    jiffies: Option<u64>,
+    hz: Option<u64>,
+) -> String {
+    let mut s = format!(
+        "{:<16} {:>7} {:>7} {:>7} {:>2} {:>4} {:>3} {:>9} {:>8} {:>8} {:>9}  {}\n",
+        "TASK",
+        "PID",
+        "TGID",
+        "PPID",
+        "ST",
+        "CPU",
+        "RUN",
+        "LAST-RUN",
+        "NVCSW",
+        "NIVCSW",
+        "HUNG-SEEN",
+        "COMM"
+    );
+    for t in tasks {
+        let _ = writeln!(
+            s,
+            "{:<16} {:>7} {:>7} {:>7} {:>2} {:>4} {:>3} {:>9} {:>8} {:>8} {:>9}  {}",
+            addr(t.task.0),
+            t.pid,
+            t.tgid,
+            opt(t.ppid),
+            t.state.letter(),
+            opt(t.cpu),
+            match t.on_cpu {
+                Some(true) => "yes",
+                Some(false) => "",
+                None => "?",
+            },
+            seconds_ns(t.since_last_arrival_ns),
+            opt(t.nvcsw),
+            opt(t.nivcsw),
+            hung_task_seen(t, jiffies, hz),
+            command(t)
+        );
+    }
+    s.push_str("\nLAST-RUN: seconds since the task last got a CPU (its runqueue's clock); HUNG-SEEN: seconds since\nthe hung-task detector last saw it switch (- : not watched).\n");
+    warnings(&mut s, w);
+    s
+}
+
+/// `lm`: loaded modules, as `lsmod` with their addresses.
+pub fn module_list(m: &Partial<ModuleInfo>) -> String {
+    let mut s = format!(
+        "{:<16} {:<16} {:>9} {:>8}  {}\n",
+        "MODULE", "BASE", "SIZE", "SYMBOLS", "NAME"
+    );
+    for x in &m.items {
+        let _ = writeln!(
+            s,
+            "{:<16} {:<16} {:>9} {:>8}  {}",
+            addr(x.module.0),
+            x.base.map(|b| addr(b.0)).unwrap_or_else(|| "?".into()),
+            opt(x.size),
+            opt(x.symbol_count),
+            x.name
+        );
+    }
+    warnings(&mut s, &m.warnings);
+    s
+}
+
+/// `dmesg`: the printk records as `dmesg` prints them, the last `tail`
+/// records when asked.
+pub fn dmesg(d: &Partial<DmesgRecord>, tail: Option<usize>) -> String {
+    let skip = tail.map_or(0, |n| d.items.len().saturating_sub(n));
+    let mut s = String::new();
+    for r in d.items.iter().skip(skip) {
+        for l in r.lines() {
+            let _ = writeln!(s, "{l}");
+        }
+    }
+    warnings(&mut s, &d.warnings);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hangscope_linux::TaskState;
+    use hangscope_x64::VirtAddr;
+
+    fn task(pid: i32, tgid: i32, comm: &str, kthread: bool) -> TaskInfo {
+        TaskInfo {
+            task: VirtAddr(0xffff_8880_0100_0000 + pid as u64 * 0x1000),
+            pid,
+            tgid,
+            ppid: Some(1),
+            comm: comm.into(),
+            state: TaskState::DiskSleep,
+            raw_state: 2,
+            exit_state: 0,
+            kernel_thread: kthread,
+            cpu: Some(1),
+            on_cpu: Some(false),
+            last_arrival_ns: Some(1_000),
+            since_last_arrival_ns: Some(42_500_000_000),
+            nvcsw: Some(3),
+            nivcsw: Some(0),
+            last_switch_time: Some(4_294_900_000),
+            last_switch_count: Some(3),
+        }
+    }
+
+    #[test]
+    fn ps_lists_leaders_with_their_thread_count_and_brackets_kthreads() {
+        let p = Partial {
+            items: vec![
+                task(94, 94, "hangtool", false),
+                task(96, 94, "uffd-handler", false),
+                task(112, 112, "hang_ab", true),
+            ],
+            warnings: vec![],
+        };
+        let s = ps_table(&p);
+        assert!(s.contains("      2  hangtool"), "{s}");
+        assert!(s.contains("[hang_ab]"), "{s}");
+        assert!(!s.contains("uffd-handler"), "{s}");
+    }
+
+    #[test]
+    fn threads_show_seconds_since_last_run_and_hung_task_view() {
+        let t = task(112, 112, "hang_ab", true);
+        let s = threads_table(&[&t], &[], Some(4_294_900_000 + 250 * 24), Some(250));
+        assert!(s.contains("42.5"), "{s}");
+        assert!(s.contains("24.0"), "{s}");
+    }
+
+    #[test]
+    fn dmesg_tail_keeps_the_last_records() {
+        let r = |seq: u64, text: &str| DmesgRecord {
+            seq,
+            ts_ns: 41_908_897_000,
+            level: 3,
+            facility: 0,
+            text: text.into(),
+        };
+        let d = Partial {
+            items: vec![r(0, "first"), r(1, "INFO: task hang_ab:112 blocked")],
+            warnings: vec![],
+        };
+        assert_eq!(
+            dmesg(&d, Some(1)),
+            "[   41.908897] INFO: task hang_ab:112 blocked\n"
+        );
+    }
+}

@@ -1,0 +1,95 @@
+#!/bin/bash
+# Real hung Linux guests for the test suite: runs the shared recipe
+# (../shared/tools/linux-guest: a Debian kernel + busybox under libvirt/TCG,
+# wedged four ways, dumped by `virsh dump` as ELF and kdump-zlib, with drgn's
+# ground truth) once per kernel line, then records drgn's view of the tasks,
+# modules and printk records with scripts/linux-guest/drgn_truth.py.
+#
+#   scripts/linux-guest.sh [LINE...]     LINE: 6.1 6.12 6.1-cloud (default: all)
+#
+# Each line lands in ${HANGSCOPE_LINUX_GUEST_ROOT:-target/linux-guest}/<kernel>/
+# (dumps/, peers/, kernel/ with the debug vmlinux, src/hangdemo.ko, venv/).
+# Idempotent: a line whose dumps and truth exist is not run again. Prints the
+# directories made, one per line, on stdout (everything else goes to stderr).
+# Needs root (apt-get, libvirt); about 2 minutes per line once packages are
+# cached, most of it waiting for the kernel's hung-task detector.
+# HANGSCOPE_LINUX_GUEST_MIB=4096 gives the guest that much memory instead of
+# the recipe's 256 MiB (the directory is then <kernel>-<MIB>M), for the
+# benchmarks' big dump.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RECIPE=${HANGSCOPE_LINUX_RECIPE:-$ROOT/../shared/tools/linux-guest}
+OUT=${HANGSCOPE_LINUX_GUEST_ROOT:-$ROOT/target/linux-guest}
+[ -f "$RECIPE/make-hang-dumps.sh" ] || { echo "linux-guest: no recipe at $RECIPE (../shared missing?)" >&2; exit 2; }
+mkdir -p "$OUT"
+
+# The kernel package of a line: the recipe's pins while the archive has
+# them, else what the line's metapackage depends on today.
+resolve() {
+  local line=$1 pin pinver meta
+  case $line in
+    6.1) pin=6.1.0-56-amd64; pinver=6.1.192-2; meta=linux-image-amd64 ;;
+    6.12) pin=6.12.118+deb12-amd64; pinver=6.12.118-1~deb12u1; meta=linux-image-6.12-amd64 ;;
+    6.1-cloud) pin=6.1.0-56-cloud-amd64; pinver=6.1.192-2; meta=linux-image-cloud-amd64 ;;
+    *) echo "linux-guest: unknown line '$line' (6.1, 6.12, 6.1-cloud)" >&2; return 2 ;;
+  esac
+  if apt-cache show "linux-image-$pin=$pinver" >/dev/null 2>&1; then
+    echo "$pin $pinver"; return
+  fi
+  local pkg ver
+  pkg=$(apt-cache depends "$meta" 2>/dev/null | sed -n 's/^ *Depends: linux-image-\(.*\)$/\1/p' | grep -v -- '-dbg$' | head -1)
+  ver=$(apt-cache policy "linux-image-$pkg" | sed -n 's/^ *Candidate: //p')
+  [ -n "$pkg" ] && [ -n "$ver" ] || { echo "linux-guest: cannot resolve a kernel for line $line" >&2; return 2; }
+  echo "$pkg $ver"
+}
+
+daemons_before=$(pgrep -x libvirtd || true)
+cleanup() {
+  # Leave libvirt as found: stop the daemons the recipe started.
+  if [ -z "$daemons_before" ]; then
+    for d in libvirtd virtlogd; do pkill -x "$d" 2>/dev/null || true; done
+  fi
+}
+trap cleanup EXIT
+
+lines=("$@"); [ ${#lines[@]} -gt 0 ] || lines=(6.1 6.12 6.1-cloud)
+for line in "${lines[@]}"; do
+  read -r kver pkgver < <(resolve "$line")
+  W=$OUT/$kver
+  mib=${HANGSCOPE_LINUX_GUEST_MIB:-}
+  [ -z "$mib" ] || W=$OUT/$kver-${mib}M
+  if [ -s "$W/dumps/hangguest.elf" ] && [ -s "$W/dumps/hangguest.kdump-zlib" ] \
+     && [ -s "$W/peers/truth-elf.json" ] && [ -s "$W/peers/truth-kdump.json" ]; then
+    echo "linux-guest: $line ($kver) already made in $W" >&2; echo "$W"; continue
+  fi
+  t0=$(date +%s)
+  mkdir -p "$W"; rm -rf "$W/recipe"; cp -r "$RECIPE" "$W/recipe"; chmod -R u+w "$W/recipe"
+  if [ "$line" = 6.1-cloud ]; then
+    # The cloud line also runs the guest with 5-level paging (CR4.LA57):
+    # Debian's cloud kernel is built with CONFIG_X86_5LEVEL and TCG emulates it.
+    sed -i "s|<model fallback='allow'>qemu64</model>|&<feature policy='require' name='la57'/>|" "$W/recipe/hangguest.xml"
+  fi
+  if [ -n "$mib" ]; then
+    sed -i "s|<memory unit='MiB'>[0-9]*</memory>|<memory unit='MiB'>$mib</memory>|" "$W/recipe/hangguest.xml"
+  fi
+  echo "linux-guest: $line: kernel $kver ($pkgver) into $W" >&2
+  # The recipe waits for the guest without a limit; a guest that never
+  # wedges (a kernel that does not boot) must not hang the test suite.
+  if ! KVER=$kver PKGVER=$pkgver LINUX_GUEST_WORK=$W timeout "${HANGSCOPE_LINUX_GUEST_TIMEOUT:-900}" \
+       bash "$W/recipe/make-hang-dumps.sh" >"$W/recipe.log" 2>&1; then
+    virsh -c qemu:///system destroy hangguest >/dev/null 2>&1 || true
+    echo "linux-guest: the recipe failed for $line; last lines of $W/recipe.log and the guest console:" >&2
+    tail -20 "$W/recipe.log" >&2; tail -20 "$W/run/console.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+  V=$W/kernel/usr/lib/debug/boot/vmlinux-$kver
+  "$W/venv/bin/drgn" -q -c "$W/dumps/hangguest.elf" -s "$V" -s "$W/src/hangdemo.ko" \
+    "$ROOT/scripts/linux-guest/drgn_truth.py" "$W/peers/truth-elf.json" >&2
+  "$W/venv/bin/drgn" -q -c "$W/dumps/hangguest.kdump-zlib" --architecture x86_64 -s "$V" -s "$W/src/hangdemo.ko" \
+    "$ROOT/scripts/linux-guest/drgn_truth.py" "$W/peers/truth-kdump.json" >&2
+  chmod a+r "$W"/dumps/* "$W"/peers/*
+  # The packages are extracted; drop the debs (the -dbg one is about 1 GB).
+  rm -f "$W"/debs/*.deb
+  echo "linux-guest: $line done in $(( $(date +%s) - t0 )) s" >&2
+  echo "$W"
+done
