@@ -37,3 +37,6 @@ mod corpus;
 
 #[path = "cases/demo.rs"]
 mod demo;
+
+#[path = "cases/linux.rs"]
+mod linux;
