@@ -51,6 +51,9 @@ pub struct OpenOptions {
     /// Do not use the dump's VMCOREINFO: find the kernel by scanning, as
     /// for a dump without it (tests, or a VMCOREINFO that lies).
     pub ignore_vmcoreinfo: bool,
+    /// Where the table built from the dump's BTF is kept for next time
+    /// (keyed by the BTF's content); none: parse it every time.
+    pub cache: Option<hangscope_symbols::SymbolCache>,
 }
 
 /// A Linux kernel in a dump.
@@ -145,7 +148,7 @@ impl<'d> LinuxKernel<'d> {
                 ));
                 k.types = Some(t);
             }
-            None => match types::btf_from_memory(&k) {
+            None => match types::btf_from_memory(&k, opts.cache.as_ref()) {
                 Ok((t, src)) => {
                     k.types_source = Some(src);
                     k.types = Some(t);

@@ -147,6 +147,7 @@ fn kernel_found_without_vmcoreinfo() {
     let expect: Vec<_> = names.iter().map(|n| with.kallsyms().get(n)).collect();
     let opts = hangscope_linux::OpenOptions {
         ignore_vmcoreinfo: true,
+        ..Default::default()
     };
     let t = std::time::Instant::now();
     let without = LinuxKernel::open_with(&dump, None, &opts).unwrap();
@@ -171,4 +172,127 @@ fn kernel_found_without_vmcoreinfo() {
     let got: Vec<_> = names.iter().map(|n| k.kallsyms().get(n)).collect();
     assert_eq!(got, expect);
     assert_eq!(k.kernel_offset(), with.kernel_offset());
+}
+
+/// Every task's pid, tgid, comm, state letter and CPU, the last dmesg
+/// lines and the modules equal drgn's (with Debian's debug vmlinux), from
+/// the kernel's own BTF in the dump.
+#[test]
+fn tasks_dmesg_and_modules_agree_with_drgn() {
+    let Some(dir) = guest_dir() else { return };
+    for (name, path) in dumps(&dir) {
+        let dump = Dump::open(&path).unwrap();
+        let t0 = std::time::Instant::now();
+        let k = LinuxKernel::open(&dump, None).unwrap();
+        let opened = t0.elapsed();
+        let tasks = k.tasks().unwrap_or_else(|e| panic!("[{name}] {e}"));
+        eprintln!(
+            "[{name}] open {opened:?}, tasks {:?}, types {:?}",
+            t0.elapsed() - opened,
+            k.info().types_source
+        );
+        assert!(tasks.warnings.is_empty(), "[{name}] {:?}", tasks.warnings);
+        let truth = drgn_truth(&dir, name);
+        let want: std::collections::BTreeMap<i64, (i64, String, String, i64)> = truth["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["pid"].as_i64().unwrap(),
+                    (
+                        t["tgid"].as_i64().unwrap(),
+                        t["comm"].as_str().unwrap().to_string(),
+                        t["state"].as_str().unwrap().to_string(),
+                        t["cpu"].as_i64().unwrap(),
+                    ),
+                )
+            })
+            .collect();
+        let got: std::collections::BTreeMap<i64, (i64, String, String, i64)> = tasks
+            .items
+            .iter()
+            .filter(|t| t.pid > 0)
+            .map(|t| {
+                (
+                    i64::from(t.pid),
+                    (
+                        i64::from(t.tgid),
+                        t.comm.clone(),
+                        t.state.letter().to_string(),
+                        i64::from(t.cpu.unwrap_or(u32::MAX)),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "[{name}] tasks");
+        // The other fields drgn recorded, task by task.
+        let by_pid: std::collections::HashMap<i32, &hangscope_linux::TaskInfo> = tasks
+            .items
+            .iter()
+            .filter(|t| t.pid > 0)
+            .map(|t| (t.pid, t))
+            .collect();
+        for w in truth["tasks"].as_array().unwrap() {
+            let t = by_pid[&(w["pid"].as_i64().unwrap() as i32)];
+            let ctx = format!("[{name}] pid {}", t.pid);
+            let hex = |v: &serde_json::Value| {
+                u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+            };
+            assert_eq!(t.task.0, hex(&w["task"]), "{ctx} task");
+            assert_eq!(t.raw_state, hex(&w["__state"]), "{ctx} __state");
+            assert_eq!(
+                t.kernel_thread,
+                w["kthread"].as_bool().unwrap(),
+                "{ctx} kthread"
+            );
+            assert_eq!(
+                t.on_cpu,
+                Some(w["on_cpu"].as_i64().unwrap() != 0),
+                "{ctx} on_cpu"
+            );
+            assert_eq!(t.nvcsw, w["nvcsw"].as_u64(), "{ctx} nvcsw");
+            assert_eq!(t.nivcsw, w["nivcsw"].as_u64(), "{ctx} nivcsw");
+            assert_eq!(
+                t.last_arrival_ns,
+                w["sched_info.last_arrival_ns"].as_u64(),
+                "{ctx} last_arrival"
+            );
+            assert_eq!(
+                t.since_last_arrival_ns,
+                w["since_last_arrival_ns"].as_u64(),
+                "{ctx} since_last_arrival"
+            );
+            assert_eq!(
+                t.last_switch_time,
+                w["last_switch_time_jiffies"].as_u64(),
+                "{ctx} last_switch_time"
+            );
+            assert_eq!(
+                t.last_switch_count,
+                w["last_switch_count"].as_u64(),
+                "{ctx} last_switch_count"
+            );
+        }
+        let log = k.dmesg().unwrap_or_else(|e| panic!("[{name}] {e}"));
+        assert!(log.warnings.is_empty(), "[{name}] {:?}", log.warnings);
+        let lines: Vec<String> = log.items.iter().flat_map(|r| r.lines()).collect();
+        let tail: Vec<String> = truth["dmesg_tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        assert!(lines.len() >= tail.len(), "[{name}] {} lines", lines.len());
+        assert_eq!(
+            lines[lines.len() - tail.len()..],
+            tail[..],
+            "[{name}] dmesg"
+        );
+        let mods = k.modules().unwrap_or_else(|e| panic!("[{name}] {e}"));
+        assert!(mods.warnings.is_empty(), "[{name}] {:?}", mods.warnings);
+        let names: Vec<&str> = mods.items.iter().map(|m| m.name.as_str()).collect();
+        eprintln!("[{name}] modules {:?}", mods.items);
+        assert_eq!(names, ["hangdemo", "qemu_fw_cfg"], "[{name}] modules");
+    }
 }
