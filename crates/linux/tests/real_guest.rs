@@ -296,3 +296,98 @@ fn tasks_dmesg_and_modules_agree_with_drgn() {
         assert_eq!(names, ["hangdemo", "qemu_fw_cfg"], "[{name}] modules");
     }
 }
+
+/// The same kernel opened with a table the caller gives (as `-y` will)
+/// answers as with the BTF read from the dump, and the KASLR offset comes
+/// from that table's link-time symbols when VMCOREINFO is not used.
+#[test]
+fn a_given_table_answers_as_the_dumps_btf() {
+    let Some(dir) = guest_dir() else { return };
+    let dump = Dump::open(&dir.join("dumps/hangguest.elf")).unwrap();
+    let own = LinuxKernel::open(&dump, None).unwrap();
+    let table = own.symbols().expect("BTF in the dump").clone();
+    let opts = hangscope_linux::OpenOptions {
+        ignore_vmcoreinfo: true,
+        ..Default::default()
+    };
+    let given = LinuxKernel::open_with(&dump, Some(table), &opts).unwrap();
+    assert!(given.info().kernel_offset_known);
+    assert_eq!(given.kernel_offset(), own.kernel_offset());
+    assert_eq!(given.tasks().unwrap(), own.tasks().unwrap());
+    assert_eq!(given.modules().unwrap(), own.modules().unwrap());
+    assert_eq!(given.dmesg().unwrap(), own.dmesg().unwrap());
+}
+
+/// drgn's module list, when `HANGSCOPE_DRGN` names a drgn binary and the
+/// recipe's debug vmlinux is there: names, bases and sizes equal ours.
+#[test]
+fn modules_agree_with_drgn_when_it_is_at_hand() {
+    let Some(dir) = guest_dir() else { return };
+    let Some(drgn) = std::env::var_os("HANGSCOPE_DRGN") else {
+        eprintln!("skipped: HANGSCOPE_DRGN is not set (the recipe's venv/bin/drgn)");
+        return;
+    };
+    let Some(vmlinux) = std::fs::read_dir(dir.join("kernel/usr/lib/debug/boot"))
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().contains("vmlinux-"))
+        })
+    else {
+        eprintln!("skipped: no debug vmlinux under kernel/usr/lib/debug/boot");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("modules.py");
+    std::fs::write(
+        &script,
+        "from drgn.helpers.linux.list import list_for_each_entry\n\
+         m = prog['modules']\n\
+         for mod in list_for_each_entry('struct module', m.address_of_(), 'list'):\n\
+         \x20   try:\n\
+         \x20       base, size = mod.mem[0].base.value_(), None\n\
+         \x20   except AttributeError:\n\
+         \x20       base, size = mod.core_layout.base.value_(), mod.core_layout.size.value_()\n\
+         \x20   print(mod.name.string_().decode(), hex(base), size)\n",
+    )
+    .unwrap();
+    for (name, path) in dumps(&dir) {
+        let out = std::process::Command::new(&drgn)
+            .args(["-q", "--architecture", "x86_64", "-c"])
+            .arg(&path)
+            .arg("-s")
+            .arg(&vmlinux)
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "[{name}] drgn: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dump = Dump::open(&path).unwrap();
+        let k = LinuxKernel::open(&dump, None).unwrap();
+        // drgn's script gives no size on 6.4+ (mem[] regions): then only
+        // names and bases are compared.
+        let drgn_sizes = !String::from_utf8_lossy(&out.stdout).contains(" None");
+        let ours: Vec<String> = k
+            .modules()
+            .unwrap()
+            .items
+            .iter()
+            .map(|m| {
+                let size = match (drgn_sizes, m.size) {
+                    (true, Some(s)) => s.to_string(),
+                    _ => "None".to_string(),
+                };
+                format!("{} {:#x} {size}", m.name, m.base.map_or(0, |b| b.0))
+            })
+            .collect();
+        let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(ours, theirs, "[{name}] modules");
+    }
+}
