@@ -322,6 +322,34 @@ impl<'d> LinuxKernel<'d> {
         modules::modules(&self.env()?)
     }
 
+    /// A module's symbols (from `module.kallsyms`), by the `struct
+    /// module` address [`ModuleInfo::module`] gives.
+    pub fn module_symbols(&self, module: VirtAddr) -> Result<Vec<KernelSymbol>> {
+        modules::module_symbols(&self.env()?, module)
+    }
+
+    /// A module's types: its split BTF (`module.btf_data`) on top of the
+    /// kernel's, with its symbols. Needs the kernel's own BTF in the dump
+    /// (a module's BTF refers to it by type id).
+    pub fn module_types(&self, module: VirtAddr) -> Result<SymbolTable> {
+        let env = self.env()?;
+        let base = types::read_btf(self)?;
+        let btf = modules::module_btf(&env, module)?;
+        let name = env.r.object("module", module).char_array("name")?;
+        let syms = modules::module_symbols(&env, module)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.name, s.addr))
+            .collect();
+        SymbolTable::from_split_btf(
+            &base,
+            &btf,
+            syms,
+            &format!("BTF of module {name} in the dump"),
+        )
+        .map_err(|e| Error::bad_data(module, format!("module {name}'s BTF: {e}")))
+    }
+
     /// The printk ring buffer, oldest record first.
     pub fn dmesg(&self) -> Result<Partial<DmesgRecord>> {
         dmesg::dmesg(&self.env()?)

@@ -294,6 +294,34 @@ fn tasks_dmesg_and_modules_agree_with_drgn() {
         let names: Vec<&str> = mods.items.iter().map(|m| m.name.as_str()).collect();
         eprintln!("[{name}] modules {:?}", mods.items);
         assert_eq!(names, ["hangdemo", "qemu_fw_cfg"], "[{name}] modules");
+        // Module symbols from struct module's kallsyms, inside the module.
+        let hd = &mods.items[0];
+        let syms = k.module_symbols(hd.module).unwrap();
+        let ab = syms
+            .iter()
+            .find(|s| s.name == "hangdemo_ab")
+            .expect("hangdemo_ab");
+        let base = hd.base.unwrap().0;
+        assert!(
+            ab.addr >= base && ab.addr < base + hd.size.unwrap(),
+            "[{name}] {ab:?}"
+        );
+        assert_eq!(ab.kind, 't', "[{name}] {ab:?}");
+        // Debian's qemu_fw_cfg carries split BTF on top of the kernel's
+        // (kept in btf_modules once the module is initialised).
+        let env = k.env().unwrap();
+        let btf = hangscope_linux::modules::module_btf(&env, mods.items[1].module)
+            .unwrap_or_else(|e| panic!("[{name}] {e}"));
+        assert_eq!(&btf[..2], &[0x9f, 0xeb], "[{name}] qemu_fw_cfg BTF magic");
+        // Its types, when the split-BTF reader accepts a string section
+        // that does not start with the empty string (legal in split BTF).
+        match k.module_types(mods.items[1].module) {
+            Ok(fw) => assert!(
+                fw.has_type("fw_cfg_sysfs_entry"),
+                "[{name}] qemu_fw_cfg types"
+            ),
+            Err(e) => eprintln!("[{name}] qemu_fw_cfg types: {e}"),
+        }
     }
 }
 
