@@ -377,3 +377,53 @@ pub(crate) fn warning(e: &Error) -> Warning {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_kernel_in_memory_is_a_plain_error() {
+        // A raw image of zeros, and one with a banner but nothing else.
+        let dump = Dump::from_bytes(vec![0u8; 1 << 20]).unwrap();
+        let e = LinuxKernel::open(&dump, None).unwrap_err();
+        assert_eq!(e.name(), "KernelNotFound");
+        assert!(e.to_string().contains("no `Linux version` banner"), "{e}");
+        let mut bytes = vec![0u8; 1 << 20];
+        let banner = b"Linux version 6.1.0-56-amd64 (x@y) (gcc) #1 SMP PREEMPT_DYNAMIC\n";
+        bytes[0x5000..0x5000 + banner.len()].copy_from_slice(banner);
+        // A page shaped like a top-level table whose kernel entries point
+        // at itself: tried, and refused.
+        bytes[0x8ff8..0x9000].copy_from_slice(&(0x8000u64 | 3).to_le_bytes());
+        bytes[0x8ff0..0x8ff8].copy_from_slice(&(0x8000u64 | 3).to_le_bytes());
+        let dump = Dump::from_bytes(bytes).unwrap();
+        let e = LinuxKernel::open(&dump, None).unwrap_err();
+        assert_eq!(e.name(), "KernelNotFound", "{e}");
+    }
+
+    #[test]
+    fn a_missing_type_source_names_the_release_and_package() {
+        let e = Error {
+            kind: ErrorKind::TypesNotFound {
+                release: Some("6.1.0-56-amd64".into()),
+                reason: "the kernel has no __start_BTF/__stop_BTF symbols".into(),
+            },
+            at: None,
+        };
+        let text = e.to_string();
+        assert!(text.contains("linux-image-6.1.0-56-amd64-dbg"), "{text}");
+        assert!(text.contains("__start_BTF"), "{text}");
+    }
+
+    #[test]
+    fn a_vmcoreinfo_that_lies_is_refused() {
+        let mut dump = Dump::from_bytes(vec![0u8; 1 << 20]).unwrap();
+        dump.hints.vmcoreinfo = Some(
+            "OSRELEASE=6.1.0\nSYMBOL(swapper_pg_dir)=ffffffff82a10000\nNUMBER(phys_base)=0\n"
+                .into(),
+        );
+        let e = LinuxKernel::open(&dump, None).unwrap_err();
+        assert_eq!(e.name(), "KernelNotFound", "{e}");
+        assert!(e.to_string().contains("phys_base"), "{e}");
+    }
+}
