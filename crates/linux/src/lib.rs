@@ -51,6 +51,9 @@ pub struct OpenOptions {
     /// Do not use the dump's VMCOREINFO: find the kernel by scanning, as
     /// for a dump without it (tests, or a VMCOREINFO that lies).
     pub ignore_vmcoreinfo: bool,
+    /// Where the table built from the dump's BTF is kept for next time
+    /// (keyed by the BTF's content); none: parse it every time.
+    pub cache: Option<hangscope_symbols::SymbolCache>,
 }
 
 /// A Linux kernel in a dump.
@@ -145,7 +148,7 @@ impl<'d> LinuxKernel<'d> {
                 ));
                 k.types = Some(t);
             }
-            None => match types::btf_from_memory(&k) {
+            None => match types::btf_from_memory(&k, opts.cache.as_ref()) {
                 Ok((t, src)) => {
                     k.types_source = Some(src);
                     k.types = Some(t);
@@ -319,6 +322,34 @@ impl<'d> LinuxKernel<'d> {
         modules::modules(&self.env()?)
     }
 
+    /// A module's symbols (from `module.kallsyms`), by the `struct
+    /// module` address [`ModuleInfo::module`] gives.
+    pub fn module_symbols(&self, module: VirtAddr) -> Result<Vec<KernelSymbol>> {
+        modules::module_symbols(&self.env()?, module)
+    }
+
+    /// A module's types: its split BTF (`module.btf_data`) on top of the
+    /// kernel's, with its symbols. Needs the kernel's own BTF in the dump
+    /// (a module's BTF refers to it by type id).
+    pub fn module_types(&self, module: VirtAddr) -> Result<SymbolTable> {
+        let env = self.env()?;
+        let base = types::read_btf(self)?;
+        let btf = modules::module_btf(&env, module)?;
+        let name = env.r.object("module", module).char_array("name")?;
+        let syms = modules::module_symbols(&env, module)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.name, s.addr))
+            .collect();
+        SymbolTable::from_split_btf(
+            &base,
+            &btf,
+            syms,
+            &format!("BTF of module {name} in the dump"),
+        )
+        .map_err(|e| Error::bad_data(module, format!("module {name}'s BTF: {e}")))
+    }
+
     /// The printk ring buffer, oldest record first.
     pub fn dmesg(&self) -> Result<Partial<DmesgRecord>> {
         dmesg::dmesg(&self.env()?)
@@ -346,3 +377,53 @@ pub(crate) fn warning(e: &Error) -> Warning {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_kernel_in_memory_is_a_plain_error() {
+        // A raw image of zeros, and one with a banner but nothing else.
+        let dump = Dump::from_bytes(vec![0u8; 1 << 20]).unwrap();
+        let e = LinuxKernel::open(&dump, None).unwrap_err();
+        assert_eq!(e.name(), "KernelNotFound");
+        assert!(e.to_string().contains("no `Linux version` banner"), "{e}");
+        let mut bytes = vec![0u8; 1 << 20];
+        let banner = b"Linux version 6.1.0-56-amd64 (x@y) (gcc) #1 SMP PREEMPT_DYNAMIC\n";
+        bytes[0x5000..0x5000 + banner.len()].copy_from_slice(banner);
+        // A page shaped like a top-level table whose kernel entries point
+        // at itself: tried, and refused.
+        bytes[0x8ff8..0x9000].copy_from_slice(&(0x8000u64 | 3).to_le_bytes());
+        bytes[0x8ff0..0x8ff8].copy_from_slice(&(0x8000u64 | 3).to_le_bytes());
+        let dump = Dump::from_bytes(bytes).unwrap();
+        let e = LinuxKernel::open(&dump, None).unwrap_err();
+        assert_eq!(e.name(), "KernelNotFound", "{e}");
+    }
+
+    #[test]
+    fn a_missing_type_source_names_the_release_and_package() {
+        let e = Error {
+            kind: ErrorKind::TypesNotFound {
+                release: Some("6.1.0-56-amd64".into()),
+                reason: "the kernel has no __start_BTF/__stop_BTF symbols".into(),
+            },
+            at: None,
+        };
+        let text = e.to_string();
+        assert!(text.contains("linux-image-6.1.0-56-amd64-dbg"), "{text}");
+        assert!(text.contains("__start_BTF"), "{text}");
+    }
+
+    #[test]
+    fn a_vmcoreinfo_that_lies_is_refused() {
+        let mut dump = Dump::from_bytes(vec![0u8; 1 << 20]).unwrap();
+        dump.hints.vmcoreinfo = Some(
+            "OSRELEASE=6.1.0\nSYMBOL(swapper_pg_dir)=ffffffff82a10000\nNUMBER(phys_base)=0\n"
+                .into(),
+        );
+        let e = LinuxKernel::open(&dump, None).unwrap_err();
+        assert_eq!(e.name(), "KernelNotFound", "{e}");
+        assert!(e.to_string().contains("phys_base"), "{e}");
+    }
+}

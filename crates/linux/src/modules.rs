@@ -80,6 +80,35 @@ fn read_module(r: &Reader<'_>, addr: VirtAddr) -> Result<ModuleInfo> {
     })
 }
 
+/// Largest module BTF read.
+const MAX_MODULE_BTF: u64 = 16 << 20;
+
+/// A module's own BTF (split BTF on top of the kernel's), read from
+/// memory: `module.btf_data` while the module initialises; after that the
+/// kernel clears it and keeps the data in the `struct btf` of the module's
+/// entry in `btf_modules` (kernel/bpf/btf.c).
+pub fn module_btf(env: &Env<'_>, module: VirtAddr) -> Result<Vec<u8>> {
+    let r = env.r;
+    let m = r.object("module", module);
+    let (mut data, mut len) = (m.ptr("btf_data")?, m.uint("btf_data_size")?);
+    if data.0 == 0 {
+        let head = env.symbol("btf_modules")?;
+        for bm in r.iter_list(head, "btf_module", "list", MAX_MODULES)? {
+            let bm = r.object("btf_module", bm?);
+            if bm.ptr("module")? == module {
+                let btf = bm.deref("btf", "btf")?;
+                data = btf.ptr("data")?;
+                len = btf.uint("data_size")?;
+                break;
+            }
+        }
+    }
+    if data.0 == 0 || len == 0 {
+        return Err(Error::bad_data(module, "the module carries no BTF"));
+    }
+    Ok(r.mem.read_vec(data, len, MAX_MODULE_BTF)?)
+}
+
 /// A module's symbols from its `kallsyms` (ELF symbols with names in its
 /// string table; the type letter from `typetab` when the kernel has one).
 pub fn module_symbols(env: &Env<'_>, module: VirtAddr) -> Result<Vec<KernelSymbol>> {

@@ -2,8 +2,9 @@
 //! symbols `__start_BTF` and `__stop_BTF`, or a table the user gave.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::space::START_KERNEL_MAP;
 use crate::LinuxKernel;
-use hangscope_symbols::SymbolTable;
+use hangscope_symbols::{SymbolCache, SymbolTable};
 use hangscope_x64::VirtAddr;
 
 /// Largest BTF blob read (a distribution kernel's is 5 to 10 MiB).
@@ -50,15 +51,47 @@ pub fn read_btf(k: &LinuxKernel<'_>) -> Result<Vec<u8>> {
 }
 
 /// The kernel's types from its BTF in memory, with kallsyms' symbols at
-/// their link-time addresses; and where they came from.
-pub fn btf_from_memory(k: &LinuxKernel<'_>) -> Result<(SymbolTable, String)> {
+/// their link-time addresses (run-time minus KASLR's offset; per-CPU
+/// offsets and absolute symbols as they are); and where they came from.
+/// With a cache, a table built before for the same BTF bytes is mapped
+/// instead of parsed.
+pub fn btf_from_memory(
+    k: &LinuxKernel<'_>,
+    cache: Option<&SymbolCache>,
+) -> Result<(SymbolTable, String)> {
     let bytes = read_btf(k)?;
-    let _ = bytes;
-    Err(Error {
+    let origin = format!(
+        "BTF in the dump ({}, {} bytes)",
+        k.release().unwrap_or_else(|| "unknown release".into()),
+        bytes.len()
+    );
+    let offset = k.kernel_offset();
+    let build = || {
+        let symbols: Vec<(String, u64)> = k
+            .kallsyms()
+            .iter()
+            .map(|s| {
+                let link = s.addr.wrapping_sub(offset);
+                let addr = if s.addr >= START_KERNEL_MAP && link >= START_KERNEL_MAP {
+                    link
+                } else {
+                    s.addr
+                };
+                (s.name.clone(), addr)
+            })
+            .collect();
+        SymbolTable::from_btf(&bytes, symbols, &origin)
+    };
+    let table = match cache {
+        Some(c) => c.load_or_build(&SymbolCache::content_key(&bytes), build),
+        None => build(),
+    };
+    let table = table.map_err(|e| Error {
         kind: ErrorKind::TypesNotFound {
             release: k.release(),
-            reason: "this build cannot parse BTF yet".into(),
+            reason: format!("its BTF does not parse: {e}"),
         },
         at: None,
-    })
+    })?;
+    Ok((table, origin))
 }

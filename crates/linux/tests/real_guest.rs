@@ -147,6 +147,7 @@ fn kernel_found_without_vmcoreinfo() {
     let expect: Vec<_> = names.iter().map(|n| with.kallsyms().get(n)).collect();
     let opts = hangscope_linux::OpenOptions {
         ignore_vmcoreinfo: true,
+        ..Default::default()
     };
     let t = std::time::Instant::now();
     let without = LinuxKernel::open_with(&dump, None, &opts).unwrap();
@@ -171,4 +172,250 @@ fn kernel_found_without_vmcoreinfo() {
     let got: Vec<_> = names.iter().map(|n| k.kallsyms().get(n)).collect();
     assert_eq!(got, expect);
     assert_eq!(k.kernel_offset(), with.kernel_offset());
+}
+
+/// Every task's pid, tgid, comm, state letter and CPU, the last dmesg
+/// lines and the modules equal drgn's (with Debian's debug vmlinux), from
+/// the kernel's own BTF in the dump.
+#[test]
+fn tasks_dmesg_and_modules_agree_with_drgn() {
+    let Some(dir) = guest_dir() else { return };
+    for (name, path) in dumps(&dir) {
+        let dump = Dump::open(&path).unwrap();
+        let t0 = std::time::Instant::now();
+        let k = LinuxKernel::open(&dump, None).unwrap();
+        let opened = t0.elapsed();
+        let tasks = k.tasks().unwrap_or_else(|e| panic!("[{name}] {e}"));
+        eprintln!(
+            "[{name}] open {opened:?}, tasks {:?}, types {:?}",
+            t0.elapsed() - opened,
+            k.info().types_source
+        );
+        assert!(tasks.warnings.is_empty(), "[{name}] {:?}", tasks.warnings);
+        let truth = drgn_truth(&dir, name);
+        let want: std::collections::BTreeMap<i64, (i64, String, String, i64)> = truth["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["pid"].as_i64().unwrap(),
+                    (
+                        t["tgid"].as_i64().unwrap(),
+                        t["comm"].as_str().unwrap().to_string(),
+                        t["state"].as_str().unwrap().to_string(),
+                        t["cpu"].as_i64().unwrap(),
+                    ),
+                )
+            })
+            .collect();
+        let got: std::collections::BTreeMap<i64, (i64, String, String, i64)> = tasks
+            .items
+            .iter()
+            .filter(|t| t.pid > 0)
+            .map(|t| {
+                (
+                    i64::from(t.pid),
+                    (
+                        i64::from(t.tgid),
+                        t.comm.clone(),
+                        t.state.letter().to_string(),
+                        i64::from(t.cpu.unwrap_or(u32::MAX)),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "[{name}] tasks");
+        // The other fields drgn recorded, task by task.
+        let by_pid: std::collections::HashMap<i32, &hangscope_linux::TaskInfo> = tasks
+            .items
+            .iter()
+            .filter(|t| t.pid > 0)
+            .map(|t| (t.pid, t))
+            .collect();
+        for w in truth["tasks"].as_array().unwrap() {
+            let t = by_pid[&(w["pid"].as_i64().unwrap() as i32)];
+            let ctx = format!("[{name}] pid {}", t.pid);
+            let hex = |v: &serde_json::Value| {
+                u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+            };
+            assert_eq!(t.task.0, hex(&w["task"]), "{ctx} task");
+            assert_eq!(t.raw_state, hex(&w["__state"]), "{ctx} __state");
+            assert_eq!(
+                t.kernel_thread,
+                w["kthread"].as_bool().unwrap(),
+                "{ctx} kthread"
+            );
+            assert_eq!(
+                t.on_cpu,
+                Some(w["on_cpu"].as_i64().unwrap() != 0),
+                "{ctx} on_cpu"
+            );
+            assert_eq!(t.nvcsw, w["nvcsw"].as_u64(), "{ctx} nvcsw");
+            assert_eq!(t.nivcsw, w["nivcsw"].as_u64(), "{ctx} nivcsw");
+            assert_eq!(
+                t.last_arrival_ns,
+                w["sched_info.last_arrival_ns"].as_u64(),
+                "{ctx} last_arrival"
+            );
+            assert_eq!(
+                t.since_last_arrival_ns,
+                w["since_last_arrival_ns"].as_u64(),
+                "{ctx} since_last_arrival"
+            );
+            assert_eq!(
+                t.last_switch_time,
+                w["last_switch_time_jiffies"].as_u64(),
+                "{ctx} last_switch_time"
+            );
+            assert_eq!(
+                t.last_switch_count,
+                w["last_switch_count"].as_u64(),
+                "{ctx} last_switch_count"
+            );
+        }
+        let log = k.dmesg().unwrap_or_else(|e| panic!("[{name}] {e}"));
+        assert!(log.warnings.is_empty(), "[{name}] {:?}", log.warnings);
+        let lines: Vec<String> = log.items.iter().flat_map(|r| r.lines()).collect();
+        let tail: Vec<String> = truth["dmesg_tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        assert!(lines.len() >= tail.len(), "[{name}] {} lines", lines.len());
+        assert_eq!(
+            lines[lines.len() - tail.len()..],
+            tail[..],
+            "[{name}] dmesg"
+        );
+        let mods = k.modules().unwrap_or_else(|e| panic!("[{name}] {e}"));
+        assert!(mods.warnings.is_empty(), "[{name}] {:?}", mods.warnings);
+        let names: Vec<&str> = mods.items.iter().map(|m| m.name.as_str()).collect();
+        eprintln!("[{name}] modules {:?}", mods.items);
+        assert_eq!(names, ["hangdemo", "qemu_fw_cfg"], "[{name}] modules");
+        // Module symbols from struct module's kallsyms, inside the module.
+        let hd = &mods.items[0];
+        let syms = k.module_symbols(hd.module).unwrap();
+        let ab = syms
+            .iter()
+            .find(|s| s.name == "hangdemo_ab")
+            .expect("hangdemo_ab");
+        let base = hd.base.unwrap().0;
+        assert!(
+            ab.addr >= base && ab.addr < base + hd.size.unwrap(),
+            "[{name}] {ab:?}"
+        );
+        assert_eq!(ab.kind, 't', "[{name}] {ab:?}");
+        // Debian's qemu_fw_cfg carries split BTF on top of the kernel's
+        // (kept in btf_modules once the module is initialised).
+        let env = k.env().unwrap();
+        let btf = hangscope_linux::modules::module_btf(&env, mods.items[1].module)
+            .unwrap_or_else(|e| panic!("[{name}] {e}"));
+        assert_eq!(&btf[..2], &[0x9f, 0xeb], "[{name}] qemu_fw_cfg BTF magic");
+        // Its types, when the split-BTF reader accepts a string section
+        // that does not start with the empty string (legal in split BTF).
+        match k.module_types(mods.items[1].module) {
+            Ok(fw) => assert!(
+                fw.has_type("fw_cfg_sysfs_entry"),
+                "[{name}] qemu_fw_cfg types"
+            ),
+            Err(e) => eprintln!("[{name}] qemu_fw_cfg types: {e}"),
+        }
+    }
+}
+
+/// The same kernel opened with a table the caller gives (as `-y` will)
+/// answers as with the BTF read from the dump, and the KASLR offset comes
+/// from that table's link-time symbols when VMCOREINFO is not used.
+#[test]
+fn a_given_table_answers_as_the_dumps_btf() {
+    let Some(dir) = guest_dir() else { return };
+    let dump = Dump::open(&dir.join("dumps/hangguest.elf")).unwrap();
+    let own = LinuxKernel::open(&dump, None).unwrap();
+    let table = own.symbols().expect("BTF in the dump").clone();
+    let opts = hangscope_linux::OpenOptions {
+        ignore_vmcoreinfo: true,
+        ..Default::default()
+    };
+    let given = LinuxKernel::open_with(&dump, Some(table), &opts).unwrap();
+    assert!(given.info().kernel_offset_known);
+    assert_eq!(given.kernel_offset(), own.kernel_offset());
+    assert_eq!(given.tasks().unwrap(), own.tasks().unwrap());
+    assert_eq!(given.modules().unwrap(), own.modules().unwrap());
+    assert_eq!(given.dmesg().unwrap(), own.dmesg().unwrap());
+}
+
+/// drgn's module list, when `HANGSCOPE_DRGN` names a drgn binary and the
+/// recipe's debug vmlinux is there: names, bases and sizes equal ours.
+#[test]
+fn modules_agree_with_drgn_when_it_is_at_hand() {
+    let Some(dir) = guest_dir() else { return };
+    let Some(drgn) = std::env::var_os("HANGSCOPE_DRGN") else {
+        eprintln!("skipped: HANGSCOPE_DRGN is not set (the recipe's venv/bin/drgn)");
+        return;
+    };
+    let Some(vmlinux) = std::fs::read_dir(dir.join("kernel/usr/lib/debug/boot"))
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().contains("vmlinux-"))
+        })
+    else {
+        eprintln!("skipped: no debug vmlinux under kernel/usr/lib/debug/boot");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("modules.py");
+    std::fs::write(
+        &script,
+        "from drgn.helpers.linux.list import list_for_each_entry\n\
+         m = prog['modules']\n\
+         for mod in list_for_each_entry('struct module', m.address_of_(), 'list'):\n\
+         \x20   try:\n\
+         \x20       base, size = mod.mem[0].base.value_(), None\n\
+         \x20   except AttributeError:\n\
+         \x20       base, size = mod.core_layout.base.value_(), mod.core_layout.size.value_()\n\
+         \x20   print(mod.name.string_().decode(), hex(base), size)\n",
+    )
+    .unwrap();
+    for (name, path) in dumps(&dir) {
+        let out = std::process::Command::new(&drgn)
+            .args(["-q", "--architecture", "x86_64", "-c"])
+            .arg(&path)
+            .arg("-s")
+            .arg(&vmlinux)
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "[{name}] drgn: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dump = Dump::open(&path).unwrap();
+        let k = LinuxKernel::open(&dump, None).unwrap();
+        // drgn's script gives no size on 6.4+ (mem[] regions): then only
+        // names and bases are compared.
+        let drgn_sizes = !String::from_utf8_lossy(&out.stdout).contains(" None");
+        let ours: Vec<String> = k
+            .modules()
+            .unwrap()
+            .items
+            .iter()
+            .map(|m| {
+                let size = match (drgn_sizes, m.size) {
+                    (true, Some(s)) => s.to_string(),
+                    _ => "None".to_string(),
+                };
+                format!("{} {:#x} {size}", m.name, m.base.map_or(0, |b| b.0))
+            })
+            .collect();
+        let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(ours, theirs, "[{name}] modules");
+    }
 }

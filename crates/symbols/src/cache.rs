@@ -11,6 +11,23 @@ use crate::compact::SourceKey;
 use crate::error::Error;
 use crate::{looks_like_pdb, source_key, SymbolTable};
 
+/// The source key a keyed entry carries: kind 3, and two independent
+/// hashes of the key where a file's size and mtime would be.
+fn keyed_source(key: &str) -> SourceKey {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&d[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    SourceKey {
+        size: word(0),
+        mtime_ns: word(8),
+        kind: crate::compact::KIND_KEYED,
+    }
+}
+
 /// Where compact symbol tables are kept between runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SymbolCache {
@@ -105,6 +122,78 @@ impl SymbolCache {
         // Best effort: a read-only cache directory only costs speed.
         let _ = self.store(source, &table);
         Ok(table)
+    }
+
+    /// A cache key for a BTF blob (or any bytes a table is built from):
+    /// `btf-sha256-<hex>` of its content. Hashing the kernel's 5 MB of BTF
+    /// takes about 15 ms, far less than converting it.
+    pub fn content_key(bytes: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(bytes);
+        let mut hex = String::with_capacity(64);
+        for b in digest {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        format!("btf-sha256-{hex}")
+    }
+
+    /// The cache file for a keyed entry (see [`SymbolCache::load_or_build`]).
+    pub fn keyed_path(&self, key: &str) -> PathBuf {
+        let stem: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        self.dir
+            .join(format!("key-{stem}-{:016x}.hsym", fnv64(key.as_bytes())))
+    }
+
+    /// A table that has no source file (BTF read from a dump), cached by
+    /// `key`: [`SymbolCache::content_key`] of the blob, or a key the caller
+    /// trusts to name one kernel build (its OSRELEASE and build id). The
+    /// cached image is memory-mapped when present and valid; otherwise
+    /// `build` runs and its table is written for next time (failing to
+    /// write costs only speed). The key is recorded in the image, so a
+    /// file-name collision is a rebuild, never a wrong table.
+    pub fn load_or_build(
+        &self,
+        key: &str,
+        build: impl FnOnce() -> Result<SymbolTable, Error>,
+    ) -> Result<SymbolTable, Error> {
+        let path = self.keyed_path(key);
+        let expected = keyed_source(key);
+        if let Ok(t) = SymbolTable::open_compact(&path, Some(expected), None) {
+            return Ok(t);
+        }
+        let table = build()?;
+        let _ = self.write_keyed(&path, expected, &table);
+        Ok(table)
+    }
+
+    /// Write `table` as the keyed entry, with the key's stamp in place of
+    /// the source key the table was built with.
+    fn write_keyed(&self, path: &Path, key: SourceKey, table: &SymbolTable) -> Result<(), Error> {
+        let bytes = crate::compact::restamp(table.compact_bytes(), key)
+            .map_err(|m| Error::new(crate::ErrorKind::Cache { message: m }))?;
+        self.write_atomically(path, &bytes)
+    }
+
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("create directory", &self.dir, &e))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, &e))?;
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io("rename", path, &e));
+        }
+        Ok(())
     }
 
     /// Write a table's compact image as the cache entry for `source`,

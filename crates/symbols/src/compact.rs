@@ -10,7 +10,7 @@
 //! | # | content | record |
 //! |---|---------|--------|
 //! | 0 | strings: each `len u32` + UTF-8 bytes; a string id is its offset | bytes |
-//! | 1 | identity: name, guid (string ids), age, present flag | 16 |
+//! | 1 | identity: name, guid (string ids), age, flag (1 = a PDB identity, 2 = only an origin description in name) | 16 |
 //! | 2 | type nodes: kind, a, b, c (children always have lower ids) | 16 |
 //! | 3 | base types sorted by name: name, size | 8 |
 //! | 4 | user types sorted by name: name, flags, size u64, first field, count | 24 |
@@ -57,6 +57,11 @@ const K_ENUM: u32 = 5;
 const K_BITFIELD: u32 = 6;
 const K_FUNCTION: u32 = 7;
 
+/// Identity record flag: a PDB's name, GUID and age.
+const IDENTITY_PDB: u32 = 1;
+/// Identity record flag: no PDB; the name is where the types came from.
+const IDENTITY_ORIGIN: u32 = 2;
+
 /// Deepest type nesting decoded (pointer to array of pointer ...).
 const MAX_TYPE_DEPTH: u32 = 64;
 
@@ -65,8 +70,23 @@ const MAX_TYPE_DEPTH: u32 = 64;
 pub(crate) struct SourceKey {
     pub size: u64,
     pub mtime_ns: u64,
-    /// 1 = ISF, 2 = PDB, 0 = not from a file.
+    /// 1 = ISF, 2 = PDB, 3 = keyed (BTF from a dump), 4 = ELF vmlinux,
+    /// 0 = not from a file.
     pub kind: u32,
+}
+
+/// Source kind of a cache entry keyed by content or by a caller's key.
+pub(crate) const KIND_KEYED: u32 = 3;
+
+/// A copy of a compact image with another source key in its header (the
+/// key is outside the checksummed part).
+pub(crate) fn restamp(image: &[u8], key: SourceKey) -> Result<Vec<u8>, String> {
+    Layout::validate_fresh(image)?;
+    let mut out = image.to_vec();
+    out[32..40].copy_from_slice(&key.size.to_le_bytes());
+    out[40..48].copy_from_slice(&key.mtime_ns.to_le_bytes());
+    out[48..52].copy_from_slice(&key.kind.to_le_bytes());
+    Ok(out)
 }
 
 /// A 64-bit checksum of a byte slice, word at a time so that validating a
@@ -227,7 +247,16 @@ pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
         put_u32(s, n);
         put_u32(s, g);
         put_u32(s, id.age);
-        put_u32(s, 1);
+        put_u32(s, IDENTITY_PDB);
+    } else if let Some(origin) = &model.origin {
+        // No PDB: the record carries only where the types came from, with
+        // a flag older readers take for "no identity".
+        let (n, g) = (w.string(origin)?, w.string("")?);
+        let s = &mut sect[S_IDENTITY];
+        put_u32(s, n);
+        put_u32(s, g);
+        put_u32(s, 0);
+        put_u32(s, IDENTITY_ORIGIN);
     }
 
     for (name, size) in by_name(&model.base_types, |b| &b.0) {
@@ -275,7 +304,13 @@ pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
             u32::try_from(en.constants.len()).map_err(|_| "too many constants")?,
         );
     }
-    let syms = by_name(&model.symbols, |s| &s.0);
+    let syms = if model.keep_duplicate_symbols {
+        let mut all: Vec<&(String, u64)> = model.symbols.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(&b.1)));
+        all
+    } else {
+        by_name(&model.symbols, |s| &s.0)
+    };
     for (name, rva) in &syms {
         let n = w.unique_string(name)?;
         put_u32(&mut sect[S_SYMS], n);
@@ -464,14 +499,33 @@ impl Layout {
             match n.cmp(name.as_bytes()) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
+                std::cmp::Ordering::Equal => {
+                    // Repeated names (Linux symbols): the first of the run,
+                    // which the writer sorted by address.
+                    let mut first = mid;
+                    while first > lo {
+                        match self.rec_u32(d, s, first - 1, 0) {
+                            Some(id) if self.string_bytes(d, id) == Some(n) => first -= 1,
+                            _ => break,
+                        }
+                    }
+                    return Some(first);
+                }
             }
         }
         None
     }
 
+    /// Where the types came from, for tables without a PDB identity.
+    pub(crate) fn origin<'d>(&self, d: &'d [u8]) -> Option<&'d str> {
+        if self.rec_u32(d, S_IDENTITY, 0, 12)? != IDENTITY_ORIGIN {
+            return None;
+        }
+        self.string(d, self.rec_u32(d, S_IDENTITY, 0, 0)?)
+    }
+
     pub(crate) fn identity(&self, d: &[u8]) -> Option<PdbIdentity> {
-        if self.rec_u32(d, S_IDENTITY, 0, 12)? != 1 {
+        if self.rec_u32(d, S_IDENTITY, 0, 12)? != IDENTITY_PDB {
             return None;
         }
         Some(PdbIdentity {

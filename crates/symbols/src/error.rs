@@ -68,6 +68,12 @@ pub enum ErrorKind {
         /// The pdb crate's message.
         message: String,
     },
+    /// A BTF blob (Linux) is damaged or not BTF; the location's offset is
+    /// the byte in that blob, its record names the blob.
+    Btf {
+        /// What is wrong.
+        message: String,
+    },
     /// The compact symbol cache file is unusable (it is then rebuilt).
     Cache {
         /// Why it was rejected.
@@ -165,6 +171,7 @@ impl Error {
             ErrorKind::Json { .. } => "Json",
             ErrorKind::Format { .. } => "Format",
             ErrorKind::Pdb { .. } => "Pdb",
+            ErrorKind::Btf { .. } => "Btf",
             ErrorKind::Cache { .. } => "Cache",
             ErrorKind::NotFound { .. } => "SymbolsNotFound",
             ErrorKind::IdentityMismatch { .. } => "IdentityMismatch",
@@ -190,6 +197,7 @@ impl fmt::Display for Error {
             ErrorKind::Json { message } => write!(f, "not a valid ISF symbol table: {message}")?,
             ErrorKind::Format { message } => write!(f, "bad symbol file: {message}")?,
             ErrorKind::Pdb { message } => write!(f, "cannot read PDB: {message}")?,
+            ErrorKind::Btf { message } => write!(f, "bad BTF: {message}")?,
             ErrorKind::Cache { message } => write!(f, "unusable symbol cache file: {message}")?,
             ErrorKind::NotFound {
                 pdb,

@@ -29,10 +29,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+mod btf;
 pub mod builtin;
 mod cache;
 mod compact;
 mod error;
+mod graph;
 mod isf;
 mod model;
 mod pdbfile;
@@ -269,6 +271,22 @@ fn looks_like_pdb(path: &Path) -> bool {
         && head.starts_with(b"Microsoft C/C++ MSF 7.00")
 }
 
+fn btf_error(e: btf::BtfError, origin: &str) -> Error {
+    let which = if e.in_module {
+        " (the module's part)"
+    } else {
+        ""
+    };
+    Error::at(
+        ErrorKind::Btf { message: e.message },
+        Location {
+            path: None,
+            offset: Some(e.offset),
+            record: Some(format!("{origin}{which}")),
+        },
+    )
+}
+
 fn split_index(component: &str) -> Option<(&str, Vec<u64>)> {
     let (name, mut rest) = match component.find('[') {
         Some(p) => (&component[..p], &component[p..]),
@@ -332,6 +350,92 @@ impl SymbolTable {
         let layout =
             Layout::validate(&bytes).map_err(|m| Error::new(ErrorKind::Cache { message: m }))?;
         Ok(Self::from_parts(Bytes::Owned(bytes), layout, None, None))
+    }
+
+    /// Types from a BTF blob: the kernel's own `.BTF` (read from guest
+    /// memory between `__start_BTF` and `__stop_BTF`) or a vmlinux's
+    /// `.BTF` section. `symbols` (from kallsyms, say) are link-time
+    /// virtual addresses and are what [`SymbolTable::symbol`] returns;
+    /// names may repeat (static functions). `origin` says where the blob
+    /// came from (`"BTF in the dump (6.1.0-56-amd64)"`): errors name it
+    /// and [`SymbolTable::origin`] returns it.
+    ///
+    /// Struct, union and enum names are bare C tags, typedefs are looked
+    /// through, anonymous members are hoisted into their parent (so
+    /// `field("task_struct", "__state")` works), a named member of an
+    /// anonymous type gets the type name `Parent::member`, and a bitfield's
+    /// offset is that of its storage unit: the same answers as
+    /// [`SymbolTable::load_vmlinux`] gives from DWARF.
+    pub fn from_btf(
+        btf: &[u8],
+        symbols: Vec<(String, u64)>,
+        origin: &str,
+    ) -> Result<SymbolTable, Error> {
+        let parsed = btf::parse(btf, None).map_err(|e| btf_error(e, origin))?;
+        Self::from_btf_graph(&parsed, symbols, origin)
+    }
+
+    /// Types from a module's split BTF (`struct module`'s `btf_data`): its
+    /// type ids and string offsets continue those of `base`, the kernel's
+    /// BTF. The table holds the module's own types (which name the base's
+    /// types, e.g. `list_head`, without copying them: look those up in
+    /// the kernel's table) and the given symbols.
+    pub fn from_split_btf(
+        base: &[u8],
+        module: &[u8],
+        symbols: Vec<(String, u64)>,
+        origin: &str,
+    ) -> Result<SymbolTable, Error> {
+        let parsed = btf::parse(base, Some(module)).map_err(|e| btf_error(e, origin))?;
+        Self::from_btf_graph(&parsed, symbols, origin)
+    }
+
+    fn from_btf_graph(
+        parsed: &btf::Parsed<'_>,
+        symbols: Vec<(String, u64)>,
+        origin: &str,
+    ) -> Result<SymbolTable, Error> {
+        let mut b = graph::ModelBuilder::default();
+        for id in parsed.own.clone() {
+            b.add_node(&parsed.graph, id).map_err(|message| {
+                let (offset, in_module) = parsed.record_offset(id).unzip();
+                btf_error(
+                    btf::BtfError {
+                        offset: offset.unwrap_or(0),
+                        in_module: in_module.unwrap_or(false),
+                        message,
+                    },
+                    origin,
+                )
+            })?;
+        }
+        let mut model = b.finish();
+        model.symbols = symbols;
+        model.keep_duplicate_symbols = true;
+        model.origin = Some(origin.to_string());
+        let bytes = compact::write(&model, SourceKey::default()).map_err(|m| {
+            btf_error(
+                btf::BtfError {
+                    offset: 0,
+                    in_module: false,
+                    message: m,
+                },
+                origin,
+            )
+        })?;
+        let layout = Layout::validate_fresh(&bytes).map_err(|m| {
+            Error::new(ErrorKind::Format {
+                message: format!("internal: compact image does not validate: {m}"),
+            })
+        })?;
+        Ok(Self::from_parts(Bytes::Owned(bytes), layout, None, None))
+    }
+
+    /// Where the types came from when that is not a PDB (the `origin`
+    /// given to [`SymbolTable::from_btf`], or a vmlinux's description);
+    /// kept through the cache.
+    pub fn origin(&self) -> Option<&str> {
+        self.inner.layout.origin(self.d())
     }
 
     /// Load a PDB or an ISF, telling them apart by content.

@@ -15,6 +15,12 @@ pub(crate) struct Model {
     pub symbols: Vec<(String, u64)>,
     /// Other names for the same addresses: the raw linkage names.
     pub aliases: Vec<(String, u64)>,
+    /// A description of where the types came from, kept in the image when
+    /// there is no PDB identity (BTF, a vmlinux).
+    pub origin: Option<String>,
+    /// Keep every symbol even when names repeat (Linux static functions
+    /// share names across files; each must still name its own address).
+    pub keep_duplicate_symbols: bool,
 }
 
 /// The base types every x64 Windows ISF made by Volatility's pdbconv

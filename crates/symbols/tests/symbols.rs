@@ -11,6 +11,8 @@ use hangscope_symbols::{
     ErrorKind, PdbIdentity, SymbolCache, SymbolPathElement, SymbolStore, SymbolTable, TypeRef,
 };
 
+mod linux;
+
 const WIN7: &str = "339E74133576439CBCDF7E0229DA3773-1";
 
 fn shared_dir() -> PathBuf {

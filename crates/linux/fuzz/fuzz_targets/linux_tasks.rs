@@ -1,0 +1,46 @@
+//! The task walk over damaged memory: the synthetic kernel
+//! (`hangscope_linux::synth`: init_task, processes with threads, two CPUs'
+//! runqueues) with the input's patches laid over its pages, then the walk
+//! must end with tasks and warnings: no panic, no hang.
+//!
+//! Input: a list of patches, each (page index: 1 byte, offset in the
+//! page: 2 bytes, length: 1 byte, then that many bytes). Page indexes pick
+//! among the kernel's pages, modulo their count.
+#![no_main]
+
+use hangscope_linux::synth::{self, Process};
+use hangscope_linux::tasks::{tasks, Cache};
+use hangscope_linux::view::{Env, Reader};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let procs = vec![
+        Process {
+            threads: vec![(1, "init", 0x1, 1)],
+            kthread: false,
+        },
+        Process {
+            threads: vec![(94, "writer", 0x1, 1), (96, "handler", 0x2, 0), (97, "x", 0x402, 1)],
+            kthread: false,
+        },
+    ];
+    let mut k = synth::build(&procs);
+    let pages: Vec<u64> = k.mem.pages().map(|(va, _)| va).collect();
+    let mut d = data;
+    while d.len() >= 4 {
+        let page = pages[d[0] as usize % pages.len()];
+        let off = u16::from_le_bytes([d[1], d[2]]) as u64 % 4096;
+        let len = (d[3] as usize).min(d.len() - 4);
+        k.mem.write(page + off, &d[4..4 + len]);
+        d = &d[4 + len..];
+    }
+    let env = Env {
+        r: Reader {
+            mem: &k.mem,
+            types: &k.types,
+        },
+        kallsyms: &k.kallsyms,
+        kernel_offset: 0,
+    };
+    let _ = tasks(&env, &Cache::default());
+});

@@ -1,0 +1,84 @@
+//! Load Linux kernel types and print timings and a few fields: from a raw
+//! BTF blob (`/sys/kernel/btf/vmlinux`) or from a vmlinux's `.BTF`
+//! section, cold and through the cache.
+//!
+//! `cargo run --release -p hangscope-symbols --example linuxload -- FILE [FIELD...]`
+//! (cache in `$TMPDIR/hangscope-linuxload-cache`, emptied first; FIELD is
+//! `type.path`, default a few `task_struct` fields)
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use hangscope_symbols::{SymbolCache, SymbolTable};
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// The `.BTF` section of an ELF file, or the file itself.
+fn btf_of(bytes: &[u8]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    use object::{Object, ObjectSection};
+    if !bytes.starts_with(b"\x7fELF") {
+        return Ok(bytes.to_vec());
+    }
+    let file = object::File::parse(bytes)?;
+    let s = file.section_by_name(".BTF").ok_or("no .BTF section")?;
+    Ok(s.data()?.to_vec())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args_os().skip(1);
+    let file = PathBuf::from(args.next().ok_or("usage: linuxload FILE [TYPE.FIELD...]")?);
+    let mut fields: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    if fields.is_empty() {
+        fields = [
+            "task_struct.pid",
+            "task_struct.__state",
+            "task_struct.comm",
+            "task_struct.thread.sp",
+            "mutex.owner",
+            "list_head.next",
+        ]
+        .map(String::from)
+        .to_vec();
+    }
+    let cache_dir = std::env::temp_dir().join("hangscope-linuxload-cache");
+    let _ = std::fs::remove_dir_all(&cache_dir);
+    let cache = SymbolCache::new(&cache_dir);
+
+    let t = Instant::now();
+    let raw = std::fs::read(&file)?;
+    let btf = btf_of(&raw)?;
+    let read_ms = ms(t);
+    let origin = format!("BTF of {}", file.display());
+    let t = Instant::now();
+    let cold = SymbolTable::from_btf(&btf, Vec::new(), &origin)?;
+    let cold_ms = ms(t);
+    let t = Instant::now();
+    let key = SymbolCache::content_key(&btf);
+    let hash_ms = ms(t);
+    cache.load_or_build(&key, || Ok(cold.clone()))?;
+    let t = Instant::now();
+    let warm = cache.load_or_build(&key, || {
+        Err(hangscope_symbols::Error::new(
+            hangscope_symbols::ErrorKind::Cache {
+                message: "not cached".into(),
+            },
+        ))
+    })?;
+    let warm_ms = ms(t);
+    println!(
+        "{}: BTF {} bytes (read {read_ms:.1} ms), cold {cold_ms:.1} ms, hash {hash_ms:.1} ms, \
+         warm open {warm_ms:.2} ms, compact {} bytes, {} struct/union, {} enums",
+        file.display(),
+        btf.len(),
+        warm.compact_bytes().len(),
+        warm.user_type_names().count(),
+        warm.enumeration_names().count(),
+    );
+    for f in &fields {
+        let (ty, path) = f.split_once('.').unwrap_or((f, ""));
+        println!("  {ty}.{path}: {:?}", warm.field_path(ty, path));
+    }
+    Ok(())
+}

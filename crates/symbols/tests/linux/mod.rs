@@ -1,0 +1,379 @@
+//! Linux kernel types: BTF (from clang, the running kernel and a Debian
+//! vmlinux) and DWARF, built at test time from `hard_cases.c`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hangscope_symbols::{ErrorKind, SymbolCache, SymbolTable, TypeRef};
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// A compiler the test needs: missing is a failure in CI (`CI=true`),
+/// a loud skip elsewhere.
+fn have_or_skip(tool: &str) -> bool {
+    if Command::new(tool).arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{tool} is not installed, and CI must run this test (scripts/setup.sh installs it)");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {tool} not installed (apt-get install {tool}) !!!!!!!!\n");
+    false
+}
+
+fn source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/linux/hard_cases.c")
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `hard_cases.c` built by clang for BPF (it emits `.BTF` next to DWARF).
+fn clang_bpf_object(dir: &Path) -> Option<PathBuf> {
+    if !have_or_skip("clang") {
+        return None;
+    }
+    let obj = dir.join("hard_cases.bpf.o");
+    run(Command::new("clang")
+        .args(["-g", "-O0", "-target", "bpf", "-c"])
+        .arg(source())
+        .arg("-o")
+        .arg(&obj));
+    Some(obj)
+}
+
+/// A section's bytes from an ELF file.
+fn section(path: &Path, name: &str) -> Vec<u8> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(path).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let s = file
+        .section_by_name(name)
+        .unwrap_or_else(|| panic!("{} has no {name}", path.display()));
+    s.data().unwrap().to_vec()
+}
+
+fn base(n: &str) -> TypeRef {
+    TypeRef::Base(n.into())
+}
+fn st(n: &str) -> TypeRef {
+    TypeRef::Struct(n.into())
+}
+fn ptr(t: TypeRef) -> TypeRef {
+    TypeRef::Pointer(Box::new(t))
+}
+fn bits(position: u32, length: u32, b: TypeRef) -> TypeRef {
+    TypeRef::Bitfield {
+        position,
+        length,
+        base: Box::new(b),
+    }
+}
+
+/// The answers `hard_cases.c` must give, whatever the source; `names`
+/// maps clang's base type names to the compiler's at hand.
+fn check_hard_cases(t: &SymbolTable, names: &dyn Fn(&str) -> String, legacy_enums: bool) {
+    let b = |n: &str| base(&names(n));
+    let mut problems = Vec::new();
+    let mut expect = |ty: &str, field: &str, offset: u64, want: TypeRef| {
+        let got = t.field_path(ty, field);
+        if got != Some((offset, want.clone())) {
+            problems.push(format!(
+                "{ty}.{field}: got {got:?}, want {:?}",
+                (offset, want)
+            ));
+        }
+    };
+    // Anonymous union and nested anonymous struct/union members hoisted.
+    expect("thing", "__state", 8, b("unsigned int"));
+    expect("thing", "state_alias", 8, b("int"));
+    expect("thing", "x", 16, b("int"));
+    expect("thing", "y", 24, b("long"));
+    expect("thing", "z", 24, b("char"));
+    expect("thing", "w", 26, b("short"));
+    // Named members of anonymous types: synthetic `Parent::member` names.
+    expect("thing", "named_anon", 32, st("thing::named_anon"));
+    expect("thing", "named_anon.inner", 32, b("int"));
+    expect("thing", "level1.level2.deep", 36, b("int"));
+    expect("thing::level1", "level2", 0, st("thing::level1::level2"));
+    // Typedefs: resolved to what they name; the nearest typedef names an
+    // anonymous struct.
+    expect("thing", "count", 40, st("atomic64_t"));
+    expect("thing", "count.counter", 40, b("long long"));
+    expect("thing", "refs", 48, st("atomic_t"));
+    expect("thing", "tasks", 56, st("list_head"));
+    expect("thing", "tasks.next", 56, ptr(st("list_head")));
+    expect("thing", "tasks.prev", 64, ptr(st("list_head")));
+    // Forward declarations, defined or not.
+    expect("thing", "opaque", 72, ptr(st("fwd_only")));
+    expect("thing", "later", 80, ptr(st("later")));
+    expect("thing", "callback", 88, ptr(TypeRef::Function));
+    expect("thing", "cv", 96, ptr(b("int")));
+    expect(
+        "thing",
+        "comm",
+        104,
+        TypeRef::Array {
+            count: 16,
+            element: Box::new(b("char")),
+        },
+    );
+    expect(
+        "thing",
+        "matrix",
+        120,
+        TypeRef::Array {
+            count: 2,
+            element: Box::new(TypeRef::Array {
+                count: 3,
+                element: Box::new(b("int")),
+            }),
+        },
+    );
+    expect("thing", "matrix[1][2]", 140, b("int"));
+    expect("thing", "type", 144, TypeRef::Enum("pid_type".into()));
+    expect(
+        "thing",
+        "anon_enum_member",
+        148,
+        TypeRef::Enum("thing::anon_enum_member".into()),
+    );
+    expect("thing", "self", 184, ptr(st("thing")));
+    expect(
+        "thing",
+        "tail",
+        208,
+        TypeRef::Array {
+            count: 0,
+            element: Box::new(b("unsigned long")),
+        },
+    );
+    // Bitfields: byte offset of the storage unit, bit position in it.
+    expect("flags", "a", 0, bits(0, 1, b("unsigned int")));
+    expect("flags", "b", 0, bits(1, 3, b("unsigned int")));
+    expect("flags", "c", 0, bits(4, 28, b("unsigned int")));
+    expect("flags", "d", 4, bits(0, 2, b("unsigned char")));
+    expect("flags", "e", 8, bits(0, 40, b("unsigned long long")));
+    expect("flags", "f", 8, bits(40, 24, b("unsigned long long")));
+    expect("flags", "g", 16, bits(0, 1, b("_Bool")));
+    expect(
+        "flags",
+        "t",
+        16,
+        bits(1, 3, TypeRef::Enum("pid_type".into())),
+    );
+    // Packed: `y` crosses its 4-byte unit, so it sits at its first byte.
+    expect("packed_bits", "y", 1, bits(0, 30, b("unsigned int")));
+    expect("packed_bits", "z", 4, bits(6, 4, b("unsigned int")));
+    // page.lru through two anonymous levels, as C reads it.
+    expect("page", "lru.next", 8, ptr(st("list_head")));
+    expect("page", "mapping", 24, ptr(b("void")));
+    expect("page", "pp_magic", 8, b("unsigned long"));
+    // Typedef'd anonymous union and enum, and a typedef alias.
+    expect("user", "link", 0, st("list_head"));
+    expect("user", "e", 16, TypeRef::Enum("td_enum_t".into()));
+    expect("user", "w", 20, st("word_u"));
+    expect("user", "w.bytes[3]", 23, b("unsigned char"));
+    expect("user", "a.counter", 24, b("int"));
+    expect("list_head_t", "prev", 8, ptr(st("list_head")));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    let thing = t.user_type("thing").unwrap();
+    assert_eq!((thing.size, thing.is_union), (208, false));
+    assert!(t.user_type("word_u").unwrap().is_union);
+    assert_eq!(t.user_type("atomic_long_t").map(|u| u.size), Some(8));
+    assert!(!t.has_type("fwd_only"), "a declaration is not a definition");
+    assert_eq!(t.user_type("later").map(|u| u.size), Some(4));
+    assert_eq!(t.enum_value("pid_type", "PIDTYPE_SID"), Some(3));
+    assert_eq!(t.enum_name("pid_type", 4), Some("PIDTYPE_MAX"));
+    assert_eq!(t.enum_value("neg", "NEG_M1"), Some(-1));
+    // BTF from an encoder that predates enum signedness (clang 14, pahole
+    // before 1.24) stores every 32-bit value as signed: it cannot say
+    // 0xfffffff0 (DWARF can). Kernels since 6.0 are built with one that can.
+    let uns = t.enum_value("uns", "UNS_BIG");
+    assert!(
+        uns == Some(0xffff_fff0) || (legacy_enums && uns == Some(-16)),
+        "uns.UNS_BIG = {uns:?}"
+    );
+    assert_eq!(t.enum_value("thing::anon_enum_member", "IN_B"), Some(1));
+    assert_eq!(t.enum_value("td_enum_t", "TD_ONE"), Some(1));
+    assert_eq!(t.enumeration("pid_type").map(|e| e.size), Some(4));
+    assert_eq!(t.base_size(&names("unsigned long long")), Some(8));
+    assert_eq!(t.base_size(&names("_Bool")), Some(1));
+}
+
+fn clang_names(n: &str) -> String {
+    n.to_string()
+}
+
+#[test]
+fn clang_btf_reads_like_c() {
+    let dir = tempdir();
+    let Some(obj) = clang_bpf_object(dir.path()) else {
+        return;
+    };
+    let btf = section(&obj, ".BTF");
+    let t =
+        SymbolTable::from_btf(&btf, vec![("g_thing".into(), 0x1000)], "hard_cases.bpf.o").unwrap();
+    check_hard_cases(&t, &clang_names, true);
+    assert_eq!(t.origin(), Some("hard_cases.bpf.o"));
+    assert_eq!(t.symbol("g_thing"), Some(0x1000));
+    // The compact image keeps every answer (the cache maps it).
+    let again = SymbolTable::from_compact_bytes(t.compact_bytes().to_vec()).unwrap();
+    check_hard_cases(&again, &clang_names, true);
+    assert_eq!(again.origin(), Some("hard_cases.bpf.o"));
+}
+
+#[test]
+fn repeated_symbol_names_each_keep_their_address() {
+    let dir = tempdir();
+    let Some(obj) = clang_bpf_object(dir.path()) else {
+        return;
+    };
+    let btf = section(&obj, ".BTF");
+    let syms = vec![
+        ("show_stat".to_string(), 0xffff_ffff_8100_3000u64),
+        ("show_stat".to_string(), 0xffff_ffff_8100_1000),
+        ("a_first".to_string(), 0xffff_ffff_8100_0000),
+        ("zzz".to_string(), 0xffff_ffff_8100_2000),
+    ];
+    let t = SymbolTable::from_btf(&btf, syms, "x").unwrap();
+    assert_eq!(t.symbol("show_stat"), Some(0xffff_ffff_8100_1000));
+    assert_eq!(
+        t.symbol_at(0xffff_ffff_8100_3010),
+        Some(("show_stat", 0x10))
+    );
+    assert_eq!(t.symbol_at(0xffff_ffff_8100_1004), Some(("show_stat", 4)));
+    assert_eq!(t.symbol_at(0xffff_ffff_8100_2004), Some(("zzz", 4)));
+    assert_eq!(t.symbols().count(), 4);
+}
+
+#[test]
+fn damaged_btf_is_an_error_with_an_offset_never_a_panic() {
+    let dir = tempdir();
+    let Some(obj) = clang_bpf_object(dir.path()) else {
+        return;
+    };
+    let good = section(&obj, ".BTF");
+    let e = SymbolTable::from_btf(&good[..good.len() / 2], vec![], "half a blob").unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Btf { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("offset 0x") && text.contains("half a blob"),
+        "{text}"
+    );
+    // Every single-byte change and every truncation: an answer or an error.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..4000 {
+        let mut d = good.clone();
+        for _ in 0..1 + round % 4 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let i = (seed as usize) % d.len();
+            d[i] = (seed >> 40) as u8;
+        }
+        if let Ok(t) = SymbolTable::from_btf(&d, vec![], "fuzzed") {
+            let names: Vec<String> = t.user_type_names().map(str::to_string).collect();
+            for n in &names {
+                for f in &t.user_type(n).unwrap().fields {
+                    let _ = t.type_size(&f.ty);
+                }
+            }
+        }
+    }
+    for cut in (0..good.len()).step_by(7) {
+        let _ = SymbolTable::from_btf(&good[..cut], vec![], "cut");
+    }
+}
+
+#[test]
+fn btf_tables_are_cached_by_content() {
+    let dir = tempdir();
+    let Some(obj) = clang_bpf_object(dir.path()) else {
+        return;
+    };
+    let btf = section(&obj, ".BTF");
+    let cache = SymbolCache::new(dir.path().join("cache"));
+    let key = SymbolCache::content_key(&btf);
+    assert!(key.starts_with("btf-sha256-"), "{key}");
+    let mut builds = 0;
+    for _ in 0..2 {
+        let t = cache
+            .load_or_build(&key, || {
+                builds += 1;
+                SymbolTable::from_btf(&btf, vec![("s".into(), 1)], "clang BTF")
+            })
+            .unwrap();
+        check_hard_cases(&t, &clang_names, true);
+        assert_eq!(t.origin(), Some("clang BTF"));
+    }
+    assert_eq!(builds, 1, "the second load must map the cache");
+    let warm = cache.load_or_build(&key, || panic!("rebuilt")).unwrap();
+    assert_eq!(warm.cache_file(), Some(cache.keyed_path(&key).as_path()));
+    // A damaged entry is rebuilt; another key is another entry.
+    std::fs::write(cache.keyed_path(&key), b"garbage").unwrap();
+    let mut rebuilt = false;
+    cache
+        .load_or_build(&key, || {
+            rebuilt = true;
+            SymbolTable::from_btf(&btf, vec![], "clang BTF")
+        })
+        .unwrap();
+    assert!(rebuilt);
+    let mut other = false;
+    cache
+        .load_or_build("6.1.0-56-amd64 build-id 00", || {
+            other = true;
+            SymbolTable::from_btf(&btf, vec![], "by release")
+        })
+        .unwrap();
+    assert!(other);
+}
+
+/// The running kernel's BTF, when it exposes it: a few fields the Linux
+/// model reads must be there.
+#[test]
+fn running_kernel_btf_has_the_core_fields() {
+    let path = Path::new("/sys/kernel/btf/vmlinux");
+    let Ok(btf) = std::fs::read(path) else {
+        eprintln!("SKIPPED: {} not readable", path.display());
+        return;
+    };
+    let t = SymbolTable::from_btf(&btf, vec![], "/sys/kernel/btf/vmlinux").unwrap();
+    for (ty, field) in [
+        ("task_struct", "pid"),
+        ("task_struct", "tgid"),
+        ("task_struct", "comm"),
+        ("task_struct", "__state"),
+        ("task_struct", "tasks.next"),
+        ("mutex", "owner"),
+        ("list_head", "next"),
+    ] {
+        assert!(t.field_path(ty, field).is_some(), "{ty}.{field} missing");
+    }
+    assert_eq!(
+        t.field_path("list_head", "prev"),
+        Some((8, ptr(st("list_head"))))
+    );
+    assert_eq!(
+        t.field_path("task_struct", "comm").map(|(_, ty)| ty),
+        Some(TypeRef::Array {
+            count: 16,
+            element: Box::new(base("char"))
+        })
+    );
+    assert_eq!(
+        t.field("mutex", "owner").map(|f| &f.ty),
+        Some(&st("atomic64_t"))
+    );
+    assert!(t.has_type("atomic_long_t"));
+}
