@@ -1,8 +1,9 @@
 //! Load Linux kernel types and print timings and a few fields: from a raw
 //! BTF blob (`/sys/kernel/btf/vmlinux`) or from a vmlinux's `.BTF`
-//! section, cold and through the cache.
+//! section, cold and through the cache; with `--vmlinux`, also the whole
+//! vmlinux (DWARF and `.symtab`) cold and through the cache.
 //!
-//! `cargo run --release -p hangscope-symbols --example linuxload -- FILE [FIELD...]`
+//! `cargo run --release -p hangscope-symbols --example linuxload -- [--vmlinux] FILE [FIELD...]`
 //! (cache in `$TMPDIR/hangscope-linuxload-cache`, emptied first; FIELD is
 //! `type.path`, default a few `task_struct` fields)
 
@@ -27,8 +28,12 @@ fn btf_of(bytes: &[u8]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args_os().skip(1);
-    let file = PathBuf::from(args.next().ok_or("usage: linuxload FILE [TYPE.FIELD...]")?);
+    let mut args = std::env::args_os().skip(1).peekable();
+    let vmlinux = args.next_if(|a| a == "--vmlinux").is_some();
+    let file = PathBuf::from(
+        args.next()
+            .ok_or("usage: linuxload [--vmlinux] FILE [TYPE.FIELD...]")?,
+    );
     let mut fields: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
     if fields.is_empty() {
         fields = [
@@ -79,6 +84,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &fields {
         let (ty, path) = f.split_once('.').unwrap_or((f, ""));
         println!("  {ty}.{path}: {:?}", warm.field_path(ty, path));
+    }
+    if vmlinux {
+        let t = Instant::now();
+        let cold = cache.load(&file)?;
+        let cold_ms = ms(t);
+        drop(cold);
+        let t = Instant::now();
+        let warm = cache.load(&file)?;
+        println!(
+            "{}: vmlinux cold {cold_ms:.0} ms, warm open {:.2} ms ({}), compact {} bytes, \
+             {} struct/union, {} enums, {} symbols",
+            file.display(),
+            ms(t),
+            warm.origin().unwrap_or("?"),
+            warm.compact_bytes().len(),
+            warm.user_type_names().count(),
+            warm.enumeration_names().count(),
+            warm.symbols().count(),
+        );
+        for f in &fields {
+            let (ty, path) = f.split_once('.').unwrap_or((f, ""));
+            println!("  {ty}.{path}: {:?}", warm.field_path(ty, path));
+        }
     }
     Ok(())
 }
