@@ -128,7 +128,8 @@ fn header(blob: &[u8], in_module: bool) -> Result<Sections, BtfError> {
     };
     let types = section(8, "type")?;
     let strings = section(16, "string")?;
-    if strings.1 > strings.0 && blob[strings.0] != 0 {
+    // A split blob's strings continue the base's, which holds the empty one.
+    if !in_module && strings.1 > strings.0 && blob[strings.0] != 0 {
         return Err(err(
             strings.0,
             "string section does not start with the empty string".into(),

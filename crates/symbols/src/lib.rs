@@ -1,9 +1,10 @@
-//! Kernel types and symbols by name, from Volatility ISF JSON or PDB files.
+//! Kernel types and symbols by name, from Volatility ISF JSON or PDB files
+//! (Windows), and from BTF or a vmlinux's DWARF (Linux).
 //!
 //! CONTRACT (skeleton): the types and signatures below are the interface the
 //! other crates build on.
 //!
-//! Every loader (ISF, PDB) produces the same compact binary image
+//! Every loader (ISF, PDB, BTF, DWARF) produces the same compact binary image
 //! ([`compact`](crate) format, documented in `src/compact.rs`); lookups are
 //! binary searches in it and types are decoded on first use. A
 //! [`SymbolCache`] keeps that image on disk and memory-maps it on later
@@ -606,8 +607,11 @@ impl SymbolTable {
         l.base_size(self.d(), l.find(self.d(), S_BASES, name)?)
     }
 
-    /// A symbol's address relative to the module base (RVA). Looks up the
-    /// (Volatility-stripped) name first, then raw linkage names.
+    /// A symbol's address relative to the module base (RVA) for Windows
+    /// tables; for Linux tables (BTF, vmlinux) the link-time virtual
+    /// address the caller gave or `.symtab` holds. Looks up the
+    /// (Volatility-stripped) name first, then raw linkage names. Of
+    /// repeated names (Linux static functions) the lowest address wins.
     pub fn symbol(&self, name: &str) -> Option<u64> {
         let l = &self.inner.layout;
         let d = self.d();
