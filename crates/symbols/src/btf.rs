@@ -128,7 +128,8 @@ fn header(blob: &[u8], in_module: bool) -> Result<Sections, BtfError> {
     };
     let types = section(8, "type")?;
     let strings = section(16, "string")?;
-    if strings.1 > strings.0 && blob[strings.0] != 0 {
+    // A split blob's strings continue the base's, which holds the empty one.
+    if !in_module && strings.1 > strings.0 && blob[strings.0] != 0 {
         return Err(err(
             strings.0,
             "string section does not start with the empty string".into(),
@@ -568,6 +569,72 @@ pub(crate) mod tests {
             out.extend_from_slice(&self.strings);
             out
         }
+    }
+
+    #[test]
+    fn enum_values_follow_kind_flag_and_enum64() {
+        let mut w = BtfWriter::new();
+        // id 1: signed 32-bit enum, id 2: unsigned, id 3: ENUM64.
+        let (a, b, c) = (w.s("A"), w.s("B"), w.s("C"));
+        w.ty(KIND_ENUM, true, 1, "s", 4, &[a, (-5i32) as u32]);
+        w.ty(KIND_ENUM, false, 1, "u", 4, &[b, 0xffff_fff0]);
+        w.ty(
+            KIND_ENUM64,
+            false,
+            1,
+            "big",
+            8,
+            &[c, 0x9abc_def0, 0x1234_5678],
+        );
+        let blob = w.finish();
+        let p = parse(&blob, None).unwrap();
+        let value = |id: usize| match &p.graph.nodes[id] {
+            Node::Enum { constants, .. } => constants[0].1,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(value(1), -5);
+        assert_eq!(value(2), 0xffff_fff0);
+        assert_eq!(value(3), 0x1234_5678_9abc_def0);
+        // Without any sign of signedness support, 32-bit values are signed.
+        let mut w = BtfWriter::new();
+        let b = w.s("B");
+        w.ty(KIND_ENUM, false, 1, "u", 4, &[b, 0xffff_fff0]);
+        let blob = w.finish();
+        let p = parse(&blob, None).unwrap();
+        assert!(matches!(&p.graph.nodes[1], Node::Enum { constants, .. } if constants[0].1 == -16));
+    }
+
+    #[test]
+    fn split_btf_continues_the_base_ids_and_strings() {
+        let mut base = BtfWriter::new();
+        base.ty(KIND_INT, false, 0, "int", 4, &[32]);
+        let base_blob = base.finish();
+        // The module's strings start after the base's.
+        let mut m = BtfWriter::new();
+        m.strings = b"\0x\0s\0".to_vec();
+        let x = base.strings.len() as u32 + 1;
+        let s = x + 2;
+        // id 2: struct s { int x; } using the base's int (id 1).
+        let info = (KIND_STRUCT << 24) | 1;
+        for word in [s, info, 4, x, 1, 0] {
+            m.types.extend_from_slice(&word.to_le_bytes());
+        }
+        let module_blob = m.finish();
+        let p = parse(&base_blob, Some(&module_blob)).unwrap();
+        assert_eq!(p.own, 2..3);
+        match &p.graph.nodes[2] {
+            Node::Aggregate { name, members, .. } => {
+                assert_eq!(*name, Some("s"));
+                assert_eq!((members[0].name, members[0].ty), (Some("x"), 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A module reference past its own types is refused.
+        let mut bad = module_blob.clone();
+        let at = 24 + 16;
+        bad[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
+        let e = parse(&base_blob, Some(&bad)).unwrap_err();
+        assert!(e.in_module && e.message.contains("type id 9"), "{e:?}");
     }
 
     #[test]

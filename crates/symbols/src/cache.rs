@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::compact::SourceKey;
 use crate::error::Error;
-use crate::{looks_like_pdb, source_key, SymbolTable};
+use crate::{source_key, source_kind, SymbolTable};
 
 /// The source key a keyed entry carries: kind 3, and two independent
 /// hashes of the key where a file's size and mtime would be.
@@ -101,8 +101,7 @@ impl SymbolCache {
     /// The cached table for `source` if the cache holds a valid, current
     /// one; `None` otherwise (missing, stale or damaged).
     pub fn load_cached(&self, source: &Path) -> Option<SymbolTable> {
-        let kind = if looks_like_pdb(source) { 2 } else { 1 };
-        let key = source_key(source, kind).ok()?;
+        let key = source_key(source, source_kind(source)).ok()?;
         self.open(source, key).ok()
     }
 
@@ -110,7 +109,7 @@ impl SymbolCache {
         SymbolTable::open_compact(&self.cache_path(source), Some(key), Some(source))
     }
 
-    /// Load `source` (ISF or PDB) through the cache: map the cached image
+    /// Load `source` (ISF, PDB or vmlinux) through the cache: map the cached image
     /// when it is current, else parse the source and write the image for
     /// next time. Failing to write the cache is not an error (the table is
     /// still returned); a damaged cache file is replaced.

@@ -121,7 +121,7 @@ impl<'a> Graph<'a> {
     }
 
     /// Size in bytes of a type, following typedefs and qualifiers.
-    fn size_of(&self, id: NodeId) -> Result<u64, String> {
+    pub(crate) fn size_of(&self, id: NodeId) -> Result<u64, String> {
         let id = self.strip(id)?;
         Ok(match self.get(id)? {
             Node::Base { size, .. } | Node::Aggregate { size, .. } | Node::Enum { size, .. } => {
@@ -178,8 +178,11 @@ pub(crate) fn bitfield_place(abs_bit: u64, length: u32, unit_bytes: u64) -> (u64
 /// compilation unit; the first definition of a name wins across all).
 #[derive(Debug, Default)]
 pub(crate) struct ModelBuilder {
-    user_types: Vec<UserType>,
-    user_type_names: HashSet<String>,
+    /// Definitions; a slot is emptied when a larger definition of the
+    /// same name replaces it.
+    user_types: Vec<Option<UserType>>,
+    /// Name -> slot in `user_types` (claimed before the slot is filled).
+    user_type_index: HashMap<String, usize>,
     enums: Vec<Enumeration>,
     enum_names: HashSet<String>,
     base_types: BTreeMap<String, u64>,
@@ -193,7 +196,34 @@ impl ModelBuilder {
     /// Whether a struct or union of this name is defined already (a
     /// reader uses this to skip converting repeated definitions).
     pub(crate) fn has_user_type(&self, name: &str) -> bool {
-        self.user_type_names.contains(name)
+        self.user_type_index.contains_key(name)
+    }
+
+    /// Size of the struct or union defined under this name, if any.
+    pub(crate) fn user_type_size(&self, name: &str) -> Option<u64> {
+        let slot = *self.user_type_index.get(name)?;
+        self.user_types.get(slot)?.as_ref().map(|u| u.size)
+    }
+
+    /// Forget a definition and the synthetic `name::member` types it made,
+    /// so that another definition of the name can take its place.
+    fn forget_user_type(&mut self, name: &str) {
+        let prefix = format!("{name}::");
+        let gone: Vec<String> = self
+            .user_type_index
+            .keys()
+            .filter(|k| *k == name || k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(slot) = self.user_type_index.remove(&k) {
+                if let Some(s) = self.user_types.get_mut(slot) {
+                    *s = None;
+                }
+            }
+        }
+        self.enum_names.retain(|e| !e.starts_with(&prefix));
+        self.enums.retain(|e| !e.name.starts_with(&prefix));
     }
 
     /// Whether an enum of this name is defined already.
@@ -226,8 +256,20 @@ impl ModelBuilder {
             Node::Aggregate {
                 name: Some(name),
                 complete: true,
+                size,
                 ..
-            } if !conv.out.has_user_type(name) => conv.define_aggregate(id, name, 0)?,
+            } => match conv.out.user_type_size(name) {
+                None if !conv.out.has_user_type(name) => conv.define_aggregate(id, name, 0)?,
+                // Two different definitions of one tag (in different
+                // files): the larger wins, then the first, so that BTF
+                // (deduplicated, in its own order) and DWARF (in unit
+                // order) pick the same one.
+                Some(old) if *size > old => {
+                    conv.out.forget_user_type(name);
+                    conv.define_aggregate(id, name, 0)?;
+                }
+                _ => {}
+            },
             Node::Enum {
                 name: Some(name),
                 complete: true,
@@ -244,24 +286,24 @@ impl ModelBuilder {
     pub(crate) fn finish(mut self) -> Model {
         let mut aliases: Vec<(String, String)> = self.struct_aliases.into_iter().collect();
         aliases.sort();
-        let index: HashMap<&str, usize> = self
-            .user_types
+        let mut user_types: Vec<UserType> = self.user_types.into_iter().flatten().collect();
+        let index: HashMap<&str, usize> = user_types
             .iter()
             .enumerate()
             .map(|(i, u)| (u.name.as_str(), i))
             .collect();
         let mut extra = Vec::new();
         for (alias, target) in &aliases {
-            if self.user_type_names.contains(alias) {
+            if self.user_type_index.contains_key(alias) {
                 continue;
             }
             if let Some(&i) = index.get(target.as_str()) {
-                let mut copy = self.user_types[i].clone();
+                let mut copy = user_types[i].clone();
                 copy.name = alias.clone();
                 extra.push(copy);
             }
         }
-        self.user_types.extend(extra);
+        user_types.extend(extra);
         let mut enum_aliases: Vec<(String, String)> = self.enum_aliases.into_iter().collect();
         enum_aliases.sort();
         let eindex: HashMap<&str, usize> = self
@@ -284,7 +326,7 @@ impl ModelBuilder {
         self.enums.extend(extra);
         Model {
             base_types: self.base_types.into_iter().collect(),
-            user_types: self.user_types,
+            user_types,
             enums: self.enums,
             ..Model::default()
         }
@@ -394,10 +436,27 @@ impl Converter<'_, '_, '_> {
                     )?)))
                 }
                 Node::Array { element, count } => {
+                    // `int a[2][3]` is `int a[6]`: the kernel's BTF (pahole)
+                    // writes multi-dimensional arrays flattened, so every
+                    // source does. An array of a typedef'd array stays
+                    // nested, as it does there.
+                    let (mut element, mut count) = (*element, *count);
+                    for _ in 0..MAX_CHAIN {
+                        match g.get(element)? {
+                            Node::Array {
+                                element: inner,
+                                count: n,
+                            } => {
+                                count = count.saturating_mul(*n);
+                                element = *inner;
+                            }
+                            _ => break,
+                        }
+                    }
                     return Ok(TypeRef::Array {
-                        count: *count,
-                        element: Box::new(self.type_ref(*element, ctx, nesting + 1)?),
-                    })
+                        count,
+                        element: Box::new(self.type_ref(element, ctx, nesting + 1)?),
+                    });
                 }
                 Node::Typedef { name, target } => {
                     ctx = name;
@@ -469,7 +528,9 @@ impl Converter<'_, '_, '_> {
         let (is_union, size) = (*is_union, *size);
         // Claimed before the members are converted: an anonymous type that
         // (in a damaged input) contains itself then ends here.
-        self.out.user_type_names.insert(name.to_string());
+        let slot = self.out.user_types.len();
+        self.out.user_types.push(None);
+        self.out.user_type_index.insert(name.to_string(), slot);
         let mut fields = Vec::new();
         self.hoist(id, 0, name, nesting, 0, &mut fields)?;
         fields.sort_by(|a, b| {
@@ -478,7 +539,7 @@ impl Converter<'_, '_, '_> {
                 .then_with(|| bit_position(&a.ty).cmp(&bit_position(&b.ty)))
                 .then_with(|| a.name.cmp(&b.name))
         });
-        self.out.user_types.push(UserType {
+        self.out.user_types[slot] = Some(UserType {
             name: name.to_string(),
             is_union,
             size,

@@ -1,9 +1,10 @@
-//! Kernel types and symbols by name, from Volatility ISF JSON or PDB files.
+//! Kernel types and symbols by name, from Volatility ISF JSON or PDB files
+//! (Windows), and from BTF or a vmlinux's DWARF (Linux).
 //!
 //! CONTRACT (skeleton): the types and signatures below are the interface the
 //! other crates build on.
 //!
-//! Every loader (ISF, PDB) produces the same compact binary image
+//! Every loader (ISF, PDB, BTF, DWARF) produces the same compact binary image
 //! ([`compact`](crate) format, documented in `src/compact.rs`); lookups are
 //! binary searches in it and types are decoded on first use. A
 //! [`SymbolCache`] keeps that image on disk and memory-maps it on later
@@ -33,6 +34,7 @@ mod btf;
 pub mod builtin;
 mod cache;
 mod compact;
+mod dwarf;
 mod error;
 mod graph;
 mod isf;
@@ -261,14 +263,27 @@ pub(crate) fn source_key(path: &Path, kind: u32) -> Result<SourceKey, Error> {
     })
 }
 
-/// True when the file starts like an MSF 7.0 (PDB) container.
-fn looks_like_pdb(path: &Path) -> bool {
+/// Source kinds recorded in cache files (see `compact::SourceKey`).
+const KIND_ISF: u32 = 1;
+const KIND_PDB: u32 = 2;
+const KIND_ELF: u32 = 4;
+
+/// What a symbol file is, by its first bytes: an MSF 7.0 (PDB) container,
+/// an ELF file (a vmlinux), else ISF JSON.
+pub(crate) fn source_kind(path: &Path) -> u32 {
     use std::io::Read;
     let mut head = [0u8; 32];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head.starts_with(b"Microsoft C/C++ MSF 7.00")
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    if head.starts_with(b"Microsoft C/C++ MSF 7.00") {
+        KIND_PDB
+    } else if head.starts_with(b"\x7fELF") {
+        KIND_ELF
+    } else {
+        KIND_ISF
+    }
 }
 
 fn btf_error(e: btf::BtfError, origin: &str) -> Error {
@@ -315,7 +330,7 @@ fn split_index(component: &str) -> Option<(&str, Vec<u64>)> {
 impl SymbolTable {
     /// Load an ISF file (`.json` or `.json.xz`).
     pub fn load_isf(path: &Path) -> Result<SymbolTable, Error> {
-        let key = source_key(path, 1)?;
+        let key = source_key(path, KIND_ISF)?;
         let bytes = isf::read_maybe_xz(path)?;
         let model = isf::parse(&bytes, path)?;
         drop(bytes);
@@ -325,7 +340,7 @@ impl SymbolTable {
     /// Load a PDB file (types, symbols and identity). The identity's name
     /// is the file name, as symbol servers store it.
     pub fn load_pdb(path: &Path) -> Result<SymbolTable, Error> {
-        let key = source_key(path, 2)?;
+        let key = source_key(path, KIND_PDB)?;
         let model = pdbfile::load(path)?;
         Self::from_model(&model, key, path)
     }
@@ -438,12 +453,30 @@ impl SymbolTable {
         self.inner.layout.origin(self.d())
     }
 
-    /// Load a PDB or an ISF, telling them apart by content.
+    /// Load a Linux vmlinux (ELF): types from its DWARF (read with
+    /// gimli), or from its `.BTF` section when it has no DWARF; symbols
+    /// from `.symtab` at their link-time addresses (names may repeat).
+    /// The answers are those [`SymbolTable::from_btf`] gives for the same
+    /// kernel. [`SymbolTable::origin`] says which source was read.
+    pub fn load_vmlinux(path: &Path) -> Result<SymbolTable, Error> {
+        let key = source_key(path, KIND_ELF)?;
+        let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
+        // SAFETY: read only; a file truncated underneath us could fault, as
+        // with any mmap (a vmlinux is hundreds of MB: reading it into
+        // memory would cost more than the parse).
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("map", path, &e))?;
+        let model = dwarf::load_vmlinux(path, &map)?;
+        drop(map);
+        Self::from_model(&model, key, path)
+    }
+
+    /// Load a PDB, an ISF or a Linux vmlinux (ELF), telling them apart by
+    /// content.
     pub fn load(path: &Path) -> Result<SymbolTable, Error> {
-        if looks_like_pdb(path) {
-            Self::load_pdb(path)
-        } else {
-            Self::load_isf(path)
+        match source_kind(path) {
+            KIND_PDB => Self::load_pdb(path),
+            KIND_ELF => Self::load_vmlinux(path),
+            _ => Self::load_isf(path),
         }
     }
 
@@ -574,8 +607,11 @@ impl SymbolTable {
         l.base_size(self.d(), l.find(self.d(), S_BASES, name)?)
     }
 
-    /// A symbol's address relative to the module base (RVA). Looks up the
-    /// (Volatility-stripped) name first, then raw linkage names.
+    /// A symbol's address relative to the module base (RVA) for Windows
+    /// tables; for Linux tables (BTF, vmlinux) the link-time virtual
+    /// address the caller gave or `.symtab` holds. Looks up the
+    /// (Volatility-stripped) name first, then raw linkage names. Of
+    /// repeated names (Linux static functions) the lowest address wins.
     pub fn symbol(&self, name: &str) -> Option<u64> {
         let l = &self.inner.layout;
         let d = self.d();
