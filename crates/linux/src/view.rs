@@ -246,7 +246,10 @@ impl ListIter<'_> {
             }
             return Ok(None);
         }
-        if next.0 == 0 || !next.is_canonical() {
+        // Kernel addresses have their top byte set under both 4- and
+        // 5-level paging (0xffff8.. and 0xff11..); whether the rest is
+        // canonical for the guest's paging mode is the page walk's to say.
+        if next.0 >> 56 != 0xff {
             return Err(Error::bad_data(
                 self.prev,
                 format!("list link next = {:#x} is not a kernel address", next.0),

@@ -168,7 +168,10 @@ fn agree(g: &Guest, form: &str, vmlinux: Option<&Path>) -> Vec<String> {
     let info = json(&["info"], &dump, vmlinux);
     let k = &info["data"]["kernel"];
     if info["data"]["os"] != "linux" {
-        problems.push(format!("{at} info: os is {}, not linux", info["data"]["os"]));
+        problems.push(format!(
+            "{at} info: os is {}, not linux",
+            info["data"]["os"]
+        ));
     }
     if k["release"] != truth["uts_release"] {
         problems.push(format!(
@@ -192,7 +195,10 @@ fn agree(g: &Guest, form: &str, vmlinux: Option<&Path>) -> Vec<String> {
     for p in diff("task (pid, tgid, comm, state, cpu)", &ours, &drgn) {
         problems.push(format!("{at} {p}"));
     }
-    if let Some(w) = threads["data"]["warnings"].as_array().filter(|w| !w.is_empty()) {
+    if let Some(w) = threads["data"]["warnings"]
+        .as_array()
+        .filter(|w| !w.is_empty())
+    {
         problems.push(format!("{at} threads: warnings on a clean dump: {w:?}"));
     }
 
