@@ -73,6 +73,17 @@ pub struct LinuxKernel<'d> {
     cache: tasks::Cache,
 }
 
+/// Whether the dump's VMCOREINFO is a Linux kernel's (it names an
+/// `OSRELEASE`): a cheap test before choosing a kernel model. A dump
+/// without VMCOREINFO may still hold Linux; [`LinuxKernel::open`] then
+/// scans for it.
+pub fn has_linux_vmcoreinfo(dump: &Dump) -> bool {
+    dump.hints
+        .vmcoreinfo
+        .as_deref()
+        .is_some_and(|t| VmcoreInfo::parse(t).osrelease.is_some())
+}
+
 impl<'d> LinuxKernel<'d> {
     /// Find the kernel in `dump`. `types` is a table the user gave (a
     /// vmlinux with DWARF or BTF); without it the kernel's own BTF is read
@@ -399,6 +410,45 @@ mod tests {
         let dump = Dump::from_bytes(bytes).unwrap();
         let e = LinuxKernel::open(&dump, None).unwrap_err();
         assert_eq!(e.name(), "KernelNotFound", "{e}");
+    }
+
+    #[test]
+    fn the_model_serialises_addresses_as_hex() {
+        let t = TaskInfo {
+            task: VirtAddr(0xffff_8dbe_4121_48c0),
+            pid: 1,
+            tgid: 1,
+            ppid: Some(0),
+            comm: "init".into(),
+            state: TaskState::Sleeping,
+            raw_state: 0x2001,
+            exit_state: 0,
+            kernel_thread: false,
+            cpu: Some(1),
+            on_cpu: Some(false),
+            last_arrival_ns: Some(6_715_387_926),
+            since_last_arrival_ns: None,
+            nvcsw: Some(310),
+            nivcsw: Some(184),
+            last_switch_time: Some(0),
+            last_switch_count: Some(0),
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["task"], "0xffff8dbe412148c0");
+        assert_eq!(v["state"], "sleeping");
+        let back: TaskInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+        let unknown = serde_json::to_value(TaskState::Unknown(12)).unwrap();
+        assert_eq!(unknown, serde_json::json!({"unknown": 12}));
+        let w: Warning = serde_json::from_value(serde_json::json!(
+            {"kind": "from_the_future", "address": null, "message": "m"}
+        ))
+        .unwrap();
+        assert_eq!(w.kind, WarningKind::Unknown("from_the_future".into()));
+        let mut dump = Dump::from_bytes(vec![0u8; 4096]).unwrap();
+        assert!(!has_linux_vmcoreinfo(&dump));
+        dump.hints.vmcoreinfo = Some("OSRELEASE=6.1.0-56-amd64\n".into());
+        assert!(has_linux_vmcoreinfo(&dump));
     }
 
     #[test]
