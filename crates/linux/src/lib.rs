@@ -31,7 +31,8 @@ pub mod vmcoreinfo;
 pub use error::{Error, ErrorKind, Result};
 pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol};
 pub use model::{
-    DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, TaskState, Warning, WarningKind,
+    CpuInfo, DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, TaskState, Warning,
+    WarningKind,
 };
 pub use space::{LinuxPte, LINUX_PTE, START_KERNEL_MAP};
 pub use vmcoreinfo::VmcoreInfo;
@@ -326,6 +327,11 @@ impl<'d> LinuxKernel<'d> {
     /// threads after its leader; the idle task of CPU 0 (pid 0) first.
     pub fn tasks(&self) -> Result<Partial<TaskInfo>> {
         tasks::tasks(&self.env()?, &self.cache)
+    }
+
+    /// Each CPU's runqueue: the task it runs, its clock, its queue.
+    pub fn cpus(&self) -> Result<Partial<model::CpuInfo>> {
+        tasks::cpus(&self.env()?)
     }
 
     /// Loaded modules, in the `modules` list's order.

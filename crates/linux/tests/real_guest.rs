@@ -233,6 +233,24 @@ fn tasks_dmesg_and_modules_agree_with_drgn() {
             })
             .collect();
         assert_eq!(got, want, "[{name}] tasks");
+        // Both CPUs idle at the time of the dump: rq.curr is each one's
+        // idle task, running on it; rq.clock is what since-last-arrival
+        // was measured against.
+        let cpus = k.cpus().unwrap();
+        assert_eq!(cpus.items.len(), 2, "[{name}] {cpus:?}");
+        for c in &cpus.items {
+            assert_eq!(c.current_pid, Some(0), "[{name}] {c:?}");
+            let idle = tasks
+                .items
+                .iter()
+                .find(|t| Some(t.task) == c.current)
+                .unwrap();
+            assert_eq!(
+                (idle.cpu, idle.on_cpu),
+                (Some(c.cpu), Some(true)),
+                "[{name}] {c:?}"
+            );
+        }
         // The other fields drgn recorded, task by task.
         let by_pid: std::collections::HashMap<i32, &hangscope_linux::TaskInfo> = tasks
             .items
