@@ -72,7 +72,10 @@ pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
     let fac_off = r.offset("printk_info", "facility").ok();
     let level = r.field("printk_info", "level").ok();
     let word = |b: &[u8], at: u64, n: u64| -> Option<u64> {
-        let s = b.get(at as usize..(at + n) as usize)?;
+        if n > 8 {
+            return None;
+        }
+        let s = b.get(at as usize..at.checked_add(n)? as usize)?;
         let mut w = [0u8; 8];
         w[..n as usize].copy_from_slice(s);
         Some(u64::from_le_bytes(w))

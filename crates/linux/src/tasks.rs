@@ -14,8 +14,8 @@ use crate::warning;
 use hangscope_x64::VirtAddr;
 use std::sync::OnceLock;
 
-/// Most processes walked (`PID_MAX_LIMIT` is 4 Mi; a hung guest has far
-/// fewer).
+/// Most processes walked, and most tasks listed in all (`PID_MAX_LIMIT`
+/// is 4 Mi; a hung guest has far fewer).
 pub const MAX_TASKS: usize = 1 << 22;
 /// Most threads in one group.
 pub const MAX_THREADS: usize = 1 << 20;
@@ -229,6 +229,13 @@ pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
         match threads(&r, &layout, leader) {
             Ok(iter) => {
                 for t in iter {
+                    if out.items.len() >= MAX_TASKS {
+                        out.warnings.push(warning(&Error::bad_data(
+                            leader,
+                            format!("more than {MAX_TASKS} tasks: the rest are not listed"),
+                        )));
+                        return Ok(out);
+                    }
                     match t {
                         Ok(t) => push(t, &mut out),
                         Err(e) => {
