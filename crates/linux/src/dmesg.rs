@@ -9,7 +9,9 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{DmesgRecord, Partial};
 use crate::view::{Env, Object};
+use crate::vmcoreinfo::VmcoreInfo;
 use crate::warning;
+use hangscope_symbols::SymbolTable;
 
 /// Largest descriptor count believed (`CONFIG_LOG_BUF_SHIFT` is at most
 /// 25, with one descriptor per 32 bytes of text).
@@ -114,7 +116,7 @@ pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
         let text_len = word(&infos_bytes, inf + len_off, len_size).unwrap_or(0);
         let facility = fac_off
             .and_then(|o| word(&infos_bytes, inf + o, 1))
-            .unwrap_or(0) as u8;
+            .map(|f| f as u8);
         let lvl = match &level {
             Some((
                 o,
@@ -122,9 +124,9 @@ pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
                     position, length, ..
                 },
             )) => word(&infos_bytes, inf + o, 1)
-                .map(|b| (b >> position) & ((1u64 << length.min(&8)) - 1))
-                .unwrap_or(0) as u8,
-            _ => 0,
+                .map(|b| (b >> position.min(&7)) & ((1u64 << length.min(&8)) - 1))
+                .map(|l| l as u8),
+            _ => None,
         };
         let body = block(&text, size, begin, next);
         // The block starts with the descriptor id.
@@ -142,6 +144,98 @@ pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
         log::debug!("printk: {skipped} descriptor(s) not committed or reused");
     }
     Ok(out)
+}
+
+/// The printk layout VMCOREINFO publishes (for makedumpfile's
+/// `--dump-dmesg`), as a type table: dmesg without BTF or a vmlinux. The
+/// offsets and sizes are the kernel's; the scalar types of the fields are
+/// those of kernel/printk/printk_ringbuffer.h. `None` when VMCOREINFO
+/// lacks an entry.
+pub fn vmcoreinfo_types(vi: &VmcoreInfo) -> Option<SymbolTable> {
+    let off = |t: &str, f: &str| vi.offset(t, f);
+    let size = |t: &str| vi.sizes.get(t).copied();
+    let field = |t: &str, f: &str, ty: &str| -> Option<String> {
+        Some(format!(r#""{f}":{{"offset":{},"type":{ty}}}"#, off(t, f)?))
+    };
+    let base = |n: &str| format!(r#"{{"kind":"base","name":"{n}"}}"#);
+    let st = |n: &str| format!(r#"{{"kind":"struct","name":"{n}"}}"#);
+    let ptr = r#"{"kind":"pointer","subtype":{"kind":"base","name":"void"}}"#.to_string();
+    let ty = |name: &str, fields: Vec<Option<String>>| -> Option<String> {
+        let fields: Option<Vec<String>> = fields.into_iter().collect();
+        Some(format!(
+            r#""{name}":{{"kind":"struct","size":{},"fields":{{{}}}}}"#,
+            size(name)?,
+            fields?.join(",")
+        ))
+    };
+    let types = [
+        ty(
+            "printk_ringbuffer",
+            vec![
+                field("printk_ringbuffer", "desc_ring", &st("prb_desc_ring")),
+                field("printk_ringbuffer", "text_data_ring", &st("prb_data_ring")),
+            ],
+        ),
+        ty(
+            "prb_desc_ring",
+            vec![
+                field("prb_desc_ring", "count_bits", &base("unsigned int")),
+                field("prb_desc_ring", "descs", &ptr),
+                field("prb_desc_ring", "infos", &ptr),
+                field("prb_desc_ring", "head_id", &st("atomic_long_t")),
+                field("prb_desc_ring", "tail_id", &st("atomic_long_t")),
+            ],
+        ),
+        ty(
+            "prb_data_ring",
+            vec![
+                field("prb_data_ring", "size_bits", &base("unsigned int")),
+                field("prb_data_ring", "data", &ptr),
+            ],
+        ),
+        ty(
+            "prb_desc",
+            vec![
+                field("prb_desc", "state_var", &st("atomic_long_t")),
+                field("prb_desc", "text_blk_lpos", &st("prb_data_blk_lpos")),
+            ],
+        ),
+        ty(
+            "prb_data_blk_lpos",
+            vec![
+                field("prb_data_blk_lpos", "begin", &base("unsigned long")),
+                field("prb_data_blk_lpos", "next", &base("unsigned long")),
+            ],
+        ),
+        ty(
+            "printk_info",
+            vec![
+                field("printk_info", "seq", &base("unsigned long")),
+                field("printk_info", "ts_nsec", &base("unsigned long")),
+                field("printk_info", "text_len", &base("unsigned short")),
+            ],
+        ),
+        ty(
+            "atomic_long_t",
+            vec![field("atomic_long_t", "counter", &base("unsigned long"))],
+        ),
+    ];
+    let types: Option<Vec<String>> = types.into_iter().collect();
+    let prb = vi.symbol("prb")?;
+    let json = format!(
+        r#"{{"metadata":{{"format":"6.2.0"}},
+"base_types":{{
+ "unsigned int":{{"size":4,"signed":false,"kind":"int","endian":"little"}},
+ "unsigned short":{{"size":2,"signed":false,"kind":"int","endian":"little"}},
+ "unsigned long":{{"size":8,"signed":false,"kind":"int","endian":"little"}},
+ "void":{{"size":0,"signed":false,"kind":"void","endian":"little"}},
+ "pointer":{{"size":8,"signed":false,"kind":"int","endian":"little"}}}},
+"user_types":{{{}}},
+"enums":{{}},
+"symbols":{{"prb":{{"address":{prb}}}}}}}"#,
+        types?.join(",")
+    );
+    SymbolTable::from_isf_bytes(json.as_bytes(), std::path::Path::new("VMCOREINFO")).ok()
 }
 
 /// The bytes of the text block `[begin, next)` in a ring of `size` bytes:

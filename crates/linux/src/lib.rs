@@ -55,6 +55,8 @@ pub struct OpenOptions {
     /// Where the table built from the dump's BTF is kept for next time
     /// (keyed by the BTF's content); none: parse it every time.
     pub cache: Option<hangscope_symbols::SymbolCache>,
+    /// Do not read the dump's BTF (tests; a user who wants no types).
+    pub skip_btf: bool,
 }
 
 /// A Linux kernel in a dump.
@@ -159,6 +161,15 @@ impl<'d> LinuxKernel<'d> {
                     |p| p.display().to_string(),
                 ));
                 k.types = Some(t);
+            }
+            None if opts.skip_btf => {
+                k.types_error = Some(Error {
+                    kind: ErrorKind::TypesNotFound {
+                        release: k.release(),
+                        reason: "reading the dump's BTF was turned off".into(),
+                    },
+                    at: None,
+                });
             }
             None => match types::btf_from_memory(&k, opts.cache.as_ref()) {
                 Ok((t, src)) => {
@@ -368,8 +379,26 @@ impl<'d> LinuxKernel<'d> {
     }
 
     /// The printk ring buffer, oldest record first.
+    ///
+    /// Without types, the layout VMCOREINFO publishes for the log is used
+    /// when the dump has it (records then carry no level or facility).
     pub fn dmesg(&self) -> Result<Partial<DmesgRecord>> {
-        dmesg::dmesg(&self.env()?)
+        match self.env() {
+            Ok(env) => dmesg::dmesg(&env),
+            Err(e) => {
+                let Some(t) = self.vmcoreinfo.as_ref().and_then(dmesg::vmcoreinfo_types) else {
+                    return Err(e);
+                };
+                dmesg::dmesg(&view::Env {
+                    r: view::Reader {
+                        mem: &self.space,
+                        types: &t,
+                    },
+                    kallsyms: &self.kallsyms,
+                    kernel_offset: 0,
+                })
+            }
+        }
     }
 }
 

@@ -260,10 +260,10 @@ pub struct DmesgRecord {
     pub seq: u64,
     /// Timestamp, ns since boot (local clock).
     pub ts_ns: u64,
-    /// Log level (0 emergency ... 7 debug).
-    pub level: u8,
-    /// Facility.
-    pub facility: u8,
+    /// Log level (0 emergency ... 7 debug), when the layout says where.
+    pub level: Option<u8>,
+    /// Facility, when the layout says where.
+    pub facility: Option<u8>,
     /// The text (may hold several lines).
     pub text: String,
 }

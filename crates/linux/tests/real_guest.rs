@@ -371,6 +371,37 @@ fn a_given_table_answers_as_the_dumps_btf() {
     assert_eq!(given.dmesg().unwrap(), own.dmesg().unwrap());
 }
 
+/// Without types (BTF reading turned off), dmesg still comes from the
+/// printk layout VMCOREINFO publishes, with the same records; the typed
+/// listings fail naming the debug package that would help.
+#[test]
+fn dmesg_without_types_from_vmcoreinfo() {
+    let Some(dir) = guest_dir() else { return };
+    let dump = Dump::open(&dir.join("dumps/hangguest.kdump-zlib")).unwrap();
+    let typed = LinuxKernel::open(&dump, None).unwrap();
+    let opts = hangscope_linux::OpenOptions {
+        skip_btf: true,
+        ..Default::default()
+    };
+    let bare = LinuxKernel::open_with(&dump, None, &opts).unwrap();
+    let e = bare.tasks().unwrap_err();
+    assert!(
+        e.to_string().contains("linux-image-6.1.0-56-amd64-dbg"),
+        "{e}"
+    );
+    let strip =
+        |p: hangscope_linux::Partial<hangscope_linux::DmesgRecord>| -> Vec<(u64, u64, String)> {
+            assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+            p.items
+                .into_iter()
+                .map(|r| (r.seq, r.ts_ns, r.text))
+                .collect()
+        };
+    let with = strip(typed.dmesg().unwrap());
+    assert!(with.len() > 100);
+    assert_eq!(strip(bare.dmesg().unwrap()), with);
+}
+
 /// drgn's module list, when `HANGSCOPE_DRGN` names a drgn binary and the
 /// recipe's debug vmlinux is there: names, bases and sizes equal ours.
 #[test]
