@@ -260,14 +260,12 @@ impl<'d> LinuxKernel<'d> {
     /// A global's run-time address: kallsyms first, else the type
     /// source's symbol moved by KASLR.
     pub fn symbol(&self, name: &str) -> Result<VirtAddr> {
-        if let Some(a) = self.kallsyms.get(name) {
-            return Ok(VirtAddr(a));
-        }
-        self.types
-            .as_ref()
-            .and_then(|t| t.symbol(name))
-            .map(|a| VirtAddr(a.wrapping_add(self.kernel_offset)))
-            .ok_or_else(|| Error::missing_symbol(name))
+        view::symbol(
+            &self.kallsyms,
+            self.types.as_ref(),
+            self.kernel_offset,
+            name,
+        )
     }
 
     /// Memory, types and symbols for a typed walk, or why there are no
