@@ -9,7 +9,9 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{DmesgRecord, Partial};
 use crate::view::{Env, Object};
+use crate::vmcoreinfo::VmcoreInfo;
 use crate::warning;
+use hangscope_symbols::SymbolTable;
 
 /// Largest descriptor count believed (`CONFIG_LOG_BUF_SHIFT` is at most
 /// 25, with one descriptor per 32 bytes of text).
@@ -72,7 +74,10 @@ pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
     let fac_off = r.offset("printk_info", "facility").ok();
     let level = r.field("printk_info", "level").ok();
     let word = |b: &[u8], at: u64, n: u64| -> Option<u64> {
-        let s = b.get(at as usize..(at + n) as usize)?;
+        if n > 8 {
+            return None;
+        }
+        let s = b.get(at as usize..at.checked_add(n)? as usize)?;
         let mut w = [0u8; 8];
         w[..n as usize].copy_from_slice(s);
         Some(u64::from_le_bytes(w))
@@ -111,7 +116,7 @@ pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
         let text_len = word(&infos_bytes, inf + len_off, len_size).unwrap_or(0);
         let facility = fac_off
             .and_then(|o| word(&infos_bytes, inf + o, 1))
-            .unwrap_or(0) as u8;
+            .map(|f| f as u8);
         let lvl = match &level {
             Some((
                 o,
@@ -119,12 +124,17 @@ pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
                     position, length, ..
                 },
             )) => word(&infos_bytes, inf + o, 1)
-                .map(|b| (b >> position) & ((1u64 << length.min(&8)) - 1))
-                .unwrap_or(0) as u8,
-            _ => 0,
+                .map(|b| (b >> position.min(&7)) & ((1u64 << length.min(&8)) - 1))
+                .map(|l| l as u8),
+            _ => None,
         };
         let body = block(&text, size, begin, next);
-        // The block starts with the descriptor id.
+        // The block starts with the descriptor id; another id means the
+        // text was overwritten since (the kernel's get_data() checks it).
+        if body.len() >= 8 && word(body, 0, 8) != Some(id) {
+            skipped += 1;
+            continue;
+        }
         let t = body.get(8..).unwrap_or(&[]);
         let t = &t[..(text_len as usize).min(t.len())];
         out.items.push(DmesgRecord {
@@ -139,6 +149,98 @@ pub fn dmesg(env: &Env<'_>) -> Result<Partial<DmesgRecord>> {
         log::debug!("printk: {skipped} descriptor(s) not committed or reused");
     }
     Ok(out)
+}
+
+/// The printk layout VMCOREINFO publishes (for makedumpfile's
+/// `--dump-dmesg`), as a type table: dmesg without BTF or a vmlinux. The
+/// offsets and sizes are the kernel's; the scalar types of the fields are
+/// those of kernel/printk/printk_ringbuffer.h. `None` when VMCOREINFO
+/// lacks an entry.
+pub fn vmcoreinfo_types(vi: &VmcoreInfo) -> Option<SymbolTable> {
+    let off = |t: &str, f: &str| vi.offset(t, f);
+    let size = |t: &str| vi.sizes.get(t).copied();
+    let field = |t: &str, f: &str, ty: &str| -> Option<String> {
+        Some(format!(r#""{f}":{{"offset":{},"type":{ty}}}"#, off(t, f)?))
+    };
+    let base = |n: &str| format!(r#"{{"kind":"base","name":"{n}"}}"#);
+    let st = |n: &str| format!(r#"{{"kind":"struct","name":"{n}"}}"#);
+    let ptr = r#"{"kind":"pointer","subtype":{"kind":"base","name":"void"}}"#.to_string();
+    let ty = |name: &str, fields: Vec<Option<String>>| -> Option<String> {
+        let fields: Option<Vec<String>> = fields.into_iter().collect();
+        Some(format!(
+            r#""{name}":{{"kind":"struct","size":{},"fields":{{{}}}}}"#,
+            size(name)?,
+            fields?.join(",")
+        ))
+    };
+    let types = [
+        ty(
+            "printk_ringbuffer",
+            vec![
+                field("printk_ringbuffer", "desc_ring", &st("prb_desc_ring")),
+                field("printk_ringbuffer", "text_data_ring", &st("prb_data_ring")),
+            ],
+        ),
+        ty(
+            "prb_desc_ring",
+            vec![
+                field("prb_desc_ring", "count_bits", &base("unsigned int")),
+                field("prb_desc_ring", "descs", &ptr),
+                field("prb_desc_ring", "infos", &ptr),
+                field("prb_desc_ring", "head_id", &st("atomic_long_t")),
+                field("prb_desc_ring", "tail_id", &st("atomic_long_t")),
+            ],
+        ),
+        ty(
+            "prb_data_ring",
+            vec![
+                field("prb_data_ring", "size_bits", &base("unsigned int")),
+                field("prb_data_ring", "data", &ptr),
+            ],
+        ),
+        ty(
+            "prb_desc",
+            vec![
+                field("prb_desc", "state_var", &st("atomic_long_t")),
+                field("prb_desc", "text_blk_lpos", &st("prb_data_blk_lpos")),
+            ],
+        ),
+        ty(
+            "prb_data_blk_lpos",
+            vec![
+                field("prb_data_blk_lpos", "begin", &base("unsigned long")),
+                field("prb_data_blk_lpos", "next", &base("unsigned long")),
+            ],
+        ),
+        ty(
+            "printk_info",
+            vec![
+                field("printk_info", "seq", &base("unsigned long")),
+                field("printk_info", "ts_nsec", &base("unsigned long")),
+                field("printk_info", "text_len", &base("unsigned short")),
+            ],
+        ),
+        ty(
+            "atomic_long_t",
+            vec![field("atomic_long_t", "counter", &base("unsigned long"))],
+        ),
+    ];
+    let types: Option<Vec<String>> = types.into_iter().collect();
+    let prb = vi.symbol("prb")?;
+    let json = format!(
+        r#"{{"metadata":{{"format":"6.2.0"}},
+"base_types":{{
+ "unsigned int":{{"size":4,"signed":false,"kind":"int","endian":"little"}},
+ "unsigned short":{{"size":2,"signed":false,"kind":"int","endian":"little"}},
+ "unsigned long":{{"size":8,"signed":false,"kind":"int","endian":"little"}},
+ "void":{{"size":0,"signed":false,"kind":"void","endian":"little"}},
+ "pointer":{{"size":8,"signed":false,"kind":"int","endian":"little"}}}},
+"user_types":{{{}}},
+"enums":{{}},
+"symbols":{{"prb":{{"address":{prb}}}}}}}"#,
+        types?.join(",")
+    );
+    SymbolTable::from_isf_bytes(json.as_bytes(), std::path::Path::new("VMCOREINFO")).ok()
 }
 
 /// The bytes of the text block `[begin, next)` in a ring of `size` bytes:
@@ -175,5 +277,60 @@ mod tests {
         assert!(block(&text, 64, 40, 8).is_empty());
         assert!(block(&text, 0, 0, 8).is_empty());
         assert!(block(&text, 64, 8, 200).is_empty());
+    }
+
+    #[test]
+    fn a_synthetic_ring_reads_back_in_order() {
+        use crate::kallsyms::Kallsyms;
+        use crate::synth;
+        use crate::view::Reader;
+        let mut mem = hangscope_x64::SparseMemory::new();
+        let texts: Vec<String> = (0..20)
+            .map(|i| format!("line {i}: {}", "x".repeat(i * 5)))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (vi, prb) = synth::write_printk(&mut mem, &refs);
+        let types = vmcoreinfo_types(&VmcoreInfo::parse(&vi)).expect("printk types");
+        let kallsyms = Kallsyms::from_symbols(vec![prb], None);
+        let env = Env {
+            r: Reader {
+                mem: &mem,
+                types: &types,
+            },
+            kallsyms: &kallsyms,
+            kernel_offset: 0,
+        };
+        let log = dmesg(&env).unwrap();
+        assert!(log.warnings.is_empty(), "{:?}", log.warnings);
+        // The last 16 descriptors, those whose text is still in the ring.
+        let got: Vec<&str> = log.items.iter().map(|r| r.text.as_str()).collect();
+        assert!(got.len() >= 5, "{got:?}");
+        assert_eq!(got.last(), Some(&"line 19: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
+        for r in &log.items {
+            assert_eq!(r.text, texts[r.seq as usize], "seq {}", r.seq);
+            assert_eq!(r.ts_ns, r.seq * 1_000_000);
+            assert_eq!(r.level, None);
+        }
+        assert_eq!(
+            log.items[0].lines()[0],
+            format!(
+                "[    0.{:06}] {}",
+                log.items[0].seq * 1000,
+                texts[log.items[0].seq as usize]
+            )
+        );
+        // Damage: garbage in the ring's geometry and links never panics.
+        for (at, v) in [(8u64, u64::MAX), (16, 0), (24, 7), (32, u64::MAX - 3)] {
+            let mut m = mem.clone();
+            m.write_u64(synth::PRB + 0x100 + at, v);
+            let env = Env {
+                r: Reader {
+                    mem: &m,
+                    types: &types,
+                },
+                ..env
+            };
+            let _ = dmesg(&env);
+        }
     }
 }

@@ -31,7 +31,8 @@ pub mod vmcoreinfo;
 pub use error::{Error, ErrorKind, Result};
 pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol};
 pub use model::{
-    DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, TaskState, Warning, WarningKind,
+    CpuInfo, DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, TaskState, Warning,
+    WarningKind,
 };
 pub use space::{LinuxPte, LINUX_PTE, START_KERNEL_MAP};
 pub use vmcoreinfo::VmcoreInfo;
@@ -54,6 +55,8 @@ pub struct OpenOptions {
     /// Where the table built from the dump's BTF is kept for next time
     /// (keyed by the BTF's content); none: parse it every time.
     pub cache: Option<hangscope_symbols::SymbolCache>,
+    /// Do not read the dump's BTF (tests; a user who wants no types).
+    pub skip_btf: bool,
 }
 
 /// A Linux kernel in a dump.
@@ -71,6 +74,17 @@ pub struct LinuxKernel<'d> {
     banner: Option<String>,
     discovery: Vec<String>,
     cache: tasks::Cache,
+}
+
+/// Whether the dump's VMCOREINFO is a Linux kernel's (it names an
+/// `OSRELEASE`): a cheap test before choosing a kernel model. A dump
+/// without VMCOREINFO may still hold Linux; [`LinuxKernel::open`] then
+/// scans for it.
+pub fn has_linux_vmcoreinfo(dump: &Dump) -> bool {
+    dump.hints
+        .vmcoreinfo
+        .as_deref()
+        .is_some_and(|t| VmcoreInfo::parse(t).osrelease.is_some())
 }
 
 impl<'d> LinuxKernel<'d> {
@@ -147,6 +161,15 @@ impl<'d> LinuxKernel<'d> {
                     |p| p.display().to_string(),
                 ));
                 k.types = Some(t);
+            }
+            None if opts.skip_btf => {
+                k.types_error = Some(Error {
+                    kind: ErrorKind::TypesNotFound {
+                        release: k.release(),
+                        reason: "reading the dump's BTF was turned off".into(),
+                    },
+                    at: None,
+                });
             }
             None => match types::btf_from_memory(&k, opts.cache.as_ref()) {
                 Ok((t, src)) => {
@@ -237,14 +260,12 @@ impl<'d> LinuxKernel<'d> {
     /// A global's run-time address: kallsyms first, else the type
     /// source's symbol moved by KASLR.
     pub fn symbol(&self, name: &str) -> Result<VirtAddr> {
-        if let Some(a) = self.kallsyms.get(name) {
-            return Ok(VirtAddr(a));
-        }
-        self.types
-            .as_ref()
-            .and_then(|t| t.symbol(name))
-            .map(|a| VirtAddr(a.wrapping_add(self.kernel_offset)))
-            .ok_or_else(|| Error::missing_symbol(name))
+        view::symbol(
+            &self.kallsyms,
+            self.types.as_ref(),
+            self.kernel_offset,
+            name,
+        )
     }
 
     /// Memory, types and symbols for a typed walk, or why there are no
@@ -317,6 +338,11 @@ impl<'d> LinuxKernel<'d> {
         tasks::tasks(&self.env()?, &self.cache)
     }
 
+    /// Each CPU's runqueue: the task it runs, its clock, its queue.
+    pub fn cpus(&self) -> Result<Partial<model::CpuInfo>> {
+        tasks::cpus(&self.env()?)
+    }
+
     /// Loaded modules, in the `modules` list's order.
     pub fn modules(&self) -> Result<Partial<ModuleInfo>> {
         modules::modules(&self.env()?)
@@ -351,8 +377,26 @@ impl<'d> LinuxKernel<'d> {
     }
 
     /// The printk ring buffer, oldest record first.
+    ///
+    /// Without types, the layout VMCOREINFO publishes for the log is used
+    /// when the dump has it (records then carry no level or facility).
     pub fn dmesg(&self) -> Result<Partial<DmesgRecord>> {
-        dmesg::dmesg(&self.env()?)
+        match self.env() {
+            Ok(env) => dmesg::dmesg(&env),
+            Err(e) => {
+                let Some(t) = self.vmcoreinfo.as_ref().and_then(dmesg::vmcoreinfo_types) else {
+                    return Err(e);
+                };
+                dmesg::dmesg(&view::Env {
+                    r: view::Reader {
+                        mem: &self.space,
+                        types: &t,
+                    },
+                    kallsyms: &self.kallsyms,
+                    kernel_offset: 0,
+                })
+            }
+        }
     }
 }
 
@@ -399,6 +443,45 @@ mod tests {
         let dump = Dump::from_bytes(bytes).unwrap();
         let e = LinuxKernel::open(&dump, None).unwrap_err();
         assert_eq!(e.name(), "KernelNotFound", "{e}");
+    }
+
+    #[test]
+    fn the_model_serialises_addresses_as_hex() {
+        let t = TaskInfo {
+            task: VirtAddr(0xffff_8dbe_4121_48c0),
+            pid: 1,
+            tgid: 1,
+            ppid: Some(0),
+            comm: "init".into(),
+            state: TaskState::Sleeping,
+            raw_state: 0x2001,
+            exit_state: 0,
+            kernel_thread: false,
+            cpu: Some(1),
+            on_cpu: Some(false),
+            last_arrival_ns: Some(6_715_387_926),
+            since_last_arrival_ns: None,
+            nvcsw: Some(310),
+            nivcsw: Some(184),
+            last_switch_time: Some(0),
+            last_switch_count: Some(0),
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["task"], "0xffff8dbe412148c0");
+        assert_eq!(v["state"], "sleeping");
+        let back: TaskInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+        let unknown = serde_json::to_value(TaskState::Unknown(12)).unwrap();
+        assert_eq!(unknown, serde_json::json!({"unknown": 12}));
+        let w: Warning = serde_json::from_value(serde_json::json!(
+            {"kind": "from_the_future", "address": null, "message": "m"}
+        ))
+        .unwrap();
+        assert_eq!(w.kind, WarningKind::Unknown("from_the_future".into()));
+        let mut dump = Dump::from_bytes(vec![0u8; 4096]).unwrap();
+        assert!(!has_linux_vmcoreinfo(&dump));
+        dump.hints.vmcoreinfo = Some("OSRELEASE=6.1.0-56-amd64\n".into());
+        assert!(has_linux_vmcoreinfo(&dump));
     }
 
     #[test]

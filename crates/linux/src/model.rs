@@ -215,6 +215,27 @@ pub struct TaskInfo {
     pub last_switch_count: Option<u64>,
 }
 
+/// One CPU's runqueue: what it runs now and its clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    /// CPU number.
+    pub cpu: u32,
+    /// Its `struct rq` (`runqueues` on this CPU).
+    #[serde(with = "hex")]
+    pub runqueue: VirtAddr,
+    /// `rq.curr`: the task running on it.
+    #[serde(with = "hex_opt")]
+    pub current: Option<VirtAddr>,
+    /// That task's pid.
+    pub current_pid: Option<i32>,
+    /// That task's comm.
+    pub current_comm: Option<String>,
+    /// `rq.clock`, ns.
+    pub clock_ns: Option<u64>,
+    /// `rq.nr_running`: runnable tasks queued.
+    pub nr_running: Option<u64>,
+}
+
 /// A loaded module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleInfo {
@@ -239,10 +260,10 @@ pub struct DmesgRecord {
     pub seq: u64,
     /// Timestamp, ns since boot (local clock).
     pub ts_ns: u64,
-    /// Log level (0 emergency ... 7 debug).
-    pub level: u8,
-    /// Facility.
-    pub facility: u8,
+    /// Log level (0 emergency ... 7 debug), when the layout says where.
+    pub level: Option<u8>,
+    /// Facility, when the layout says where.
+    pub facility: Option<u8>,
     /// The text (may hold several lines).
     pub text: String,
 }

@@ -18,8 +18,16 @@ pub const MAX_MODULE_SYMS: u64 = 1 << 20;
 /// Longest symbol name read.
 const MAX_NAME: usize = 512;
 
-/// The core (non-init) memory types of 6.4+'s `enum mod_mem_type`.
-const CORE_MEM: [&str; 4] = ["MOD_TEXT", "MOD_DATA", "MOD_RODATA", "MOD_RO_AFTER_INIT"];
+/// The core (non-init) memory types of 6.4+'s `enum mod_mem_type`, and
+/// their values in include/linux/module.h, used only when the type
+/// information lacks the enum (BTF keeps an enum only if some type uses
+/// it by name).
+const CORE_MEM: [(&str, i64); 4] = [
+    ("MOD_TEXT", 0),
+    ("MOD_DATA", 1),
+    ("MOD_RODATA", 2),
+    ("MOD_RO_AFTER_INIT", 3),
+];
 
 /// Loaded modules, in list order.
 pub fn modules(env: &Env<'_>) -> Result<Partial<ModuleInfo>> {
@@ -41,8 +49,8 @@ pub fn modules(env: &Env<'_>) -> Result<Partial<ModuleInfo>> {
 }
 
 /// The `mem[]` element of a memory type, by the enum's value.
-fn mem_region(r: &Reader<'_>, m: &Object<'_>, ty: &str) -> Option<(u64, u64)> {
-    let i = r.types.enum_value("mod_mem_type", ty)?;
+fn mem_region(r: &Reader<'_>, m: &Object<'_>, (ty, value): (&str, i64)) -> Option<(u64, u64)> {
+    let i = r.types.enum_value("mod_mem_type", ty).unwrap_or(value);
     let base = m.uint(&format!("mem[{i}].base")).ok()?;
     let size = m.uint(&format!("mem[{i}].size")).ok()?;
     Some((base, size))
@@ -52,10 +60,10 @@ fn read_module(r: &Reader<'_>, addr: VirtAddr) -> Result<ModuleInfo> {
     let m = r.object("module", addr);
     let name = m.char_array("name")?;
     let (base, size) = if r.has_field("module", "mem") {
-        let text = mem_region(r, &m, "MOD_TEXT");
+        let text = mem_region(r, &m, CORE_MEM[0]);
         let size: u64 = CORE_MEM
             .iter()
-            .filter_map(|t| mem_region(r, &m, t))
+            .filter_map(|&t| mem_region(r, &m, t))
             .map(|(_, s)| s)
             .sum();
         (text.map(|(b, _)| VirtAddr(b)), Some(size))

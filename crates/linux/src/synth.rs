@@ -234,3 +234,96 @@ pub fn build(procs: &[Process]) -> SynthKernel {
 pub fn tasks_link(task: u64) -> u64 {
     task + T_TASKS
 }
+
+/// The printk layout of Debian's 6.1 kernel as its VMCOREINFO gives it.
+pub const PRINTK_VMCOREINFO: &str = "SIZE(printk_ringbuffer)=88
+OFFSET(printk_ringbuffer.desc_ring)=0
+OFFSET(printk_ringbuffer.text_data_ring)=48
+SIZE(prb_desc_ring)=48
+OFFSET(prb_desc_ring.count_bits)=0
+OFFSET(prb_desc_ring.descs)=8
+OFFSET(prb_desc_ring.infos)=16
+OFFSET(prb_desc_ring.head_id)=24
+OFFSET(prb_desc_ring.tail_id)=32
+SIZE(prb_desc)=24
+OFFSET(prb_desc.state_var)=0
+OFFSET(prb_desc.text_blk_lpos)=8
+SIZE(prb_data_blk_lpos)=16
+OFFSET(prb_data_blk_lpos.begin)=0
+OFFSET(prb_data_blk_lpos.next)=8
+SIZE(printk_info)=88
+OFFSET(printk_info.seq)=0
+OFFSET(printk_info.ts_nsec)=8
+OFFSET(printk_info.text_len)=16
+SIZE(prb_data_ring)=32
+OFFSET(prb_data_ring.size_bits)=0
+OFFSET(prb_data_ring.data)=8
+SIZE(atomic_long_t)=8
+OFFSET(atomic_long_t.counter)=0
+";
+
+/// Where the synthetic printk ring buffer lives.
+pub const PRB: u64 = 0xffff_ffff_8220_0000;
+
+/// A printk ring buffer of 16 descriptors and 1 KiB of text holding
+/// `texts` (oldest first; the ring keeps the last ones that fit), written
+/// into `mem`; returns the VMCOREINFO text that describes it and the
+/// symbol `prb`.
+pub fn write_printk(mem: &mut SparseMemory, texts: &[&str]) -> (String, KernelSymbol) {
+    let (count_bits, size_bits) = (4u32, 10u32);
+    let (count, size) = (1u64 << count_bits, 1u64 << size_bits);
+    let rb = PRB + 0x100;
+    let descs = PRB + 0x1000;
+    let infos = PRB + 0x2000;
+    let data = PRB + 0x4000;
+    mem.write_u64(PRB, rb);
+    mem.write_u32(rb, count_bits);
+    mem.write_u64(rb + 8, descs);
+    mem.write_u64(rb + 16, infos);
+    mem.write_u32(rb + 48, size_bits);
+    mem.write_u64(rb + 56, data);
+    let mut lpos = 0u64;
+    let mut ids = Vec::new();
+    let mut begins = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let id = i as u64;
+        let len = (8 + text.len() as u64 + 7) & !7;
+        let mut begin = lpos;
+        // A block that would cross the end goes to the start of the next lap.
+        if begin / size != (begin + len) / size && (begin + len) % size != 0 {
+            begin = (begin / size + 1) * size;
+        }
+        let next = begin + len;
+        let at = data + begin % size;
+        mem.write_u64(at, id);
+        mem.write(at + 8, text.as_bytes());
+        let d = descs + (id % count) * 24;
+        mem.write_u64(d, (2u64 << 62) | id);
+        mem.write_u64(d + 8, begin);
+        mem.write_u64(d + 16, next);
+        let inf = infos + (id % count) * 88;
+        mem.write_u64(inf, id);
+        mem.write_u64(inf + 8, id * 1_000_000);
+        mem.write(inf + 16, &(text.len() as u16).to_le_bytes());
+        lpos = next;
+        ids.push(id);
+        begins.push(begin);
+    }
+    // The oldest record whose descriptor and text are both still there.
+    let head = ids.last().copied().unwrap_or(0);
+    let tail = ids
+        .iter()
+        .zip(&begins)
+        .find(|&(&id, &b)| b + size >= lpos && id + count > head)
+        .map_or(head, |(&id, _)| id);
+    mem.write_u64(rb + 24, head);
+    mem.write_u64(rb + 32, tail);
+    (
+        format!("SYMBOL(prb)={PRB:x}\n{PRINTK_VMCOREINFO}"),
+        KernelSymbol {
+            name: "prb".into(),
+            addr: PRB,
+            kind: 'd',
+        },
+    )
+}

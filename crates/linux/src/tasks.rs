@@ -14,8 +14,8 @@ use crate::warning;
 use hangscope_x64::VirtAddr;
 use std::sync::OnceLock;
 
-/// Most processes walked (`PID_MAX_LIMIT` is 4 Mi; a hung guest has far
-/// fewer).
+/// Most processes walked, and most tasks listed in all (`PID_MAX_LIMIT`
+/// is 4 Mi; a hung guest has far fewer).
 pub const MAX_TASKS: usize = 1 << 22;
 /// Most threads in one group.
 pub const MAX_THREADS: usize = 1 << 20;
@@ -162,6 +162,41 @@ fn idle_tasks(env: &Env<'_>, pc: Option<&PerCpu>, init: VirtAddr) -> Vec<VirtAdd
         .collect()
 }
 
+/// Each CPU's runqueue: its current task, clock and queue length.
+pub fn cpus(env: &Env<'_>) -> Result<Partial<crate::model::CpuInfo>> {
+    let r = env.r;
+    let pc = PerCpu::read(r.mem, env.kallsyms)
+        .ok_or_else(|| Error::missing_symbol("__per_cpu_offset"))?;
+    let rq_sym = env.symbol("runqueues")?.0;
+    let mut out = Partial::default();
+    for cpu in 0..pc.offsets.len() as u32 {
+        let Some(rq_addr) = pc.addr(rq_sym, cpu) else {
+            continue;
+        };
+        let rq = r.object("rq", rq_addr);
+        let current = match rq.ptr("curr") {
+            Ok(c) => Some(c),
+            Err(e) => {
+                out.warnings.push(warning(&e));
+                None
+            }
+        };
+        let task = current
+            .filter(|c| c.0 != 0)
+            .map(|c| r.object("task_struct", c));
+        out.items.push(crate::model::CpuInfo {
+            cpu,
+            runqueue: rq_addr,
+            current,
+            current_pid: task.and_then(|t| t.int("pid").ok()).map(|p| p as i32),
+            current_comm: task.and_then(|t| t.char_array("comm").ok()),
+            clock_ns: rq.uint("clock").ok(),
+            nr_running: rq.uint("nr_running").ok(),
+        });
+    }
+    Ok(out)
+}
+
 /// Every task.
 pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
     let r = env.r;
@@ -194,6 +229,13 @@ pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
         match threads(&r, &layout, leader) {
             Ok(iter) => {
                 for t in iter {
+                    if out.items.len() >= MAX_TASKS {
+                        out.warnings.push(warning(&Error::bad_data(
+                            leader,
+                            format!("more than {MAX_TASKS} tasks: the rest are not listed"),
+                        )));
+                        return Ok(out);
+                    }
                     match t {
                         Ok(t) => push(t, &mut out),
                         Err(e) => {

@@ -323,13 +323,23 @@ impl Env<'_> {
     /// A global's run-time address: kallsyms first, else the type
     /// source's symbol moved by KASLR.
     pub fn symbol(&self, name: &str) -> Result<VirtAddr> {
-        if let Some(a) = self.kallsyms.get(name) {
-            return Ok(VirtAddr(a));
-        }
-        self.r
-            .types
-            .symbol(name)
-            .map(|a| VirtAddr(a.wrapping_add(self.kernel_offset)))
-            .ok_or_else(|| Error::missing_symbol(name))
+        symbol(self.kallsyms, Some(self.r.types), self.kernel_offset, name)
     }
+}
+
+/// A global's run-time address: kallsyms first, else `types`' link-time
+/// symbol moved by KASLR's `offset`.
+pub fn symbol(
+    kallsyms: &Kallsyms,
+    types: Option<&SymbolTable>,
+    offset: u64,
+    name: &str,
+) -> Result<VirtAddr> {
+    if let Some(a) = kallsyms.get(name) {
+        return Ok(VirtAddr(a));
+    }
+    types
+        .and_then(|t| t.symbol(name))
+        .map(|a| VirtAddr(a.wrapping_add(offset)))
+        .ok_or_else(|| Error::missing_symbol(name))
 }

@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     // The pure decoder: a count, then tokens from the input's tail.
     let n = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) % 4096;
     let tokens: Vec<Vec<u8>> = (0..256)
-        .map(|i| data.get(i % data.len()..(i % data.len()) + 1 + i % 3).unwrap_or(&[]).to_vec())
+        .map(|i| {
+            data.get(i % data.len()..(i % data.len()) + 1 + i % 3)
+                .unwrap_or(&[])
+                .to_vec()
+        })
         .collect();
     let _ = decode_names(&data[4..], n, &tokens);
     // The whole reader over memory built from the input.

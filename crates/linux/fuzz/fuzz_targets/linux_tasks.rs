@@ -1,16 +1,20 @@
-//! The task walk over damaged memory: the synthetic kernel
-//! (`hangscope_linux::synth`: init_task, processes with threads, two CPUs'
-//! runqueues) with the input's patches laid over its pages, then the walk
-//! must end with tasks and warnings: no panic, no hang.
+//! The task walk and the printk reader over damaged memory: the synthetic
+//! kernel (`hangscope_linux::synth`: init_task, processes with threads, two
+//! CPUs' runqueues, a printk ring buffer) with the input's patches laid
+//! over its pages; the walks must end with results and warnings: no
+//! panic, no hang.
 //!
 //! Input: a list of patches, each (page index: 1 byte, offset in the
 //! page: 2 bytes, length: 1 byte, then that many bytes). Page indexes pick
 //! among the kernel's pages, modulo their count.
 #![no_main]
 
+use hangscope_linux::dmesg::{dmesg, vmcoreinfo_types};
+use hangscope_linux::kallsyms::Kallsyms;
 use hangscope_linux::synth::{self, Process};
 use hangscope_linux::tasks::{tasks, Cache};
 use hangscope_linux::view::{Env, Reader};
+use hangscope_linux::VmcoreInfo;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,11 +24,17 @@ fuzz_target!(|data: &[u8]| {
             kthread: false,
         },
         Process {
-            threads: vec![(94, "writer", 0x1, 1), (96, "handler", 0x2, 0), (97, "x", 0x402, 1)],
+            threads: vec![
+                (94, "writer", 0x1, 1),
+                (96, "handler", 0x2, 0),
+                (97, "x", 0x402, 1),
+            ],
             kthread: false,
         },
     ];
     let mut k = synth::build(&procs);
+    let (vi, prb) =
+        synth::write_printk(&mut k.mem, &["boot", "hung task", "a longer line of text"]);
     let pages: Vec<u64> = k.mem.pages().map(|(va, _)| va).collect();
     let mut d = data;
     while d.len() >= 4 {
@@ -43,4 +53,15 @@ fuzz_target!(|data: &[u8]| {
         kernel_offset: 0,
     };
     let _ = tasks(&env, &Cache::default());
+    let printk_types = vmcoreinfo_types(&VmcoreInfo::parse(&vi)).expect("printk layout");
+    let printk_syms = Kallsyms::from_symbols(vec![prb], None);
+    let env = Env {
+        r: Reader {
+            mem: &k.mem,
+            types: &printk_types,
+        },
+        kallsyms: &printk_syms,
+        kernel_offset: 0,
+    };
+    let _ = dmesg(&env);
 });
