@@ -293,8 +293,8 @@ mod tests {
         let r = |seq: u64, text: &str| DmesgRecord {
             seq,
             ts_ns: 41_908_897_000,
-            level: 3,
-            facility: 0,
+            level: Some(3),
+            facility: Some(0),
             text: text.into(),
         };
         let d = Partial {
