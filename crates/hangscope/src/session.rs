@@ -4,9 +4,9 @@
 use crate::cli::GlobalArgs;
 use anyhow::{Context, Result};
 use hangscope_dump::{Dump, DumpFormat};
-use hangscope_linux::LinuxKernel;
+use hangscope_linux::{LinuxKernel, OpenOptions};
 use hangscope_nt::{Kernel, SymbolSource};
-use hangscope_symbols::SymbolTable;
+use hangscope_symbols::{SymbolCache, SymbolTable};
 use std::path::{Path, PathBuf};
 
 /// Open a dump, saying which file failed.
@@ -157,8 +157,14 @@ fn linux_types(g: &GlobalArgs) -> Result<Option<SymbolTable>> {
     for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let p = Path::new(part);
         if p.is_file() {
-            let table = SymbolTable::load(p)
-                .with_context(|| format!("cannot read the symbol file {}", p.display()))?;
+            // Through the user's symbol cache when there is one: parsing a
+            // debug vmlinux's DWARF takes seconds, its compact table a
+            // memory map.
+            let table = match SymbolCache::from_env() {
+                Some(cache) => cache.load(p),
+                None => SymbolTable::load(p),
+            }
+            .with_context(|| format!("cannot read the symbol file {}", p.display()))?;
             return Ok(Some(table));
         }
     }
@@ -168,7 +174,11 @@ fn linux_types(g: &GlobalArgs) -> Result<Option<SymbolTable>> {
 /// Find a Linux kernel in an opened dump; the error names the file.
 pub fn open_linux<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<LinuxKernel<'d>> {
     let types = linux_types(g)?;
-    LinuxKernel::open(dump, types).map_err(|e| {
+    let options = OpenOptions {
+        cache: SymbolCache::from_env(),
+        ..OpenOptions::default()
+    };
+    LinuxKernel::open_with(dump, types, &options).map_err(|e| {
         let notes = hangscope_nt::kernel::ordered_dump_notes(dump.notes());
         let because = if notes.is_empty() {
             String::new()
