@@ -1,23 +1,30 @@
 //! The model against real dumps of a hung Debian guest, made by the recipe
 //! in `shared/tools/linux-guest` (`make-hang-dumps.sh`), and drgn's ground
-//! truth recorded there. Set `HANGSCOPE_LINUX_GUEST_DIR` to the recipe's
-//! work directory (with `dumps/` and `peers/`); without it these tests
-//! skip with a message.
+//! truth recorded there. `HANGSCOPE_LINUX_GUESTS` lists the recipe's work
+//! directories (with `dumps/` and `peers/`, colon-separated; what
+//! `scripts/linux-guest.sh` makes and `scripts/test.sh` sets); without it
+//! these tests skip with a message, except in CI (`CI=true`), where they
+//! fail.
 
 use hangscope_dump::Dump;
 use hangscope_linux::LinuxKernel;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-fn guest_dir() -> Option<PathBuf> {
-    match std::env::var_os("HANGSCOPE_LINUX_GUEST_DIR") {
-        Some(d) => Some(PathBuf::from(d)),
-        None => {
-            eprintln!(
-                "skipped: HANGSCOPE_LINUX_GUEST_DIR is not set (see shared/tools/linux-guest)"
-            );
-            None
-        }
+fn guest_dirs() -> Vec<PathBuf> {
+    let list = std::env::var("HANGSCOPE_LINUX_GUESTS").unwrap_or_default();
+    let dirs: Vec<PathBuf> = list
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    if dirs.is_empty() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI must test the real Linux guests: set HANGSCOPE_LINUX_GUESTS (scripts/test.sh does)"
+        );
+        eprintln!("skipped: HANGSCOPE_LINUX_GUESTS is not set (run scripts/linux-guest.sh)");
     }
+    dirs
 }
 
 fn dumps(dir: &std::path::Path) -> Vec<(&'static str, PathBuf)> {
@@ -29,7 +36,12 @@ fn dumps(dir: &std::path::Path) -> Vec<(&'static str, PathBuf)> {
 
 #[test]
 fn kallsyms_agree_with_vmcoreinfo() {
-    let Some(dir) = guest_dir() else { return };
+    for dir in guest_dirs() {
+        kallsyms_agree_with_vmcoreinfo_on(&dir);
+    }
+}
+
+fn kallsyms_agree_with_vmcoreinfo_on(dir: &Path) {
     for (name, path) in dumps(&dir) {
         let dump = Dump::open(&path).unwrap();
         let k = LinuxKernel::open(&dump, None).unwrap_or_else(|e| panic!("[{name}] {e}"));
@@ -133,7 +145,12 @@ fn raw_image_of(elf: &std::path::Path, out: &std::path::Path) {
 /// kernel is found by scanning, with the same kallsyms answer.
 #[test]
 fn kernel_found_without_vmcoreinfo() {
-    let Some(dir) = guest_dir() else { return };
+    for dir in guest_dirs() {
+        kernel_found_without_vmcoreinfo_on(&dir);
+    }
+}
+
+fn kernel_found_without_vmcoreinfo_on(dir: &Path) {
     let elf = dir.join("dumps/hangguest.elf");
     let dump = Dump::open(&elf).unwrap();
     let with = LinuxKernel::open(&dump, None).unwrap();
@@ -186,7 +203,12 @@ fn kernel_found_without_vmcoreinfo() {
 /// the kernel's own BTF in the dump.
 #[test]
 fn tasks_dmesg_and_modules_agree_with_drgn() {
-    let Some(dir) = guest_dir() else { return };
+    for dir in guest_dirs() {
+        tasks_dmesg_and_modules_agree_with_drgn_on(&dir);
+    }
+}
+
+fn tasks_dmesg_and_modules_agree_with_drgn_on(dir: &Path) {
     for (name, path) in dumps(&dir) {
         let dump = Dump::open(&path).unwrap();
         let t0 = std::time::Instant::now();
@@ -355,7 +377,12 @@ fn tasks_dmesg_and_modules_agree_with_drgn() {
 /// from that table's link-time symbols when VMCOREINFO is not used.
 #[test]
 fn a_given_table_answers_as_the_dumps_btf() {
-    let Some(dir) = guest_dir() else { return };
+    for dir in guest_dirs() {
+        a_given_table_answers_as_the_dumps_btf_on(&dir);
+    }
+}
+
+fn a_given_table_answers_as_the_dumps_btf_on(dir: &Path) {
     let dump = Dump::open(&dir.join("dumps/hangguest.elf")).unwrap();
     let own = LinuxKernel::open(&dump, None).unwrap();
     let table = own.symbols().expect("BTF in the dump").clone();
@@ -376,7 +403,12 @@ fn a_given_table_answers_as_the_dumps_btf() {
 /// listings fail naming the debug package that would help.
 #[test]
 fn dmesg_without_types_from_vmcoreinfo() {
-    let Some(dir) = guest_dir() else { return };
+    for dir in guest_dirs() {
+        dmesg_without_types_from_vmcoreinfo_on(&dir);
+    }
+}
+
+fn dmesg_without_types_from_vmcoreinfo_on(dir: &Path) {
     let dump = Dump::open(&dir.join("dumps/hangguest.kdump-zlib")).unwrap();
     let typed = LinuxKernel::open(&dump, None).unwrap();
     let opts = hangscope_linux::OpenOptions {
@@ -406,7 +438,12 @@ fn dmesg_without_types_from_vmcoreinfo() {
 /// recipe's debug vmlinux is there: names, bases and sizes equal ours.
 #[test]
 fn modules_agree_with_drgn_when_it_is_at_hand() {
-    let Some(dir) = guest_dir() else { return };
+    for dir in guest_dirs() {
+        modules_agree_with_drgn_when_it_is_at_hand_on(&dir);
+    }
+}
+
+fn modules_agree_with_drgn_when_it_is_at_hand_on(dir: &Path) {
     let Some(drgn) = std::env::var_os("HANGSCOPE_DRGN") else {
         eprintln!("skipped: HANGSCOPE_DRGN is not set (the recipe's venv/bin/drgn)");
         return;
