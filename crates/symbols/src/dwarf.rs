@@ -165,26 +165,13 @@ impl<'a> Elf<'a> {
             let graph =
                 unit_graph(&dwarf, &unit, &builder).map_err(|(off, e)| at(unit_start + off, e))?;
             for id in 0..graph.nodes.len() as NodeId {
-                builder
-                    .add_node(&graph, id)
-                    .map_err(|m| at_message(self.path, info_offset, unit_start, m))?;
+                builder.add_node_or_note(&graph, id, || {
+                    format!(".debug_info unit at {unit_start:#x}")
+                });
             }
         }
         Ok(builder.finish())
     }
-}
-
-fn at_message(path: &Path, info_offset: u64, off: u64, message: String) -> Error {
-    Error::at(
-        ErrorKind::Format {
-            message: format!("DWARF: {message}"),
-        },
-        Location {
-            path: Some(path.to_path_buf()),
-            offset: Some(info_offset + off),
-            record: Some(format!(".debug_info unit at {off:#x}")),
-        },
-    )
 }
 
 impl From<gimli::Error> for Error {
@@ -659,8 +646,7 @@ pub(crate) fn load_vmlinux(path: &Path, data: &[u8]) -> Result<Model, Error> {
         })?;
         let mut b = ModelBuilder::default();
         for id in parsed.own.clone() {
-            b.add_node(&parsed.graph, id)
-                .map_err(|m| format_err(path, format!(".BTF: {m}")))?;
+            b.add_node_or_note(&parsed.graph, id, || format!(".BTF type id {id}"));
         }
         (b.finish(), format!(".BTF section of {}", path.display()))
     } else {

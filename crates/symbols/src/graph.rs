@@ -190,7 +190,14 @@ pub(crate) struct ModelBuilder {
     struct_aliases: HashMap<String, String>,
     /// Typedef name -> the enum name it stands for (first wins).
     enum_aliases: HashMap<String, String>,
+    /// Types left out because they could not be converted (a cycle, a
+    /// reference to a non-type in damaged input): count and first reasons.
+    skipped: usize,
+    notes: Vec<String>,
 }
+
+/// How many reasons for skipped types are kept.
+const MAX_NOTES: usize = 8;
 
 impl ModelBuilder {
     /// Whether a struct or union of this name is defined already (a
@@ -243,6 +250,23 @@ impl ModelBuilder {
             self.add_node(graph, id)?;
         }
         Ok(())
+    }
+
+    /// [`ModelBuilder::add_node`], but a type that cannot be converted is
+    /// left out and noted (`place` says where it was), so that one damaged
+    /// type does not cost every other.
+    pub(crate) fn add_node_or_note(
+        &mut self,
+        graph: &Graph<'_>,
+        id: NodeId,
+        place: impl FnOnce() -> String,
+    ) {
+        if let Err(m) = self.add_node(graph, id) {
+            self.skipped += 1;
+            if self.notes.len() < MAX_NOTES {
+                self.notes.push(format!("{}: {m}", place()));
+            }
+        }
     }
 
     /// Convert one node if it is a named type (the top-level pass).
@@ -324,7 +348,16 @@ impl ModelBuilder {
             }
         }
         self.enums.extend(extra);
+        let mut notes = Vec::new();
+        if self.skipped > 0 {
+            notes.push(format!(
+                "{} type(s) left out because they could not be read",
+                self.skipped
+            ));
+            notes.append(&mut self.notes);
+        }
         Model {
+            notes,
             base_types: self.base_types.into_iter().collect(),
             user_types,
             enums: self.enums,
