@@ -24,12 +24,14 @@
 //!   the byte holding its first bit instead;
 //! * the first complete definition of a name wins (source order: BTF type
 //!   id, DWARF DIE offset); declarations never shadow a definition;
-//! * flexible arrays have count 0; pointers are 8 bytes.
+//! * flexible arrays have count 0; pointers are 8 bytes;
+//! * the constants of every anonymous enum form one enumeration named
+//!   [`ANONYMOUS_ENUM`] (C puts all enumerators in one namespace).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::model::Model;
-use crate::{Enumeration, Field, TypeRef, UserType};
+use crate::{Enumeration, Field, TypeRef, UserType, ANONYMOUS_ENUM};
 
 /// Index of a node in a [`Graph`].
 pub(crate) type NodeId = u32;
@@ -194,6 +196,11 @@ pub(crate) struct ModelBuilder {
     /// reference to a non-type in damaged input): count and first reasons.
     skipped: usize,
     notes: Vec<String>,
+    /// Constants of every anonymous enum (C puts enumerators in one
+    /// namespace) by name, and their largest size. A name seen with two
+    /// values (two files' enums) is ambiguous and left out.
+    anonymous_constants: HashMap<String, Option<i64>>,
+    anonymous_size: u64,
 }
 
 /// How many reasons for skipped types are kept.
@@ -299,6 +306,24 @@ impl ModelBuilder {
                 complete: true,
                 ..
             } if !conv.out.has_enum(name) => conv.define_enum(id, name)?,
+            Node::Enum {
+                name: None,
+                complete: true,
+                size,
+                constants,
+            } => {
+                let out = &mut conv.out;
+                out.anonymous_size = out.anonymous_size.max(*size);
+                for (n, v) in constants {
+                    match out.anonymous_constants.get_mut(*n) {
+                        None => {
+                            out.anonymous_constants.insert(n.to_string(), Some(*v));
+                        }
+                        Some(seen) if *seen != Some(*v) => *seen = None,
+                        Some(_) => {}
+                    }
+                }
+            }
             Node::Typedef { name, target } => conv.typedef(name, *target)?,
             _ => {}
         }
@@ -348,6 +373,18 @@ impl ModelBuilder {
             }
         }
         self.enums.extend(extra);
+        if !self.anonymous_constants.is_empty() && !self.enum_names.contains(ANONYMOUS_ENUM) {
+            let mut constants: Vec<(String, i64)> = std::mem::take(&mut self.anonymous_constants)
+                .into_iter()
+                .filter_map(|(n, v)| Some((n, v?)))
+                .collect();
+            constants.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            self.enums.push(Enumeration {
+                name: ANONYMOUS_ENUM.to_string(),
+                size: self.anonymous_size,
+                constants,
+            });
+        }
         let mut notes = Vec::new();
         if self.skipped > 0 {
             notes.push(format!(

@@ -126,6 +126,14 @@ impl fmt::Display for PdbIdentity {
     }
 }
 
+/// The name of the enumeration that holds the constants of every anonymous
+/// enum in a Linux table (`enum { TASK_COMM_LEN = 16 };`): C puts all
+/// enumerators in one namespace, so they are found by constant name,
+/// `enum_value(ANONYMOUS_ENUM, "TASK_COMM_LEN")`. A name that two
+/// anonymous enums give different values (in different files) is left
+/// out as ambiguous.
+pub const ANONYMOUS_ENUM: &str = "<anonymous>";
+
 /// Whether a bitfield's geometry can be: 1 to 64 bits that end within a
 /// 64-bit field. Anything else comes from a damaged symbol file, and
 /// shifting by it would be wrong (or, in Rust, a panic).

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hangscope_symbols::{ErrorKind, SymbolCache, SymbolTable, TypeRef};
+use hangscope_symbols::{ErrorKind, SymbolCache, SymbolTable, TypeRef, ANONYMOUS_ENUM};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -203,6 +203,10 @@ fn check_hard_cases(t: &SymbolTable, names: &dyn Fn(&str) -> String, legacy_enum
     );
     assert_eq!(t.enum_value("thing::anon_enum_member", "IN_B"), Some(1));
     assert_eq!(t.enum_value("td_enum_t", "TD_ONE"), Some(1));
+    // Anonymous enums' constants, found by name (including those of
+    // members' anonymous enums, which also have their own names).
+    assert_eq!(t.enum_value(ANONYMOUS_ENUM, "ANON_CONST_A"), Some(5));
+    assert_eq!(t.enum_value(ANONYMOUS_ENUM, "IN_B"), Some(1));
     assert_eq!(t.enumeration("pid_type").map(|e| e.size), Some(4));
     assert_eq!(t.base_size(&names("unsigned long long")), Some(8));
     assert_eq!(t.base_size(&names("_Bool")), Some(1));
@@ -735,6 +739,9 @@ fn debian_vmlinux_dwarf_answers_like_its_own_btf() {
         enums.len(),
         &differ_enums[..differ_enums.len().min(40)]
     );
+    for t in [&dwarf, &btf] {
+        assert_eq!(t.enum_value(ANONYMOUS_ENUM, "TASK_COMM_LEN"), Some(16));
+    }
     // A module of the same kernel (`HANGSCOPE_LINUX_MODULE`, e.g. its
     // qemu_fw_cfg.ko): its split BTF on top of the vmlinux's.
     if let Some(ko) = std::env::var_os("HANGSCOPE_LINUX_MODULE").filter(|v| !v.is_empty()) {
