@@ -638,6 +638,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_type_that_cannot_be_read_is_left_out_and_noted() {
+        let mut w = BtfWriter::new();
+        // 1 int; 2 typedef a -> 3; 3 typedef b -> 2 (a cycle);
+        // 4 struct bad { a x; }; 5 struct good { int y; }.
+        w.ty(KIND_INT, false, 0, "int", 4, &[32]);
+        w.ty(KIND_TYPEDEF, false, 0, "a", 3, &[]);
+        w.ty(KIND_TYPEDEF, false, 0, "b", 2, &[]);
+        let x = w.s("x");
+        w.ty(KIND_STRUCT, false, 1, "bad", 4, &[x, 2, 0]);
+        let y = w.s("y");
+        w.ty(KIND_STRUCT, false, 1, "good", 4, &[y, 1, 0]);
+        let t = crate::SymbolTable::from_btf(&w.finish(), vec![], "cyclic").unwrap();
+        assert_eq!(t.field("good", "y").map(|f| f.offset), Some(0));
+        assert!(!t.has_type("bad"));
+        let notes = t.notes();
+        assert!(notes[0].starts_with("3 type(s) left out"), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("type id 4")), "{notes:?}");
+        let again = crate::SymbolTable::from_compact_bytes(t.compact_bytes().to_vec()).unwrap();
+        assert_eq!(again.notes(), notes);
+    }
+
+    #[test]
     fn header_faults_name_their_offset() {
         let good = BtfWriter::new().finish();
         assert!(parse(&good, None).is_ok());

@@ -10,7 +10,7 @@
 //! | # | content | record |
 //! |---|---------|--------|
 //! | 0 | strings: each `len u32` + UTF-8 bytes; a string id is its offset | bytes |
-//! | 1 | identity: name, guid (string ids), age, flag (1 = a PDB identity, 2 = only an origin description in name) | 16 |
+//! | 1 | identity: name, guid (string ids), age, flag (1 = a PDB identity; 2 = no PDB: name is where the types came from, guid the notes on what was left out, one a line) | 16 |
 //! | 2 | type nodes: kind, a, b, c (children always have lower ids) | 16 |
 //! | 3 | base types sorted by name: name, size | 8 |
 //! | 4 | user types sorted by name: name, flags, size u64, first field, count | 24 |
@@ -251,7 +251,7 @@ pub(crate) fn write(model: &Model, key: SourceKey) -> Result<Vec<u8>, String> {
     } else if let Some(origin) = &model.origin {
         // No PDB: the record carries only where the types came from, with
         // a flag older readers take for "no identity".
-        let (n, g) = (w.string(origin)?, w.string("")?);
+        let (n, g) = (w.string(origin)?, w.string(&model.notes.join("\n"))?);
         let s = &mut sect[S_IDENTITY];
         put_u32(s, n);
         put_u32(s, g);
@@ -522,6 +522,14 @@ impl Layout {
             return None;
         }
         self.string(d, self.rec_u32(d, S_IDENTITY, 0, 0)?)
+    }
+
+    /// Notes on what was left out, for tables with an origin record.
+    pub(crate) fn notes<'d>(&self, d: &'d [u8]) -> Option<&'d str> {
+        if self.rec_u32(d, S_IDENTITY, 0, 12)? != IDENTITY_ORIGIN {
+            return None;
+        }
+        self.string(d, self.rec_u32(d, S_IDENTITY, 0, 4)?)
     }
 
     pub(crate) fn identity(&self, d: &[u8]) -> Option<PdbIdentity> {

@@ -165,26 +165,13 @@ impl<'a> Elf<'a> {
             let graph =
                 unit_graph(&dwarf, &unit, &builder).map_err(|(off, e)| at(unit_start + off, e))?;
             for id in 0..graph.nodes.len() as NodeId {
-                builder
-                    .add_node(&graph, id)
-                    .map_err(|m| at_message(self.path, info_offset, unit_start, m))?;
+                builder.add_node_or_note(&graph, id, || {
+                    format!(".debug_info unit at {unit_start:#x}")
+                });
             }
         }
         Ok(builder.finish())
     }
-}
-
-fn at_message(path: &Path, info_offset: u64, off: u64, message: String) -> Error {
-    Error::at(
-        ErrorKind::Format {
-            message: format!("DWARF: {message}"),
-        },
-        Location {
-            path: Some(path.to_path_buf()),
-            offset: Some(info_offset + off),
-            record: Some(format!(".debug_info unit at {off:#x}")),
-        },
-    )
 }
 
 impl From<gimli::Error> for Error {
@@ -223,9 +210,6 @@ struct Attrs<'a> {
     upper_bound: Option<i128>,
     lower_bound: Option<i128>,
     const_value: Option<(i128, Option<u8>)>,
-    /// A reference this reader cannot follow (another unit): the type is
-    /// unknown rather than guessed.
-    foreign_ref: bool,
 }
 
 /// What each kept entry becomes once the unit is read.
@@ -307,7 +291,12 @@ fn unit_graph<'a>(
             let attr = entries.read_attribute(*spec).map_err(err)?;
             read_attr(dwarf, unit, &attr, &mut a);
         }
-        let parent = stack.last().map(|&(_, i)| i);
+        // Only a direct child belongs to a kept container (a member of
+        // something this reader skips is not the outer struct's).
+        let parent = stack
+            .last()
+            .filter(|&&(d, _)| d + 1 == depth)
+            .map(|&(_, i)| i);
         match tag {
             constants::DW_TAG_member => {
                 if let Some(Pending::Aggregate { members }) = parent.map(|p| &mut pending[p]) {
@@ -316,7 +305,7 @@ fn unit_graph<'a>(
                     }
                     members.push(RawMember {
                         name: a.name,
-                        ty: if a.foreign_ref { None } else { a.ty },
+                        ty: a.ty,
                         byte_offset: a.member_location,
                         data_bit_offset: a.data_bit_offset,
                         bit_offset: a.bit_offset,
@@ -343,7 +332,7 @@ fn unit_graph<'a>(
             _ => {}
         }
         let index = nodes.len();
-        let ty = if a.foreign_ref { None } else { a.ty };
+        let ty = a.ty;
         let (node, p) = match tag {
             constants::DW_TAG_base_type => (
                 Node::Base {
@@ -439,6 +428,9 @@ fn unit_graph<'a>(
 const VOID: NodeId = 0;
 const UNKNOWN: NodeId = 1;
 const FIRST: NodeId = 2;
+/// A reference outside the unit: no entry has this offset, so it resolves
+/// to the unknown type.
+const FOREIGN: UnitOffset = UnitOffset(usize::MAX);
 
 /// Resolve the references of a unit's entries into a graph.
 fn finish_graph<'a>(
@@ -622,9 +614,11 @@ fn read_attr<'a>(
             AttributeValue::UnitRef(o) => a.ty = Some(o),
             AttributeValue::DebugInfoRef(o) => match o.to_unit_offset(&unit.header) {
                 Some(u) => a.ty = Some(u),
-                None => a.foreign_ref = true,
+                None => a.ty = Some(FOREIGN),
             },
-            _ => a.foreign_ref = true,
+            // A reference this reader cannot follow (another unit, a
+            // type unit): the type is unknown rather than guessed.
+            _ => a.ty = Some(FOREIGN),
         },
         constants::DW_AT_byte_size => a.byte_size = v.udata_value(),
         constants::DW_AT_declaration => a.declaration = matches!(v, AttributeValue::Flag(true)),
@@ -659,8 +653,7 @@ pub(crate) fn load_vmlinux(path: &Path, data: &[u8]) -> Result<Model, Error> {
         })?;
         let mut b = ModelBuilder::default();
         for id in parsed.own.clone() {
-            b.add_node(&parsed.graph, id)
-                .map_err(|m| format_err(path, format!(".BTF: {m}")))?;
+            b.add_node_or_note(&parsed.graph, id, || format!(".BTF type id {id}"));
         }
         (b.finish(), format!(".BTF section of {}", path.display()))
     } else {

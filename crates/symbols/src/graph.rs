@@ -24,12 +24,14 @@
 //!   the byte holding its first bit instead;
 //! * the first complete definition of a name wins (source order: BTF type
 //!   id, DWARF DIE offset); declarations never shadow a definition;
-//! * flexible arrays have count 0; pointers are 8 bytes.
+//! * flexible arrays have count 0; pointers are 8 bytes;
+//! * the constants of every anonymous enum form one enumeration named
+//!   [`ANONYMOUS_ENUM`] (C puts all enumerators in one namespace).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::model::Model;
-use crate::{Enumeration, Field, TypeRef, UserType};
+use crate::{Enumeration, Field, TypeRef, UserType, ANONYMOUS_ENUM};
 
 /// Index of a node in a [`Graph`].
 pub(crate) type NodeId = u32;
@@ -190,7 +192,19 @@ pub(crate) struct ModelBuilder {
     struct_aliases: HashMap<String, String>,
     /// Typedef name -> the enum name it stands for (first wins).
     enum_aliases: HashMap<String, String>,
+    /// Types left out because they could not be converted (a cycle, a
+    /// reference to a non-type in damaged input): count and first reasons.
+    skipped: usize,
+    notes: Vec<String>,
+    /// Constants of every anonymous enum (C puts enumerators in one
+    /// namespace) by name, and their largest size. A name seen with two
+    /// values (two files' enums) is ambiguous and left out.
+    anonymous_constants: HashMap<String, Option<i64>>,
+    anonymous_size: u64,
 }
+
+/// How many reasons for skipped types are kept.
+const MAX_NOTES: usize = 8;
 
 impl ModelBuilder {
     /// Whether a struct or union of this name is defined already (a
@@ -245,6 +259,23 @@ impl ModelBuilder {
         Ok(())
     }
 
+    /// [`ModelBuilder::add_node`], but a type that cannot be converted is
+    /// left out and noted (`place` says where it was), so that one damaged
+    /// type does not cost every other.
+    pub(crate) fn add_node_or_note(
+        &mut self,
+        graph: &Graph<'_>,
+        id: NodeId,
+        place: impl FnOnce() -> String,
+    ) {
+        if let Err(m) = self.add_node(graph, id) {
+            self.skipped += 1;
+            if self.notes.len() < MAX_NOTES {
+                self.notes.push(format!("{}: {m}", place()));
+            }
+        }
+    }
+
     /// Convert one node if it is a named type (the top-level pass).
     pub(crate) fn add_node(&mut self, graph: &Graph<'_>, id: NodeId) -> Result<(), String> {
         let mut conv = Converter {
@@ -275,6 +306,24 @@ impl ModelBuilder {
                 complete: true,
                 ..
             } if !conv.out.has_enum(name) => conv.define_enum(id, name)?,
+            Node::Enum {
+                name: None,
+                complete: true,
+                size,
+                constants,
+            } => {
+                let out = &mut conv.out;
+                out.anonymous_size = out.anonymous_size.max(*size);
+                for (n, v) in constants {
+                    match out.anonymous_constants.get_mut(*n) {
+                        None => {
+                            out.anonymous_constants.insert(n.to_string(), Some(*v));
+                        }
+                        Some(seen) if *seen != Some(*v) => *seen = None,
+                        Some(_) => {}
+                    }
+                }
+            }
             Node::Typedef { name, target } => conv.typedef(name, *target)?,
             _ => {}
         }
@@ -324,7 +373,28 @@ impl ModelBuilder {
             }
         }
         self.enums.extend(extra);
+        if !self.anonymous_constants.is_empty() && !self.enum_names.contains(ANONYMOUS_ENUM) {
+            let mut constants: Vec<(String, i64)> = std::mem::take(&mut self.anonymous_constants)
+                .into_iter()
+                .filter_map(|(n, v)| Some((n, v?)))
+                .collect();
+            constants.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            self.enums.push(Enumeration {
+                name: ANONYMOUS_ENUM.to_string(),
+                size: self.anonymous_size,
+                constants,
+            });
+        }
+        let mut notes = Vec::new();
+        if self.skipped > 0 {
+            notes.push(format!(
+                "{} type(s) left out because they could not be read",
+                self.skipped
+            ));
+            notes.append(&mut self.notes);
+        }
         Model {
+            notes,
             base_types: self.base_types.into_iter().collect(),
             user_types,
             enums: self.enums,

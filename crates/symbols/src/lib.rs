@@ -126,6 +126,14 @@ impl fmt::Display for PdbIdentity {
     }
 }
 
+/// The name of the enumeration that holds the constants of every anonymous
+/// enum in a Linux table (`enum { TASK_COMM_LEN = 16 };`): C puts all
+/// enumerators in one namespace, so they are found by constant name,
+/// `enum_value(ANONYMOUS_ENUM, "TASK_COMM_LEN")`. A name that two
+/// anonymous enums give different values (in different files) is left
+/// out as ambiguous.
+pub const ANONYMOUS_ENUM: &str = "<anonymous>";
+
 /// Whether a bitfield's geometry can be: 1 to 64 bits that end within a
 /// 64-bit field. Anything else comes from a damaged symbol file, and
 /// shifting by it would be wrong (or, in Rust, a panic).
@@ -412,17 +420,11 @@ impl SymbolTable {
     ) -> Result<SymbolTable, Error> {
         let mut b = graph::ModelBuilder::default();
         for id in parsed.own.clone() {
-            b.add_node(&parsed.graph, id).map_err(|message| {
-                let (offset, in_module) = parsed.record_offset(id).unzip();
-                btf_error(
-                    btf::BtfError {
-                        offset: offset.unwrap_or(0),
-                        in_module: in_module.unwrap_or(false),
-                        message,
-                    },
-                    origin,
-                )
-            })?;
+            b.add_node_or_note(&parsed.graph, id, || match parsed.record_offset(id) {
+                Some((at, true)) => format!("type id {id} (module BTF byte {at:#x})"),
+                Some((at, false)) => format!("type id {id} (byte {at:#x})"),
+                None => format!("type id {id}"),
+            });
         }
         let mut model = b.finish();
         model.symbols = symbols;
@@ -444,6 +446,17 @@ impl SymbolTable {
             })
         })?;
         Ok(Self::from_parts(Bytes::Owned(bytes), layout, None, None))
+    }
+
+    /// What was left out while reading a damaged BTF or DWARF (a count,
+    /// then the first reasons with the type id or unit they concern);
+    /// empty when everything was read. Kept through the cache.
+    pub fn notes(&self) -> Vec<&str> {
+        self.inner
+            .layout
+            .notes(self.d())
+            .map(|n| n.lines().filter(|l| !l.is_empty()).collect())
+            .unwrap_or_default()
     }
 
     /// Where the types came from when that is not a PDB (the `origin`

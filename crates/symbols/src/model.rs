@@ -21,6 +21,9 @@ pub(crate) struct Model {
     /// Keep every symbol even when names repeat (Linux static functions
     /// share names across files; each must still name its own address).
     pub keep_duplicate_symbols: bool,
+    /// What was left out while reading a damaged source (kept with the
+    /// origin, so tables without a PDB identity only).
+    pub notes: Vec<String>,
 }
 
 /// The base types every x64 Windows ISF made by Volatility's pdbconv

@@ -15,6 +15,7 @@ enum pid_type { PIDTYPE_PID, PIDTYPE_TGID, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_MA
 enum big64 { BIG_SMALL = 1, BIG_HUGE = 0x123456789abcdef0ULL };
 enum neg { NEG_M1 = -1, NEG_ONE = 1 };
 enum uns { UNS_BIG = 0xfffffff0u };
+enum { ANON_CONST_A = 5 } anon_const_var; /* an anonymous enum's constant */
 struct flags { unsigned int a:1, b:3; unsigned int c:28; u8 d:2; u64 e:40; u64 f:24; _Bool g:1; enum pid_type t:3; };
 struct packed_bits { unsigned char x; unsigned int y:30; unsigned int z:4; } __attribute__((packed));
 struct thing {

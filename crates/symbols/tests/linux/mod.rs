@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hangscope_symbols::{ErrorKind, SymbolCache, SymbolTable, TypeRef};
+use hangscope_symbols::{ErrorKind, SymbolCache, SymbolTable, TypeRef, ANONYMOUS_ENUM};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -203,6 +203,10 @@ fn check_hard_cases(t: &SymbolTable, names: &dyn Fn(&str) -> String, legacy_enum
     );
     assert_eq!(t.enum_value("thing::anon_enum_member", "IN_B"), Some(1));
     assert_eq!(t.enum_value("td_enum_t", "TD_ONE"), Some(1));
+    // Anonymous enums' constants, found by name (including those of
+    // members' anonymous enums, which also have their own names).
+    assert_eq!(t.enum_value(ANONYMOUS_ENUM, "ANON_CONST_A"), Some(5));
+    assert_eq!(t.enum_value(ANONYMOUS_ENUM, "IN_B"), Some(1));
     assert_eq!(t.enumeration("pid_type").map(|e| e.size), Some(4));
     assert_eq!(t.base_size(&names("unsigned long long")), Some(8));
     assert_eq!(t.base_size(&names("_Bool")), Some(1));
@@ -237,6 +241,7 @@ fn clang_btf_reads_like_c() {
         SymbolTable::from_btf(&btf, vec![("g_thing".into(), 0x1000)], "hard_cases.bpf.o").unwrap();
     check_hard_cases(&t, &clang_names, clang_btf_is_legacy());
     assert_eq!(t.origin(), Some("hard_cases.bpf.o"));
+    assert!(t.notes().is_empty(), "{:?}", t.notes());
     assert_eq!(t.symbol("g_thing"), Some(0x1000));
     // The compact image keeps every answer (the cache maps it).
     let again = SymbolTable::from_compact_bytes(t.compact_bytes().to_vec()).unwrap();
@@ -499,6 +504,7 @@ fn dwarf_from_gcc_and_clang_answers_like_btf() {
             "{:?}",
             t.origin()
         );
+        assert!(t.notes().is_empty(), "[{name}] {:?}", t.notes());
         let names: &dyn Fn(&str) -> String = if compiler == "gcc" {
             &gcc_names
         } else {
@@ -518,6 +524,53 @@ fn dwarf_from_gcc_and_clang_answers_like_btf() {
         assert!(t.symbol("g_thing").is_some(), "[{name}] .symtab not read");
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn damaged_dwarf_is_an_error_or_an_answer_never_a_panic() {
+    use object::{Object, ObjectSection};
+    let dir = tempdir();
+    let Some(so) = shared_object(dir.path(), "gcc", &["-g"], "victim.so") else {
+        return;
+    };
+    let good = std::fs::read(&so).unwrap();
+    let ranges: Vec<(usize, usize)> = {
+        let file = object::File::parse(&*good).unwrap();
+        [".debug_info", ".debug_abbrev", ".debug_str"]
+            .iter()
+            .filter_map(|n| file.section_by_name(n)?.file_range())
+            .map(|(o, l)| (o as usize, l as usize))
+            .collect()
+    };
+    let damaged = dir.path().join("damaged.so");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut errors = 0;
+    for round in 0..600 {
+        let mut d = good.clone();
+        for _ in 0..1 + round % 3 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let (off, len) = ranges[(seed >> 8) as usize % ranges.len()];
+            d[off + (seed >> 20) as usize % len] = (seed >> 40) as u8;
+        }
+        std::fs::write(&damaged, &d).unwrap();
+        match SymbolTable::load_vmlinux(&damaged) {
+            Ok(t) => {
+                let names: Vec<String> = t.user_type_names().map(str::to_string).collect();
+                for n in &names {
+                    for f in &t.user_type(n).unwrap().fields {
+                        let _ = t.type_size(&f.ty);
+                    }
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                assert!(e.to_string().contains("damaged.so"), "{e}");
+            }
+        }
+    }
+    assert!(errors > 0, "no damage was noticed at all");
 }
 
 #[test]
@@ -592,6 +645,8 @@ fn debian_vmlinux_dwarf_answers_like_its_own_btf() {
         dwarf.origin()
     );
     let btf = SymbolTable::from_btf(&section(&path, ".BTF"), vec![], "vmlinux .BTF").unwrap();
+    assert!(dwarf.notes().is_empty(), "{:?}", dwarf.notes());
+    assert!(btf.notes().is_empty(), "{:?}", btf.notes());
     let roots = [
         "task_struct",
         "mutex",
@@ -684,6 +739,9 @@ fn debian_vmlinux_dwarf_answers_like_its_own_btf() {
         enums.len(),
         &differ_enums[..differ_enums.len().min(40)]
     );
+    for t in [&dwarf, &btf] {
+        assert_eq!(t.enum_value(ANONYMOUS_ENUM, "TASK_COMM_LEN"), Some(16));
+    }
     // A module of the same kernel (`HANGSCOPE_LINUX_MODULE`, e.g. its
     // qemu_fw_cfg.ko): its split BTF on top of the vmlinux's.
     if let Some(ko) = std::env::var_os("HANGSCOPE_LINUX_MODULE").filter(|v| !v.is_empty()) {
