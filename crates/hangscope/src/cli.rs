@@ -34,7 +34,9 @@ pub struct GlobalArgs {
     pub json: bool,
     /// Symbol path, `_NT_SYMBOL_PATH` syntax: directories (ISF JSON/.xz or
     /// PDB stores) and `srv*CACHE*URL`. Added before `_NT_SYMBOL_PATH` and
-    /// the built-in locations (../shared/symbols, the user cache).
+    /// the built-in locations (../shared/symbols, the user cache). For a
+    /// Linux guest, a vmlinux with DWARF or BTF (e.g. Debian's
+    /// /usr/lib/debug/boot/vmlinux-RELEASE) instead of the BTF in the dump.
     #[arg(long, short = 'y', global = true, value_name = "PATH")]
     pub symbols: Option<String>,
     /// Hide progress bars (they are also hidden when stderr is not a TTY).
