@@ -109,11 +109,14 @@ impl<'d> LinuxKernel<'d> {
             dump.hints.vmcoreinfo.as_deref().map(VmcoreInfo::parse)
         };
         let found = discover::find(dump, vmcoreinfo.as_ref())?;
-        let space = AddressSpace::new(dump.memory.as_ref(), found.space.dtb)
+        let mut space = AddressSpace::new(dump.memory.as_ref(), found.space.dtb)
             .with_paging(found.space.paging)
             .with_rules(&LINUX_PTE);
         let mut discovery = found.steps;
         let kallsyms = Kallsyms::read(&space, &found.tables)?;
+        if let Some(step) = confirm_paging(&mut space, &kallsyms, !found.banners.is_empty()) {
+            discovery.push(step);
+        }
         if !found.banners.is_empty() {
             let named = kallsyms.get("linux_banner").map(VirtAddr);
             match named {
@@ -398,6 +401,50 @@ impl<'d> LinuxKernel<'d> {
             }
         }
     }
+}
+
+/// A scan without registers cannot see CR4.LA57. Under 5-level paging
+/// the scan finds the kernel through the PML4 that the top-level PML5's
+/// last entry points at (that PML4 maps the kernel image like a 4-level
+/// root), so the image, kallsyms and the banner read fine while the
+/// direct map (0xff11...) does not. The kernel records the mode in
+/// `__pgtable_l5_enabled`; its own top-level table is `init_top_pgt`
+/// (`swapper_pg_dir`), whose physical address the image mapping gives.
+fn confirm_paging(
+    space: &mut AddressSpace<'_>,
+    kallsyms: &Kallsyms,
+    guessed: bool,
+) -> Option<String> {
+    use hangscope_x64::{Dtb, PagingMode};
+    if !guessed || space.paging != PagingMode::FourLevel {
+        return None;
+    }
+    let on = space
+        .read_u32(VirtAddr(kallsyms.get("__pgtable_l5_enabled")?))
+        .ok()?;
+    if on == 0 {
+        return None;
+    }
+    let top = kallsyms
+        .get("init_top_pgt")
+        .or_else(|| kallsyms.get("swapper_pg_dir"))?;
+    let root = space.translate(VirtAddr(top)).ok()?.paddr;
+    let five = AddressSpace::new(space.memory, Dtb(root))
+        .with_paging(PagingMode::FiveLevel)
+        .with_rules(&LINUX_PTE);
+    // The image must read the same through the five levels.
+    let banner = VirtAddr(kallsyms.get("linux_banner")?);
+    let mut a = [0u8; 32];
+    let mut b = [0u8; 32];
+    space.read(banner, &mut a).ok()?;
+    five.read(banner, &mut b).ok()?;
+    if a != b {
+        return None;
+    }
+    *space = five;
+    Some(format!(
+        "the kernel's __pgtable_l5_enabled says 5-level paging: walking from init_top_pgt at physical {root}"
+    ))
 }
 
 /// A warning from an error.

@@ -344,3 +344,103 @@ fn btf_in_the_dump_and_the_debug_vmlinux_give_identical_answers() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A flattened kdump file (what `virsh dump --format kdump-zlib` writes:
+/// a `makedumpfile` header, then big-endian `(offset, size)` records) made
+/// plain, as `makedumpfile -R` would: each record's bytes at its offset.
+fn unflatten(flat: &Path, out: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let d = std::fs::read(flat).unwrap();
+    assert!(
+        d.starts_with(b"makedumpfile"),
+        "{} is not flattened",
+        flat.display()
+    );
+    let mut f = std::fs::File::create(out).unwrap();
+    let mut at = 4096usize; // the header block
+    while at + 16 <= d.len() {
+        let offset = i64::from_be_bytes(d[at..at + 8].try_into().unwrap());
+        let size = i64::from_be_bytes(d[at + 8..at + 16].try_into().unwrap());
+        at += 16;
+        if offset < 0 || size <= 0 {
+            break; // the end marker
+        }
+        let end = at + size as usize;
+        assert!(end <= d.len(), "record past the end of {}", flat.display());
+        f.seek(SeekFrom::Start(offset as u64)).unwrap();
+        f.write_all(&d[at..end]).unwrap();
+        at = end;
+    }
+}
+
+/// The same kernel, tasks and log from a plain kdump file as from the
+/// flattened one virsh wrote.
+#[test]
+fn plain_and_flattened_kdump_read_alike() {
+    let Some(guests) = guests() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for g in &guests {
+        let flat = g.dump("kdump");
+        let plain = tmp.path().join(format!("{}.kdump", g.name()));
+        unflatten(&flat, &plain);
+        for cmd in [&["threads"][..], &["lm"], &["dmesg", "--tail", "20"]] {
+            let a = json(cmd, &flat, None);
+            let b = json(cmd, &plain, None);
+            assert_eq!(
+                a,
+                b,
+                "[{}] {}: plain and flattened differ",
+                g.name(),
+                cmd.join(" ")
+            );
+        }
+        let info = json(&["info"], &plain, None);
+        assert_eq!(info["data"]["os"], "linux", "[{}] plain kdump", g.name());
+    }
+}
+
+/// A raw image of the guest's physical memory (no notes, no registers, no
+/// VMCOREINFO): hangscope must still find a Linux kernel, from the memory
+/// alone, and list the same tasks as from the ELF core.
+#[test]
+fn a_raw_image_without_vmcoreinfo_is_recognised_as_linux() {
+    use std::io::{Seek, SeekFrom, Write};
+    let Some(guests) = guests() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for g in &guests {
+        let elf = hangscope_dump::Dump::open(&g.dump("elf")).unwrap();
+        let raw = tmp.path().join(format!("{}.raw", g.name()));
+        let mut f = std::fs::File::create(&raw).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        for r in elf.memory.ranges() {
+            let mut done = 0u64;
+            while done < r.len {
+                let n = (r.len - done).min(buf.len() as u64) as usize;
+                let at = hangscope_dump::PhysAddr(r.start.0 + done);
+                elf.memory.read(at, &mut buf[..n]).unwrap();
+                f.seek(SeekFrom::Start(at.0)).unwrap();
+                f.write_all(&buf[..n]).unwrap();
+                done += n as u64;
+            }
+        }
+        drop(f);
+        let info = json(&["info"], &raw, None);
+        assert_eq!(info["data"]["os"], "linux", "[{}] raw", g.name());
+        assert_eq!(
+            info["data"]["kernel"]["vmcoreinfo"],
+            false,
+            "[{}] raw",
+            g.name()
+        );
+        let from_raw = json(&["threads"], &raw, None);
+        let from_elf = json(&["threads"], &g.dump("elf"), None);
+        let rows = |v: &Value| task_rows(v["data"]["items"].as_array().unwrap_or(&vec![]), true);
+        assert_eq!(
+            rows(&from_raw),
+            rows(&from_elf),
+            "[{}] raw vs ELF tasks",
+            g.name()
+        );
+        let _ = std::fs::remove_file(&raw);
+    }
+}
