@@ -640,11 +640,11 @@ impl Ctx<'_, '_> {
         f.owner_io = ios
             .iter()
             .map(|io| IoSummary {
-                irp: Addr(io.irp),
+                irp: io.irp,
                 major: io.major.clone(),
                 driver: io.driver.clone(),
                 device: io.device.clone(),
-                file_object: io.file_object.map(Addr),
+                file_object: io.file_object,
                 file: io.file.clone(),
             })
             .collect();
@@ -654,7 +654,7 @@ impl Ctx<'_, '_> {
             .or(ios.first());
         if let Some(io) = primary {
             chain.push(EvidenceStep::Irp {
-                address: Addr(io.irp),
+                address: io.irp,
                 major: io.major.clone(),
                 device: io.device.clone(),
             });
@@ -663,7 +663,7 @@ impl Ctx<'_, '_> {
             }
             if io.file.is_some() || io.file_object.is_some() {
                 chain.push(EvidenceStep::File {
-                    address: io.file_object.map(Addr),
+                    address: io.file_object,
                     path: io.file.clone().unwrap_or_default(),
                 });
             }

@@ -70,7 +70,7 @@ pub type ResourceKey = u64;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Process {
     /// Kernel object address.
-    pub address: u64,
+    pub address: Addr,
     /// PID.
     pub pid: u64,
     /// Parent PID.
@@ -105,7 +105,7 @@ pub enum ThreadState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Io {
     /// IRP address.
-    pub irp: u64,
+    pub irp: Addr,
     /// Major function at the current stack location (`IRP_MJ_CREATE`).
     pub major: Option<String>,
     /// Driver at the current stack location (`\FileSystem\Ntfs`).
@@ -113,7 +113,7 @@ pub struct Io {
     /// Device at the current stack location (`\Device\HarddiskVolume2`).
     pub device: Option<String>,
     /// File object address.
-    pub file_object: Option<u64>,
+    pub file_object: Option<Addr>,
     /// Full file path (`\Windows\Temp\sess_1`), without the device.
     pub file: Option<String>,
 }
@@ -208,7 +208,7 @@ pub struct Resource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct File {
     /// File object address.
-    pub address: u64,
+    pub address: Addr,
     /// Full path without the device.
     pub path: String,
     /// Device name.

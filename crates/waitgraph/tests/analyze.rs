@@ -584,7 +584,7 @@ fn corrupt_input_gives_warnings_not_panics() {
         .file(2, "noslash", &[99])
         .file(3, "\\", &[]);
     b.input.threads[0].io.push(Io {
-        irp: 7,
+        irp: Addr(7),
         file: Some(String::new()),
         ..Io::default()
     });

@@ -111,7 +111,7 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
                 let p = path(&mut b);
                 let holders = (0..b.or0() % 3).map(|_| u64::from(b.or0() % 5)).collect();
                 input.files.push(File {
-                    address,
+                    address: Addr(address),
                     path: p,
                     device: None,
                     holders,
@@ -123,11 +123,11 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
                 let fo = b.or0();
                 if let Some(t) = input.threads.last_mut() {
                     t.io.push(Io {
-                        irp,
+                        irp: Addr(irp),
                         major: Some("IRP_MJ_CREATE".into()),
                         driver: Some("\\FileSystem\\Ntfs".into()),
                         device: None,
-                        file_object: (fo & 1 == 1).then_some(u64::from(fo % 64)),
+                        file_object: (fo & 1 == 1).then_some(Addr(u64::from(fo % 64))),
                         file: (fo & 2 == 2).then_some(file),
                     });
                 }
