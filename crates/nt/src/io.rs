@@ -128,6 +128,7 @@ impl<'d> Kernel<'d> {
             current_stack_location: csl,
             thread: irp.ptr("Tail.Overlay.Thread").ok(),
             original_file_object: irp.ptr("Tail.Overlay.OriginalFileObject").ok(),
+            user_event: irp.ptr("UserEvent").ok().filter(|e| e.0 != 0),
             stack,
             file_path,
             warnings,

@@ -4,6 +4,28 @@ use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_waitgraph as wg;
 
+/// The drivers an IRP passed through, from the top of its stack (the
+/// highest location, the file system) down to its current location.
+fn device_stack(irp: &IrpInfo) -> Vec<String> {
+    let mut v: Vec<&IrpStackLocation> = irp
+        .stack
+        .iter()
+        .filter(|s| s.index >= irp.current_location && s.device.0 != 0)
+        .collect();
+    v.sort_by_key(|s| std::cmp::Reverse(s.index));
+    let mut out: Vec<String> = Vec::new();
+    for s in v {
+        let name = s
+            .driver_name
+            .clone()
+            .unwrap_or_else(|| format!("driver of device {}", s.device));
+        if out.last() != Some(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 fn state_of(t: &ThreadInfo) -> wg::ThreadState {
     match t.state {
         ThreadState::Running => match t.cpu {
@@ -103,6 +125,10 @@ impl<'d> Kernel<'d> {
                                 .map(|c| wg::Addr(c.file_object.0))
                                 .filter(|f| f.0 != 0),
                             file: irp.file_path.clone(),
+                            device_address: cur.map(|c| wg::Addr(c.device.0)).filter(|d| d.0 != 0),
+                            device_stack: device_stack(&irp),
+                            at_bottom: irp.current_location == 1 && cur.is_some(),
+                            event: irp.user_event.map(|e| wg::Addr(e.0)),
                         });
                         inp.warnings
                             .extend(irp.warnings.iter().map(|w| w.to_string()));
@@ -120,6 +146,12 @@ impl<'d> Kernel<'d> {
                 waited_ticks: t.wait_ticks,
                 stack: walker.thread_stack(t.address).symbols(),
                 io,
+                // KPROCESSOR_MODE: 1 is UserMode.
+                user_mode_wait: t.state == ThreadState::Waiting
+                    && self
+                        .object("_ETHREAD", t.address)
+                        .and_then(|e| e.u64("Tcb.WaitMode"))
+                        .is_ok_and(|m| m == 1),
                 warnings: t
                     .warnings
                     .iter()

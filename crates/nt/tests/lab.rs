@@ -1083,3 +1083,118 @@ fn shared_waiters_on_1607_wait_chain_resolve_to_their_eresource() {
     assert!(shared_seen >= 5, "scenarios lost their shared waiters");
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// Issue 15: a guest whose virtual disk stopped answering. IRPs sit at
+/// `\Driver\viostor` below Ntfs, volmgr and disk, threads wait on their
+/// `UserEvent`s, and no lock is involved: the verdict is STUCK I/O naming
+/// the miniport, counting every IRP pending there and listing the threads
+/// the truth lists; the two service threads waiting in Executive on an
+/// event nobody owns are unexplained, and the idle workers stay out.
+#[test]
+fn issue_15_stuck_disk_is_stuck_io_at_the_miniport() {
+    use hangscope_waitgraph::{FindingKind, Overall};
+    let mut bad = Vec::new();
+    for (build_alias, seed) in [("win7sp1", 151), ("win10-19041", 152), ("win2016", 153)] {
+        let (img, truth) = lab_image("stuck-disk", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let t = &lab.truth.verdict;
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        let mut check = |what: String, ok: bool| {
+            if !ok {
+                bad.push(format!("[stuck-disk {build_alias}] {what}"));
+            }
+        };
+        check(
+            format!("overall {:?}, truth {}", v.overall, t.overall),
+            v.overall == Overall::StuckIo && t.overall == "stuck_io" && v.overall.exit_code() == 3,
+        );
+        let Some(tf) = t.findings.iter().find(|f| f.kind == "stuck_io") else {
+            check("no stuck_io finding in the truth".into(), false);
+            continue;
+        };
+        let Some(f) = v.findings.iter().find(|f| f.kind == FindingKind::StuckIo) else {
+            check(format!("no stuck_io finding: {:#?}", v.findings), false);
+            continue;
+        };
+        let s = f.stuck_io.as_ref().expect("stuck_io details");
+        check(
+            format!("driver {} != {:?}", s.driver, tf.driver),
+            Some(&s.driver) == tf.driver.as_ref(),
+        );
+        check(
+            format!("pending {} != {:?}", s.pending_irps, tf.pending_irps),
+            Some(s.pending_irps as u64) == tf.pending_irps,
+        );
+        check(
+            format!("device stack {:?}", s.device_stack),
+            s.device_stack
+                == [
+                    "\\FileSystem\\Ntfs",
+                    "\\Driver\\volmgr",
+                    "\\Driver\\disk",
+                    "\\Driver\\viostor",
+                ],
+        );
+        check(
+            format!("summary {}", f.summary),
+            f.summary.starts_with(&format!(
+                "{} IRPs pending at \\Driver\\viostor for up to 95 s; the guest waits on its virtual disk",
+                s.pending_irps
+            )),
+        );
+        let got: BTreeSet<u64> = f.threads.iter().map(|x| x.address.0).collect();
+        let want: BTreeSet<u64> = tf.blocked_threads.iter().copied().collect();
+        check(format!("stuck threads {got:x?} != {want:x?}"), got == want);
+        let tu = t.findings.iter().find(|f| f.kind == "unexplained");
+        let u = v
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::Unexplained);
+        match (tu, u) {
+            (Some(tu), Some(u)) => {
+                let got: BTreeSet<u64> = u.threads.iter().map(|x| x.address.0).collect();
+                let want: BTreeSet<u64> = tu.blocked_threads.iter().copied().collect();
+                check(
+                    format!("unexplained threads {got:x?} != {want:x?}"),
+                    got == want,
+                );
+                let objs: BTreeSet<u64> =
+                    u.unexplained_objects.iter().map(|o| o.address.0).collect();
+                let tobjs: BTreeSet<u64> = tu.chain_locks.iter().copied().collect();
+                check(
+                    format!("unexplained objects {objs:x?} != {tobjs:x?}"),
+                    objs == tobjs,
+                );
+            }
+            (tu, u) => check(format!("unexplained: truth {tu:?}, got {u:?}"), false),
+        }
+        check(
+            format!("{} findings", v.findings.len()),
+            v.findings.len() == t.findings.len(),
+        );
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Issue 15: the idle scenario, whose threads wait for hours in WrQueue,
+/// UserRequest and WrLpcReceive, stays healthy with the new classes on
+/// every build the lab tests it on.
+#[test]
+fn issue_15_idle_waits_stay_healthy() {
+    for (build_alias, seed) in [("win7sp1", 154), ("win10-19041", 155)] {
+        let (img, truth) = lab_image("idle", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        assert_eq!(
+            v.overall,
+            hangscope_waitgraph::Overall::Healthy,
+            "{build_alias}: {:#?}",
+            v.findings
+        );
+        assert_eq!(lab.truth.verdict.overall, "healthy", "{build_alias}");
+    }
+}

@@ -415,6 +415,34 @@ fn finding_html(h: &mut String, f: &hangscope_waitgraph::Finding) {
         h.push_str("</li>");
     }
     h.push_str("</ol>");
+    if let Some(s) = &f.stuck_io {
+        let _ = write!(
+            h,
+            "<p class=\"stuck-io\">Device stack: {} &mdash; {} IRPs pending at {}{}</p>",
+            escape(&s.device_stack.join(" -> ")),
+            s.pending_irps,
+            escape(&s.driver),
+            s.device
+                .as_deref()
+                .map(|d| format!(" {}", escape(d)))
+                .unwrap_or_default()
+        );
+    }
+    if !f.unexplained_objects.is_empty() {
+        h.push_str("<table><tr><th>object</th><th>kind</th><th>name</th><th>threads</th><th>longest wait</th></tr>");
+        for o in &f.unexplained_objects {
+            let _ = write!(
+                h,
+                "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                o.address.windbg(),
+                escape(&o.kind),
+                escape(o.name.as_deref().unwrap_or("")),
+                o.threads,
+                o.max_wait_seconds.map_or("?".to_string(), secs_text)
+            );
+        }
+        h.push_str("</table>");
+    }
     if !f.evidence_warnings.is_empty() {
         h.push_str("<ul class=\"warn\">");
         for w in &f.evidence_warnings {

@@ -16,6 +16,7 @@ fn thread(key: u64, tid: u64, pid: u64, state: ThreadState, secs: Option<f64>) -
         waited_ticks: None,
         stack: Vec::new(),
         io: Vec::new(),
+        user_mode_wait: false,
         warnings: Vec::new(),
     }
 }
@@ -97,6 +98,7 @@ fn seed_case() -> WaitGraphInput {
         device: Some(r"\Device\HarddiskVolume2".into()),
         file_object: Some(Addr(0xfffffa80_0e000010)),
         file: Some(r"\Windows\Temp\sess_x".into()),
+        ..Io::default()
     });
     input.threads.push(th2);
     let mut res1 = resource(r1, ResourceKind::Eresource, &[(t1, Mode::Shared)], &waiters);

@@ -124,6 +124,26 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
         .enumerate()
         .map(|(i, &(term, _))| ctx.finding(term, &mut stamp, (i + 1) as u32))
         .collect();
+    // Threads a lock chain or a cycle explains, and the owners they end in.
+    let mut explained: HashSet<u64> = (0..g.n_threads)
+        .filter(|&v| g.succ(v).iter().any(|&r| owned(r)))
+        .map(|v| g.thread_key[v])
+        .collect();
+    explained.extend(findings.iter().filter_map(|f| f.final_owner.map(|a| a.0)));
+    let mut more = crate::io_stall::stuck_io_findings(input, &opts, &mut explained);
+    more.extend(crate::io_stall::unexplained_finding(
+        input, &opts, &explained,
+    ));
+    let room = opts.max_findings.saturating_sub(findings.len());
+    if more.len() > room {
+        warnings.push(format!(
+            "{} stuck-I/O or unexplained findings left out at max_findings {}",
+            more.len() - room,
+            opts.max_findings
+        ));
+        more.truncate(room);
+    }
+    findings.extend(more);
     findings.sort_by(|a, b| {
         b.blocked_threads
             .cmp(&a.blocked_threads)
@@ -303,6 +323,18 @@ fn sanitize(opts: &AnalyzeOptions, warnings: &mut Vec<String>) -> AnalyzeOptions
         );
         o.stuck_wait_seconds = d.stuck_wait_seconds;
     }
+    if !(o.stuck_io_seconds.is_finite() && o.stuck_io_seconds >= 0.0) {
+        warnings
+            .push("stuck_io_seconds is not a finite non-negative number; using the default".into());
+        o.stuck_io_seconds = d.stuck_io_seconds;
+    }
+    if !(o.unexplained_wait_seconds.is_finite() && o.unexplained_wait_seconds >= 0.0) {
+        warnings.push(
+            "unexplained_wait_seconds is not a finite non-negative number; using the default"
+                .into(),
+        );
+        o.unexplained_wait_seconds = d.unexplained_wait_seconds;
+    }
     o
 }
 
@@ -447,6 +479,8 @@ impl Ctx<'_, '_> {
             threads,
             threads_truncated,
             evidence_warnings: Vec::new(),
+            stuck_io: None,
+            unexplained_objects: Vec::new(),
         };
         match term {
             Term::Cycle(c) => self.fill_cycle(&mut f, c),

@@ -499,6 +499,10 @@ pub struct IrpInfo {
     /// `Tail.Overlay.OriginalFileObject`.
     #[serde(with = "hex_opt")]
     pub original_file_object: Option<VirtAddr>,
+    /// `UserEvent`: the event the issuer waits on for completion, when
+    /// it names one.
+    #[serde(with = "hex_opt", default, skip_serializing_if = "Option::is_none")]
+    pub user_event: Option<VirtAddr>,
     /// Stack locations, first to last.
     pub stack: Vec<IrpStackLocation>,
     /// The current location's file path, when it has a file object.

@@ -46,6 +46,7 @@ impl Builder {
             waited_ticks: secs.map(|s| (s * 64.0) as u64),
             stack: Vec::new(),
             io: Vec::new(),
+            user_mode_wait: false,
             warnings: Vec::new(),
         });
         self.input.threads.last_mut().unwrap()
@@ -142,6 +143,7 @@ pub fn seed_case() -> WaitGraphInput {
             device: Some(r"\Device\HarddiskVolume2".into()),
             file_object: Some(Addr(FO)),
             file: Some(r"\Windows\Temp\sess_x".into()),
+            ..Io::default()
         });
     }
     b.resource(R1, ResourceKind::Eresource, &[(T1, Mode::Shared)], &waiters)
