@@ -530,7 +530,10 @@ const UNEXPLAINED_SECONDS: f64 = 60.0;
 
 /// Wait reasons (`KWAIT_REASON` names) of a thread blocked inside the
 /// kernel on its own account: executive waits, paging, pool. Idle threads
-/// wait for requests, on queues or for LPC, never with these.
+/// wait for requests, on queues or for LPC, never with these. The analyzer
+/// keeps its own list (`hangscope-waitgraph`'s `io_stall.rs`); the oracle
+/// states the rule again on purpose rather than import it, so that a wrong
+/// entry there cannot make the truth agree with it.
 const KERNEL_WAIT_REASONS: &[&str] = &[
     "Executive",
     "WrExecutive",

@@ -463,24 +463,13 @@ impl Ctx<'_, '_> {
         let threads = table.iter().map(|&v| self.summary_of(v)).collect();
 
         let mut f = Finding {
-            rank: 0,
-            kind: FindingKind::Contention,
-            summary: String::new(),
-            why: String::new(),
-            chain: Vec::new(),
-            edges: Vec::new(),
-            edges_truncated: false,
-            final_owner: None,
-            owner_io: Vec::new(),
             blocked_threads: blocked.len(),
             blocked_processes,
             max_wait_seconds: max_wait,
             total_wait_seconds: total_wait,
             threads,
             threads_truncated,
-            evidence_warnings: Vec::new(),
-            stuck_io: None,
-            unexplained_objects: Vec::new(),
+            ..Finding::empty(FindingKind::Contention)
         };
         match term {
             Term::Cycle(c) => self.fill_cycle(&mut f, c),
@@ -671,17 +660,7 @@ impl Ctx<'_, '_> {
             chain.push(self.resource_step(r, None));
         }
         let ios = g.thread(t).map(|t| t.io.as_slice()).unwrap_or_default();
-        f.owner_io = ios
-            .iter()
-            .map(|io| IoSummary {
-                irp: io.irp,
-                major: io.major.clone(),
-                driver: io.driver.clone(),
-                device: io.device.clone(),
-                file_object: io.file_object,
-                file: io.file.clone(),
-            })
-            .collect();
+        f.owner_io = ios.iter().map(IoSummary::from).collect();
         let primary = ios
             .iter()
             .find(|io| io.file.as_deref().is_some_and(|p| !p.is_empty()))
@@ -1035,7 +1014,7 @@ pub fn secs_text(s: f64) -> String {
     }
 }
 
-fn plural(n: usize, what: &str) -> String {
+pub(crate) fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {

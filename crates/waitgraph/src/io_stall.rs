@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::analyze::{secs_text, state_name};
+use crate::analyze::{plural, secs_text, state_name};
 use crate::verdict::*;
 use crate::{Thread, ThreadKey, ThreadState, WaitGraphInput};
 
@@ -155,29 +155,6 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn empty_finding(kind: FindingKind) -> Finding {
-    Finding {
-        rank: 0,
-        kind,
-        summary: String::new(),
-        why: String::new(),
-        chain: Vec::new(),
-        edges: Vec::new(),
-        edges_truncated: false,
-        final_owner: None,
-        owner_io: Vec::new(),
-        blocked_threads: 0,
-        blocked_processes: Vec::new(),
-        max_wait_seconds: None,
-        total_wait_seconds: 0.0,
-        threads: Vec::new(),
-        threads_truncated: false,
-        evidence_warnings: Vec::new(),
-        stuck_io: None,
-        unexplained_objects: Vec::new(),
-    }
-}
-
 fn secs(t: &Thread) -> f64 {
     t.waited_seconds.filter(|s| s.is_finite()).unwrap_or(0.0)
 }
@@ -268,18 +245,14 @@ pub(crate) fn stuck_io_findings(
         } else {
             io.device_stack.clone()
         };
-        let mut f = empty_finding(FindingKind::StuckIo);
+        let mut f = Finding::empty(FindingKind::StuckIo);
         f.summary = format!(
             "{count} IRP{} pending at {driver} for up to {max:.0} s{tail}",
             if count == 1 { "" } else { "s" }
         );
         f.why = format!(
             "{} waited at least {} (threshold {}) on requests that reached the bottom of their device stack ({}){}; no lock is involved: the driver, {}, has not completed them",
-            if threads.len() == 1 {
-                "1 thread".to_string()
-            } else {
-                format!("{} threads", threads.len())
-            },
+            plural(threads.len(), "thread"),
             secs_text(threads.iter().map(|t| secs(t)).fold(f64::MAX, f64::min)),
             secs_text(opts.stuck_io_seconds),
             stack.join(" -> "),
@@ -305,14 +278,7 @@ pub(crate) fn stuck_io_findings(
         f.owner_io = ios
             .iter()
             .take(MAX_IRPS_LISTED)
-            .map(|io| IoSummary {
-                irp: io.irp,
-                major: io.major.clone(),
-                driver: io.driver.clone(),
-                device: io.device.clone(),
-                file_object: io.file_object,
-                file: io.file.clone(),
-            })
+            .map(|&io| IoSummary::from(io))
             .collect();
         f.blocked_threads = threads.len();
         f.blocked_processes = ctx.processes(&threads);
@@ -379,14 +345,10 @@ pub(crate) fn unexplained_finding(
     }
     threads.sort_by(by_wait);
     let procs = ctx.processes(&threads);
-    let mut f = empty_finding(FindingKind::Unexplained);
+    let mut f = Finding::empty(FindingKind::Unexplained);
     f.summary = format!(
         "{} in {} {} waited more than {:.0} s on objects with no known owner",
-        if threads.len() == 1 {
-            "1 thread".to_string()
-        } else {
-            format!("{} threads", threads.len())
-        },
+        plural(threads.len(), "thread"),
         if procs.len() == 1 {
             "1 process".to_string()
         } else {
@@ -406,11 +368,7 @@ pub(crate) fn unexplained_finding(
             r.dedup();
             r.join(", ")
         },
-        if objects.len() == 1 {
-            "1 object".to_string()
-        } else {
-            format!("{} objects", objects.len())
-        }
+        plural(objects.len(), "object")
     );
     let mut objs: Vec<(&crate::Resource, usize, f64)> = objects.into_values().collect();
     objs.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.key.cmp(&b.0.key)));

@@ -372,6 +372,19 @@ pub struct IoSummary {
     pub file: Option<String>,
 }
 
+impl From<&crate::Io> for IoSummary {
+    fn from(io: &crate::Io) -> IoSummary {
+        IoSummary {
+            irp: io.irp,
+            major: io.major.clone(),
+            driver: io.driver.clone(),
+            device: io.device.clone(),
+            file_object: io.file_object,
+            file: io.file.clone(),
+        }
+    }
+}
+
 /// One finding: a chain of waits with its cause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -420,6 +433,32 @@ pub struct Finding {
     /// For unexplained waits: the objects waited on, longest wait first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unexplained_objects: Vec<UnexplainedObject>,
+}
+
+impl Finding {
+    /// A finding of `kind` with nothing in it yet.
+    pub(crate) fn empty(kind: FindingKind) -> Finding {
+        Finding {
+            rank: 0,
+            kind,
+            summary: String::new(),
+            why: String::new(),
+            chain: Vec::new(),
+            edges: Vec::new(),
+            edges_truncated: false,
+            final_owner: None,
+            owner_io: Vec::new(),
+            blocked_threads: 0,
+            blocked_processes: Vec::new(),
+            max_wait_seconds: None,
+            total_wait_seconds: 0.0,
+            threads: Vec::new(),
+            threads_truncated: false,
+            evidence_warnings: Vec::new(),
+            stuck_io: None,
+            unexplained_objects: Vec::new(),
+        }
+    }
 }
 
 /// Where stuck I/O sits.
