@@ -480,7 +480,8 @@ pub struct StuckIo {
     /// Whether `driver` is a paravirtual or emulated storage or network
     /// driver: the host, not the guest, has to answer.
     pub virtual_device: bool,
-    /// The pending requests (bounded), longest-waited first.
+    /// The waited-on requests (at most 64), in the order of their waiters
+    /// in the input.
     pub irps: Vec<Addr>,
 }
 
