@@ -15,8 +15,9 @@ use std::path::PathBuf;
 /// kernel's own BTF in the dump (or `-y vmlinux`).
 ///
 /// Exit codes: 0 healthy (or a command that ran), 2 error; `analyze` also
-/// returns 1 for contention or a busy owner, 3 for stuck waits, 4 for a
-/// deadlock.
+/// returns 1 for contention or a busy owner, 3 for stuck waits (stuck I/O
+/// included), 4 for a deadlock, 5 when the dump cannot decide, 6 for long
+/// kernel waits nothing explains.
 #[derive(Debug, Parser)]
 #[command(name = "hangscope", version, max_term_width = 100)]
 pub struct Cli {

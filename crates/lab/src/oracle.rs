@@ -485,17 +485,34 @@ fn verdict(p: &Placement<'_>, t: &GroundTruth, files: &HashMap<u64, FileTruth>) 
     let chains = chain_findings(p, &g, &in_cycle, t, files);
     let worst_stuck = chains.iter().any(|f| f.kind == "stuck");
     let any_busy = chains.iter().any(|f| f.kind == "busy_owner");
+    let lock_findings = !findings.is_empty() || !chains.is_empty();
+    // Threads a lock explains: blocked on an owned lock, or a chain's
+    // final owner.
+    let mut explained: HashSet<usize> = (0..g.len()).filter(|&u| !g.edges[u].is_empty()).collect();
+    explained.extend(
+        (0..g.len()).filter(|&u| (0..g.len()).any(|w| g.edges[w].iter().any(|(_, v)| *v == u))),
+    );
     findings.extend(chains);
+    let stuck_io = stuck_io_findings(p, t, &mut explained);
+    let any_stuck_io = !stuck_io.is_empty();
+    findings.extend(stuck_io);
+    let unexplained = unexplained_finding(p, t, &explained);
+    let any_unexplained = unexplained.is_some();
+    findings.extend(unexplained);
     let overall = if let Some(e) = &p.sc.expect {
         e.verdict.clone()
     } else if findings.iter().any(|f| f.kind == "deadlock") {
         "deadlock".into()
+    } else if any_stuck_io {
+        "stuck_io".into()
     } else if worst_stuck {
         "stuck".into()
     } else if any_busy {
         "busy_owner".into()
-    } else if !findings.is_empty() {
+    } else if lock_findings {
         "contention".into()
+    } else if any_unexplained {
+        "unexplained".into()
     } else {
         "healthy".into()
     };
@@ -504,6 +521,141 @@ fn verdict(p: &Placement<'_>, t: &GroundTruth, files: &HashMap<u64, FileTruth>) 
         findings,
         hot_directories: hot_directories(p, t, files),
     }
+}
+
+/// Seconds a request waited at the bottom of its stack before it is stuck
+/// I/O, and a kernel wait on nothing owned before it is unexplained.
+const STUCK_IO_SECONDS: f64 = 30.0;
+const UNEXPLAINED_SECONDS: f64 = 60.0;
+
+/// Wait reasons (`KWAIT_REASON` names) of a thread blocked inside the
+/// kernel on its own account: executive waits, paging, pool. Idle threads
+/// wait for requests, on queues or for LPC, never with these. The analyzer
+/// keeps its own list (`hangscope-waitgraph`'s `io_stall.rs`); the oracle
+/// states the rule again on purpose rather than import it, so that a wrong
+/// entry there cannot make the truth agree with it.
+const KERNEL_WAIT_REASONS: &[&str] = &[
+    "Executive",
+    "WrExecutive",
+    "FreePage",
+    "WrFreePage",
+    "PageIn",
+    "WrPageIn",
+    "PoolAllocation",
+    "WrPoolAllocation",
+    "VirtualMemory",
+    "WrVirtualMemory",
+    "PageOut",
+    "WrPageOut",
+    "WrRundown",
+];
+
+/// One stuck-I/O finding per device at which an IRP sits at the last
+/// location of its stack while a thread (its issuer, or one waiting on
+/// its `UserEvent`) has waited at least [`STUCK_IO_SECONDS`] and no lock
+/// explains that thread. Counts every IRP pending at the device.
+fn stuck_io_findings(
+    p: &Placement<'_>,
+    t: &GroundTruth,
+    explained: &mut HashSet<usize>,
+) -> Vec<FindingTruth> {
+    let sc = p.sc;
+    let secs = |ti: usize| t.threads[ti].wait_seconds.unwrap_or(0.0);
+    let at = |irp: &crate::scenario::Irp| irp.stack[irp.current].device.clone();
+    // Device id -> (threads stuck there, in first-seen order).
+    let mut stuck: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for irp in &sc.irps {
+        if irp.current + 1 != irp.stack.len() {
+            continue;
+        }
+        let mut who = vec![p.ix.threads[&irp.thread]];
+        if let Some(e) = &irp.event {
+            who.extend((0..sc.threads.len()).filter(|&ti| {
+                sc.threads[ti]
+                    .wait
+                    .as_ref()
+                    .is_some_and(|w| w.on.iter().any(|o| o == e))
+            }));
+        }
+        for ti in who {
+            if sc.threads[ti].state != ThreadState::Waiting
+                || explained.contains(&ti)
+                || secs(ti) < STUCK_IO_SECONDS
+            {
+                continue;
+            }
+            let v = stuck.entry(at(irp)).or_default();
+            if !v.contains(&ti) {
+                v.push(ti);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (dev, mut ths) in stuck {
+        ths.sort_by(|&a, &b| secs(b).total_cmp(&secs(a)));
+        let pending = sc.irps.iter().filter(|i| at(i) == dev).count() as u64;
+        explained.extend(ths.iter().copied());
+        out.push(FindingTruth {
+            kind: "stuck_io".into(),
+            chain_threads: vec![p.threads[ths[0]].ethread],
+            chain_locks: Vec::new(),
+            blocked_threads: ths.iter().map(|&x| p.threads[x].ethread).collect(),
+            blocked_processes: process_names(p, &ths),
+            driver: Some(sc.devices[p.ix.devices[&dev]].driver.clone()),
+            directory: None,
+            pending_irps: Some(pending),
+        });
+    }
+    out
+}
+
+/// The threads that have waited longer than [`UNEXPLAINED_SECONDS`], for a
+/// kernel-internal reason, only on locks nobody owns, with no other finding
+/// explaining them: one finding listing them and the objects.
+fn unexplained_finding(
+    p: &Placement<'_>,
+    t: &GroundTruth,
+    explained: &HashSet<usize>,
+) -> Option<FindingTruth> {
+    let sc = p.sc;
+    let unowned = |id: &str| {
+        let l = &sc.locks[p.ix.locks[id]];
+        l.owner.is_none() && l.shared_owners.is_empty()
+    };
+    let mut ths = Vec::new();
+    let mut objs: Vec<u64> = Vec::new();
+    for (ti, th) in sc.threads.iter().enumerate() {
+        let Some(w) = &th.wait else { continue };
+        if th.state != ThreadState::Waiting
+            || w.on.is_empty()
+            || explained.contains(&ti)
+            || t.threads[ti].wait_seconds.unwrap_or(0.0) <= UNEXPLAINED_SECONDS
+            || !t.threads[ti]
+                .wait_reason
+                .as_deref()
+                .is_some_and(|r| KERNEL_WAIT_REASONS.contains(&r))
+            || !w.on.iter().all(|o| unowned(o))
+        {
+            continue;
+        }
+        ths.push(ti);
+        for o in &w.on {
+            let a = p.lock_address(o);
+            if !objs.contains(&a) {
+                objs.push(a);
+            }
+        }
+    }
+    (!ths.is_empty()).then(|| FindingTruth {
+        kind: "unexplained".into(),
+        chain_threads: Vec::new(),
+        chain_locks: objs,
+        blocked_threads: ths.iter().map(|&x| p.threads[x].ethread).collect(),
+        blocked_processes: process_names(p, &ths),
+        driver: None,
+        directory: None,
+        pending_irps: None,
+    })
 }
 
 /// The processes of threads `ths`, sorted and deduplicated.
@@ -538,6 +690,7 @@ fn deadlock_findings(p: &Placement<'_>, g: &WaitGraph, in_cycle: &mut [bool]) ->
             blocked_processes: process_names(p, &blocked),
             driver: None,
             directory: None,
+            pending_irps: None,
         });
     }
     findings
@@ -587,6 +740,7 @@ fn chain_findings(
             blocked_processes: process_names(p, &blocked),
             driver,
             directory,
+            pending_irps: None,
         });
     }
     findings

@@ -292,6 +292,7 @@ fn add_io(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions, runners
                 },
             ],
             current: 0,
+            event: None,
         });
     }
     let p = sc.processes[rng.gen_range(1..sc.processes.len())].pid;

@@ -300,7 +300,8 @@ pub struct HandleTruth {
 /// The expected verdict.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VerdictTruth {
-    /// healthy, contention, busy_owner, stuck, deadlock.
+    /// healthy, unexplained, contention, busy_owner, stuck, stuck_io,
+    /// deadlock.
     pub overall: String,
     /// Expected findings.
     pub findings: Vec<FindingTruth>,
@@ -311,7 +312,7 @@ pub struct VerdictTruth {
 /// One expected finding.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FindingTruth {
-    /// deadlock, busy_owner, stuck.
+    /// deadlock, busy_owner, stuck, stuck_io, unexplained.
     pub kind: String,
     /// Threads in the chain or cycle (ETHREAD addresses), from the first
     /// waiter to the final owner.
@@ -326,6 +327,9 @@ pub struct FindingTruth {
     pub driver: Option<String>,
     /// For busy owner: the file's directory.
     pub directory: Option<String>,
+    /// For stuck I/O: the IRPs pending at the bottom device (`driver`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_irps: Option<u64>,
 }
 
 /// A directory with many file objects.

@@ -333,6 +333,42 @@ fn volatility_reads_the_real_driver_image() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// Issue 15's stuck-disk scenario: Volatility reads the processes, the
+/// threads and, through the lab's plugin, every IRP (stack count, current
+/// location, issuing thread, each stack location's device) as the truth
+/// has them, on Windows 7 SP1 and 10 19041.
+#[test]
+fn volatility_reads_the_stuck_disk() {
+    let Some(env) = vol_env() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let sc = Scenario::builtin("stuck-disk").expect("built-in stuck-disk");
+    let mut failures = Vec::new();
+    for b in ["win7sp1", "win10-19041"] {
+        let opts = BuildOptions {
+            ram_size: Some(64 << 20),
+            seed: SEED,
+            build: Some(b.into()),
+        };
+        let (image, truth) =
+            hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
+        let path = tmp.path().join(format!("stuck-disk-{b}.raw"));
+        format::write(&image, Format::Raw, &path, false).expect("write image");
+        for p in [Plugin::PsList, Plugin::Threads, Plugin::LabCheck] {
+            let job = Job {
+                build: b,
+                format: Format::Raw,
+                image: path.clone(),
+                truth: &truth,
+                plugin: p,
+            };
+            if let Err(e) = run_job(&env, &job) {
+                failures.push(format!("[{b} {}] {e}", p.name()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// Overwrites `_DUMP_HEADER64.DumpType` (offset 0xF98).
 fn relabel_dump_type(path: &Path, dump_type: u32) {
     use std::io::{Seek, SeekFrom, Write};

@@ -70,7 +70,7 @@ fn owner_problems(
     if exclusive && owners.len() > 1 {
         out.push(Warning::implausible(
             &ctx,
-            Some(addr.0),
+            Some(addr),
             format!(
                 "held exclusively (Flag {RESOURCE_OWNED_EXCLUSIVE:#x}) but lists {} owners",
                 owners.len()
@@ -80,7 +80,7 @@ fn owner_problems(
     if active_count > 0 && owners.is_empty() {
         out.push(Warning::implausible(
             &ctx,
-            Some(addr.0),
+            Some(addr),
             format!("ActiveCount is {active_count} but OwnerEntry and OwnerTable name no owner"),
         ));
     }
@@ -148,8 +148,11 @@ impl<'d> Kernel<'d> {
     /// or incomplete there, so the lock, its owners and a cycle through it
     /// cannot be seen. One warning per thread (its ETHREAD address first),
     /// naming the object.
-    pub(crate) fn unlisted_resource_waits(&self, listed: &[EresourceInfo]) -> Vec<(u64, Warning)> {
-        let mut known: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    pub(crate) fn unlisted_resource_waits(
+        &self,
+        listed: &[EresourceInfo],
+    ) -> Vec<(VirtAddr, Warning)> {
+        let mut known: std::collections::HashSet<VirtAddr> = std::collections::HashSet::new();
         for r in listed {
             known.insert(r.exclusive_waiters);
             known.insert(r.shared_waiters);
@@ -181,8 +184,8 @@ impl<'d> Kernel<'d> {
     }
 
     /// Object address -> the threads whose wait blocks point at it.
-    pub fn waiter_index(&self) -> HashMap<u64, Vec<u64>> {
-        let mut m: HashMap<u64, Vec<u64>> = HashMap::new();
+    pub fn waiter_index(&self) -> HashMap<VirtAddr, Vec<VirtAddr>> {
+        let mut m: HashMap<VirtAddr, Vec<VirtAddr>> = HashMap::new();
         for t in &self.threads().items {
             for &o in &t.waits_on {
                 let v = m.entry(o).or_default();
@@ -196,18 +199,17 @@ impl<'d> Kernel<'d> {
 
     /// One ERESOURCE by address (need not be on the list).
     pub fn eresource(&self, addr: VirtAddr) -> Result<EresourceInfo> {
-        let addr = addr.0;
         if let Some(r) = self.eresources().items.iter().find(|r| r.address == addr) {
             return Ok(r.clone());
         }
-        self.eresource_with(VirtAddr(addr), &self.waiter_index())
+        self.eresource_with(addr, &self.waiter_index())
             .map(|(r, _)| r)
     }
 
     fn eresource_with(
         &self,
         addr: VirtAddr,
-        index: &HashMap<u64, Vec<u64>>,
+        index: &HashMap<VirtAddr, Vec<VirtAddr>>,
     ) -> Result<(EresourceInfo, Vec<Warning>)> {
         let mut warnings = Vec::new();
         let r = self.object("_ERESOURCE", addr)?;
@@ -215,8 +217,8 @@ impl<'d> Kernel<'d> {
         let exclusive = flag & RESOURCE_OWNED_EXCLUSIVE != 0;
         let mut owners = Vec::new();
         let first = r.field("OwnerEntry")?;
-        let t0 = first.u64("OwnerThread")? & !OWNER_THREAD_TAG_BITS;
-        if t0 != 0 {
+        let t0 = VirtAddr(first.u64("OwnerThread")? & !OWNER_THREAD_TAG_BITS);
+        if t0.0 != 0 {
             owners.push(LockOwner {
                 thread: t0,
                 count: first.u32("OwnerCount").unwrap_or(1),
@@ -238,7 +240,7 @@ impl<'d> Kernel<'d> {
         // waiter blocks on.
         let (shared_obj, shared_events) = match r.locate("SharedWaiters")?.1 {
             TypeRef::Struct(_) => {
-                let chain = r.addr_of("SharedWaiters")?.0;
+                let chain = r.addr_of("SharedWaiters")?;
                 let (events, err) = self.wait_chain_events(&r.field("SharedWaiters")?);
                 if let Some(e) = err {
                     // Keep the waiters found before the break.
@@ -250,16 +252,16 @@ impl<'d> Kernel<'d> {
                 (chain, events)
             }
             _ => {
-                let p = r.ptr("SharedWaiters")?.0;
-                (p, if p == 0 { Vec::new() } else { vec![p] })
+                let p = r.ptr("SharedWaiters")?;
+                (p, if p.0 == 0 { Vec::new() } else { vec![p] })
             }
         };
-        let excl_obj = r.ptr("ExclusiveWaiters")?.0;
+        let excl_obj = r.ptr("ExclusiveWaiters")?;
         let mut waiters = Vec::new();
-        let mut objs: Vec<(u64, bool)> = vec![(excl_obj, true)];
+        let mut objs: Vec<(VirtAddr, bool)> = vec![(excl_obj, true)];
         objs.extend(shared_events.iter().map(|&e| (e, false)));
         for (obj, excl) in objs {
-            if obj == 0 {
+            if obj.0 == 0 {
                 continue;
             }
             for &t in index.get(&obj).map(Vec::as_slice).unwrap_or(&[]) {
@@ -277,7 +279,7 @@ impl<'d> Kernel<'d> {
         warnings.extend(own.iter().cloned());
         Ok((
             EresourceInfo {
-                address: addr.0,
+                address: addr,
                 active_count,
                 flag: flag as u32,
                 exclusive,
@@ -306,13 +308,17 @@ impl<'d> Kernel<'d> {
     fn wait_chain_events(
         &self,
         chain: &crate::view::Object<'_>,
-    ) -> (Vec<u64>, Option<crate::error::Error>) {
+    ) -> (Vec<VirtAddr>, Option<crate::error::Error>) {
         let mut out = Vec::new();
         let err = self.walk_wait_chain(chain, &mut out).err();
         (out, err)
     }
 
-    fn walk_wait_chain(&self, chain: &crate::view::Object<'_>, out: &mut Vec<u64>) -> Result<()> {
+    fn walk_wait_chain(
+        &self,
+        chain: &crate::view::Object<'_>,
+        out: &mut Vec<VirtAddr>,
+    ) -> Result<()> {
         let r = self.reader();
         let link = r.offset_of("_KWAIT_CHAIN_ENTRY", "ListEntry")?;
         let event = r.offset_of("_KWAIT_CHAIN_ENTRY", "Event")?;
@@ -328,7 +334,7 @@ impl<'d> Kernel<'d> {
             }
             let entry = cur.wrapping_sub(link);
             let after = r.read_ptr(VirtAddr(cur.wrapping_add(next)))?.0;
-            out.push(entry.wrapping_add(event));
+            out.push(VirtAddr(entry.wrapping_add(event)));
             cur = after;
         }
         Ok(())
@@ -354,8 +360,8 @@ impl<'d> Kernel<'d> {
         let mut v = Vec::new();
         for i in 1..size {
             let e = rd.object("_OWNER_ENTRY", VirtAddr(table.0.wrapping_add(i * oet.size)))?;
-            let t = e.u64("OwnerThread")? & !OWNER_THREAD_TAG_BITS;
-            if t != 0 {
+            let t = VirtAddr(e.u64("OwnerThread")? & !OWNER_THREAD_TAG_BITS);
+            if t.0 != 0 {
                 v.push(LockOwner {
                     thread: t,
                     count: e.u32("OwnerCount").unwrap_or(1),
@@ -368,8 +374,6 @@ impl<'d> Kernel<'d> {
 
     /// What a dispatcher object is and who is behind it.
     pub fn waited_object(&self, wait_block: VirtAddr, obj: VirtAddr) -> WaitedObject {
-        let wait_block = wait_block.0;
-        let obj = obj.0;
         let r = self.reader();
         let mut w = WaitedObject {
             wait_block,
@@ -377,12 +381,12 @@ impl<'d> Kernel<'d> {
             ..Default::default()
         };
         w.wait_type = r
-            .object("_KWAIT_BLOCK", VirtAddr(wait_block))
+            .object("_KWAIT_BLOCK", wait_block)
             .and_then(|b| b.u64("WaitType"))
             .ok()
             .map(|v| v as u8);
         let ty = r
-            .object("_DISPATCHER_HEADER", VirtAddr(obj))
+            .object("_DISPATCHER_HEADER", obj)
             .and_then(|h| h.u64("Type"))
             .ok()
             .map(|v| v as u8);
@@ -404,12 +408,9 @@ impl<'d> Kernel<'d> {
             }
         }
         if w.kind == "Mutant" {
-            if let Ok(o) = r
-                .object("_KMUTANT", VirtAddr(obj))
-                .and_then(|m| m.ptr("OwnerThread"))
-            {
+            if let Ok(o) = r.object("_KMUTANT", obj).and_then(|m| m.ptr("OwnerThread")) {
                 if o.0 != 0 {
-                    w.owners = vec![o.0];
+                    w.owners = vec![o];
                 }
             }
         }
@@ -438,9 +439,9 @@ impl<'d> Kernel<'d> {
         }
         let mut irps = Vec::new();
         for &i in &thread.irps {
-            match self.irp(VirtAddr(i)) {
+            match self.irp(i) {
                 Ok(irp) => irps.push(irp),
-                Err(e) => warnings.push(Warning::from_error(format!("IRP {}", VirtAddr(i)), &e)),
+                Err(e) => warnings.push(Warning::from_error(format!("IRP {i}"), &e)),
             }
         }
         let stack_walk = self.thread_stack(VirtAddr(addr));
@@ -457,7 +458,7 @@ impl<'d> Kernel<'d> {
 
     /// Dispatcher objects (other than ERESOURCE waiters' semaphores and
     /// events) that threads wait on, with owners and waiters.
-    pub fn dispatcher_objects(&self) -> Vec<(WaitedObject, Vec<u64>)> {
+    pub fn dispatcher_objects(&self) -> Vec<(WaitedObject, Vec<VirtAddr>)> {
         let index = self.waiter_index();
         let mut out = Vec::new();
         let mut keys: Vec<_> = index.keys().copied().collect();
@@ -469,19 +470,15 @@ impl<'d> Kernel<'d> {
                 .iter()
                 .find(|t| t.waits_on.contains(&obj))
                 .and_then(|t| {
-                    let tcb = self
-                        .object("_ETHREAD", VirtAddr(t.address))
-                        .ok()?
-                        .field("Tcb")
-                        .ok()?;
+                    let tcb = self.object("_ETHREAD", t.address).ok()?.field("Tcb").ok()?;
                     self.wait_blocks(&tcb)
                         .ok()?
                         .into_iter()
-                        .find(|(_, o)| *o == obj)
+                        .find(|(_, o)| *o == obj.0)
                 })
                 .map(|(wb, _)| wb)
                 .unwrap_or(0);
-            let w = self.waited_object(VirtAddr(wb), VirtAddr(obj));
+            let w = self.waited_object(VirtAddr(wb), obj);
             if w.eresource.is_some() {
                 continue;
             }

@@ -182,7 +182,7 @@ impl Warning {
             context: context.into(),
             kind: e.warning_kind(),
             message: e.to_string(),
-            address: e.at.map(|a| a.0),
+            address: e.at,
             leaves_incomplete: None,
         }
     }

@@ -31,7 +31,7 @@ struct Cache {
     /// Object body -> indexes into `handles.handles`, so asking who holds
     /// one object does not scan every handle (thousands of files x
     /// thousands of handles on a flooded machine).
-    by_object: OnceLock<HashMap<u64, Vec<usize>>>,
+    by_object: OnceLock<HashMap<VirtAddr, Vec<usize>>>,
 }
 
 /// How this build encodes a handle table entry.
@@ -221,7 +221,7 @@ impl<'d> Kernel<'d> {
             };
             for p in &self.processes().items {
                 let Some(ht) = p.handle_table else { continue };
-                if let Err(e) = self.process_handles(p, ht, &layout, &mut rep) {
+                if let Err(e) = self.process_handles(p, ht.0, &layout, &mut rep) {
                     rep.warnings.push(Warning::from_error(
                         format!("handle table of {} ({})", p.name, p.pid),
                         &e,
@@ -234,10 +234,9 @@ impl<'d> Kernel<'d> {
 
     /// The listed handles to one object body, in listing order.
     pub fn handles_to(&self, object: VirtAddr) -> Vec<&HandleInfo> {
-        let object = object.0;
         let all = &self.handles().handles;
         let index = self.caches.get::<Cache>().by_object.get_or_init(|| {
-            let mut m: HashMap<u64, Vec<usize>> = HashMap::new();
+            let mut m: HashMap<VirtAddr, Vec<usize>> = HashMap::new();
             for (i, h) in all.iter().enumerate() {
                 m.entry(h.object).or_default().push(i);
             }
@@ -265,7 +264,7 @@ impl<'d> Kernel<'d> {
                 Some(pre) => {
                     h.type_name == "File" && {
                         let path = self
-                            .file_path(VirtAddr(h.object))
+                            .file_path(h.object)
                             .unwrap_or_default()
                             .to_ascii_lowercase();
                         let full = h.name.to_ascii_lowercase();
@@ -442,7 +441,7 @@ impl<'d> Kernel<'d> {
             pid: p.pid,
             process_name: p.name.clone(),
             handle,
-            object: body,
+            object: VirtAddr(body),
             type_name,
             access,
             name,

@@ -76,29 +76,25 @@ impl<'d> Kernel<'d> {
     /// `!irp ADDR`: the packet and every stack location, the current one
     /// marked.
     pub fn irp(&self, addr: VirtAddr) -> Result<IrpInfo> {
-        let addr = addr.0;
         let r = self.reader();
-        let irp = self.object("_IRP", VirtAddr(addr))?;
+        let irp = self.object("_IRP", addr)?;
         let mut warnings = Vec::new();
         let stack_count = irp.u64("StackCount")? & 0xff;
         let current = irp.u64("CurrentLocation")? & 0xff;
         if stack_count > MAX_STACK_COUNT {
             return Err(Error::bad_data(
-                VirtAddr(addr),
+                addr,
                 format!("IRP StackCount {stack_count} is impossible"),
             ));
         }
         let loc_size = r.ty("_IO_STACK_LOCATION")?.size;
-        let first = addr.wrapping_add(irp.ty.size);
-        let csl = irp
-            .ptr("Tail.Overlay.CurrentStackLocation")
-            .ok()
-            .map(|p| p.0);
+        let first = addr.0.wrapping_add(irp.ty.size);
+        let csl = irp.ptr("Tail.Overlay.CurrentStackLocation").ok();
         if let Some(c) = csl {
             let expect = first.wrapping_add(current.wrapping_sub(1).wrapping_mul(loc_size));
-            if (1..=stack_count).contains(&current) && c != expect {
+            if (1..=stack_count).contains(&current) && c.0 != expect {
                 warnings.push(Warning {
-                    context: format!("IRP {}", VirtAddr(addr)),
+                    context: format!("IRP {addr}"),
                     kind: WarningKind::BadData,
                     message: format!(
                         "CurrentStackLocation {c:#x} disagrees with CurrentLocation {current}"
@@ -114,7 +110,7 @@ impl<'d> Kernel<'d> {
             match self.stack_location(la, i as u32 + 1, current == i + 1) {
                 Ok(s) => stack.push(s),
                 Err(e) => warnings.push(Warning::from_error(
-                    format!("IRP {} stack location {}", VirtAddr(addr), i + 1),
+                    format!("IRP {addr} stack location {}", i + 1),
                     &e,
                 )),
             }
@@ -122,16 +118,17 @@ impl<'d> Kernel<'d> {
         let file_path = stack
             .iter()
             .find(|s| s.current)
-            .filter(|s| s.file_object != 0)
-            .and_then(|s| self.file_path(VirtAddr(s.file_object)).ok());
+            .filter(|s| s.file_object.0 != 0)
+            .and_then(|s| self.file_path(s.file_object).ok());
         Ok(IrpInfo {
             address: addr,
             type_raw: irp.u64("Type")? as u16,
             stack_count: stack_count as u32,
             current_location: current as u32,
             current_stack_location: csl,
-            thread: irp.ptr("Tail.Overlay.Thread").ok().map(|p| p.0),
-            original_file_object: irp.ptr("Tail.Overlay.OriginalFileObject").ok().map(|p| p.0),
+            thread: irp.ptr("Tail.Overlay.Thread").ok(),
+            original_file_object: irp.ptr("Tail.Overlay.OriginalFileObject").ok(),
+            user_event: irp.ptr("UserEvent").ok().filter(|e| e.0 != 0),
             stack,
             file_path,
             warnings,
@@ -141,22 +138,21 @@ impl<'d> Kernel<'d> {
     fn stack_location(&self, la: u64, index: u32, current: bool) -> Result<IrpStackLocation> {
         let s = self.object("_IO_STACK_LOCATION", VirtAddr(la))?;
         let major = s.u64("MajorFunction")? as u8;
-        let device = s.ptr("DeviceObject")?.0;
-        let (driver, driver_name, device_name) = if device != 0 {
+        let device = s.ptr("DeviceObject")?;
+        let (driver, driver_name, device_name) = if device.0 != 0 {
             let drv = self
-                .object("_DEVICE_OBJECT", VirtAddr(device))
+                .object("_DEVICE_OBJECT", device)
                 .and_then(|d| d.ptr("DriverObject"))
-                .ok()
-                .map(|p| p.0);
-            let dn = drv.and_then(|d| self.driver_name(VirtAddr(d)).ok());
-            (drv, dn, self.device_name(VirtAddr(device)).ok().flatten())
+                .ok();
+            let dn = drv.and_then(|d| self.driver_name(d).ok());
+            (drv, dn, self.device_name(device).ok().flatten())
         } else {
             (None, None, None)
         };
         Ok(IrpStackLocation {
             index,
             current,
-            address: la,
+            address: VirtAddr(la),
             major,
             major_name: irp_mj_name(major),
             minor: s.u64("MinorFunction")? as u8,
@@ -164,8 +160,8 @@ impl<'d> Kernel<'d> {
             device_name,
             driver,
             driver_name,
-            file_object: s.ptr("FileObject")?.0,
-            completion_routine: s.ptr("CompletionRoutine").map(|p| p.0).unwrap_or(0),
+            file_object: s.ptr("FileObject")?,
+            completion_routine: s.ptr("CompletionRoutine").unwrap_or_default(),
             context: s.ptr("Context").map(|p| p.0).unwrap_or(0),
         })
     }
@@ -211,16 +207,15 @@ impl<'d> Kernel<'d> {
     /// `!fileobj ADDR`: name, full path, device, flags and the processes
     /// holding handles to it.
     pub fn file_object(&self, addr: VirtAddr) -> Result<FileObjectInfo> {
-        let addr = addr.0;
-        let fo = self.object("_FILE_OBJECT", VirtAddr(addr))?;
+        let fo = self.object("_FILE_OBJECT", addr)?;
         let mut warnings = Vec::new();
-        let device = fo.ptr("DeviceObject")?.0;
-        let device_name = if device != 0 {
-            match self.device_name(VirtAddr(device)) {
+        let device = fo.ptr("DeviceObject")?;
+        let device_name = if device.0 != 0 {
+            match self.device_name(device) {
                 Ok(n) => n,
                 Err(e) => {
                     warnings.push(Warning::from_error(
-                        format!("device of file object {}", VirtAddr(addr)),
+                        format!("device of file object {addr}"),
                         &e,
                     ));
                     None
@@ -230,18 +225,18 @@ impl<'d> Kernel<'d> {
             None
         };
         let name = fo.unicode_string("FileName")?;
-        let path = match self.file_path(VirtAddr(addr)) {
+        let path = match self.file_path(addr) {
             Ok(p) => p,
             Err(e) => {
                 warnings.push(Warning::from_error(
-                    format!("path of file object {}", VirtAddr(addr)),
+                    format!("path of file object {addr}"),
                     &e,
                 ));
                 name.clone()
             }
         };
         let mut holders: Vec<Holder> = Vec::new();
-        for h in self.handles_to(VirtAddr(addr)) {
+        for h in self.handles_to(addr) {
             match holders.iter_mut().find(|x| x.pid == h.pid) {
                 Some(x) => x.handles.push(h.handle),
                 None => holders.push(Holder {
@@ -258,7 +253,7 @@ impl<'d> Kernel<'d> {
             device,
             device_name,
             flags: fo.u32("Flags")?,
-            related: fo.ptr("RelatedFileObject")?.0,
+            related: fo.ptr("RelatedFileObject")?,
             holders,
             warnings,
         })
@@ -268,7 +263,7 @@ impl<'d> Kernel<'d> {
     /// and found by the pool-tag scan, each once.
     pub fn files(&self) -> Partial<FileObjectInfo> {
         let mut out = Partial::default();
-        let mut addrs: Vec<u64> = self
+        let mut addrs: Vec<VirtAddr> = self
             .handles()
             .handles
             .iter()
@@ -277,28 +272,27 @@ impl<'d> Kernel<'d> {
             .collect();
         for t in &self.threads().items {
             for &i in &t.irps {
-                match self.irp(VirtAddr(i)) {
+                match self.irp(i) {
                     Ok(irp) => {
-                        addrs.extend(irp.stack.iter().map(|s| s.file_object).filter(|&f| f != 0))
+                        addrs.extend(irp.stack.iter().map(|s| s.file_object).filter(|f| f.0 != 0))
                     }
                     Err(e) => out
                         .warnings
-                        .push(Warning::from_error(format!("IRP {}", VirtAddr(i)), &e)),
+                        .push(Warning::from_error(format!("IRP {i}"), &e)),
                 }
             }
         }
         let pool = self.pool_file_objects();
         out.warnings.extend(pool.warnings.iter().cloned());
-        addrs.extend(pool.items.iter().copied());
+        addrs.extend(pool.items.iter().copied().map(VirtAddr));
         let mut seen = std::collections::HashSet::new();
         addrs.retain(|a| seen.insert(*a));
         for a in addrs {
-            match self.file_object(VirtAddr(a)) {
+            match self.file_object(a) {
                 Ok(f) => out.items.push(f),
-                Err(e) => out.warnings.push(Warning::from_error(
-                    format!("file object {}", VirtAddr(a)),
-                    &e,
-                )),
+                Err(e) => out
+                    .warnings
+                    .push(Warning::from_error(format!("file object {a}"), &e)),
             }
         }
         out

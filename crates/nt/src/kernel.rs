@@ -331,7 +331,7 @@ impl<'d> Kernel<'d> {
                     context: "KeNumberProcessors".into(),
                     kind: WarningKind::BadData,
                     message: format!("impossible processor count {v:#x}"),
-                    address: self.symbol("KeNumberProcessors").ok().map(|a| a.0),
+                    address: self.symbol("KeNumberProcessors").ok(),
                     leaves_incomplete: None,
                 });
                 self.cpu_regs.len().max(1) as u32
@@ -360,7 +360,7 @@ impl<'d> Kernel<'d> {
                         context: ctx,
                         kind: WarningKind::BadData,
                         message: "KiProcessorBlock entry is NULL".into(),
-                        address: Some(block.0 + 8 * i as u64),
+                        address: Some(VirtAddr(block.0 + 8 * i as u64)),
                         leaves_incomplete: None,
                     });
                     continue;
@@ -375,7 +375,7 @@ impl<'d> Kernel<'d> {
                 .object("_KPRCB", prcb)
                 .and_then(|o| o.ptr("CurrentThread"))
             {
-                Ok(t) => Some(t.0),
+                Ok(t) => Some(t),
                 Err(e) => {
                     out.warnings
                         .push(Warning::from_error(format!("CPU {i} KPRCB"), &e));
@@ -387,11 +387,11 @@ impl<'d> Kernel<'d> {
                 .iter()
                 .find(|c| c.gs_base == Some(kpcr) || c.kernel_gs_base == Some(kpcr))
                 .or_else(|| self.cpu_regs.get(i as usize))
-                .map(|c| c.rip);
+                .map(|c| VirtAddr(c.rip));
             out.items.push(CpuInfo {
                 index: i,
-                kpcr,
-                kprcb: prcb.0,
+                kpcr: VirtAddr(kpcr),
+                kprcb: prcb,
                 current_thread: current,
                 rip,
             });
@@ -427,7 +427,7 @@ impl<'d> Kernel<'d> {
             build: self.build(),
             major_version: major,
             minor_version: minor,
-            kernel_base: self.base.0,
+            kernel_base: self.base,
             kernel_size: self.size,
             dtb: self.dtb,
             pdb: self.pdb.clone(),
@@ -460,6 +460,9 @@ impl<'d> Kernel<'d> {
             }
             a = a.wrapping_add(n as u64);
         }
-        MemoryDump { address: va, bytes }
+        MemoryDump {
+            address: VirtAddr(va),
+            bytes,
+        }
     }
 }

@@ -18,7 +18,7 @@
 //! ```
 //! use hangscope_lab::format::{self, Format};
 //! use hangscope_lab::{build, builds, BuildOptions, Scenario, Symbols};
-//! use hangscope_nt::{Kernel, SymbolSource};
+//! use hangscope_nt::{Kernel, SymbolSource, VirtAddr};
 //!
 //! // A lab image of a two-thread deadlock on Windows 7 SP1, as a raw dump.
 //! let sc = Scenario::builtin("deadlock")?;
@@ -36,8 +36,8 @@
 //!
 //! // Every contended lock, its owners and its waiters.
 //! for r in kernel.eresources().items.iter().filter(|r| r.is_contended()) {
-//!     let owners: Vec<u64> = r.owners.iter().map(|o| o.thread).collect();
-//!     let waiters: Vec<u64> = r.waiters.iter().map(|w| w.thread).collect();
+//!     let owners: Vec<VirtAddr> = r.owners.iter().map(|o| o.thread).collect();
+//!     let waiters: Vec<VirtAddr> = r.waiters.iter().map(|w| w.thread).collect();
 //!     println!("{:#x}: owners {owners:x?} waiters {waiters:x?}", r.address);
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())

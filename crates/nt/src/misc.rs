@@ -72,7 +72,7 @@ impl<'d> Kernel<'d> {
             let m = m.and_then(|a| {
                 let e = self.object("_LDR_DATA_TABLE_ENTRY", a)?;
                 Ok(ModuleInfo {
-                    base: e.ptr("DllBase")?.0,
+                    base: e.ptr("DllBase")?,
                     size: e.u64("SizeOfImage")?,
                     name: e.unicode_string("BaseDllName")?,
                     path: e.unicode_string("FullDllName").unwrap_or_default(),
@@ -131,7 +131,7 @@ impl<'d> Kernel<'d> {
         }
         Ok(DtOutput {
             type_name: ty.name.clone(),
-            address: addr,
+            address: VirtAddr(addr),
             size: ty.size,
             fields,
         })

@@ -154,7 +154,7 @@ impl<'d> Kernel<'d> {
     /// Reliability: as good as the module's header page (paged-out headers
     /// give `pdb: None`); a table is used only when its identity matches.
     pub fn module_symbols(&self, module: &ModuleInfo) -> Result<SymbolTable, Box<MissingSymbols>> {
-        self.module_symbols_at(VirtAddr(module.base), &module.name)
+        self.module_symbols_at(module.base, &module.name)
     }
 
     /// [`Kernel::module_symbols`] by base and name.
@@ -197,7 +197,7 @@ impl<'d> Kernel<'d> {
         let Some(pdb) = self.module_pdb(VirtAddr(base)) else {
             return Err(Box::new(MissingSymbols {
                 module: name.to_string(),
-                base,
+                base: VirtAddr(base),
                 pdb: None,
                 reason: format!(
                     "no readable CodeView (RSDS) record in the PE header at {base:#x}: \
@@ -210,7 +210,7 @@ impl<'d> Kernel<'d> {
         let miss = |reason: String, searched: Vec<String>| {
             Box::new(MissingSymbols {
                 module: name.to_string(),
-                base,
+                base: VirtAddr(base),
                 fetch: fetch_paths(&pdb),
                 pdb: Some(pdb.clone()),
                 reason,

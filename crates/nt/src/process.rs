@@ -143,9 +143,9 @@ impl<'d> Kernel<'d> {
                 self.object("_MM_SESSION_SPACE", s)?.u32("SessionId").ok()
             }
         };
-        let handle_table = ep.ptr("ObjectTable").ok().map(|p| p.0).filter(|&p| p != 0);
+        let handle_table = ep.ptr("ObjectTable").ok().filter(|p| p.0 != 0);
         Ok(ProcessInfo {
-            address: addr.0,
+            address: addr,
             pid: ep.u64("UniqueProcessId")?,
             ppid: ep.u64("InheritedFromUniqueProcessId").unwrap_or(0),
             name: ep.ascii("ImageFileName")?,
@@ -171,7 +171,7 @@ impl<'d> Kernel<'d> {
             None if procs.items.is_empty() => "it holds no process".to_string(),
             None => return None,
         };
-        let head = self.symbol("PsActiveProcessHead").ok().map(|a| a.0);
+        let head = self.symbol("PsActiveProcessHead").ok();
         Some(
             Warning::implausible(
                 "process list",
@@ -246,7 +246,7 @@ impl<'d> Kernel<'d> {
         let mut walk = |head_path: &str, ty: &str| -> Vec<VirtAddr> {
             let mut v = Vec::new();
             let head = match r.offset_of("_EPROCESS", head_path) {
-                Ok(o) => VirtAddr(p.address.wrapping_add(o)),
+                Ok(o) => VirtAddr(p.address.0.wrapping_add(o)),
                 Err(e) => {
                     warnings
                         .push(Warning::from_error(ctx.clone(), &e).incomplete(ModelPart::Threads));
@@ -292,7 +292,7 @@ impl<'d> Kernel<'d> {
         if let ThreadState::Unknown(_) = state {
             warnings.push(Warning::implausible(
                 &ctx,
-                Some(addr.0),
+                Some(addr),
                 format!("KTHREAD.State {state_raw} is not a thread state"),
             ));
         }
@@ -303,7 +303,7 @@ impl<'d> Kernel<'d> {
             if let WaitReason::Unknown(_) = reason {
                 warnings.push(Warning::implausible(
                     &ctx,
-                    Some(addr.0),
+                    Some(addr),
                     format!("KTHREAD.WaitReason {w} is not a wait reason"),
                 ));
             }
@@ -318,7 +318,7 @@ impl<'d> Kernel<'d> {
             None
         };
         let wait_seconds = wait_ticks.and_then(|t| self.ticks_to_seconds(t));
-        let proc_addr = tcb.ptr("Process").map(|p| p.0).unwrap_or(0);
+        let proc_addr = tcb.ptr("Process").unwrap_or_default();
         let owner = match process {
             Some(p) => Some(p.clone()),
             None => self
@@ -332,7 +332,7 @@ impl<'d> Kernel<'d> {
             .cpus()
             .items
             .iter()
-            .find(|c| c.current_thread == Some(addr.0))
+            .find(|c| c.current_thread == Some(addr))
             .map(|c| c.index);
         // A thread whose state cannot be read as a state may well be
         // waiting: its wait blocks are read, so that a cycle through it is
@@ -344,7 +344,7 @@ impl<'d> Kernel<'d> {
         };
         let irps = self.irp_list(&et).unwrap_or_default();
         Ok(ThreadInfo {
-            address: addr.0,
+            address: addr,
             tid: et.u64("Cid.UniqueThread")?,
             pid: et.u64("Cid.UniqueProcess")?,
             process: owner.as_ref().map(|p| p.address).unwrap_or(proc_addr),
@@ -355,9 +355,9 @@ impl<'d> Kernel<'d> {
             wait_ticks,
             wait_seconds,
             cpu,
-            start_address: et.ptr("StartAddress").map(|p| p.0).unwrap_or(0),
-            win32_start_address: et.ptr("Win32StartAddress").ok().map(|p| p.0),
-            kernel_stack: tcb.ptr("KernelStack").ok().map(|p| p.0),
+            start_address: et.ptr("StartAddress").unwrap_or_default(),
+            win32_start_address: et.ptr("Win32StartAddress").ok(),
+            kernel_stack: tcb.ptr("KernelStack").ok(),
             waits_on,
             irps,
             warnings,
@@ -382,7 +382,7 @@ impl<'d> Kernel<'d> {
         if now <= u64::from(u32::MAX) && wait_time > now {
             warnings.push(Warning::implausible(
                 ctx,
-                Some(addr.0),
+                Some(addr),
                 format!(
                     "KTHREAD.WaitTime {wait_time} is after the current tick {now}: how long it waited is unknown"
                 ),
@@ -403,7 +403,7 @@ impl<'d> Kernel<'d> {
         tcb: &Object<'_>,
         ctx: &str,
         warnings: &mut Vec<Warning>,
-    ) -> Vec<u64> {
+    ) -> Vec<VirtAddr> {
         let blocks = match self.wait_blocks(tcb) {
             Ok(b) => b,
             Err(e) => {
@@ -429,9 +429,10 @@ impl<'d> Kernel<'d> {
             };
             match problem {
                 Some(message) => warnings.push(
-                    Warning::implausible(ctx, Some(wb), message).incomplete(ModelPart::Waits),
+                    Warning::implausible(ctx, Some(VirtAddr(wb)), message)
+                        .incomplete(ModelPart::Waits),
                 ),
-                None => out.push(obj),
+                None => out.push(VirtAddr(obj)),
             }
         }
         out
@@ -481,7 +482,7 @@ impl<'d> Kernel<'d> {
     }
 
     /// IRPs on `_ETHREAD.IrpList` (linked through `_IRP.ThreadListEntry`).
-    pub(crate) fn irp_list(&self, et: &Object<'_>) -> Result<Vec<u64>> {
+    pub(crate) fn irp_list(&self, et: &Object<'_>) -> Result<Vec<VirtAddr>> {
         let head = et.addr_of("IrpList")?;
         let mut v = Vec::new();
         for i in self
@@ -489,7 +490,7 @@ impl<'d> Kernel<'d> {
             .iter_list(head, "_IRP", "ThreadListEntry", MAX_IRPS_PER_THREAD)?
         {
             match i {
-                Ok(a) => v.push(a.0),
+                Ok(a) => v.push(a),
                 Err(e) if v.is_empty() => return Err(e),
                 Err(_) => break,
             }
@@ -500,10 +501,9 @@ impl<'d> Kernel<'d> {
     /// The thread record for an ETHREAD address: from the listing when
     /// listed, else read directly.
     pub fn thread_info(&self, addr: VirtAddr) -> Result<ThreadInfo> {
-        let addr = addr.0;
         if let Some(t) = self.threads().items.iter().find(|t| t.address == addr) {
             return Ok(t.clone());
         }
-        self.thread_at(VirtAddr(addr), None)
+        self.thread_at(addr, None)
     }
 }

@@ -58,7 +58,7 @@ pub struct StackFilter {
 #[derive(Debug, Clone, Copy)]
 struct Running {
     cpu: u32,
-    kprcb: u64,
+    kprcb: VirtAddr,
     /// Index into the dump's CPU states (matched by GS base = KPCR).
     state: Option<usize>,
     /// The CPU's DPC stack.
@@ -89,7 +89,7 @@ pub struct StackWalker<'k, 'd> {
     missing: Vec<(usize, MissingSymbols)>,
     /// Running thread -> (CPU number, index into the dump's CPU states,
     /// the CPU's DPC stack range).
-    running: HashMap<u64, Running>,
+    running: HashMap<VirtAddr, Running>,
     warnings: Vec<Warning>,
 }
 
@@ -125,7 +125,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
             .items
             .iter()
             .filter(|m| m.size > 0 && m.size < 0x1_0000_0000)
-            .map(|m| Module::new(m.base, m.size, m.name.clone()))
+            .map(|m| Module::new(m.base.0, m.size, m.name.clone()))
             .collect();
         if !list.iter().any(|m| m.base.0 == k.base().0) {
             // The module list was unreadable: the kernel at least.
@@ -134,20 +134,20 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         let r = k.reader();
         let mut running = HashMap::new();
         for c in &k.cpus().items {
-            let Some(t) = c.current_thread.filter(|&t| t != 0) else {
+            let Some(t) = c.current_thread.filter(|t| t.0 != 0) else {
                 continue;
             };
             let state = k
                 .cpu_registers()
                 .iter()
-                .position(|s| s.gs_base == Some(c.kpcr) || s.kernel_gs_base == Some(c.kpcr))
+                .position(|s| s.gs_base == Some(c.kpcr.0) || s.kernel_gs_base == Some(c.kpcr.0))
                 .or_else(|| {
                     let i = c.index as usize;
                     (i < k.cpu_registers().len() && k.cpu_registers().len() == k.cpus().items.len())
                         .then_some(i)
                 });
             let dpc = r
-                .object("_KPRCB", VirtAddr(c.kprcb))
+                .object("_KPRCB", c.kprcb)
                 .and_then(|o| o.ptr("DpcStack"))
                 .ok()
                 .filter(|p| p.0 > DPC_STACK_SIZE)
@@ -191,13 +191,12 @@ impl<'k, 'd> StackWalker<'k, 'd> {
     /// switch frame at `KernelStack`, a probe above it), each rung either
     /// returning its walk or saying why it fell through to the next.
     pub fn thread_stack(&mut self, thread: VirtAddr) -> StackInfo {
-        let thread = thread.0;
         let mut out = StackInfo {
             thread,
             ..StackInfo::default()
         };
         let k = self.k;
-        let t = match k.object("_ETHREAD", VirtAddr(thread)) {
+        let t = match k.object("_ETHREAD", thread) {
             Ok(t) => t,
             Err(e) => {
                 out.start = "none: the thread is unreadable".into();
@@ -370,9 +369,9 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 }
             }
             out.frames.push(FrameInfo {
-                rip: f.rip.0,
-                rsp: f.rsp.0,
-                return_address: frames.get(i + 1).map(|n| n.rip.0).unwrap_or(0),
+                rip: f.rip,
+                rsp: f.rsp,
+                return_address: frames.get(i + 1).map(|n| n.rip).unwrap_or_default(),
                 symbol,
                 kind: kind_name(&f.kind).into(),
             });
@@ -443,8 +442,8 @@ impl<'k, 'd> StackWalker<'k, 'd> {
 /// The registers `KeBugCheck` saved in `KPRCB.ProcessorState.ContextFrame`
 /// (crash dumps keep only one CONTEXT in their header): the context and CS,
 /// or `None` when the frame is absent or empty.
-fn context_frame(k: &Kernel<'_>, kprcb: u64) -> Option<(Context, u16)> {
-    let p = k.object("_KPRCB", VirtAddr(kprcb)).ok()?;
+fn context_frame(k: &Kernel<'_>, kprcb: VirtAddr) -> Option<(Context, u16)> {
+    let p = k.object("_KPRCB", kprcb).ok()?;
     let cf = "ProcessorState.ContextFrame.";
     let g = |f: &str| p.u64(&format!("{cf}{f}")).ok();
     let rip = g("Rip").filter(|&r| r != 0)?;
@@ -515,7 +514,7 @@ impl<'d> Kernel<'d> {
             .filter(|t| filter.pid.is_none_or(|p| t.pid == p))
             .collect();
         for t in threads {
-            let s = w.thread_stack(VirtAddr(t.address));
+            let s = w.thread_stack(t.address);
             let frames = s.symbols();
             let key: Vec<String> = frames.iter().map(|f| f.to_string()).collect();
             if let Some(n) = &needle {
@@ -572,7 +571,7 @@ impl<'d> Kernel<'d> {
     pub fn running(&self) -> Vec<RunningCpu> {
         let mut w = self.stack_walker();
         let r = self.reader();
-        let by_addr: HashMap<u64, &ThreadInfo> = self
+        let by_addr: HashMap<VirtAddr, &ThreadInfo> = self
             .threads()
             .items
             .iter()
@@ -580,18 +579,18 @@ impl<'d> Kernel<'d> {
             .collect();
         let mut out = Vec::new();
         for c in &self.cpus().items {
-            let thread = c.current_thread.filter(|&t| t != 0);
+            let thread = c.current_thread.filter(|t| t.0 != 0);
             let idle = match (
                 thread,
-                r.object("_KPRCB", VirtAddr(c.kprcb))
+                r.object("_KPRCB", c.kprcb)
                     .and_then(|o| o.ptr("IdleThread")),
             ) {
-                (Some(t), Ok(i)) => i.0 == t,
+                (Some(t), Ok(i)) => i == t,
                 _ => false,
             };
             let info = thread.and_then(|t| by_addr.get(&t));
             let stack = match thread {
-                Some(t) => w.thread_stack(VirtAddr(t)),
+                Some(t) => w.thread_stack(t),
                 None => StackInfo {
                     start: "none: CurrentThread is 0".into(),
                     ..StackInfo::default()

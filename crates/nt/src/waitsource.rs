@@ -3,7 +3,28 @@
 use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_waitgraph as wg;
-use hangscope_x64::VirtAddr;
+
+/// The drivers an IRP passed through, from the top of its stack (the
+/// highest location, the file system) down to its current location.
+fn device_stack(irp: &IrpInfo) -> Vec<String> {
+    let mut v: Vec<&IrpStackLocation> = irp
+        .stack
+        .iter()
+        .filter(|s| s.index >= irp.current_location && s.device.0 != 0)
+        .collect();
+    v.sort_by_key(|s| std::cmp::Reverse(s.index));
+    let mut out: Vec<String> = Vec::new();
+    for s in v {
+        let name = s
+            .driver_name
+            .clone()
+            .unwrap_or_else(|| format!("driver of device {}", s.device));
+        if out.last() != Some(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
 
 fn state_of(t: &ThreadInfo) -> wg::ThreadState {
     match t.state {
@@ -77,7 +98,7 @@ impl<'d> Kernel<'d> {
             .items
             .iter()
             .map(|p| wg::Process {
-                address: p.address,
+                address: wg::Addr(p.address.0),
                 pid: p.pid,
                 ppid: p.ppid,
                 name: p.name.clone(),
@@ -92,16 +113,22 @@ impl<'d> Kernel<'d> {
         for t in &threads.items {
             let mut io = Vec::new();
             for &i in &t.irps {
-                match self.irp(VirtAddr(i)) {
+                match self.irp(i) {
                     Ok(irp) => {
                         let cur = irp.current();
                         io.push(wg::Io {
-                            irp: i,
+                            irp: wg::Addr(i.0),
                             major: cur.map(|c| c.major_name.clone()),
                             driver: cur.and_then(|c| c.driver_name.clone()),
                             device: cur.and_then(|c| c.device_name.clone()),
-                            file_object: cur.map(|c| c.file_object).filter(|&f| f != 0),
+                            file_object: cur
+                                .map(|c| wg::Addr(c.file_object.0))
+                                .filter(|f| f.0 != 0),
                             file: irp.file_path.clone(),
+                            device_address: cur.map(|c| wg::Addr(c.device.0)).filter(|d| d.0 != 0),
+                            device_stack: device_stack(&irp),
+                            at_bottom: irp.current_location == 1 && cur.is_some(),
+                            event: irp.user_event.map(|e| wg::Addr(e.0)),
                         });
                         inp.warnings
                             .extend(irp.warnings.iter().map(|w| w.to_string()));
@@ -110,15 +137,21 @@ impl<'d> Kernel<'d> {
                 }
             }
             inp.threads.push(wg::Thread {
-                key: t.address,
+                key: t.address.0,
                 tid: t.tid,
                 pid: t.pid,
                 state: state_of(t),
                 wait_reason: t.wait_reason.map(|w| w.to_string()),
                 waited_seconds: t.wait_seconds,
                 waited_ticks: t.wait_ticks,
-                stack: walker.thread_stack(VirtAddr(t.address)).symbols(),
+                stack: walker.thread_stack(t.address).symbols(),
                 io,
+                // KPROCESSOR_MODE: 1 is UserMode.
+                user_mode_wait: t.state == ThreadState::Waiting
+                    && self
+                        .object("_ETHREAD", t.address)
+                        .and_then(|e| e.u64("Tcb.WaitMode"))
+                        .is_ok_and(|m| m == 1),
                 warnings: t
                     .warnings
                     .iter()
@@ -138,14 +171,14 @@ impl<'d> Kernel<'d> {
                 }
             };
             inp.resources.push(wg::Resource {
-                key: r.address,
+                key: r.address.0,
                 kind: wg::ResourceKind::Eresource,
                 name: r.symbol.clone(),
                 owners: r
                     .owners
                     .iter()
                     .map(|o| wg::Claim {
-                        thread: o.thread,
+                        thread: o.thread.0,
                         mode: mode(o.exclusive),
                     })
                     .collect(),
@@ -153,7 +186,7 @@ impl<'d> Kernel<'d> {
                     .waiters
                     .iter()
                     .map(|w| wg::Claim {
-                        thread: w.thread,
+                        thread: w.thread.0,
                         mode: mode(w.exclusive),
                     })
                     .collect(),
@@ -163,21 +196,21 @@ impl<'d> Kernel<'d> {
         }
         for (obj, waiters) in self.dispatcher_objects() {
             inp.resources.push(wg::Resource {
-                key: obj.address,
+                key: obj.address.0,
                 kind: resource_kind(&obj.kind),
-                name: self.object_name(VirtAddr(obj.address)).ok().flatten(),
+                name: self.object_name(obj.address).ok().flatten(),
                 owners: obj
                     .owners
                     .iter()
                     .map(|&t| wg::Claim {
-                        thread: t,
+                        thread: t.0,
                         mode: wg::Mode::Exclusive,
                     })
                     .collect(),
                 waiters: waiters
                     .iter()
                     .map(|&t| wg::Claim {
-                        thread: t,
+                        thread: t.0,
                         mode: wg::Mode::Exclusive,
                     })
                     .collect(),
@@ -192,7 +225,7 @@ impl<'d> Kernel<'d> {
             .extend(self.handles().warnings.iter().map(|w| w.to_string()));
         for f in files.items {
             inp.files.push(wg::File {
-                address: f.address,
+                address: wg::Addr(f.address.0),
                 path: f.path.clone(),
                 device: f.device_name.clone(),
                 holders: f.holders.iter().map(|h| h.pid).collect(),

@@ -45,7 +45,7 @@ fn symbols() -> SymbolSource {
     SymbolSource::from_store(SymbolStore::from_path_spec(&spec).expect("symbol path"))
 }
 
-fn hexset(v: &[u64]) -> BTreeSet<String> {
+fn hexset<A: std::fmt::LowerHex>(v: &[A]) -> BTreeSet<String> {
     v.iter().map(|a| format!("{a:#x}")).collect()
 }
 
@@ -65,7 +65,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             "kernel base {:#x} != {:#x}",
             info.kernel_base, t.kernel.kernel_base
         ),
-        info.kernel_base == t.kernel.kernel_base,
+        info.kernel_base.0 == t.kernel.kernel_base,
     );
     check(
         format!("dtb {:?} != {:#x}", info.dtb, t.kernel.dtb),
@@ -108,7 +108,14 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
     let cpus: Vec<(u32, u64, u64, u64)> = info
         .cpus
         .iter()
-        .map(|c| (c.index, c.kpcr, c.kprcb, c.current_thread.unwrap_or(0)))
+        .map(|c| {
+            (
+                c.index,
+                c.kpcr.0,
+                c.kprcb.0,
+                c.current_thread.map(|t| t.0).unwrap_or(0),
+            )
+        })
         .collect();
     let tcpus: Vec<(u32, u64, u64, u64)> = t
         .kernel
@@ -130,7 +137,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
     );
     for (p, tp) in ps.items.iter().zip(&t.processes) {
         let got = (
-            p.address,
+            p.address.0,
             p.pid,
             p.ppid,
             &p.name,
@@ -163,7 +170,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
         th.items.len() == t.threads.len(),
     );
     let by_addr: HashMap<u64, &hangscope_nt::model::ThreadInfo> =
-        th.items.iter().map(|x| (x.address, x)).collect();
+        th.items.iter().map(|x| (x.address.0, x)).collect();
     for tt in &t.threads {
         let Some(x) = by_addr.get(&tt.address) else {
             check(format!("thread {:#x} not found", tt.address), false);
@@ -177,7 +184,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             reason.as_deref(),
             x.wait_time,
             x.cpu,
-            x.start_address,
+            x.start_address.0,
             hexset(&x.waits_on),
             hexset(&x.irps),
         );
@@ -227,7 +234,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
     let got: Vec<_> = ms
         .items
         .iter()
-        .map(|m| (m.base, m.size, m.name.clone(), m.path.clone()))
+        .map(|m| (m.base.0, m.size, m.name.clone(), m.path.clone()))
         .collect();
     let want: Vec<_> = t
         .modules
@@ -245,7 +252,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
     // The truth lists the scenario's resources; the lab links a few idle
     // ones too: those must be neither owned nor waited on.
     for r in &rs.items {
-        if !t.eresources.iter().any(|x| x.address == r.address) {
+        if !t.eresources.iter().any(|x| x.address == r.address.0) {
             check(
                 format!("resource {:#x} not in the truth but busy: {r:?}", r.address),
                 r.owners.is_empty() && r.waiters.is_empty() && r.active_count == 0,
@@ -253,7 +260,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
         }
     }
     for tr in &t.eresources {
-        let Some(r) = rs.items.iter().find(|r| r.address == tr.address) else {
+        let Some(r) = rs.items.iter().find(|r| r.address.0 == tr.address) else {
             check(
                 format!("resource {:#x} ({}) not found", tr.address, tr.name),
                 false,
@@ -261,11 +268,14 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             continue;
         };
         let owners: BTreeSet<(u64, bool)> =
-            r.owners.iter().map(|o| (o.thread, o.exclusive)).collect();
+            r.owners.iter().map(|o| (o.thread.0, o.exclusive)).collect();
         let towners: BTreeSet<(u64, bool)> =
             tr.owners.iter().map(|o| (o.thread, o.exclusive)).collect();
-        let waiters: BTreeSet<(u64, bool)> =
-            r.waiters.iter().map(|o| (o.thread, o.exclusive)).collect();
+        let waiters: BTreeSet<(u64, bool)> = r
+            .waiters
+            .iter()
+            .map(|o| (o.thread.0, o.exclusive))
+            .collect();
         let twaiters: BTreeSet<(u64, bool)> =
             tr.waiters.iter().map(|o| (o.thread, o.exclusive)).collect();
         // The objects waiters block on, found from the ERESOURCE: on 1607
@@ -277,7 +287,14 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             r.contention_count,
             owners,
             waiters,
-            (r.shared_waiters, &r.shared_wait_events, r.exclusive_waiters),
+            (
+                r.shared_waiters.0,
+                &r.shared_wait_events
+                    .iter()
+                    .map(|e| e.0)
+                    .collect::<Vec<u64>>(),
+                r.exclusive_waiters.0,
+            ),
         );
         let want = (
             tr.active_count,
@@ -303,9 +320,9 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
     // Other dispatcher objects.
     let objs = k.dispatcher_objects();
     for d in &t.dispatcher_objects {
-        match objs.iter().find(|(o, _)| o.address == d.address) {
+        match objs.iter().find(|(o, _)| o.address.0 == d.address) {
             Some((o, w)) => {
-                let got = (o.kind.as_str(), o.owners.first().copied(), hexset(w));
+                let got = (o.kind.as_str(), o.owners.first().map(|t| t.0), hexset(w));
                 let want = (d.kind.as_str(), d.owner, hexset(&d.waiters));
                 check(
                     format!("object {} {:#x}: {got:x?} != {want:x?}", d.name, d.address),
@@ -331,9 +348,9 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
                         (
                             s.major_name.clone(),
                             s.minor,
-                            s.device,
+                            s.device.0,
                             s.driver_name.clone().unwrap_or_default(),
-                            s.file_object,
+                            s.file_object.0,
                         )
                     })
                     .collect();
@@ -360,7 +377,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
                         (i.thread, i.stack_count, i.current_location, &got),
                         (ti.thread, ti.stack_count, ti.current_location, &want)
                     ),
-                    i.thread == Some(ti.thread)
+                    i.thread == Some(VirtAddr(ti.thread))
                         && i.stack_count == ti.stack_count
                         && i.current_location == ti.current_location
                         && got == want
@@ -399,7 +416,7 @@ fn compare(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             (
                 h.pid,
                 h.handle,
-                h.object,
+                h.object.0,
                 h.type_name.clone(),
                 h.access,
                 h.name.clone(),
@@ -523,12 +540,7 @@ fn debug_handles() {
         eprintln!("{:x} {:x} {}", h.handle, h.object, h.name);
     }
     let p = k.process_by_pid(0x898).unwrap();
-    let ht = k
-        .object(
-            "_HANDLE_TABLE",
-            hangscope_x64::VirtAddr(p.handle_table.unwrap()),
-        )
-        .unwrap();
+    let ht = k.object("_HANDLE_TABLE", p.handle_table.unwrap()).unwrap();
     let code = ht.u64("TableCode").unwrap();
     eprintln!("code {code:x}");
     let m = k.read_memory(VirtAddr(code & !7), 64);
@@ -619,7 +631,7 @@ fn resource_list_cycle_gives_a_warning_and_the_resources_before_it() {
             "{b}: {:?}",
             rs.warnings
         );
-        let got: Vec<u64> = rs.items.iter().map(|r| r.address).collect();
+        let got: Vec<u64> = rs.items.iter().map(|r| r.address.0).collect();
         assert!(
             got.contains(&first) && got.contains(&second),
             "{b}: {got:x?}"
@@ -644,7 +656,7 @@ fn owner_pointer_into_unmapped_memory_is_reported_not_fatal() {
         let res = k
             .eresource(VirtAddr(r))
             .expect("the resource itself is readable");
-        assert_eq!(res.owners[0].thread, UNMAPPED & !0xf, "{b}");
+        assert_eq!(res.owners[0].thread.0, UNMAPPED & !0xf, "{b}");
         let e = k
             .thread_detail(VirtAddr(UNMAPPED))
             .expect_err("owner is unreadable");
@@ -697,17 +709,20 @@ fn broken_1607_wait_chain_keeps_the_waiters_before_the_break() {
         let got = rs
             .items
             .iter()
-            .find(|x| x.address == r.address)
+            .find(|x| x.address.0 == r.address)
             .expect("the resource is still listed");
         assert_eq!(
-            got.shared_wait_events,
+            got.shared_wait_events
+                .iter()
+                .map(|e| e.0)
+                .collect::<Vec<u64>>(),
             r.shared_wait_events[..2],
             "{kind}: the events before the break"
         );
         assert!(
             rs.warnings.iter().any(|w| w.kind == kind
                 && w.context.contains("SharedWaiters chain")
-                && (damage == 0 || w.address.map(|a| a & !0xfff) == Some(UNMAPPED & !0xfff))
+                && (damage == 0 || w.address.map(|a| a.0 & !0xfff) == Some(UNMAPPED & !0xfff))
                 && w.address.is_some()),
             "{kind}: {:?}",
             rs.warnings
@@ -729,7 +744,7 @@ fn broken_process_list_keeps_the_processes_before_the_break() {
     assert_eq!(ps.warnings.len(), 1, "{:?}", ps.warnings);
     assert_eq!(ps.warnings[0].kind, "Fault");
     assert_eq!(
-        ps.warnings[0].address.map(|a| a & !0xfff),
+        ps.warnings[0].address.map(|a| a.0 & !0xfff),
         Some(UNMAPPED & !0xfff)
     );
     // Threads, locks and the graph input still come out.
@@ -751,9 +766,7 @@ fn seed_case_walk_from_lock_to_file() {
         .find(|r| r.is_contended() && !r.exclusive)
         .expect("a shared contended resource")
         .clone();
-    let owner = k
-        .thread_detail(VirtAddr(vcb.owners[0].thread))
-        .expect("owner");
+    let owner = k.thread_detail(vcb.owners[0].thread).expect("owner");
     assert_eq!(owner.thread.state, "Waiting");
     let wait = owner
         .waits
@@ -761,17 +774,17 @@ fn seed_case_walk_from_lock_to_file() {
         .find(|w| w.eresource.is_some())
         .expect("the owner waits for another resource");
     let second = k
-        .eresource(VirtAddr(wait.eresource.unwrap()))
+        .eresource(wait.eresource.unwrap())
         .expect("second resource");
     let busy = k
-        .thread_detail(VirtAddr(second.owners[0].thread))
+        .thread_detail(second.owners[0].thread)
         .expect("busy owner");
     assert_eq!(busy.thread.state, "Running");
     assert!(busy.thread.cpu.is_some());
     let irp = &busy.irps[0];
     let cur = irp.current().expect("current location");
     assert_eq!(cur.driver_name.as_deref(), Some("\\FileSystem\\Ntfs"));
-    let f = k.file_object(VirtAddr(cur.file_object)).expect("file");
+    let f = k.file_object(cur.file_object).expect("file");
     assert!(
         f.path.to_ascii_lowercase().starts_with("\\windows\\temp\\"),
         "{}",
@@ -803,14 +816,9 @@ fn windbg_text_for_the_seed_case() {
     let busy = lab.truth.kernel.cpus[1].current_thread;
     let thread = windbg::thread(&k.thread_detail(VirtAddr(busy)).expect("thread"));
     let irp_addr = k.thread_info(VirtAddr(busy)).expect("thread").irps[0];
-    let irp = windbg::irp(&k.irp(VirtAddr(irp_addr)).expect("irp"));
-    let fo = k
-        .irp(VirtAddr(irp_addr))
-        .unwrap()
-        .current()
-        .unwrap()
-        .file_object;
-    let fileobj = windbg::fileobj(&k.file_object(VirtAddr(fo)).expect("file"));
+    let irp = windbg::irp(&k.irp(irp_addr).expect("irp"));
+    let fo = k.irp(irp_addr).unwrap().current().unwrap().file_object;
+    let fileobj = windbg::fileobj(&k.file_object(fo).expect("file"));
     let ps = windbg::process_list(k.processes());
     let lm = windbg::module_list(&k.modules());
     let dt = windbg::dt(
@@ -1008,14 +1016,14 @@ fn shared_waiters_on_1607_wait_chain_resolve_to_their_eresource() {
         let loose: BTreeSet<u64> = k
             .dispatcher_objects()
             .iter()
-            .map(|(o, _)| o.address)
+            .map(|(o, _)| o.address.0)
             .collect();
         for tr in &lab.truth.eresources {
             let Some(r) = k
                 .eresources()
                 .items
                 .iter()
-                .find(|r| r.address == tr.address)
+                .find(|r| r.address.0 == tr.address)
             else {
                 bad.push(format!("{sc}: resource {} not found", tr.name));
                 continue;
@@ -1044,13 +1052,13 @@ fn shared_waiters_on_1607_wait_chain_resolve_to_their_eresource() {
                 let via: Vec<_> = d
                     .waits
                     .iter()
-                    .filter(|w| w.eresource == Some(tr.address))
+                    .filter(|w| w.eresource == Some(VirtAddr(tr.address)))
                     .collect();
                 let ok = via.len() == 1
                     && via[0].eresource_exclusive == Some(false)
                     && via[0].kind == "Event"
                     && r.shared_wait_events.contains(&via[0].address)
-                    && !loose.contains(&via[0].address);
+                    && !loose.contains(&via[0].address.0);
                 if !ok {
                     bad.push(format!(
                         "{sc} {}: thread {t:#x} waits {:x?}",
@@ -1074,4 +1082,119 @@ fn shared_waiters_on_1607_wait_chain_resolve_to_their_eresource() {
     }
     assert!(shared_seen >= 5, "scenarios lost their shared waiters");
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Issue 15: a guest whose virtual disk stopped answering. IRPs sit at
+/// `\Driver\viostor` below Ntfs, volmgr and disk, threads wait on their
+/// `UserEvent`s, and no lock is involved: the verdict is STUCK I/O naming
+/// the miniport, counting every IRP pending there and listing the threads
+/// the truth lists; the two service threads waiting in Executive on an
+/// event nobody owns are unexplained, and the idle workers stay out.
+#[test]
+fn issue_15_stuck_disk_is_stuck_io_at_the_miniport() {
+    use hangscope_waitgraph::{FindingKind, Overall};
+    let mut bad = Vec::new();
+    for (build_alias, seed) in [("win7sp1", 151), ("win10-19041", 152), ("win2016", 153)] {
+        let (img, truth) = lab_image("stuck-disk", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let t = &lab.truth.verdict;
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        let mut check = |what: String, ok: bool| {
+            if !ok {
+                bad.push(format!("[stuck-disk {build_alias}] {what}"));
+            }
+        };
+        check(
+            format!("overall {:?}, truth {}", v.overall, t.overall),
+            v.overall == Overall::StuckIo && t.overall == "stuck_io" && v.overall.exit_code() == 3,
+        );
+        let Some(tf) = t.findings.iter().find(|f| f.kind == "stuck_io") else {
+            check("no stuck_io finding in the truth".into(), false);
+            continue;
+        };
+        let Some(f) = v.findings.iter().find(|f| f.kind == FindingKind::StuckIo) else {
+            check(format!("no stuck_io finding: {:#?}", v.findings), false);
+            continue;
+        };
+        let s = f.stuck_io.as_ref().expect("stuck_io details");
+        check(
+            format!("driver {} != {:?}", s.driver, tf.driver),
+            Some(&s.driver) == tf.driver.as_ref(),
+        );
+        check(
+            format!("pending {} != {:?}", s.pending_irps, tf.pending_irps),
+            Some(s.pending_irps as u64) == tf.pending_irps,
+        );
+        check(
+            format!("device stack {:?}", s.device_stack),
+            s.device_stack
+                == [
+                    "\\FileSystem\\Ntfs",
+                    "\\Driver\\volmgr",
+                    "\\Driver\\disk",
+                    "\\Driver\\viostor",
+                ],
+        );
+        check(
+            format!("summary {}", f.summary),
+            f.summary.starts_with(&format!(
+                "{} IRPs pending at \\Driver\\viostor for up to 95 s; the guest waits on its virtual disk",
+                s.pending_irps
+            )),
+        );
+        let got: BTreeSet<u64> = f.threads.iter().map(|x| x.address.0).collect();
+        let want: BTreeSet<u64> = tf.blocked_threads.iter().copied().collect();
+        check(format!("stuck threads {got:x?} != {want:x?}"), got == want);
+        let tu = t.findings.iter().find(|f| f.kind == "unexplained");
+        let u = v
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::Unexplained);
+        match (tu, u) {
+            (Some(tu), Some(u)) => {
+                let got: BTreeSet<u64> = u.threads.iter().map(|x| x.address.0).collect();
+                let want: BTreeSet<u64> = tu.blocked_threads.iter().copied().collect();
+                check(
+                    format!("unexplained threads {got:x?} != {want:x?}"),
+                    got == want,
+                );
+                let objs: BTreeSet<u64> =
+                    u.unexplained_objects.iter().map(|o| o.address.0).collect();
+                let tobjs: BTreeSet<u64> = tu.chain_locks.iter().copied().collect();
+                check(
+                    format!("unexplained objects {objs:x?} != {tobjs:x?}"),
+                    objs == tobjs,
+                );
+            }
+            (tu, u) => check(format!("unexplained: truth {tu:?}, got {u:?}"), false),
+        }
+        check(
+            format!("{} findings", v.findings.len()),
+            v.findings.len() == t.findings.len(),
+        );
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Issue 15: the idle scenario, whose threads wait for hours in WrQueue,
+/// UserRequest and WrLpcReceive, stays healthy with the new classes on
+/// every build the lab tests it on.
+#[test]
+fn issue_15_idle_waits_stay_healthy() {
+    for (build_alias, seed) in [("win7sp1", 154), ("win10-19041", 155)] {
+        let (img, truth) = lab_image("idle", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        assert_eq!(
+            v.overall,
+            hangscope_waitgraph::Overall::Healthy,
+            "{build_alias}: {:#?}",
+            v.findings
+        );
+        assert_eq!(lab.truth.verdict.overall, "healthy", "{build_alias}");
+    }
 }

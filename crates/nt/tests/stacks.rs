@@ -106,7 +106,7 @@ fn check_scenario(
         ));
     }
     for (r, c) in running.iter().zip(&truth.kernel.cpus) {
-        if r.thread != Some(c.current_thread) {
+        if r.thread != Some(VirtAddr(c.current_thread)) {
             bad.push(format!(
                 "{tag}: CPU {} thread {:?} != {:#x}",
                 r.cpu, r.thread, c.current_thread
@@ -164,7 +164,7 @@ fn check_scenario(
         let g = report
             .groups
             .iter()
-            .find(|g| g.threads.iter().any(|x| x.address == t.address));
+            .find(|g| g.threads.iter().any(|x| x.address.0 == t.address));
         if !g.is_some_and(|g| g.frames == t.stack) {
             bad.push(format!(
                 "{tag}: thread {:#x} not grouped under its stack",
@@ -332,7 +332,11 @@ fn real_driver_without_its_pdb_shows_module_offsets() {
         for (f, want) in s.frames.iter().zip(&t.stack) {
             if want.starts_with("hsflt!") {
                 // No exports, no PDB: `hsflt+0xRVA` of the return address.
-                assert_eq!(f.symbol, format!("hsflt+{:#x}", f.rip - m.base), "{want}");
+                assert_eq!(
+                    f.symbol,
+                    format!("hsflt+{:#x}", f.rip.0 - m.base.0),
+                    "{want}"
+                );
                 seen += 1;
             } else {
                 assert_eq!(&f.symbol, want);
@@ -351,7 +355,7 @@ fn ntfs_functions(k: &Kernel<'_>, base: u64) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = Vec::new();
     let mut w = k.stack_walker();
     for t in &k.threads().items {
-        for f in w.thread_stack(VirtAddr(t.address)).frames {
+        for f in w.thread_stack(t.address).frames {
             let symbol = f.symbol.to_string();
             let Some(rest) = symbol.strip_prefix("Ntfs!") else {
                 continue;
@@ -360,7 +364,7 @@ fn ntfs_functions(k: &Kernel<'_>, base: u64) -> Vec<(String, u64)> {
                 Some((n, o)) => (n, u64::from_str_radix(o, 16).expect("offset")),
                 None => (rest, 0),
             };
-            let begin = f.rip - base - off;
+            let begin = f.rip.0 - base - off;
             if !out.iter().any(|(n, _)| n == name) {
                 out.push((name.to_string(), begin));
             }
@@ -528,7 +532,7 @@ fn driver_symbols_from_the_store_win_over_exports() {
                     pdb.server_path(),
                     format!("Ntfs.pdb/{}-{}.json.xz", pdb.guid, pdb.age),
                 ];
-                if m.fetch != want || m.base != pdb.base {
+                if m.fetch != want || m.base.0 != pdb.base {
                     bad.push(format!(
                         "{b}: fetch {:?} base {:#x}, want {want:?} {:#x}",
                         m.fetch, m.base, pdb.base
@@ -546,7 +550,7 @@ fn driver_symbols_from_the_store_win_over_exports() {
             }
         }
         // Every module with a frame on some stack and no table is listed once.
-        let mut bases: Vec<u64> = report.missing_symbols.iter().map(|m| m.base).collect();
+        let mut bases: Vec<u64> = report.missing_symbols.iter().map(|m| m.base.0).collect();
         bases.dedup();
         if bases.len() != report.missing_symbols.len() {
             bad.push(format!("{b}: duplicates in {:?}", report.missing_symbols));

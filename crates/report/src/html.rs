@@ -81,10 +81,41 @@ pub fn layout(g: &GraphView) -> Layout {
     for &(k, a, b) in &edges {
         adj[a].push((k, b));
     }
+    let back = back_edges(&adj, g.edges.len());
+    let layer = layers(&adj, &edges, &back);
+    let layers = layer.iter().max().map_or(0, |m| m + 1);
+    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); layers];
+    for v in 0..n {
+        rows[layer[v]].push(v);
+    }
+    order_rows(&mut rows, &edges, &back, n);
 
-    // Back edges by iterative DFS (0 new, 1 on stack, 2 done).
+    let mut pos = vec![(0.0, 0.0); n];
+    let mut max_rows = 0usize;
+    for (l, r) in rows.iter().enumerate() {
+        max_rows = max_rows.max(r.len());
+        for (i, &v) in r.iter().enumerate() {
+            pos[v] = (MARGIN + l as f64 * COL, MARGIN + i as f64 * ROW);
+        }
+    }
+    let back_edges: Vec<usize> = (0..g.edges.len()).filter(|&k| back[k]).collect();
+    Layout {
+        pos,
+        layer,
+        width: 2.0 * MARGIN + layers.max(1) as f64 * COL,
+        height: 2.0 * MARGIN
+            + max_rows.max(1) as f64 * ROW
+            + if back_edges.is_empty() { 0.0 } else { ROW },
+        back_edges,
+    }
+}
+
+/// Which edges close a cycle, by an iterative depth-first search (0 new,
+/// 1 on the stack, 2 done): `adj[v]` holds (edge index, target) pairs.
+fn back_edges(adj: &[Vec<(usize, usize)>], edge_count: usize) -> Vec<bool> {
+    let n = adj.len();
     let mut color = vec![0u8; n];
-    let mut back = vec![false; g.edges.len()];
+    let mut back = vec![false; edge_count];
     for root in 0..n {
         if color[root] != 0 {
             continue;
@@ -108,10 +139,20 @@ pub fn layout(g: &GraphView) -> Layout {
             }
         }
     }
+    back
+}
 
-    // Longest-path layers over the forward edges (Kahn's order).
+/// Each node's column: longest-path layers over the forward edges (Kahn's
+/// order), with sources pulled right next to what they point at, so that
+/// a resource's leaf waiters sit just before it, not in the first column.
+fn layers(
+    adj: &[Vec<(usize, usize)>],
+    edges: &[(usize, usize, usize)],
+    back: &[bool],
+) -> Vec<usize> {
+    let n = adj.len();
     let mut indeg = vec![0usize; n];
-    for &(k, _, b) in &edges {
+    for &(k, _, b) in edges {
         if !back[k] {
             indeg[b] += 1;
         }
@@ -131,8 +172,6 @@ pub fn layout(g: &GraphView) -> Layout {
             }
         }
     }
-    // Pull sources right, next to what they point at: a resource's leaf
-    // waiters sit just before it, not in the first column.
     for v in 0..n {
         if is_source[v] {
             if let Some(m) = adj[v]
@@ -145,23 +184,22 @@ pub fn layout(g: &GraphView) -> Layout {
             }
         }
     }
-    let layers = layer.iter().max().map_or(0, |m| m + 1);
-    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); layers];
-    for v in 0..n {
-        rows[layer[v]].push(v);
-    }
+    layer
+}
 
-    // Barycenter sweeps: order each layer by the mean row of its
-    // neighbours in the previous layer, then in the next.
+/// Barycenter sweeps: order each layer by the mean row of its neighbours
+/// in the previous layer, then in the next.
+fn order_rows(rows: &mut [Vec<usize>], edges: &[(usize, usize, usize)], back: &[bool], n: usize) {
+    let layers = rows.len();
     let mut row_of = vec![0f64; n];
-    for r in &rows {
+    for r in rows.iter() {
         for (i, &v) in r.iter().enumerate() {
             row_of[v] = i as f64;
         }
     }
     let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for &(k, a, b) in &edges {
+    for &(k, a, b) in edges {
         if !back[k] {
             preds[b].push(a);
             succs[a].push(b);
@@ -193,25 +231,6 @@ pub fn layout(g: &GraphView) -> Layout {
                 row_of[v] = i as f64;
             }
         }
-    }
-
-    let mut pos = vec![(0.0, 0.0); n];
-    let mut max_rows = 0usize;
-    for (l, r) in rows.iter().enumerate() {
-        max_rows = max_rows.max(r.len());
-        for (i, &v) in r.iter().enumerate() {
-            pos[v] = (MARGIN + l as f64 * COL, MARGIN + i as f64 * ROW);
-        }
-    }
-    let back_edges: Vec<usize> = (0..g.edges.len()).filter(|&k| back[k]).collect();
-    Layout {
-        pos,
-        layer,
-        width: 2.0 * MARGIN + layers.max(1) as f64 * COL,
-        height: 2.0 * MARGIN
-            + max_rows.max(1) as f64 * ROW
-            + if back_edges.is_empty() { 0.0 } else { ROW },
-        back_edges,
     }
 }
 
@@ -396,6 +415,34 @@ fn finding_html(h: &mut String, f: &hangscope_waitgraph::Finding) {
         h.push_str("</li>");
     }
     h.push_str("</ol>");
+    if let Some(s) = &f.stuck_io {
+        let _ = write!(
+            h,
+            "<p class=\"stuck-io\">Device stack: {} &mdash; {} IRPs pending at {}{}</p>",
+            escape(&s.device_stack.join(" -> ")),
+            s.pending_irps,
+            escape(&s.driver),
+            s.device
+                .as_deref()
+                .map(|d| format!(" {}", escape(d)))
+                .unwrap_or_default()
+        );
+    }
+    if !f.unexplained_objects.is_empty() {
+        h.push_str("<table><tr><th>object</th><th>kind</th><th>name</th><th>threads</th><th>longest wait</th></tr>");
+        for o in &f.unexplained_objects {
+            let _ = write!(
+                h,
+                "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                o.address.windbg(),
+                escape(&o.kind),
+                escape(o.name.as_deref().unwrap_or("")),
+                o.threads,
+                o.max_wait_seconds.map_or("?".to_string(), secs_text)
+            );
+        }
+        h.push_str("</table>");
+    }
     if !f.evidence_warnings.is_empty() {
         h.push_str("<ul class=\"warn\">");
         for w in &f.evidence_warnings {

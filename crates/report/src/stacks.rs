@@ -2,12 +2,14 @@
 //! `k` (`# Child-SP RetAddr Call Site`), `!stacks` groups and
 //! `!running -t`.
 
+use hangscope_nt::model::HexValue;
 use hangscope_nt::stacks::{RunningCpu, StackInfo, StacksReport};
 use hangscope_nt::{MissingSymbols, ThreadState};
 use std::fmt::Write as _;
 
 /// `fffff800`02a5c6c0`: WinDbg's 64-bit address form.
-fn tick(a: u64) -> String {
+fn tick(a: impl HexValue) -> String {
+    let a = a.to_raw();
     format!("{:08x}`{:08x}", a >> 32, a & 0xFFFF_FFFF)
 }
 
@@ -215,22 +217,23 @@ pub fn running(cpus: &[RunningCpu]) -> String {
 mod tests {
     use super::*;
     use hangscope_nt::stacks::{FrameInfo, StackGroup, StackThread};
+    use hangscope_nt::VirtAddr;
 
     fn stack() -> StackInfo {
         StackInfo {
-            thread: 0xfffffa80_04622530,
+            thread: VirtAddr(0xfffffa80_04622530),
             frames: vec![
                 FrameInfo {
-                    rip: 0xfffff880_0160e563,
-                    rsp: 0xfffff880_04d58990,
-                    return_address: 0xfffff880_0160f021,
+                    rip: VirtAddr(0xfffff880_0160e563),
+                    rsp: VirtAddr(0xfffff880_04d58990),
+                    return_address: VirtAddr(0xfffff880_0160f021),
                     symbol: "Ntfs!NtfsFindPrefixHashEntry+0x23".into(),
                     kind: "normal".into(),
                 },
                 FrameInfo {
-                    rip: 0xfffff880_0160f021,
-                    rsp: 0xfffff880_04d589f0,
-                    return_address: 0,
+                    rip: VirtAddr(0xfffff880_0160f021),
+                    rsp: VirtAddr(0xfffff880_04d589f0),
+                    return_address: VirtAddr(0),
                     symbol: "Ntfs!NtfsCommonCreate+0x21".into(),
                     kind: "normal".into(),
                 },
@@ -278,7 +281,7 @@ mod tests {
                 count: 2,
                 threads: vec![
                     StackThread {
-                        address: 0xf_ffff_a801,
+                        address: VirtAddr(0xf_ffff_a801),
                         pid: 4,
                         tid: 8,
                         process_name: "System".into(),
@@ -318,7 +321,7 @@ mod tests {
         let m = vec![
             MissingSymbols {
                 module: "Ntfs.sys".into(),
-                base: 0xfffff880_01600000,
+                base: VirtAddr(0xfffff880_01600000),
                 fetch: hangscope_nt::modsyms::fetch_paths(&pdb),
                 pdb: Some(pdb),
                 reason: "no symbol table on the symbol path".into(),
@@ -326,7 +329,7 @@ mod tests {
             },
             MissingSymbols {
                 module: "odd.sys".into(),
-                base: 0xfffff880_02000000,
+                base: VirtAddr(0xfffff880_02000000),
                 pdb: None,
                 fetch: vec![],
                 reason: "no readable CodeView (RSDS) record".into(),
@@ -358,8 +361,8 @@ mod tests {
         let cpus = vec![
             RunningCpu {
                 cpu: 0,
-                kprcb: 0xfffff800_02bf8e80,
-                thread: Some(0xfffff800_02c06cc0),
+                kprcb: VirtAddr(0xfffff800_02bf8e80),
+                thread: Some(VirtAddr(0xfffff800_02c06cc0)),
                 idle: true,
                 pid: None,
                 tid: None,
@@ -368,8 +371,8 @@ mod tests {
             },
             RunningCpu {
                 cpu: 1,
-                kprcb: 0xfffff880_009e8180,
-                thread: Some(0xfffffa80_04622530),
+                kprcb: VirtAddr(0xfffff880_009e8180),
+                thread: Some(VirtAddr(0xfffffa80_04622530)),
                 idle: false,
                 pid: Some(0x8c0),
                 tid: Some(0x8c4),

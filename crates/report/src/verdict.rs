@@ -22,6 +22,8 @@ pub fn headline(o: Overall) -> &'static str {
         Overall::Contention => "CONTENTION",
         Overall::BusyOwner => "BUSY OWNER",
         Overall::Stuck => "STUCK",
+        Overall::StuckIo => "STUCK I/O",
+        Overall::Unexplained => "UNEXPLAINED",
         Overall::Deadlock => "DEADLOCK",
     }
 }
@@ -154,18 +156,77 @@ pub fn step_line(s: &EvidenceStep) -> String {
     }
 }
 
-fn finding_text(out: &mut String, f: &Finding) {
+/// The head of a stuck-I/O or unexplained finding: its sentence is the
+/// headline, then where the requests sit or what the threads wait on.
+fn wait_class_text(out: &mut String, f: &Finding) {
     let _ = writeln!(
         out,
-        "#{} {}: blocks {} thread(s), longest wait {}",
+        "#{} {}: {}",
         f.rank,
         headline(f.kind.overall()),
+        f.summary
+    );
+    let _ = writeln!(
+        out,
+        "  {} thread(s) blocked, longest wait {}",
         f.blocked_threads,
         opt_secs(f.max_wait_seconds)
     );
-    let _ = writeln!(out, "  {}", f.summary);
     let _ = writeln!(out, "  why: {}", f.why);
-    let _ = writeln!(out, "  chain:");
+    if let Some(s) = &f.stuck_io {
+        let _ = writeln!(
+            out,
+            "  device stack: {} ({} pending at {}{})",
+            s.device_stack.join(" -> "),
+            s.pending_irps,
+            s.driver,
+            s.device
+                .as_deref()
+                .map(|d| format!(" {d}"))
+                .unwrap_or_default()
+        );
+    }
+    if !f.unexplained_objects.is_empty() {
+        let _ = writeln!(out, "  objects:");
+        for o in &f.unexplained_objects {
+            let _ = writeln!(
+                out,
+                "    {} {}{}: {} thread(s), longest {}",
+                kind_title(&o.kind),
+                o.address.windbg(),
+                o.name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default(),
+                o.threads,
+                opt_secs(o.max_wait_seconds)
+            );
+        }
+    }
+}
+
+fn finding_text(out: &mut String, f: &Finding) {
+    let wait_class = matches!(
+        f.kind,
+        hangscope_waitgraph::FindingKind::StuckIo | hangscope_waitgraph::FindingKind::Unexplained
+    );
+    if wait_class {
+        wait_class_text(out, f);
+    } else {
+        let _ = writeln!(
+            out,
+            "#{} {}: blocks {} thread(s), longest wait {}",
+            f.rank,
+            headline(f.kind.overall()),
+            f.blocked_threads,
+            opt_secs(f.max_wait_seconds)
+        );
+        let _ = writeln!(out, "  {}", f.summary);
+        let _ = writeln!(out, "  why: {}", f.why);
+    }
+    if !wait_class || !f.chain.is_empty() {
+        let _ = writeln!(out, "  chain:");
+    }
     for (i, s) in f.chain.iter().enumerate() {
         let arrow = if i == 0 { "   " } else { "-> " };
         let _ = writeln!(out, "    {arrow}{}", step_line(s));
@@ -196,7 +257,15 @@ fn finding_text(out: &mut String, f: &Finding) {
         }
     }
     if f.owner_io.len() > 1 {
-        let _ = writeln!(out, "  final owner's pending I/O:");
+        let _ = writeln!(
+            out,
+            "  {}:",
+            if wait_class {
+                "pending I/O"
+            } else {
+                "final owner's pending I/O"
+            }
+        );
         for io in &f.owner_io {
             let _ = writeln!(
                 out,

@@ -8,12 +8,14 @@ use hangscope_nt::Warning;
 use std::fmt::Write as _;
 
 /// An address as WinDbg prints it: `fffffa80`0b61bb50`.
-pub fn addr(a: u64) -> String {
+pub fn addr(a: impl HexValue) -> String {
+    let a = a.to_raw();
     format!("{:08x}`{:08x}", a >> 32, a & 0xffff_ffff)
 }
 
 /// A 64-bit address without the backtick, as `!locks` lists threads.
-fn flat(a: u64) -> String {
+fn flat(a: impl HexValue) -> String {
+    let a = a.to_raw();
     format!("{a:016x}")
 }
 
@@ -197,7 +199,7 @@ pub fn module_list(m: &Partial<ModuleInfo>) -> String {
             s,
             "{} {}   {:<12} {}",
             addr(x.base),
-            addr(x.base.wrapping_add(x.size)),
+            addr(x.base.0.wrapping_add(x.size)),
             x.name
                 .trim_end_matches(".sys")
                 .trim_end_matches(".exe")
@@ -477,7 +479,7 @@ pub fn fileobj(f: &FileObjectInfo) -> String {
         f.device,
         f.device_name.as_deref().unwrap_or("")
     );
-    if f.related != 0 {
+    if f.related.0 != 0 {
         let _ = writeln!(s, "RelatedFileObject: {:#x}", f.related);
     }
     let _ = writeln!(s, "Flags:  {:#x}", f.flags);
@@ -578,7 +580,7 @@ pub fn dt(d: &DtOutput) -> String {
 pub fn db(m: &MemoryDump) -> String {
     let mut s = String::new();
     for (i, row) in m.bytes.chunks(16).enumerate() {
-        let a = m.address.wrapping_add(i as u64 * 16);
+        let a = m.address.0.wrapping_add(i as u64 * 16);
         let mut hex = String::new();
         let mut asc = String::new();
         for (j, b) in row.iter().enumerate() {
@@ -607,7 +609,7 @@ pub fn db(m: &MemoryDump) -> String {
 pub fn dq(m: &MemoryDump) -> String {
     let mut s = String::new();
     for (i, row) in m.bytes.chunks(16).enumerate() {
-        let a = m.address.wrapping_add(i as u64 * 16);
+        let a = m.address.0.wrapping_add(i as u64 * 16);
         let mut line = addr(a);
         for q in row.chunks(8) {
             if q.len() == 8 && q.iter().all(Option::is_some) {
@@ -657,6 +659,7 @@ pub fn files(f: &Partial<FileObjectInfo>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hangscope_nt::VirtAddr;
 
     #[test]
     fn ticks_read_like_windbg() {
@@ -671,23 +674,23 @@ mod tests {
     #[test]
     fn locks_show_owner_and_waiters() {
         let r = EresourceInfo {
-            address: 0xfffffa80_01d5a9a0,
+            address: VirtAddr(0xfffffa80_01d5a9a0),
             active_count: 1,
             contention_count: 35,
             exclusive_waiters_count: 2,
             owners: vec![LockOwner {
-                thread: 0xfffffa80_0b61bb50,
+                thread: VirtAddr(0xfffffa80_0b61bb50),
                 count: 1,
                 exclusive: false,
             }],
             waiters: vec![
                 LockWaiter {
-                    thread: 0xfffffa80_01b79b50,
+                    thread: VirtAddr(0xfffffa80_01b79b50),
                     exclusive: true,
                     ..Default::default()
                 },
                 LockWaiter {
-                    thread: 0xfffffa80_02190b50,
+                    thread: VirtAddr(0xfffffa80_02190b50),
                     exclusive: true,
                     ..Default::default()
                 },
@@ -716,9 +719,9 @@ mod tests {
     #[test]
     fn thread_names_what_an_eresource_waiter_blocks_on() {
         let waited = |kind: &str, exclusive: bool| WaitedObject {
-            address: 0xffff8000_00001000,
+            address: VirtAddr(0xffff8000_00001000),
             kind: kind.into(),
-            eresource: Some(0xffff8000_00002000),
+            eresource: Some(VirtAddr(0xffff8000_00002000)),
             eresource_exclusive: Some(exclusive),
             ..Default::default()
         };
@@ -748,7 +751,7 @@ mod tests {
     #[test]
     fn db_marks_unreadable_bytes() {
         let m = MemoryDump {
-            address: 0xfffff800_02a1a000,
+            address: VirtAddr(0xfffff800_02a1a000),
             bytes: vec![Some(b'M'), Some(b'Z'), None, Some(0)],
         };
         assert_eq!(db(&m), "fffff800`02a1a000  4d 5a ?? 00  MZ?.\n");

@@ -16,6 +16,7 @@ fn thread(key: u64, tid: u64, pid: u64, state: ThreadState, secs: Option<f64>) -
         waited_ticks: None,
         stack: Vec::new(),
         io: Vec::new(),
+        user_mode_wait: false,
         warnings: Vec::new(),
     }
 }
@@ -43,7 +44,7 @@ fn resource(key: u64, kind: ResourceKind, owners: &[(u64, Mode)], waiters: &[u64
 
 fn process(pid: u64, name: &str) -> Process {
     Process {
-        address: 0xfffffa80_0a000000 + pid * 0x100,
+        address: Addr(0xfffffa80_0a000000 + pid * 0x100),
         pid,
         ppid: 4,
         name: name.into(),
@@ -91,12 +92,13 @@ fn seed_case() -> WaitGraphInput {
     input.threads.push(th1);
     let mut th2 = thread(t2, 0x9a8, 2000, ThreadState::Running { cpu: 1 }, None);
     th2.io.push(Io {
-        irp: 0xfffffa80_0d3e4c10,
+        irp: Addr(0xfffffa80_0d3e4c10),
         major: Some("IRP_MJ_CREATE".into()),
         driver: Some(r"\FileSystem\Ntfs".into()),
         device: Some(r"\Device\HarddiskVolume2".into()),
-        file_object: Some(0xfffffa80_0e000010),
+        file_object: Some(Addr(0xfffffa80_0e000010)),
         file: Some(r"\Windows\Temp\sess_x".into()),
+        ..Io::default()
     });
     input.threads.push(th2);
     let mut res1 = resource(r1, ResourceKind::Eresource, &[(t1, Mode::Shared)], &waiters);
@@ -110,7 +112,7 @@ fn seed_case() -> WaitGraphInput {
     ));
     for i in 0..300u64 {
         input.files.push(File {
-            address: 0xfffffa80_10000000 + i * 0x100,
+            address: Addr(0xfffffa80_10000000 + i * 0x100),
             path: format!(r"\Windows\Temp\sess_{i:08x}"),
             device: Some(r"\Device\HarddiskVolume2".into()),
             holders: vec![2000],

@@ -1,6 +1,7 @@
 //! The crate's error: what went wrong with a module's image or unwind data,
 //! and where.
 
+use hangscope_pe::ErrorKind as PeErrorKind;
 use hangscope_x64::{Fault, VirtAddr};
 use std::fmt;
 
@@ -18,34 +19,13 @@ pub struct Location {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The image headers could not be read (not in the dump, paged out).
-    HeaderUnreadable(Fault),
-    /// `IMAGE_DOS_HEADER.e_magic` is not "MZ".
-    BadDosSignature {
-        /// The value found.
-        found: u16,
-    },
-    /// `e_lfanew` points outside the image or beyond the first 64 KiB.
-    BadNtHeaderOffset {
-        /// The value found.
-        e_lfanew: u32,
-    },
-    /// The NT headers do not start with "PE\0\0".
-    BadNtSignature {
-        /// The value found.
-        found: u32,
-    },
+    /// The image headers are unreadable or malformed, as `hangscope-pe`
+    /// (the one PE reader) found them: the PE crate's own kind, wrapped.
+    Image(PeErrorKind),
     /// The image is not x64 (`IMAGE_FILE_HEADER.Machine`).
     NotAmd64 {
         /// The value found.
         machine: u16,
-    },
-    /// The optional header is not PE32+ or too short.
-    BadOptionalHeader {
-        /// `Magic` found.
-        magic: u16,
-        /// `SizeOfOptionalHeader` found.
-        size: u16,
     },
     /// The exception directory lies outside the image.
     ExceptionDirectoryOutOfImage {
@@ -147,12 +127,13 @@ impl Error {
     /// A short stable name for logs and JSON.
     pub fn name(&self) -> &'static str {
         match self.kind {
-            ErrorKind::HeaderUnreadable(_) => "header_unreadable",
-            ErrorKind::BadDosSignature { .. } => "bad_dos_signature",
-            ErrorKind::BadNtHeaderOffset { .. } => "bad_nt_header_offset",
-            ErrorKind::BadNtSignature { .. } => "bad_nt_signature",
+            ErrorKind::Image(PeErrorKind::Unreadable(_)) => "header_unreadable",
+            ErrorKind::Image(PeErrorKind::BadDosSignature { .. }) => "bad_dos_signature",
+            ErrorKind::Image(PeErrorKind::BadNtHeaderOffset { .. }) => "bad_nt_header_offset",
+            ErrorKind::Image(PeErrorKind::BadNtSignature { .. }) => "bad_nt_signature",
+            // A kind hangscope-pe adds later reads as an unusable header.
+            ErrorKind::Image(_) => "bad_optional_header",
             ErrorKind::NotAmd64 { .. } => "not_amd64",
-            ErrorKind::BadOptionalHeader { .. } => "bad_optional_header",
             ErrorKind::ExceptionDirectoryOutOfImage { .. } => "exception_directory_out_of_image",
             ErrorKind::PdataIncomplete { .. } => "pdata_incomplete",
             ErrorKind::PdataOverlap { .. } => "pdata_overlap",
@@ -170,12 +151,20 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {:?}", self.name(), self.kind)?;
+        write!(f, "{}: ", self.name())?;
+        match &self.kind {
+            // The header-unreadable kind has always printed under this name.
+            ErrorKind::Image(PeErrorKind::Unreadable(fault)) => {
+                write!(f, "HeaderUnreadable({fault:?})")?
+            }
+            ErrorKind::Image(kind) => write!(f, "{kind:?}")?,
+            kind => write!(f, "{kind:?}")?,
+        }
         if let Some(at) = &self.at {
             write!(f, " in module {} at {}", at.module, at.va)?;
         }
         let hint = match self.kind {
-            ErrorKind::HeaderUnreadable(_)
+            ErrorKind::Image(PeErrorKind::Unreadable(_))
             | ErrorKind::UnwindInfoUnreadable { .. }
             | ErrorKind::PdataIncomplete { .. } => {
                 " (the page is missing from the dump: a complete or kernel dump may have it)"

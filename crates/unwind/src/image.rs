@@ -3,7 +3,7 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::raw::*;
-use hangscope_pe::{ErrorKind as PeErrorKind, PdataTable, PeHeaders};
+use hangscope_pe::{PdataTable, PeHeaders};
 use hangscope_x64::{VirtAddr, VirtualMemory};
 use serde::{Deserialize, Serialize};
 
@@ -180,23 +180,8 @@ impl Image {
         let base = module.base.0;
         let name = module.name.as_str();
         let err = |kind, va| Error::at(kind, name, va);
-        let pe = PeHeaders::read(mem, module.base, module.size).map_err(|e| {
-            let kind = match e.kind {
-                PeErrorKind::Unreadable(f) => ErrorKind::HeaderUnreadable(f),
-                PeErrorKind::BadDosSignature { found } => ErrorKind::BadDosSignature { found },
-                PeErrorKind::BadNtHeaderOffset { e_lfanew } => {
-                    ErrorKind::BadNtHeaderOffset { e_lfanew }
-                }
-                PeErrorKind::BadNtSignature { found } => ErrorKind::BadNtSignature { found },
-                PeErrorKind::BadOptionalHeader { magic, size } => {
-                    ErrorKind::BadOptionalHeader { magic, size }
-                }
-                // A kind added to hangscope-pe later: the closest is an
-                // unusable optional header.
-                _ => ErrorKind::BadOptionalHeader { magic: 0, size: 0 },
-            };
-            err(kind, e.at.0)
-        })?;
+        let pe = PeHeaders::read(mem, module.base, module.size)
+            .map_err(|e| err(ErrorKind::Image(e.kind), e.at.0))?;
         if pe.machine != IMAGE_FILE_MACHINE_AMD64 {
             let nt = pe
                 .optional_header

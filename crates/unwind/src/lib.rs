@@ -100,6 +100,8 @@ pub mod synth;
 mod unwind;
 
 pub use error::{Error, ErrorKind, Location};
+/// The PE header error kinds that [`ErrorKind::Image`] wraps.
+pub use hangscope_pe::ErrorKind as PeErrorKind;
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]

@@ -4,8 +4,8 @@
 
 use hangscope_unwind::raw::*;
 use hangscope_unwind::{
-    Context, ErrorKind, FrameKind, Module, ModuleList, Reg, RipOrigin, StackRange, StopReason,
-    UnwindOptions, Unwinder,
+    Context, ErrorKind, FrameKind, Module, ModuleList, PeErrorKind, Reg, RipOrigin, StackRange,
+    StopReason, UnwindOptions, Unwinder,
 };
 use hangscope_x64::{SparseMemory, VirtAddr};
 
@@ -893,7 +893,7 @@ fn unreadable_or_foreign_headers_are_reported_once() {
     );
     assert!(matches!(
         kind_of(stack.stop),
-        ErrorKind::BadDosSignature { found: 0x4d5a }
+        ErrorKind::Image(PeErrorKind::BadDosSignature { found: 0x4d5a })
     ));
     let mut gone = mem.clone();
     gone.unmap_page(BASE);
@@ -908,7 +908,10 @@ fn unreadable_or_foreign_headers_are_reported_once() {
         StopReason::UnwindData(e) => e,
         other => panic!("{other:?}"),
     };
-    assert!(matches!(e.kind, ErrorKind::HeaderUnreadable(_)));
+    assert!(matches!(
+        e.kind,
+        ErrorKind::Image(PeErrorKind::Unreadable(_))
+    ));
     assert_eq!(e.name(), "header_unreadable");
     assert!(e.to_string().contains("synth.sys"), "{e}");
     // Cached: the same error even once the page is back.
@@ -920,7 +923,7 @@ fn unreadable_or_foreign_headers_are_reported_once() {
     );
     assert!(matches!(
         kind_of(stack.stop),
-        ErrorKind::HeaderUnreadable(_)
+        ErrorKind::Image(PeErrorKind::Unreadable(_))
     ));
 }
 

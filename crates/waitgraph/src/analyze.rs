@@ -124,6 +124,26 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
         .enumerate()
         .map(|(i, &(term, _))| ctx.finding(term, &mut stamp, (i + 1) as u32))
         .collect();
+    // Threads a lock chain or a cycle explains, and the owners they end in.
+    let mut explained: HashSet<u64> = (0..g.n_threads)
+        .filter(|&v| g.succ(v).iter().any(|&r| owned(r)))
+        .map(|v| g.thread_key[v])
+        .collect();
+    explained.extend(findings.iter().filter_map(|f| f.final_owner.map(|a| a.0)));
+    let mut more = crate::io_stall::stuck_io_findings(input, &opts, &mut explained);
+    more.extend(crate::io_stall::unexplained_finding(
+        input, &opts, &explained,
+    ));
+    let room = opts.max_findings.saturating_sub(findings.len());
+    if more.len() > room {
+        warnings.push(format!(
+            "{} stuck-I/O or unexplained findings left out at max_findings {}",
+            more.len() - room,
+            opts.max_findings
+        ));
+        more.truncate(room);
+    }
+    findings.extend(more);
     findings.sort_by(|a, b| {
         b.blocked_threads
             .cmp(&a.blocked_threads)
@@ -303,6 +323,18 @@ fn sanitize(opts: &AnalyzeOptions, warnings: &mut Vec<String>) -> AnalyzeOptions
         );
         o.stuck_wait_seconds = d.stuck_wait_seconds;
     }
+    if !(o.stuck_io_seconds.is_finite() && o.stuck_io_seconds >= 0.0) {
+        warnings
+            .push("stuck_io_seconds is not a finite non-negative number; using the default".into());
+        o.stuck_io_seconds = d.stuck_io_seconds;
+    }
+    if !(o.unexplained_wait_seconds.is_finite() && o.unexplained_wait_seconds >= 0.0) {
+        warnings.push(
+            "unexplained_wait_seconds is not a finite non-negative number; using the default"
+                .into(),
+        );
+        o.unexplained_wait_seconds = d.unexplained_wait_seconds;
+    }
     o
 }
 
@@ -431,22 +463,13 @@ impl Ctx<'_, '_> {
         let threads = table.iter().map(|&v| self.summary_of(v)).collect();
 
         let mut f = Finding {
-            rank: 0,
-            kind: FindingKind::Contention,
-            summary: String::new(),
-            why: String::new(),
-            chain: Vec::new(),
-            edges: Vec::new(),
-            edges_truncated: false,
-            final_owner: None,
-            owner_io: Vec::new(),
             blocked_threads: blocked.len(),
             blocked_processes,
             max_wait_seconds: max_wait,
             total_wait_seconds: total_wait,
             threads,
             threads_truncated,
-            evidence_warnings: Vec::new(),
+            ..Finding::empty(FindingKind::Contention)
         };
         match term {
             Term::Cycle(c) => self.fill_cycle(&mut f, c),
@@ -637,24 +660,14 @@ impl Ctx<'_, '_> {
             chain.push(self.resource_step(r, None));
         }
         let ios = g.thread(t).map(|t| t.io.as_slice()).unwrap_or_default();
-        f.owner_io = ios
-            .iter()
-            .map(|io| IoSummary {
-                irp: Addr(io.irp),
-                major: io.major.clone(),
-                driver: io.driver.clone(),
-                device: io.device.clone(),
-                file_object: io.file_object.map(Addr),
-                file: io.file.clone(),
-            })
-            .collect();
+        f.owner_io = ios.iter().map(IoSummary::from).collect();
         let primary = ios
             .iter()
             .find(|io| io.file.as_deref().is_some_and(|p| !p.is_empty()))
             .or(ios.first());
         if let Some(io) = primary {
             chain.push(EvidenceStep::Irp {
-                address: Addr(io.irp),
+                address: io.irp,
                 major: io.major.clone(),
                 device: io.device.clone(),
             });
@@ -663,7 +676,7 @@ impl Ctx<'_, '_> {
             }
             if io.file.is_some() || io.file_object.is_some() {
                 chain.push(EvidenceStep::File {
-                    address: io.file_object.map(Addr),
+                    address: io.file_object,
                     path: io.file.clone().unwrap_or_default(),
                 });
             }
@@ -1001,7 +1014,7 @@ pub fn secs_text(s: f64) -> String {
     }
 }
 
-fn plural(n: usize, what: &str) -> String {
+pub(crate) fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {

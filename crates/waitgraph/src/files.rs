@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::verdict::{HotDirectory, NamePattern, ProcessFiles};
+use crate::verdict::{Addr, HotDirectory, NamePattern, ProcessFiles};
 use crate::WaitGraphInput;
 
 /// Name patterns kept per directory before the rest are counted as other.
@@ -55,7 +55,7 @@ pub fn pattern_of(name: &str) -> String {
 #[derive(Debug, Default)]
 struct DirAcc {
     display: String,
-    objects: HashSet<u64>,
+    objects: HashSet<Addr>,
     /// Paths seen without a file object address (I/O with no object).
     loose: HashSet<String>,
     holders: HashMap<u64, usize>,

@@ -16,6 +16,7 @@
 //! let thread = |key, state, secs| Thread {
 //!     key, tid: key, pid: 8, state, wait_reason: None,
 //!     waited_seconds: secs, waited_ticks: None, stack: vec![], io: vec![],
+//!     user_mode_wait: false,
 //!     warnings: vec![],
 //! };
 //! let input = WaitGraphInput {
@@ -50,6 +51,7 @@ mod analyze;
 mod files;
 mod frame;
 mod graph;
+mod io_stall;
 pub mod verdict;
 
 pub use analyze::{analyze, kind_name, kind_title, secs_text, state_name};
@@ -70,7 +72,7 @@ pub type ResourceKey = u64;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Process {
     /// Kernel object address.
-    pub address: u64,
+    pub address: Addr,
     /// PID.
     pub pid: u64,
     /// Parent PID.
@@ -105,7 +107,7 @@ pub enum ThreadState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Io {
     /// IRP address.
-    pub irp: u64,
+    pub irp: Addr,
     /// Major function at the current stack location (`IRP_MJ_CREATE`).
     pub major: Option<String>,
     /// Driver at the current stack location (`\FileSystem\Ntfs`).
@@ -113,9 +115,27 @@ pub struct Io {
     /// Device at the current stack location (`\Device\HarddiskVolume2`).
     pub device: Option<String>,
     /// File object address.
-    pub file_object: Option<u64>,
+    pub file_object: Option<Addr>,
     /// Full file path (`\Windows\Temp\sess_1`), without the device.
     pub file: Option<String>,
+    /// Address of the device at the current stack location: IRPs pending
+    /// at one device are counted by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_address: Option<Addr>,
+    /// The drivers the request passed through, from the top of its stack
+    /// (the file system) down to the current location (`\FileSystem\Ntfs`,
+    /// `\Driver\volmgr`, `\Driver\disk`, `\Driver\viostor`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_stack: Vec<String>,
+    /// Whether the current location is the last of the request's stack:
+    /// the request reached the bottom driver (a storage or network
+    /// miniport) and waits for the hardware, real or virtual.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_bottom: bool,
+    /// The event the issuer waits on for completion (`_IRP.UserEvent` on
+    /// Windows), when the request names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Addr>,
 }
 
 /// A thread.
@@ -140,6 +160,11 @@ pub struct Thread {
     pub stack: Vec<Frame>,
     /// Pending I/O.
     pub io: Vec<Io>,
+    /// Whether the wait was made for user mode (`KTHREAD.WaitMode` on
+    /// Windows): a user-mode wait, however long, is a thread idle by its
+    /// own choice, never an unexplained kernel wait.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_mode_wait: bool,
     /// What was wrong with this thread's record in the dump (an unknown
     /// state, an unreadable or self-pointing wait block, ...). A finding
     /// whose evidence includes the thread repeats them.
@@ -208,7 +233,7 @@ pub struct Resource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct File {
     /// File object address.
-    pub address: u64,
+    pub address: Addr,
     /// Full path without the device.
     pub path: String,
     /// Device name.

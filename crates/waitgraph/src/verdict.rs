@@ -85,6 +85,12 @@ pub struct AnalyzeOptions {
     pub stack_frames: usize,
     /// At most this many nodes in the drawn graph. Default 300.
     pub max_graph_nodes: usize,
+    /// I/O that has been pending at the bottom of its stack at least this
+    /// long (seconds, by its waiter's wait) is stuck. Default 30.
+    pub stuck_io_seconds: f64,
+    /// Kernel waits longer than this (seconds) on objects nobody owns, that
+    /// no other finding explains, are reported as unexplained. Default 60.
+    pub unexplained_wait_seconds: f64,
 }
 
 impl Default for AnalyzeOptions {
@@ -99,6 +105,8 @@ impl Default for AnalyzeOptions {
             max_edges_per_finding: 1024,
             stack_frames: 8,
             max_graph_nodes: 300,
+            stuck_io_seconds: 30.0,
+            unexplained_wait_seconds: 60.0,
         }
     }
 }
@@ -114,25 +122,34 @@ pub enum Overall {
     /// (a broken process list, unreadable wait blocks, ...): the dump cannot
     /// show that the machine is healthy.
     Inconclusive,
+    /// Long kernel waits on objects nobody owns, which no other class
+    /// explains: not a proven hang, not healthy either.
+    Unexplained,
     /// Threads wait on owned resources, nothing worse.
     Contention,
     /// Young waiters behind an owner that runs: slow, not frozen.
     BusyOwner,
     /// Long waits without a cycle.
     Stuck,
+    /// Threads wait on I/O that a storage or network driver at the bottom
+    /// of its device stack has not completed for a long time.
+    StuckIo,
     /// A cycle of waits.
     Deadlock,
 }
 
 impl Overall {
-    /// The CLI's exit code: 0 healthy, 1 contention or busy owner, 3 stuck,
-    /// 4 deadlock, 5 inconclusive. (2 is reserved for errors.)
+    /// The CLI's exit code: 0 healthy, 1 contention or busy owner, 3 stuck
+    /// (stuck I/O too: a long wait without a cycle, whose finding names the
+    /// driver), 4 deadlock, 5 inconclusive, 6 unexplained long waits. (2 is
+    /// reserved for errors.)
     pub fn exit_code(self) -> u8 {
         match self {
             Overall::Healthy => 0,
             Overall::Inconclusive => 5,
+            Overall::Unexplained => 6,
             Overall::Contention | Overall::BusyOwner => 1,
-            Overall::Stuck => 3,
+            Overall::Stuck | Overall::StuckIo => 3,
             Overall::Deadlock => 4,
         }
     }
@@ -145,6 +162,8 @@ impl Overall {
             Overall::Contention => "contention",
             Overall::BusyOwner => "busy_owner",
             Overall::Stuck => "stuck",
+            Overall::StuckIo => "stuck_io",
+            Overall::Unexplained => "unexplained",
             Overall::Deadlock => "deadlock",
         }
     }
@@ -160,8 +179,13 @@ pub enum FindingKind {
     BusyOwner,
     /// Long waits, no cycle.
     Stuck,
+    /// I/O pending at the bottom of a device stack for a long time.
+    StuckIo,
     /// A cycle of waits.
     Deadlock,
+    /// Long kernel waits on objects nobody owns, no other class explaining
+    /// them.
+    Unexplained,
 }
 
 impl FindingKind {
@@ -171,7 +195,9 @@ impl FindingKind {
             FindingKind::Contention => Overall::Contention,
             FindingKind::BusyOwner => Overall::BusyOwner,
             FindingKind::Stuck => Overall::Stuck,
+            FindingKind::StuckIo => Overall::StuckIo,
             FindingKind::Deadlock => Overall::Deadlock,
+            FindingKind::Unexplained => Overall::Unexplained,
         }
     }
 
@@ -346,6 +372,19 @@ pub struct IoSummary {
     pub file: Option<String>,
 }
 
+impl From<&crate::Io> for IoSummary {
+    fn from(io: &crate::Io) -> IoSummary {
+        IoSummary {
+            irp: io.irp,
+            major: io.major.clone(),
+            driver: io.driver.clone(),
+            device: io.device.clone(),
+            file_object: io.file_object,
+            file: io.file.clone(),
+        }
+    }
+}
+
 /// One finding: a chain of waits with its cause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -388,6 +427,77 @@ pub struct Finding {
     /// rests on data the dump shows damaged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence_warnings: Vec<String>,
+    /// For stuck I/O: the device the requests sit at and the stack above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck_io: Option<StuckIo>,
+    /// For unexplained waits: the objects waited on, longest wait first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unexplained_objects: Vec<UnexplainedObject>,
+}
+
+impl Finding {
+    /// A finding of `kind` with nothing in it yet.
+    pub(crate) fn empty(kind: FindingKind) -> Finding {
+        Finding {
+            rank: 0,
+            kind,
+            summary: String::new(),
+            why: String::new(),
+            chain: Vec::new(),
+            edges: Vec::new(),
+            edges_truncated: false,
+            final_owner: None,
+            owner_io: Vec::new(),
+            blocked_threads: 0,
+            blocked_processes: Vec::new(),
+            max_wait_seconds: None,
+            total_wait_seconds: 0.0,
+            threads: Vec::new(),
+            threads_truncated: false,
+            evidence_warnings: Vec::new(),
+            stuck_io: None,
+            unexplained_objects: Vec::new(),
+        }
+    }
+}
+
+/// Where stuck I/O sits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StuckIo {
+    /// The driver at the bottom of the stack (`\Driver\viostor`).
+    pub driver: String,
+    /// Its device's name, when it has one.
+    pub device: Option<String>,
+    /// Its device's address, when known.
+    pub device_address: Option<Addr>,
+    /// Requests pending at that device (all of them, not only the waited
+    /// ones).
+    pub pending_irps: usize,
+    /// The longest wait on one of them, seconds.
+    pub max_wait_seconds: Option<f64>,
+    /// The drivers from the file system down to `driver`.
+    pub device_stack: Vec<String>,
+    /// Whether `driver` is a paravirtual or emulated storage or network
+    /// driver: the host, not the guest, has to answer.
+    pub virtual_device: bool,
+    /// The waited-on requests (at most 64), in the order of their waiters
+    /// in the input.
+    pub irps: Vec<Addr>,
+}
+
+/// An object long-waited threads block on, with no known owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnexplainedObject {
+    /// Its address.
+    pub address: Addr,
+    /// `event`, `semaphore`, ... or a raw type name.
+    pub kind: String,
+    /// Symbol or object name when known.
+    pub name: Option<String>,
+    /// Threads waiting on it past the threshold.
+    pub threads: usize,
+    /// The longest of their waits, seconds.
+    pub max_wait_seconds: Option<f64>,
 }
 
 /// A file name pattern in a directory (`sess_*`).

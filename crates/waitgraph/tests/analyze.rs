@@ -584,7 +584,7 @@ fn corrupt_input_gives_warnings_not_panics() {
         .file(2, "noslash", &[99])
         .file(3, "\\", &[]);
     b.input.threads[0].io.push(Io {
-        irp: 7,
+        irp: Addr(7),
         file: Some(String::new()),
         ..Io::default()
     });
@@ -947,6 +947,8 @@ fn decoded_random_bytes_never_panic() {
         stack_frames: 0,
         young_wait_seconds: f64::NAN,
         stuck_wait_seconds: 0.0,
+        stuck_io_seconds: 0.0,
+        unexplained_wait_seconds: 0.0,
     };
     let mut verdicts = HashSet::new();
     for _ in 0..3000 {
@@ -973,6 +975,171 @@ fn decoded_random_bytes_never_panic() {
             }
         }
     }
-    // Every verdict, inconclusive (issue 10) included.
-    assert_eq!(verdicts.len(), 6, "{verdicts:?}");
+    // Every verdict, inconclusive (issue 10), stuck I/O and unexplained
+    // (issue 15) included.
+    assert_eq!(verdicts.len(), 8, "{verdicts:?}");
+}
+
+// ---------------------------------------------------------------------
+// Issue 15: stuck I/O and unexplained long waits.
+
+/// A request at the bottom of a disk stack, at device `dev`.
+fn disk_io(irp: u64, dev: u64, event: Option<u64>, at_bottom: bool) -> Io {
+    Io {
+        irp: Addr(irp),
+        major: Some("IRP_MJ_READ".into()),
+        driver: Some(r"\Driver\viostor".into()),
+        device: Some(r"\Device\RaidPort0".into()),
+        device_address: Some(Addr(dev)),
+        device_stack: vec![
+            r"\FileSystem\Ntfs".into(),
+            r"\Driver\disk".into(),
+            r"\Driver\viostor".into(),
+        ],
+        at_bottom,
+        event: event.map(Addr),
+        ..Io::default()
+    }
+}
+
+#[test]
+fn issue_15_io_stuck_at_the_miniport_is_stuck_io() {
+    let mut b = Builder::new();
+    b.process(1400, "sqlservr.exe");
+    b.process(4, "System");
+    // Issuer waits on its own request's event, 95 s.
+    b.thread(0x1000, 8, 1400, ThreadState::Waiting, Some(95.0))
+        .wait_reason = Some("Executive".into());
+    b.input.threads[0]
+        .io
+        .push(disk_io(0xa000, 0xd000, Some(0x9000), true));
+    b.resource(0x9000, ResourceKind::Event, &[], &[0x1000]);
+    // A System thread waits on the event of a request another thread
+    // issued (a paging read), 40 s.
+    b.thread(0x2000, 12, 4, ThreadState::Waiting, Some(40.0))
+        .wait_reason = Some("WrPageIn".into());
+    b.thread(0x3000, 16, 4, ThreadState::Waiting, Some(5.0));
+    b.input.threads[2]
+        .io
+        .push(disk_io(0xa100, 0xd000, Some(0x9100), true));
+    b.resource(0x9100, ResourceKind::Event, &[], &[0x2000]);
+    // A young wait: its request counts as pending, its thread is not stuck.
+    b.thread(0x4000, 20, 1400, ThreadState::Waiting, Some(3.0));
+    b.input.threads[3]
+        .io
+        .push(disk_io(0xa200, 0xd000, None, true));
+    // A request still in the file system (not at the bottom) is no stuck
+    // I/O whatever its age.
+    b.thread(0x5000, 24, 1400, ThreadState::Waiting, Some(500.0))
+        .wait_reason = Some("UserRequest".into());
+    b.input.threads[4]
+        .io
+        .push(disk_io(0xa300, 0xe000, None, false));
+    let v = analyze(&b.build(), &AnalyzeOptions::default());
+    assert_eq!(v.overall, Overall::StuckIo, "{v:#?}");
+    assert_eq!(v.overall.exit_code(), 3);
+    assert_eq!(v.findings.len(), 1, "{:#?}", v.findings);
+    let f = &v.findings[0];
+    assert_eq!(f.kind, FindingKind::StuckIo);
+    assert_eq!(
+        f.summary,
+        r"3 IRPs pending at \Driver\viostor for up to 95 s; the guest waits on its virtual disk"
+    );
+    let s = f.stuck_io.as_ref().expect("stuck_io");
+    assert_eq!(s.pending_irps, 3);
+    assert!(s.virtual_device);
+    assert_eq!(s.device_address, Some(Addr(0xd000)));
+    let threads: Vec<u64> = f.threads.iter().map(|t| t.address.0).collect();
+    assert_eq!(threads, [0x1000, 0x2000]);
+    assert_eq!(f.blocked_threads, 2);
+    assert_eq!(f.max_wait_seconds, Some(95.0));
+    assert!(matches!(
+        f.chain[0],
+        EvidenceStep::Thread {
+            address: Addr(0x1000),
+            ..
+        }
+    ));
+    // JSON: the new fields appear on this finding only.
+    let j = serde_json::to_value(&v).unwrap();
+    assert_eq!(j["findings"][0]["kind"], "stuck_io");
+    assert_eq!(j["findings"][0]["stuck_io"]["pending_irps"], 3);
+    assert!(j["findings"][0].get("unexplained_objects").is_none());
+}
+
+#[test]
+fn issue_15_long_kernel_waits_on_unowned_objects_are_unexplained() {
+    let mut b = Builder::new();
+    b.process(900, "svchost.exe");
+    b.process(1020, "spoolsv.exe");
+    b.thread(0x1000, 8, 900, ThreadState::Waiting, Some(120.0))
+        .wait_reason = Some("Executive".into());
+    b.thread(0x2000, 12, 1020, ThreadState::Waiting, Some(80.0))
+        .wait_reason = Some("Executive".into());
+    b.resource(0x9000, ResourceKind::Event, &[], &[0x1000, 0x2000]);
+    // Not counted: short, user-mode, idle reasons, lock-acquire reasons
+    // (the lock analysis reads an unowned lock as no contention).
+    b.thread(0x3000, 16, 900, ThreadState::Waiting, Some(59.0))
+        .wait_reason = Some("Executive".into());
+    let t = b.thread(0x4000, 20, 900, ThreadState::Waiting, Some(10_000.0));
+    t.wait_reason = Some("Executive".into());
+    t.user_mode_wait = true;
+    for (i, r) in ["UserRequest", "WrQueue", "WrLpcReceive", "WrResource"]
+        .iter()
+        .enumerate()
+    {
+        b.thread(
+            0x5000 + i as u64 * 0x100,
+            24 + i as u64,
+            1020,
+            ThreadState::Waiting,
+            Some(10_000.0),
+        )
+        .wait_reason = Some(r.to_string());
+    }
+    b.resource(
+        0x9100,
+        ResourceKind::Event,
+        &[],
+        &[0x3000, 0x4000, 0x5000, 0x5100, 0x5200, 0x5300],
+    );
+    let v = analyze(&b.build(), &AnalyzeOptions::default());
+    assert_eq!(v.overall, Overall::Unexplained, "{v:#?}");
+    assert_eq!(v.overall.exit_code(), 6);
+    assert_eq!(v.findings.len(), 1);
+    let f = &v.findings[0];
+    assert_eq!(
+        f.summary,
+        "2 threads in 2 processes have waited more than 60 s on objects with no known owner"
+    );
+    let objs: Vec<u64> = f.unexplained_objects.iter().map(|o| o.address.0).collect();
+    assert_eq!(objs, [0x9000]);
+    assert_eq!(f.unexplained_objects[0].threads, 2);
+    let threads: Vec<u64> = f.threads.iter().map(|t| t.address.0).collect();
+    assert_eq!(threads, [0x1000, 0x2000]);
+}
+
+#[test]
+fn issue_15_waits_a_lock_explains_are_not_unexplained() {
+    let mut b = Builder::new();
+    b.process(4, "System");
+    // An owner waits long in Executive on an event nobody owns; its
+    // waiter is blocked on the mutant it holds: the chain explains both.
+    b.thread(0x1000, 8, 4, ThreadState::Waiting, Some(300.0))
+        .wait_reason = Some("Executive".into());
+    b.thread(0x2000, 12, 4, ThreadState::Waiting, Some(300.0))
+        .wait_reason = Some("Executive".into());
+    b.resource(
+        0x9000,
+        ResourceKind::Mutant,
+        &[(0x1000, Mode::Exclusive)],
+        &[0x2000],
+    );
+    b.resource(0x9100, ResourceKind::Event, &[], &[0x1000]);
+    let v = analyze(&b.build(), &AnalyzeOptions::default());
+    assert_eq!(v.overall, Overall::Stuck, "{v:#?}");
+    assert!(v
+        .findings
+        .iter()
+        .all(|f| f.kind != FindingKind::Unexplained));
 }

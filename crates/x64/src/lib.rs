@@ -61,6 +61,14 @@ impl fmt::Display for VirtAddr {
     }
 }
 
+/// Formats the raw number, so that `{:#x}` and `{:016x}` print an address
+/// exactly as they print a `u64`.
+impl fmt::LowerHex for VirtAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
 impl VirtAddr {
     /// Whether bits 63..47 are all equal (a 48-bit canonical address).
     pub fn is_canonical(self) -> bool {

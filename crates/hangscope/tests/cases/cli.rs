@@ -407,3 +407,48 @@ fn missing_driver_symbols_are_noted_once_with_what_to_fetch() {
         r.stdout
     );
 }
+
+/// Issue 15: `analyze` on a guest whose virtual disk stopped answering
+/// (the lab's stuck-disk scenario, Windows 10 19041, ELF, seed 2024) says
+/// STUCK I/O with exit code 3, names `\Driver\viostor`, the device stack
+/// and the IRPs pending there, lists the unexplained waits, and the JSON
+/// document carries the same (snapshots of both).
+#[test]
+fn stuck_disk_analyze_text_and_json() {
+    let (image, _) = util::build(&util::scenario("stuck-disk"), BUILD, SEED, 64 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let dump = util::write(&image, Format::Elf, dir.path(), "stuck-disk");
+    let d = dump.to_str().unwrap();
+    let r = run(["analyze", d]);
+    r.expect(3);
+    let text = r.stdout.replace(d, "[DUMP]");
+    assert!(
+        text.contains(
+            "STUCK I/O: 14 IRPs pending at \\Driver\\viostor for up to 95 s; the guest waits on its virtual disk"
+        ),
+        "{text}"
+    );
+    insta::assert_snapshot!("analyze_stuck_disk", text);
+    let r = run(["--json", "analyze", d]);
+    r.expect(3);
+    let v = r.json();
+    assert_eq!(v["overall"], "stuck_io");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["findings"][0]["stuck_io"]["pending_irps"], 14);
+    assert_eq!(v["findings"][1]["kind"], "unexplained");
+    let html = dir.path().join("stuck-disk.html");
+    run(["analyze", d, "--html", html.to_str().unwrap()]).expect(3);
+    let page = std::fs::read_to_string(&html).expect("HTML report");
+    for want in [
+        "STUCK I/O",
+        "14 IRPs pending at \\Driver\\viostor for up to 95 s; the guest waits on its virtual disk",
+        "Device stack: \\FileSystem\\Ntfs -&gt; \\Driver\\volmgr -&gt; \\Driver\\disk -&gt; \\Driver\\viostor",
+        "UNEXPLAINED",
+    ] {
+        assert!(page.contains(want), "HTML report lacks {want:?}");
+    }
+    insta::assert_snapshot!(
+        "analyze_stuck_disk_json",
+        r.stdout.replace(&d.replace('\\', "\\\\"), "[DUMP]")
+    );
+}

@@ -209,6 +209,10 @@ impl Builder<'_> {
                 }
             }
             self.put_opt(a, irp_t, "Tail.Overlay.OriginalFileObject", top_file)?;
+            if let Some(e) = &irp.event {
+                let ev = self.locks[self.ix.locks[e]].address;
+                self.put(a, irp_t, "UserEvent", ev)?;
+            }
             self.threads[ti].irps.push(a);
             self.irps.push(a);
         }

@@ -332,6 +332,10 @@ pub struct Irp {
     /// Index into `stack` of the current location (0 = top).
     #[serde(default)]
     pub current: usize,
+    /// An event lock id set as the IRP's `UserEvent`: what the issuer
+    /// waits on until the request completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 /// An IRP stack location.
@@ -380,7 +384,8 @@ pub struct Handles {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    /// healthy, contention, busy_owner, stuck, deadlock.
+    /// healthy, contention, busy_owner, stuck, stuck_io, unexplained,
+    /// deadlock.
     pub verdict: String,
 }
 
@@ -592,4 +597,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("deadlock", include_str!("../../scenarios/deadlock.toml")),
     ("idle", include_str!("../../scenarios/idle.toml")),
+    (
+        "stuck-disk",
+        include_str!("../../scenarios/stuck-disk.toml"),
+    ),
 ];

@@ -463,6 +463,13 @@ impl Irp {
         for (j, s) in self.stack.iter().enumerate() {
             s.validate(&format!("irps[{i}].stack[{j}]"), sc, ix)?;
         }
+        if let Some(e) = &self.event {
+            match ix.locks.get(e) {
+                Some(&l) if sc.locks[l].kind == LockKind::Event => {}
+                Some(_) => return Err(field_err(f("event"), format!("`{e}` is not an event"))),
+                None => return Err(field_err(f("event"), format!("no lock with id `{e}`"))),
+            }
+        }
         Ok(())
     }
 }

@@ -17,15 +17,44 @@ pub use stack::{FrameInfo, RunningCpu, StackGroup, StackInfo, StackThread, Stack
 pub use symbols::MissingSymbols;
 pub use warning::{Warning, WarningKind};
 
+use hangscope_x64::VirtAddr;
 use serde::{Deserialize, Serialize};
 
-/// Serialise a u64 address as a `0x` hex string.
+/// A value the model serialises as a `0x` hex string: a bare number
+/// (handle values, physical addresses) or a virtual address.
+pub trait HexValue: Copy {
+    /// The raw number.
+    fn to_raw(self) -> u64;
+    /// From the raw number.
+    fn from_raw(raw: u64) -> Self;
+}
+
+impl HexValue for u64 {
+    fn to_raw(self) -> u64 {
+        self
+    }
+    fn from_raw(raw: u64) -> Self {
+        raw
+    }
+}
+
+impl HexValue for VirtAddr {
+    fn to_raw(self) -> u64 {
+        self.0
+    }
+    fn from_raw(raw: u64) -> Self {
+        VirtAddr(raw)
+    }
+}
+
+/// Serialise an address (or any [`HexValue`]) as a `0x` hex string.
 pub mod hex {
+    use super::HexValue;
     use serde::{de, Deserialize, Deserializer, Serializer};
 
     /// Serialise.
-    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{v:#x}"))
+    pub fn serialize<S: Serializer, T: HexValue>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:#x}", v.to_raw()))
     }
 
     /// Parse `0x...` hex (or a plain number).
@@ -38,51 +67,58 @@ pub mod hex {
     }
 
     /// Deserialise.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, T: HexValue>(d: D) -> Result<T, D::Error> {
         let s = String::deserialize(d)?;
-        parse(&s).ok_or_else(|| de::Error::custom(format!("not a hex address: {s}")))
+        parse(&s)
+            .map(T::from_raw)
+            .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}")))
     }
 }
 
-/// Serialise an optional u64 address as a hex string or null.
+/// Serialise an optional address as a hex string or null.
 pub mod hex_opt {
+    use super::HexValue;
     use serde::{de, Deserialize, Deserializer, Serializer};
 
     /// Serialise.
-    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, T: HexValue>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(v) => s.serialize_str(&format!("{v:#x}")),
+            Some(v) => s.serialize_str(&format!("{:#x}", v.to_raw())),
             None => s.serialize_none(),
         }
     }
 
     /// Deserialise.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, T: HexValue>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
         match s {
             None => Ok(None),
             Some(s) => super::hex::parse(&s)
-                .map(Some)
+                .map(|raw| Some(T::from_raw(raw)))
                 .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}"))),
         }
     }
 }
 
-/// Serialise a list of u64 addresses as hex strings.
+/// Serialise a list of addresses as hex strings.
 pub mod hex_vec {
+    use super::HexValue;
     use serde::{de, Deserialize, Deserializer, Serializer};
 
     /// Serialise.
-    pub fn serialize<S: Serializer>(v: &[u64], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|a| format!("{a:#x}")))
+    pub fn serialize<S: Serializer, T: HexValue>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|a| format!("{:#x}", a.to_raw())))
     }
 
     /// Deserialise.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, T: HexValue>(d: D) -> Result<Vec<T>, D::Error> {
         let v = Vec::<String>::deserialize(d)?;
         v.iter()
             .map(|s| {
                 super::hex::parse(s)
+                    .map(T::from_raw)
                     .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}")))
             })
             .collect()
@@ -136,16 +172,16 @@ pub struct CpuInfo {
     pub index: u32,
     /// `_KPCR` address.
     #[serde(with = "hex")]
-    pub kpcr: u64,
+    pub kpcr: VirtAddr,
     /// `_KPRCB` address (from `KiProcessorBlock`).
     #[serde(with = "hex")]
-    pub kprcb: u64,
+    pub kprcb: VirtAddr,
     /// `_KPRCB.CurrentThread` (an ETHREAD address), when readable.
     #[serde(with = "hex_opt")]
-    pub current_thread: Option<u64>,
+    pub current_thread: Option<VirtAddr>,
     /// The vCPU's instruction pointer from the dump's registers, if any.
     #[serde(with = "hex_opt")]
-    pub rip: Option<u64>,
+    pub rip: Option<VirtAddr>,
 }
 
 /// `info`: the kernel found in the dump.
@@ -159,7 +195,7 @@ pub struct KernelInfo {
     pub minor_version: Option<u32>,
     /// Kernel image base.
     #[serde(with = "hex")]
-    pub kernel_base: u64,
+    pub kernel_base: VirtAddr,
     /// Kernel image size (PE SizeOfImage).
     pub kernel_size: Option<u64>,
     /// Page-table base used for kernel space (physical).
@@ -192,7 +228,7 @@ pub struct KernelInfo {
 pub struct ProcessInfo {
     /// EPROCESS address.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// `UniqueProcessId`.
     pub pid: u64,
     /// `InheritedFromUniqueProcessId`.
@@ -210,7 +246,7 @@ pub struct ProcessInfo {
     pub dtb: u64,
     /// `ObjectTable` (the `_HANDLE_TABLE`).
     #[serde(with = "hex_opt")]
-    pub handle_table: Option<u64>,
+    pub handle_table: Option<VirtAddr>,
 }
 
 /// A thread (`_ETHREAD`).
@@ -218,14 +254,14 @@ pub struct ProcessInfo {
 pub struct ThreadInfo {
     /// ETHREAD address.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// `Cid.UniqueThread`.
     pub tid: u64,
     /// `Cid.UniqueProcess`.
     pub pid: u64,
     /// Owning EPROCESS address.
     #[serde(with = "hex")]
-    pub process: u64,
+    pub process: VirtAddr,
     /// Owning process name.
     pub process_name: String,
     /// `Tcb.State` (serialised by its KTHREAD_STATE name, `Waiting`, or
@@ -243,19 +279,19 @@ pub struct ThreadInfo {
     pub cpu: Option<u32>,
     /// `StartAddress`.
     #[serde(with = "hex")]
-    pub start_address: u64,
+    pub start_address: VirtAddr,
     /// `Win32StartAddress`, when the build has it.
     #[serde(with = "hex_opt")]
-    pub win32_start_address: Option<u64>,
+    pub win32_start_address: Option<VirtAddr>,
     /// `Tcb.KernelStack` (saved stack pointer of a thread not running).
     #[serde(with = "hex_opt")]
-    pub kernel_stack: Option<u64>,
+    pub kernel_stack: Option<VirtAddr>,
     /// Dispatcher objects it waits on (from its wait blocks).
     #[serde(with = "hex_vec")]
-    pub waits_on: Vec<u64>,
+    pub waits_on: Vec<VirtAddr>,
     /// IRPs on its `IrpList`.
     #[serde(with = "hex_vec")]
-    pub irps: Vec<u64>,
+    pub irps: Vec<VirtAddr>,
     /// What was wrong with this thread's record (a state out of range, a
     /// wait block that points nowhere, a wait that starts after the
     /// clock); the listing's warnings repeat them.
@@ -268,7 +304,7 @@ pub struct ThreadInfo {
 pub struct ModuleInfo {
     /// `DllBase`.
     #[serde(with = "hex")]
-    pub base: u64,
+    pub base: VirtAddr,
     /// `SizeOfImage`.
     pub size: u64,
     /// `BaseDllName`.
@@ -282,7 +318,7 @@ pub struct ModuleInfo {
 pub struct LockOwner {
     /// Owner thread (ETHREAD) address, tag bits masked.
     #[serde(with = "hex")]
-    pub thread: u64,
+    pub thread: VirtAddr,
     /// Recursion count (`OwnerCount`).
     pub count: u32,
     /// Held exclusively.
@@ -294,7 +330,7 @@ pub struct LockOwner {
 pub struct LockWaiter {
     /// Waiting thread (ETHREAD) address.
     #[serde(with = "hex")]
-    pub thread: u64,
+    pub thread: VirtAddr,
     /// Wants it exclusively.
     pub exclusive: bool,
     /// Ticks it has waited.
@@ -308,7 +344,7 @@ pub struct LockWaiter {
 pub struct EresourceInfo {
     /// Address.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// `ActiveCount`.
     pub active_count: u32,
     /// `Flag`.
@@ -324,14 +360,14 @@ pub struct EresourceInfo {
     /// `SharedWaiters`: the KSEMAPHORE's address, or on 1607 the address of
     /// the `_KWAIT_CHAIN` field itself.
     #[serde(with = "hex")]
-    pub shared_waiters: u64,
+    pub shared_waiters: VirtAddr,
     /// The objects shared waiters block on: the `SharedWaiters` semaphore,
     /// or (Win10 1607) each `_KWAIT_CHAIN` entry's event.
     #[serde(with = "hex_vec", default)]
-    pub shared_wait_events: Vec<u64>,
+    pub shared_wait_events: Vec<VirtAddr>,
     /// `ExclusiveWaiters` (a KEVENT) address.
     #[serde(with = "hex")]
-    pub exclusive_waiters: u64,
+    pub exclusive_waiters: VirtAddr,
     /// Owners (OwnerEntry then OwnerTable).
     pub owners: Vec<LockOwner>,
     /// Threads waiting on its semaphore or event.
@@ -359,10 +395,10 @@ impl EresourceInfo {
 pub struct WaitedObject {
     /// Wait block address.
     #[serde(with = "hex")]
-    pub wait_block: u64,
+    pub wait_block: VirtAddr,
     /// Object address.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// `DISPATCHER_HEADER.Type` raw value.
     pub type_raw: Option<u8>,
     /// Its `_KOBJECTS` name (`SemaphoreObject`).
@@ -373,13 +409,13 @@ pub struct WaitedObject {
     pub wait_type: Option<u8>,
     /// The ERESOURCE whose waiters' semaphore or event this is.
     #[serde(with = "hex_opt")]
-    pub eresource: Option<u64>,
+    pub eresource: Option<VirtAddr>,
     /// Waiting for the ERESOURCE exclusively (its event) or shared.
     pub eresource_exclusive: Option<bool>,
     /// The owner threads behind it: a mutant's `OwnerThread`, or the
     /// ERESOURCE's owners.
     #[serde(with = "hex_vec")]
-    pub owners: Vec<u64>,
+    pub owners: Vec<VirtAddr>,
 }
 
 /// `!thread`: one thread in detail.
@@ -414,7 +450,7 @@ pub struct IrpStackLocation {
     pub current: bool,
     /// Address of the `_IO_STACK_LOCATION`.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// `MajorFunction`.
     pub major: u8,
     /// `IRP_MJ_*` name.
@@ -423,20 +459,20 @@ pub struct IrpStackLocation {
     pub minor: u8,
     /// `DeviceObject`.
     #[serde(with = "hex")]
-    pub device: u64,
+    pub device: VirtAddr,
     /// The device's object name (`\Device\HarddiskVolume2`).
     pub device_name: Option<String>,
     /// `DeviceObject->DriverObject`.
     #[serde(with = "hex_opt")]
-    pub driver: Option<u64>,
+    pub driver: Option<VirtAddr>,
     /// `DriverObject->DriverName` (`\FileSystem\Ntfs`).
     pub driver_name: Option<String>,
     /// `FileObject`.
     #[serde(with = "hex")]
-    pub file_object: u64,
+    pub file_object: VirtAddr,
     /// `CompletionRoutine`.
     #[serde(with = "hex")]
-    pub completion_routine: u64,
+    pub completion_routine: VirtAddr,
     /// `Context`.
     #[serde(with = "hex")]
     pub context: u64,
@@ -447,7 +483,7 @@ pub struct IrpStackLocation {
 pub struct IrpInfo {
     /// Address.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// `Type` (6 for an IRP).
     pub type_raw: u16,
     /// `StackCount`.
@@ -456,13 +492,17 @@ pub struct IrpInfo {
     pub current_location: u32,
     /// `Tail.Overlay.CurrentStackLocation`.
     #[serde(with = "hex_opt")]
-    pub current_stack_location: Option<u64>,
+    pub current_stack_location: Option<VirtAddr>,
     /// Issuing thread (`Tail.Overlay.Thread`).
     #[serde(with = "hex_opt")]
-    pub thread: Option<u64>,
+    pub thread: Option<VirtAddr>,
     /// `Tail.Overlay.OriginalFileObject`.
     #[serde(with = "hex_opt")]
-    pub original_file_object: Option<u64>,
+    pub original_file_object: Option<VirtAddr>,
+    /// `UserEvent`: the event the issuer waits on for completion, when
+    /// it names one.
+    #[serde(with = "hex_opt", default, skip_serializing_if = "Option::is_none")]
+    pub user_event: Option<VirtAddr>,
     /// Stack locations, first to last.
     pub stack: Vec<IrpStackLocation>,
     /// The current location's file path, when it has a file object.
@@ -495,21 +535,21 @@ pub struct Holder {
 pub struct FileObjectInfo {
     /// Address.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// `FileName` as stored.
     pub name: String,
     /// Full path without the device (following `RelatedFileObject`).
     pub path: String,
     /// `DeviceObject`.
     #[serde(with = "hex")]
-    pub device: u64,
+    pub device: VirtAddr,
     /// Device object name (`\Device\HarddiskVolume2`).
     pub device_name: Option<String>,
     /// `Flags`.
     pub flags: u32,
     /// `RelatedFileObject`.
     #[serde(with = "hex")]
-    pub related: u64,
+    pub related: VirtAddr,
     /// Processes holding handles to it.
     pub holders: Vec<Holder>,
     /// Problems met.
@@ -538,7 +578,7 @@ pub struct HandleInfo {
     pub handle: u64,
     /// Object body address.
     #[serde(with = "hex")]
-    pub object: u64,
+    pub object: VirtAddr,
     /// Object type name (`File`, `Process`, ...).
     pub type_name: String,
     /// Granted access mask.
@@ -597,7 +637,7 @@ pub struct DtOutput {
     pub type_name: String,
     /// Address.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// Type size.
     pub size: u64,
     /// Fields in offset order.
@@ -609,7 +649,7 @@ pub struct DtOutput {
 pub struct MemoryDump {
     /// First address.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// Bytes, `None` where the page could not be read.
     pub bytes: Vec<Option<u8>>,
 }

@@ -3,6 +3,7 @@
 
 use super::{hex, hex_opt, MissingSymbols, ThreadState, WaitReason, Warning};
 use hangscope_waitgraph::Frame;
+use hangscope_x64::VirtAddr;
 use serde::{Deserialize, Serialize};
 
 /// One frame of a kernel stack.
@@ -10,13 +11,13 @@ use serde::{Deserialize, Serialize};
 pub struct FrameInfo {
     /// Instruction pointer (a return address except for the top frame).
     #[serde(with = "hex")]
-    pub rip: u64,
+    pub rip: VirtAddr,
     /// Stack pointer in this frame (WinDbg's Child-SP).
     #[serde(with = "hex")]
-    pub rsp: u64,
+    pub rsp: VirtAddr,
     /// The return address this frame goes back to (0 for the last frame).
     #[serde(with = "hex")]
-    pub return_address: u64,
+    pub return_address: VirtAddr,
     /// What names it: module, function and offset (text
     /// `module!symbol+0xoff`, `module+0xoff`, or the bare address).
     pub symbol: Frame,
@@ -30,7 +31,7 @@ pub struct FrameInfo {
 pub struct StackInfo {
     /// The thread (`_ETHREAD`).
     #[serde(with = "hex")]
-    pub thread: u64,
+    pub thread: VirtAddr,
     /// Frames, top first.
     pub frames: Vec<FrameInfo>,
     /// How the start was found: `switch frame at KernelStack ...`,
@@ -62,7 +63,7 @@ impl StackInfo {
 pub struct StackThread {
     /// `_ETHREAD`.
     #[serde(with = "hex")]
-    pub address: u64,
+    pub address: VirtAddr,
     /// PID.
     pub pid: u64,
     /// TID.
@@ -111,10 +112,10 @@ pub struct RunningCpu {
     pub cpu: u32,
     /// `_KPRCB`.
     #[serde(with = "hex")]
-    pub kprcb: u64,
+    pub kprcb: VirtAddr,
     /// `CurrentThread`.
     #[serde(with = "hex_opt")]
-    pub thread: Option<u64>,
+    pub thread: Option<VirtAddr>,
     /// Whether it is the processor's idle thread.
     pub idle: bool,
     /// Its owner's PID and image name when known.

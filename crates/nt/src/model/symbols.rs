@@ -2,6 +2,7 @@
 //! lookup itself is in `modsyms.rs`).
 
 use super::{hex, PdbInfo};
+use hangscope_x64::VirtAddr;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -12,7 +13,7 @@ pub struct MissingSymbols {
     pub module: String,
     /// Its image base.
     #[serde(with = "hex")]
-    pub base: u64,
+    pub base: VirtAddr,
     /// The PDB its RSDS record names; `None` when the record is
     /// unreadable (the header page is paged out or damaged).
     pub pdb: Option<PdbInfo>,

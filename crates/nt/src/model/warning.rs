@@ -1,6 +1,7 @@
 //! What went wrong while building a listing, as data in the output.
 
 use hangscope_waitgraph::ModelPart;
+use hangscope_x64::VirtAddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -108,7 +109,7 @@ pub struct Warning {
     pub message: String,
     /// Address involved, when known.
     #[serde(with = "super::hex_opt")]
-    pub address: Option<u64>,
+    pub address: Option<VirtAddr>,
     /// The part of the model this problem leaves incomplete, when it is a
     /// read that failed rather than a doubtful value: a verdict over an
     /// incomplete model cannot be "healthy".
@@ -121,7 +122,7 @@ impl Warning {
     /// wait that starts after the clock): the object is kept and flagged.
     pub fn implausible(
         context: impl Into<String>,
-        address: Option<u64>,
+        address: Option<VirtAddr>,
         message: impl Into<String>,
     ) -> Warning {
         Warning {

@@ -60,11 +60,21 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
                     tid: key,
                     pid,
                     state,
-                    wait_reason: Some("WrResource".into()),
+                    // Mostly lock waits; some executive waits, which an
+                    // unowned object leaves unexplained.
+                    wait_reason: Some(
+                        if key % 5 == 4 {
+                            "Executive"
+                        } else {
+                            "WrResource"
+                        }
+                        .into(),
+                    ),
                     waited_seconds: secs,
                     waited_ticks: None,
                     stack: vec!["nt!KiSwapContext+0x7a".into()],
                     io: Vec::new(),
+                    user_mode_wait: false,
                     warnings: Vec::new(),
                 });
             }
@@ -111,7 +121,7 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
                 let p = path(&mut b);
                 let holders = (0..b.or0() % 3).map(|_| u64::from(b.or0() % 5)).collect();
                 input.files.push(File {
-                    address,
+                    address: Addr(address),
                     path: p,
                     device: None,
                     holders,
@@ -123,12 +133,18 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
                 let fo = b.or0();
                 if let Some(t) = input.threads.last_mut() {
                     t.io.push(Io {
-                        irp,
+                        irp: Addr(irp),
                         major: Some("IRP_MJ_CREATE".into()),
                         driver: Some("\\FileSystem\\Ntfs".into()),
                         device: None,
-                        file_object: (fo & 1 == 1).then_some(u64::from(fo % 64)),
+                        file_object: (fo & 1 == 1).then_some(Addr(u64::from(fo % 64))),
                         file: (fo & 2 == 2).then_some(file),
+                        // Requests at the bottom of a small set of devices,
+                        // some signalling a waited-on object.
+                        device_address: (fo & 4 == 4).then_some(Addr(u64::from(fo % 3))),
+                        device_stack: Vec::new(),
+                        at_bottom: fo & 8 == 8,
+                        event: (fo & 16 == 16).then_some(Addr(0x1000 + u64::from(fo % 16))),
                     });
                 }
             }

@@ -18,7 +18,7 @@ impl Builder {
 
     pub fn process(&mut self, pid: u64, name: &str) -> &mut Self {
         self.input.processes.push(Process {
-            address: 0xfffffa80_0a000000 + pid * 0x100,
+            address: Addr(0xfffffa80_0a000000 + pid * 0x100),
             pid,
             ppid: 4,
             name: name.to_string(),
@@ -46,6 +46,7 @@ impl Builder {
             waited_ticks: secs.map(|s| (s * 64.0) as u64),
             stack: Vec::new(),
             io: Vec::new(),
+            user_mode_wait: false,
             warnings: Vec::new(),
         });
         self.input.threads.last_mut().unwrap()
@@ -81,7 +82,7 @@ impl Builder {
 
     pub fn file(&mut self, address: u64, path: &str, holders: &[u64]) -> &mut Self {
         self.input.files.push(File {
-            address,
+            address: Addr(address),
             path: path.to_string(),
             device: Some(r"\Device\HarddiskVolume2".to_string()),
             holders: holders.to_vec(),
@@ -136,12 +137,13 @@ pub fn seed_case() -> WaitGraphInput {
     {
         let t2 = b.thread(T2, 0x9a8, 2000, RUNNING(1), None);
         t2.io.push(Io {
-            irp: IRP,
+            irp: Addr(IRP),
             major: Some("IRP_MJ_CREATE".into()),
             driver: Some(r"\FileSystem\Ntfs".into()),
             device: Some(r"\Device\HarddiskVolume2".into()),
-            file_object: Some(FO),
+            file_object: Some(Addr(FO)),
             file: Some(r"\Windows\Temp\sess_x".into()),
+            ..Io::default()
         });
     }
     b.resource(R1, ResourceKind::Eresource, &[(T1, Mode::Shared)], &waiters)
