@@ -42,7 +42,7 @@ fn kallsyms_agree_with_vmcoreinfo() {
 }
 
 fn kallsyms_agree_with_vmcoreinfo_on(dir: &Path) {
-    for (name, path) in dumps(&dir) {
+    for (name, path) in dumps(dir) {
         let dump = Dump::open(&path).unwrap();
         let k = LinuxKernel::open(&dump, None).unwrap_or_else(|e| panic!("[{name}] {e}"));
         let vi = k.vmcoreinfo().expect("VMCOREINFO");
@@ -82,7 +82,7 @@ fn kallsyms_agree_with_vmcoreinfo_on(dir: &Path) {
                 );
             }
         }
-        let truth = drgn_truth(&dir, name);
+        let truth = drgn_truth(dir, name);
         assert_eq!(info.jiffies, truth["jiffies"].as_u64(), "[{name}] jiffies");
         assert_eq!(info.hz, truth["HZ"].as_u64(), "[{name}] HZ");
         let up = truth["jiffies_uptime_s"].as_f64().unwrap();
@@ -210,7 +210,7 @@ fn tasks_dmesg_and_modules_agree_with_drgn() {
 }
 
 fn tasks_dmesg_and_modules_agree_with_drgn_on(dir: &Path) {
-    for (name, path) in dumps(&dir) {
+    for (name, path) in dumps(dir) {
         let dump = Dump::open(&path).unwrap();
         let t0 = std::time::Instant::now();
         let k = LinuxKernel::open(&dump, None).unwrap();
@@ -222,7 +222,7 @@ fn tasks_dmesg_and_modules_agree_with_drgn_on(dir: &Path) {
             k.info().types_source
         );
         assert!(tasks.warnings.is_empty(), "[{name}] {:?}", tasks.warnings);
-        let truth = drgn_truth(&dir, name);
+        let truth = drgn_truth(dir, name);
         let want: std::collections::BTreeMap<i64, (i64, String, String, i64)> = truth["tasks"]
             .as_array()
             .unwrap()
@@ -476,7 +476,7 @@ fn modules_agree_with_drgn_when_it_is_at_hand_on(dir: &Path) {
          \x20   print(mod.name.string_().decode(), hex(base), size)\n",
     )
     .unwrap();
-    for (name, path) in dumps(&dir) {
+    for (name, path) in dumps(dir) {
         let out = std::process::Command::new(&drgn)
             .args(["-q", "--architecture", "x86_64", "-c"])
             .arg(&path)
