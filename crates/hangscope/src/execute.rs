@@ -44,6 +44,11 @@ fn execute_linux<'k>(k: &'k LinuxKernel<'_>, c: &ShellCommand) -> Result<Report<
             records: k.dmesg()?,
             tail: *tail,
         },
+        ShellCommand::Dt(ty, addr) => Report::LinuxDt(k.dt(ty, VirtAddr(*addr))?),
+        ShellCommand::Db(addr, len) => Report::Bytes(k.read_memory(VirtAddr(*addr), *len)),
+        ShellCommand::Dq(addr, count) => {
+            Report::Quads(k.read_memory(VirtAddr(*addr), count.saturating_mul(8)))
+        }
         ShellCommand::Info => Report::LinuxKernel(k.info()),
         ShellCommand::Help => Report::Note(HELP),
         ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),

@@ -113,6 +113,8 @@ pub enum Report<'k> {
         /// The tick rate.
         hz: Option<u64>,
     },
+    /// `dt` on a Linux guest (C's names for types).
+    LinuxDt(DtOutput),
     /// `lm` on a Linux guest.
     LinuxModules(linux::Partial<linux::ModuleInfo>),
     /// `dmesg`: the printk records, the last `tail` of them when asked.
@@ -205,6 +207,7 @@ impl Report<'_> {
                 hangscope_report::linux::threads_table(&list, &tasks.warnings, *jiffies, *hz)
             }
             Report::LinuxModules(m) => hangscope_report::linux::module_list(m),
+            Report::LinuxDt(d) => hangscope_report::linux::dt(d),
             Report::Dmesg { records, tail } => hangscope_report::linux::dmesg(records, *tail),
             Report::LinuxKernel(i) => hangscope_report::linux::kernel_info(i),
             Report::Capture { manifest, path } => format!(
@@ -266,6 +269,7 @@ impl Report<'_> {
             ),
             Report::LinuxThreads { tasks, .. } => listing("linux_tasks", tasks),
             Report::LinuxModules(m) => listing("linux_modules", m),
+            Report::LinuxDt(d) => listing("dt", d),
             Report::Dmesg { records, tail } => {
                 let skip = tail.map_or(0, |n| records.items.len().saturating_sub(n));
                 listing(

@@ -16,6 +16,7 @@
 
 pub mod discover;
 pub mod dmesg;
+pub mod dt;
 pub mod error;
 pub mod kallsyms;
 pub mod model;

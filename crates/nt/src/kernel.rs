@@ -446,23 +446,6 @@ impl<'d> Kernel<'d> {
     /// `db`/`dq`: `len` bytes at `va` (at most 1 MiB), unreadable bytes as
     /// `None` page by page.
     pub fn read_memory(&self, va: VirtAddr, len: u64) -> MemoryDump {
-        let va = va.0;
-        let len = len.min(1 << 20) as usize;
-        let mut bytes = Vec::with_capacity(len);
-        let mut a = va;
-        while bytes.len() < len {
-            let n = ((0x1000 - (a & 0xfff)) as usize).min(len - bytes.len());
-            let mut b = vec![0u8; n];
-            if self.mem.read(VirtAddr(a), &mut b).is_ok() {
-                bytes.extend(b.into_iter().map(Some));
-            } else {
-                bytes.resize(bytes.len() + n, None);
-            }
-            a = a.wrapping_add(n as u64);
-        }
-        MemoryDump {
-            address: VirtAddr(va),
-            bytes,
-        }
+        hangscope_x64::view::read_memory(self.mem.as_ref(), va, len)
     }
 }

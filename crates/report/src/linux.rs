@@ -4,6 +4,7 @@
 //! Linux counterpart of [`crate::windbg`].
 
 use hangscope_linux::{DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, Warning};
+use hangscope_x64::view::DtOutput;
 use std::fmt::Write;
 
 /// An address as crash prints it: 16 hex digits.
@@ -219,6 +220,45 @@ pub fn module_list(m: &Partial<ModuleInfo>) -> String {
         );
     }
     warnings(&mut s, &m.warnings);
+    s
+}
+
+/// `dt`: a structure as crash's `struct` command shows it, each field at
+/// its offset with its C type and value.
+pub fn dt(d: &DtOutput) -> String {
+    let mut s = format!(
+        "{} @ {} (size {:#x})\n",
+        d.type_name,
+        addr(d.address.0),
+        d.size
+    );
+    let width = d
+        .fields
+        .iter()
+        .map(|f| f.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    for f in &d.fields {
+        let value = if let Some(e) = &f.error {
+            format!("?? ({e})")
+        } else if let Some(t) = &f.text {
+            t.clone()
+        } else if let Some(v) = f.value {
+            match f.bits {
+                Some((_, len)) => format!("{v} (0y{v:0width$b})", width = len as usize),
+                None if f.type_name.ends_with('*') => format!("0x{}", addr(v)),
+                None => format!("{v:#x} ({v})"),
+            }
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  [{:#06x}] {:<width$}  {:<28} {value}",
+            f.offset, f.name, f.type_name
+        );
+    }
     s
 }
 

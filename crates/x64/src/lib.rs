@@ -34,6 +34,7 @@ mod iter;
 mod mem;
 pub mod paging;
 mod scan;
+pub mod view;
 
 pub use iter::MappedPages;
 pub use mem::{SparseMemory, VirtualMemory};

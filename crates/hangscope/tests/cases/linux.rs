@@ -444,3 +444,69 @@ fn a_raw_image_without_vmcoreinfo_is_recognised_as_linux() {
         let _ = std::fs::remove_file(&raw);
     }
 }
+
+/// `dt task_struct ADDR` names each field with its C type and reads pid,
+/// comm and state as drgn does; `dq` and `db` read the same bytes.
+#[test]
+fn dt_and_dq_read_a_task_as_drgn_does() {
+    let Some(guests) = guests() else { return };
+    for g in &guests {
+        let dump = g.dump("elf");
+        let truth = g.truth("elf");
+        let t = truth["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["comm"] == "hang_ab")
+            .expect("hang_ab in drgn's truth");
+        let addr = t["address"].as_str().unwrap();
+        let dt = json(&["dt", "task_struct", addr], &dump, None);
+        let field = |name: &str| {
+            dt["data"]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("[{}] no field {name} in dt", g.name()))
+        };
+        assert_eq!(field("pid")["value"], t["pid"], "[{}] dt pid", g.name());
+        assert_eq!(field("pid")["type_name"], "int", "[{}]", g.name());
+        assert_eq!(
+            field("comm")["text"],
+            "\"hang_ab\"",
+            "[{}] dt comm",
+            g.name()
+        );
+        assert_eq!(
+            field("tasks")["type_name"],
+            "struct list_head",
+            "[{}]",
+            g.name()
+        );
+        let text = run([
+            "dt",
+            "struct task_struct",
+            addr,
+            &dump.display().to_string(),
+        ]);
+        text.expect(0);
+        assert!(
+            text.stdout.starts_with("struct task_struct @ "),
+            "{}",
+            text.stdout
+        );
+        let dq = json(&["dq", addr, "-l", "16"], &dump, None);
+        let db = json(&["db", addr, "-l", "16"], &dump, None);
+        assert_eq!(dq["data"]["bytes"], db["data"]["bytes"], "[{}]", g.name());
+        assert!(
+            dq["data"]["bytes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b.is_u64()),
+            "[{}] a task's first bytes are readable",
+            g.name()
+        );
+    }
+}

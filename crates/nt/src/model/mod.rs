@@ -611,45 +611,5 @@ pub struct HolderCount {
     pub count: u64,
 }
 
-/// One field as `dt` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DtField {
-    /// Offset in the type.
-    pub offset: u64,
-    /// Field name.
-    pub name: String,
-    /// Type as WinDbg names it (`Ptr64 _KTHREAD`, `Uint4B`, `_LIST_ENTRY`).
-    pub type_name: String,
-    /// Bit position and length for bitfields.
-    pub bits: Option<(u32, u32)>,
-    /// The value of a scalar field.
-    pub value: Option<u64>,
-    /// Extra text: a UNICODE_STRING's content, a LIST_ENTRY's links.
-    pub text: Option<String>,
-    /// Why the value could not be read.
-    pub error: Option<String>,
-}
-
-/// `dt TYPE ADDR`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DtOutput {
-    /// Type name.
-    pub type_name: String,
-    /// Address.
-    #[serde(with = "hex")]
-    pub address: VirtAddr,
-    /// Type size.
-    pub size: u64,
-    /// Fields in offset order.
-    pub fields: Vec<DtField>,
-}
-
-/// `db`/`dq`: bytes at a virtual address, unreadable ones as null.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MemoryDump {
-    /// First address.
-    #[serde(with = "hex")]
-    pub address: VirtAddr,
-    /// Bytes, `None` where the page could not be read.
-    pub bytes: Vec<Option<u8>>,
-}
+// What `dt`, `db` and `dq` show is the same for every kernel.
+pub use hangscope_x64::view::{DtField, DtOutput, MemoryDump};
