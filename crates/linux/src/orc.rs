@@ -311,3 +311,93 @@ impl OrcTable {
         Some(layout.decode(bytes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 6.1's `struct orc_entry`: s16 sp_offset, s16 bp_offset, then
+    /// sp_reg:4 bp_reg:4 type:2 end:1.
+    fn layout_6_1() -> OrcLayout {
+        OrcLayout {
+            size: 6,
+            sp_offset: Bits { first: 0, len: 16 },
+            bp_offset: Bits { first: 16, len: 16 },
+            sp_reg: Bits { first: 32, len: 4 },
+            bp_reg: Bits { first: 36, len: 4 },
+            kind: Bits { first: 40, len: 2 },
+            end: Some(Bits { first: 42, len: 1 }),
+            signal: None,
+        }
+    }
+
+    /// 6.3+: sp_reg:4 bp_reg:4 type:3 signal:1.
+    fn layout_6_12() -> OrcLayout {
+        OrcLayout {
+            end: None,
+            kind: Bits { first: 40, len: 3 },
+            signal: Some(Bits { first: 43, len: 1 }),
+            ..layout_6_1()
+        }
+    }
+
+    fn entry(sp: i16, bp: i16, sp_reg: u8, bp_reg: u8, high: u8) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(&sp.to_le_bytes());
+        e.extend_from_slice(&bp.to_le_bytes());
+        e.push(sp_reg | bp_reg << 4);
+        e.push(high);
+        e
+    }
+
+    #[test]
+    fn every_type_decodes_in_both_layouts() {
+        let old = layout_6_1();
+        let call = old.decode(&entry(8, -16, reg::SP, reg::PREV_SP, 0));
+        assert_eq!(call.kind, OrcType::Call);
+        assert_eq!((call.sp_offset, call.bp_offset), (8, -16));
+        assert_eq!((call.sp_reg, call.bp_reg), (reg::SP, reg::PREV_SP));
+        assert_eq!(old.decode(&entry(0, 0, reg::SP, 0, 1)).kind, OrcType::Regs);
+        assert_eq!(
+            old.decode(&entry(0, 0, reg::SP, 0, 2)).kind,
+            OrcType::RegsPartial
+        );
+        assert_eq!(old.decode(&entry(0, 0, 0, 0, 0)).kind, OrcType::Undefined);
+        assert_eq!(
+            old.decode(&entry(0, 0, 0, 0, 1 << 2)).kind,
+            OrcType::EndOfStack
+        );
+        let new = layout_6_12();
+        let kinds = [
+            OrcType::Undefined,
+            OrcType::EndOfStack,
+            OrcType::Call,
+            OrcType::Regs,
+            OrcType::RegsPartial,
+            OrcType::Undefined,
+        ];
+        for (v, k) in kinds.iter().enumerate() {
+            assert_eq!(new.decode(&entry(16, 0, reg::SP, 0, v as u8)).kind, *k);
+        }
+        let s = new.decode(&entry(16, 0, reg::SP, 0, 2 | 1 << 3));
+        assert!(s.signal && s.kind == OrcType::Call);
+    }
+
+    #[test]
+    fn lookup_takes_the_last_entry_at_or_below() {
+        let l = layout_6_12();
+        let mut bytes = entry(8, 0, reg::SP, 0, 2);
+        bytes.extend(entry(16, 0, reg::SP, 0, 2));
+        bytes.extend(entry(0, 0, 0, 0, 0));
+        let t = OrcTable::from_parts(vec![0x1000, 0x1010, 0x1100], bytes, &l);
+        assert_eq!(t.find(&l, 0xfff), None);
+        assert_eq!(t.find(&l, 0x1000).unwrap().sp_offset, 8);
+        assert_eq!(t.find(&l, 0x100f).unwrap().sp_offset, 8);
+        assert_eq!(t.find(&l, 0x1010).unwrap().sp_offset, 16);
+        assert_eq!(t.find(&l, 0x1100).unwrap().kind, OrcType::Undefined);
+        assert_eq!(t.find(&l, 0x1101), None);
+        // Entries shorter than the ips: no panic, no entry.
+        let short = OrcTable::from_parts(vec![0x1000, 0x2000], entry(8, 0, 5, 0, 2), &l);
+        assert_eq!(short.find(&l, 0x2000), None);
+    }
+}
