@@ -725,3 +725,61 @@ pub fn stacks(
     }
     out
 }
+
+/// The core kernel image's name in OS-neutral frames, as crash and drgn
+/// call it.
+pub const KERNEL_IMAGE: &str = "vmlinux";
+
+impl From<&StackFrame> for hangscope_waitgraph::Frame {
+    /// `vmlinux!function+0xoff` for the kernel image, `module!function+0xoff`
+    /// for a module, the bare address for an unnamed pc.
+    fn from(f: &StackFrame) -> hangscope_waitgraph::Frame {
+        let module = f.module.as_deref().unwrap_or(KERNEL_IMAGE);
+        match (&f.function, f.offset) {
+            (Some(func), Some(off)) => {
+                hangscope_waitgraph::Frame::in_function(f.pc.0, module, func.as_str(), off)
+            }
+            _ => hangscope_waitgraph::Frame::unnamed(f.pc.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_convert_to_the_wait_graphs() {
+        let f = StackFrame {
+            pc: VirtAddr(0xffff_ffff_c0a0_1027),
+            sp: VirtAddr(0xffff_a000_0001_3e80),
+            function: Some("hangdemo_ab".into()),
+            offset: Some(0x27),
+            module: Some("hangdemo".into()),
+            source: FrameSource::Orc,
+        };
+        assert_eq!(f.to_string(), "hangdemo_ab+0x27 [hangdemo]");
+        let w = hangscope_waitgraph::Frame::from(&f);
+        assert_eq!(w.to_string(), "hangdemo!hangdemo_ab+0x27");
+        let core = StackFrame {
+            module: None,
+            function: Some("schedule".into()),
+            offset: Some(0x5a),
+            ..f.clone()
+        };
+        assert_eq!(
+            hangscope_waitgraph::Frame::from(&core).to_string(),
+            "vmlinux!schedule+0x5a"
+        );
+        let bare = StackFrame {
+            function: None,
+            offset: None,
+            module: None,
+            ..f
+        };
+        assert_eq!(
+            hangscope_waitgraph::Frame::from(&bare).address.0,
+            0xffff_ffff_c0a0_1027
+        );
+    }
+}
