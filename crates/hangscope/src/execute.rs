@@ -50,15 +50,34 @@ fn execute_linux<'k>(k: &'k LinuxKernel<'_>, c: &ShellCommand) -> Result<Report<
             Report::Quads(k.read_memory(VirtAddr(*addr), count.saturating_mul(8)))
         }
         ShellCommand::Info => Report::LinuxKernel(k.info()),
+        ShellCommand::Stacks(filter) => {
+            let mut s = k.stacks()?;
+            if let Some(f) = filter {
+                s.items.retain(|t| linux_stack_matches(t, f));
+            }
+            Report::LinuxStacks(s)
+        }
+        ShellCommand::Running => Report::LinuxRunning(k.running()?),
         ShellCommand::Help => Report::Note(HELP),
         ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),
         other => bail!(
             "`{}` reads Windows kernel objects; this dump holds a Linux kernel ({}). \
-             On Linux guests hangscope has info, ps, threads, lm, dmesg, dt, db and dq",
+             On Linux guests hangscope has info, ps, threads, lm, dmesg, stacks, running, dt, db and dq",
             other.name(),
             k.release().unwrap_or_else(|| "release unknown".into())
         ),
     })
+}
+
+/// Whether a task's stack is one `stacks FILTER` asks for: its pid, a part
+/// of its comm, or a part of a frame's text (`mutex_lock`, `[hangdemo]`).
+fn linux_stack_matches(t: &hangscope_linux::TaskStack, filter: &str) -> bool {
+    let f = filter.to_ascii_lowercase();
+    t.pid.to_string() == f
+        || t.comm.to_ascii_lowercase().contains(&f)
+        || t.frames
+            .iter()
+            .any(|x| x.to_string().to_ascii_lowercase().contains(&f))
 }
 
 /// One command on a Windows guest.

@@ -126,6 +126,10 @@ pub enum Report<'k> {
     },
     /// The shell's `info` on a Linux guest.
     LinuxKernel(linux::KernelInfo),
+    /// `stacks [FILTER]` on a Linux guest: every task's kernel stack.
+    LinuxStacks(linux::Partial<linux::TaskStack>),
+    /// `running` on a Linux guest: each CPU and what it runs.
+    LinuxRunning(linux::Partial<linux::RunningCpu>),
     /// `capture`: the manifest and where it was written.
     Capture {
         /// The manifest.
@@ -210,6 +214,8 @@ impl Report<'_> {
             Report::LinuxDt(d) => hangscope_report::linux::dt(d),
             Report::Dmesg { records, tail } => hangscope_report::linux::dmesg(records, *tail),
             Report::LinuxKernel(i) => hangscope_report::linux::kernel_info(i),
+            Report::LinuxStacks(s) => hangscope_report::linux::stacks(s),
+            Report::LinuxRunning(r) => hangscope_report::linux::running(r),
             Report::Capture { manifest, path } => format!(
                 "wrote {} dump(s) and {}",
                 manifest.dumps.len(),
@@ -281,6 +287,8 @@ impl Report<'_> {
                 )
             }
             Report::LinuxKernel(i) => listing("linux_kernel", i),
+            Report::LinuxStacks(s) => listing("linux_stacks", s),
+            Report::LinuxRunning(r) => listing("linux_running", r),
         }
     }
 }

@@ -21,7 +21,9 @@ pub mod error;
 pub mod kallsyms;
 pub mod model;
 pub mod modules;
+pub mod orc;
 pub mod space;
+pub mod stacks;
 pub mod synth;
 pub mod tasks;
 pub mod time;
@@ -32,8 +34,8 @@ pub mod vmcoreinfo;
 pub use error::{Error, ErrorKind, Result};
 pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol};
 pub use model::{
-    CpuInfo, DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, TaskState, Warning,
-    WarningKind,
+    CpuInfo, CpuMode, DmesgRecord, FrameSource, KernelInfo, ModuleInfo, Partial, RunningCpu,
+    StackEnd, StackFrame, TaskInfo, TaskStack, TaskState, Warning, WarningKind,
 };
 pub use space::{LinuxPte, LINUX_PTE, START_KERNEL_MAP};
 pub use vmcoreinfo::VmcoreInfo;
@@ -75,6 +77,7 @@ pub struct LinuxKernel<'d> {
     banner: Option<String>,
     discovery: Vec<String>,
     cache: tasks::Cache,
+    vcpus: &'d [hangscope_dump::CpuState],
 }
 
 /// Whether the dump's VMCOREINFO is a Linux kernel's (it names an
@@ -151,6 +154,7 @@ impl<'d> LinuxKernel<'d> {
             banner: None,
             discovery,
             cache: tasks::Cache::default(),
+            vcpus: &dump.cpus,
         };
         k.settle_kernel_offset(types.as_ref());
         k.banner = k
@@ -378,6 +382,34 @@ impl<'d> LinuxKernel<'d> {
             &format!("BTF of module {name} in the dump"),
         )
         .map_err(|e| Error::bad_data(module, format!("module {name}'s BTF: {e}")))
+    }
+
+    /// An unwinder over this kernel's and its modules' ORC tables.
+    pub fn unwinder(&self) -> Result<stacks::Unwinder<'_>> {
+        let env = self.env()?;
+        let modules = modules::modules(&env).map(|m| m.items).unwrap_or_default();
+        Ok(stacks::Unwinder::new(env, &modules))
+    }
+
+    /// Each CPU's current task and its kernel stack, from the vCPU
+    /// registers in the dump; a CPU in user mode or idle says so.
+    pub fn running(&self) -> Result<Partial<RunningCpu>> {
+        let u = self.unwinder()?;
+        let mut r = stacks::running(&self.env()?, &u, self.vcpus)?;
+        r.warnings.extend(u.warnings.iter().cloned());
+        Ok(r)
+    }
+
+    /// Every task's kernel stack, unwound with the kernel's ORC tables:
+    /// a sleeping task from its saved switch frame, a CPU's current task
+    /// from the vCPU's registers.
+    pub fn stacks(&self) -> Result<Partial<TaskStack>> {
+        let env = self.env()?;
+        let u = self.unwinder()?;
+        let running = stacks::running(&env, &u, self.vcpus)
+            .map(|r| r.items)
+            .unwrap_or_default();
+        Ok(stacks::stacks(&env, &u, self.tasks()?, &running))
     }
 
     /// The printk ring buffer, oldest record first.

@@ -326,3 +326,132 @@ pub struct KernelInfo {
     /// How the kernel was found, step by step.
     pub discovery: Vec<String>,
 }
+
+/// How a frame's caller was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameSource {
+    /// The walk's start: a saved switch frame or a CPU's registers.
+    Start,
+    /// The ORC entry of the frame below.
+    Orc,
+    /// A `struct pt_regs` the frame below points at (an interrupt,
+    /// exception or system call).
+    Regs,
+    /// Frame pointers, where there was no ORC entry.
+    FramePointer,
+}
+
+/// One frame of a kernel stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackFrame {
+    /// The instruction address (a return address below the first frame).
+    #[serde(with = "hex")]
+    pub pc: VirtAddr,
+    /// The stack pointer in this frame.
+    #[serde(with = "hex")]
+    pub sp: VirtAddr,
+    /// The function, from kallsyms (the module's own for a module).
+    pub function: Option<String>,
+    /// Bytes past the function's start.
+    pub offset: Option<u64>,
+    /// The module the pc is in; none for the kernel image.
+    pub module: Option<String>,
+    /// How this frame was reached.
+    pub source: FrameSource,
+}
+
+impl fmt::Display for StackFrame {
+    /// `function+0xoff [module]`, or the bare address.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.function, self.offset) {
+            (Some(func), Some(off)) => write!(f, "{func}+{off:#x}")?,
+            (Some(func), None) => write!(f, "{func}")?,
+            _ => write!(f, "{:#x}", self.pc.0)?,
+        }
+        if let Some(m) = &self.module {
+            write!(f, " [{m}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a stack walk stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StackEnd {
+    /// The kernel's tables mark the end of the stack (a kernel thread's
+    /// first frame, or an entry from user space).
+    EndOfStack,
+    /// The next frame is in user mode: the kernel stack ends at a system
+    /// call or an interrupt from user space.
+    UserMode,
+    /// The walk could not go on; the warning says why.
+    Error,
+    /// The depth limit was reached.
+    DepthLimit,
+    /// Not walked (the task runs on a CPU and has no saved frame).
+    NotWalked,
+}
+
+/// One task's kernel stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStack {
+    /// The `task_struct`.
+    #[serde(with = "hex")]
+    pub task: VirtAddr,
+    /// Its pid.
+    pub pid: i32,
+    /// Its comm.
+    pub comm: String,
+    /// Its state.
+    pub state: TaskState,
+    /// Innermost frame first.
+    pub frames: Vec<StackFrame>,
+    /// Why the walk stopped.
+    pub end: StackEnd,
+    /// What went wrong in this walk.
+    pub warnings: Vec<Warning>,
+}
+
+/// What a CPU was doing when the dump was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuMode {
+    /// In the kernel, running a task.
+    Kernel,
+    /// In the kernel's idle loop (its current task is the idle task).
+    Idle,
+    /// In user mode: there is no kernel stack to show.
+    User,
+    /// The dump has no registers for it.
+    NoRegisters,
+}
+
+/// A CPU, its current task and that task's kernel stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningCpu {
+    /// CPU number.
+    pub cpu: u32,
+    /// Its current task (`rq.curr`).
+    #[serde(with = "hex_opt")]
+    pub task: Option<VirtAddr>,
+    /// That task's pid.
+    pub pid: Option<i32>,
+    /// That task's comm.
+    pub comm: Option<String>,
+    /// What the CPU was doing.
+    pub mode: CpuMode,
+    /// Its instruction pointer, from the dump's registers.
+    #[serde(with = "hex_opt")]
+    pub rip: Option<VirtAddr>,
+    /// Its stack pointer.
+    #[serde(with = "hex_opt")]
+    pub rsp: Option<VirtAddr>,
+    /// Innermost frame first (empty in user mode).
+    pub frames: Vec<StackFrame>,
+    /// Why the walk stopped.
+    pub end: StackEnd,
+    /// What went wrong in this walk.
+    pub warnings: Vec<Warning>,
+}

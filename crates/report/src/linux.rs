@@ -3,7 +3,10 @@
 //! `dmesg`. The verdict renderers serve both kernels; this module is the
 //! Linux counterpart of [`crate::windbg`].
 
-use hangscope_linux::{DmesgRecord, KernelInfo, ModuleInfo, Partial, TaskInfo, Warning};
+use hangscope_linux::{
+    CpuMode, DmesgRecord, KernelInfo, ModuleInfo, Partial, RunningCpu, StackEnd, TaskInfo,
+    TaskStack, Warning,
+};
 use hangscope_x64::view::DtOutput;
 use std::fmt::Write;
 
@@ -274,6 +277,122 @@ pub fn dmesg(d: &Partial<DmesgRecord>, tail: Option<usize>) -> String {
     }
     warnings(&mut s, &d.warnings);
     s
+}
+
+/// Why a walk stopped, when it is worth a line.
+fn stack_end(end: &StackEnd) -> Option<&'static str> {
+    match end {
+        StackEnd::EndOfStack => None,
+        StackEnd::UserMode => Some("(user mode above: the kernel stack ends here)"),
+        StackEnd::Error => Some("(stack incomplete)"),
+        StackEnd::DepthLimit => Some("(stopped at the depth limit)"),
+        StackEnd::NotWalked => Some("(not walked)"),
+    }
+}
+
+/// `stacks` on Linux: identical kernel stacks grouped, largest group
+/// first; each group lists its tasks (`pid task comm state`) then its
+/// frames (`function+0xoff [module]`), innermost first.
+pub fn stacks(s: &Partial<TaskStack>) -> String {
+    let mut groups: Vec<(Vec<String>, Vec<&TaskStack>)> = Vec::new();
+    for t in &s.items {
+        let frames: Vec<String> = t.frames.iter().map(|f| f.to_string()).collect();
+        match groups.iter_mut().find(|(f, _)| *f == frames) {
+            Some((_, ts)) => ts.push(t),
+            None => groups.push((frames, vec![t])),
+        }
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.1.len()));
+    let incomplete = s
+        .items
+        .iter()
+        .filter(|t| matches!(t.end, StackEnd::Error | StackEnd::DepthLimit))
+        .count();
+    let mut out = format!(
+        "{} tasks, {} distinct stacks, {} incomplete\n",
+        s.items.len(),
+        groups.len(),
+        incomplete
+    );
+    for (i, (frames, tasks)) in groups.iter().enumerate() {
+        let n = tasks.len();
+        let _ = writeln!(
+            out,
+            "\n[{}] {n} task{}:",
+            i + 1,
+            if n == 1 { "" } else { "s" }
+        );
+        let _ = writeln!(out, "   {:>7}  {:<16}  {:<16} ST", "PID", "TASK", "COMM");
+        for t in tasks {
+            let _ = writeln!(
+                out,
+                "   {:>7}  {}  {:<16} {}{}",
+                t.pid,
+                addr(t.task.0),
+                t.comm,
+                t.state.letter(),
+                stack_end(&t.end)
+                    .filter(|_| !matches!(t.end, StackEnd::UserMode))
+                    .map(|e| format!("  {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        if frames.is_empty() {
+            let _ = writeln!(out, "      (no frames)");
+        }
+        for f in frames {
+            let _ = writeln!(out, "      {f}");
+        }
+        if let Some(e) = tasks.first().and_then(|t| stack_end(&t.end)) {
+            if matches!(tasks[0].end, StackEnd::UserMode) {
+                let _ = writeln!(out, "      {e}");
+            }
+        }
+    }
+    for t in &s.items {
+        for w in &t.warnings {
+            let _ = writeln!(out, "\nWARNING: pid {} ({}): {w}", t.pid, t.comm);
+        }
+    }
+    warnings(&mut out, &s.warnings);
+    out
+}
+
+/// `running` on Linux: each CPU, its current task and that task's kernel
+/// stack from the vCPU's registers.
+pub fn running(r: &Partial<RunningCpu>) -> String {
+    let mut out = String::new();
+    for c in &r.items {
+        let what = match c.mode {
+            CpuMode::Kernel => "in the kernel",
+            CpuMode::Idle => "idle",
+            CpuMode::User => "in user mode (no kernel stack to show)",
+            CpuMode::NoRegisters => "no registers in the dump",
+        };
+        let _ = writeln!(
+            out,
+            "CPU {}: {what}, current {} pid {} {}",
+            c.cpu,
+            c.task.map(|t| addr(t.0)).unwrap_or_else(|| "?".into()),
+            opt(c.pid),
+            c.comm.as_deref().unwrap_or("?"),
+        );
+        if let (Some(ip), Some(sp)) = (c.rip, c.rsp) {
+            let _ = writeln!(out, "   rip {}  rsp {}", addr(ip.0), addr(sp.0));
+        }
+        for f in &c.frames {
+            let _ = writeln!(out, "      {f}");
+        }
+        if let Some(e) = stack_end(&c.end).filter(|_| c.mode != CpuMode::User) {
+            let _ = writeln!(out, "      {e}");
+        }
+        for w in &c.warnings {
+            let _ = writeln!(out, "   WARNING: {w}");
+        }
+        let _ = writeln!(out);
+    }
+    warnings(&mut out, &r.warnings);
+    out
 }
 
 #[cfg(test)]

@@ -508,5 +508,47 @@ fn dt_and_dq_read_a_task_as_drgn_does() {
             "[{}] a task's first bytes are readable",
             g.name()
         );
+/// `stacks` and `running` on Linux: the ABBA kthreads' stacks name the
+/// module's function with its module, every CPU is listed with what it
+/// does, and the text groups identical stacks. Each stack's frames are
+/// compared with drgn's in crates/linux/tests/real_stacks.rs.
+#[test]
+fn stacks_and_running_on_the_real_guests() {
+    let Some(guests) = guests() else { return };
+    for g in &guests {
+        for form in ["elf", "kdump"] {
+            let dump = g.dump(form);
+            let v = json(&["stacks", "--filter", "hang_ab"], &dump, None);
+            assert_eq!(v["type"], "linux_stacks", "{v}");
+            let items = v["data"]["items"].as_array().unwrap();
+            assert_eq!(items.len(), 1, "{v}");
+            let frames = items[0]["frames"].as_array().unwrap();
+            assert!(
+                frames
+                    .iter()
+                    .any(|f| f["function"] == "hangdemo_ab" && f["module"] == "hangdemo"),
+                "{v}"
+            );
+            assert_eq!(items[0]["end"], "end_of_stack", "{v}");
+            let v = json(&["running"], &dump, None);
+            assert_eq!(v["type"], "linux_running", "{v}");
+            let cpus = v["data"]["items"].as_array().unwrap();
+            assert!(!cpus.is_empty(), "{v}");
+            for c in cpus {
+                assert!(c["mode"].is_string(), "{c}");
+                if c["mode"] != "user" {
+                    assert!(!c["frames"].as_array().unwrap().is_empty(), "{c}");
+                }
+            }
+            let r = run([
+                "stacks".to_string(),
+                "--filter".into(),
+                "hangdemo".into(),
+                dump.display().to_string(),
+            ]);
+            r.expect(0);
+            assert!(r.stdout.contains("hangdemo_ab+0x"), "{}", r.stdout);
+            assert!(r.stdout.contains(" [hangdemo]"), "{}", r.stdout);
+        }
     }
 }

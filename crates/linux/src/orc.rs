@@ -1,0 +1,403 @@
+//! The kernel's ORC unwind tables (x86-64, `CONFIG_UNWINDER_ORC`): for
+//! each instruction range, where the caller's stack pointer, frame pointer
+//! and return address are. The core kernel's tables lie between
+//! `__start_orc_unwind_ip`/`__stop_orc_unwind_ip` (an array of `s32`, each
+//! relative to its own address) and at `__start_orc_unwind` (the entries,
+//! `struct orc_entry`); each module keeps its own in `module.arch`.
+//!
+//! The bitfields of `struct orc_entry` moved between kernel versions, so
+//! their places come from the type information, never from code. What the
+//! `type` values mean changed in 6.3, which is told by the fields present:
+//! kernels with an `end` bit number CALL, REGS, REGS_PARTIAL from 0 and mark
+//! an undefined entry by its SP register; later ones number UNDEFINED,
+//! END_OF_STACK, CALL, REGS, REGS_PARTIAL from 0.
+
+use crate::error::{Error, Result};
+use crate::view::Reader;
+use hangscope_x64::VirtAddr;
+
+/// Most entries read from one table (a distribution kernel has about
+/// half a million).
+pub const MAX_ORC_ENTRIES: u64 = 1 << 22;
+/// Largest `struct orc_entry` accepted (it is 6 bytes).
+const MAX_ENTRY_SIZE: u64 = 16;
+
+/// `ORC_REG_*`: the registers an entry names (unchanged since 4.14).
+pub mod reg {
+    /// Not known.
+    pub const UNDEFINED: u8 = 0;
+    /// The previous frame's stack pointer (the CFA).
+    pub const PREV_SP: u8 = 1;
+    /// rdx.
+    pub const DX: u8 = 2;
+    /// rdi.
+    pub const DI: u8 = 3;
+    /// rbp.
+    pub const BP: u8 = 4;
+    /// rsp.
+    pub const SP: u8 = 5;
+    /// r10.
+    pub const R10: u8 = 6;
+    /// r13.
+    pub const R13: u8 = 7;
+    /// The value at rbp + offset.
+    pub const BP_INDIRECT: u8 = 8;
+    /// The value at rsp, plus the offset.
+    pub const SP_INDIRECT: u8 = 9;
+}
+
+/// What an entry says about the frame it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrcType {
+    /// Nothing is known here: the unwind stops with an error.
+    Undefined,
+    /// The stack ends here (a kernel thread's or an entry's first frame).
+    EndOfStack,
+    /// An ordinary call frame: the return address is just below the CFA.
+    Call,
+    /// A full `struct pt_regs` is at the CFA.
+    Regs,
+    /// Only the hardware's iret frame of a `pt_regs` is at the CFA.
+    RegsPartial,
+}
+
+/// One decoded `struct orc_entry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrcEntry {
+    /// Added to the SP register's value to give the CFA.
+    pub sp_offset: i16,
+    /// Where rbp was saved, from the BP register's value.
+    pub bp_offset: i16,
+    /// The register the CFA is computed from ([`reg`]).
+    pub sp_reg: u8,
+    /// The register rbp's save slot is relative to ([`reg`]).
+    pub bp_reg: u8,
+    /// The frame's kind.
+    pub kind: OrcType,
+    /// The frame was interrupted (its ip is no return address), 6.3+.
+    pub signal: bool,
+}
+
+impl OrcEntry {
+    /// The entry the kernel uses where it has none: a frame-pointer frame
+    /// (`orc_fp_entry`): CFA = rbp + 16, rbp saved at CFA - 16.
+    pub const FRAME_POINTER: OrcEntry = OrcEntry {
+        sp_offset: 16,
+        bp_offset: -16,
+        sp_reg: reg::BP,
+        bp_reg: reg::PREV_SP,
+        kind: OrcType::Call,
+        signal: false,
+    };
+}
+
+/// A bitfield's place in an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bits {
+    first: u32,
+    len: u32,
+}
+
+impl Bits {
+    fn get(self, entry: &[u8]) -> u64 {
+        let mut v = 0u128;
+        for (i, b) in entry.iter().take(16).enumerate() {
+            v |= u128::from(*b) << (8 * i);
+        }
+        let shifted = v.checked_shr(self.first).unwrap_or(0);
+        let mask = if self.len >= 64 {
+            u64::MAX as u128
+        } else {
+            (1u128 << self.len) - 1
+        };
+        (shifted & mask) as u64
+    }
+}
+
+/// Where this kernel keeps each field of `struct orc_entry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrcLayout {
+    size: u64,
+    sp_offset: Bits,
+    bp_offset: Bits,
+    sp_reg: Bits,
+    bp_reg: Bits,
+    kind: Bits,
+    /// Kernels before 6.3: an `end` bit, and the old type numbers.
+    end: Option<Bits>,
+    signal: Option<Bits>,
+}
+
+impl OrcLayout {
+    /// The layout from the type information.
+    pub fn from_types(r: &Reader<'_>) -> Result<OrcLayout> {
+        let size = r.size_of_struct("orc_entry")?;
+        if !(6..=MAX_ENTRY_SIZE).contains(&size) {
+            return Err(Error::bad_data(
+                VirtAddr(0),
+                format!("struct orc_entry is {size} bytes"),
+            ));
+        }
+        let bits = |name: &str| -> Result<Bits> {
+            let (off, t) = r.field("orc_entry", name)?;
+            let (first, len) = match &t {
+                hangscope_symbols::TypeRef::Bitfield {
+                    position, length, ..
+                } => (off * 8 + u64::from(*position), u64::from(*length)),
+                other => (off * 8, r.size_of(other).unwrap_or(0) * 8),
+            };
+            if len == 0 || len > 16 || first + len > size * 8 {
+                return Err(Error::bad_data(
+                    VirtAddr(0),
+                    format!("orc_entry.{name} at bit {first}, {len} bits"),
+                ));
+            }
+            Ok(Bits {
+                first: first as u32,
+                len: len as u32,
+            })
+        };
+        Ok(OrcLayout {
+            size,
+            sp_offset: bits("sp_offset")?,
+            bp_offset: bits("bp_offset")?,
+            sp_reg: bits("sp_reg")?,
+            bp_reg: bits("bp_reg")?,
+            kind: bits("type")?,
+            end: r
+                .has_field("orc_entry", "end")
+                .then(|| bits("end"))
+                .transpose()?,
+            signal: r
+                .has_field("orc_entry", "signal")
+                .then(|| bits("signal"))
+                .transpose()?,
+        })
+    }
+
+    /// Bytes per entry.
+    pub fn entry_size(&self) -> u64 {
+        self.size
+    }
+
+    /// Decode one entry's bytes.
+    pub fn decode(&self, e: &[u8]) -> OrcEntry {
+        let sign16 = |b: Bits| {
+            let v = b.get(e);
+            let shift = 64 - b.len.clamp(1, 64);
+            (((v << shift) as i64) >> shift) as i16
+        };
+        let sp_reg = self.sp_reg.get(e) as u8;
+        let raw = self.kind.get(e);
+        let kind = match self.end {
+            // Before 6.3: CALL 0, REGS 1, REGS_PARTIAL 2; no SP register
+            // means undefined, or the end of the stack with `end` set.
+            Some(end) => {
+                if sp_reg == reg::UNDEFINED {
+                    if end.get(e) != 0 {
+                        OrcType::EndOfStack
+                    } else {
+                        OrcType::Undefined
+                    }
+                } else {
+                    match raw {
+                        0 => OrcType::Call,
+                        1 => OrcType::Regs,
+                        2 => OrcType::RegsPartial,
+                        _ => OrcType::Undefined,
+                    }
+                }
+            }
+            None => match raw {
+                1 => OrcType::EndOfStack,
+                2 => OrcType::Call,
+                3 => OrcType::Regs,
+                4 => OrcType::RegsPartial,
+                _ => OrcType::Undefined,
+            },
+        };
+        OrcEntry {
+            sp_offset: sign16(self.sp_offset),
+            bp_offset: sign16(self.bp_offset),
+            sp_reg,
+            bp_reg: self.bp_reg.get(e) as u8,
+            kind,
+            signal: self.signal.is_some_and(|s| s.get(e) != 0),
+        }
+    }
+}
+
+/// One ORC table: sorted instruction addresses and their entries.
+#[derive(Debug, Clone, Default)]
+pub struct OrcTable {
+    ips: Vec<u64>,
+    entries: Vec<u8>,
+    entry_size: usize,
+}
+
+impl OrcTable {
+    /// Read `count` entries: the `s32` ip table at `ip_table` (each value
+    /// relative to its own address) and the entries at `entries`.
+    pub fn read(
+        r: &Reader<'_>,
+        layout: &OrcLayout,
+        ip_table: VirtAddr,
+        entries: VirtAddr,
+        count: u64,
+    ) -> Result<OrcTable> {
+        if count > MAX_ORC_ENTRIES {
+            return Err(Error::bad_data(ip_table, format!("{count} ORC entries")));
+        }
+        let raw = r.mem.read_vec(ip_table, count * 4, MAX_ORC_ENTRIES * 4)?;
+        let ips = raw
+            .chunks_exact(4)
+            .enumerate()
+            .map(|(i, c)| {
+                let rel = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                ip_table
+                    .0
+                    .wrapping_add(i as u64 * 4)
+                    .wrapping_add(rel as i64 as u64)
+            })
+            .collect::<Vec<u64>>();
+        let entries = r.mem.read_vec(
+            entries,
+            count * layout.size,
+            MAX_ORC_ENTRIES * MAX_ENTRY_SIZE,
+        )?;
+        Ok(OrcTable {
+            ips,
+            entries,
+            entry_size: layout.size as usize,
+        })
+    }
+
+    /// A table from parts (synthetic kernels, tests): `ips` sorted, and
+    /// `entries` of `layout.entry_size()` bytes each, as many as `ips`.
+    pub fn from_parts(ips: Vec<u64>, entries: Vec<u8>, layout: &OrcLayout) -> OrcTable {
+        OrcTable {
+            ips,
+            entries,
+            entry_size: layout.size as usize,
+        }
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.ips.len()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.ips.is_empty()
+    }
+
+    /// The lowest and highest address covered.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        Some((*self.ips.first()?, *self.ips.last()?))
+    }
+
+    /// The entry covering `ip`: the last one starting at or below it.
+    pub fn find(&self, layout: &OrcLayout, ip: u64) -> Option<OrcEntry> {
+        let (lo, hi) = self.range()?;
+        if ip < lo || ip > hi {
+            return None;
+        }
+        let i = self.ips.partition_point(|&a| a <= ip).checked_sub(1)?;
+        let start = i.checked_mul(self.entry_size)?;
+        let bytes = self
+            .entries
+            .get(start..start.checked_add(self.entry_size)?)?;
+        Some(layout.decode(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 6.1's `struct orc_entry`: s16 sp_offset, s16 bp_offset, then
+    /// sp_reg:4 bp_reg:4 type:2 end:1.
+    fn layout_6_1() -> OrcLayout {
+        OrcLayout {
+            size: 6,
+            sp_offset: Bits { first: 0, len: 16 },
+            bp_offset: Bits { first: 16, len: 16 },
+            sp_reg: Bits { first: 32, len: 4 },
+            bp_reg: Bits { first: 36, len: 4 },
+            kind: Bits { first: 40, len: 2 },
+            end: Some(Bits { first: 42, len: 1 }),
+            signal: None,
+        }
+    }
+
+    /// 6.3+: sp_reg:4 bp_reg:4 type:3 signal:1.
+    fn layout_6_12() -> OrcLayout {
+        OrcLayout {
+            end: None,
+            kind: Bits { first: 40, len: 3 },
+            signal: Some(Bits { first: 43, len: 1 }),
+            ..layout_6_1()
+        }
+    }
+
+    fn entry(sp: i16, bp: i16, sp_reg: u8, bp_reg: u8, high: u8) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(&sp.to_le_bytes());
+        e.extend_from_slice(&bp.to_le_bytes());
+        e.push(sp_reg | bp_reg << 4);
+        e.push(high);
+        e
+    }
+
+    #[test]
+    fn every_type_decodes_in_both_layouts() {
+        let old = layout_6_1();
+        let call = old.decode(&entry(8, -16, reg::SP, reg::PREV_SP, 0));
+        assert_eq!(call.kind, OrcType::Call);
+        assert_eq!((call.sp_offset, call.bp_offset), (8, -16));
+        assert_eq!((call.sp_reg, call.bp_reg), (reg::SP, reg::PREV_SP));
+        assert_eq!(old.decode(&entry(0, 0, reg::SP, 0, 1)).kind, OrcType::Regs);
+        assert_eq!(
+            old.decode(&entry(0, 0, reg::SP, 0, 2)).kind,
+            OrcType::RegsPartial
+        );
+        assert_eq!(old.decode(&entry(0, 0, 0, 0, 0)).kind, OrcType::Undefined);
+        assert_eq!(
+            old.decode(&entry(0, 0, 0, 0, 1 << 2)).kind,
+            OrcType::EndOfStack
+        );
+        let new = layout_6_12();
+        let kinds = [
+            OrcType::Undefined,
+            OrcType::EndOfStack,
+            OrcType::Call,
+            OrcType::Regs,
+            OrcType::RegsPartial,
+            OrcType::Undefined,
+        ];
+        for (v, k) in kinds.iter().enumerate() {
+            assert_eq!(new.decode(&entry(16, 0, reg::SP, 0, v as u8)).kind, *k);
+        }
+        let s = new.decode(&entry(16, 0, reg::SP, 0, 2 | 1 << 3));
+        assert!(s.signal && s.kind == OrcType::Call);
+    }
+
+    #[test]
+    fn lookup_takes_the_last_entry_at_or_below() {
+        let l = layout_6_12();
+        let mut bytes = entry(8, 0, reg::SP, 0, 2);
+        bytes.extend(entry(16, 0, reg::SP, 0, 2));
+        bytes.extend(entry(0, 0, 0, 0, 0));
+        let t = OrcTable::from_parts(vec![0x1000, 0x1010, 0x1100], bytes, &l);
+        assert_eq!(t.find(&l, 0xfff), None);
+        assert_eq!(t.find(&l, 0x1000).unwrap().sp_offset, 8);
+        assert_eq!(t.find(&l, 0x100f).unwrap().sp_offset, 8);
+        assert_eq!(t.find(&l, 0x1010).unwrap().sp_offset, 16);
+        assert_eq!(t.find(&l, 0x1100).unwrap().kind, OrcType::Undefined);
+        assert_eq!(t.find(&l, 0x1101), None);
+        // Entries shorter than the ips: no panic, no entry.
+        let short = OrcTable::from_parts(vec![0x1000, 0x2000], entry(8, 0, 5, 0, 2), &l);
+        assert_eq!(short.find(&l, 0x2000), None);
+    }
+}
