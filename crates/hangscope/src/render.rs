@@ -124,6 +124,16 @@ pub enum Report<'k> {
     },
     /// The shell's `info` on a Linux guest.
     LinuxKernel(linux::KernelInfo),
+    /// `locks` on a Linux guest.
+    LinuxLocks(linux::Partial<linux::LockInfo>),
+    /// `analyze` on a Linux guest: the verdict, and what the kernel
+    /// itself says (hung-task reports, D tasks that are no hang).
+    LinuxVerdict {
+        /// The verdict.
+        verdict: Verdict,
+        /// Notes, in plain sentences.
+        notes: Vec<String>,
+    },
     /// `capture`: the manifest and where it was written.
     Capture {
         /// The manifest.
@@ -139,7 +149,9 @@ impl Report<'_> {
     /// The exit code this report asks for (a verdict's; 0 otherwise).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Report::Verdict { verdict, .. } => verdict.overall.exit_code(),
+            Report::Verdict { verdict, .. } | Report::LinuxVerdict { verdict, .. } => {
+                verdict.overall.exit_code()
+            }
             _ => 0,
         }
     }
@@ -150,7 +162,9 @@ impl Report<'_> {
             Format::Text => Ok(self.text()),
             Format::Json => self.json(),
             Format::Html => match self {
-                Report::Verdict { verdict, .. } => Ok(hangscope_report::render_html(verdict)),
+                Report::Verdict { verdict, .. } | Report::LinuxVerdict { verdict, .. } => {
+                    Ok(hangscope_report::render_html(verdict))
+                }
                 _ => bail!("only `analyze` has an HTML report"),
             },
         }
@@ -207,6 +221,12 @@ impl Report<'_> {
             Report::LinuxModules(m) => hangscope_report::linux::module_list(m),
             Report::Dmesg { records, tail } => hangscope_report::linux::dmesg(records, *tail),
             Report::LinuxKernel(i) => hangscope_report::linux::kernel_info(i),
+            Report::LinuxLocks(l) => hangscope_report::linux::locks(l),
+            Report::LinuxVerdict { verdict, notes } => format!(
+                "{}{}",
+                hangscope_report::render_text(verdict),
+                hangscope_report::linux::verdict_notes(notes)
+            ),
             Report::Capture { manifest, path } => format!(
                 "wrote {} dump(s) and {}",
                 manifest.dumps.len(),
@@ -277,6 +297,15 @@ impl Report<'_> {
                 )
             }
             Report::LinuxKernel(i) => listing("linux_kernel", i),
+            Report::LinuxLocks(l) => listing("linux_locks", l),
+            Report::LinuxVerdict { verdict, notes } => {
+                let mut doc: serde_json::Value =
+                    serde_json::from_str(&hangscope_report::render_json(verdict))?;
+                if let Some(o) = doc.as_object_mut() {
+                    o.insert("linux_notes".into(), serde_json::to_value(notes)?);
+                }
+                Ok(serde_json::to_string_pretty(&doc)?)
+            }
         }
     }
 }

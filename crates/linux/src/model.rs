@@ -341,9 +341,10 @@ pub struct LockTask {
     pub comm: Option<String>,
     /// How it holds or wants the lock: `exclusive`, `write`, `read`.
     pub mode: String,
-    /// For a waiter: its CPU's runqueue clock minus `sched_info.last_arrival`.
+    /// Its CPU's runqueue clock minus `sched_info.last_arrival`: how long
+    /// it has been off the CPU.
     pub since_last_arrival_ns: Option<u64>,
-    /// For a waiter: seconds since the hung-task detector saw it switch
+    /// Seconds since the hung-task detector saw it switch
     /// (`jiffies - last_switch_time`), when the detector looked at it.
     pub hung_task_seen_s: Option<f64>,
 }

@@ -299,9 +299,7 @@ fn fill_task(
     w.pid = Some(t.info.pid);
     w.tgid = Some(t.info.tgid);
     w.comm = Some(t.info.comm.clone());
-    if w.mode != "owner" {
-        w.since_last_arrival_ns = t.info.since_last_arrival_ns;
-    }
+    w.since_last_arrival_ns = t.info.since_last_arrival_ns;
     w.hung_task_seen_s = match (t.info.last_switch_time, jiffies, hz) {
         (Some(l), Some(j), Some(hz)) if l != 0 && hz != 0 => {
             j.checked_sub(l).map(|d| d as f64 / hz as f64)
@@ -532,20 +530,24 @@ fn uffd_wait_at(
     let entry = VirtAddr(uwq.0.wrapping_add(entry_off));
     linked_both_ways(r, entry)?;
     let ctx = r.object("userfaultfd_wait_queue", uwq).ptr("ctx").ok()?;
-    let head = r
-        .object("userfaultfd_ctx", ctx)
-        .field_addr("fault_pending_wqh.head")
-        .ok()?;
+    // Pending until the handler reads the fault message, then on
+    // `fault_wqh` until it resolves it (userfaultfd_ctx_read moves it).
+    let c = r.object("userfaultfd_ctx", ctx);
     let nodes = ring(r, entry)?;
-    if !nodes.contains(&head) {
-        return None;
-    }
+    let queue = ["fault_pending_wqh", "fault_wqh"].into_iter().find(|q| {
+        c.field_addr(&format!("{q}.head"))
+            .is_ok_and(|h| nodes.contains(&h))
+    })?;
     let fops = env.kallsyms.get("userfaultfd_fops");
     let mut info = LockInfo {
         address: ctx,
         kind: "userfaultfd".into(),
         symbol: None,
-        protects: Some("a userfaultfd's pending faults (fault_pending_wqh)".into()),
+        protects: Some(if queue == "fault_wqh" {
+            "a userfaultfd fault, read by the handler and not yet resolved (fault_wqh)".into()
+        } else {
+            "a userfaultfd fault not yet read by the handler (fault_pending_wqh)".into()
+        }),
         owner_raw: None,
         count_raw: None,
         readers: None,

@@ -67,17 +67,7 @@ fn resource(l: &LockInfo) -> wg::Resource {
             })
             .collect(),
         contention_count: None,
-        warnings: l
-            .warnings
-            .iter()
-            .map(|w| w.message.clone())
-            .chain(
-                l.owner_note
-                    .iter()
-                    .filter(|_| l.kind == "userfaultfd")
-                    .cloned(),
-            )
-            .collect(),
+        warnings: l.warnings.iter().map(|w| w.message.clone()).collect(),
     }
 }
 
@@ -85,6 +75,15 @@ impl LinuxKernel<'_> {
     /// Build the wait-for graph input: tasks, the locks sleeping tasks
     /// wait on, and the warnings met.
     pub fn wait_graph(&self) -> wg::WaitGraphInput {
+        self.wait_graph_with(&self.waits())
+    }
+
+    /// [`LinuxKernel::wait_graph`] with the waits already found (so that
+    /// a caller who also shows them reads them once).
+    pub fn wait_graph_with(
+        &self,
+        waits: &crate::Result<crate::waits::Waits>,
+    ) -> wg::WaitGraphInput {
         let mut inp = wg::WaitGraphInput::default();
         let tasks = match self.tasks() {
             Ok(t) => t,
@@ -130,7 +129,7 @@ impl LinuxKernel<'_> {
                 warnings: Vec::new(),
             });
         }
-        match self.waits() {
+        match waits {
             Ok(w) => {
                 inp.warnings
                     .extend(w.locks.warnings.iter().map(|w| w.message.clone()));

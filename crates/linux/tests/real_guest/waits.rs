@@ -158,3 +158,101 @@ fn issue_12_locks_owners_waiters_and_times_agree_with_drgn() {
     );
     eprintln!("{checked} locks checked");
 }
+
+#[test]
+fn issue_12_verdict_is_two_deadlocks_and_the_vfork_parent_is_no_hang() {
+    use hangscope_waitgraph::{analyze, FindingKind, Overall};
+    let mut problems = Vec::new();
+    for dir in guests() {
+        for file in ["hangguest.elf", "hangguest.kdump-zlib"] {
+            let at = format!("[{} {file}]", dir.display());
+            let dump = Dump::open(&dir.join("dumps").join(file)).unwrap();
+            let k = LinuxKernel::open(&dump, None).unwrap();
+            let input = k.wait_graph();
+            let v = analyze(&input, &Default::default());
+            if v.overall != Overall::Deadlock || v.overall.exit_code() != 4 {
+                problems.push(format!("{at} overall {:?}", v.overall));
+            }
+            let comm = |tid: u64| {
+                input
+                    .threads
+                    .iter()
+                    .find(|t| t.tid == tid)
+                    .and_then(|t| {
+                        k.tasks()
+                            .ok()?
+                            .items
+                            .into_iter()
+                            .find(|x| x.task.0 == t.key)
+                    })
+                    .map(|t| t.comm)
+                    .unwrap_or_default()
+            };
+            let mut cycles: Vec<Vec<String>> = v
+                .findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::Deadlock)
+                .map(|f| {
+                    let mut c: Vec<String> = f
+                        .edges
+                        .iter()
+                        .filter_map(|e| e.waiter_tid.map(comm))
+                        .collect();
+                    c.sort();
+                    c
+                })
+                .collect();
+            cycles.sort();
+            let want = vec![
+                vec!["hang_ab".to_string(), "hang_ba".to_string()],
+                vec!["uffd-handler".to_string(), "uffd-writer".to_string()],
+            ];
+            if cycles != want {
+                problems.push(format!("{at} cycles {cycles:?}"));
+            }
+            for f in &v.findings {
+                let names: Vec<String> = f.threads.iter().filter_map(|t| t.tid.map(comm)).collect();
+                let tees = names.iter().filter(|n| *n == "tee").count();
+                let uffd = f
+                    .edges
+                    .iter()
+                    .any(|e| e.waiter_tid.map(comm).as_deref() == Some("uffd-writer"));
+                if uffd && f.blocked_threads < 8 {
+                    problems.push(format!(
+                        "{at} uffd cycle blocks {} (tee {tees})",
+                        f.blocked_threads
+                    ));
+                }
+                if names.iter().any(|n| n == "hangtool") {
+                    problems.push(format!("{at} the vfork parent is in a finding"));
+                }
+                if names.iter().any(|n| n == "hang_victim")
+                    && !f
+                        .edges
+                        .iter()
+                        .any(|e| e.waiter_tid.map(comm).as_deref() == Some("hang_ab"))
+                {
+                    problems.push(format!("{at} hang_victim outside the ABBA finding"));
+                }
+            }
+            let w = k.waits().unwrap();
+            if !w
+                .notes
+                .iter()
+                .any(|n| n.contains("vfork child") && n.contains("not a hang"))
+            {
+                problems.push(format!("{at} no vfork note: {:?}", w.notes));
+            }
+            let reports = hangscope_linux::waits::hung_task_reports(&k.dmesg().unwrap().items);
+            if reports.is_empty() {
+                problems.push(format!("{at} no hung-task report in dmesg"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
