@@ -741,3 +741,105 @@ pub fn hung_task_reports(records: &[crate::model::DmesgRecord]) -> Vec<(String, 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{self, Process, MUTEX_WAITER_LIST, MUTEX_WAITER_TASK, MUTEX_WAIT_LIST};
+    use crate::tasks::{tasks, Cache};
+
+    const MUTEX: u64 = 0xffff_ffff_c052_1000;
+
+    /// An owner (S) and two waiters (D) on one mutex, each waiter's record
+    /// on its own stack; `damage` changes the memory before reading.
+    fn run(damage: impl Fn(&mut hangscope_x64::SparseMemory, &[u64], &[u64])) -> Waits {
+        let mut k = synth::build(&[Process {
+            threads: vec![
+                (10, "owner", 1, 0),
+                (11, "waiter_a", 2, 0),
+                (12, "waiter_b", 2, 1),
+            ],
+            kthread: true,
+        }]);
+        let ts: Vec<u64> = k.tasks[1..4].to_vec();
+        let stacks: Vec<u64> = ts
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| synth::set_stack(&mut k.mem, t, i as u64))
+            .collect();
+        // Records deep in the waiters' stacks, as __mutex_lock's frame.
+        let recs = [stacks[1] + 0x3e00, stacks[2] + 0x3d00];
+        for (i, &rec) in recs.iter().enumerate() {
+            k.mem.write_u64(rec + MUTEX_WAITER_TASK, ts[i + 1]);
+        }
+        k.mem.write_u64(MUTEX, ts[0] | MUTEX_FLAG_WAITERS);
+        synth::ring(
+            &mut k.mem,
+            MUTEX + MUTEX_WAIT_LIST,
+            &[recs[0] + MUTEX_WAITER_LIST, recs[1] + MUTEX_WAITER_LIST],
+        );
+        damage(&mut k.mem, &ts, &recs);
+        let env = Env {
+            r: Reader {
+                mem: &k.mem,
+                types: &k.types,
+            },
+            kallsyms: &k.kallsyms,
+            kernel_offset: 0,
+        };
+        let listing = tasks(&env, &Cache::default()).unwrap();
+        find_waits(&env, &listing.items, None, None, &|a| {
+            (a == MUTEX).then(|| "hangdemo_lock_a".to_string())
+        })
+    }
+
+    #[test]
+    fn a_mutex_is_found_from_its_waiters_records() {
+        let w = run(|_, _, _| {});
+        assert_eq!(w.locks.items.len(), 1, "{:#?}", w.locks);
+        let l = &w.locks.items[0];
+        assert_eq!((l.kind.as_str(), l.address.0), ("mutex", MUTEX));
+        assert_eq!(l.symbol.as_deref(), Some("hangdemo_lock_a"));
+        assert_eq!(l.owners[0].pid, Some(10));
+        let pids: Vec<_> = l.waiters.iter().map(|x| x.pid).collect();
+        assert_eq!(pids, [Some(11), Some(12)]);
+        assert!(w.notes.is_empty(), "{:?}", w.notes);
+    }
+
+    #[test]
+    fn forged_or_broken_links_invent_no_lock() {
+        // A broken back link in the second record.
+        let w = run(|m, _, recs| m.write_u64(recs[1] + MUTEX_WAITER_LIST, 0xffff_8880_dead_0000));
+        assert!(w.locks.items.is_empty(), "{:#?}", w.locks);
+        // Every D task without a lock is named.
+        assert_eq!(w.notes.len(), 2, "{:?}", w.notes);
+        // A record naming the task but linked to nothing (self-linked).
+        let w = run(|m, _, recs| {
+            let n = recs[0] + MUTEX_WAITER_LIST;
+            m.write_u64(n, n);
+            m.write_u64(n + 8, n);
+        });
+        assert!(
+            w.locks.items.iter().all(|l| l.waiters.len() <= 1),
+            "{:#?}",
+            w.locks
+        );
+        assert!(w.locks.items.iter().all(|l| l.address.0 == MUTEX));
+        // The waiter's record names another task: it is not this task's.
+        let w = run(|m, ts, recs| {
+            m.write_u64(recs[0] + MUTEX_WAITER_TASK, ts[2]);
+            m.write_u64(recs[1] + MUTEX_WAITER_TASK, ts[1]);
+        });
+        assert!(w.locks.items.is_empty(), "{:#?}", w.locks);
+        // An owner word that is no task: not a mutex.
+        let w = run(|m, _, _| m.write_u64(MUTEX, 0xffff_8880_1234_5001));
+        assert!(w.locks.items.is_empty(), "{:#?}", w.locks);
+        // A ring that loops without coming back: bounded, nothing found.
+        let w = run(|m, _, recs| {
+            let (a, b) = (recs[0] + MUTEX_WAITER_LIST, recs[1] + MUTEX_WAITER_LIST);
+            m.write_u64(b + 8, a);
+            m.write_u64(a, b);
+        });
+        assert!(w.locks.items.is_empty(), "{:#?}", w.locks);
+    }
+}
