@@ -58,11 +58,19 @@ fn execute_linux<'k>(k: &'k LinuxKernel<'_>, c: &ShellCommand) -> Result<Report<
             Report::LinuxStacks(s)
         }
         ShellCommand::Running => Report::LinuxRunning(k.running()?),
+        ShellCommand::Locks { addr, .. } => {
+            let mut locks = k.waits()?.locks;
+            if let Some(a) = addr {
+                locks.items.retain(|l| l.address.0 == *a);
+            }
+            Report::LinuxLocks(locks)
+        }
+        ShellCommand::Analyze => linux_verdict(k),
         ShellCommand::Help => Report::Note(HELP),
         ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),
         other => bail!(
             "`{}` reads Windows kernel objects; this dump holds a Linux kernel ({}). \
-             On Linux guests hangscope has info, ps, threads, lm, dmesg, stacks, running, dt, db and dq",
+             On Linux guests hangscope has info, ps, threads, lm, dmesg, locks, analyze, stacks, running, dt, db and dq",
             other.name(),
             k.release().unwrap_or_else(|| "release unknown".into())
         ),
@@ -78,6 +86,67 @@ fn linux_stack_matches(t: &hangscope_linux::TaskStack, filter: &str) -> bool {
         || t.frames
             .iter()
             .any(|x| x.to_string().to_ascii_lowercase().contains(&f))
+}
+
+/// `analyze` on a Linux guest: the verdict through the OS-neutral graph,
+/// with the D tasks that wait on no lock explained and the kernel's own
+/// hung-task reports cited as corroboration.
+fn linux_verdict<'k>(k: &'k LinuxKernel<'_>) -> Report<'k> {
+    let waits = k.waits();
+    let input = k.wait_graph_with(&waits);
+    let verdict = hangscope_waitgraph::analyze(&input, &Default::default());
+    let mut notes = waits.as_ref().map(|w| w.notes.clone()).unwrap_or_default();
+    if let Ok(w) = &waits {
+        for l in w.locks.items.iter().filter(|l| l.kind == "userfaultfd") {
+            let pids = |v: &[hangscope_linux::LockTask]| {
+                v.iter()
+                    .map(|t| t.pid.map_or("?".into(), |p| p.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            notes.push(format!(
+                "userfaultfd {:#x}: pid {} wait(s) in handle_userfault for pid {}: {}",
+                l.address.0,
+                pids(&l.waiters),
+                pids(&l.owners),
+                l.owner_note.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    let reports = k
+        .dmesg()
+        .map(|d| hangscope_linux::waits::hung_task_reports(&d.items))
+        .unwrap_or_default();
+    if !reports.is_empty() {
+        let in_findings = |pid: i32| {
+            let tid = Some(pid as u64);
+            verdict.findings.iter().any(|f| {
+                f.threads.iter().any(|t| t.tid == tid)
+                    || f.edges.iter().any(|e| e.waiter_tid == tid)
+                    || f.chain
+                        .iter()
+                        .any(|s| matches!(s, EvidenceStep::Thread { tid: t, .. } if *t == tid))
+            })
+        };
+        let named: Vec<String> = reports
+            .iter()
+            .map(|(comm, pid, secs, _)| {
+                let mark = if in_findings(*pid) {
+                    ""
+                } else {
+                    " (in no finding)"
+                };
+                format!("{comm}:{pid} > {secs} s{mark}")
+            })
+            .collect();
+        notes.push(format!(
+            "corroboration: the kernel's hung-task detector reported {} task(s) in dmesg \
+             (`INFO: task NAME:PID blocked for more than N seconds`): {}",
+            reports.len(),
+            named.join(", ")
+        ));
+    }
+    Report::LinuxVerdict { verdict, notes }
 }
 
 /// One command on a Windows guest.

@@ -130,6 +130,16 @@ pub enum Report<'k> {
     LinuxStacks(linux::Partial<linux::TaskStack>),
     /// `running` on a Linux guest: each CPU and what it runs.
     LinuxRunning(linux::Partial<linux::RunningCpu>),
+    /// `locks` on a Linux guest.
+    LinuxLocks(linux::Partial<linux::LockInfo>),
+    /// `analyze` on a Linux guest: the verdict, and what the kernel
+    /// itself says (hung-task reports, D tasks that are no hang).
+    LinuxVerdict {
+        /// The verdict.
+        verdict: Verdict,
+        /// Notes, in plain sentences.
+        notes: Vec<String>,
+    },
     /// `capture`: the manifest and where it was written.
     Capture {
         /// The manifest.
@@ -145,7 +155,9 @@ impl Report<'_> {
     /// The exit code this report asks for (a verdict's; 0 otherwise).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Report::Verdict { verdict, .. } => verdict.overall.exit_code(),
+            Report::Verdict { verdict, .. } | Report::LinuxVerdict { verdict, .. } => {
+                verdict.overall.exit_code()
+            }
             _ => 0,
         }
     }
@@ -156,7 +168,9 @@ impl Report<'_> {
             Format::Text => Ok(self.text()),
             Format::Json => self.json(),
             Format::Html => match self {
-                Report::Verdict { verdict, .. } => Ok(hangscope_report::render_html(verdict)),
+                Report::Verdict { verdict, .. } | Report::LinuxVerdict { verdict, .. } => {
+                    Ok(hangscope_report::render_html(verdict))
+                }
                 _ => bail!("only `analyze` has an HTML report"),
             },
         }
@@ -216,6 +230,12 @@ impl Report<'_> {
             Report::LinuxKernel(i) => hangscope_report::linux::kernel_info(i),
             Report::LinuxStacks(s) => hangscope_report::linux::stacks(s),
             Report::LinuxRunning(r) => hangscope_report::linux::running(r),
+            Report::LinuxLocks(l) => hangscope_report::linux::locks(l),
+            Report::LinuxVerdict { verdict, notes } => format!(
+                "{}{}",
+                hangscope_report::render_text(verdict),
+                hangscope_report::linux::verdict_notes(notes)
+            ),
             Report::Capture { manifest, path } => format!(
                 "wrote {} dump(s) and {}",
                 manifest.dumps.len(),
@@ -289,6 +309,15 @@ impl Report<'_> {
             Report::LinuxKernel(i) => listing("linux_kernel", i),
             Report::LinuxStacks(s) => listing("linux_stacks", s),
             Report::LinuxRunning(r) => listing("linux_running", r),
+            Report::LinuxLocks(l) => listing("linux_locks", l),
+            Report::LinuxVerdict { verdict, notes } => {
+                let mut doc: serde_json::Value =
+                    serde_json::from_str(&hangscope_report::render_json(verdict))?;
+                if let Some(o) = doc.as_object_mut() {
+                    o.insert("linux_notes".into(), serde_json::to_value(notes)?);
+                }
+                Ok(serde_json::to_string_pretty(&doc)?)
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::LinuxKernel;
 use hangscope_symbols::TypeRef;
 use hangscope_x64::view::{self, DtField, DtOutput, MemoryDump};
-use hangscope_x64::{VirtAddr, VirtualMemory};
+use hangscope_x64::VirtAddr;
 
 /// How C (and crash's `struct` command) writes a field's type:
 /// `long unsigned int`, `struct list_head *`, `char[16]`, `unsigned int : 3`.

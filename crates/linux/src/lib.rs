@@ -30,12 +30,15 @@ pub mod time;
 pub mod types;
 pub mod view;
 pub mod vmcoreinfo;
+pub mod waits;
+pub mod waitsource;
 
 pub use error::{Error, ErrorKind, Result};
 pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol};
 pub use model::{
-    CpuInfo, CpuMode, DmesgRecord, FrameSource, KernelInfo, ModuleInfo, Partial, RunningCpu,
-    StackEnd, StackFrame, TaskInfo, TaskStack, TaskState, Warning, WarningKind,
+    CpuInfo, CpuMode, DmesgRecord, FrameSource, KernelInfo, LockInfo, LockTask, ModuleInfo,
+    Partial, RunningCpu, StackEnd, StackFrame, TaskInfo, TaskStack, TaskState, Warning,
+    WarningKind,
 };
 pub use space::{LinuxPte, LINUX_PTE, START_KERNEL_MAP};
 pub use vmcoreinfo::VmcoreInfo;
@@ -410,6 +413,33 @@ impl<'d> LinuxKernel<'d> {
             .map(|r| r.items)
             .unwrap_or_default();
         Ok(stacks::stacks(&env, &u, self.tasks()?, &running))
+    }
+
+    /// Every lock a sleeping task waits on, found from the waiter records
+    /// on the tasks' stacks, with owners, waiters and what it protects;
+    /// and the D tasks that wait on no lock, with why that is or is not a
+    /// hang. See [`waits`].
+    pub fn waits(&self) -> Result<waits::Waits> {
+        let env = self.env()?;
+        let tasks = self.tasks()?;
+        let clock = time::clock(&self.space, &self.kallsyms);
+        let modules = self.modules().map(|m| m.items).unwrap_or_default();
+        let module_syms: Vec<KernelSymbol> = modules
+            .iter()
+            .flat_map(|m| self.module_symbols(m.module).unwrap_or_default())
+            .collect();
+        let name = |a: u64| -> Option<String> {
+            if let Some(s) = module_syms.iter().find(|s| s.addr == a) {
+                return Some(s.name.clone());
+            }
+            match self.kallsyms.symbol_at(a) {
+                Some((s, 0)) => Some(s.name.clone()),
+                _ => None,
+            }
+        };
+        let mut w = waits::find_waits(&env, &tasks.items, clock.jiffies, clock.hz, &name);
+        w.locks.warnings.splice(0..0, tasks.warnings);
+        Ok(w)
     }
 
     /// The printk ring buffer, oldest record first.

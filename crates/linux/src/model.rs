@@ -455,3 +455,57 @@ pub struct RunningCpu {
     /// What went wrong in this walk.
     pub warnings: Vec<Warning>,
 }
+
+/// A task that holds or waits on a lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockTask {
+    /// The `struct task_struct`.
+    #[serde(with = "hex")]
+    pub task: VirtAddr,
+    /// `pid`, when the task was read.
+    pub pid: Option<i32>,
+    /// `tgid`.
+    pub tgid: Option<i32>,
+    /// `comm`.
+    pub comm: Option<String>,
+    /// How it holds or wants the lock: `exclusive`, `write`, `read`.
+    pub mode: String,
+    /// Its CPU's runqueue clock minus `sched_info.last_arrival`: how long
+    /// it has been off the CPU.
+    pub since_last_arrival_ns: Option<u64>,
+    /// Seconds since the hung-task detector saw it switch
+    /// (`jiffies - last_switch_time`), when the detector looked at it.
+    pub hung_task_seen_s: Option<f64>,
+}
+
+/// A sleeping lock (or a wait with a known owner) found from its waiters'
+/// records on their stacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// The lock (`struct mutex`, `struct rw_semaphore`, `struct semaphore`,
+    /// or for `userfaultfd` the `struct userfaultfd_ctx`).
+    #[serde(with = "hex")]
+    pub address: VirtAddr,
+    /// `mutex`, `rw_semaphore`, `semaphore` or `userfaultfd`.
+    pub kind: String,
+    /// The kernel or module symbol it is (`hangdemo_lock_a`), when static.
+    pub symbol: Option<String>,
+    /// What it protects (`inode.i_rwsem (ino 3) of /run/hang/journal.log`).
+    pub protects: Option<String>,
+    /// The raw owner word (`mutex.owner`, `rw_semaphore.owner`).
+    pub owner_raw: Option<u64>,
+    /// The raw `rw_semaphore.count` or `semaphore.count`.
+    pub count_raw: Option<u64>,
+    /// Owned by readers (`RWSEM_READER_OWNED`), with this many readers.
+    pub readers: Option<u64>,
+    /// Its owners, when the kind has them.
+    pub owners: Vec<LockTask>,
+    /// Why there is no owner, or how it was inferred.
+    pub owner_note: Option<String>,
+    /// Its waiters, in `wait_list` order.
+    pub waiters: Vec<LockTask>,
+    /// Processes holding the file open (for `file.f_pos_lock`, the uffd).
+    pub holders: Vec<i32>,
+    /// What could not be read or checked.
+    pub warnings: Vec<Warning>,
+}

@@ -41,6 +41,9 @@ const T_SIGNAL: u64 = 0xa0;
 const T_THREAD_NODE: u64 = 0xb0;
 const T_SWITCH: u64 = 0xc8;
 const S_THREAD_HEAD: u64 = 0x18;
+const T_STACK: u64 = 0xd0;
+/// Where [`set_stack`] puts task stacks (16 KiB each, by task index).
+pub const STACKS: u64 = 0xffff_c900_0000_0000;
 const RQ_CLOCK: u64 = 0x8;
 const RQ_IDLE: u64 = 0x30;
 
@@ -73,6 +76,7 @@ pub fn isf() -> String {
         field("signal", T_SIGNAL, ptr("signal_struct")),
         field("thread_node", T_THREAD_NODE, st("list_head")),
         field("last_switch_time", T_SWITCH, base("unsigned long")),
+        field("stack", T_STACK, ptr("list_head")),
     ]
     .join(",");
     format!(
@@ -90,7 +94,8 @@ pub fn isf() -> String {
  "sched_info":{{"kind":"struct","size":16,"fields":{{{}}}}},
  "signal_struct":{{"kind":"struct","size":64,"fields":{{{}}}}},
  "rq":{{"kind":"struct","size":64,"fields":{{{},{}}}}},
- "task_struct":{{"kind":"struct","size":512,"fields":{{{task_fields}}}}}}},
+ "task_struct":{{"kind":"struct","size":512,"fields":{{{task_fields}}}}},
+ {lock_types}}},
 "enums":{{}},
 "symbols":{{}}}}"#,
         field("next", 8, ptr("list_head")),
@@ -100,7 +105,97 @@ pub fn isf() -> String {
         field("thread_head", S_THREAD_HEAD, st("list_head")),
         field("clock", RQ_CLOCK, base("unsigned long long")),
         field("idle", RQ_IDLE, ptr("task_struct")),
+        lock_types = lock_types(),
     )
+}
+
+/// The sleeping locks and their waiter records, in a layout of their own
+/// (wait_list not where the kernel has it) so that no offset hides in
+/// the reader.
+fn lock_types() -> String {
+    let f = |name: &str, off: u64, ty: &str| {
+        format!(
+            r#""{name}":{{"offset":{off},"type":{{"kind":"{ty}","name":"{}"}}}}"#,
+            if ty == "struct" {
+                "list_head"
+            } else {
+                "unsigned long"
+            }
+        )
+    };
+    let p = |name: &str, off: u64| {
+        format!(
+            r#""{name}":{{"offset":{off},"type":{{"kind":"pointer","subtype":{{"kind":"struct","name":"task_struct"}}}}}}"#
+        )
+    };
+    let st = |name: &str, size: u64, fields: Vec<String>| {
+        format!(
+            r#""{name}":{{"kind":"struct","size":{size},"fields":{{{}}}}}"#,
+            fields.join(",")
+        )
+    };
+    [
+        st(
+            "mutex",
+            48,
+            vec![
+                f("owner", 0, "base"),
+                f("wait_list", MUTEX_WAIT_LIST, "struct"),
+            ],
+        ),
+        st(
+            "mutex_waiter",
+            40,
+            vec![f("list", 8, "struct"), p("task", 24)],
+        ),
+        st(
+            "rw_semaphore",
+            64,
+            vec![
+                f("count", 0, "base"),
+                f("owner", 8, "base"),
+                f("wait_list", 40, "struct"),
+            ],
+        ),
+        st(
+            "rwsem_waiter",
+            40,
+            vec![f("list", 8, "struct"), p("task", 24)],
+        ),
+        st(
+            "semaphore",
+            32,
+            vec![f("count", 4, "base"), f("wait_list", 16, "struct")],
+        ),
+        st(
+            "semaphore_waiter",
+            40,
+            vec![f("list", 8, "struct"), p("task", 24)],
+        ),
+    ]
+    .join(",")
+}
+
+/// Where `mutex.wait_list` sits in the synthetic layout.
+pub const MUTEX_WAIT_LIST: u64 = 24;
+/// Where `mutex_waiter.list` and `.task` sit in the synthetic layout.
+pub const MUTEX_WAITER_LIST: u64 = 8;
+/// See [`MUTEX_WAITER_LIST`].
+pub const MUTEX_WAITER_TASK: u64 = 24;
+
+/// Give task `task` a kernel stack at [`STACKS`] + `index` * 16 KiB and
+/// return its base.
+pub fn set_stack(m: &mut SparseMemory, task: u64, index: u64) -> u64 {
+    let base = STACKS + index * 0x4000;
+    m.write_u64(task + T_STACK, base);
+    m.write(base, &[0u8; 0x4000]);
+    base
+}
+
+/// Link `nodes` into a ring after `head` (each `list_head` as the
+/// synthetic layout has it: prev at 0, next at 8).
+pub fn ring(m: &mut SparseMemory, head: u64, nodes: &[u64]) {
+    link_ring(m, head, nodes)
 }
 
 /// A synthetic process: its threads' (pid, comm, raw state, CPU).

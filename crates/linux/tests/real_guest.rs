@@ -515,3 +515,6 @@ fn modules_agree_with_drgn_when_it_is_at_hand_on(dir: &Path) {
         assert_eq!(ours, theirs, "[{name}] modules");
     }
 }
+
+#[path = "real_guest/waits.rs"]
+mod waits;

@@ -4,8 +4,8 @@
 //! Linux counterpart of [`crate::windbg`].
 
 use hangscope_linux::{
-    CpuMode, DmesgRecord, KernelInfo, ModuleInfo, Partial, RunningCpu, StackEnd, TaskInfo,
-    TaskStack, Warning,
+    CpuMode, DmesgRecord, KernelInfo, LockInfo, LockTask, ModuleInfo, Partial, RunningCpu,
+    StackEnd, TaskInfo, TaskStack, Warning,
 };
 use hangscope_x64::view::DtOutput;
 use std::fmt::Write;
@@ -392,6 +392,77 @@ pub fn running(r: &Partial<RunningCpu>) -> String {
         let _ = writeln!(out);
     }
     warnings(&mut out, &r.warnings);
+    out
+}
+
+fn lock_task(t: &LockTask) -> String {
+    let who = match (t.pid, &t.comm) {
+        (Some(p), Some(c)) => format!("pid {p} ({c})"),
+        _ => "task ?".into(),
+    };
+    let mut s = format!("{who} task {} {}", addr(t.task.0), t.mode);
+    if let Some(ns) = t.since_last_arrival_ns {
+        let _ = write!(s, ", off CPU {} s", seconds_ns(Some(ns)));
+    }
+    if let Some(h) = t.hung_task_seen_s {
+        let _ = write!(s, ", hung-task detector saw it {h:.1} s ago");
+    }
+    s
+}
+
+/// `locks` on a Linux guest: every lock a sleeping task waits on, with
+/// its owner(s), waiters in `wait_list` order and what it protects.
+pub fn locks(l: &Partial<LockInfo>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} contended lock(s)", l.items.len());
+    for x in &l.items {
+        let _ = writeln!(out);
+        let _ = write!(out, "{} {}", x.kind, addr(x.address.0));
+        if let Some(s) = &x.symbol {
+            let _ = write!(out, " {s}");
+        }
+        if let Some(p) = &x.protects {
+            let _ = write!(out, " ({p})");
+        }
+        let _ = writeln!(out);
+        if let Some(raw) = x.owner_raw {
+            let _ = write!(out, "    owner word {raw:#x}");
+            if let Some(c) = x.count_raw {
+                let _ = write!(out, ", count {c:#x}");
+            }
+            let _ = writeln!(out);
+        }
+        for o in &x.owners {
+            let _ = writeln!(out, "    owner:  {}", lock_task(o));
+        }
+        if let Some(n) = &x.owner_note {
+            let _ = writeln!(out, "    ({n})");
+        }
+        for w in &x.waiters {
+            let _ = writeln!(out, "    waiter: {}", lock_task(w));
+        }
+        if !x.holders.is_empty() {
+            let pids: Vec<String> = x.holders.iter().map(|p| p.to_string()).collect();
+            let _ = writeln!(out, "    held open by pid {}", pids.join(", "));
+        }
+        for w in &x.warnings {
+            let _ = writeln!(out, "    WARNING: {w}");
+        }
+    }
+    warnings(&mut out, &l.warnings);
+    out
+}
+
+/// What the verdict's text adds on Linux: the D tasks that wait on no
+/// lock and why, and the kernel's own hung-task reports.
+pub fn verdict_notes(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nLinux notes:\n");
+    for n in notes {
+        let _ = writeln!(out, "  - {n}");
+    }
     out
 }
 

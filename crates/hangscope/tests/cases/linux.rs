@@ -508,6 +508,9 @@ fn dt_and_dq_read_a_task_as_drgn_does() {
             "[{}] a task's first bytes are readable",
             g.name()
         );
+    }
+}
+
 /// `stacks` and `running` on Linux: the ABBA kthreads' stacks name the
 /// module's function with its module, every CPU is listed with what it
 /// does, and the text groups identical stacks. Each stack's frames are
@@ -551,4 +554,49 @@ fn stacks_and_running_on_the_real_guests() {
             assert!(r.stdout.contains(" [hangdemo]"), "{}", r.stdout);
         }
     }
+}
+
+/// Issue 12 on the command line: `analyze` says DEADLOCK (exit 4) with
+/// two cycles and cites the hung-task reports; `locks --json` lists every
+/// lock drgn found, with its owner.
+#[test]
+fn issue_12_analyze_is_deadlock_and_locks_match_drgn() {
+    let Some(guests) = guests() else { return };
+    let mut problems = Vec::new();
+    for g in &guests {
+        for form in ["elf", "kdump"] {
+            let at = format!("[{} {form}]", g.name());
+            let dump = g.dump(form);
+            let r: Run = run(&[
+                "analyze".into(),
+                "--json".into(),
+                dump.display().to_string(),
+            ]);
+            r.expect(4);
+            let v = r.json();
+            if v["stats"]["cycles"] != 2 {
+                problems.push(format!("{at} cycles {}", v["stats"]["cycles"]));
+            }
+            let notes = v["linux_notes"].to_string();
+            if !notes.contains("blocked for more than") || !notes.contains("vfork child") {
+                problems.push(format!("{at} notes {notes}"));
+            }
+            let locks = json(&["locks"], &dump, None);
+            let items = locks["data"]["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            // drgn's own document (the truth file has no locks).
+            let p = g.dir.join("peers").join(format!("drgn-{form}.json"));
+            let truth: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            for (addr, l) in truth["locks"].as_object().into_iter().flatten() {
+                let ours = items.iter().find(|x| x["address"] == *addr);
+                let owner = ours.map(|x| x["owners"][0]["task"].clone());
+                if owner.as_ref() != Some(&l["owner"]["task"]) {
+                    problems.push(format!("{at} lock {addr}: owner {owner:?}"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -1,7 +1,8 @@
 //! The task walk and the printk reader over damaged memory: the synthetic
 //! kernel (`hangscope_linux::synth`: init_task, processes with threads, two
 //! CPUs' runqueues, a printk ring buffer) with the input's patches laid
-//! over its pages; the walks must end with results and warnings: no
+//! over its pages (and a mutex with a waiter record on a task's stack,
+//! for the waiter discovery); the walks must end with results and warnings: no
 //! panic, no hang.
 //!
 //! Input: a list of patches, each (page index: 1 byte, offset in the
@@ -14,6 +15,7 @@ use hangscope_linux::kallsyms::Kallsyms;
 use hangscope_linux::synth::{self, Process};
 use hangscope_linux::tasks::{tasks, Cache};
 use hangscope_linux::view::{Env, Reader};
+use hangscope_linux::waits::find_waits;
 use hangscope_linux::VmcoreInfo;
 use libfuzzer_sys::fuzz_target;
 
@@ -35,6 +37,20 @@ fuzz_target!(|data: &[u8]| {
     let mut k = synth::build(&procs);
     let (vi, prb) =
         synth::write_printk(&mut k.mem, &["boot", "hung task", "a longer line of text"]);
+    // The handler waits on a mutex the writer owns, its waiter record on
+    // its stack (issue 12's waiter discovery runs over the damage too).
+    let (writer, handler) = (k.tasks[2], k.tasks[3]);
+    synth::set_stack(&mut k.mem, writer, 0);
+    let stack = synth::set_stack(&mut k.mem, handler, 1);
+    let rec = stack + 0x3e00;
+    let mutex = 0xffff_ffff_c052_1000u64;
+    k.mem.write_u64(rec + synth::MUTEX_WAITER_TASK, handler);
+    k.mem.write_u64(mutex, writer | 1);
+    synth::ring(
+        &mut k.mem,
+        mutex + synth::MUTEX_WAIT_LIST,
+        &[rec + synth::MUTEX_WAITER_LIST],
+    );
     let pages: Vec<u64> = k.mem.pages().map(|(va, _)| va).collect();
     let mut d = data;
     while d.len() >= 4 {
@@ -52,7 +68,9 @@ fuzz_target!(|data: &[u8]| {
         kallsyms: &k.kallsyms,
         kernel_offset: 0,
     };
-    let _ = tasks(&env, &Cache::default());
+    if let Ok(listing) = tasks(&env, &Cache::default()) {
+        let _ = find_waits(&env, &listing.items, Some(1000), Some(250), &|_| None);
+    }
     let printk_types = vmcoreinfo_types(&VmcoreInfo::parse(&vi)).expect("printk layout");
     let printk_syms = Kallsyms::from_symbols(vec![prb], None);
     let env = Env {

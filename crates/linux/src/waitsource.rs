@@ -1,0 +1,153 @@
+//! The Linux kernel as a source for the OS-neutral wait-for graph: tasks
+//! as threads, the locks [`crate::waits`] found as resources (mutexes,
+//! rw_semaphores, semaphores and userfaultfd waits as
+//! `ResourceKind::Other`, since the schema's kinds are Windows's), their
+//! owners and waiters as claims, and gaps where the task list could not be
+//! read whole.
+
+use crate::model::{LockInfo, TaskInfo, TaskState};
+use crate::LinuxKernel;
+use hangscope_waitgraph as wg;
+
+fn state_of(t: &TaskInfo) -> wg::ThreadState {
+    match (t.on_cpu, t.cpu, t.state) {
+        (Some(true), Some(cpu), _) => wg::ThreadState::Running { cpu },
+        (_, _, TaskState::Running) => wg::ThreadState::Ready,
+        (_, _, TaskState::Dead | TaskState::Zombie | TaskState::Unknown(_)) => {
+            wg::ThreadState::Other {
+                name: format!("{:?}", t.state).to_lowercase(),
+            }
+        }
+        _ => wg::ThreadState::Waiting,
+    }
+}
+
+fn wait_reason(t: &TaskInfo) -> Option<String> {
+    match t.state {
+        TaskState::DiskSleep => Some("TASK_UNINTERRUPTIBLE".into()),
+        TaskState::Sleeping => Some("TASK_INTERRUPTIBLE".into()),
+        TaskState::Idle => Some("TASK_IDLE".into()),
+        TaskState::Stopped | TaskState::TracingStop => Some("stopped".into()),
+        _ => None,
+    }
+}
+
+fn mode(m: &str) -> wg::Mode {
+    if m == "read" {
+        wg::Mode::Shared
+    } else {
+        wg::Mode::Exclusive
+    }
+}
+
+fn resource(l: &LockInfo) -> wg::Resource {
+    let name = match (&l.symbol, &l.protects) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(p)) => Some(p.clone()),
+        _ => None,
+    };
+    wg::Resource {
+        key: l.address.0,
+        kind: wg::ResourceKind::Other(l.kind.clone()),
+        name,
+        owners: l
+            .owners
+            .iter()
+            .map(|o| wg::Claim {
+                thread: o.task.0,
+                mode: mode(&o.mode),
+            })
+            .collect(),
+        waiters: l
+            .waiters
+            .iter()
+            .map(|o| wg::Claim {
+                thread: o.task.0,
+                mode: mode(&o.mode),
+            })
+            .collect(),
+        contention_count: None,
+        warnings: l.warnings.iter().map(|w| w.message.clone()).collect(),
+    }
+}
+
+impl LinuxKernel<'_> {
+    /// Build the wait-for graph input: tasks, the locks sleeping tasks
+    /// wait on, and the warnings met.
+    pub fn wait_graph(&self) -> wg::WaitGraphInput {
+        self.wait_graph_with(&self.waits())
+    }
+
+    /// [`LinuxKernel::wait_graph`] with the waits already found (so that
+    /// a caller who also shows them reads them once).
+    pub fn wait_graph_with(
+        &self,
+        waits: &crate::Result<crate::waits::Waits>,
+    ) -> wg::WaitGraphInput {
+        let mut inp = wg::WaitGraphInput::default();
+        let tasks = match self.tasks() {
+            Ok(t) => t,
+            Err(e) => {
+                inp.gaps.push(wg::Gap {
+                    part: wg::ModelPart::Processes,
+                    reason: e.to_string(),
+                });
+                return inp;
+            }
+        };
+        if let Some(w) = tasks.warnings.first() {
+            inp.gaps.push(wg::Gap {
+                part: wg::ModelPart::Threads,
+                reason: w.message.clone(),
+            });
+        }
+        inp.warnings
+            .extend(tasks.warnings.iter().map(|w| w.message.clone()));
+        for t in &tasks.items {
+            if t.pid == t.tgid {
+                inp.processes.push(wg::Process {
+                    address: wg::Addr(t.task.0),
+                    pid: t.tgid.max(0) as u64,
+                    ppid: t.ppid.unwrap_or(0).max(0) as u64,
+                    name: t.comm.clone(),
+                    session: None,
+                });
+            }
+            inp.threads.push(wg::Thread {
+                key: t.task.0,
+                tid: t.pid.max(0) as u64,
+                pid: t.tgid.max(0) as u64,
+                state: state_of(t),
+                wait_reason: wait_reason(t),
+                waited_seconds: t
+                    .since_last_arrival_ns
+                    .filter(|_| t.on_cpu != Some(true))
+                    .map(|ns| ns as f64 / 1e9),
+                waited_ticks: None,
+                stack: Vec::new(),
+                io: Vec::new(),
+                warnings: Vec::new(),
+                // Windows' wait mode; the Linux classes do not use it.
+                user_mode_wait: false,
+            });
+        }
+        match waits {
+            Ok(w) => {
+                inp.warnings
+                    .extend(w.locks.warnings.iter().map(|w| w.message.clone()));
+                inp.resources = w.locks.items.iter().map(resource).collect();
+            }
+            Err(e) => inp.gaps.push(wg::Gap {
+                part: wg::ModelPart::Waits,
+                reason: e.to_string(),
+            }),
+        }
+        inp
+    }
+}
+
+impl wg::WaitSource for LinuxKernel<'_> {
+    fn wait_graph_input(&self) -> wg::WaitGraphInput {
+        self.wait_graph()
+    }
+}
