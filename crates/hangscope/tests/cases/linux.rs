@@ -460,7 +460,13 @@ fn dt_and_dq_read_a_task_as_drgn_does() {
             .find(|t| t["comm"] == "hang_ab")
             .expect("hang_ab in drgn's truth");
         let addr = t["address"].as_str().unwrap();
-        let dt = json(&["dt", "task_struct", addr], &dump, None);
+        let d = dump.display().to_string();
+        let ok_json = |args: &[&str]| -> Value {
+            let r = run(args);
+            r.expect(0);
+            r.json()
+        };
+        let dt = ok_json(&["--json", "dt", &d, "task_struct", addr]);
         let field = |name: &str| {
             dt["data"]["fields"]
                 .as_array()
@@ -484,20 +490,15 @@ fn dt_and_dq_read_a_task_as_drgn_does() {
             "[{}]",
             g.name()
         );
-        let text = run([
-            "dt",
-            "struct task_struct",
-            addr,
-            &dump.display().to_string(),
-        ]);
+        let text = run(["dt", &d, "struct task_struct", addr]);
         text.expect(0);
         assert!(
             text.stdout.starts_with("struct task_struct @ "),
             "{}",
             text.stdout
         );
-        let dq = json(&["dq", addr, "-l", "16"], &dump, None);
-        let db = json(&["db", addr, "-l", "16"], &dump, None);
+        let dq = ok_json(&["--json", "dq", &d, addr, "-l", "16"]);
+        let db = ok_json(&["--json", "db", &d, addr, "-l", "16"]);
         assert_eq!(dq["data"]["bytes"], db["data"]["bytes"], "[{}]", g.name());
         assert!(
             dq["data"]["bytes"]
