@@ -516,5 +516,8 @@ fn modules_agree_with_drgn_when_it_is_at_hand_on(dir: &Path) {
     }
 }
 
+#[path = "real_guest/stacks.rs"]
+mod stacks;
+
 #[path = "real_guest/waits.rs"]
 mod waits;

@@ -515,7 +515,7 @@ fn dt_and_dq_read_a_task_as_drgn_does() {
 /// `stacks` and `running` on Linux: the ABBA kthreads' stacks name the
 /// module's function with its module, every CPU is listed with what it
 /// does, and the text groups identical stacks. Each stack's frames are
-/// compared with drgn's in crates/linux/tests/real_stacks.rs.
+/// compared with drgn's in crates/linux/tests/real_guest/stacks.rs.
 #[test]
 fn stacks_and_running_on_the_real_guests() {
     let Some(guests) = guests() else { return };

@@ -2,8 +2,8 @@
 //! no debug info, against drgn's (`peers/drgn-{elf,kdump}.json`, drgn with
 //! Debian's debug vmlinux) on the recipe's real dumps.
 //!
-//! `HANGSCOPE_LINUX_GUESTS` lists the recipe directories (colon-separated).
-//! Without it the test says so and passes, except in CI (`CI=true`).
+//! Part of the `real_guest` test binary: the guests are its
+//! `HANGSCOPE_LINUX_GUESTS`.
 //!
 //! How the two are compared, and where they differ on purpose:
 //! - drgn adds a frame per inlined function, sharing its caller's pc; the
@@ -23,24 +23,8 @@
 use hangscope_dump::Dump;
 use hangscope_linux::{LinuxKernel, StackEnd};
 use serde_json::Value;
-use std::path::PathBuf;
 
-fn guests() -> Vec<PathBuf> {
-    let list = std::env::var("HANGSCOPE_LINUX_GUESTS").unwrap_or_default();
-    let dirs: Vec<PathBuf> = list
-        .split(':')
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    if dirs.is_empty() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI must test the real Linux guests: set HANGSCOPE_LINUX_GUESTS"
-        );
-        eprintln!("skipped: HANGSCOPE_LINUX_GUESTS is not set");
-    }
-    dirs
-}
+use super::guest_dirs as guests;
 
 fn hex(v: &Value) -> Option<u64> {
     let s = v.as_str()?;
