@@ -7,57 +7,8 @@ use hangscope_x64::VirtAddr;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Serialise a [`VirtAddr`] as a `0x` hex string.
-pub mod hex {
-    use hangscope_x64::VirtAddr;
-    use serde::{de, Deserialize, Deserializer, Serializer};
-
-    /// Serialise.
-    pub fn serialize<S: Serializer>(v: &VirtAddr, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{:#x}", v.0))
-    }
-
-    /// Parse `0x...` hex (or a plain number).
-    pub fn parse(s: &str) -> Option<u64> {
-        let t = s.trim();
-        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-            Some(h) => u64::from_str_radix(h, 16).ok(),
-            None => t.parse().ok(),
-        }
-    }
-
-    /// Deserialise.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VirtAddr, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s)
-            .map(VirtAddr)
-            .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}")))
-    }
-}
-
-/// Serialise an optional [`VirtAddr`] as a hex string or null.
-pub mod hex_opt {
-    use hangscope_x64::VirtAddr;
-    use serde::{de, Deserialize, Deserializer, Serializer};
-
-    /// Serialise.
-    pub fn serialize<S: Serializer>(v: &Option<VirtAddr>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => s.serialize_str(&format!("{:#x}", v.0)),
-            None => s.serialize_none(),
-        }
-    }
-
-    /// Deserialise.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VirtAddr>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(s) => super::hex::parse(&s)
-                .map(|v| Some(VirtAddr(v)))
-                .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}"))),
-        }
-    }
-}
+// The one serialisation of addresses both kernels' documents share.
+pub use hangscope_x64::view::{hex, hex_opt};
 
 /// A listing and the problems met while building it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use crate::{VirtAddr, VirtualMemory};
 use serde::{Deserialize, Serialize};
 
 /// A virtual address serialised as a `0x` hex string (JSON numbers lose
-/// precision above 2^53).
+/// precision above 2^53). Every kernel model's documents use it.
 pub mod hex {
     use crate::VirtAddr;
     use serde::{de, Deserialize, Deserializer, Serializer};
@@ -18,16 +18,45 @@ pub mod hex {
         s.serialize_str(&format!("{:#x}", v.0))
     }
 
+    /// Parse `0x...` hex (or a plain number).
+    pub fn parse(s: &str) -> Option<u64> {
+        let t = s.trim();
+        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => t.parse().ok(),
+        }
+    }
+
     /// Deserialise `0x...` hex (or a plain number).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VirtAddr, D::Error> {
         let s = String::deserialize(d)?;
-        let t = s.trim();
-        let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-            Some(h) => u64::from_str_radix(h, 16).ok(),
-            None => t.parse().ok(),
-        };
-        v.map(VirtAddr)
+        parse(&s)
+            .map(VirtAddr)
             .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}")))
+    }
+}
+
+/// An optional virtual address as a `0x` hex string or null.
+pub mod hex_opt {
+    use crate::VirtAddr;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    /// Serialise.
+    pub fn serialize<S: Serializer>(v: &Option<VirtAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&format!("{:#x}", v.0)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserialise.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VirtAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => super::hex::parse(&s)
+                .map(|v| Some(VirtAddr(v)))
+                .ok_or_else(|| de::Error::custom(format!("not a hex address: {s}"))),
+        }
     }
 }
 
