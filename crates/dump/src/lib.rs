@@ -301,6 +301,14 @@ pub trait PhysicalMemory: Send + Sync + fmt::Debug {
     }
 }
 
+/// Notes with the ones about truncation first (see
+/// [`Dump::notes_truncation_first`]).
+pub fn truncation_first(notes: &[String]) -> Vec<String> {
+    let mut v = notes.to_vec();
+    v.sort_by_key(|n| !n.contains("truncated"));
+    v
+}
+
 /// An opened dump: its physical memory, its CPUs and its header's hints.
 #[derive(Debug)]
 pub struct Dump {
@@ -384,6 +392,12 @@ impl Dump {
     /// [`PhysicalMemory::notes`]); empty for a healthy dump.
     pub fn notes(&self) -> &[String] {
         self.memory.notes()
+    }
+
+    /// [`Dump::notes`] with the ones about truncation first: a file cut
+    /// short explains most of what fails after it, whichever kernel reads it.
+    pub fn notes_truncation_first(&self) -> Vec<String> {
+        truncation_first(self.notes())
     }
 
     /// Open and recognise a dump file (read-only, memory-mapped).

@@ -88,7 +88,7 @@ fn dump_summary(path: &Path, d: &Dump) -> DumpSummary {
             .collect(),
         cpus: d.cpus.iter().map(cpu_json).collect(),
         hints: d.hints.clone(),
-        notes: hangscope_nt::kernel::ordered_dump_notes(d.notes()),
+        notes: d.notes_truncation_first(),
     }
 }
 

@@ -128,16 +128,22 @@ pub fn open_guest<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<Gue
 /// The Windows search's error, naming the file and, when the dump was cut
 /// short, that too (it explains a kernel that cannot be found).
 fn windows_error(path: &Path, dump: &Dump, e: &hangscope_nt::Error) -> anyhow::Error {
-    let notes = hangscope_nt::kernel::ordered_dump_notes(dump.notes());
-    let because = if notes.is_empty() {
+    anyhow::anyhow!(
+        "no usable Windows kernel in {}: {e}{}",
+        path.display(),
+        noted(dump)
+    )
+}
+
+/// What the dump reader noted, truncation first, as the end of an error
+/// that a damaged file may explain; empty for a healthy file.
+fn noted(dump: &Dump) -> String {
+    let notes = dump.notes_truncation_first();
+    if notes.is_empty() {
         String::new()
     } else {
         format!("; the dump reader noted: {}", notes.join("; "))
-    };
-    anyhow::anyhow!(
-        "no usable Windows kernel in {}: {e}{because}",
-        path.display()
-    )
+    }
 }
 
 /// Find a Windows kernel in an opened dump; the error names the file.
@@ -179,19 +185,17 @@ pub fn open_linux<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<Lin
         ..OpenOptions::default()
     };
     LinuxKernel::open_with(dump, types, &options).map_err(|e| {
-        let notes = hangscope_nt::kernel::ordered_dump_notes(dump.notes());
-        let because = if notes.is_empty() {
-            String::new()
-        } else {
-            format!("; the dump reader noted: {}", notes.join("; "))
-        };
-        anyhow::anyhow!("no usable Linux kernel in {}: {e}{because}", path.display())
+        anyhow::anyhow!(
+            "no usable Linux kernel in {}: {e}{}",
+            path.display(),
+            noted(dump)
+        )
     })
 }
 
 /// The dump reader's notes (truncation first), once on stderr.
 pub fn warn_dump_notes(dump: &Dump) {
-    for n in hangscope_nt::kernel::ordered_dump_notes(dump.notes()) {
+    for n in dump.notes_truncation_first() {
         eprintln!("hangscope: warning: dump file: {n}");
     }
 }

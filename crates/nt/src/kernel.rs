@@ -49,13 +49,9 @@ pub struct Kernel<'d> {
     pub(crate) caches: Caches,
 }
 
-/// The dump reader's notes with the ones about truncation first: a file
-/// cut short explains most of what fails after it.
-pub fn ordered_dump_notes(notes: &[String]) -> Vec<String> {
-    let mut v = notes.to_vec();
-    v.sort_by_key(|n| !n.contains("truncated"));
-    v
-}
+/// The dump reader's notes with the ones about truncation first (the dump
+/// crate's ordering, which every kernel model shares).
+pub use hangscope_dump::truncation_first as ordered_dump_notes;
 
 impl<'d> Kernel<'d> {
     /// Find the kernel in a dump: the DTB (a vCPU's CR3, else the header's,
