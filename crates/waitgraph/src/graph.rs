@@ -12,6 +12,15 @@ use crate::{Mode, ThreadState, WaitGraphInput};
 /// Longest plausible wait, seconds (about 317 years); more is corrupt.
 pub(crate) const MAX_WAIT_SECONDS: f64 = 1e10;
 
+/// A wait time as the input gave it, kept only if plausible: finite, not
+/// negative, and at most [`MAX_WAIT_SECONDS`] (above ~300 years a wait is a
+/// misread tick count). Microseconds are far below the tick; rounding to
+/// them keeps the JSON short.
+pub(crate) fn plausible_seconds(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(v))
+        .map(|v| (v * 1e6).round() / 1e6)
+}
+
 /// Node ids: threads are `0..n_threads`, resources follow.
 pub(crate) type Node = usize;
 
@@ -160,15 +169,9 @@ impl<'a> Graph<'a> {
             .iter()
             .map(|s| {
                 let v = s.and_then(|i| input.threads[i].waited_seconds)?;
-                // Above ~300 years a wait is a misread tick count.
-                if v.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&v) {
-                    // Microseconds are far below the tick; rounding keeps
-                    // the JSON short.
-                    Some((v * 1e6).round() / 1e6)
-                } else {
-                    bad_seconds += 1;
-                    None
-                }
+                let sane = plausible_seconds(Some(v));
+                bad_seconds += usize::from(sane.is_none());
+                sane
             })
             .collect();
         if bad_seconds > 0 {

@@ -104,7 +104,7 @@ impl<'a> Ctx<'a> {
             process: self.proc_name.get(&t.pid).map(|s| s.to_string()),
             state: state_name(Some(&t.state)),
             wait_reason: t.wait_reason.clone(),
-            waited_seconds: t.waited_seconds,
+            waited_seconds: waited(t),
             waits_on: Vec::new(),
         }
     }
@@ -118,7 +118,7 @@ impl<'a> Ctx<'a> {
             state: state_name(Some(&t.state)),
             cpu: None,
             wait_reason: t.wait_reason.clone(),
-            waited_seconds: t.waited_seconds,
+            waited_seconds: waited(t),
             stack: t
                 .stack
                 .iter()
@@ -155,8 +155,13 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The thread's wait, if plausible (the graph warned about the others).
+fn waited(t: &Thread) -> Option<f64> {
+    crate::graph::plausible_seconds(t.waited_seconds)
+}
+
 fn secs(t: &Thread) -> f64 {
-    t.waited_seconds.filter(|s| s.is_finite()).unwrap_or(0.0)
+    waited(t).unwrap_or(0.0)
 }
 
 /// Longest wait first, then by thread address: a stable order.
@@ -282,7 +287,7 @@ pub(crate) fn stuck_io_findings(
             .collect();
         f.blocked_threads = threads.len();
         f.blocked_processes = ctx.processes(&threads);
-        f.max_wait_seconds = first.waited_seconds;
+        f.max_wait_seconds = waited(first);
         f.total_wait_seconds = threads.iter().map(|t| secs(t)).sum();
         (f.threads, f.threads_truncated) = ctx.threads_listed(&threads);
         for t in &threads {
@@ -294,7 +299,7 @@ pub(crate) fn stuck_io_findings(
             device: io.device.clone(),
             device_address: io.device_address,
             pending_irps: count,
-            max_wait_seconds: first.waited_seconds,
+            max_wait_seconds: waited(first),
             device_stack: stack,
             virtual_device: virtual_disk || virtual_net,
             irps: ios.iter().take(MAX_IRPS_LISTED).map(|io| io.irp).collect(),
@@ -385,7 +390,7 @@ pub(crate) fn unexplained_finding(
         .collect();
     f.blocked_threads = threads.len();
     f.blocked_processes = procs;
-    f.max_wait_seconds = threads[0].waited_seconds;
+    f.max_wait_seconds = waited(threads[0]);
     f.total_wait_seconds = threads.iter().map(|t| secs(t)).sum();
     (f.threads, f.threads_truncated) = ctx.threads_listed(&threads);
     for t in &threads {

@@ -404,7 +404,7 @@ pub struct Finding {
     /// Whether `edges` was cut at the bound.
     pub edges_truncated: bool,
     /// The final owner (the thread the chain ends in), absent for a
-    /// deadlock.
+    /// deadlock, stuck I/O and an unexplained wait.
     pub final_owner: Option<Addr>,
     /// Pending I/O of the final owner.
     pub owner_io: Vec<IoSummary>,

@@ -1143,3 +1143,37 @@ fn issue_15_waits_a_lock_explains_are_not_unexplained() {
         .iter()
         .all(|f| f.kind != FindingKind::Unexplained));
 }
+
+#[test]
+fn issue_10_an_implausible_wait_time_never_reaches_a_stuck_io_finding() {
+    // Found by the waitgraph_build fuzz target: the stuck-I/O and
+    // unexplained findings read wait times raw, so a NaN, negative or
+    // infinite wait leaked into `max_wait_seconds` and the JSON.
+    for bad in [f64::NAN, -5.0, f64::INFINITY, 1e300] {
+        let mut b = Builder::new();
+        b.process(1400, "sqlservr.exe");
+        b.thread(0x1000, 8, 1400, ThreadState::Waiting, Some(95.0))
+            .wait_reason = Some("Executive".into());
+        b.input.threads[0]
+            .io
+            .push(disk_io(0xa000, 0xd000, None, true));
+        b.thread(0x2000, 12, 1400, ThreadState::Waiting, Some(bad))
+            .wait_reason = Some("Executive".into());
+        b.input.threads[1]
+            .io
+            .push(disk_io(0xa100, 0xd000, None, true));
+        let v = analyze(&b.build(), &AnalyzeOptions::default());
+        let f = &v.findings[0];
+        assert_eq!(f.kind, FindingKind::StuckIo, "{bad}: {v:#?}");
+        assert_eq!(f.max_wait_seconds, Some(95.0), "{bad}");
+        assert!(f.total_wait_seconds.is_finite(), "{bad}");
+        for t in &f.threads {
+            assert!(t.waited_seconds.is_none_or(|s| s.is_finite() && s >= 0.0));
+        }
+        assert!(
+            v.warnings.iter().any(|w| w.contains("wait time")),
+            "{bad}: {:?}",
+            v.warnings
+        );
+    }
+}

@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
             stack_frames: 0,
             young_wait_seconds: f64::NAN,
             stuck_wait_seconds: 0.0,
+            stuck_io_seconds: 0.0,
+            unexplained_wait_seconds: f64::INFINITY,
         },
     ] {
         let v = analyze(&input, &opts);
@@ -37,7 +39,14 @@ fuzz_target!(|data: &[u8]| {
         assert!(v.findings.len() <= opts.max_findings);
         assert!(v.graph.nodes.len() <= opts.max_graph_nodes);
         for f in &v.findings {
-            assert_eq!(f.kind == FindingKind::Deadlock, f.final_owner.is_none());
+            // Only chains of waits end in an owner thread: a cycle has
+            // none, and stuck I/O or an unexplained wait has no thread to
+            // blame.
+            let ownerless = matches!(
+                f.kind,
+                FindingKind::Deadlock | FindingKind::StuckIo | FindingKind::Unexplained
+            );
+            assert_eq!(ownerless, f.final_owner.is_none());
             assert!(f.max_wait_seconds.is_none_or(|s| s.is_finite() && s >= 0.0));
         }
     }
