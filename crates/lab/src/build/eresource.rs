@@ -259,6 +259,11 @@ impl Builder<'_> {
             self.put(e, et, "Tcb.WaitTime", since & 0xFFFF_FFFF)?;
             self.threads[ti].wait_time = since & 0xFFFF_FFFF;
             let mut objs = Vec::new();
+            if w.alpc.is_some() {
+                // An ALPC client waits on its own semaphore (windows-alpc.md
+                // section 1), which `alpc` initialised.
+                objs.push(e + self.off(et, "AlpcWaitSemaphore")?);
+            }
             let mut first_kind = LockKind::Event;
             for (k, o) in w.on.iter().enumerate() {
                 let li = self.ix.locks[o];
@@ -275,6 +280,7 @@ impl Builder<'_> {
             }
             let reason = w.reason.clone().unwrap_or_else(|| {
                 match first_kind {
+                    _ if w.alpc.is_some() => "WrLpcReply",
                     LockKind::Eresource => "WrResource",
                     LockKind::Mutant => "UserRequest",
                     _ => "Executive",
@@ -288,7 +294,8 @@ impl Builder<'_> {
                 }
             })?;
             self.put(e, et, "Tcb.WaitReason", rv as u64)?;
-            self.put_opt(e, et, "Tcb.WaitMode", 0)?;
+            // An ALPC request is a user-mode wait (UserMode = 1).
+            self.put_opt(e, et, "Tcb.WaitMode", u64::from(w.alpc.is_some()))?;
             self.put_opt(e, et, "Tcb.WaitIrql", 0)?;
             self.put_opt(e, et, "Tcb.WaitBlockCount", objs.len() as u64)?;
             let active = self
