@@ -344,7 +344,11 @@ fn handle_truths(p: &Placement<'_>, files: &HashMap<u64, FileTruth>) -> Vec<Hand
             );
         }
         if let Some(port) = p.alpc_ports.iter().find(|x| x.address == body) {
-            return ("ALPC Port", port.name.clone().unwrap_or_default());
+            // By its full object name, a root-directory object, as
+            // `!handle` prints it; Volatility's `handles` prints only the
+            // last component (`truth.alpc_ports[].name`).
+            let name = port.name.as_ref().map(|n| format!("\\{n}"));
+            return ("ALPC Port", name.unwrap_or_default());
         }
         if let Some(li) = p.locks.iter().position(|x| x.address == body) {
             let k = match sc.locks[li].kind {
