@@ -155,6 +155,7 @@ fn wait_reason(sc: &Scenario, ix: &Index, w: &crate::scenario::Wait) -> String {
         match sc.locks[ix.locks[&w.on[0]]].kind {
             LockKind::Eresource => "WrResource",
             LockKind::Mutant => "UserRequest",
+            LockKind::Fastmutex => "WrFastMutex",
             _ => "Executive",
         }
         .into()
@@ -245,6 +246,7 @@ fn lock_truths(p: &Placement<'_>, t: &mut GroundTruth) {
                 kind: match kind {
                     LockKind::Mutant => "Mutant",
                     LockKind::Event => "Event",
+                    LockKind::Fastmutex => "FastMutex",
                     _ => "Semaphore",
                 }
                 .into(),

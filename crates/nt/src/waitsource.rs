@@ -48,6 +48,7 @@ fn resource_kind(kind: &str) -> wg::ResourceKind {
         "Mutant" => wg::ResourceKind::Mutant,
         "Event" => wg::ResourceKind::Event,
         "Semaphore" => wg::ResourceKind::Semaphore,
+        "FastMutex" => wg::ResourceKind::Other("fast_mutex".into()),
         other => wg::ResourceKind::Other(other.into()),
     }
 }

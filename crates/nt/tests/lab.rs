@@ -1455,3 +1455,71 @@ fn issue_15_rdp_logon_chain_crosses_processes_through_alpc() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// Issue 15, must-show 2 (fast and guarded mutexes): threads waiting
+/// `WrFastMutex` and `WrGuardedMutex` on a `_FAST_MUTEX`'s embedded event
+/// are waiting on the mutex, owned by the thread its `Owner` records, on
+/// 7 SP1, 1607, 19041 and 11: the model's waited object is the mutex with
+/// that owner, and the verdict's chain runs from the mutex to the owner as
+/// the truth's does.
+#[test]
+fn issue_15_fast_mutex_waiters_are_blocked_by_its_recorded_owner() {
+    use hangscope_waitgraph::{EvidenceStep, FindingKind, Overall};
+    let mut bad = Vec::new();
+    for (build_alias, seed) in [
+        ("win7sp1", 171),
+        ("win2016", 172),
+        ("win10-19041", 173),
+        ("win11", 174),
+    ] {
+        let (img, truth) = lab_image("fast-mutex", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let t = &lab.truth;
+        let mut check = |what: String, ok: bool| {
+            if !ok {
+                bad.push(format!("[fast-mutex {build_alias}] {what}"));
+            }
+        };
+        for m in compare(&k, t) {
+            check(m, false);
+        }
+        let d = t
+            .dispatcher_objects
+            .iter()
+            .find(|d| d.kind == "FastMutex")
+            .expect("a fast mutex in the truth");
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        check(
+            format!("overall {:?}, truth {}", v.overall, t.verdict.overall),
+            v.overall == Overall::Stuck && t.verdict.overall == "stuck",
+        );
+        let tf = &t.verdict.findings[0];
+        match v.findings.iter().find(|f| f.kind == FindingKind::Stuck) {
+            Some(f) => {
+                check(
+                    format!("final owner {:?} != {:?}", f.final_owner, d.owner),
+                    f.final_owner.map(|a| a.0) == d.owner,
+                );
+                check(
+                    format!("first step {:?}", f.chain.first()),
+                    matches!(
+                        f.chain.first(),
+                        Some(EvidenceStep::Resource { address, kind, owners: 1, .. })
+                            if address.0 == d.address && kind == "fast_mutex"
+                    ),
+                );
+                let got: BTreeSet<u64> = f.threads.iter().map(|x| x.address.0).collect();
+                let want: BTreeSet<u64> = tf.blocked_threads.iter().copied().collect();
+                check(format!("blocked {got:x?} != {want:x?}"), got == want);
+                check(
+                    format!("summary {}", f.summary),
+                    f.summary.contains("wait on FAST_MUTEX "),
+                );
+            }
+            None => check(format!("no stuck finding: {:#?}", v.findings), false),
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

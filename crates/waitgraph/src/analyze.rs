@@ -960,7 +960,7 @@ impl Ctx<'_, '_> {
             ResourceKind::Mutant => "Mutant".to_string(),
             ResourceKind::Event => "Event".to_string(),
             ResourceKind::Semaphore => "Semaphore".to_string(),
-            ResourceKind::Other(s) => s.clone(),
+            ResourceKind::Other(s) => kind_title(s),
             ResourceKind::AlpcMessage => "ALPC message".to_string(),
         };
         match &res.name {
@@ -998,6 +998,7 @@ pub fn kind_title(kind: &str) -> String {
         "event" => "Event".into(),
         "semaphore" => "Semaphore".into(),
         "alpc_message" => "ALPC message".into(),
+        "fast_mutex" => "FAST_MUTEX".into(),
         other => other.to_string(),
     }
 }

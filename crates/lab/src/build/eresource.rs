@@ -100,6 +100,19 @@ impl Builder<'_> {
                             )?;
                             e
                         }
+                        LockKind::Fastmutex => {
+                            let fm = "_FAST_MUTEX";
+                            let (_, m) = self.pool_alloc(self.size(fm)?, *b"FMut")?;
+                            let ev = m + self.off(fm, "Event")?;
+                            self.dispatcher_header(ev, "EventSynchronizationObject", 0, "_KEVENT")?;
+                            if let Some(o) = &l.owner {
+                                let t = self.threads[self.ix.threads[o]].ethread;
+                                self.put(m, fm, "Owner", t)?;
+                            } else {
+                                self.put(m, fm, "Count", 1)?;
+                            }
+                            m
+                        }
                         LockKind::Semaphore => {
                             let s =
                                 self.alloc_object("Semaphore", self.size("_KSEMAPHORE")?, None)?;
@@ -274,6 +287,9 @@ impl Builder<'_> {
                 let obj = match l.kind {
                     LockKind::Eresource if w.exclusive => self.locks[li].exclusive_waiters_obj,
                     LockKind::Eresource => self.locks[li].shared_wait_object(ti),
+                    LockKind::Fastmutex => {
+                        self.locks[li].address + self.off("_FAST_MUTEX", "Event")?
+                    }
                     _ => self.locks[li].address,
                 };
                 objs.push(obj);
@@ -283,6 +299,7 @@ impl Builder<'_> {
                     _ if w.alpc.is_some() => "WrLpcReply",
                     LockKind::Eresource => "WrResource",
                     LockKind::Mutant => "UserRequest",
+                    LockKind::Fastmutex => "WrFastMutex",
                     _ => "Executive",
                 }
                 .to_string()

@@ -275,6 +275,10 @@ pub enum LockKind {
     Event,
     /// Semaphore (KSEMAPHORE).
     Semaphore,
+    /// Fast mutex (`_FAST_MUTEX`, also what a guarded mutex is from
+    /// Windows 8 on): `owner` is recorded in `Owner`; waiters block on its
+    /// embedded `Event` (default reason `WrFastMutex`).
+    Fastmutex,
 }
 
 /// A lock or dispatcher object.
@@ -647,4 +651,8 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scenarios/stuck-disk.toml"),
     ),
     ("rdp-logon", include_str!("../../scenarios/rdp-logon.toml")),
+    (
+        "fast-mutex",
+        include_str!("../../scenarios/fast-mutex.toml"),
+    ),
 ];

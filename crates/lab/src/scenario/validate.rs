@@ -407,9 +407,9 @@ impl Lock {
                     return Err(field_err(f("shared_owners"), "at most 64 owners"));
                 }
             }
-            LockKind::Mutant => {
+            LockKind::Mutant | LockKind::Fastmutex => {
                 if !self.shared_owners.is_empty() {
-                    return Err(field_err(f("shared_owners"), "a mutant has one owner"));
+                    return Err(field_err(f("shared_owners"), "a mutex has one owner"));
                 }
             }
             LockKind::Event | LockKind::Semaphore => {
