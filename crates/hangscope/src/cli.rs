@@ -91,6 +91,10 @@ pub enum Command {
     Irp(AddrArgs),
     /// One file object (like `!fileobj`) and the processes holding it.
     Fileobj(AddrArgs),
+    /// ALPC (like `!alpc`): threads waiting for a reply, the message, the
+    /// port and the server thread that took it; every port's queues; or
+    /// one thread, port or message by address.
+    Alpc(OptAddrArgs),
     /// Open handles per process; with --path, who holds handles under a
     /// directory.
     Handles(HandlesArgs),
@@ -191,6 +195,16 @@ pub struct AddrArgs {
     /// Virtual address of the object (hex, WinDbg backticks allowed).
     #[arg(value_parser = parse_addr)]
     pub addr: u64,
+}
+
+/// Options for commands on every object or one.
+#[derive(Debug, Args, Clone)]
+pub struct OptAddrArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// Virtual address of one object (hex, WinDbg backticks allowed).
+    #[arg(value_parser = parse_addr)]
+    pub addr: Option<u64>,
 }
 
 /// `handles` options.

@@ -89,6 +89,7 @@ fn to_shell_command(c: &Command) -> (&Path, ShellCommand) {
         Command::Thread(a) => (&a.dump.dump, ShellCommand::Thread(a.addr)),
         Command::Irp(a) => (&a.dump.dump, ShellCommand::Irp(a.addr)),
         Command::Fileobj(a) => (&a.dump.dump, ShellCommand::Fileobj(a.addr)),
+        Command::Alpc(a) => (&a.dump.dump, ShellCommand::Alpc(a.addr)),
         Command::Handles(a) => (&a.dump.dump, ShellCommand::Handles(a.pid, a.path.clone())),
         Command::Stacks(a) => (&a.dump.dump, ShellCommand::Stacks(a.filter.clone())),
         Command::Running(a) => (&a.dump, ShellCommand::Running),

@@ -171,6 +171,8 @@ fn execute_windows<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>
         ShellCommand::Thread(a) => Report::Thread(k.thread_detail(VirtAddr(*a))?),
         ShellCommand::Irp(a) => Report::Irp(k.irp(VirtAddr(*a))?),
         ShellCommand::Fileobj(a) => Report::FileObject(k.file_object(VirtAddr(*a))?),
+        ShellCommand::Alpc(None) => Report::Alpc(k.alpc()),
+        ShellCommand::Alpc(Some(a)) => Report::AlpcObject(k.alpc_at(VirtAddr(*a))?),
         ShellCommand::Handles(pid, path) => {
             Report::Handles(k.handles_filtered(*pid, path.as_deref()))
         }

@@ -23,6 +23,7 @@ fn inputs(cli: &Cli) -> Vec<&Path> {
         Command::Locks(a) => &a.dump.dump,
         Command::Thread(a) | Command::Irp(a) | Command::Fileobj(a) => &a.dump.dump,
         Command::Handles(a) => &a.dump.dump,
+        Command::Alpc(a) => &a.dump.dump,
         Command::Stacks(a) => &a.dump.dump,
         Command::Analyze(a) => &a.dump.dump,
         Command::Demo(_) | Command::Capture(_) => return Vec::new(),

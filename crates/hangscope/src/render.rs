@@ -79,6 +79,10 @@ pub enum Report<'k> {
     Irp(IrpInfo),
     /// `fileobj`.
     FileObject(FileObjectInfo),
+    /// `alpc`.
+    Alpc(hangscope_nt::alpc::AlpcListing),
+    /// `alpc ADDR`.
+    AlpcObject(hangscope_nt::alpc::AlpcObject),
     /// `handles`.
     Handles(HandleReport),
     /// `stacks`.
@@ -190,6 +194,8 @@ impl Report<'_> {
             Report::Thread(d) => with_symbols_note(windbg::thread(d), &d.missing_symbols),
             Report::Irp(i) => windbg::irp(i),
             Report::FileObject(f) => windbg::fileobj(f),
+            Report::Alpc(l) => hangscope_report::alpc::listing(l),
+            Report::AlpcObject(o) => hangscope_report::alpc::object(o),
             Report::Handles(h) => windbg::handles(h),
             Report::Stacks(r) => with_symbols_note(stacks::stacks(r), &r.missing_symbols),
             Report::Running(cpus) => {
@@ -261,6 +267,8 @@ impl Report<'_> {
             Report::Thread(d) => listing("thread", d),
             Report::Irp(i) => listing("irp", i),
             Report::FileObject(f) => listing("file_object", f),
+            Report::Alpc(l) => listing("alpc", l),
+            Report::AlpcObject(o) => listing("alpc_object", o),
             Report::Handles(h) => listing("handles", h),
             Report::Stacks(r) => listing("stacks", r),
             Report::Running(cpus) => listing("running", cpus),

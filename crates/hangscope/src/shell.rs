@@ -22,6 +22,8 @@ pub enum ShellCommand {
     Irp(u64),
     /// `!fileobj ADDR`
     Fileobj(u64),
+    /// `!alpc [ADDR]`
+    Alpc(Option<u64>),
     /// `!process 0 0`, `ps`
     Processes,
     /// `threads [PID]`
@@ -62,6 +64,7 @@ impl ShellCommand {
             ShellCommand::Thread(_) => "thread",
             ShellCommand::Irp(_) => "irp",
             ShellCommand::Fileobj(_) => "fileobj",
+            ShellCommand::Alpc(_) => "alpc",
             ShellCommand::Processes => "ps",
             ShellCommand::Threads(_) => "threads",
             ShellCommand::Modules => "lm",
@@ -88,6 +91,7 @@ commands (WinDbg syntax; addresses in hex, backticks allowed):
   !thread ADDR            one thread: state, waits, owners, IRPs, stack
   !irp ADDR               one IRP: stack locations, drivers, files
   !fileobj ADDR           one file object: path, device, holders
+  !alpc [ADDR]            ALPC: waiting clients, ports; or one thread/port/message
   !process 0 0 | ps       processes
   threads [PID]           threads with wait reason and seconds waited
   !handle [PID] [PATH]    handles (PATH: only files under it)
@@ -141,6 +145,10 @@ pub fn parse(line: &str) -> Result<ShellCommand, String> {
         }
         "!thread" => Ok(ShellCommand::Thread(addr(0, "a thread address")?)),
         "!irp" => Ok(ShellCommand::Irp(addr(0, "an IRP address")?)),
+        "!alpc" | "alpc" => Ok(ShellCommand::Alpc(match rest.first() {
+            Some(a) => Some(parse_addr(a)?),
+            None => None,
+        })),
         "!fileobj" => Ok(ShellCommand::Fileobj(addr(0, "a file object address")?)),
         "!process" | "ps" => Ok(ShellCommand::Processes),
         "threads" => Ok(ShellCommand::Threads(pid(0)?)),

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::build::{parent_dir, set_member_name, LockRec, ProcRec, ThreadRec};
+use crate::build::{
+    parent_dir, set_member_name, AlpcMessageRec, AlpcPortRec, LockRec, ProcRec, ThreadRec,
+};
 use crate::image::PAGE_SIZE;
 use crate::scenario::{FileRef, Index, LockKind, Scenario, ThreadState};
 use crate::truth::*;
@@ -39,7 +41,15 @@ pub(crate) struct Placement<'a> {
     pub(crate) set_files: &'a [Vec<u64>],
     /// IRP of each scenario IRP.
     pub(crate) irps: &'a [u64],
+    /// Every ALPC port the builder made.
+    pub(crate) alpc_ports: &'a [AlpcPortRec],
+    /// Each scenario ALPC message.
+    pub(crate) alpc_messages: &'a [AlpcMessageRec],
 }
+
+/// The wait-graph key of an ALPC message (lock ids cannot contain `:`
+/// usefully, scenario ids are free text, so the prefix marks them).
+const ALPC_KEY: &str = "alpc:";
 
 impl Placement<'_> {
     fn ethread(&self, id: &str) -> u64 {
@@ -61,8 +71,12 @@ impl Placement<'_> {
             .unwrap_or_default()
     }
 
+    /// The address of a lock, or of an ALPC message keyed [`ALPC_KEY`].
     fn lock_address(&self, id: &str) -> u64 {
-        self.locks[self.ix.locks[id]].address
+        match id.strip_prefix(ALPC_KEY) {
+            Some(m) => self.alpc_messages[self.ix.alpc_messages[m]].address,
+            None => self.locks[self.ix.locks[id]].address,
+        }
     }
 
     fn process_name(&self, ti: usize) -> &str {
@@ -87,6 +101,7 @@ pub(crate) fn ground_truth(p: &Placement<'_>) -> GroundTruth {
     t.irps = irp_truths(p);
     let by_address: HashMap<u64, FileTruth> = files.into_iter().map(|f| (f.address, f)).collect();
     t.handles = handle_truths(p, &by_address);
+    alpc_truths(p, &mut t);
     t.verdict = verdict(p, &t, &by_address);
     t
 }
@@ -132,11 +147,15 @@ fn process_truths(p: &Placement<'_>) -> Vec<ProcessTruth> {
 
 /// The wait reason a thread's wait has: the scenario's, else the
 /// default for the kind of the first object it waits on.
-fn wait_reason(sc: &Scenario, ix: &Index, on: &str, reason: &Option<String>) -> String {
-    reason.clone().unwrap_or_else(|| {
-        match sc.locks[ix.locks[on]].kind {
+fn wait_reason(sc: &Scenario, ix: &Index, w: &crate::scenario::Wait) -> String {
+    w.reason.clone().unwrap_or_else(|| {
+        if w.alpc.is_some() {
+            return "WrLpcReply".into();
+        }
+        match sc.locks[ix.locks[&w.on[0]]].kind {
             LockKind::Eresource => "WrResource",
             LockKind::Mutant => "UserRequest",
+            LockKind::Fastmutex => "WrFastMutex",
             _ => "Executive",
         }
         .into()
@@ -162,10 +181,7 @@ fn thread_truths(p: &Placement<'_>) -> Vec<ThreadTruth> {
                     ThreadState::Waiting => "Waiting",
                 }
                 .into(),
-                wait_reason: th
-                    .wait
-                    .as_ref()
-                    .map(|w| wait_reason(p.sc, p.ix, &w.on[0], &w.reason)),
+                wait_reason: th.wait.as_ref().map(|w| wait_reason(p.sc, p.ix, w)),
                 wait_time: r.wait_time,
                 wait_ticks: waiting.then_some(ticks),
                 wait_seconds: waiting.then_some(ticks as f64 * secs_per_tick),
@@ -230,6 +246,7 @@ fn lock_truths(p: &Placement<'_>, t: &mut GroundTruth) {
                 kind: match kind {
                     LockKind::Mutant => "Mutant",
                     LockKind::Event => "Event",
+                    LockKind::Fastmutex => "FastMutex",
                     _ => "Semaphore",
                 }
                 .into(),
@@ -328,6 +345,13 @@ fn handle_truths(p: &Placement<'_>, files: &HashMap<u64, FileTruth>) -> Vec<Hand
                 format!("Tid {} Pid {}", p.threads[ti].tid, sc.threads[ti].pid),
             );
         }
+        if let Some(port) = p.alpc_ports.iter().find(|x| x.address == body) {
+            // By its full object name, a root-directory object, as
+            // `!handle` prints it; Volatility's `handles` prints only the
+            // last component (`truth.alpc_ports[].name`).
+            let name = port.name.as_ref().map(|n| format!("\\{n}"));
+            return ("ALPC Port", name.unwrap_or_default());
+        }
         if let Some(li) = p.locks.iter().position(|x| x.address == body) {
             let k = match sc.locks[li].kind {
                 LockKind::Mutant => "Mutant",
@@ -362,7 +386,15 @@ struct WaitGraph {
 }
 
 impl WaitGraph {
+    /// Lock waits, and ALPC waits on a message a server thread took
+    /// (keyed [`ALPC_KEY`]), each to the threads that hold it.
     fn new(sc: &Scenario, ix: &Index) -> WaitGraph {
+        let alpc_server = |ti: usize| -> Option<(String, usize)> {
+            let id = sc.threads[ti].wait.as_ref()?.alpc.as_ref()?;
+            let m = &sc.alpc_messages[ix.alpc_messages[id]];
+            let s = ix.threads[m.server_thread.as_ref()?];
+            Some((format!("{ALPC_KEY}{id}"), s))
+        };
         let owners_of = |lock: &str| -> Vec<usize> {
             let l = &sc.locks[ix.locks[lock]];
             l.owner
@@ -378,6 +410,7 @@ impl WaitGraph {
                     .iter()
                     .flat_map(|w| w.on.iter())
                     .flat_map(|lk| owners_of(lk).into_iter().map(move |o| (lk.clone(), o)))
+                    .chain(alpc_server(ti))
                     .filter(|(_, o)| *o != ti)
                     .collect()
             })
@@ -493,6 +526,9 @@ fn verdict(p: &Placement<'_>, t: &GroundTruth, files: &HashMap<u64, FileTruth>) 
         (0..g.len()).filter(|&u| (0..g.len()).any(|w| g.edges[w].iter().any(|(_, v)| *v == u))),
     );
     findings.extend(chains);
+    let alpc = alpc_unanswered_findings(p, t, &mut explained);
+    let any_alpc = !alpc.is_empty();
+    findings.extend(alpc);
     let stuck_io = stuck_io_findings(p, t, &mut explained);
     let any_stuck_io = !stuck_io.is_empty();
     findings.extend(stuck_io);
@@ -505,7 +541,7 @@ fn verdict(p: &Placement<'_>, t: &GroundTruth, files: &HashMap<u64, FileTruth>) 
         "deadlock".into()
     } else if any_stuck_io {
         "stuck_io".into()
-    } else if worst_stuck {
+    } else if worst_stuck || any_alpc {
         "stuck".into()
     } else if any_busy {
         "busy_owner".into()
@@ -521,6 +557,96 @@ fn verdict(p: &Placement<'_>, t: &GroundTruth, files: &HashMap<u64, FileTruth>) 
         findings,
         hot_directories: hot_directories(p, t, files),
     }
+}
+
+/// Seconds a client waits for an ALPC message no server thread has taken
+/// before the message is unanswered (the analyzer's young-wait threshold).
+const ALPC_UNANSWERED_SECONDS: f64 = 30.0;
+
+/// One finding per server process with messages still on a connection
+/// port's main queue (no server thread took them) whose clients have
+/// waited at least [`ALPC_UNANSWERED_SECONDS`]: the clients are blocked,
+/// the messages are the chain's objects.
+fn alpc_unanswered_findings(
+    p: &Placement<'_>,
+    t: &GroundTruth,
+    explained: &mut HashSet<usize>,
+) -> Vec<FindingTruth> {
+    let sc = p.sc;
+    let mut by_server: BTreeMap<u64, (Vec<usize>, Vec<u64>)> = BTreeMap::new();
+    for (mi, m) in sc.alpc_messages.iter().enumerate() {
+        let ti = p.ix.alpc_clients[&mi];
+        if m.server_thread.is_some()
+            || t.threads[ti].wait_seconds.unwrap_or(0.0) < ALPC_UNANSWERED_SECONDS
+        {
+            continue;
+        }
+        let pid = sc.alpc_ports[p.ix.alpc_ports[&m.port]].pid;
+        let e = by_server.entry(pid).or_default();
+        e.0.push(ti);
+        e.1.push(p.alpc_messages[mi].address);
+    }
+    by_server
+        .into_values()
+        .map(|(clients, messages)| {
+            explained.extend(clients.iter().copied());
+            FindingTruth {
+                kind: "alpc_unanswered".into(),
+                chain_threads: Vec::new(),
+                chain_locks: messages,
+                blocked_threads: clients.iter().map(|&x| p.threads[x].ethread).collect(),
+                blocked_processes: process_names(p, &clients),
+                driver: None,
+                directory: None,
+                pending_irps: None,
+            }
+        })
+        .collect()
+}
+
+/// Every ALPC port and message, in creation and scenario order.
+fn alpc_truths(p: &Placement<'_>, t: &mut GroundTruth) {
+    let sc = p.sc;
+    t.alpc_ports = p
+        .alpc_ports
+        .iter()
+        .map(|r| AlpcPortTruth {
+            address: r.address,
+            kind: match r.kind {
+                1 => "connection",
+                2 => "client",
+                _ => "server",
+            }
+            .into(),
+            owner_pid: r.pid,
+            name: r.name.clone(),
+        })
+        .collect();
+    t.alpc_messages = sc
+        .alpc_messages
+        .iter()
+        .zip(p.alpc_messages)
+        .enumerate()
+        .map(|(mi, (m, r))| {
+            let port = &sc.alpc_ports[p.ix.alpc_ports[&m.port]];
+            AlpcMessageTruth {
+                address: r.address,
+                client_thread: p.threads[p.ix.alpc_clients[&mi]].ethread,
+                client_port: r.client_port,
+                server_port: r.server_port,
+                connection_port: r.connection_port,
+                port_name: port.name.clone(),
+                server_pid: port.pid,
+                server_thread: m.server_thread.as_ref().map(|s| p.ethread(s)),
+                queue: if m.server_thread.is_some() {
+                    "pending"
+                } else {
+                    "main"
+                }
+                .into(),
+            }
+        })
+        .collect();
 }
 
 /// Seconds a request waited at the bottom of its stack before it is stuck

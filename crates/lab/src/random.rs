@@ -73,6 +73,8 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
         file_sets: Vec::new(),
         irps: Vec::new(),
         handles: Vec::new(),
+        alpc_ports: Vec::new(),
+        alpc_messages: Vec::new(),
         expect: None,
     };
     add_processes(&mut sc, &mut rng, opts);
@@ -221,6 +223,7 @@ fn assign_states(
                 exclusive: lock.kind == LockKind::Eresource && rng.gen_bool(0.5),
                 since: None,
                 ticks_ago: Some(rng.gen_range(1..tick_count.min(100_000))),
+                alpc: None,
             });
         } else if runners.len() < opts.cpus.max(1) && rng.gen_bool(0.3) {
             th.state = ThreadState::Running;
@@ -233,6 +236,7 @@ fn assign_states(
                 exclusive: false,
                 since: None,
                 ticks_ago: Some(rng.gen_range(1..tick_count.min(100_000))),
+                alpc: None,
             });
         }
     }

@@ -34,6 +34,12 @@ pub struct GroundTruth {
     pub files: Vec<FileTruth>,
     /// Handles.
     pub handles: Vec<HandleTruth>,
+    /// ALPC ports on `AlpcpPortList`, in list order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpc_ports: Vec<AlpcPortTruth>,
+    /// ALPC messages clients wait on, in scenario order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpc_messages: Vec<AlpcMessageTruth>,
     /// The expected verdict.
     pub verdict: VerdictTruth,
 }
@@ -297,6 +303,42 @@ pub struct HandleTruth {
     pub name: String,
 }
 
+/// An ALPC port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlpcPortTruth {
+    /// The `_ALPC_PORT`.
+    pub address: u64,
+    /// `connection`, `client` or `server` (communication port).
+    pub kind: String,
+    /// PID of `OwnerProcess`.
+    pub owner_pid: u64,
+    /// Object name (connection ports).
+    pub name: Option<String>,
+}
+
+/// An ALPC request a client thread waits on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlpcMessageTruth {
+    /// The `_KALPC_MESSAGE`.
+    pub address: u64,
+    /// The waiting client thread (`WaitingThread`).
+    pub client_thread: u64,
+    /// The client communication port (`OwnerPort`).
+    pub client_port: u64,
+    /// The server communication port of the connection.
+    pub server_port: u64,
+    /// The connection port it is queued on (`PortQueue`, `ConnectionPort`).
+    pub connection_port: u64,
+    /// The connection port's name.
+    pub port_name: String,
+    /// The server process (the connection port's owner).
+    pub server_pid: u64,
+    /// The server thread that took it (`ServerThread`), if one did.
+    pub server_thread: Option<u64>,
+    /// `main` (not taken) or `pending` (taken).
+    pub queue: String,
+}
+
 /// The expected verdict.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VerdictTruth {
@@ -312,7 +354,8 @@ pub struct VerdictTruth {
 /// One expected finding.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FindingTruth {
-    /// deadlock, busy_owner, stuck, stuck_io, unexplained.
+    /// deadlock, busy_owner, stuck, stuck_io, unexplained,
+    /// alpc_unanswered.
     pub kind: String,
     /// Threads in the chain or cycle (ETHREAD addresses), from the first
     /// waiter to the final owner.

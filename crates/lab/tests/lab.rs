@@ -178,6 +178,47 @@ fn scenario_errors_name_the_field() {
     assert!(e.contains("handles[0].files[0]"), "{e}");
 }
 
+/// Issue 15: ALPC ports and messages are checked like every other
+/// reference, each error naming its field.
+#[test]
+fn alpc_scenario_errors_name_the_field() {
+    let base = format!(
+        "{MINIMAL}[[processes]]\nname = \"lsass.exe\"\npid = 532\n\
+         [[threads]]\nid = \"srv\"\npid = 532\nstate = \"ready\"\n\
+         [[threads]]\nid = \"cli\"\npid = 100\nstate = \"waiting\"\n\
+         wait = {{ alpc = \"m0\", ticks_ago = 5 }}\n\
+         [[alpc_ports]]\nid = \"p0\"\nname = \"LsaAuthenticationPort\"\npid = 532\n\
+         [[alpc_messages]]\nid = \"m0\"\nport = \"p0\"\nserver_thread = \"srv\"\n"
+    );
+    Scenario::from_toml(&base, "alpc").unwrap();
+    let e = scenario_error(&base.replace("port = \"p0\"", "port = \"p9\""));
+    assert!(
+        e.contains("alpc_messages[0].port") && e.contains("p9"),
+        "{e}"
+    );
+    let e = scenario_error(&base.replace("server_thread = \"srv\"", "server_thread = \"t0\""));
+    assert!(
+        e.contains("alpc_messages[0].server_thread") && e.contains("port's process"),
+        "{e}"
+    );
+    let e = scenario_error(&base.replace("alpc = \"m0\"", "alpc = \"m1\""));
+    assert!(e.contains("wait.alpc") && e.contains("m1"), "{e}");
+    let e = scenario_error(&base.replace("alpc = \"m0\",", "alpc = \"m0\", on = [\"r0\"],"));
+    assert!(e.contains("wait.on") && e.contains("own semaphore"), "{e}");
+    let e = scenario_error(&format!(
+        "{base}[[alpc_messages]]\nid = \"m1\"\nport = \"p0\"\n"
+    ));
+    assert!(
+        e.contains("alpc_messages[1]") && e.contains("no thread waits"),
+        "{e}"
+    );
+    let e = scenario_error(&base.replace(
+        "pid = 532\n[[alpc_messages]]",
+        "pid = 536\n[[alpc_messages]]",
+    ));
+    assert!(e.contains("alpc_ports[0].pid"), "{e}");
+}
+
 #[test]
 fn unknown_build_is_reported() {
     let sc = Scenario::from_toml(MINIMAL, "m").unwrap();

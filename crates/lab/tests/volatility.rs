@@ -369,6 +369,70 @@ fn volatility_reads_the_stuck_disk() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// Issue 15, must-show 1: Volatility 3 reads the rdp-logon images (7 SP1,
+/// 8.1, 19041, 11): processes and threads as the truth has them; every
+/// handle, the ALPC ports included, with its type (`windows.handles` shows
+/// each server's connection port by name and each side's communication
+/// ports); and each ALPC message's waiting and server thread, queue port,
+/// owner port, queue type, request type, the server's PID through the
+/// queue port's owner, and the client's `AlpcMessage` pointing back.
+#[test]
+fn volatility_reads_the_rdp_logon_alpc_chain() {
+    let Some(env) = vol_env() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let sc = Scenario::builtin("rdp-logon").expect("built-in rdp-logon");
+    let mut failures = Vec::new();
+    for b in ["win7sp1", "win2012r2", "win10-19041", "win11"] {
+        let opts = BuildOptions {
+            ram_size: Some(64 << 20),
+            seed: SEED,
+            build: Some(b.into()),
+        };
+        let (image, truth) =
+            hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
+        let path = tmp.path().join(format!("rdp-logon-{b}.raw"));
+        format::write(&image, Format::Raw, &path, false).expect("write image");
+        for p in [
+            Plugin::PsList,
+            Plugin::Threads,
+            Plugin::Handles,
+            Plugin::LabCheck,
+        ] {
+            let job = Job {
+                build: b,
+                format: Format::Raw,
+                image: path.clone(),
+                truth: &truth,
+                plugin: p,
+            };
+            if let Err(e) = run_job(&env, &job) {
+                failures.push(format!("[{b} {}] {e}", p.name()));
+            }
+        }
+        // The ports by name, as windows.handles prints them: the server
+        // holds its named connection port.
+        match run_vol(&env, &path, Plugin::Handles.name(), &[]) {
+            Ok(rows) => {
+                let got: BTreeSet<(u64, String)> = rows
+                    .iter()
+                    .filter(|r| s(r, "Type") == "ALPC Port" && !s(r, "Name").is_empty())
+                    .map(|r| (u(r, "PID").unwrap_or(0), s(r, "Name").to_string()))
+                    .collect();
+                let want: BTreeSet<(u64, String)> = truth
+                    .alpc_ports
+                    .iter()
+                    .filter_map(|p| Some((p.owner_pid, p.name.clone()?)))
+                    .collect();
+                if let Some(d) = set_diff("named ALPC ports (pid, name)", &want, &got) {
+                    failures.push(format!("[{b} windows.handles] {d}"));
+                }
+            }
+            Err(e) => failures.push(format!("[{b} windows.handles] {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// Overwrites `_DUMP_HEADER64.DumpType` (offset 0xF98).
 fn relabel_dump_type(path: &Path, dump_type: u32) {
     use std::io::{Seek, SeekFrom, Write};
@@ -391,6 +455,10 @@ fn run_job(env: &VolEnv, job: &Job<'_>) -> Result<(), String> {
         args.extend(t.threads.iter().map(|x| x.address.to_string()));
         args.push("--irps".into());
         args.extend(t.irps.iter().map(|i| i.address.to_string()));
+        if !t.alpc_messages.is_empty() {
+            args.push("--alpc-messages".into());
+            args.extend(t.alpc_messages.iter().map(|m| m.address.to_string()));
+        }
     }
     let rows = run_vol(env, &job.image, job.plugin.name(), &args)?;
     let t = job.truth;
@@ -936,6 +1004,26 @@ fn check_labcheck(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
                 format!("{:#x}", o & MASK48)
             );
         }
+    }
+    // ALPC (issue 15): each message's links, as Volatility reads them by
+    // the kernel's own symbol table.
+    let hex48 = |a: u64| format!("{:#x}", a & MASK48);
+    for m in &t.alpc_messages {
+        let a = m.address;
+        check!("ALPC", a, "WaitingThread", hex48(m.client_thread));
+        check!(
+            "ALPC",
+            a,
+            "ServerThread",
+            hex48(m.server_thread.unwrap_or(0))
+        );
+        check!("ALPC", a, "PortQueue", hex48(m.connection_port));
+        check!("ALPC", a, "OwnerPort", hex48(m.client_port));
+        let queue = if m.queue == "main" { "1" } else { "3" };
+        check!("ALPC", a, "QueueType", queue.to_string());
+        check!("ALPC", a, "MessageType", "0x2001".to_string());
+        check!("ALPC", a, "ServerPid", m.server_pid.to_string());
+        check!("ALPC", a, "ClientAlpcMessage", hex48(a));
     }
     for irp in &t.irps {
         let a = irp.address;

@@ -6,7 +6,8 @@
 //! SharedWaiters, ExclusiveWaiters, OwnerEntry, OwnerTable}`,
 //! `_OWNER_ENTRY.{OwnerThread, OwnerCount, TableSize}`,
 //! `_DISPATCHER_HEADER.Type` (named through `_KOBJECTS`),
-//! `_KMUTANT.OwnerThread`, `_KWAIT_BLOCK.{Object, WaitType}`.
+//! `_KMUTANT.OwnerThread`, `_KWAIT_BLOCK.{Object, WaitType, Thread}`,
+//! `_FAST_MUTEX.{Event, Owner}` (every build).
 
 use crate::error::{Result, Warning};
 use crate::kernel::Kernel;
@@ -414,7 +415,45 @@ impl<'d> Kernel<'d> {
                 }
             }
         }
+        if w.kind == "Event" {
+            if let Some((m, owner)) = self.fast_mutex_around(wait_block, obj) {
+                w.address = m;
+                w.kind = "FastMutex".into();
+                w.owners = vec![owner];
+            }
+        }
         w
+    }
+
+    /// The `_FAST_MUTEX` whose embedded `Event` a thread waits on, and the
+    /// owner it records (`Owner`): only for a waiter in `WrFastMutex` or
+    /// `WrGuardedMutex` (a guarded mutex is a `_FAST_MUTEX` from Windows 8
+    /// on; 7's `_KGUARDED_MUTEX` waits on a `KGATE`, not read here), and
+    /// only when `Owner` is a listed thread, so that an event that merely
+    /// sits after some other structure is not taken for a mutex.
+    fn fast_mutex_around(
+        &self,
+        wait_block: VirtAddr,
+        event: VirtAddr,
+    ) -> Option<(VirtAddr, VirtAddr)> {
+        let r = self.reader();
+        let waiter = r
+            .object("_KWAIT_BLOCK", wait_block)
+            .ok()?
+            .ptr("Thread")
+            .ok()?;
+        let threads = &self.threads().items;
+        let reason = threads.iter().find(|t| t.address == waiter)?.wait_reason?;
+        if !matches!(reason, WaitReason::WrFastMutex | WaitReason::WrGuardedMutex) {
+            return None;
+        }
+        let off = r.offset_of("_FAST_MUTEX", "Event").ok()?;
+        let m = VirtAddr(event.0.checked_sub(off)?);
+        let owner = r.object("_FAST_MUTEX", m).ok()?.ptr("Owner").ok()?;
+        threads
+            .iter()
+            .any(|t| t.address == owner)
+            .then_some((m, owner))
     }
 
     /// `!thread ADDR`: state, waits and what is behind them, IRPs.

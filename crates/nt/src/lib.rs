@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+pub mod alpc;
 mod cache;
 pub mod discover;
 pub mod eresource;

@@ -3,6 +3,7 @@
 use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_waitgraph as wg;
+use hangscope_x64::VirtAddr;
 
 /// The drivers an IRP passed through, from the top of its stack (the
 /// highest location, the file system) down to its current location.
@@ -47,6 +48,7 @@ fn resource_kind(kind: &str) -> wg::ResourceKind {
         "Mutant" => wg::ResourceKind::Mutant,
         "Event" => wg::ResourceKind::Event,
         "Semaphore" => wg::ResourceKind::Semaphore,
+        "FastMutex" => wg::ResourceKind::Other("fast_mutex".into()),
         other => wg::ResourceKind::Other(other.into()),
     }
 }
@@ -194,7 +196,53 @@ impl<'d> Kernel<'d> {
                 warnings: r.warnings.iter().map(|w| w.message.clone()).collect(),
             });
         }
+        // A client waiting for an ALPC reply waits on its own semaphore;
+        // the wait is on the message, whose owner is the server thread that
+        // took it (windows-alpc.md): the edge crosses processes.
+        let alpc = self.alpc_wait_index();
+        inp.warnings
+            .extend(self.alpc_waits().warnings.iter().map(|w| w.to_string()));
+        let mut alpc_waits: Vec<_> = alpc.values().copied().collect();
+        alpc_waits.sort_by_key(|w| w.thread);
+        for w in alpc_waits {
+            let m = &w.message;
+            inp.resources.push(wg::Resource {
+                key: m.address.0,
+                kind: wg::ResourceKind::AlpcMessage,
+                name: m.port_name.clone(),
+                owners: m
+                    .server_thread
+                    .iter()
+                    .map(|t| wg::Claim {
+                        thread: t.0,
+                        mode: wg::Mode::Exclusive,
+                    })
+                    .collect(),
+                waiters: vec![wg::Claim {
+                    thread: w.thread.0,
+                    mode: wg::Mode::Exclusive,
+                }],
+                contention_count: None,
+                warnings: Vec::new(),
+            });
+            inp.alpc.push(wg::AlpcMessage {
+                message: wg::Addr(m.address.0),
+                client: w.thread.0,
+                port: m.connection_port.or(m.queue_port).map(|p| wg::Addr(p.0)),
+                port_name: m.port_name.clone(),
+                server_pid: m.server_pid,
+                server_thread: m.server_thread.map(|t| t.0),
+            });
+        }
         for (obj, waiters) in self.dispatcher_objects() {
+            // The semaphore of a blocked ALPC client is its message's.
+            let waiters: Vec<VirtAddr> = waiters
+                .into_iter()
+                .filter(|t| alpc.get(t).is_none_or(|w| w.semaphore != obj.address))
+                .collect();
+            if waiters.is_empty() {
+                continue;
+            }
             inp.resources.push(wg::Resource {
                 key: obj.address.0,
                 kind: resource_kind(&obj.kind),

@@ -1198,3 +1198,328 @@ fn issue_15_idle_waits_stay_healthy() {
         assert_eq!(lab.truth.verdict.overall, "healthy", "{build_alias}");
     }
 }
+
+/// Issue 15, must-show 1: the RDP logon chain through ALPC on five builds
+/// (7 SP1, 8.1, whose ALPC ports lack `DirectQueue`, 1607, 19041 and 11).
+/// Every waiting client's message, port, server process and server thread
+/// equal the truth's; every port on `AlpcpPortList` is listed with its
+/// kind, owner and name; the verdict's chain crosses processes through
+/// the two taken messages (LogonUI -> winlogon -> lsass -> ERESOURCE ->
+/// owner) and the message still on lsass's main queue is an
+/// `alpc_unanswered` finding blaming the ERESOURCE its workers wait on.
+#[test]
+fn issue_15_rdp_logon_chain_crosses_processes_through_alpc() {
+    use hangscope_waitgraph::{EvidenceStep, FindingKind, Overall};
+    let mut bad = Vec::new();
+    for (build_alias, seed) in [
+        ("win7sp1", 161),
+        ("win2012r2", 162),
+        ("win2016", 163),
+        ("win10-19041", 164),
+        ("win11", 165),
+    ] {
+        let (img, truth) = lab_image("rdp-logon", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let t = &lab.truth;
+        let mut check = |what: String, ok: bool| {
+            if !ok {
+                bad.push(format!("[rdp-logon {build_alias}] {what}"));
+            }
+        };
+        for m in compare(&k, t) {
+            check(m, false);
+        }
+        let listing = k.alpc();
+        check(
+            format!("alpc warnings {:?}", listing.warnings),
+            listing.warnings.is_empty(),
+        );
+        // Waiting clients against the truth's messages.
+        check(
+            format!(
+                "{} waits, truth {}",
+                listing.waits.len(),
+                t.alpc_messages.len()
+            ),
+            listing.waits.len() == t.alpc_messages.len(),
+        );
+        for tm in &t.alpc_messages {
+            let Some(w) = listing
+                .waits
+                .iter()
+                .find(|w| w.thread.0 == tm.client_thread)
+            else {
+                check(
+                    format!("no ALPC wait for thread {:#x}", tm.client_thread),
+                    false,
+                );
+                continue;
+            };
+            let m = &w.message;
+            let ctx = format!("message {:#x}", tm.address);
+            check(
+                format!("{ctx}: address {:#x}", m.address.0),
+                m.address.0 == tm.address,
+            );
+            check(format!("{ctx}: not blocked"), w.blocked);
+            check(
+                format!("{ctx}: queue port {:?}", m.queue_port),
+                m.queue_port.map(|p| p.0) == Some(tm.connection_port),
+            );
+            check(
+                format!("{ctx}: owner port {:?}", m.owner_port),
+                m.owner_port.map(|p| p.0) == Some(tm.client_port),
+            );
+            check(
+                format!("{ctx}: port name {:?}", m.port_name),
+                m.port_name.as_deref() == Some(tm.port_name.as_str()),
+            );
+            check(
+                format!("{ctx}: server pid {:?}", m.server_pid),
+                m.server_pid == Some(tm.server_pid),
+            );
+            check(
+                format!("{ctx}: server thread {:?}", m.server_thread),
+                m.server_thread.map(|s| s.0) == tm.server_thread,
+            );
+            check(format!("{ctx}: queue {}", m.queue), m.queue == tm.queue);
+            check(
+                format!("{ctx}: type {:?}", m.message_type),
+                m.message_type == Some(0x2001),
+            );
+            check(
+                format!("{ctx}: semaphore {:#x} not waited on", w.semaphore.0),
+                k.threads()
+                    .items
+                    .iter()
+                    .any(|x| x.address == w.thread && x.waits_on == [w.semaphore]),
+            );
+        }
+        // Every port.
+        let got: Vec<(u64, String, Option<u64>, Option<String>)> = listing
+            .ports
+            .iter()
+            .map(|p| (p.address.0, p.kind.clone(), p.owner_pid, p.name.clone()))
+            .collect();
+        let want: Vec<(u64, String, Option<u64>, Option<String>)> = t
+            .alpc_ports
+            .iter()
+            .map(|p| (p.address, p.kind.clone(), Some(p.owner_pid), p.name.clone()))
+            .collect();
+        check(format!("ports {got:x?} != {want:x?}"), got == want);
+        for p in listing.ports.iter().filter(|p| p.kind == "connection") {
+            let queued = |q: &str| -> BTreeSet<u64> {
+                t.alpc_messages
+                    .iter()
+                    .filter(|m| m.connection_port == p.address.0 && m.queue == q)
+                    .map(|m| m.address)
+                    .collect()
+            };
+            let main: BTreeSet<u64> = p.main_queue.iter().map(|m| m.0).collect();
+            let pending: BTreeSet<u64> = p.pending_queue.iter().map(|m| m.0).collect();
+            check(
+                format!("port {:#x} main queue {main:x?}", p.address.0),
+                main == queued("main"),
+            );
+            check(
+                format!("port {:#x} pending queue {pending:x?}", p.address.0),
+                pending == queued("pending"),
+            );
+            check(
+                format!(
+                    "port {:#x} main length {:?}",
+                    p.address.0, p.main_queue_length
+                ),
+                p.main_queue_length == Some(main.len() as u64),
+            );
+        }
+        // The verdict.
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        check(
+            format!("overall {:?}, truth {}", v.overall, t.verdict.overall),
+            v.overall == Overall::Stuck
+                && t.verdict.overall == "stuck"
+                && v.overall.exit_code() == 3,
+        );
+        check(
+            format!(
+                "{} findings, truth {}",
+                v.findings.len(),
+                t.verdict.findings.len()
+            ),
+            v.findings.len() == t.verdict.findings.len(),
+        );
+        if let (Some(tf), Some(f)) = (
+            t.verdict.findings.iter().find(|f| f.kind == "stuck"),
+            v.findings.iter().find(|f| f.kind == FindingKind::Stuck),
+        ) {
+            // The truth's chain starts at the first waiter, hangscope's at
+            // the first lock with that waiter among its edges.
+            let owners: Vec<u64> = f
+                .chain
+                .iter()
+                .filter_map(|s| match s {
+                    EvidenceStep::Thread { address, .. } => Some(address.0),
+                    _ => None,
+                })
+                .collect();
+            let locks: Vec<u64> = f
+                .chain
+                .iter()
+                .filter_map(|s| match s {
+                    EvidenceStep::Resource {
+                        address, owners, ..
+                    } if *owners > 0 => Some(address.0),
+                    _ => None,
+                })
+                .collect();
+            check(
+                format!("chain threads {owners:x?} != {:x?}", &tf.chain_threads[1..]),
+                owners == tf.chain_threads[1..],
+            );
+            check(
+                format!("chain locks {locks:x?} != {:x?}", tf.chain_locks),
+                locks == tf.chain_locks,
+            );
+            check(
+                format!("first waiter not in edges: {:?}", f.edges),
+                f.edges.iter().any(|e| e.waiter.0 == tf.chain_threads[0]),
+            );
+            let got: BTreeSet<u64> = f.threads.iter().map(|x| x.address.0).collect();
+            let want: BTreeSet<u64> = tf.blocked_threads.iter().copied().collect();
+            check(format!("blocked {got:x?} != {want:x?}"), got == want);
+            let procs: BTreeSet<&str> = f
+                .blocked_processes
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            let tprocs: BTreeSet<&str> = tf.blocked_processes.iter().map(|s| s.as_str()).collect();
+            check(format!("processes {procs:?}"), procs == tprocs);
+            check(
+                format!("kind of the first lock: {:?}", f.chain.first()),
+                matches!(f.chain.first(), Some(EvidenceStep::Resource { kind, .. }) if kind == "alpc_message"),
+            );
+        } else {
+            check(format!("no stuck finding: {:#?}", v.findings), false);
+        }
+        if let (Some(tf), Some(f)) = (
+            t.verdict
+                .findings
+                .iter()
+                .find(|f| f.kind == "alpc_unanswered"),
+            v.findings
+                .iter()
+                .find(|f| f.kind == FindingKind::AlpcUnanswered),
+        ) {
+            let got: BTreeSet<u64> = f.threads.iter().map(|x| x.address.0).collect();
+            let want: BTreeSet<u64> = tf.blocked_threads.iter().copied().collect();
+            check(
+                format!("unanswered clients {got:x?} != {want:x?}"),
+                got == want,
+            );
+            let a = f.alpc.as_ref().expect("alpc details");
+            let msgs: Vec<u64> = a.messages.iter().map(|m| m.0).collect();
+            check(
+                format!("unanswered messages {msgs:x?}"),
+                msgs == tf.chain_locks,
+            );
+            let lsa_db = t
+                .eresources
+                .iter()
+                .find(|r| r.name == "lsa-db")
+                .expect("lsa-db");
+            check(
+                format!("blocked on {:?}", a.blocked_on),
+                a.blocked_on.map(|x| x.0) == Some(lsa_db.address),
+            );
+            check(
+                format!("blocked on owner {:?}", a.blocked_on_owner),
+                a.blocked_on_owner.map(|x| x.0) == lsa_db.owners.first().map(|o| o.thread),
+            );
+            check(
+                format!("summary {}", f.summary),
+                f.summary.starts_with(
+                    "lsass.exe (pid 532) has 1 unanswered ALPC message on LsaAuthenticationPort",
+                ) && f
+                    .summary
+                    .contains("its 3 worker thread(s) are all blocked on ERESOURCE"),
+            );
+        } else {
+            check(
+                format!("no alpc_unanswered finding: {:#?}", v.findings),
+                false,
+            );
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Issue 15, must-show 2 (fast and guarded mutexes): threads waiting
+/// `WrFastMutex` and `WrGuardedMutex` on a `_FAST_MUTEX`'s embedded event
+/// are waiting on the mutex, owned by the thread its `Owner` records, on
+/// 7 SP1, 1607, 19041 and 11: the model's waited object is the mutex with
+/// that owner, and the verdict's chain runs from the mutex to the owner as
+/// the truth's does.
+#[test]
+fn issue_15_fast_mutex_waiters_are_blocked_by_its_recorded_owner() {
+    use hangscope_waitgraph::{EvidenceStep, FindingKind, Overall};
+    let mut bad = Vec::new();
+    for (build_alias, seed) in [
+        ("win7sp1", 171),
+        ("win2016", 172),
+        ("win10-19041", 173),
+        ("win11", 174),
+    ] {
+        let (img, truth) = lab_image("fast-mutex", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let t = &lab.truth;
+        let mut check = |what: String, ok: bool| {
+            if !ok {
+                bad.push(format!("[fast-mutex {build_alias}] {what}"));
+            }
+        };
+        for m in compare(&k, t) {
+            check(m, false);
+        }
+        let d = t
+            .dispatcher_objects
+            .iter()
+            .find(|d| d.kind == "FastMutex")
+            .expect("a fast mutex in the truth");
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        check(
+            format!("overall {:?}, truth {}", v.overall, t.verdict.overall),
+            v.overall == Overall::Stuck && t.verdict.overall == "stuck",
+        );
+        let tf = &t.verdict.findings[0];
+        match v.findings.iter().find(|f| f.kind == FindingKind::Stuck) {
+            Some(f) => {
+                check(
+                    format!("final owner {:?} != {:?}", f.final_owner, d.owner),
+                    f.final_owner.map(|a| a.0) == d.owner,
+                );
+                check(
+                    format!("first step {:?}", f.chain.first()),
+                    matches!(
+                        f.chain.first(),
+                        Some(EvidenceStep::Resource { address, kind, owners: 1, .. })
+                            if address.0 == d.address && kind == "fast_mutex"
+                    ),
+                );
+                let got: BTreeSet<u64> = f.threads.iter().map(|x| x.address.0).collect();
+                let want: BTreeSet<u64> = tf.blocked_threads.iter().copied().collect();
+                check(format!("blocked {got:x?} != {want:x?}"), got == want);
+                check(
+                    format!("summary {}", f.summary),
+                    f.summary.contains("wait on FAST_MUTEX "),
+                );
+            }
+            None => check(format!("no stuck finding: {:#?}", v.findings), false),
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+pub mod alpc;
 pub mod html;
 pub mod json;
 pub mod linux;

@@ -82,7 +82,14 @@ pub fn step_line(s: &EvidenceStep) -> String {
             if let Some(n) = name {
                 let _ = write!(l, " ({n})");
             }
-            if *owners == 0 {
+            if kind == "alpc_message" {
+                // A message's owner is the server thread that took it.
+                l += if *owners == 0 {
+                    ": not taken by any server thread"
+                } else {
+                    ": taken by the server thread"
+                };
+            } else if *owners == 0 {
                 l += ": no owner";
             } else {
                 let _ = write!(l, ": {}, {owners} owner(s)", held(*held_as));
@@ -159,13 +166,11 @@ pub fn step_line(s: &EvidenceStep) -> String {
 /// The head of a stuck-I/O or unexplained finding: its sentence is the
 /// headline, then where the requests sit or what the threads wait on.
 fn wait_class_text(out: &mut String, f: &Finding) {
-    let _ = writeln!(
-        out,
-        "#{} {}: {}",
-        f.rank,
-        headline(f.kind.overall()),
-        f.summary
-    );
+    let title = match f.kind {
+        hangscope_waitgraph::FindingKind::AlpcUnanswered => "UNANSWERED ALPC",
+        k => headline(k.overall()),
+    };
+    let _ = writeln!(out, "#{} {title}: {}", f.rank, f.summary);
     let _ = writeln!(
         out,
         "  {} thread(s) blocked, longest wait {}",
@@ -208,7 +213,9 @@ fn wait_class_text(out: &mut String, f: &Finding) {
 fn finding_text(out: &mut String, f: &Finding) {
     let wait_class = matches!(
         f.kind,
-        hangscope_waitgraph::FindingKind::StuckIo | hangscope_waitgraph::FindingKind::Unexplained
+        hangscope_waitgraph::FindingKind::StuckIo
+            | hangscope_waitgraph::FindingKind::Unexplained
+            | hangscope_waitgraph::FindingKind::AlpcUnanswered
     );
     if wait_class {
         wait_class_text(out, f);

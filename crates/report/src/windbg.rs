@@ -40,7 +40,7 @@ pub fn ticks_text(ticks: Option<u64>, seconds: Option<f64>) -> String {
     }
 }
 
-fn warnings(out: &mut String, w: &[Warning]) {
+pub(crate) fn warnings(out: &mut String, w: &[Warning]) {
     if w.is_empty() {
         return;
     }

@@ -161,6 +161,7 @@ fn deadlock() -> WaitGraphInput {
             "ExpSystemResourcesList: walk stopped after a loop at fffffa80`0a000000".into(),
         ],
         gaps: Vec::new(),
+        alpc: Vec::new(),
     }
 }
 

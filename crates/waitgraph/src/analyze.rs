@@ -130,7 +130,12 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
         .map(|v| g.thread_key[v])
         .collect();
     explained.extend(findings.iter().filter_map(|f| f.final_owner.map(|a| a.0)));
-    let mut more = crate::io_stall::stuck_io_findings(input, &opts, &mut explained);
+    let mut more = crate::alpc::unanswered_findings(input, &opts, &mut explained);
+    more.extend(crate::io_stall::stuck_io_findings(
+        input,
+        &opts,
+        &mut explained,
+    ));
     more.extend(crate::io_stall::unexplained_finding(
         input, &opts, &explained,
     ));
@@ -955,7 +960,8 @@ impl Ctx<'_, '_> {
             ResourceKind::Mutant => "Mutant".to_string(),
             ResourceKind::Event => "Event".to_string(),
             ResourceKind::Semaphore => "Semaphore".to_string(),
-            ResourceKind::Other(s) => s.clone(),
+            ResourceKind::Other(s) => kind_title(s),
+            ResourceKind::AlpcMessage => "ALPC message".to_string(),
         };
         match &res.name {
             Some(n) if !n.is_empty() => format!("{kind} {} ({n})", Addr(res.key).windbg()),
@@ -980,6 +986,7 @@ pub fn kind_name(k: &ResourceKind) -> String {
         ResourceKind::Event => "event".into(),
         ResourceKind::Semaphore => "semaphore".into(),
         ResourceKind::Other(s) => s.clone(),
+        ResourceKind::AlpcMessage => "alpc_message".into(),
     }
 }
 
@@ -990,6 +997,8 @@ pub fn kind_title(kind: &str) -> String {
         "mutant" => "Mutant".into(),
         "event" => "Event".into(),
         "semaphore" => "Semaphore".into(),
+        "alpc_message" => "ALPC message".into(),
+        "fast_mutex" => "FAST_MUTEX".into(),
         other => other.to_string(),
     }
 }

@@ -82,13 +82,15 @@ fn place_of(io: &crate::Io) -> Option<Place> {
     }
 }
 
-struct Ctx<'a> {
+/// What the wait-class findings (stuck I/O, unexplained, unanswered ALPC)
+/// share: the thresholds and process names.
+pub(crate) struct Ctx<'a> {
     opts: &'a AnalyzeOptions,
     proc_name: HashMap<u64, &'a str>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(input: &'a WaitGraphInput, opts: &'a AnalyzeOptions) -> Ctx<'a> {
+    pub(crate) fn new(input: &'a WaitGraphInput, opts: &'a AnalyzeOptions) -> Ctx<'a> {
         let mut proc_name = HashMap::new();
         for p in &input.processes {
             proc_name.entry(p.pid).or_insert(p.name.as_str());
@@ -96,7 +98,17 @@ impl<'a> Ctx<'a> {
         Ctx { opts, proc_name }
     }
 
-    fn summary(&self, t: &Thread) -> ThreadSummary {
+    /// A process's image name, `?` when the PID is not listed.
+    pub(crate) fn process_name(&self, pid: u64) -> &str {
+        self.proc_name.get(&pid).copied().unwrap_or("?")
+    }
+
+    /// The young-wait threshold, seconds.
+    pub(crate) fn young_wait_seconds(&self) -> f64 {
+        self.opts.young_wait_seconds
+    }
+
+    pub(crate) fn summary(&self, t: &Thread) -> ThreadSummary {
         ThreadSummary {
             address: Addr(t.key),
             tid: Some(t.tid),
@@ -109,7 +121,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn thread_step(&self, t: &Thread) -> EvidenceStep {
+    pub(crate) fn thread_step(&self, t: &Thread) -> EvidenceStep {
         EvidenceStep::Thread {
             address: Addr(t.key),
             tid: Some(t.tid),
@@ -129,7 +141,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Processes of `threads`, most threads first, then by PID.
-    fn processes(&self, threads: &[&Thread]) -> Vec<BlockedProcess> {
+    pub(crate) fn processes(&self, threads: &[&Thread]) -> Vec<BlockedProcess> {
         let mut by_pid: BTreeMap<u64, usize> = BTreeMap::new();
         for t in threads {
             *by_pid.entry(t.pid).or_default() += 1;
@@ -146,7 +158,7 @@ impl<'a> Ctx<'a> {
         v
     }
 
-    fn threads_listed(&self, threads: &[&Thread]) -> (Vec<ThreadSummary>, bool) {
+    pub(crate) fn threads_listed(&self, threads: &[&Thread]) -> (Vec<ThreadSummary>, bool) {
         let max = self.opts.max_threads_per_finding;
         (
             threads.iter().take(max).map(|t| self.summary(t)).collect(),
@@ -156,16 +168,16 @@ impl<'a> Ctx<'a> {
 }
 
 /// The thread's wait, if plausible (the graph warned about the others).
-fn waited(t: &Thread) -> Option<f64> {
+pub(crate) fn waited(t: &Thread) -> Option<f64> {
     crate::graph::plausible_seconds(t.waited_seconds)
 }
 
-fn secs(t: &Thread) -> f64 {
+pub(crate) fn secs(t: &Thread) -> f64 {
     waited(t).unwrap_or(0.0)
 }
 
 /// Longest wait first, then by thread address: a stable order.
-fn by_wait(a: &&Thread, b: &&Thread) -> std::cmp::Ordering {
+pub(crate) fn by_wait(a: &&Thread, b: &&Thread) -> std::cmp::Ordering {
     secs(b).total_cmp(&secs(a)).then(a.key.cmp(&b.key))
 }
 

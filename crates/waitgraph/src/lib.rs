@@ -47,6 +47,7 @@
 
 use serde::{Deserialize, Serialize};
 
+mod alpc;
 mod analyze;
 mod files;
 mod frame;
@@ -58,9 +59,9 @@ pub use analyze::{analyze, kind_name, kind_title, secs_text, state_name};
 pub use files::{directory_of, pattern_of};
 pub use frame::{Frame, FrameParseError};
 pub use verdict::{
-    Addr, AnalyzeOptions, BlockedProcess, EvidenceStep, Finding, FindingKind, GraphEdge, GraphNode,
-    GraphView, HotDirectory, IoSummary, NamePattern, NodeKind, Overall, ProcessFiles, Stats,
-    ThreadSummary, Verdict, WaitEdge,
+    Addr, AlpcUnanswered, AnalyzeOptions, BlockedProcess, EvidenceStep, Finding, FindingKind,
+    GraphEdge, GraphNode, GraphView, HotDirectory, IoSummary, NamePattern, NodeKind, Overall,
+    ProcessFiles, Stats, ThreadSummary, Verdict, WaitEdge,
 };
 
 /// Identifies a thread: the address of its kernel object.
@@ -196,6 +197,11 @@ pub enum ResourceKind {
     Semaphore,
     /// Anything else (raw type name).
     Other(String),
+    /// An ALPC request (Windows `_KALPC_MESSAGE`): its waiter is the
+    /// client blocked for the reply, its owner the server thread that took
+    /// it, in another process; none while it sits on the port's queue.
+    /// [`WaitGraphInput::alpc`] says which port and server.
+    AlpcMessage,
 }
 
 /// One thread's claim on a resource.
@@ -259,6 +265,27 @@ pub struct WaitGraphInput {
     /// "healthy" over an incomplete model is "inconclusive" instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<Gap>,
+    /// The ALPC requests behind the [`ResourceKind::AlpcMessage`]
+    /// resources: where each was sent and whether a server thread took it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpc: Vec<AlpcMessage>,
+}
+
+/// An ALPC request a client thread waits on for its reply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlpcMessage {
+    /// The message: the key of its [`ResourceKind::AlpcMessage`] resource.
+    pub message: Addr,
+    /// The client thread waiting for the reply.
+    pub client: ThreadKey,
+    /// The connection port it was sent to.
+    pub port: Option<Addr>,
+    /// The connection port's name (`\LsaAuthenticationPort`).
+    pub port_name: Option<String>,
+    /// The server process (the port's owner).
+    pub server_pid: Option<u64>,
+    /// The server thread that took the message, if one did.
+    pub server_thread: Option<ThreadKey>,
 }
 
 /// A part of the kernel model that the verdict rests on.

@@ -186,6 +186,9 @@ pub enum FindingKind {
     /// Long kernel waits on objects nobody owns, no other class explaining
     /// them.
     Unexplained,
+    /// ALPC requests no server thread has taken, their clients waiting
+    /// long: the server's threads are all busy or blocked. Stuck overall.
+    AlpcUnanswered,
 }
 
 impl FindingKind {
@@ -198,12 +201,16 @@ impl FindingKind {
             FindingKind::StuckIo => Overall::StuckIo,
             FindingKind::Deadlock => Overall::Deadlock,
             FindingKind::Unexplained => Overall::Unexplained,
+            FindingKind::AlpcUnanswered => Overall::Stuck,
         }
     }
 
     /// The lowercase name (`busy_owner`).
     pub fn name(self) -> &'static str {
-        self.overall().name()
+        match self {
+            FindingKind::AlpcUnanswered => "alpc_unanswered",
+            other => other.overall().name(),
+        }
     }
 }
 
@@ -433,6 +440,10 @@ pub struct Finding {
     /// For unexplained waits: the objects waited on, longest wait first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unexplained_objects: Vec<UnexplainedObject>,
+    /// For unanswered ALPC requests: the server, its queued messages and
+    /// what its threads wait on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpc: Option<AlpcUnanswered>,
 }
 
 impl Finding {
@@ -457,6 +468,7 @@ impl Finding {
             evidence_warnings: Vec::new(),
             stuck_io: None,
             unexplained_objects: Vec::new(),
+            alpc: None,
         }
     }
 }
@@ -483,6 +495,28 @@ pub struct StuckIo {
     /// The waited-on requests (at most 64), in the order of their waiters
     /// in the input.
     pub irps: Vec<Addr>,
+}
+
+/// A server process whose ALPC requests sit on a port's queue, taken by
+/// no server thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlpcUnanswered {
+    /// The server process's PID, when known.
+    pub server_pid: Option<u64>,
+    /// Its image name.
+    pub server_process: Option<String>,
+    /// The connection ports the messages wait on (names, or addresses).
+    pub ports: Vec<String>,
+    /// The unanswered messages, longest-waiting client first.
+    pub messages: Vec<Addr>,
+    /// The server's waiting threads (its possible workers).
+    pub server_waiting_threads: usize,
+    /// Of those, the ones blocked on an owned resource.
+    pub server_blocked_threads: usize,
+    /// The resource most of the blocked ones wait on.
+    pub blocked_on: Option<Addr>,
+    /// A thread that owns `blocked_on`.
+    pub blocked_on_owner: Option<Addr>,
 }
 
 /// An object long-waited threads block on, with no known owner.

@@ -452,3 +452,122 @@ fn stuck_disk_analyze_text_and_json() {
         r.stdout.replace(&d.replace('\\', "\\\\"), "[DUMP]")
     );
 }
+
+/// Issue 15, must-show 1: `analyze` on an RDP logon stuck behind ALPC (the
+/// lab's rdp-logon scenario, Windows 10 19041, ELF, seed 2024) says STUCK
+/// with exit code 3, with a chain that crosses processes through two ALPC
+/// messages (LogonUI -> winlogon -> lsass -> ERESOURCE -> owner), and an
+/// UNANSWERED ALPC finding for the request still on lsass's queue; `alpc`
+/// lists the three waiting clients and the ports, `alpc ADDR` one client,
+/// and the shell's `!alpc` prints what the one-shot command prints.
+#[test]
+fn rdp_logon_alpc_text_and_json() {
+    let (image, truth) = util::build(&util::scenario("rdp-logon"), BUILD, SEED, 64 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let dump = util::write(&image, Format::Elf, dir.path(), "rdp-logon");
+    let d = dump.to_str().unwrap();
+    let r = run(["analyze", d]);
+    r.expect(3);
+    let text = r.stdout.replace(d, "[DUMP]");
+    for want in [
+        "hangscope verdict: STUCK (exit code 3)",
+        "ALPC message ",
+        "(WinlogonLogonUiPort): taken by the server thread",
+        "(LsaAuthenticationPort): taken by the server thread",
+        "UNANSWERED ALPC: lsass.exe (pid 532) has 1 unanswered ALPC message on LsaAuthenticationPort",
+        "its 3 worker thread(s) are all blocked on ERESOURCE",
+    ] {
+        assert!(text.contains(want), "analyze lacks {want:?}:\n{text}");
+    }
+    insta::assert_snapshot!("analyze_rdp_logon", text);
+    let r = run(["--json", "analyze", d]);
+    r.expect(3);
+    let v = r.json();
+    assert_eq!(v["overall"], "stuck");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["findings"][0]["kind"], "stuck");
+    assert_eq!(v["findings"][0]["chain"][0]["kind"], "alpc_message");
+    assert_eq!(v["findings"][1]["kind"], "alpc_unanswered");
+    assert_eq!(v["findings"][1]["alpc"]["server_pid"], 532);
+    assert_eq!(v["findings"][1]["alpc"]["server_blocked_threads"], 3);
+    let lsa_db = truth
+        .eresources
+        .iter()
+        .find(|r| r.name == "lsa-db")
+        .unwrap();
+    assert_eq!(
+        v["findings"][1]["alpc"]["blocked_on"],
+        format!("{:#x}", lsa_db.address)
+    );
+
+    let r = run(["alpc", d]);
+    r.expect(0);
+    assert!(
+        r.stdout.contains("3 thread(s) waiting for an ALPC reply"),
+        "{}",
+        r.stdout
+    );
+    insta::assert_snapshot!("alpc_rdp_logon", r.stdout);
+    let r = run(["--json", "alpc", d]);
+    r.expect(0);
+    let v = r.json();
+    assert_eq!(v["type"], "alpc");
+    let waits = v["data"]["waits"].as_array().expect("waits");
+    assert_eq!(waits.len(), truth.alpc_messages.len());
+    for tm in &truth.alpc_messages {
+        let w = waits
+            .iter()
+            .find(|w| w["thread"] == format!("{:#x}", tm.client_thread))
+            .unwrap_or_else(|| panic!("no wait for {:#x}", tm.client_thread));
+        assert_eq!(w["message"]["address"], format!("{:#x}", tm.address));
+        assert_eq!(w["message"]["server_pid"], tm.server_pid);
+        assert_eq!(w["message"]["queue"], tm.queue.as_str());
+        assert_eq!(
+            w["message"]["server_thread"],
+            tm.server_thread
+                .map_or(serde_json::Value::Null, |t| format!("{t:#x}").into())
+        );
+    }
+    assert_eq!(
+        v["data"]["ports"].as_array().map(Vec::len),
+        Some(truth.alpc_ports.len())
+    );
+
+    let logonui = truth.alpc_messages[0].client_thread;
+    let r = run(["alpc", d, &format!("{logonui:x}")]);
+    r.expect(0);
+    assert!(
+        r.stdout.contains("LogonUI.exe") && r.stdout.contains("WinlogonLogonUiPort"),
+        "{}",
+        r.stdout
+    );
+    let one = r.stdout.clone();
+    let r = run(["--json", "alpc", d, &format!("{logonui:x}")]);
+    r.expect(0);
+    assert_eq!(r.json()["data"]["object"], "wait");
+    let mut c = util::hangscope();
+    c.arg("shell")
+        .arg(&dump)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn shell");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("!alpc {logonui:x}\nq\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        one.trim_end(),
+        "shell `!alpc` differs from `alpc ADDR`"
+    );
+}

@@ -100,6 +100,19 @@ impl Builder<'_> {
                             )?;
                             e
                         }
+                        LockKind::Fastmutex => {
+                            let fm = "_FAST_MUTEX";
+                            let (_, m) = self.pool_alloc(self.size(fm)?, *b"FMut")?;
+                            let ev = m + self.off(fm, "Event")?;
+                            self.dispatcher_header(ev, "EventSynchronizationObject", 0, "_KEVENT")?;
+                            if let Some(o) = &l.owner {
+                                let t = self.threads[self.ix.threads[o]].ethread;
+                                self.put(m, fm, "Owner", t)?;
+                            } else {
+                                self.put(m, fm, "Count", 1)?;
+                            }
+                            m
+                        }
                         LockKind::Semaphore => {
                             let s =
                                 self.alloc_object("Semaphore", self.size("_KSEMAPHORE")?, None)?;
@@ -259,6 +272,11 @@ impl Builder<'_> {
             self.put(e, et, "Tcb.WaitTime", since & 0xFFFF_FFFF)?;
             self.threads[ti].wait_time = since & 0xFFFF_FFFF;
             let mut objs = Vec::new();
+            if w.alpc.is_some() {
+                // An ALPC client waits on its own semaphore (windows-alpc.md
+                // section 1), which `alpc` initialised.
+                objs.push(e + self.off(et, "AlpcWaitSemaphore")?);
+            }
             let mut first_kind = LockKind::Event;
             for (k, o) in w.on.iter().enumerate() {
                 let li = self.ix.locks[o];
@@ -269,14 +287,19 @@ impl Builder<'_> {
                 let obj = match l.kind {
                     LockKind::Eresource if w.exclusive => self.locks[li].exclusive_waiters_obj,
                     LockKind::Eresource => self.locks[li].shared_wait_object(ti),
+                    LockKind::Fastmutex => {
+                        self.locks[li].address + self.off("_FAST_MUTEX", "Event")?
+                    }
                     _ => self.locks[li].address,
                 };
                 objs.push(obj);
             }
             let reason = w.reason.clone().unwrap_or_else(|| {
                 match first_kind {
+                    _ if w.alpc.is_some() => "WrLpcReply",
                     LockKind::Eresource => "WrResource",
                     LockKind::Mutant => "UserRequest",
+                    LockKind::Fastmutex => "WrFastMutex",
                     _ => "Executive",
                 }
                 .to_string()
@@ -288,7 +311,8 @@ impl Builder<'_> {
                 }
             })?;
             self.put(e, et, "Tcb.WaitReason", rv as u64)?;
-            self.put_opt(e, et, "Tcb.WaitMode", 0)?;
+            // An ALPC request is a user-mode wait (UserMode = 1).
+            self.put_opt(e, et, "Tcb.WaitMode", u64::from(w.alpc.is_some()))?;
             self.put_opt(e, et, "Tcb.WaitIrql", 0)?;
             self.put_opt(e, et, "Tcb.WaitBlockCount", objs.len() as u64)?;
             let active = self

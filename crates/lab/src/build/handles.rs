@@ -108,6 +108,11 @@ impl Builder<'_> {
                 per_proc[pi].push((self.locks[self.ix.locks[l]].address, 0x1F_0003));
             }
         }
+        // The server holds its connection and server communication ports,
+        // the client its client communication port (windows-alpc.md 5).
+        for &(pi, port) in &self.alpc_handles {
+            per_proc[pi].push((port, 0x1F_0001));
+        }
         let hte = "_HANDLE_TABLE_ENTRY";
         let es = self.size(hte)?;
         let per_page = PAGE_SIZE / es;

@@ -17,6 +17,7 @@
 //! # Ok::<(), hangscope_lab::Error>(())
 //! ```
 
+mod alpc;
 mod drivers;
 mod eresource;
 mod fields;
@@ -43,6 +44,7 @@ use crate::scenario::{Index, Scenario};
 use crate::space::Space;
 use crate::truth::{GroundTruth, KernelTruth, ModulePdbTruth, ModuleTruth};
 
+pub(crate) use alpc::{AlpcMessageRec, AlpcPortRec};
 pub(crate) use eresource::LockRec;
 pub use io::{parent_dir, set_member_name};
 pub use kernel::kdbg;
@@ -211,6 +213,12 @@ struct Builder<'a> {
     files: Vec<u64>,
     set_files: Vec<Vec<u64>>,
     irps: Vec<u64>,
+    /// Every ALPC port, in creation order.
+    alpc_ports: Vec<AlpcPortRec>,
+    /// Each scenario ALPC message.
+    alpc_messages: Vec<AlpcMessageRec>,
+    /// (process index, port) for each handle to an ALPC port.
+    alpc_handles: Vec<(usize, u64)>,
     modules: Vec<ModuleTruth>,
     /// Real driver images by module index (scenario drivers with `image`).
     real_modules: HashMap<usize, crate::driver::PeDriver>,
@@ -351,6 +359,9 @@ impl<'a> Builder<'a> {
             real_modules: HashMap::new(),
             set_files: Vec::new(),
             irps: Vec::new(),
+            alpc_ports: Vec::new(),
+            alpc_messages: Vec::new(),
+            alpc_handles: Vec::new(),
             modules: Vec::new(),
             module_pdbs: Vec::new(),
             idle_process: 0,
@@ -387,6 +398,7 @@ impl<'a> Builder<'a> {
         self.stacks()?;
         self.locks()?;
         self.io_objects()?;
+        self.alpc()?;
         self.waits()?;
         self.handles()?;
         self.cid_table()?;
@@ -427,6 +439,8 @@ impl<'a> Builder<'a> {
             files: &self.files,
             set_files: &self.set_files,
             irps: &self.irps,
+            alpc_ports: &self.alpc_ports,
+            alpc_messages: &self.alpc_messages,
         }
     }
 

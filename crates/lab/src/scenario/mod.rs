@@ -54,6 +54,12 @@ pub struct Scenario {
     /// Handles processes hold.
     #[serde(default)]
     pub handles: Vec<Handles>,
+    /// ALPC connection ports servers listen on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpc_ports: Vec<AlpcPort>,
+    /// ALPC requests client threads wait on for a reply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpc_messages: Vec<AlpcMessage>,
     /// The expected verdict, when the scenario states it.
     #[serde(default)]
     pub expect: Option<Expect>,
@@ -222,6 +228,39 @@ pub struct Wait {
     /// Or: how many ticks ago it started waiting.
     #[serde(default)]
     pub ticks_ago: Option<u64>,
+    /// An ALPC message id: the thread sent that request and waits for its
+    /// reply (`WrLpcReply` on its own `AlpcWaitSemaphore`), instead of
+    /// waiting on `on`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpc: Option<String>,
+}
+
+/// An ALPC connection port (`\LsaAuthenticationPort`) a server process
+/// owns and listens on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlpcPort {
+    /// Scenario id, unique.
+    pub id: String,
+    /// Object name (`LsaAuthenticationPort`), under the root directory.
+    pub name: String,
+    /// The server process (owner of the port, holds its handle).
+    pub pid: u64,
+}
+
+/// A request sent through an ALPC connection to a connection port; the
+/// thread whose `wait.alpc` names it waits for the reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlpcMessage {
+    /// Scenario id, unique.
+    pub id: String,
+    /// The connection port id.
+    pub port: String,
+    /// The server thread that took the message off the queue (it sits on
+    /// the port's pending queue); none: still on the main queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_thread: Option<String>,
 }
 
 /// Kind of lock.
@@ -236,6 +275,10 @@ pub enum LockKind {
     Event,
     /// Semaphore (KSEMAPHORE).
     Semaphore,
+    /// Fast mutex (`_FAST_MUTEX`, also what a guarded mutex is from
+    /// Windows 8 on): `owner` is recorded in `Owner`; waiters block on its
+    /// embedded `Event` (default reason `WrFastMutex`).
+    Fastmutex,
 }
 
 /// A lock or dispatcher object.
@@ -408,6 +451,12 @@ pub struct Index {
     pub file_sets: HashMap<String, usize>,
     /// IRP id -> index.
     pub irps: HashMap<String, usize>,
+    /// ALPC port id -> index.
+    pub alpc_ports: HashMap<String, usize>,
+    /// ALPC message id -> index.
+    pub alpc_messages: HashMap<String, usize>,
+    /// ALPC message index -> the thread index waiting for its reply.
+    pub alpc_clients: HashMap<usize, usize>,
 }
 
 /// A reference to a file: an individual file or a file-set member.
@@ -600,5 +649,10 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "stuck-disk",
         include_str!("../../scenarios/stuck-disk.toml"),
+    ),
+    ("rdp-logon", include_str!("../../scenarios/rdp-logon.toml")),
+    (
+        "fast-mutex",
+        include_str!("../../scenarios/fast-mutex.toml"),
     ),
 ];

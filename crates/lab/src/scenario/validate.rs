@@ -36,9 +36,11 @@ impl Scenario {
                 ));
             }
         }
+        self.validate_alpc(&mut ix)?;
         for (i, t) in self.threads.iter().enumerate() {
             t.validate_wait(i, &ix, &self.machine)?;
         }
+        self.validate_alpc_clients(&mut ix)?;
         self.validate_running(&ix)?;
         for (i, l) in self.locks.iter().enumerate() {
             l.validate(i, &ix)?;
@@ -51,6 +53,84 @@ impl Scenario {
             e.validate()?;
         }
         Ok(ix)
+    }
+
+    /// ALPC ports (unique ids, a known server process) and messages
+    /// (unique ids, a known port, a server thread of the port's process).
+    fn validate_alpc(&self, ix: &mut Index) -> Result<(), Error> {
+        for (i, p) in self.alpc_ports.iter().enumerate() {
+            if ix.alpc_ports.insert(p.id.clone(), i).is_some() {
+                return Err(field_err(
+                    format!("alpc_ports[{i}].id"),
+                    format!("duplicate ALPC port id `{}`", p.id),
+                ));
+            }
+            if !ix.pids.contains_key(&p.pid) {
+                return Err(field_err(
+                    format!("alpc_ports[{i}].pid"),
+                    format!("no process with pid {}", p.pid),
+                ));
+            }
+            if p.name.is_empty() || p.name.contains('\\') {
+                return Err(field_err(
+                    format!("alpc_ports[{i}].name"),
+                    "a port name is one non-empty path component",
+                ));
+            }
+        }
+        for (i, m) in self.alpc_messages.iter().enumerate() {
+            if ix.alpc_messages.insert(m.id.clone(), i).is_some() {
+                return Err(field_err(
+                    format!("alpc_messages[{i}].id"),
+                    format!("duplicate ALPC message id `{}`", m.id),
+                ));
+            }
+            let Some(&pi) = ix.alpc_ports.get(&m.port) else {
+                return Err(field_err(
+                    format!("alpc_messages[{i}].port"),
+                    format!("no ALPC port with id `{}`", m.port),
+                ));
+            };
+            if let Some(s) = &m.server_thread {
+                let Some(&ti) = ix.threads.get(s) else {
+                    return Err(field_err(
+                        format!("alpc_messages[{i}].server_thread"),
+                        format!("no thread with id `{s}`"),
+                    ));
+                };
+                if self.threads[ti].pid != self.alpc_ports[pi].pid {
+                    return Err(field_err(
+                        format!("alpc_messages[{i}].server_thread"),
+                        "the server thread belongs to the port's process",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Each ALPC message has exactly one client: the thread whose
+    /// `wait.alpc` names it.
+    fn validate_alpc_clients(&self, ix: &mut Index) -> Result<(), Error> {
+        for (ti, t) in self.threads.iter().enumerate() {
+            let Some(id) = t.wait.as_ref().and_then(|w| w.alpc.as_ref()) else {
+                continue;
+            };
+            let mi = ix.alpc_messages[id];
+            if ix.alpc_clients.insert(mi, ti).is_some() {
+                return Err(field_err(
+                    format!("threads[{ti}].wait.alpc"),
+                    format!("ALPC message `{id}` already has a waiting client"),
+                ));
+            }
+        }
+        if let Some(i) = (0..self.alpc_messages.len()).find(|i| !ix.alpc_clients.contains_key(i)) {
+            return Err(field_err(
+                format!("alpc_messages[{i}]"),
+                "no thread waits for this message's reply (`wait.alpc`)",
+            ));
+        }
+        Ok(())
     }
 
     /// Each CPU runs `idle` or a distinct running thread, and every
@@ -212,7 +292,20 @@ impl Wait {
     /// exactly one of `since` and `ticks_ago`, not before boot.
     fn validate(&self, i: usize, ix: &Index, m: &Machine) -> Result<(), Error> {
         let f = |x: &str| format!("threads[{i}].{x}");
-        if self.on.is_empty() || self.on.len() > 4 {
+        if let Some(m) = &self.alpc {
+            if !self.on.is_empty() {
+                return Err(field_err(
+                    f("wait.on"),
+                    "an ALPC client waits on its own semaphore, not on locks",
+                ));
+            }
+            if !ix.alpc_messages.contains_key(m) {
+                return Err(field_err(
+                    f("wait.alpc"),
+                    format!("no ALPC message with id `{m}`"),
+                ));
+            }
+        } else if self.on.is_empty() || self.on.len() > 4 {
             return Err(field_err(f("wait.on"), "wait on 1 to 4 locks"));
         }
         for (j, o) in self.on.iter().enumerate() {
@@ -314,9 +407,9 @@ impl Lock {
                     return Err(field_err(f("shared_owners"), "at most 64 owners"));
                 }
             }
-            LockKind::Mutant => {
+            LockKind::Mutant | LockKind::Fastmutex => {
                 if !self.shared_owners.is_empty() {
-                    return Err(field_err(f("shared_owners"), "a mutant has one owner"));
+                    return Err(field_err(f("shared_owners"), "a mutex has one owner"));
                 }
             }
             LockKind::Event | LockKind::Semaphore => {

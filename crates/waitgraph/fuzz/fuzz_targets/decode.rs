@@ -80,11 +80,12 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
             }
             1 => {
                 let key = 0x1000 + u64::from(b.or0() % 16);
-                let kind = match b.or0() % 5 {
+                let kind = match b.or0() % 6 {
                     0 => ResourceKind::Eresource,
                     1 => ResourceKind::Mutant,
                     2 => ResourceKind::Event,
                     3 => ResourceKind::Semaphore,
+                    4 => ResourceKind::AlpcMessage,
                     _ => ResourceKind::Other("<Timer & \"x\">".into()),
                 };
                 let claims = |b: &mut Bytes<'_>, n: u8| -> Vec<Claim> {
@@ -106,6 +107,21 @@ pub fn decode(data: &[u8]) -> WaitGraphInput {
                 let owners = claims(&mut b, no);
                 let nw = b.or0() % 6;
                 let waiters = claims(&mut b, nw);
+                if kind == ResourceKind::AlpcMessage {
+                    // Where the request went: maybe a server thread, maybe
+                    // a server process, maybe a client missing from the
+                    // thread list.
+                    input.alpc.push(AlpcMessage {
+                        message: Addr(key),
+                        client: waiters
+                            .first()
+                            .map_or(u64::from(b.or0() % 40), |c| c.thread),
+                        port: None,
+                        port_name: Some("Port \"x\"".into()),
+                        server_pid: (b.or0() & 1 == 0).then(|| u64::from(b.or0() % 4)),
+                        server_thread: owners.first().map(|c| c.thread),
+                    });
+                }
                 input.resources.push(Resource {
                     key,
                     kind,

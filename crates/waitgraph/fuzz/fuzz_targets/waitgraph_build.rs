@@ -40,11 +40,14 @@ fuzz_target!(|data: &[u8]| {
         assert!(v.graph.nodes.len() <= opts.max_graph_nodes);
         for f in &v.findings {
             // Only chains of waits end in an owner thread: a cycle has
-            // none, and stuck I/O or an unexplained wait has no thread to
-            // blame.
+            // none, and stuck I/O, an unexplained wait or an ALPC request no
+            // server thread took has no thread to blame.
             let ownerless = matches!(
                 f.kind,
-                FindingKind::Deadlock | FindingKind::StuckIo | FindingKind::Unexplained
+                FindingKind::Deadlock
+                    | FindingKind::StuckIo
+                    | FindingKind::Unexplained
+                    | FindingKind::AlpcUnanswered
             );
             assert_eq!(ownerless, f.final_owner.is_none());
             assert!(f.max_wait_seconds.is_none_or(|s| s.is_finite() && s >= 0.0));

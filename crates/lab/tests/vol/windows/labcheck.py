@@ -4,7 +4,7 @@
 # harness can compare what Volatility sees with the lab's ground truth.
 #
 # Run: vol -p crates/lab/tests/vol -r json -f IMG labcheck.LabCheck \
-#          --eresources A.. --threads A.. --irps A..
+#          --eresources A.. --threads A.. --irps A.. --alpc-messages A..
 # (addresses as decimal integers). One row per field read.
 
 from volatility3.framework import constants, exceptions, interfaces, objects, renderers
@@ -70,6 +70,10 @@ class LabCheck(interfaces.plugins.PluginInterface):
             requirements.ListRequirement(
                 name="irps", element_type=int, optional=True, default=[],
                 description="IRP addresses",
+            ),
+            requirements.ListRequirement(
+                name="alpc_messages", element_type=int, optional=True, default=[],
+                description="_KALPC_MESSAGE addresses",
             ),
         ]
 
@@ -184,6 +188,24 @@ class LabCheck(interfaces.plugins.PluginInterface):
                 name, int(loc.MinorFunction), hex(int(loc.DeviceObject)), hex(int(loc.FileObject))
             )
 
+    def _rows_alpc_message(self, kernel, addr):
+        m = kernel.object(object_type="_KALPC_MESSAGE", offset=addr, absolute=True)
+        yield "WaitingThread", hex(int(m.WaitingThread) & MASK48)
+        yield "ServerThread", hex(int(m.ServerThread) & MASK48)
+        yield "PortQueue", hex(int(m.PortQueue) & MASK48)
+        yield "OwnerPort", hex(int(m.OwnerPort) & MASK48)
+        yield "QueueType", int(m.u1.s1.QueueType)
+        yield "MessageType", hex(int(m.PortMessage.u2.s2.Type))
+        port = kernel.object(object_type="_ALPC_PORT", offset=int(m.PortQueue), absolute=True)
+        owner = kernel.object(
+            object_type="_EPROCESS", offset=int(port.OwnerProcess), absolute=True
+        )
+        yield "ServerPid", int(owner.UniqueProcessId)
+        client = kernel.object(
+            object_type="_ETHREAD", offset=int(m.WaitingThread), absolute=True
+        )
+        yield "ClientAlpcMessage", hex(int(client.AlpcMessage) & MASK48)
+
     def _rows_object(self, kernel, body):
         hdr_type = kernel.get_type("_OBJECT_HEADER")
         header = body - hdr_type.relative_child_offset("Body")
@@ -205,6 +227,8 @@ class LabCheck(interfaces.plugins.PluginInterface):
                  for a in self.config.get("objects") or []]
         jobs += [("IRP", a, lambda a: self._rows_irp(kernel, a))
                  for a in self.config.get("irps") or []]
+        jobs += [("ALPC", a, lambda a: self._rows_alpc_message(kernel, a))
+                 for a in self.config.get("alpc_messages") or []]
         for kind, addr, rows in jobs:
             try:
                 for field, value in rows(addr):

@@ -1,0 +1,253 @@
+//! ALPC requests nobody has taken.
+//!
+//! A request a server thread took is an ordinary edge of the wait-for
+//! graph (client -> message -> server thread), so the lock analysis
+//! follows it across processes. A request still on its port's queue has no
+//! owner, and the lock analysis cannot see why its client waits: no thread
+//! of the server was free to take it. When the client has waited at least
+//! `young_wait_seconds`, that is this module's finding, one per server
+//! process, with what the server's own threads wait on.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::analyze::{plural, secs_text};
+use crate::io_stall::{by_wait, waited, Ctx};
+use crate::verdict::*;
+use crate::{ResourceKey, ResourceKind, Thread, ThreadKey, ThreadState, WaitGraphInput};
+
+/// Messages and ports named per finding.
+const MAX_LISTED: usize = 64;
+
+/// What one server process has waiting on its queues.
+#[derive(Default)]
+struct Server<'a> {
+    clients: Vec<&'a Thread>,
+    messages: Vec<(Addr, f64)>,
+    ports: Vec<String>,
+}
+
+/// One finding per server process whose requests sit on a queue, taken by
+/// no thread, while their clients have waited at least
+/// `young_wait_seconds`; the clients are added to `explained`.
+pub(crate) fn unanswered_findings(
+    input: &WaitGraphInput,
+    opts: &AnalyzeOptions,
+    explained: &mut HashSet<ThreadKey>,
+) -> Vec<Finding> {
+    if input.alpc.is_empty() {
+        return Vec::new();
+    }
+    let ctx = Ctx::new(input, opts);
+    let threads: HashMap<ThreadKey, &Thread> = input.threads.iter().map(|t| (t.key, t)).collect();
+    // Resources that are messages with a waiter, by key.
+    let messages: HashSet<ResourceKey> = input
+        .resources
+        .iter()
+        .filter(|r| r.kind == ResourceKind::AlpcMessage)
+        .map(|r| r.key)
+        .collect();
+    let mut servers: BTreeMap<Option<u64>, Server<'_>> = BTreeMap::new();
+    for m in &input.alpc {
+        if m.server_thread.is_some() || !messages.contains(&m.message.0) {
+            continue;
+        }
+        let Some(client) = threads.get(&m.client).copied() else {
+            continue;
+        };
+        let Some(w) = waited(client).filter(|&w| w >= opts.young_wait_seconds) else {
+            continue;
+        };
+        if client.state != ThreadState::Waiting || explained.contains(&client.key) {
+            continue;
+        }
+        let s = servers.entry(m.server_pid).or_default();
+        if !s.clients.iter().any(|c| c.key == client.key) {
+            s.clients.push(client);
+        }
+        s.messages.push((m.message, w));
+        let port = m
+            .port_name
+            .clone()
+            .or_else(|| m.port.map(|p| p.windbg()))
+            .unwrap_or_else(|| "an unknown port".into());
+        if !s.ports.contains(&port) {
+            s.ports.push(port);
+        }
+    }
+    servers
+        .into_iter()
+        .map(|(pid, s)| finding(input, &ctx, pid, s, explained))
+        .collect()
+}
+
+/// The resources each thread waits on that someone owns, and their owners.
+fn owned_waits(input: &WaitGraphInput) -> HashMap<ThreadKey, Vec<(ResourceKey, ThreadKey)>> {
+    let mut m: HashMap<ThreadKey, Vec<(ResourceKey, ThreadKey)>> = HashMap::new();
+    for r in &input.resources {
+        let Some(owner) = r.owners.first() else {
+            continue;
+        };
+        for w in &r.waiters {
+            m.entry(w.thread).or_default().push((r.key, owner.thread));
+        }
+    }
+    m
+}
+
+fn finding(
+    input: &WaitGraphInput,
+    ctx: &Ctx<'_>,
+    pid: Option<u64>,
+    mut s: Server<'_>,
+    explained: &mut HashSet<ThreadKey>,
+) -> Finding {
+    s.clients.sort_by(by_wait);
+    s.messages
+        .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    s.messages.truncate(MAX_LISTED);
+    s.ports.truncate(MAX_LISTED);
+    explained.extend(s.clients.iter().map(|t| t.key));
+    let server_name = pid.and_then(|p| {
+        input
+            .processes
+            .iter()
+            .find(|x| x.pid == p)
+            .map(|x| x.name.clone())
+    });
+    // What the server's own threads wait on: its workers, were they free,
+    // would have taken the requests.
+    let owned = owned_waits(input);
+    let workers: Vec<&Thread> = input
+        .threads
+        .iter()
+        .filter(|t| Some(t.pid) == pid && t.state == ThreadState::Waiting)
+        .collect();
+    let mut on: BTreeMap<ResourceKey, (usize, ThreadKey)> = BTreeMap::new();
+    let mut blocked = 0usize;
+    for t in &workers {
+        if let Some(v) = owned.get(&t.key) {
+            blocked += 1;
+            for &(r, o) in v {
+                on.entry(r).or_insert((0, o)).0 += 1;
+            }
+        }
+    }
+    let top = on
+        .iter()
+        .max_by_key(|(&r, &(n, _))| (n, std::cmp::Reverse(r)))
+        .map(|(&r, &(n, o))| (r, n, o));
+    let resource = |key: ResourceKey| input.resources.iter().find(|r| r.key == key);
+
+    let mut f = Finding::empty(FindingKind::AlpcUnanswered);
+    f.blocked_threads = s.clients.len();
+    f.blocked_processes = ctx.processes(&s.clients);
+    f.max_wait_seconds = s.clients.first().and_then(|t| waited(t));
+    f.total_wait_seconds = s.clients.iter().filter_map(|t| waited(t)).sum();
+    let (listed, cut) = ctx.threads_listed(&s.clients);
+    f.threads = listed;
+    f.threads_truncated = cut;
+    for t in s.clients.iter().take(3) {
+        f.chain.push(ctx.thread_step(t));
+    }
+    for &(m, w) in s.messages.iter().take(3) {
+        f.chain.push(EvidenceStep::Resource {
+            address: m,
+            kind: "alpc_message".into(),
+            name: resource(m.0).and_then(|r| r.name.clone()),
+            owners: 0,
+            waiters: 1,
+            held_as: None,
+            contention_count: None,
+            max_wait_seconds: Some(w),
+        });
+    }
+    let who = match (&server_name, pid) {
+        (Some(n), Some(p)) => format!("{n} (pid {p})"),
+        (None, Some(p)) => format!("process {p}"),
+        _ => "the server".to_string(),
+    };
+    let mut blocked_text = format!("none of its {} waiting threads took them", workers.len());
+    if let Some((r, n, o)) = top {
+        let res = resource(r);
+        let label = match res {
+            Some(x) => format!(
+                "{} {}{}",
+                crate::analyze::kind_title(&crate::analyze::kind_name(&x.kind)),
+                Addr(r).windbg(),
+                x.name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+            None => Addr(r).windbg(),
+        };
+        let owner = input.threads.iter().find(|t| t.key == o);
+        let owner_text = match owner {
+            Some(t) => format!(
+                " held by thread {} (tid {}) of {}",
+                Addr(o).windbg(),
+                t.tid,
+                ctx.process_name(t.pid)
+            ),
+            None => format!(" held by thread {}", Addr(o).windbg()),
+        };
+        // The owner of the lock its workers wait on is no free worker
+        // either: it is where they are stuck.
+        let owners_here = workers
+            .iter()
+            .filter(|t| res.is_some_and(|x| x.owners.iter().any(|c| c.thread == t.key)))
+            .count();
+        blocked_text = if n == blocked && blocked + owners_here == workers.len() {
+            format!(
+                "its {} worker thread(s) are all blocked on {label}{owner_text}",
+                blocked
+            )
+        } else {
+            format!(
+                "{blocked} of its {} waiting threads are blocked, {n} on {label}{owner_text}",
+                workers.len()
+            )
+        };
+        if let Some(x) = res {
+            f.chain.push(EvidenceStep::Resource {
+                address: Addr(r),
+                kind: crate::analyze::kind_name(&x.kind),
+                name: x.name.clone(),
+                owners: x.owners.len(),
+                waiters: x.waiters.len(),
+                held_as: x.owners.first().map(|c| c.mode),
+                contention_count: x.contention_count,
+                max_wait_seconds: None,
+            });
+        }
+        if let Some(t) = owner {
+            f.chain.push(ctx.thread_step(t));
+        }
+    }
+    f.alpc = Some(AlpcUnanswered {
+        server_pid: pid,
+        server_process: server_name,
+        ports: s.ports.clone(),
+        messages: s.messages.iter().map(|m| m.0).collect(),
+        server_waiting_threads: workers.len(),
+        server_blocked_threads: blocked,
+        blocked_on: top.map(|t| Addr(t.0)),
+        blocked_on_owner: top.map(|t| Addr(t.2)),
+    });
+    let n = s.messages.len();
+    f.summary = format!(
+        "{who} has {} on {} that no server thread has taken, the oldest waited for {}; {blocked_text}.",
+        plural(n, "unanswered ALPC message"),
+        s.ports.join(", "),
+        f.max_wait_seconds.map_or("an unknown time".into(), secs_text),
+    );
+    f.why = format!(
+        "{} (WrLpcReply) for replies to requests still on the port's queue after at least {} s: no server thread was free to take them",
+        match s.clients.len() {
+            1 => "1 client thread waits".to_string(),
+            n => format!("{n} client threads wait"),
+        },
+        ctx.young_wait_seconds()
+    );
+    f
+}
