@@ -86,19 +86,26 @@ for w in list_for_each_entry("struct rwsem_waiter", sem.wait_list.address_of_(),
 # Open files: the directory itself (listers) and files in it (creators).
 dir_open_by = set()
 holders = {}
+file_faults = []
 for t in for_each_task(prog):
     if int(t.pid) != int(t.tgid):
         continue
     n = 0
     try:
-        for _, f in for_each_file(t):
-            d = f.f_path.dentry
+        files = list(for_each_file(t))
+    except FaultError as e:
+        file_faults.append(f"pid {int(t.pid)}: fd table: {e}")
+        continue
+    for fd, f in files:
+        # A file being opened or closed at dump time can hold junk; skip it.
+        try:
+            d = f.f_path.dentry.value_()
             if f.f_inode.value_() == inode.value_():
                 dir_open_by.add(int(t.tgid))
-            elif d.value_() in child_set:
+            elif d in child_set:
                 n += 1
-    except FaultError:
-        continue
+        except FaultError as e:
+            file_faults.append(f"pid {int(t.pid)} fd {fd}: {e}")
     if n:
         holders[str(int(t.tgid))] = {"comm": t.comm.string_().decode(errors="replace"), "files": n}
 
@@ -142,6 +149,7 @@ out = {
     "holders_on_cpu": [c["pid"] for c in holding_cpus],
     "dir_open_by": sorted(dir_open_by),
     "file_holders": holders,
+    "file_faults": file_faults,
     "seconds": round(time.time() - t0, 3),
 }
 problems = []

@@ -25,7 +25,8 @@
 //! says it is creating.
 
 use crate::error::{Error, Result};
-use crate::model::{LockInfo, LockTask, RunningCpu, StackFrame, TaskInfo, Warning};
+use crate::model::{LockInfo, LockTask, Partial, RunningCpu, StackFrame, TaskInfo, Warning};
+use crate::stacks::Unwinder;
 use crate::view::{Env, Reader};
 use crate::waits::{file_path, OpenFile};
 use crate::warning;
@@ -54,18 +55,22 @@ pub const WALK_FUNCTIONS: [&str; 6] = [
     "filldir64",
 ];
 
-/// Functions of the create path below `inode_lock(dir)`: a return address
-/// into one of them on a writer's stack means it is creating a file.
-const CREATE_FUNCTIONS: [&str; 6] = [
+/// Functions of the create path: a writer waiting on a directory's
+/// `i_rwsem` from the open path is creating (only `O_CREAT` takes the
+/// parent exclusively there); `open_last_lookups` is often inlined into
+/// `path_openat`.
+const CREATE_FUNCTIONS: [&str; 8] = [
     "open_last_lookups",
     "lookup_open",
+    "path_openat",
+    "do_filp_open",
     "filename_create",
     "do_mknodat",
     "do_mkdirat",
     "do_symlinkat",
 ];
 /// The same for removing one.
-const REMOVE_FUNCTIONS: [&str; 3] = ["do_unlinkat", "do_rmdir", "do_renameat2"];
+const REMOVE_FUNCTIONS: [&str; 2] = ["do_unlinkat", "do_rmdir"];
 
 /// One child of a directory in the dcache.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +144,7 @@ pub struct ContendedDir {
     /// Each positive child's holders (tgids), by dentry.
     pub child_holders: BTreeMap<u64, Vec<i32>>,
     /// Writers waiting on the lock: (task, what its stack says it does:
-    /// `creating`, `removing` or `changing`).
+    /// `creating`, `removing`, `renaming` or `changing`).
     pub writers: Vec<(VirtAddr, &'static str)>,
     /// What went wrong reading it.
     pub warnings: Vec<Warning>,
@@ -256,7 +261,7 @@ pub fn contended_dirs(
     tasks: &[TaskInfo],
     running: &[RunningCpu],
     files: &BTreeMap<u64, OpenFile>,
-    thread_size: u64,
+    u: &Unwinder<'_>,
 ) -> Vec<ContendedDir> {
     let r = env.r;
     let mut out = Vec::new();
@@ -345,7 +350,7 @@ pub fn contended_dirs(
             if w.mode != "write" {
                 continue;
             }
-            let doing = writer_action(env, w.task, tasks, thread_size);
+            let doing = writer_action(env, u, w.task, tasks);
             dir.writers.push((w.task, doing));
         }
         attribute_readers(lock, &dir.walkers, tasks);
@@ -391,7 +396,7 @@ fn attribute_readers(lock: &mut LockInfo, walkers: &[Walker], tasks: &[TaskInfo]
         .collect();
     let note = format!(
         "inferred: {} reader(s) found on the CPUs inside the directory walk with the \
-         directory open ({}); the owner word names only the last reader",
+         directory open ({})",
         walkers.len(),
         who.join(", ")
     );
@@ -401,44 +406,37 @@ fn attribute_readers(lock: &mut LockInfo, walkers: &[Walker], tasks: &[TaskInfo]
     });
 }
 
-/// What a writer waiting on a directory's lock is doing, from the return
-/// addresses on its stack.
+/// What a writer waiting on a directory's lock is doing, from its
+/// unwound stack (innermost match first).
 fn writer_action(
     env: &Env<'_>,
+    u: &Unwinder<'_>,
     task: VirtAddr,
     tasks: &[TaskInfo],
-    thread_size: u64,
 ) -> &'static str {
-    let r = env.r;
-    if !tasks.iter().any(|t| t.task == task) {
-        return "changing";
-    }
-    let Ok(stack) = r.object("task_struct", task).ptr("stack") else {
+    let Some(t) = tasks.iter().find(|t| t.task == task) else {
         return "changing";
     };
-    let Ok(bytes) = r.mem.read_vec(stack, thread_size, 1 << 20) else {
-        return "changing";
+    let one = Partial {
+        items: vec![t.clone()],
+        warnings: Vec::new(),
     };
-    let (lo, hi) = (
-        env.kallsyms.get("_stext").unwrap_or(0),
-        env.kallsyms.get("_etext").unwrap_or(u64::MAX),
-    );
-    let mut doing = "changing";
-    for c in bytes.chunks_exact(8) {
-        let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-        if w < lo || w >= hi {
+    let stacks = crate::stacks::stacks(env, u, one, &[]);
+    for f in stacks.items.iter().flat_map(|s| &s.frames) {
+        let Some(name) = f.function.as_deref() else {
             continue;
+        };
+        if CREATE_FUNCTIONS.iter().any(|c| is_function(name, c)) {
+            return "creating";
         }
-        if let Some((s, _)) = env.kallsyms.symbol_at(w) {
-            if CREATE_FUNCTIONS.iter().any(|f| is_function(&s.name, f)) {
-                return "creating";
-            }
-            if REMOVE_FUNCTIONS.iter().any(|f| is_function(&s.name, f)) {
-                doing = "removing";
-            }
+        if REMOVE_FUNCTIONS.iter().any(|c| is_function(name, c)) {
+            return "removing";
+        }
+        if is_function(name, "do_renameat2") {
+            return "renaming";
         }
     }
-    doing
+    "changing"
 }
 
 /// The inode's first dentry alias (`i_dentry`, linked through
