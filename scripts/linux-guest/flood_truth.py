@@ -21,7 +21,7 @@ from drgn.helpers.linux.cpumask import for_each_online_cpu
 from drgn.helpers.linux.fs import for_each_file, path_lookup
 from drgn.helpers.linux.list import hlist_for_each_entry, list_for_each_entry
 from drgn.helpers.linux.pid import for_each_task
-from drgn.helpers.linux.sched import cpu_curr
+from drgn.helpers.linux.sched import cpu_curr, task_since_last_arrival_ns
 
 prog = globals()["prog"]
 t0 = time.time()
@@ -80,6 +80,8 @@ for w in list_for_each_entry("struct rwsem_waiter", sem.wait_list.address_of_(),
         "comm": t.comm.string_().decode(errors="replace"),
         # enum rwsem_waiter_type: RWSEM_WAITING_FOR_WRITE = 0, _READ = 1
         "type": "read" if int(w.type) == 1 else "write",
+        # rq clock - sched_info.last_arrival: how long it has been off the CPU
+        "since_last_arrival_ns": int(task_since_last_arrival_ns(t)),
         "stack": frames(t),
     })
 

@@ -461,3 +461,148 @@ fn fs_type(r: &Reader<'_>, inode: VirtAddr) -> Option<String> {
     (!name.is_empty() && name.iter().all(|c| c.is_ascii_graphic()))
         .then(|| String::from_utf8_lossy(&name).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hangscope_symbols::SymbolTable;
+    use hangscope_x64::SparseMemory;
+
+    /// `struct dentry` in a layout of its own (not the kernel's), in the
+    /// 6.8+ form (`d_children`/`d_sib`) or the older one
+    /// (`d_subdirs`/`d_child`).
+    fn types(hlist: bool) -> SymbolTable {
+        let ptr = |to: &str| {
+            format!(r#"{{"kind":"pointer","subtype":{{"kind":"struct","name":"{to}"}}}}"#)
+        };
+        let st = |n: &str| format!(r#"{{"kind":"struct","name":"{n}"}}"#);
+        let f = |n: &str, off: u64, ty: String| format!(r#""{n}":{{"offset":{off},"type":{ty}}}"#);
+        let links = if hlist {
+            [
+                f("d_sib", 0x30, st("hlist_node")),
+                f("d_children", 0x50, st("hlist_head")),
+            ]
+        } else {
+            [
+                f("d_child", 0x30, st("list_head")),
+                f("d_subdirs", 0x50, st("list_head")),
+            ]
+        };
+        let isf = format!(
+            r#"{{"metadata":{{"format":"6.2.0"}},
+"base_types":{{"pointer":{{"size":8,"signed":false,"kind":"int","endian":"little"}},
+ "char":{{"size":1,"signed":true,"kind":"char","endian":"little"}}}},
+"user_types":{{
+ "list_head":{{"kind":"struct","size":16,"fields":{{{},{}}}}},
+ "hlist_node":{{"kind":"struct","size":16,"fields":{{{},{}}}}},
+ "hlist_head":{{"kind":"struct","size":8,"fields":{{{}}}}},
+ "qstr":{{"kind":"struct","size":16,"fields":{{{}}}}},
+ "dentry":{{"kind":"struct","size":128,"fields":{{{},{},{},{}}}}}}},
+"enums":{{}},"symbols":{{}}}}"#,
+            f("next", 0, ptr("list_head")),
+            f("prev", 8, ptr("list_head")),
+            f("next", 8, ptr("hlist_node")),
+            f("pprev", 0, ptr("hlist_node")),
+            f("first", 0, ptr("hlist_node")),
+            f("name", 8, ptr("char")),
+            f("d_inode", 0x10, ptr("inode")),
+            f("d_name", 0x18, st("qstr")),
+            links[0],
+            links[1],
+        );
+        SymbolTable::from_isf_bytes(isf.as_bytes(), std::path::Path::new("dirs.json")).unwrap()
+    }
+
+    const DIR: u64 = 0xffff_8880_0100_0000;
+    const CHILD: u64 = 0xffff_8880_0200_0000;
+
+    /// A directory with `n` children (every third negative), linked in
+    /// the layout `types(hlist)` describes.
+    fn directory(hlist: bool, n: u64) -> SparseMemory {
+        let mut m = SparseMemory::new();
+        let child = |i: u64| CHILD + i * 0x100;
+        for i in 0..n {
+            let c = child(i);
+            m.write_u64(c + 0x10, if i % 3 == 2 { 0 } else { 0xffff_8880_0900_0000 });
+            m.write_u64(c + 0x18 + 8, c + 0x80);
+            m.write_u64(c + 0x80, u64::from_le_bytes(*b"sess_000") + (i << 56));
+        }
+        if hlist {
+            // d_children.first -> child0.d_sib; each node's pprev points
+            // at the link that led to it.
+            let mut link = DIR + 0x50;
+            for i in 0..n {
+                let node = child(i) + 0x30;
+                m.write_u64(link, node);
+                m.write_u64(node, link);
+                link = node + 8;
+            }
+            m.write_u64(link, 0);
+        } else {
+            let head = DIR + 0x50;
+            let nodes: Vec<u64> = (0..n).map(|i| child(i) + 0x30).collect();
+            let ring: Vec<u64> = std::iter::once(head).chain(nodes).collect();
+            for (i, &a) in ring.iter().enumerate() {
+                m.write_u64(a, ring[(i + 1) % ring.len()]);
+                m.write_u64(a + 8, ring[(i + ring.len() - 1) % ring.len()]);
+            }
+        }
+        m
+    }
+
+    fn read(hlist: bool, m: &SparseMemory, max: usize) -> DirChildren {
+        let t = types(hlist);
+        let r = Reader { mem: m, types: &t };
+        dir_children(&r, VirtAddr(DIR), max)
+    }
+
+    #[test]
+    fn children_are_read_from_either_list_by_the_fields_the_types_have() {
+        for hlist in [false, true] {
+            let d = read(hlist, &directory(hlist, 9), MAX_DIR_CHILDREN);
+            assert_eq!(
+                d.layout,
+                if hlist {
+                    "d_children/d_sib"
+                } else {
+                    "d_subdirs/d_child"
+                }
+            );
+            assert_eq!(
+                (d.total, d.files.len(), d.incomplete),
+                (9, 6, false),
+                "{d:?}"
+            );
+            assert!(d.files[0].name.starts_with("sess_00"), "{:?}", d.files[0]);
+        }
+    }
+
+    #[test]
+    fn damaged_child_lists_stop_with_a_warning() {
+        for hlist in [false, true] {
+            // Bounded: more children than the walk may read.
+            let d = read(hlist, &directory(hlist, 9), 4);
+            assert!(d.incomplete && d.total <= 4, "{d:?}");
+            assert!(!d.warnings.is_empty());
+            // A cycle: the last child links back to the second.
+            let mut m = directory(hlist, 9);
+            let (last, second) = (CHILD + 8 * 0x100 + 0x30, CHILD + 0x100 + 0x30);
+            m.write_u64(if hlist { last + 8 } else { last }, second);
+            let d = read(hlist, &m, MAX_DIR_CHILDREN);
+            assert!(d.incomplete && d.total <= 9, "{d:?}");
+            // A broken back link on the fifth child.
+            let mut m = directory(hlist, 9);
+            m.write_u64(
+                CHILD + 4 * 0x100 + 0x30 + if hlist { 0 } else { 8 },
+                0xffff_8880_dead_0000,
+            );
+            let d = read(hlist, &m, MAX_DIR_CHILDREN);
+            assert!(d.incomplete && d.total == 4, "{d:?}");
+            assert!(
+                d.warnings[0].message.contains("prev") || d.warnings[0].message.contains("pprev"),
+                "{:?}",
+                d.warnings
+            );
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //! the 6.1 and 6.12 lines), the contended directory hangscope finds
 //! without debug info must agree with drgn's view with the debug vmlinux
 //! (`peers/flood-*.json`, `scripts/linux-guest/flood_truth.py`): the lock,
-//! its owner and count words, its waiters in order with their modes, the
+//! its owner and count words, its waiters in order with their modes and
+//! how long each has been off the CPU, the
 //! readers on the CPUs inside the walk, the files in the dcache, who holds
 //! them open, and what each waiting writer does. With `CI=true` a run that
 //! finds no flood guest fails.
@@ -127,6 +128,22 @@ fn issue_12_flood_directory_agrees_with_drgn() {
                 .collect();
             if ours != theirs {
                 problems.push(format!("{at} waiters {ours:x?} vs drgn {theirs:x?}"));
+            }
+            // How long each has been off the CPU: the same dump, the same
+            // runqueue clock, so exactly drgn's.
+            let ours: Vec<Option<u64>> = lock
+                .waiters
+                .iter()
+                .map(|x| x.since_last_arrival_ns)
+                .collect();
+            let theirs: Vec<Option<u64>> = tl["waiters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["since_last_arrival_ns"].as_u64())
+                .collect();
+            if ours != theirs {
+                problems.push(format!("{at} waited {ours:?} vs drgn {theirs:?}"));
             }
             // What each writer does, from its own stack.
             for x in tl["waiters"].as_array().unwrap() {
