@@ -51,12 +51,26 @@ resolve() {
   echo "$pkg $ver"
 }
 
-daemons_before=$(pgrep -x libvirtd || true)
+# libvirt's daemons, started here when none run (the recipe then uses them),
+# without the descriptors this script inherits: a daemon that kept the fd of
+# a `flock /work/libvirt.lock` around this script would hold that lock for
+# as long as it lives. They are stopped at exit by their pids.
+started=()
+start_daemons() {
+  [ ${#started[@]} -eq 0 ] || return 0
+  local d
+  for d in virtlogd libvirtd; do
+    pgrep -x "$d" >/dev/null && continue
+    ( for fd in /proc/$BASHPID/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
+      cd / && "$d" -d )
+    sleep 1; started+=("$(pgrep -nx "$d")")
+  done
+  sleep 1
+}
 cleanup() {
-  # Leave libvirt as found: stop the daemons the recipe started.
-  if [ -z "$daemons_before" ]; then
-    for d in libvirtd virtlogd; do pkill -x "$d" 2>/dev/null || true; done
-  fi
+  # Leave libvirt as found: stop the daemons this script started.
+  local p
+  for p in "${started[@]}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
@@ -73,6 +87,7 @@ make_line() {
     sed -i "s|<memory unit='MiB'>[0-9]*</memory>|<memory unit='MiB'>$mib</memory>|" "$W/recipe/hangguest.xml"
   fi
   echo "linux-guest: $line: kernel $kver ($pkgver) into $W" >&2
+  start_daemons
   # The recipe waits for the guest without a limit; a guest that never
   # wedges (a kernel that does not boot) must not hang the test suite.
   if ! KVER=$kver PKGVER=$pkgver LINUX_GUEST_WORK=$W timeout "${HANGSCOPE_LINUX_GUEST_TIMEOUT:-900}" \
@@ -120,6 +135,7 @@ make_flood() {
   grep -q floodtool "$F/recipe/build-initramfs.sh" && grep -q 'floodtool.c' "$M" && grep -q 'echo linux-image' "$M" \
     || { echo "linux-guest: the recipe changed; cannot patch it for the flood" >&2; return 2; }
   echo "linux-guest: flood: kernel $kver into $F" >&2
+  start_daemons
   if ! KVER=$kver PKGVER=$pkgver LINUX_GUEST_WORK=$F timeout "${HANGSCOPE_LINUX_GUEST_TIMEOUT:-900}" \
        bash "$M" >"$F/recipe.log" 2>&1; then
     virsh -c qemu:///system destroy hangflood >/dev/null 2>&1 || true
