@@ -51,26 +51,20 @@ resolve() {
   echo "$pkg $ver"
 }
 
-# libvirt's daemons, started here when none run (the recipe then uses them),
-# without the descriptors this script inherits: a daemon that kept the fd of
-# a `flock /work/libvirt.lock` around this script would hold that lock for
-# as long as it lives. They are stopped at exit by their pids.
-started=()
-start_daemons() {
-  [ ${#started[@]} -eq 0 ] || return 0
-  local d
-  for d in virtlogd libvirtd; do
-    pgrep -x "$d" >/dev/null && continue
-    ( for fd in /proc/$BASHPID/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
-      cd / && "$d" -d )
-    sleep 1; started+=("$(pgrep -nx "$d")")
-  done
-  sleep 1
-}
+# A `flock FILE` around this script passes the lock's descriptor down; the
+# libvirt daemons the recipe starts would keep it and hold the lock for as
+# long as they live. flock itself keeps the lock for us, so close what we
+# inherited above 2 (bash reads this script on 255).
+for fd in /proc/$$/fd/*; do
+  n=${fd##*/}; [ "$n" -gt 2 ] && [ "$n" -lt 255 ] && eval "exec $n>&-"
+done 2>/dev/null || true
+# Leave libvirt as found: stop, by pid, the daemons that start during this run.
+daemons_before=" $(pgrep -x 'libvirtd|virtlogd' | tr '\n' ' ')"
 cleanup() {
-  # Leave libvirt as found: stop the daemons this script started.
   local p
-  for p in "${started[@]}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in $(pgrep -x 'libvirtd|virtlogd'); do
+    case "$daemons_before" in *" $p "*) ;; *) kill "$p" 2>/dev/null || true ;; esac
+  done
 }
 trap cleanup EXIT
 
@@ -87,7 +81,6 @@ make_line() {
     sed -i "s|<memory unit='MiB'>[0-9]*</memory>|<memory unit='MiB'>$mib</memory>|" "$W/recipe/hangguest.xml"
   fi
   echo "linux-guest: $line: kernel $kver ($pkgver) into $W" >&2
-  start_daemons
   # The recipe waits for the guest without a limit; a guest that never
   # wedges (a kernel that does not boot) must not hang the test suite.
   if ! KVER=$kver PKGVER=$pkgver LINUX_GUEST_WORK=$W timeout "${HANGSCOPE_LINUX_GUEST_TIMEOUT:-900}" \
@@ -135,7 +128,6 @@ make_flood() {
   grep -q floodtool "$F/recipe/build-initramfs.sh" && grep -q 'floodtool.c' "$M" && grep -q 'echo linux-image' "$M" \
     || { echo "linux-guest: the recipe changed; cannot patch it for the flood" >&2; return 2; }
   echo "linux-guest: flood: kernel $kver into $F" >&2
-  start_daemons
   if ! KVER=$kver PKGVER=$pkgver LINUX_GUEST_WORK=$F timeout "${HANGSCOPE_LINUX_GUEST_TIMEOUT:-900}" \
        bash "$M" >"$F/recipe.log" 2>&1; then
     virsh -c qemu:///system destroy hangflood >/dev/null 2>&1 || true
