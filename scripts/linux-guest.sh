@@ -59,10 +59,11 @@ for fd in /proc/$$/fd/*; do
   n=${fd##*/}; [ "$n" -gt 2 ] && [ "$n" -lt 255 ] && eval "exec $n>&-"
 done 2>/dev/null || true
 # Leave libvirt as found: stop, by pid, the daemons that start during this run.
-daemons_before=" $(pgrep -x 'libvirtd|virtlogd' | tr '\n' ' ')"
+daemon_pids() { pgrep -x libvirtd || true; pgrep -x virtlogd || true; }
+daemons_before=" $(daemon_pids | tr '\n' ' ')"
 cleanup() {
   local p
-  for p in $(pgrep -x 'libvirtd|virtlogd'); do
+  for p in $(daemon_pids); do
     case "$daemons_before" in *" $p "*) ;; *) kill "$p" 2>/dev/null || true ;; esac
   done
 }

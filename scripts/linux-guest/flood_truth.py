@@ -32,6 +32,10 @@ MIN_FILES = int(os.environ.get("FLOOD_MIN_FILES", "30000"))
 # scan_positives; 6.6+: offset_readdir for tmpfs), and iterate_dir itself.
 WALK = ("iterate_dir", "dcache_readdir", "scan_positives", "offset_readdir",
         "offset_iterate_dir", "filldir64")
+# Taking or releasing the lock: at its end iterate_dir is in up_read, waking
+# the waiters, after the lock is free.
+LOCKING = ("up_read", "rwsem_wake", "down_read", "down_read_killable",
+           "__down_read_common", "rwsem_down_read_slowpath", "rwsem_optimistic_spin")
 
 
 def has_member(obj, name):
@@ -115,7 +119,9 @@ cpus = []
 for cpu in for_each_online_cpu(prog):
     t = cpu_curr(prog, cpu)
     st = frames(t)
-    in_walk = any(any(fn.startswith(w) for w in WALK) for fn in st)
+    in_walk = (any(any(fn.startswith(w) for w in WALK[1:]) for fn in st)
+               and "iterate_dir" in st
+               and not any(fn in LOCKING for fn in st))
     cpus.append({
         "cpu": cpu,
         "task": hex(t.value_()),
@@ -127,7 +133,7 @@ for cpu in for_each_online_cpu(prog):
     })
 
 reader_owned = bool(owner & 1) and not (count & 1)
-holding_cpus = [c for c in cpus if c["in_walk"] and c["has_dir_open"]]
+holding_cpus = [c for c in cpus if c["in_walk"] and c["has_dir_open"]] if count >> 8 else []
 out = {
     "tool": "drgn",
     "dir": dir_path,
@@ -157,8 +163,8 @@ out = {
 problems = []
 if positive < MIN_FILES:
     problems.append(f"{positive} files < {MIN_FILES}")
-if not reader_owned:
-    problems.append(f"lock not reader-owned (owner {owner:#x} count {count:#x})")
+if not reader_owned or not count >> 8:
+    problems.append(f"lock not held by readers (owner {owner:#x} count {count:#x})")
 if not waiters:
     problems.append("no waiters")
 if not holding_cpus:

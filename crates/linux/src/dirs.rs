@@ -55,6 +55,18 @@ pub const WALK_FUNCTIONS: [&str; 6] = [
     "filldir64",
 ];
 
+/// Taking or releasing an rw_semaphore: a task inside one of these is not
+/// (or no longer) holding the lock in the walk.
+const LOCK_FUNCTIONS: [&str; 7] = [
+    "up_read",
+    "rwsem_wake",
+    "down_read",
+    "down_read_killable",
+    "__down_read_common",
+    "rwsem_down_read_slowpath",
+    "rwsem_optimistic_spin",
+];
+
 /// Functions of the create path: a writer waiting on a directory's
 /// `i_rwsem` from the open path is creating (only `O_CREAT` takes the
 /// parent exclusively there); `open_last_lookups` is often inlined into
@@ -99,7 +111,9 @@ pub struct DirChildren {
 }
 
 /// A task inferred to hold a directory's `i_rwsem` shared: on a CPU
-/// inside the directory walk, with the directory open.
+/// inside the file system's walk under `iterate_dir` (not taking or
+/// releasing the lock), with the directory open; made an owner only while
+/// the lock's count has readers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Walker {
     /// The task.
@@ -333,7 +347,16 @@ pub fn contended_dirs(
                 .filter_map(|f| f.function.clone())
                 .filter(|f| WALK_FUNCTIONS.iter().any(|w| is_function(f, w)))
                 .collect();
-            if walk.is_empty() {
+            // Inside the file system's walk, not only in iterate_dir: at
+            // its end iterate_dir releases the lock (up_read, rwsem_wake
+            // waking the waiters), at its start it may still wait for it.
+            let in_fs_walk = walk.iter().any(|f| !is_function(f, "iterate_dir"));
+            let at_the_lock = cpu
+                .frames
+                .iter()
+                .filter_map(|f| f.function.as_deref())
+                .any(|f| LOCK_FUNCTIONS.iter().any(|l| is_function(f, l)));
+            if !in_fs_walk || at_the_lock {
                 continue;
             }
             if let Some(&(file, _)) = opened.iter().find(|(_, of)| of.tasks.contains(&task)) {
@@ -362,7 +385,9 @@ pub fn contended_dirs(
 
 /// Make the readers on the CPUs the owners of a reader-owned lock.
 fn attribute_readers(lock: &mut LockInfo, walkers: &[Walker], tasks: &[TaskInfo]) {
-    if lock.readers.is_none() || walkers.is_empty() {
+    // Only while the count says readers hold it: with no reader bias the
+    // lock is between owners, whatever the CPUs run.
+    if lock.readers.is_none_or(|n| n == 0) || walkers.is_empty() {
         return;
     }
     let waiting: HashSet<u64> = lock.waiters.iter().map(|w| w.task.0).collect();
