@@ -41,11 +41,23 @@ fn mode(m: &str) -> wg::Mode {
 }
 
 fn resource(l: &LockInfo) -> wg::Resource {
-    let name = match (&l.symbol, &l.protects) {
+    let mut name = match (&l.symbol, &l.protects) {
         (Some(s), _) => Some(s.clone()),
         (None, Some(p)) => Some(p.clone()),
         _ => None,
     };
+    // Readers found on the CPUs (crate::dirs) are an inference, not the
+    // lock's record: the evidence says so wherever it names the lock.
+    if l.kind == "rw_semaphore"
+        && l.owner_note
+            .as_deref()
+            .is_some_and(|n| n.contains("inferred:"))
+    {
+        name = Some(match name {
+            Some(n) => format!("{n}; readers inferred from the CPUs' stacks"),
+            None => "readers inferred from the CPUs' stacks".into(),
+        });
+    }
     wg::Resource {
         key: l.address.0,
         kind: wg::ResourceKind::Other(l.kind.clone()),

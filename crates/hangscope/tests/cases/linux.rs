@@ -757,6 +757,7 @@ fn issue_12_flood_is_busy_owner_on_the_hot_directory() {
                 "BUSY OWNER",
                 "files in the dcache (hot)",
                 "getdents64 (iterate_dir",
+                "readers inferred from the CPUs' stacks): held shared",
             ] {
                 if !text.stdout.contains(needle) {
                     problems.push(format!("{at} analyze text lacks `{needle}`"));
