@@ -470,9 +470,10 @@ mod tests {
         );
         let p = walk(&k).unwrap();
         assert_eq!(p.warnings.len(), 1);
-        // The synthetic list_head keeps prev at offset 0: the read that
-        // faults is the bad entry's back link.
-        assert_eq!(p.warnings[0].address, Some(VirtAddr(0xffff_8880_7000_0000)));
+        // The synthetic list_head keeps next at offset 8: the read that
+        // faults is the bad entry's own forward link, read first (the
+        // walk x64 shares with the Windows model).
+        assert_eq!(p.warnings[0].address, Some(VirtAddr(0xffff_8880_7000_0008)));
         assert!(
             p.warnings[0].message.contains("cannot read"),
             "{:?}",

@@ -5,8 +5,7 @@
 use crate::error::{Error, Result};
 use crate::kallsyms::Kallsyms;
 use hangscope_symbols::{SymbolTable, TypeRef};
-use hangscope_x64::{VirtAddr, VirtualMemory};
-use std::collections::HashSet;
+use hangscope_x64::{CircularList, ListBreak, ListLinks, VirtAddr, VirtualMemory};
 
 /// Types and memory together: what every typed read needs.
 #[derive(Debug, Clone, Copy)]
@@ -121,17 +120,13 @@ impl<'a> Reader<'a> {
         max: usize,
     ) -> Result<ListIter<'a>> {
         let link_offset = self.offset(ty, link)?;
+        let links = ListLinks {
+            next: self.offset("list_head", "next")?,
+            prev: self.offset("list_head", "prev")?,
+        };
         Ok(ListIter {
-            r: *self,
-            head,
-            link_offset,
-            next_off: self.offset("list_head", "next")?,
-            prev_off: self.offset("list_head", "prev")?,
-            prev: head,
-            seen: HashSet::new(),
-            max,
-            count: 0,
-            done: false,
+            walk: CircularList::new(self.mem, head, link_offset, links, max)
+                .kernel_addresses_only(),
         })
     }
 }
@@ -211,98 +206,58 @@ impl<'a> Object<'a> {
 /// cycle-checked (a node met twice ends the walk), and back-link-checked:
 /// each node's `prev` must point at the node before it, and the walk must
 /// come back to the head. Where a check fails the walk yields one error
-/// naming the node, after every entry read before it, and then stops.
+/// naming the node, after every entry read before it, and then stops. The
+/// walk is [`hangscope_x64::CircularList`]; this says its breaks in Linux's
+/// terms.
 #[derive(Debug)]
 pub struct ListIter<'a> {
-    r: Reader<'a>,
-    head: VirtAddr,
-    link_offset: u64,
-    next_off: u64,
-    prev_off: u64,
-    prev: VirtAddr,
-    seen: HashSet<u64>,
-    max: usize,
-    count: usize,
-    done: bool,
-}
-
-impl ListIter<'_> {
-    fn step(&mut self) -> Result<Option<VirtAddr>> {
-        let next = self
-            .r
-            .read_ptr(VirtAddr(self.prev.0.wrapping_add(self.next_off)))?;
-        if next == self.head {
-            let back = self
-                .r
-                .read_ptr(VirtAddr(self.head.0.wrapping_add(self.prev_off)))?;
-            if back != self.prev {
-                return Err(Error::bad_data(
-                    self.head,
-                    format!(
-                        "list head's prev is {:#x}, not the last entry {:#x}",
-                        back.0, self.prev.0
-                    ),
-                ));
-            }
-            return Ok(None);
-        }
-        // Kernel addresses have their top byte set under both 4- and
-        // 5-level paging (0xffff8.. and 0xff11..); whether the rest is
-        // canonical for the guest's paging mode is the page walk's to say.
-        if next.0 >> 56 != 0xff {
-            return Err(Error::bad_data(
-                self.prev,
-                format!("list link next = {:#x} is not a kernel address", next.0),
-            ));
-        }
-        if !self.seen.insert(next.0) {
-            return Err(Error::bad_data(
-                next,
-                format!("list loops back to {:#x} without reaching its head", next.0),
-            ));
-        }
-        if self.count >= self.max {
-            return Err(Error::bad_data(
-                self.head,
-                format!("list longer than {} entries", self.max),
-            ));
-        }
-        let back = self
-            .r
-            .read_ptr(VirtAddr(next.0.wrapping_add(self.prev_off)))?;
-        if back != self.prev {
-            return Err(Error::bad_data(
-                next,
-                format!(
-                    "list entry's prev is {:#x}, not the entry before it {:#x}",
-                    back.0, self.prev.0
-                ),
-            ));
-        }
-        self.prev = next;
-        self.count += 1;
-        Ok(Some(VirtAddr(next.0.wrapping_sub(self.link_offset))))
-    }
+    walk: CircularList<'a>,
 }
 
 impl Iterator for ListIter<'_> {
     type Item = Result<VirtAddr>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.step() {
-            Ok(Some(v)) => Some(Ok(v)),
-            Ok(None) => {
-                self.done = true;
-                None
+        let head = self.walk.head();
+        Some(self.walk.next()?.map_err(|b| match b {
+            ListBreak::Fault { fault, .. } => Error::from(fault),
+            ListBreak::NullLink { from } => {
+                Error::bad_data(from, "list link next = 0x0 is not a kernel address")
             }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
+            ListBreak::NotKernel { from, value } => Error::bad_data(
+                from,
+                format!("list link next = {:#x} is not a kernel address", value.0),
+            ),
+            ListBreak::Loop { at, .. } => Error::bad_data(
+                at,
+                format!("list loops back to {:#x} without reaching its head", at.0),
+            ),
+            ListBreak::TooLong { max } => {
+                Error::bad_data(head, format!("list longer than {max} entries"))
             }
-        }
+            ListBreak::BackLink {
+                entry,
+                found,
+                expected,
+            } if entry == head => Error::bad_data(
+                head,
+                format!(
+                    "list head's prev is {:#x}, not the last entry {:#x}",
+                    found.0, expected.0
+                ),
+            ),
+            ListBreak::BackLink {
+                entry,
+                found,
+                expected,
+            } => Error::bad_data(
+                entry,
+                format!(
+                    "list entry's prev is {:#x}, not the entry before it {:#x}",
+                    found.0, expected.0
+                ),
+            ),
+        }))
     }
 }
 

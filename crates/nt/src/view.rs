@@ -3,8 +3,7 @@
 
 use crate::error::{Error, Result};
 use hangscope_symbols::{SymbolTable, TypeRef, UserType};
-use hangscope_x64::{VirtAddr, VirtualMemory};
-use std::collections::HashSet;
+use hangscope_x64::{CircularList, ListBreak, ListLinks, VirtAddr, VirtualMemory};
 
 /// Longest UNICODE_STRING read, in bytes (the field is a u16 anyway).
 const MAX_UNICODE_BYTES: usize = 0xfffe;
@@ -176,20 +175,12 @@ impl<'a> Reader<'a> {
     ) -> Result<ListIter<'a>> {
         let t = self.ty(ty)?;
         let (link_offset, _) = self.resolve(t, link)?;
-        let flink = self.offset_of("_LIST_ENTRY", "Flink")?;
-        let blink = self.offset_of("_LIST_ENTRY", "Blink")?;
+        let links = ListLinks {
+            next: self.offset_of("_LIST_ENTRY", "Flink")?,
+            prev: self.offset_of("_LIST_ENTRY", "Blink")?,
+        };
         Ok(ListIter {
-            r: *self,
-            head,
-            link_offset,
-            flink,
-            blink,
-            prev: head,
-            next: None,
-            seen: HashSet::new(),
-            max,
-            done: false,
-            started: false,
+            walk: CircularList::new(self.mem, head, link_offset, links, max),
         })
     }
 }
@@ -316,114 +307,58 @@ impl<'a> Object<'a> {
 }
 
 /// Walks a `_LIST_ENTRY` list; yields container addresses, then at most one
-/// error, after which it stops for good.
+/// error, after which it stops for good. The walk is
+/// [`hangscope_x64::CircularList`]; this says its breaks in Windows' terms.
 #[derive(Debug)]
 pub struct ListIter<'a> {
-    r: Reader<'a>,
-    head: VirtAddr,
-    link_offset: u64,
-    flink: u64,
-    blink: u64,
-    /// The entry before `next` (the head at first): where `next.Blink`
-    /// must point.
-    prev: VirtAddr,
-    next: Option<VirtAddr>,
-    seen: HashSet<u64>,
-    max: usize,
-    done: bool,
-    started: bool,
-}
-
-impl ListIter<'_> {
-    fn fail(&mut self, e: Error) -> Option<Result<VirtAddr>> {
-        self.done = true;
-        Some(Err(e))
-    }
-
-    /// `entry.Blink == self.prev`, or the error that names `entry`.
-    fn validate_back_link(&self, entry: VirtAddr) -> Result<()> {
-        let blink = self
-            .r
-            .read_ptr(VirtAddr(entry.0.wrapping_add(self.blink)))?;
-        if blink == self.prev {
-            return Ok(());
-        }
-        Err(Error::bad_data(
-            entry,
-            format!(
-                "list headed at {} is broken here: {} links to this entry, whose Blink is {}",
-                self.head, self.prev, blink
-            ),
-        ))
-    }
+    walk: CircularList<'a>,
 }
 
 impl Iterator for ListIter<'_> {
     type Item = Result<VirtAddr>;
 
     fn next(&mut self) -> Option<Result<VirtAddr>> {
-        if self.done {
-            return None;
-        }
-        if !self.started {
-            self.started = true;
-            match self
-                .r
-                .read_ptr(VirtAddr(self.head.0.wrapping_add(self.flink)))
-            {
-                Ok(p) => self.next = Some(p),
-                Err(e) => return self.fail(e),
+        let head = self.walk.head();
+        Some(self.walk.next()?.map_err(|b| match b {
+            ListBreak::Fault { fault, via } => {
+                let e = Error::from(fault);
+                match via {
+                    Some(v) => e.via(v),
+                    None => e,
+                }
             }
-        }
-        let cur = self.next?;
-        // The entry whose Flink gave `cur`: where a bad link is, which is
-        // what a warning must name.
-        let from = self.prev;
-        if cur == self.head {
-            self.done = true;
-            return match self.validate_back_link(cur) {
-                Ok(()) => None,
-                Err(e) => Some(Err(e)),
-            };
-        }
-        if cur.0 == 0 {
-            return self.fail(Error::bad_data(
+            ListBreak::NullLink { from } => Error::bad_data(
                 from,
                 format!(
-                    "the Flink here is NULL: the list headed at {} ends before returning to its head",
-                    self.head
+                    "the Flink here is NULL: the list headed at {head} ends before returning to its head"
                 ),
-            ));
-        }
-        if !self.seen.insert(cur.0) {
-            return self.fail(
-                Error::bad_data(
-                    cur,
-                    format!(
-                        "list headed at {} loops back to this entry without returning to its head",
-                        self.head
-                    ),
-                )
-                .via(from),
-            );
-        }
-        if self.seen.len() > self.max {
-            return self.fail(Error::bad_data(
-                self.head,
-                format!("list longer than {} entries; stopped", self.max),
-            ));
-        }
-        // An entry whose own link cannot be read is not an entry: the walk
-        // ends with the fault at its address.
-        match self.r.read_ptr(VirtAddr(cur.0.wrapping_add(self.flink))) {
-            Ok(p) => self.next = Some(p),
-            Err(e) => return self.fail(e.via(from)),
-        }
-        if let Err(e) = self.validate_back_link(cur) {
-            return self.fail(e);
-        }
-        self.prev = cur;
-        Some(Ok(VirtAddr(cur.0.wrapping_sub(self.link_offset))))
+            ),
+            // Windows lists are walked without the kernel-half check.
+            ListBreak::NotKernel { from, value } => Error::bad_data(
+                from,
+                format!("the Flink here is {value}, outside the kernel"),
+            ),
+            ListBreak::Loop { at, from } => Error::bad_data(
+                at,
+                format!(
+                    "list headed at {head} loops back to this entry without returning to its head"
+                ),
+            )
+            .via(from),
+            ListBreak::TooLong { max } => {
+                Error::bad_data(head, format!("list longer than {max} entries; stopped"))
+            }
+            ListBreak::BackLink {
+                entry,
+                found,
+                expected,
+            } => Error::bad_data(
+                entry,
+                format!(
+                    "list headed at {head} is broken here: {expected} links to this entry, whose Blink is {found}"
+                ),
+            ),
+        }))
     }
 }
 

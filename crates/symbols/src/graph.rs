@@ -333,45 +333,22 @@ impl ModelBuilder {
     /// The finished model: aliases become copies of what they name when
     /// no type has the alias's own name.
     pub(crate) fn finish(mut self) -> Model {
-        let mut aliases: Vec<(String, String)> = self.struct_aliases.into_iter().collect();
-        aliases.sort();
         let mut user_types: Vec<UserType> = self.user_types.into_iter().flatten().collect();
-        let index: HashMap<&str, usize> = user_types
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.name.as_str(), i))
-            .collect();
-        let mut extra = Vec::new();
-        for (alias, target) in &aliases {
-            if self.user_type_index.contains_key(alias) {
-                continue;
-            }
-            if let Some(&i) = index.get(target.as_str()) {
-                let mut copy = user_types[i].clone();
-                copy.name = alias.clone();
-                extra.push(copy);
-            }
-        }
+        let extra = alias_copies(
+            &user_types,
+            self.struct_aliases,
+            |alias| self.user_type_index.contains_key(alias),
+            |u| &u.name,
+            |u, name| u.name = name,
+        );
         user_types.extend(extra);
-        let mut enum_aliases: Vec<(String, String)> = self.enum_aliases.into_iter().collect();
-        enum_aliases.sort();
-        let eindex: HashMap<&str, usize> = self
-            .enums
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.as_str(), i))
-            .collect();
-        let mut extra = Vec::new();
-        for (alias, target) in &enum_aliases {
-            if self.enum_names.contains(alias) {
-                continue;
-            }
-            if let Some(&i) = eindex.get(target.as_str()) {
-                let mut copy = self.enums[i].clone();
-                copy.name = alias.clone();
-                extra.push(copy);
-            }
-        }
+        let extra = alias_copies(
+            &self.enums,
+            self.enum_aliases,
+            |alias| self.enum_names.contains(alias),
+            |e| &e.name,
+            |e, name| e.name = name,
+        );
         self.enums.extend(extra);
         if !self.anonymous_constants.is_empty() && !self.enum_names.contains(ANONYMOUS_ENUM) {
             let mut constants: Vec<(String, i64)> = std::mem::take(&mut self.anonymous_constants)
@@ -682,6 +659,38 @@ fn bit_position(t: &TypeRef) -> u32 {
         TypeRef::Bitfield { position, .. } => *position,
         _ => 0,
     }
+}
+
+/// Copies of `items` under the alias names that point at them, for the
+/// aliases (`typedef struct _X X`) whose own name no item has: a lookup by
+/// either name then finds the type. Sorted by alias, so the result does not
+/// depend on hash order.
+fn alias_copies<T: Clone>(
+    items: &[T],
+    aliases: HashMap<String, String>,
+    named: impl Fn(&str) -> bool,
+    name_of: impl Fn(&T) -> &String,
+    rename: impl Fn(&mut T, String),
+) -> Vec<T> {
+    let index: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (name_of(t).as_str(), i))
+        .collect();
+    let mut aliases: Vec<(String, String)> = aliases.into_iter().collect();
+    aliases.sort();
+    let mut copies = Vec::new();
+    for (alias, target) in aliases {
+        if named(&alias) {
+            continue;
+        }
+        if let Some(&i) = index.get(target.as_str()) {
+            let mut copy = items[i].clone();
+            rename(&mut copy, alias);
+            copies.push(copy);
+        }
+    }
+    copies
 }
 
 #[cfg(test)]

@@ -31,12 +31,14 @@
 #![deny(missing_debug_implementations)]
 
 mod iter;
+pub mod list;
 mod mem;
 pub mod paging;
 mod scan;
 pub mod view;
 
 pub use iter::MappedPages;
+pub use list::{CircularList, ListBreak, ListLinks};
 pub use mem::{SparseMemory, VirtualMemory};
 pub use paging::{ArchRules, NotPresent, PagingMode, PteRules, ARCH_RULES};
 pub use scan::{find_dtb_candidates, find_dtb_candidates_in, validate_dtb};
