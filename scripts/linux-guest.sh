@@ -16,6 +16,14 @@
 # HANGSCOPE_LINUX_GUEST_MIB=4096 gives the guest that much memory instead of
 # the recipe's 256 MiB (the directory is then <kernel>-<MIB>M), for the
 # benchmarks' big dump.
+#
+# On the 6.1 and 6.12 lines a second guest runs the flood scenario (the Linux
+# form of the seed case: scripts/linux-guest/flood-init) from a copy of the
+# recipe patched in $W/flood/ (domain `hangflood`, the line's kernel and
+# drgn reused), and leaves dumps/flood.{elf,kdump-zlib} and
+# peers/flood-{elf,kdump}.json beside the line's hang dumps; about 1 minute
+# a line. HANGSCOPE_LINUX_FLOOD=0 skips it; HANGSCOPE_LINUX_FLOOD=only makes
+# nothing else (the line's kernel/ and venv/ must then already be there).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RECIPE=${HANGSCOPE_LINUX_RECIPE:-$ROOT/../shared/tools/linux-guest}
@@ -43,25 +51,26 @@ resolve() {
   echo "$pkg $ver"
 }
 
-daemons_before=$(pgrep -x libvirtd || true)
+# A `flock FILE` around this script passes the lock's descriptor down; the
+# libvirt daemons the recipe starts would keep it and hold the lock for as
+# long as they live. flock itself keeps the lock for us, so close what we
+# inherited above 2 (bash reads this script on 255).
+for fd in /proc/$$/fd/*; do
+  n=${fd##*/}; [ "$n" -gt 2 ] && [ "$n" -lt 255 ] && eval "exec $n>&-"
+done 2>/dev/null || true
+# Leave libvirt as found: stop, by pid, the daemons that start during this run.
+daemon_pids() { pgrep -x libvirtd || true; pgrep -x virtlogd || true; }
+daemons_before=" $(daemon_pids | tr '\n' ' ')"
 cleanup() {
-  # Leave libvirt as found: stop the daemons the recipe started.
-  if [ -z "$daemons_before" ]; then
-    for d in libvirtd virtlogd; do pkill -x "$d" 2>/dev/null || true; done
-  fi
+  local p
+  for p in $(daemon_pids); do
+    case "$daemons_before" in *" $p "*) ;; *) kill "$p" 2>/dev/null || true ;; esac
+  done
 }
 trap cleanup EXIT
 
-lines=("$@"); [ ${#lines[@]} -gt 0 ] || lines=(6.1 6.12 6.1-cloud)
-for line in "${lines[@]}"; do
-  read -r kver pkgver < <(resolve "$line")
-  W=$OUT/$kver
-  mib=${HANGSCOPE_LINUX_GUEST_MIB:-}
-  [ -z "$mib" ] || W=$OUT/$kver-${mib}M
-  if [ -s "$W/dumps/hangguest.elf" ] && [ -s "$W/dumps/hangguest.kdump-zlib" ] \
-     && [ -s "$W/peers/truth-elf.json" ] && [ -s "$W/peers/truth-kdump.json" ]; then
-    echo "linux-guest: $line ($kver) already made in $W" >&2; echo "$W"; continue
-  fi
+# The line's hung guest in $W, from a copy of the recipe.
+make_line() {
   t0=$(date +%s)
   mkdir -p "$W"; rm -rf "$W/recipe"; cp -r "$RECIPE" "$W/recipe"; chmod -R u+w "$W/recipe"
   if [ "$line" = 6.1-cloud ]; then
@@ -91,5 +100,66 @@ for line in "${lines[@]}"; do
   # The packages are extracted; drop the debs (the -dbg one is about 1 GB).
   rm -f "$W"/debs/*.deb
   echo "linux-guest: $line done in $(( $(date +%s) - t0 )) s" >&2
+}
+
+# The flood scenario in $1/flood/, from a copy of the recipe: its own /init
+# and tool, the domain named hangflood, no download of the -dbg package the
+# line already extracted, and flood-dump.sh in place of the recipe's wait for
+# the hung-task detector and its dumps.
+make_flood() {
+  local W=$1 kver=$2 pkgver=$3 F=$1/flood L=$ROOT/scripts/linux-guest
+  if [ -s "$W/dumps/flood.elf" ] && [ -s "$W/dumps/flood.kdump-zlib" ] \
+     && [ -s "$W/peers/flood-elf.json" ] && [ -s "$W/peers/flood-kdump.json" ]; then
+    echo "linux-guest: flood ($kver) already made in $W" >&2; return
+  fi
+  [ -x "$W/venv/bin/drgn" ] && [ -f "$W/kernel/usr/lib/debug/boot/vmlinux-$kver" ] \
+    || { echo "linux-guest: flood needs $W/kernel and $W/venv (make the line first)" >&2; return 2; }
+  local t0; t0=$(date +%s)
+  rm -rf "$F/recipe"; mkdir -p "$F/debs"; cp -r "$RECIPE" "$F/recipe"; chmod -R u+w "$F/recipe"
+  ln -sfn ../kernel "$F/kernel"; ln -sfn ../venv "$F/venv"
+  cp "$L/floodtool.c" "$F/recipe/src/"; cp "$L/flood-init" "$F/recipe/src/init"
+  cp "$L/flood_truth.py" "$L/flood-dump.sh" "$F/recipe/"
+  sed -i "s|<name>hangguest</name>|<name>hangflood</name>|" "$F/recipe/hangguest.xml"
+  sed -i 's|cp src/hangtool \$R/bin/hangtool|&; cp src/floodtool $R/bin/floodtool|' "$F/recipe/build-initramfs.sh"
+  local M=$F/recipe/make-hang-dumps.sh
+  sed -i -e 's|for p in linux-image-\$KVER linux-image-\$KVER-dbg; do|for p in linux-image-$KVER $([ -f $VMLINUX ] \|\| echo linux-image-$KVER-dbg); do|' \
+         -e 's|^gcc .*hangtool.c$|&\ngcc -O2 -static -Wall -o src/floodtool src/floodtool.c|' \
+         -e 's|destroy hangguest|destroy hangflood|' "$M"
+  sed -i '/until grep -q HANG-ESTABLISHED/,$d' "$M"; echo '. ./flood-dump.sh' >> "$M"
+  grep -q floodtool "$F/recipe/build-initramfs.sh" && grep -q 'floodtool.c' "$M" && grep -q 'echo linux-image' "$M" \
+    || { echo "linux-guest: the recipe changed; cannot patch it for the flood" >&2; return 2; }
+  echo "linux-guest: flood: kernel $kver into $F" >&2
+  if ! KVER=$kver PKGVER=$pkgver LINUX_GUEST_WORK=$F timeout "${HANGSCOPE_LINUX_GUEST_TIMEOUT:-900}" \
+       bash "$M" >"$F/recipe.log" 2>&1; then
+    virsh -c qemu:///system destroy hangflood >/dev/null 2>&1 || true
+    echo "linux-guest: the flood failed for $kver; last lines of $F/recipe.log and the guest console:" >&2
+    tail -20 "$F/recipe.log" >&2; tail -20 "$F/run/console.log" >&2 2>/dev/null || true
+    return 1
+  fi
+  mkdir -p "$W/dumps" "$W/peers"
+  mv "$F"/dumps/flood.elf "$F"/dumps/flood.kdump-zlib "$W/dumps/"
+  cp "$F"/peers/flood-elf.json "$F"/peers/flood-kdump.json "$F"/peers/flood-tries "$F"/peers/flood-console.log "$W/peers/"
+  chmod a+r "$W"/dumps/flood.* "$W"/peers/flood-*
+  rm -f "$F"/debs/*.deb
+  echo "linux-guest: flood ($kver) done in $(( $(date +%s) - t0 )) s, expected state on dump $(cat "$W/peers/flood-tries")" >&2
+}
+
+lines=("$@"); [ ${#lines[@]} -gt 0 ] || lines=(6.1 6.12 6.1-cloud)
+flood=${HANGSCOPE_LINUX_FLOOD:-1}
+for line in "${lines[@]}"; do
+  read -r kver pkgver < <(resolve "$line")
+  W=$OUT/$kver
+  mib=${HANGSCOPE_LINUX_GUEST_MIB:-}
+  [ -z "$mib" ] || W=$OUT/$kver-${mib}M
+  if [ "$flood" = only ]; then
+    make_flood "$W" "$kver" "$pkgver"; echo "$W"; continue
+  fi
+  if [ -s "$W/dumps/hangguest.elf" ] && [ -s "$W/dumps/hangguest.kdump-zlib" ] \
+     && [ -s "$W/peers/truth-elf.json" ] && [ -s "$W/peers/truth-kdump.json" ]; then
+    echo "linux-guest: $line ($kver) already made in $W" >&2
+  else
+    make_line
+  fi
+  case "$flood:$line:$mib" in 1:6.1: | 1:6.12:) make_flood "$W" "$kver" "$pkgver" ;; esac
   echo "$W"
 done

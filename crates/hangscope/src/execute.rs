@@ -113,6 +113,9 @@ fn linux_verdict<'k>(k: &'k LinuxKernel<'_>) -> Report<'k> {
             ));
         }
     }
+    if let Ok(w) = &waits {
+        notes.extend(w.dirs.iter().map(|d| contended_dir_note(d, &w.locks.items)));
+    }
     let reports = k
         .dmesg()
         .map(|d| hangscope_linux::waits::hung_task_reports(&d.items))
@@ -147,6 +150,71 @@ fn linux_verdict<'k>(k: &'k LinuxKernel<'_>) -> Report<'k> {
         ));
     }
     Report::LinuxVerdict { verdict, notes }
+}
+
+/// A contended directory in words: its files in the dcache, the readers
+/// found on the CPUs (inferred), and the writers waiting by what they do.
+fn contended_dir_note(
+    d: &hangscope_linux::dirs::ContendedDir,
+    locks: &[hangscope_linux::LockInfo],
+) -> String {
+    let lock = locks.iter().find(|l| l.address == d.lock);
+    let name = |t: VirtAddr| -> String {
+        lock.and_then(|l| l.waiters.iter().chain(&l.owners).find(|o| o.task == t))
+            .map_or(format!("{:#x}", t.0), |o| {
+                format!(
+                    "{} (pid {})",
+                    o.comm.as_deref().unwrap_or("?"),
+                    o.pid.map_or("?".into(), |p| p.to_string())
+                )
+            })
+    };
+    let mut s = format!(
+        "directory {} ({}): {} files in the dcache ({}{}); its i_rwsem {:#x}",
+        d.path,
+        d.fs.as_deref().unwrap_or("file system unknown"),
+        d.children.files.len(),
+        d.children.layout,
+        if d.children.incomplete {
+            ", read only in part"
+        } else {
+            ""
+        },
+        d.lock.0
+    );
+    if let Some(n) = lock.and_then(|l| l.readers) {
+        s += &format!(" is held by {n} reader(s)");
+    }
+    if !d.walkers.is_empty() {
+        let who: Vec<String> = d
+            .walkers
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} on CPU {} in {}",
+                    name(w.task),
+                    w.cpu,
+                    w.frames.join(" > ")
+                )
+            })
+            .collect();
+        s += &format!(
+            "; inferred from the CPUs' stacks, reading it now: {}",
+            who.join(", ")
+        );
+    }
+    for what in ["creating", "removing", "renaming", "changing"] {
+        let who: Vec<String> = d
+            .writers
+            .iter()
+            .filter(|(_, w)| *w == what)
+            .map(|(t, _)| name(*t))
+            .collect();
+        if !who.is_empty() {
+            s += &format!("; waiting to write, {what} files: {}", who.join(", "));
+        }
+    }
+    s
 }
 
 /// One command on a Windows guest.

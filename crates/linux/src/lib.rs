@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+pub mod dirs;
 pub mod discover;
 pub mod dmesg;
 pub mod dt;
@@ -438,6 +439,15 @@ impl<'d> LinuxKernel<'d> {
             }
         };
         let mut w = waits::find_waits(&env, &tasks.items, clock.jiffies, clock.hz, &name);
+        if w.locks.items.iter().any(|l| l.kind == "rw_semaphore") {
+            let u = stacks::Unwinder::new(env, &modules);
+            let running = stacks::running(&env, &u, self.vcpus)
+                .map(|r| r.items)
+                .unwrap_or_default();
+            let files = waits::open_files(&env.r, &tasks.items, &mut Vec::new());
+            w.dirs =
+                dirs::contended_dirs(&env, &mut w.locks.items, &tasks.items, &running, &files, &u);
+        }
         w.locks.warnings.splice(0..0, tasks.warnings);
         Ok(w)
     }

@@ -114,6 +114,8 @@ pub struct Waits {
     /// Tasks in D with no wait found and why that is no hang, or a
     /// warning that nothing was found.
     pub notes: Vec<String>,
+    /// The contended directories among the locks ([`crate::dirs`]).
+    pub dirs: Vec<crate::dirs::ContendedDir>,
 }
 
 /// THREAD_SIZE: the size of `union thread_union` in the types, else the

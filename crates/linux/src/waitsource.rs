@@ -41,11 +41,23 @@ fn mode(m: &str) -> wg::Mode {
 }
 
 fn resource(l: &LockInfo) -> wg::Resource {
-    let name = match (&l.symbol, &l.protects) {
+    let mut name = match (&l.symbol, &l.protects) {
         (Some(s), _) => Some(s.clone()),
         (None, Some(p)) => Some(p.clone()),
         _ => None,
     };
+    // Readers found on the CPUs (crate::dirs) are an inference, not the
+    // lock's record: the evidence says so wherever it names the lock.
+    if l.kind == "rw_semaphore"
+        && l.owner_note
+            .as_deref()
+            .is_some_and(|n| n.contains("inferred:"))
+    {
+        name = Some(match name {
+            Some(n) => format!("{n}; readers inferred from the CPUs' stacks"),
+            None => "readers inferred from the CPUs' stacks".into(),
+        });
+    }
     wg::Resource {
         key: l.address.0,
         kind: wg::ResourceKind::Other(l.kind.clone()),
@@ -136,6 +148,9 @@ impl LinuxKernel<'_> {
                 inp.warnings
                     .extend(w.locks.warnings.iter().map(|w| w.message.clone()));
                 inp.resources = w.locks.items.iter().map(resource).collect();
+                for d in &w.dirs {
+                    add_dir(&mut inp, d);
+                }
             }
             Err(e) => inp.gaps.push(wg::Gap {
                 part: wg::ModelPart::Waits,
@@ -143,6 +158,53 @@ impl LinuxKernel<'_> {
             }),
         }
         inp
+    }
+}
+
+/// A contended directory in the graph: each file in its dcache as a file
+/// with the processes holding it open, and each reader on a CPU inside its
+/// walk doing that walk (a listing of `DIR/.`, the directory itself), with
+/// its stack, so that the verdict reaches the directory from the lock's
+/// owner as it reaches `\Windows\Temp` through an IRP on Windows.
+fn add_dir(inp: &mut wg::WaitGraphInput, d: &crate::dirs::ContendedDir) {
+    let base = d.path.trim_end_matches('/');
+    for c in &d.children.files {
+        let mut holders: Vec<u64> = d
+            .child_holders
+            .get(&c.dentry.0)
+            .map(|h| h.iter().map(|&t| t.max(0) as u64).collect())
+            .unwrap_or_default();
+        holders.sort_unstable();
+        inp.files.push(wg::File {
+            address: wg::Addr(c.dentry.0),
+            path: format!("{base}/{}", c.name),
+            device: d.fs.clone(),
+            holders,
+        });
+    }
+    if d.children.incomplete {
+        inp.warnings.push(format!(
+            "directory {}: its dcache list was read only in part ({} files): {}",
+            d.path,
+            d.children.files.len(),
+            d.children
+                .warnings
+                .first()
+                .map_or("", |w| w.message.as_str())
+        ));
+    }
+    for w in &d.walkers {
+        let Some(t) = inp.threads.iter_mut().find(|t| t.key == w.task.0) else {
+            continue;
+        };
+        t.stack = w.stack.iter().map(wg::Frame::from).collect();
+        t.io.push(wg::Io {
+            irp: wg::Addr(w.file.0),
+            major: Some(format!("getdents64 ({})", w.frames.join(" > "))),
+            driver: d.fs.clone(),
+            file: Some(format!("{base}/.")),
+            ..wg::Io::default()
+        });
     }
 }
 

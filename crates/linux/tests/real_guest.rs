@@ -521,3 +521,6 @@ mod stacks;
 
 #[path = "real_guest/waits.rs"]
 mod waits;
+
+#[path = "real_guest/flood.rs"]
+mod flood;

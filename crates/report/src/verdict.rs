@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 pub use crate::json::{json_document, render_json, JsonDocument, SCHEMA_VERSION};
 use hangscope_waitgraph::{
     kind_title, secs_text, Addr, EvidenceStep, Finding, HotDirectory, Mode as HoldMode, Overall,
-    Verdict,
+    PathStyle, Verdict,
 };
 
 /// Blocked threads listed per finding in the text report.
@@ -136,10 +136,15 @@ pub fn step_line(s: &EvidenceStep) -> String {
             major,
             device,
         } => {
-            let mut l = format!("IRP {}", address.windbg());
-            if let Some(m) = major {
-                let _ = write!(l, " {m}");
-            }
+            // A Linux kernel model names the operation itself
+            // (`getdents64 (iterate_dir > dcache_readdir)`) on a `struct file`.
+            let mut l = match major {
+                Some(m) if !m.starts_with("IRP_") => {
+                    format!("{m} on struct file {}", address.windbg())
+                }
+                Some(m) => format!("IRP {} {m}", address.windbg()),
+                None => format!("IRP {}", address.windbg()),
+            };
             if let Some(d) = device {
                 let _ = write!(l, " on {d}");
             }
@@ -151,7 +156,8 @@ pub fn step_line(s: &EvidenceStep) -> String {
             None => format!("file {path}"),
         },
         EvidenceStep::Directory { path, files, hot } => format!(
-            "directory {path}: {files} file objects in memory{}",
+            "directory {path}: {files} {}{}",
+            PathStyle::of(path).counted_objects(),
             if *hot { " (hot)" } else { "" }
         ),
         EvidenceStep::Process { name, pid, files } => {
@@ -328,9 +334,13 @@ fn thread_ref(a: Addr, tid: Option<u64>) -> String {
 fn hot_dir_text(out: &mut String, d: &HotDirectory) {
     let _ = writeln!(
         out,
-        "  {}: {} file objects{}",
+        "  {}: {} {}{}",
         d.path,
         d.files,
+        match PathStyle::of(&d.path) {
+            PathStyle::Windows => "file objects",
+            PathStyle::Posix => "files in the dcache",
+        },
         if d.blocking_io {
             "  <- touched by the blocking I/O"
         } else {
@@ -344,7 +354,11 @@ fn hot_dir_text(out: &mut String, d: &HotDirectory) {
             .take(5)
             .map(|p| format!("{} ({}) {}", p.name, p.pid, p.files))
             .collect();
-        let _ = writeln!(out, "    handles held by: {}", list.join(", "));
+        let held = match PathStyle::of(&d.path) {
+            PathStyle::Windows => "handles held by",
+            PathStyle::Posix => "files held open by",
+        };
+        let _ = writeln!(out, "    {held}: {}", list.join(", "));
     }
     if !d.io_processes.is_empty() {
         let list: Vec<String> = d
@@ -353,7 +367,11 @@ fn hot_dir_text(out: &mut String, d: &HotDirectory) {
             .take(5)
             .map(|p| format!("{} ({}) {}", p.name, p.pid, p.files))
             .collect();
-        let _ = writeln!(out, "    pending I/O from: {}", list.join(", "));
+        let pending = match PathStyle::of(&d.path) {
+            PathStyle::Windows => "pending I/O from",
+            PathStyle::Posix => "being listed by",
+        };
+        let _ = writeln!(out, "    {pending}: {}", list.join(", "));
     }
     if !d.patterns.is_empty() {
         let list: Vec<String> = d

@@ -14,17 +14,74 @@ const MAX_PATTERNS_PER_DIR: usize = 1024;
 /// File names kept as samples per directory.
 const SAMPLES: usize = 5;
 
+/// How a kernel writes paths: Windows (`\Windows\Temp\sess_1`, names
+/// compared without case) or POSIX (`/run/flood/sess_1`, names compared
+/// exactly). Told apart by the first character, so both kernels' paths go
+/// through the same hot-directory code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathStyle {
+    /// Backslashes, case-insensitive.
+    Windows,
+    /// Slashes, case-sensitive.
+    Posix,
+}
+
+impl PathStyle {
+    /// The style of `path`: POSIX when it starts with `/`.
+    pub fn of(path: &str) -> PathStyle {
+        if path.starts_with('/') {
+            PathStyle::Posix
+        } else {
+            PathStyle::Windows
+        }
+    }
+
+    /// The separator.
+    pub fn separator(self) -> char {
+        match self {
+            PathStyle::Windows => '\\',
+            PathStyle::Posix => '/',
+        }
+    }
+
+    /// The key two spellings of one directory share.
+    fn key(self, dir: &str) -> String {
+        match self {
+            PathStyle::Windows => dir.to_lowercase(),
+            PathStyle::Posix => dir.to_string(),
+        }
+    }
+
+    /// What a directory's file count counts, for reports: the file objects
+    /// in memory on Windows, the directory's dentries in the dcache on
+    /// Linux.
+    pub fn counted_objects(self) -> &'static str {
+        match self {
+            PathStyle::Windows => "file objects in memory",
+            PathStyle::Posix => "files in the dcache",
+        }
+    }
+}
+
 /// The directory part of a path: `\Windows\Temp\sess_1` -> `\Windows\Temp`,
-/// `\boot.ini` -> `\`. `None` for a path without a backslash.
+/// `\boot.ini` -> `\`, `/run/flood/sess_1` -> `/run/flood`. `None` for a
+/// path without a separator.
 pub fn directory_of(path: &str) -> Option<&str> {
-    let cut = path.trim_end_matches('\\').rfind('\\')?;
-    Some(if cut == 0 { "\\" } else { &path[..cut] })
+    let sep = PathStyle::of(path).separator();
+    let cut = path.trim_end_matches(sep).rfind(sep)?;
+    Some(if cut == 0 { &path[..1] } else { &path[..cut] })
 }
 
 /// The file name part of a path.
 fn name_of(path: &str) -> &str {
-    let p = path.trim_end_matches('\\');
-    p.rfind('\\').map_or(p, |i| &p[i + 1..])
+    let sep = PathStyle::of(path).separator();
+    let p = path.trim_end_matches(sep);
+    p.rfind(sep).map_or(p, |i| &p[i + 1..])
+}
+
+/// The key of the directory of `path`.
+fn dir_key(path: &str) -> Option<String> {
+    directory_of(path).map(|d| PathStyle::of(path).key(d))
 }
 
 /// A pattern for a file name: the stem up to the first `_` or `-`, or up to
@@ -84,7 +141,8 @@ impl DirAcc {
     }
 }
 
-/// File objects grouped by directory (case-insensitive, as on Windows).
+/// File objects grouped by directory (case-insensitive for Windows paths,
+/// exact for POSIX ones: [`PathStyle`]).
 #[derive(Debug, Default)]
 pub(crate) struct DirIndex {
     dirs: HashMap<String, DirAcc>,
@@ -119,6 +177,12 @@ impl DirIndex {
                 let Some(acc) = ix.dir_mut(path) else {
                     continue;
                 };
+                // `/run/flood/.`: work on the directory itself (a listing),
+                // not a file in it.
+                if name_of(path) == "." {
+                    *acc.io_pids.entry(t.pid).or_default() += 1;
+                    continue;
+                }
                 let new = match io.file_object {
                     Some(fo) => acc.objects.insert(fo),
                     None => acc.loose.insert(path.to_lowercase()),
@@ -134,7 +198,7 @@ impl DirIndex {
 
     fn dir_mut(&mut self, path: &str) -> Option<&mut DirAcc> {
         let dir = directory_of(path)?;
-        let acc = self.dirs.entry(dir.to_lowercase()).or_default();
+        let acc = self.dirs.entry(dir_key(path)?).or_default();
         if acc.display.is_empty() {
             acc.display = dir.to_string();
         }
@@ -143,24 +207,22 @@ impl DirIndex {
 
     /// Number of file objects in the directory of `path`.
     pub fn files_in_dir_of(&self, path: &str) -> usize {
-        directory_of(path)
-            .and_then(|d| self.dirs.get(&d.to_lowercase()))
+        dir_key(path)
+            .and_then(|d| self.dirs.get(&d))
             .map_or(0, DirAcc::files)
     }
 
     /// Mark the directory of `path` as touched by blocking I/O.
     pub fn mark_blocking(&mut self, path: &str) {
-        if let Some(d) = directory_of(path) {
-            if let Some(acc) = self.dirs.get_mut(&d.to_lowercase()) {
-                acc.blocking = true;
-            }
+        if let Some(acc) = dir_key(path).and_then(|d| self.dirs.get_mut(&d)) {
+            acc.blocking = true;
         }
     }
 
     /// Handle holders in the directory of `path`, most files first.
     pub fn holders_of_dir_of(&self, path: &str, names: &HashMap<u64, &str>) -> Vec<ProcessFiles> {
-        directory_of(path)
-            .and_then(|d| self.dirs.get(&d.to_lowercase()))
+        dir_key(path)
+            .and_then(|d| self.dirs.get(&d))
             .map(|acc| ranked(&acc.holders, names))
             .unwrap_or_default()
     }
@@ -250,5 +312,52 @@ mod tests {
         assert_eq!(pattern_of("ntuser.dat"), "ntuser.dat");
         assert_eq!(pattern_of("sess_"), "sess_");
         assert_eq!(pattern_of("é_ü"), "é_*");
+    }
+
+    #[test]
+    fn posix_paths_take_the_same_seam() {
+        assert_eq!(directory_of("/run/flood/sess_1"), Some("/run/flood"));
+        assert_eq!(directory_of("/init"), Some("/"));
+        assert_eq!(directory_of("/run/flood/"), Some("/run"));
+        assert_eq!(directory_of("/run/flood/."), Some("/run/flood"));
+        assert_eq!(name_of("/run/flood/sess_1"), "sess_1");
+        // A backslash is an ordinary character in a POSIX name.
+        assert_eq!(directory_of(r"/tmp/a\b"), Some("/tmp"));
+        // POSIX directories differ by case; Windows ones do not.
+        assert_ne!(dir_key("/tmp/A/x"), dir_key("/tmp/a/x"));
+        assert_eq!(dir_key(r"\Windows\Temp\x"), dir_key(r"\WINDOWS\temp\y"));
+        assert_eq!(
+            PathStyle::of("/run").counted_objects(),
+            "files in the dcache"
+        );
+    }
+
+    #[test]
+    fn a_linux_directory_counts_its_files_and_holders() {
+        let file = |a: u64, p: &str, h: &[u64]| crate::File {
+            address: Addr(a),
+            path: p.into(),
+            device: Some("tmpfs".into()),
+            holders: h.to_vec(),
+        };
+        let input = WaitGraphInput {
+            files: vec![
+                file(1, "/run/flood/sess_1", &[7]),
+                file(2, "/run/flood/sess_2", &[7]),
+                file(3, "/run/flood/SESS_3", &[]),
+                file(4, "/run/Flood/sess_4", &[]),
+            ],
+            ..WaitGraphInput::default()
+        };
+        let ix = DirIndex::build(&input);
+        assert_eq!(ix.files_in_dir_of("/run/flood/x"), 3);
+        assert_eq!(ix.files_in_dir_of("/run/flood/."), 3);
+        assert_eq!(ix.files_in_dir_of("/run/Flood/x"), 1);
+        let names = HashMap::from([(7, "php-cgi")]);
+        let h = ix.holders_of_dir_of("/run/flood/.", &names);
+        assert_eq!(
+            (h[0].name.as_str(), h[0].pid, h[0].files),
+            ("php-cgi", 7, 2)
+        );
     }
 }

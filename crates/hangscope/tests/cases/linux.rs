@@ -601,3 +601,176 @@ fn issue_12_analyze_is_deadlock_and_locks_match_drgn() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The chain steps of one kind.
+fn steps<'a>(chain: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    chain.iter().filter(|s| s["step"] == kind).collect()
+}
+
+/// Issue 12, must-show 4 on the command line: on every guest with the
+/// flood dumps (`scripts/linux-guest.sh` makes them on 6.1 and 6.12),
+/// `analyze` says BUSY OWNER (exit 1) with the reader drgn finds on a CPU
+/// inside the directory walk as the final owner, the hot directory and its
+/// file count from the dcache equal to drgn's, and the processes holding
+/// its files (the creators) with drgn's counts; `locks --json` has drgn's
+/// waiters. With `CI=true` no flood guest at all fails.
+#[test]
+fn issue_12_flood_is_busy_owner_on_the_hot_directory() {
+    let Some(guests) = guests() else { return };
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for g in &guests {
+        for (form, file) in [("elf", "flood.elf"), ("kdump", "flood.kdump-zlib")] {
+            let dump = g.dir.join("dumps").join(file);
+            if !dump.is_file() {
+                continue;
+            }
+            checked += 1;
+            let at = format!("[{} flood {form}]", g.name());
+            let p = g.dir.join("peers").join(format!("flood-{form}.json"));
+            let truth: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            let dir = truth["dir"].as_str().unwrap();
+            let files = truth["positive_children"].as_u64().unwrap();
+            let on_cpu: Vec<String> = truth["cpus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| {
+                    truth["holders_on_cpu"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&c["pid"])
+                })
+                .map(|c| c["task"].as_str().unwrap().to_string())
+                .collect();
+            let r: Run = run(&[
+                "analyze".into(),
+                "--json".into(),
+                dump.display().to_string(),
+            ]);
+            r.expect(1);
+            let v = r.json();
+            if v["overall"] != "busy_owner" {
+                problems.push(format!("{at} overall {}", v["overall"]));
+            }
+            let f = &v["findings"][0];
+            if f["kind"] != "busy_owner" {
+                problems.push(format!("{at} first finding {}", f["kind"]));
+            }
+            let owner = f["final_owner"].as_str().unwrap_or("").to_string();
+            if !on_cpu.contains(&owner) {
+                problems.push(format!(
+                    "{at} final owner {owner}, drgn's readers on a CPU {on_cpu:?}"
+                ));
+            }
+            let chain = f["chain"].as_array().cloned().unwrap_or_default();
+            match steps(&chain, "directory").first() {
+                Some(d) if d["path"] == dir && d["files"] == files && d["hot"] == true => {}
+                other => {
+                    problems.push(format!("{at} directory step {other:?}, drgn {dir} {files}"))
+                }
+            }
+            let want = &truth["file_holders"];
+            let procs = steps(&chain, "process");
+            if procs.is_empty() {
+                problems.push(format!("{at} no process step"));
+            }
+            for s in procs {
+                let pid = s["pid"].as_u64().unwrap_or(0).to_string();
+                if s["name"] != "php-cgi" || s["files"] != want[&pid]["files"] {
+                    problems.push(format!("{at} process step {s} vs drgn {}", want[&pid]));
+                }
+            }
+            let hot = &v["hot_directories"][0];
+            if hot["path"] != dir || hot["files"] != files {
+                problems.push(format!(
+                    "{at} hot directory {} {}",
+                    hot["path"], hot["files"]
+                ));
+            }
+            let holders: Vec<(String, u64)> = hot["holders"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| (h["pid"].to_string(), h["files"].as_u64().unwrap_or(0)))
+                .collect();
+            let mut drgn_holders: Vec<(String, u64)> = want
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(p, h)| (p.clone(), h["files"].as_u64().unwrap()))
+                .collect();
+            drgn_holders.sort();
+            let mut sorted = holders.clone();
+            sorted.sort();
+            if sorted != drgn_holders {
+                problems.push(format!("{at} holders {holders:?} vs drgn {drgn_holders:?}"));
+            }
+            let notes = v["linux_notes"].to_string();
+            for needle in ["inferred from the CPUs' stacks", "files in the dcache"] {
+                if !notes.contains(needle) {
+                    problems.push(format!("{at} notes lack `{needle}`: {notes}"));
+                }
+            }
+            let creating = truth["lock"]["waiters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| {
+                    w["stack"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|f| f == "path_openat")
+                });
+            if creating && !notes.contains("creating files: php-cgi") {
+                problems.push(format!("{at} the creators are not named: {notes}"));
+            }
+            let locks = json(&["locks"], &dump, None);
+            let lock = locks["data"]["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["address"] == truth["lock"]["address"]);
+            let ours: Vec<Value> = lock
+                .map(|l| {
+                    l["waiters"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|w| w["pid"].clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let theirs: Vec<Value> = truth["lock"]["waiters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["pid"].clone())
+                .collect();
+            if ours != theirs {
+                problems.push(format!("{at} waiters {ours:?} vs drgn {theirs:?}"));
+            }
+            let text = run(&["analyze".into(), dump.display().to_string()]);
+            text.expect(1);
+            for needle in [
+                "BUSY OWNER",
+                "files in the dcache (hot)",
+                "getdents64 (iterate_dir",
+                "readers inferred from the CPUs' stacks): held shared",
+            ] {
+                if !text.stdout.contains(needle) {
+                    problems.push(format!("{at} analyze text lacks `{needle}`"));
+                }
+            }
+        }
+    }
+    if checked == 0 {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI must test the flood guests: scripts/linux-guest.sh makes dumps/flood.* on 6.1 and 6.12"
+        );
+        eprintln!("linux flood: skipped (no guest in HANGSCOPE_LINUX_GUESTS has dumps/flood.elf)");
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
