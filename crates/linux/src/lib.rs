@@ -34,7 +34,7 @@ pub mod waits;
 pub mod waitsource;
 
 pub use error::{Error, ErrorKind, Result};
-pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol};
+pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol, SymbolRef};
 pub use model::{
     CpuInfo, CpuMode, DmesgRecord, FrameSource, KernelInfo, LockInfo, LockTask, ModuleInfo,
     Partial, RunningCpu, StackEnd, StackFrame, TaskInfo, TaskStack, TaskState, Warning,
@@ -79,7 +79,8 @@ pub struct LinuxKernel<'d> {
     space_source: String,
     banner: Option<String>,
     discovery: Vec<String>,
-    cache: tasks::Cache,
+    /// Boxed: the listings it keeps would make every kernel value large.
+    cache: Box<tasks::Cache>,
     vcpus: &'d [hangscope_dump::CpuState],
 }
 
@@ -156,7 +157,7 @@ impl<'d> LinuxKernel<'d> {
             space_source: found.space.source,
             banner: None,
             discovery,
-            cache: tasks::Cache::default(),
+            cache: Box::default(),
             vcpus: &dump.cpus,
         };
         k.settle_kernel_offset(types.as_ref());
@@ -346,7 +347,10 @@ impl<'d> LinuxKernel<'d> {
     /// Every task (thread), in `init_task.tasks` order, each process's
     /// threads after its leader; the idle task of CPU 0 (pid 0) first.
     pub fn tasks(&self) -> Result<Partial<TaskInfo>> {
-        tasks::tasks(&self.env()?, &self.cache)
+        self.cache
+            .listing
+            .get_or_init(|| tasks::tasks(&self.env()?, &self.cache))
+            .clone()
     }
 
     /// Each CPU's runqueue: the task it runs, its clock, its queue.
@@ -356,7 +360,10 @@ impl<'d> LinuxKernel<'d> {
 
     /// Loaded modules, in the `modules` list's order.
     pub fn modules(&self) -> Result<Partial<ModuleInfo>> {
-        modules::modules(&self.env()?)
+        self.cache
+            .modules
+            .get_or_init(|| modules::modules(&self.env()?))
+            .clone()
     }
 
     /// A module's symbols (from `module.kallsyms`), by the `struct
@@ -390,7 +397,7 @@ impl<'d> LinuxKernel<'d> {
     /// An unwinder over this kernel's and its modules' ORC tables.
     pub fn unwinder(&self) -> Result<stacks::Unwinder<'_>> {
         let env = self.env()?;
-        let modules = modules::modules(&env).map(|m| m.items).unwrap_or_default();
+        let modules = self.modules().map(|m| m.items).unwrap_or_default();
         Ok(stacks::Unwinder::new(env, &modules))
     }
 
@@ -433,7 +440,7 @@ impl<'d> LinuxKernel<'d> {
                 return Some(s.name.clone());
             }
             match self.kallsyms.symbol_at(a) {
-                Some((s, 0)) => Some(s.name.clone()),
+                Some((s, 0)) => Some(s.name.to_string()),
                 _ => None,
             }
         };
