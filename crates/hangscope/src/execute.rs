@@ -6,7 +6,7 @@ use crate::render::Report;
 use crate::session::Guest;
 use crate::shell::{ShellCommand, HELP};
 use anyhow::{bail, Result};
-use hangscope_linux::LinuxKernel;
+use hangscope_linux::{FilesQuery, LinuxKernel, TaskTarget};
 use hangscope_nt::stacks::StackFilter;
 use hangscope_nt::{Kernel, MissingSymbols, VirtAddr};
 use hangscope_waitgraph::{EvidenceStep, Verdict, WaitSource};
@@ -19,9 +19,8 @@ pub fn execute<'k>(guest: &'k Guest<'_>, c: &ShellCommand) -> Result<Report<'k>>
     }
 }
 
-/// One command on a Linux guest. The hang walk's commands (`locks`,
-/// `thread`, `stacks`, `running`, `analyze`, ...) read Windows objects
-/// and say so until the Linux walk lands.
+/// One command on a Linux guest. `irp` and `fileobj` read Windows
+/// objects and say so.
 fn execute_linux<'k>(k: &'k LinuxKernel<'_>, c: &ShellCommand) -> Result<Report<'k>> {
     Ok(match c {
         ShellCommand::Processes => Report::LinuxProcesses(k.tasks()?),
@@ -65,12 +64,22 @@ fn execute_linux<'k>(k: &'k LinuxKernel<'_>, c: &ShellCommand) -> Result<Report<
             }
             Report::LinuxLocks(locks)
         }
+        ShellCommand::Thread(a) => {
+            Report::LinuxThread(k.task_detail(TaskTarget::Address(VirtAddr(*a)))?)
+        }
+        ShellCommand::ThreadId(pid) => Report::LinuxThread(k.task_detail(TaskTarget::Pid(
+            i64::try_from(*pid).unwrap_or(i64::MAX),
+        ))?),
+        ShellCommand::Handles(pid, path) => Report::LinuxFiles(k.files(&FilesQuery {
+            pid: pid.map(|p| i64::try_from(p).unwrap_or(i64::MAX)),
+            path: path.clone(),
+        })?),
         ShellCommand::Analyze => linux_verdict(k),
         ShellCommand::Help => Report::Note(HELP),
         ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),
         other => bail!(
             "`{}` reads Windows kernel objects; this dump holds a Linux kernel ({}). \
-             On Linux guests hangscope has info, ps, threads, lm, dmesg, locks, analyze, stacks, running, dt, db and dq",
+             On Linux guests hangscope has info, ps, threads, thread, files, lm, dmesg, locks, analyze, stacks, running, dt, db and dq",
             other.name(),
             k.release().unwrap_or_else(|| "release unknown".into())
         ),
@@ -169,6 +178,16 @@ fn execute_windows<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>
             all: *all,
         },
         ShellCommand::Thread(a) => Report::Thread(k.thread_detail(VirtAddr(*a))?),
+        ShellCommand::ThreadId(tid) => {
+            let Some(t) = k.threads().items.iter().find(|t| t.tid == *tid) else {
+                bail!(
+                    "no thread with id {tid} ({tid:#x}) among the {} threads listed; \
+                     give its ETHREAD address",
+                    k.threads().items.len()
+                );
+            };
+            Report::Thread(k.thread_detail(t.address)?)
+        }
         ShellCommand::Irp(a) => Report::Irp(k.irp(VirtAddr(*a))?),
         ShellCommand::Fileobj(a) => Report::FileObject(k.file_object(VirtAddr(*a))?),
         ShellCommand::Handles(pid, path) => {

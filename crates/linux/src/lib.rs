@@ -14,10 +14,12 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+pub mod detail;
 pub mod discover;
 pub mod dmesg;
 pub mod dt;
 pub mod error;
+pub mod files;
 pub mod kallsyms;
 pub mod model;
 pub mod modules;
@@ -33,12 +35,14 @@ pub mod vmcoreinfo;
 pub mod waits;
 pub mod waitsource;
 
+pub use detail::TaskTarget;
 pub use error::{Error, ErrorKind, Result};
+pub use files::FilesQuery;
 pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol, SymbolRef};
 pub use model::{
-    CpuInfo, CpuMode, DmesgRecord, FrameSource, KernelInfo, LockInfo, LockTask, ModuleInfo,
-    Partial, RunningCpu, StackEnd, StackFrame, TaskInfo, TaskStack, TaskState, Warning,
-    WarningKind,
+    CpuInfo, CpuMode, DmesgRecord, FileTable, FilesReport, FrameSource, KernelInfo, LockInfo,
+    LockTask, ModuleInfo, OpenFd, OwnerActivity, Partial, PathHolder, RunningCpu, StackEnd,
+    StackFrame, TaskDetail, TaskInfo, TaskStack, TaskState, Warning, WarningKind,
 };
 pub use space::{LinuxPte, LINUX_PTE, START_KERNEL_MAP};
 pub use vmcoreinfo::VmcoreInfo;
@@ -414,12 +418,17 @@ impl<'d> LinuxKernel<'d> {
     /// a sleeping task from its saved switch frame, a CPU's current task
     /// from the vCPU's registers.
     pub fn stacks(&self) -> Result<Partial<TaskStack>> {
-        let env = self.env()?;
-        let u = self.unwinder()?;
-        let running = stacks::running(&env, &u, self.vcpus)
-            .map(|r| r.items)
-            .unwrap_or_default();
-        Ok(stacks::stacks(&env, &u, self.tasks()?, &running))
+        self.cache
+            .stacks
+            .get_or_init(|| {
+                let env = self.env()?;
+                let u = self.unwinder()?;
+                let running = stacks::running(&env, &u, self.vcpus)
+                    .map(|r| r.items)
+                    .unwrap_or_default();
+                Ok(stacks::stacks(&env, &u, self.tasks()?, &running))
+            })
+            .clone()
     }
 
     /// Every lock a sleeping task waits on, found from the waiter records

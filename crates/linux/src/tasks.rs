@@ -56,6 +56,9 @@ pub struct Cache {
     pub(crate) listing: OnceLock<Result<Partial<TaskInfo>>>,
     /// The module list, read once per kernel.
     pub(crate) modules: OnceLock<Result<Partial<crate::model::ModuleInfo>>>,
+    /// Every task's stack, unwound once per kernel (the wait graph's
+    /// evidence and `thread` both show them).
+    pub(crate) stacks: OnceLock<Result<Partial<crate::model::TaskStack>>>,
 }
 
 impl TaskLayout {

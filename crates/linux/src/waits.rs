@@ -666,7 +666,7 @@ fn protects(
 }
 
 /// The file system's name when `inode.i_sb->s_type->name` reads as one.
-fn fs_name(r: &Reader<'_>, inode: VirtAddr) -> Option<String> {
+pub(crate) fn fs_name(r: &Reader<'_>, inode: VirtAddr) -> Option<String> {
     if inode.0 >> 56 != 0xff {
         return None;
     }
