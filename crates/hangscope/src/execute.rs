@@ -103,7 +103,10 @@ fn linux_stack_matches(t: &hangscope_linux::TaskStack, filter: &str) -> bool {
 fn linux_verdict<'k>(k: &'k LinuxKernel<'_>) -> Report<'k> {
     let waits = k.waits();
     let input = k.wait_graph_with(&waits);
-    let verdict = hangscope_waitgraph::analyze(&input, &Default::default());
+    let mut verdict = hangscope_waitgraph::analyze(&input, &Default::default());
+    if let Ok(tasks) = k.tasks() {
+        name_threads_by_comm(&mut verdict, &tasks.items);
+    }
     let mut notes = waits.as_ref().map(|w| w.notes.clone()).unwrap_or_default();
     if let Ok(w) = &waits {
         for l in w.locks.items.iter().filter(|l| l.kind == "userfaultfd") {
@@ -156,6 +159,31 @@ fn linux_verdict<'k>(k: &'k LinuxKernel<'_>) -> Report<'k> {
         ));
     }
     Report::LinuxVerdict { verdict, notes }
+}
+
+/// Name each thread in the evidence by its own comm: the graph names a
+/// thread by its process (Windows's image name), but a Linux thread has a
+/// name of its own (the uffd-writer process's handler thread is
+/// `uffd-handler`, and the kernel's hung-task reports call it so).
+fn name_threads_by_comm(verdict: &mut Verdict, tasks: &[hangscope_linux::TaskInfo]) {
+    let comm = |tid: Option<u64>| {
+        let tid = i32::try_from(tid?).ok()?;
+        tasks.iter().find(|t| t.pid == tid).map(|t| t.comm.clone())
+    };
+    for f in &mut verdict.findings {
+        for step in &mut f.chain {
+            if let EvidenceStep::Thread { tid, process, .. } = step {
+                if let Some(c) = comm(*tid) {
+                    *process = Some(c);
+                }
+            }
+        }
+        for t in &mut f.threads {
+            if let Some(c) = comm(t.tid) {
+                t.process = Some(c);
+            }
+        }
+    }
 }
 
 /// One command on a Windows guest.

@@ -902,3 +902,50 @@ fn linux_thread_agrees_with_drgn() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A Linux thread is named by its own comm in the verdict's evidence, not
+/// by its process's: the uffd-writer process's handler thread reads
+/// `uffd-handler` in the chain and among the longest waiters, as the
+/// kernel's hung-task report names it.
+#[test]
+fn linux_evidence_names_a_thread_by_its_own_comm() {
+    let Some(guests) = guests() else { return };
+    let mut problems = Vec::new();
+    for g in &guests {
+        for form in ["elf", "kdump"] {
+            let at = format!("[{} {form}]", g.name());
+            let dump = g.dump(form);
+            let handler = g.truth(form)["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["comm"] == "uffd-handler")
+                .and_then(|t| t["pid"].as_i64());
+            let Some(handler) = handler else {
+                problems.push(format!("{at}: drgn has no uffd-handler"));
+                continue;
+            };
+            let r: Run = run(&[
+                "analyze".into(),
+                "--json".into(),
+                dump.display().to_string(),
+            ]);
+            r.expect(4);
+            let v = r.json();
+            let mut named = Vec::new();
+            for f in v["findings"].as_array().into_iter().flatten() {
+                let steps = f["chain"].as_array().into_iter().flatten();
+                let threads = f["threads"].as_array().into_iter().flatten();
+                for s in steps.chain(threads) {
+                    if s["tid"].as_i64() == Some(handler) {
+                        named.push(s["process"].as_str().unwrap_or("?").to_string());
+                    }
+                }
+            }
+            if named.is_empty() || named.iter().any(|n| n != "uffd-handler") {
+                problems.push(format!("{at}: tid {handler} named {named:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
