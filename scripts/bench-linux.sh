@@ -8,9 +8,13 @@
 # scripts/linux-guest.sh 6.1 makes the 4 GiB one. For each ELF and
 # kdump-zlib dump, with a warm page cache, it measures hangscope's info,
 # ps, threads and dmesg with the kernel's BTF read from the dump (symbol
-# cache cold, then warm), `threads` with `-y vmlinux` (DWARF, warm), and
-# drgn's task list (pid, tgid, comm, state, CPU of every task) with the
-# same vmlinux. Wall time and peak RSS from GNU time, best of $RUNS (3).
+# cache cold, then warm), `threads` with `-y vmlinux` (DWARF, warm),
+# `analyze` and `stacks` (the hang walk: every task's waits and stack,
+# BTF cache warm), drgn's task list (pid, tgid, comm, state, CPU of every
+# task) with the same vmlinux, and drgn's ground-truth walk of the hang
+# (the guest's drgn_groundtruth.py: every task's stack, the lock each
+# blocked task waits on from its frames' variables, owners, waiters, the
+# log). Wall time and peak RSS from GNU time, best of $RUNS (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -59,12 +63,18 @@ for d in "${DIRS[@]}"; do
     row "hangscope ps" "$(run_best warm "$HS" ps "$dump")"
     row "hangscope threads" "$(run_best warm "$HS" threads "$dump")"
     row "hangscope dmesg" "$(run_best warm "$HS" dmesg "$dump")"
+    row "hangscope analyze" "$(run_best warm "$HS" analyze "$dump")"
+    row "hangscope stacks" "$(run_best warm "$HS" stacks "$dump")"
     if [ -n "$v" ]; then
       "$HS" -y "$v" threads "$dump" >/dev/null 2>&1 || true
       row "hangscope threads -y vmlinux (warm)" "$(run_best warm "$HS" -y "$v" threads "$dump")"
       if [ -x "$d/venv/bin/drgn" ]; then
         arch=(); [ "$f" = hangguest.kdump-zlib ] && arch=(--architecture x86_64)
         row "drgn task list (vmlinux)" "$(run_best warm "$d/venv/bin/drgn" -q -c "$dump" "${arch[@]}" -s "$v" "$WORK/ps.py")"
+        if [ -f "$d/drgn_groundtruth.py" ]; then
+          ko=(); [ -f "$d/src/hangdemo.ko" ] && ko=(-s "$d/src/hangdemo.ko")
+          row "drgn ground-truth walk (vmlinux)" "$(run_best warm "$d/venv/bin/drgn" -q -c "$dump" "${arch[@]}" -s "$v" "${ko[@]}" "$d/drgn_groundtruth.py" "$WORK/truth.json")"
+        fi
       fi
     fi
   done

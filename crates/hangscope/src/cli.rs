@@ -85,8 +85,9 @@ pub enum Command {
     /// or one by address.
     Locks(LocksArgs),
     /// One thread (like `!thread`): state, waits and what is behind them,
-    /// IRPs, stack.
-    Thread(AddrArgs),
+    /// IRPs, stack. On a Linux guest, a task by pid or `task_struct`
+    /// address: the lock it waits on, its owners and what they do.
+    Thread(ThreadArgs),
     /// One I/O request packet (like `!irp`).
     Irp(AddrArgs),
     /// One file object (like `!fileobj`) and the processes holding it.
@@ -98,6 +99,10 @@ pub enum Command {
     /// Open handles per process; with --path, who holds handles under a
     /// directory.
     Handles(HandlesArgs),
+    /// Open files per process (a Linux guest's file tables: descriptor,
+    /// path, file system, inode, position); with --path, who holds files
+    /// under a directory. On Windows, the file handles (as `handles`).
+    Files(HandlesArgs),
     /// Every thread's kernel stack, grouped by identical stacks (like
     /// `!stacks`).
     Stacks(StacksArgs),
@@ -207,6 +212,45 @@ pub struct OptAddrArgs {
     pub addr: Option<u64>,
 }
 
+/// `thread` options.
+#[derive(Debug, Args, Clone)]
+pub struct ThreadArgs {
+    #[command(flatten)]
+    pub dump: DumpArg,
+    /// The thread: its kernel object address (hex, WinDbg backticks
+    /// allowed), or a decimal pid/tid (up to 4194304, Linux's
+    /// PID_MAX_LIMIT).
+    #[arg(value_parser = parse_thread)]
+    pub thread: ThreadRef,
+}
+
+/// A thread named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadRef {
+    /// By thread (task) id.
+    Id(u64),
+    /// By kernel object address.
+    Address(u64),
+}
+
+/// Linux's `PID_MAX_LIMIT`: no pid or tid is larger, and no kernel
+/// address is this small.
+pub const PID_MAX_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// A thread as the user writes it: decimal digits up to
+/// [`PID_MAX_LIMIT`] are an id, anything else a hex address.
+pub fn parse_thread(s: &str) -> Result<ThreadRef, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.len() <= 7 && t.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(id) = t.parse::<u64>() {
+            if id <= PID_MAX_LIMIT {
+                return Ok(ThreadRef::Id(id));
+            }
+        }
+    }
+    parse_addr(s).map(ThreadRef::Address)
+}
+
 /// `handles` options.
 #[derive(Debug, Args, Clone)]
 pub struct HandlesArgs {
@@ -269,6 +313,23 @@ mod tests {
         assert!(parse_addr("").is_err());
         assert!(parse_addr("1fffffa800b61bb500").is_err());
         assert!(parse_addr("xyz").is_err());
+    }
+
+    #[test]
+    fn a_thread_is_a_decimal_id_or_a_hex_address() {
+        assert_eq!(parse_thread("96"), Ok(ThreadRef::Id(96)));
+        assert_eq!(parse_thread("4194304"), Ok(ThreadRef::Id(4194304)));
+        assert_eq!(parse_thread("4194305"), Ok(ThreadRef::Address(0x4194305)));
+        assert_eq!(
+            parse_thread("ffff8dbe42968000"),
+            Ok(ThreadRef::Address(0xffff8dbe42968000))
+        );
+        assert_eq!(
+            parse_thread("ffff8dbe`42968000"),
+            Ok(ThreadRef::Address(0xffff8dbe42968000))
+        );
+        assert_eq!(parse_thread("0x60"), Ok(ThreadRef::Address(0x60)));
+        assert!(parse_thread("pid").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ([`crate::session`]), run the command ([`crate::execute`]), and write the
 //! typed report it returns in the format asked for ([`crate::render`]).
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ThreadRef};
 use crate::dumpinfo::DumpSummary;
 use crate::execute::execute;
 use crate::output::emit;
@@ -86,11 +86,19 @@ fn to_shell_command(c: &Command) -> (&Path, ShellCommand) {
                 all: a.all,
             },
         ),
-        Command::Thread(a) => (&a.dump.dump, ShellCommand::Thread(a.addr)),
+        Command::Thread(a) => (
+            &a.dump.dump,
+            match a.thread {
+                ThreadRef::Id(id) => ShellCommand::ThreadId(id),
+                ThreadRef::Address(addr) => ShellCommand::Thread(addr),
+            },
+        ),
         Command::Irp(a) => (&a.dump.dump, ShellCommand::Irp(a.addr)),
         Command::Fileobj(a) => (&a.dump.dump, ShellCommand::Fileobj(a.addr)),
         Command::Alpc(a) => (&a.dump.dump, ShellCommand::Alpc(a.addr)),
-        Command::Handles(a) => (&a.dump.dump, ShellCommand::Handles(a.pid, a.path.clone())),
+        Command::Handles(a) | Command::Files(a) => {
+            (&a.dump.dump, ShellCommand::Handles(a.pid, a.path.clone()))
+        }
         Command::Stacks(a) => (&a.dump.dump, ShellCommand::Stacks(a.filter.clone())),
         Command::Running(a) => (&a.dump, ShellCommand::Running),
         Command::Analyze(a) => (&a.dump.dump, ShellCommand::Analyze),

@@ -6,7 +6,7 @@ use crate::render::Report;
 use crate::session::Guest;
 use crate::shell::{ShellCommand, HELP};
 use anyhow::{bail, Result};
-use hangscope_linux::LinuxKernel;
+use hangscope_linux::{FilesQuery, LinuxKernel, TaskTarget};
 use hangscope_nt::stacks::StackFilter;
 use hangscope_nt::{Kernel, MissingSymbols, VirtAddr};
 use hangscope_waitgraph::{EvidenceStep, Verdict, WaitSource};
@@ -19,9 +19,8 @@ pub fn execute<'k>(guest: &'k Guest<'_>, c: &ShellCommand) -> Result<Report<'k>>
     }
 }
 
-/// One command on a Linux guest. The hang walk's commands (`locks`,
-/// `thread`, `stacks`, `running`, `analyze`, ...) read Windows objects
-/// and say so until the Linux walk lands.
+/// One command on a Linux guest. `irp` and `fileobj` read Windows
+/// objects and say so.
 fn execute_linux<'k>(k: &'k LinuxKernel<'_>, c: &ShellCommand) -> Result<Report<'k>> {
     Ok(match c {
         ShellCommand::Processes => Report::LinuxProcesses(k.tasks()?),
@@ -65,12 +64,22 @@ fn execute_linux<'k>(k: &'k LinuxKernel<'_>, c: &ShellCommand) -> Result<Report<
             }
             Report::LinuxLocks(locks)
         }
+        ShellCommand::Thread(a) => {
+            Report::LinuxThread(k.task_detail(TaskTarget::Address(VirtAddr(*a)))?)
+        }
+        ShellCommand::ThreadId(pid) => Report::LinuxThread(k.task_detail(TaskTarget::Pid(
+            i64::try_from(*pid).unwrap_or(i64::MAX),
+        ))?),
+        ShellCommand::Handles(pid, path) => Report::LinuxFiles(k.files(&FilesQuery {
+            pid: pid.map(|p| i64::try_from(p).unwrap_or(i64::MAX)),
+            path: path.clone(),
+        })?),
         ShellCommand::Analyze => linux_verdict(k),
         ShellCommand::Help => Report::Note(HELP),
         ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),
         other => bail!(
             "`{}` reads Windows kernel objects; this dump holds a Linux kernel ({}). \
-             On Linux guests hangscope has info, ps, threads, lm, dmesg, locks, analyze, stacks, running, dt, db and dq",
+             On Linux guests hangscope has info, ps, threads, thread, files, lm, dmesg, locks, analyze, stacks, running, dt, db and dq",
             other.name(),
             k.release().unwrap_or_else(|| "release unknown".into())
         ),
@@ -94,7 +103,10 @@ fn linux_stack_matches(t: &hangscope_linux::TaskStack, filter: &str) -> bool {
 fn linux_verdict<'k>(k: &'k LinuxKernel<'_>) -> Report<'k> {
     let waits = k.waits();
     let input = k.wait_graph_with(&waits);
-    let verdict = hangscope_waitgraph::analyze(&input, &Default::default());
+    let mut verdict = hangscope_waitgraph::analyze(&input, &Default::default());
+    if let Ok(tasks) = k.tasks() {
+        name_threads_by_comm(&mut verdict, &tasks.items);
+    }
     let mut notes = waits.as_ref().map(|w| w.notes.clone()).unwrap_or_default();
     if let Ok(w) = &waits {
         for l in w.locks.items.iter().filter(|l| l.kind == "userfaultfd") {
@@ -217,6 +229,31 @@ fn contended_dir_note(
     s
 }
 
+/// Name each thread in the evidence by its own comm: the graph names a
+/// thread by its process (Windows's image name), but a Linux thread has a
+/// name of its own (the uffd-writer process's handler thread is
+/// `uffd-handler`, and the kernel's hung-task reports call it so).
+fn name_threads_by_comm(verdict: &mut Verdict, tasks: &[hangscope_linux::TaskInfo]) {
+    let comm = |tid: Option<u64>| {
+        let tid = i32::try_from(tid?).ok()?;
+        tasks.iter().find(|t| t.pid == tid).map(|t| t.comm.clone())
+    };
+    for f in &mut verdict.findings {
+        for step in &mut f.chain {
+            if let EvidenceStep::Thread { tid, process, .. } = step {
+                if let Some(c) = comm(*tid) {
+                    *process = Some(c);
+                }
+            }
+        }
+        for t in &mut f.threads {
+            if let Some(c) = comm(t.tid) {
+                t.process = Some(c);
+            }
+        }
+    }
+}
+
 /// One command on a Windows guest.
 fn execute_windows<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>> {
     Ok(match c {
@@ -237,6 +274,16 @@ fn execute_windows<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>
             all: *all,
         },
         ShellCommand::Thread(a) => Report::Thread(k.thread_detail(VirtAddr(*a))?),
+        ShellCommand::ThreadId(tid) => {
+            let Some(t) = k.threads().items.iter().find(|t| t.tid == *tid) else {
+                bail!(
+                    "no thread with id {tid} ({tid:#x}) among the {} threads listed; \
+                     give its ETHREAD address",
+                    k.threads().items.len()
+                );
+            };
+            Report::Thread(k.thread_detail(t.address)?)
+        }
         ShellCommand::Irp(a) => Report::Irp(k.irp(VirtAddr(*a))?),
         ShellCommand::Fileobj(a) => Report::FileObject(k.file_object(VirtAddr(*a))?),
         ShellCommand::Alpc(None) => Report::Alpc(k.alpc()),

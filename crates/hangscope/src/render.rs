@@ -136,6 +136,11 @@ pub enum Report<'k> {
     LinuxRunning(linux::Partial<linux::RunningCpu>),
     /// `locks` on a Linux guest.
     LinuxLocks(linux::Partial<linux::LockInfo>),
+    /// `thread PID|ADDR` on a Linux guest: one task in depth.
+    LinuxThread(linux::TaskDetail),
+    /// `files` (or `handles`) on a Linux guest: open files per file table,
+    /// or who holds files under a path.
+    LinuxFiles(linux::FilesReport),
     /// `analyze` on a Linux guest: the verdict, and what the kernel
     /// itself says (hung-task reports, D tasks that are no hang).
     LinuxVerdict {
@@ -237,6 +242,8 @@ impl Report<'_> {
             Report::LinuxStacks(s) => hangscope_report::linux::stacks(s),
             Report::LinuxRunning(r) => hangscope_report::linux::running(r),
             Report::LinuxLocks(l) => hangscope_report::linux::locks(l),
+            Report::LinuxThread(d) => hangscope_report::linux::thread(d),
+            Report::LinuxFiles(f) => hangscope_report::linux::files(f),
             Report::LinuxVerdict { verdict, notes } => format!(
                 "{}{}",
                 hangscope_report::render_text(verdict),
@@ -318,6 +325,8 @@ impl Report<'_> {
             Report::LinuxStacks(s) => listing("linux_stacks", s),
             Report::LinuxRunning(r) => listing("linux_running", r),
             Report::LinuxLocks(l) => listing("linux_locks", l),
+            Report::LinuxThread(d) => listing("linux_thread", d),
+            Report::LinuxFiles(f) => listing("linux_files", f),
             Report::LinuxVerdict { verdict, notes } => {
                 let mut doc: serde_json::Value =
                     serde_json::from_str(&hangscope_report::render_json(verdict))?;

@@ -18,6 +18,8 @@ pub enum ShellCommand {
     },
     /// `!thread ADDR`
     Thread(u64),
+    /// `!thread ID`: a thread (task) by its decimal id.
+    ThreadId(u64),
     /// `!irp ADDR`
     Irp(u64),
     /// `!fileobj ADDR`
@@ -61,7 +63,7 @@ impl ShellCommand {
     pub fn name(&self) -> &'static str {
         match self {
             ShellCommand::Locks { .. } => "locks",
-            ShellCommand::Thread(_) => "thread",
+            ShellCommand::Thread(_) | ShellCommand::ThreadId(_) => "thread",
             ShellCommand::Irp(_) => "irp",
             ShellCommand::Fileobj(_) => "fileobj",
             ShellCommand::Alpc(_) => "alpc",
@@ -88,13 +90,14 @@ impl ShellCommand {
 pub const HELP: &str = "\
 commands (WinDbg syntax; addresses in hex, backticks allowed):
   !locks [-v] [ADDR]      executive resources (contended; -v all; or one)
-  !thread ADDR            one thread: state, waits, owners, IRPs, stack
+  !thread ADDR|ID         one thread: state, waits, owners, IRPs, stack
   !irp ADDR               one IRP: stack locations, drivers, files
   !fileobj ADDR           one file object: path, device, holders
   !alpc [ADDR]            ALPC: waiting clients, ports; or one thread/port/message
   !process 0 0 | ps       processes
   threads [PID]           threads with wait reason and seconds waited
   !handle [PID] [PATH]    handles (PATH: only files under it)
+  files [PID] [PATH]      open files (Linux file tables; Windows handles)
   !stacks [TEXT]          stacks grouped, filtered by TEXT
   !running                each CPU's current thread
   !analyze                the hang walk and verdict
@@ -143,7 +146,15 @@ pub fn parse(line: &str) -> Result<ShellCommand, String> {
             };
             Ok(ShellCommand::Locks { addr, all })
         }
-        "!thread" => Ok(ShellCommand::Thread(addr(0, "a thread address")?)),
+        "!thread" | "thread" => {
+            let t = rest
+                .first()
+                .ok_or_else(|| format!("{head} needs a thread address"))?;
+            match crate::cli::parse_thread(t)? {
+                crate::cli::ThreadRef::Id(id) => Ok(ShellCommand::ThreadId(id)),
+                crate::cli::ThreadRef::Address(a) => Ok(ShellCommand::Thread(a)),
+            }
+        }
         "!irp" => Ok(ShellCommand::Irp(addr(0, "an IRP address")?)),
         "!alpc" | "alpc" => Ok(ShellCommand::Alpc(match rest.first() {
             Some(a) => Some(parse_addr(a)?),
@@ -171,6 +182,15 @@ pub fn parse(line: &str) -> Result<ShellCommand, String> {
             let p = pid(0)?;
             let path = rest.get(1).map(|s| s.to_string());
             Ok(ShellCommand::Handles(p, path))
+        }
+        "files" => {
+            // `files`, `files PID`, `files PATH`, `files PID PATH`.
+            let (p, path) = match rest.first() {
+                Some(w) if w.starts_with('/') || w.starts_with('\\') => (None, Some(w)),
+                Some(_) => (pid(0)?, rest.get(1)),
+                None => (None, None),
+            };
+            Ok(ShellCommand::Handles(p, path.map(|s| s.to_string())))
         }
         "!stacks" | "stacks" => Ok(ShellCommand::Stacks(rest.first().map(|s| s.to_string()))),
         "!running" | "running" => Ok(ShellCommand::Running),
@@ -244,6 +264,12 @@ mod tests {
                 Some("\\Windows\\Temp".into())
             ))
         );
+        assert_eq!(parse("!thread 96"), Ok(ShellCommand::ThreadId(96)));
+        assert_eq!(
+            parse("files /run/hang"),
+            Ok(ShellCommand::Handles(None, Some("/run/hang".into())))
+        );
+        assert_eq!(parse("files 94"), Ok(ShellCommand::Handles(Some(94), None)));
         assert_eq!(parse("   "), Ok(ShellCommand::Nothing));
         assert_eq!(parse("q"), Ok(ShellCommand::Quit));
     }

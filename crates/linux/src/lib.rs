@@ -14,11 +14,13 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+pub mod detail;
 pub mod dirs;
 pub mod discover;
 pub mod dmesg;
 pub mod dt;
 pub mod error;
+pub mod files;
 pub mod kallsyms;
 pub mod model;
 pub mod modules;
@@ -34,12 +36,14 @@ pub mod vmcoreinfo;
 pub mod waits;
 pub mod waitsource;
 
+pub use detail::TaskTarget;
 pub use error::{Error, ErrorKind, Result};
-pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol};
+pub use files::FilesQuery;
+pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol, SymbolRef};
 pub use model::{
-    CpuInfo, CpuMode, DmesgRecord, FrameSource, KernelInfo, LockInfo, LockTask, ModuleInfo,
-    Partial, RunningCpu, StackEnd, StackFrame, TaskInfo, TaskStack, TaskState, Warning,
-    WarningKind,
+    CpuInfo, CpuMode, DmesgRecord, FileTable, FilesReport, FrameSource, KernelInfo, LockInfo,
+    LockTask, ModuleInfo, OpenFd, OwnerActivity, Partial, PathHolder, RunningCpu, StackEnd,
+    StackFrame, TaskDetail, TaskInfo, TaskStack, TaskState, Warning, WarningKind,
 };
 pub use space::{LinuxPte, LINUX_PTE, START_KERNEL_MAP};
 pub use vmcoreinfo::VmcoreInfo;
@@ -80,7 +84,8 @@ pub struct LinuxKernel<'d> {
     space_source: String,
     banner: Option<String>,
     discovery: Vec<String>,
-    cache: tasks::Cache,
+    /// Boxed: the listings it keeps would make every kernel value large.
+    cache: Box<tasks::Cache>,
     vcpus: &'d [hangscope_dump::CpuState],
 }
 
@@ -157,7 +162,7 @@ impl<'d> LinuxKernel<'d> {
             space_source: found.space.source,
             banner: None,
             discovery,
-            cache: tasks::Cache::default(),
+            cache: Box::default(),
             vcpus: &dump.cpus,
         };
         k.settle_kernel_offset(types.as_ref());
@@ -347,7 +352,10 @@ impl<'d> LinuxKernel<'d> {
     /// Every task (thread), in `init_task.tasks` order, each process's
     /// threads after its leader; the idle task of CPU 0 (pid 0) first.
     pub fn tasks(&self) -> Result<Partial<TaskInfo>> {
-        tasks::tasks(&self.env()?, &self.cache)
+        self.cache
+            .listing
+            .get_or_init(|| tasks::tasks(&self.env()?, &self.cache))
+            .clone()
     }
 
     /// Each CPU's runqueue: the task it runs, its clock, its queue.
@@ -357,7 +365,10 @@ impl<'d> LinuxKernel<'d> {
 
     /// Loaded modules, in the `modules` list's order.
     pub fn modules(&self) -> Result<Partial<ModuleInfo>> {
-        modules::modules(&self.env()?)
+        self.cache
+            .modules
+            .get_or_init(|| modules::modules(&self.env()?))
+            .clone()
     }
 
     /// A module's symbols (from `module.kallsyms`), by the `struct
@@ -391,7 +402,7 @@ impl<'d> LinuxKernel<'d> {
     /// An unwinder over this kernel's and its modules' ORC tables.
     pub fn unwinder(&self) -> Result<stacks::Unwinder<'_>> {
         let env = self.env()?;
-        let modules = modules::modules(&env).map(|m| m.items).unwrap_or_default();
+        let modules = self.modules().map(|m| m.items).unwrap_or_default();
         Ok(stacks::Unwinder::new(env, &modules))
     }
 
@@ -408,12 +419,17 @@ impl<'d> LinuxKernel<'d> {
     /// a sleeping task from its saved switch frame, a CPU's current task
     /// from the vCPU's registers.
     pub fn stacks(&self) -> Result<Partial<TaskStack>> {
-        let env = self.env()?;
-        let u = self.unwinder()?;
-        let running = stacks::running(&env, &u, self.vcpus)
-            .map(|r| r.items)
-            .unwrap_or_default();
-        Ok(stacks::stacks(&env, &u, self.tasks()?, &running))
+        self.cache
+            .stacks
+            .get_or_init(|| {
+                let env = self.env()?;
+                let u = self.unwinder()?;
+                let running = stacks::running(&env, &u, self.vcpus)
+                    .map(|r| r.items)
+                    .unwrap_or_default();
+                Ok(stacks::stacks(&env, &u, self.tasks()?, &running))
+            })
+            .clone()
     }
 
     /// Every lock a sleeping task waits on, found from the waiter records
@@ -434,7 +450,7 @@ impl<'d> LinuxKernel<'d> {
                 return Some(s.name.clone());
             }
             match self.kallsyms.symbol_at(a) {
-                Some((s, 0)) => Some(s.name.clone()),
+                Some((s, 0)) => Some(s.name.to_string()),
                 _ => None,
             }
         };

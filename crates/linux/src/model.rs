@@ -460,3 +460,134 @@ pub struct LockInfo {
     /// What could not be read or checked.
     pub warnings: Vec<Warning>,
 }
+
+/// One open file descriptor in a file table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenFd {
+    /// The descriptor number (its index in `fdtable.fd`).
+    pub fd: u32,
+    /// The `struct file`.
+    #[serde(with = "hex")]
+    pub file: VirtAddr,
+    /// Its path through the mounts (`/run/hang/journal.log`), or for a
+    /// pipe, socket or anonymous inode the name `/proc/PID/fd` shows
+    /// (`pipe:[1234]`, `anon_inode:[userfaultfd]`).
+    pub path: Option<String>,
+    /// The file system type (`tmpfs`, `ext4`, `pipefs`).
+    pub fs_type: Option<String>,
+    /// The inode number.
+    pub ino: Option<u64>,
+    /// `file.f_pos`.
+    pub pos: Option<u64>,
+    /// `file.f_flags` (`O_*`, octal in the text).
+    pub flags: Option<u64>,
+}
+
+/// A file table (`struct files_struct`) and the tasks that share it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileTable {
+    /// The `struct files_struct`.
+    #[serde(with = "hex")]
+    pub files_struct: VirtAddr,
+    /// The thread group of the first task using it.
+    pub tgid: i32,
+    /// That task's comm.
+    pub comm: String,
+    /// Every task using the table.
+    pub pids: Vec<i32>,
+    /// `fdtable.max_fds`.
+    pub max_fds: Option<u64>,
+    /// The open descriptors, by number (with `--path`, only those under
+    /// it).
+    pub fds: Vec<OpenFd>,
+    /// More descriptors than hangscope reads (`MAX_FDS` per table).
+    pub truncated: bool,
+    /// What could not be read.
+    pub warnings: Vec<Warning>,
+}
+
+/// A process holding files under a path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathHolder {
+    /// Its thread group id.
+    pub tgid: i32,
+    /// Its comm.
+    pub comm: String,
+    /// Distinct open files under the path.
+    pub files: u64,
+    /// Descriptors to them.
+    pub fds: u64,
+}
+
+/// `files`: open files per file table, or who holds files under a path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilesReport {
+    /// Only the table of this task (pid or tgid), when asked.
+    pub pid: Option<i64>,
+    /// Only files under this path, when asked.
+    pub path: Option<String>,
+    /// The file tables, in task-list order.
+    pub tables: Vec<FileTable>,
+    /// With a path: the processes holding files under it, most files
+    /// first.
+    pub holders: Vec<PathHolder>,
+    /// Distinct open files listed.
+    pub distinct_files: u64,
+    /// What could not be read.
+    pub warnings: Vec<Warning>,
+}
+
+/// What the owner of a lock a task waits on is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnerActivity {
+    /// The owner's `struct task_struct`.
+    #[serde(with = "hex")]
+    pub task: VirtAddr,
+    /// Its pid.
+    pub pid: Option<i32>,
+    /// Its comm.
+    pub comm: Option<String>,
+    /// How it holds the lock (`exclusive`, `write`, `read`).
+    pub mode: String,
+    /// Its state.
+    pub state: Option<TaskState>,
+    /// The CPU it is current on, when it is.
+    pub running_on: Option<u32>,
+    /// How long it has been off the CPU.
+    pub since_last_arrival_ns: Option<u64>,
+    /// The lock it waits on itself, when it does.
+    #[serde(with = "hex_opt")]
+    pub waits_on: Option<VirtAddr>,
+    /// That lock's kind and name (`mutex hangdemo_lock_a`).
+    pub waits_on_label: Option<String>,
+    /// Whether that lock is held by the task asked about: the two wait
+    /// on each other.
+    pub waits_on_asked_task: bool,
+    /// Its innermost kernel frames.
+    pub frames: Vec<StackFrame>,
+}
+
+/// `thread PID|ADDR` on Linux: one task, what it waits on, who owns that
+/// and what the owner does, and its stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDetail {
+    /// The task.
+    pub task: TaskInfo,
+    /// Seconds since the hung-task detector saw it switch, when it looks
+    /// at it.
+    pub hung_task_seen_s: Option<f64>,
+    /// The lock (or wait with an owner) it waits on, with every owner and
+    /// waiter.
+    pub waits_on: Option<LockInfo>,
+    /// What each owner of that lock does.
+    pub owners: Vec<OwnerActivity>,
+    /// Contended locks it holds (others wait on them).
+    pub holds: Vec<LockInfo>,
+    /// What the wait walk says about it when it waits on no lock (a vfork
+    /// parent, a killable sleep, a wait with no owner).
+    pub notes: Vec<String>,
+    /// Its kernel stack.
+    pub stack: Option<TaskStack>,
+    /// What could not be read.
+    pub warnings: Vec<Warning>,
+}

@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::view::Reader;
-use hangscope_x64::VirtAddr;
+use hangscope_x64::{VirtAddr, VirtualMemory};
 
 /// Most entries read from one table (a distribution kernel has about
 /// half a million).
@@ -312,6 +312,145 @@ impl OrcTable {
     }
 }
 
+/// The core kernel's ORC table read where it lies, a page at a time as
+/// lookups need it: the table is 3 to 5 MiB, a walk of every task's stack
+/// looks up a few hundred addresses, and in a compressed dump every page
+/// read is a page inflated.
+#[derive(Debug)]
+pub struct OrcMemTable {
+    ip_table: u64,
+    entries: u64,
+    count: u64,
+    entry_size: u64,
+    range: (u64, u64),
+    /// Pages read so far, by address (`None`: not readable).
+    pages: std::sync::Mutex<std::collections::HashMap<u64, Option<Box<[u8]>>>>,
+}
+
+impl OrcMemTable {
+    /// The table of `count` entries: the `s32` ip table at `ip_table` and
+    /// the entries at `entries`. Only the first and last ips are read now
+    /// (they give the range covered).
+    pub fn new(
+        mem: &dyn VirtualMemory,
+        layout: &OrcLayout,
+        ip_table: VirtAddr,
+        entries: VirtAddr,
+        count: u64,
+    ) -> Result<OrcMemTable> {
+        if count == 0 || count > MAX_ORC_ENTRIES {
+            return Err(Error::bad_data(ip_table, format!("{count} ORC entries")));
+        }
+        let ip_bytes = count * 4;
+        let entry_bytes = count * layout.size;
+        if ip_table.0.checked_add(ip_bytes).is_none()
+            || entries.0.checked_add(entry_bytes).is_none()
+        {
+            return Err(Error::bad_data(
+                ip_table,
+                "ORC tables wrap the address space",
+            ));
+        }
+        let mut t = OrcMemTable {
+            ip_table: ip_table.0,
+            entries: entries.0,
+            count,
+            entry_size: layout.size,
+            range: (0, 0),
+            pages: Default::default(),
+        };
+        let first = t
+            .ip(mem, 0)
+            .ok_or_else(|| Error::bad_data(ip_table, "unreadable ORC ip table"))?;
+        let last = t
+            .ip(mem, count - 1)
+            .ok_or_else(|| Error::bad_data(ip_table, "unreadable end of the ORC ip table"))?;
+        if last < first {
+            return Err(Error::bad_data(
+                ip_table,
+                format!("ORC ip table not sorted: first {first:#x}, last {last:#x}"),
+            ));
+        }
+        t.range = (first, last);
+        Ok(t)
+    }
+
+    /// `len` bytes at `addr`, from the pages read so far or read now.
+    fn bytes(&self, mem: &dyn VirtualMemory, addr: u64, out: &mut [u8]) -> Option<()> {
+        let mut done = 0usize;
+        let Ok(mut pages) = self.pages.lock() else {
+            return None;
+        };
+        while done < out.len() {
+            let a = addr.checked_add(done as u64)?;
+            let page = a & !0xfff;
+            let data = pages.entry(page).or_insert_with(|| {
+                let mut b = vec![0u8; 4096];
+                mem.read(VirtAddr(page), &mut b)
+                    .ok()
+                    .map(|()| b.into_boxed_slice())
+            });
+            let data = data.as_ref()?;
+            let within = (a - page) as usize;
+            let n = (4096 - within).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&data[within..within + n]);
+            done += n;
+        }
+        Some(())
+    }
+
+    /// The address entry `i` starts at.
+    fn ip(&self, mem: &dyn VirtualMemory, i: u64) -> Option<u64> {
+        let at = self.ip_table.checked_add(i.checked_mul(4)?)?;
+        let mut b = [0u8; 4];
+        self.bytes(mem, at, &mut b)?;
+        Some(at.wrapping_add(i32::from_le_bytes(b) as i64 as u64))
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether it has none (never: [`OrcMemTable::new`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The lowest and highest address covered.
+    pub fn range(&self) -> (u64, u64) {
+        self.range
+    }
+
+    /// The entry covering `ip`: the last one starting at or below it. A
+    /// page that cannot be read gives none.
+    pub fn find(&self, mem: &dyn VirtualMemory, layout: &OrcLayout, ip: u64) -> Option<OrcEntry> {
+        let (lo, hi) = self.range;
+        if ip < lo || ip > hi {
+            return None;
+        }
+        // The last index whose ip is <= `ip`: entry 0's is (ip >= lo).
+        let (mut low, mut high) = (0u64, self.count);
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if self.ip(mem, mid)? <= ip {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        let size = usize::try_from(self.entry_size).ok()?;
+        let mut e = vec![0u8; size];
+        self.bytes(
+            mem,
+            self.entries
+                .checked_add(low.checked_mul(self.entry_size)?)?,
+            &mut e,
+        )?;
+        Some(layout.decode(&e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +538,66 @@ mod tests {
         // Entries shorter than the ips: no panic, no entry.
         let short = OrcTable::from_parts(vec![0x1000, 0x2000], entry(8, 0, 5, 0, 2), &l);
         assert_eq!(short.find(&l, 0x2000), None);
+    }
+
+    #[test]
+    fn the_table_in_memory_answers_as_the_one_read_whole() {
+        use hangscope_x64::SparseMemory;
+        let l = layout_6_12();
+        // 3000 entries over two and more pages of ips, 16 bytes apart.
+        let (ip_at, entries_at) = (0xffff_ffff_8200_0000u64, 0xffff_ffff_8300_0000u64);
+        let n = 3000u64;
+        let mut mem = SparseMemory::new();
+        let mut ips = Vec::new();
+        let mut bytes = Vec::new();
+        for i in 0..n {
+            let ip = 0xffff_ffff_8100_0000 + i * 16;
+            let at = ip_at + i * 4;
+            mem.write(at, &((ip.wrapping_sub(at)) as i32).to_le_bytes());
+            ips.push(ip);
+            bytes.extend(entry((i % 1000) as i16, 0, reg::SP, 0, 2));
+        }
+        mem.write(entries_at, &bytes);
+        let whole = OrcTable::from_parts(ips.clone(), bytes, &l);
+        let lazy = OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), n).unwrap();
+        assert_eq!(lazy.range(), whole.range().unwrap());
+        for probe in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            1023 * 16 + 3,
+            1024 * 16,
+            2999 * 16,
+            2999 * 16 + 1,
+        ] {
+            let ip = 0xffff_ffff_8100_0000 + probe;
+            assert_eq!(lazy.find(&mem, &l, ip), whole.find(&l, ip), "{ip:#x}");
+        }
+        assert_eq!(lazy.find(&mem, &l, 0xffff_ffff_80ff_ffff), None);
+        // A page of ips missing: a lookup whose search needs it finds
+        // nothing, without a panic; a table whose last ip is on it is
+        // refused.
+        mem.unmap_page(ip_at + 0x1000);
+        let lazy = OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), n).unwrap();
+        for i in [10u64, 1500, 2500] {
+            assert_eq!(lazy.find(&mem, &l, 0xffff_ffff_8100_0000 + i * 16), None);
+        }
+        let short = OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), 1500);
+        assert!(short.is_err());
+        let first_page = OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), 1000);
+        let ip = 0xffff_ffff_8100_0000 + 999 * 16;
+        assert_eq!(
+            first_page.unwrap().find(&mem, &l, ip).map(|e| e.sp_offset),
+            Some(999)
+        );
+        // Counts the tables cannot hold, and unsorted ends, are refused.
+        assert!(OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), 0).is_err());
+        assert!(
+            OrcMemTable::new(&mem, &l, VirtAddr(u64::MAX - 8), VirtAddr(entries_at), 4).is_err()
+        );
+        mem.write(ip_at, &0i32.to_le_bytes());
+        assert!(OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), n).is_err());
     }
 }

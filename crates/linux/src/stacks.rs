@@ -15,7 +15,7 @@ use crate::model::{
     CpuMode, FrameSource, Partial, RunningCpu, StackEnd, StackFrame, TaskStack, TaskState, Warning,
     WarningKind,
 };
-use crate::orc::{reg, OrcEntry, OrcLayout, OrcTable, OrcType};
+use crate::orc::{reg, OrcEntry, OrcLayout, OrcMemTable, OrcTable, OrcType};
 use crate::time::PerCpu;
 use crate::view::Env;
 use crate::warning;
@@ -103,7 +103,7 @@ struct ModuleCode {
 pub struct Unwinder<'a> {
     env: Env<'a>,
     layout: Option<OrcLayout>,
-    core: Option<OrcTable>,
+    core: Option<OrcMemTable>,
     core_text: Vec<(u64, u64)>,
     modules: Vec<ModuleCode>,
     pt_regs: Option<PtRegs>,
@@ -138,7 +138,7 @@ impl<'a> Unwinder<'a> {
                 return None;
             };
             let count = stop.checked_sub(start).map(|n| n / 4).unwrap_or(0);
-            match OrcTable::read(&r, l, VirtAddr(start), VirtAddr(entries), count) {
+            match OrcMemTable::new(r.mem, l, VirtAddr(start), VirtAddr(entries), count) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     warnings.push(warning(&e));
@@ -261,7 +261,7 @@ impl<'a> Unwinder<'a> {
     pub fn find(&self, ip: u64) -> Option<OrcEntry> {
         let layout = self.layout.as_ref()?;
         if self.in_core_text(ip) {
-            return self.core.as_ref()?.find(layout, ip);
+            return self.core.as_ref()?.find(self.env.r.mem, layout, ip);
         }
         self.module_at(ip)?.table.as_ref()?.find(layout, ip)
     }
@@ -278,7 +278,7 @@ impl<'a> Unwinder<'a> {
             }
         } else if self.in_core_text(pc) {
             if let Some((s, off)) = self.env.kallsyms.symbol_at(pc) {
-                function = Some(s.name.clone());
+                function = Some(s.name.to_string());
                 offset = Some(off);
             }
         }

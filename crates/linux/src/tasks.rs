@@ -51,6 +51,14 @@ pub struct TaskLayout {
 #[derive(Debug, Default)]
 pub struct Cache {
     layout: OnceLock<std::result::Result<TaskLayout, Error>>,
+    /// The task list, read once per kernel: `analyze` asks for it from
+    /// the waits, the stacks and the wait graph.
+    pub(crate) listing: OnceLock<Result<Partial<TaskInfo>>>,
+    /// The module list, read once per kernel.
+    pub(crate) modules: OnceLock<Result<Partial<crate::model::ModuleInfo>>>,
+    /// Every task's stack, unwound once per kernel (the wait graph's
+    /// evidence and `thread` both show them).
+    pub(crate) stacks: OnceLock<Result<Partial<crate::model::TaskStack>>>,
 }
 
 impl TaskLayout {

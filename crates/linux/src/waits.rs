@@ -128,12 +128,7 @@ pub fn thread_size(env: &Env<'_>) -> u64 {
         }
     }
     if let Some(start) = env.kallsyms.get("init_stack") {
-        let next = env
-            .kallsyms
-            .iter()
-            .map(|s| s.addr)
-            .filter(|&a| a > start)
-            .min();
+        let next = env.kallsyms.next_after(start).map(|s| s.addr);
         if let Some(n) = next {
             if ok(n - start) {
                 return n - start;
@@ -198,7 +193,7 @@ pub fn find_waits(
         let hints: Vec<&str> = words
             .iter()
             .filter(|&&w| w >= text.0 && w < text.1)
-            .filter_map(|&w| env.kallsyms.symbol_at(w).map(|(s, _)| s.name.as_str()))
+            .filter_map(|&w| env.kallsyms.symbol_at(w).map(|(s, _)| s.name))
             .collect();
         let mut found = false;
         for (i, &w) in words.iter().enumerate() {
@@ -673,7 +668,7 @@ fn protects(
 }
 
 /// The file system's name when `inode.i_sb->s_type->name` reads as one.
-fn fs_name(r: &Reader<'_>, inode: VirtAddr) -> Option<String> {
+pub(crate) fn fs_name(r: &Reader<'_>, inode: VirtAddr) -> Option<String> {
     if inode.0 >> 56 != 0xff {
         return None;
     }

@@ -1,5 +1,5 @@
 //! The Linux kernel as a source for the OS-neutral wait-for graph: tasks
-//! as threads, the locks [`crate::waits`] found as resources (mutexes,
+//! as threads with their kernel stacks, the locks [`crate::waits`] found as resources (mutexes,
 //! rw_semaphores, semaphores and userfaultfd waits as
 //! `ResourceKind::Other`, since the schema's kinds are Windows's), their
 //! owners and waiters as claims, and gaps where the task list could not be
@@ -115,6 +115,18 @@ impl LinuxKernel<'_> {
         }
         inp.warnings
             .extend(tasks.warnings.iter().map(|w| w.message.clone()));
+        // Each task's kernel stack, for the evidence's frames. A walk that
+        // fails leaves that task's stack empty; its warnings are the
+        // `stacks` command's business, not the verdict's.
+        let mut frames: std::collections::HashMap<u64, Vec<wg::Frame>> = self
+            .stacks()
+            .map(|s| {
+                s.items
+                    .into_iter()
+                    .map(|t| (t.task.0, t.frames.iter().map(wg::Frame::from).collect()))
+                    .collect()
+            })
+            .unwrap_or_default();
         for t in &tasks.items {
             if t.pid == t.tgid {
                 inp.processes.push(wg::Process {
@@ -136,7 +148,7 @@ impl LinuxKernel<'_> {
                     .filter(|_| t.on_cpu != Some(true))
                     .map(|ns| ns as f64 / 1e9),
                 waited_ticks: None,
-                stack: Vec::new(),
+                stack: frames.remove(&t.task.0).unwrap_or_default(),
                 io: Vec::new(),
                 warnings: Vec::new(),
                 // Windows' wait mode; the Linux classes do not use it.

@@ -4,8 +4,8 @@
 //! Linux counterpart of [`crate::windbg`].
 
 use hangscope_linux::{
-    CpuMode, DmesgRecord, KernelInfo, LockInfo, LockTask, ModuleInfo, Partial, RunningCpu,
-    StackEnd, TaskInfo, TaskStack, Warning,
+    CpuMode, DmesgRecord, FilesReport, KernelInfo, LockInfo, LockTask, ModuleInfo, Partial,
+    RunningCpu, StackEnd, TaskDetail, TaskInfo, TaskStack, Warning,
 };
 use hangscope_x64::view::DtOutput;
 use std::fmt::Write;
@@ -450,6 +450,281 @@ pub fn locks(l: &Partial<LockInfo>) -> String {
         }
     }
     warnings(&mut out, &l.warnings);
+    out
+}
+
+/// A lock's one-line name: `mutex ffff.. hangdemo_lock_a` or with what
+/// it protects.
+fn lock_line(x: &LockInfo) -> String {
+    let mut s = format!("{} {}", x.kind, addr(x.address.0));
+    if let Some(n) = &x.symbol {
+        let _ = write!(s, " {n}");
+    }
+    if let Some(p) = &x.protects {
+        let _ = write!(s, " ({p})");
+    }
+    s
+}
+
+/// The kernel's name of a task's sleep, from its raw state bits.
+fn sleep_kind(raw: u64) -> Option<&'static str> {
+    const UNINTERRUPTIBLE: u64 = 0x2;
+    const INTERRUPTIBLE: u64 = 0x1;
+    const WAKEKILL: u64 = 0x100;
+    const NOLOAD: u64 = 0x400;
+    if raw & (UNINTERRUPTIBLE | NOLOAD) == UNINTERRUPTIBLE | NOLOAD {
+        Some("TASK_IDLE")
+    } else if raw & (UNINTERRUPTIBLE | WAKEKILL) == UNINTERRUPTIBLE | WAKEKILL {
+        Some("TASK_KILLABLE")
+    } else if raw & UNINTERRUPTIBLE != 0 {
+        Some("TASK_UNINTERRUPTIBLE")
+    } else if raw & INTERRUPTIBLE != 0 {
+        Some("TASK_INTERRUPTIBLE")
+    } else {
+        None
+    }
+}
+
+/// `thread PID|ADDR` on a Linux guest: the task, the lock it waits on and
+/// for how long, each owner of that lock and what it does, the locks it
+/// holds, and its stack.
+pub fn thread(d: &TaskDetail) -> String {
+    let t = &d.task;
+    let mut out = format!(
+        "TASK {}  pid {}  tgid {}  {}  {}",
+        addr(t.task.0),
+        t.pid,
+        t.tgid,
+        command(t),
+        t.state.letter()
+    );
+    match sleep_kind(t.raw_state) {
+        Some(k) => {
+            let _ = writeln!(out, " ({k}, state {:#x})", t.raw_state);
+        }
+        None => {
+            let _ = writeln!(out, " (state {:#x})", t.raw_state);
+        }
+    }
+    let mut facts = Vec::new();
+    if let Some(c) = t.cpu {
+        facts.push(if t.on_cpu == Some(true) {
+            format!("running on CPU {c}")
+        } else {
+            format!("last on CPU {c}")
+        });
+    }
+    if t.on_cpu != Some(true) {
+        if let Some(ns) = t.since_last_arrival_ns {
+            facts.push(format!("off CPU {} s", seconds_ns(Some(ns))));
+        }
+    }
+    if let Some(h) = d.hung_task_seen_s {
+        facts.push(format!("hung-task detector saw it {h:.1} s ago"));
+    }
+    if let (Some(v), Some(i)) = (t.nvcsw, t.nivcsw) {
+        facts.push(format!("{v} voluntary / {i} involuntary switches"));
+    }
+    if let Some(p) = t.ppid {
+        facts.push(format!("parent pid {p}"));
+    }
+    if !facts.is_empty() {
+        let _ = writeln!(out, "  {}", facts.join(", "));
+    }
+    match &d.waits_on {
+        Some(l) => {
+            let _ = write!(out, "\n  waits on {}", lock_line(l));
+            match t.since_last_arrival_ns {
+                Some(ns) => {
+                    let _ = writeln!(out, ", for {} s", seconds_ns(Some(ns)));
+                }
+                None => {
+                    let _ = writeln!(out);
+                }
+            }
+            if let Some(raw) = l.owner_raw {
+                let _ = write!(out, "    owner word {raw:#x}");
+                if let Some(c) = l.count_raw {
+                    let _ = write!(out, ", count {c:#x}");
+                }
+                let _ = writeln!(out);
+            }
+            if let Some(n) = &l.owner_note {
+                let _ = writeln!(out, "    ({n})");
+            }
+            if l.owners.is_empty() {
+                let _ = writeln!(out, "    no owner to follow");
+            }
+            for o in &d.owners {
+                let who = match (o.pid, &o.comm) {
+                    (Some(p), Some(c)) => format!("pid {p} ({c})"),
+                    _ => "task ?".into(),
+                };
+                let mut doing = match (o.running_on, o.state) {
+                    (Some(cpu), _) => format!("running on CPU {cpu}"),
+                    (None, Some(st)) => format!(
+                        "{} ({}), off CPU {} s",
+                        match st.letter() {
+                            'D' => "in uninterruptible sleep",
+                            'S' => "sleeping",
+                            'R' => "runnable",
+                            _ => "in state",
+                        },
+                        st.letter(),
+                        seconds_ns(o.since_last_arrival_ns)
+                    ),
+                    (None, None) => "state unknown".into(),
+                };
+                if let (Some(a), Some(label)) = (o.waits_on, &o.waits_on_label) {
+                    let _ = write!(doing, "; it waits on {label} at {}", addr(a.0));
+                    if o.waits_on_asked_task {
+                        let _ =
+                            write!(doing, ", which this task holds: the two wait on each other");
+                    }
+                }
+                let _ = writeln!(
+                    out,
+                    "    owner: {who} task {} {}: {doing}",
+                    addr(o.task.0),
+                    o.mode
+                );
+                for f in &o.frames {
+                    let _ = writeln!(out, "          {f}");
+                }
+            }
+            let others: Vec<String> = l
+                .waiters
+                .iter()
+                .filter(|w| w.task != t.task)
+                .map(|w| match (w.pid, &w.comm) {
+                    (Some(p), Some(c)) => format!("{p} ({c})"),
+                    _ => addr(w.task.0),
+                })
+                .collect();
+            if !others.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    {} other waiter(s): {}",
+                    others.len(),
+                    others.join(", ")
+                );
+            }
+        }
+        None if matches!(t.state.letter(), 'D' | 'S') => {
+            let _ = writeln!(out, "\n  waits on no lock found from its stack");
+        }
+        None => {}
+    }
+    for l in &d.holds {
+        let _ = writeln!(
+            out,
+            "  holds {} with {} waiter(s)",
+            lock_line(l),
+            l.waiters.len()
+        );
+    }
+    for n in &d.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+    let _ = writeln!(out);
+    match &d.stack {
+        Some(s) => {
+            let _ = writeln!(out, "  stack:");
+            if s.frames.is_empty() {
+                let _ = writeln!(out, "      (no frames)");
+            }
+            for f in &s.frames {
+                let _ = writeln!(out, "      {f}");
+            }
+            if let Some(e) = stack_end(&s.end) {
+                let _ = writeln!(out, "      {e}");
+            }
+            for w in &s.warnings {
+                let _ = writeln!(out, "  WARNING: {w}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  stack: not walked");
+        }
+    }
+    warnings(&mut out, &d.warnings);
+    out
+}
+
+/// `files` on a Linux guest: each file table with its descriptors, or
+/// with a path the files under it and who holds them.
+pub fn files(f: &FilesReport) -> String {
+    let mut out = String::new();
+    let fds: usize = f.tables.iter().map(|t| t.fds.len()).sum();
+    match &f.path {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "{} open file(s) under {p} ({fds} descriptor(s)) in {} file table(s)",
+                f.distinct_files,
+                f.tables.len()
+            );
+            for h in &f.holders {
+                let _ = writeln!(
+                    out,
+                    "  process {} (pid {}) holds {} of them ({} descriptor(s))",
+                    h.comm, h.tgid, h.files, h.fds
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "{} file table(s), {fds} descriptor(s), {} distinct open file(s)",
+                f.tables.len(),
+                f.distinct_files
+            );
+        }
+    }
+    for t in &f.tables {
+        let pids: Vec<String> = t.pids.iter().map(|p| p.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "\nFILES {}  tgid {}  {}  used by pid {}  max_fds {}{}",
+            addr(t.files_struct.0),
+            t.tgid,
+            t.comm,
+            pids.join(", "),
+            opt(t.max_fds),
+            if t.truncated {
+                "  (more descriptors than are read)"
+            } else {
+                ""
+            }
+        );
+        if t.fds.is_empty() && f.path.is_none() {
+            let _ = writeln!(out, "   (no open descriptors)");
+        }
+        if !t.fds.is_empty() {
+            let _ = writeln!(
+                out,
+                "   {:>4}  {:<16}  {:<10} {:>8} {:>10} {:>8}  PATH",
+                "FD", "FILE", "FS", "INODE", "POS", "FLAGS"
+            );
+        }
+        for d in &t.fds {
+            let _ = writeln!(
+                out,
+                "   {:>4}  {}  {:<10} {:>8} {:>10} {:>8}  {}",
+                d.fd,
+                addr(d.file.0),
+                d.fs_type.as_deref().unwrap_or("?"),
+                opt(d.ino),
+                opt(d.pos),
+                d.flags.map_or("?".into(), |x| format!("{x:o}")),
+                d.path.as_deref().unwrap_or("?")
+            );
+        }
+        for w in &t.warnings {
+            let _ = writeln!(out, "   WARNING: {w}");
+        }
+    }
+    warnings(&mut out, &f.warnings);
     out
 }
 

@@ -10,7 +10,7 @@
 
 use super::elf::parse_notes;
 use super::{bad, be_i64_at, err_at, slice_at, Bytes};
-use crate::model::{read_pages, Bitmap};
+use crate::model::{not_in_dump, Bitmap};
 use crate::raw::flat;
 use crate::raw::kdump as k;
 use crate::raw::PAGE_SIZE;
@@ -18,12 +18,14 @@ use crate::{
     CpuState, Error, ErrorKind, KernelHints, Location, PhysAddr, PhysRange, PhysicalMemory,
 };
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
-/// Decoded pages kept: enough for a page walk and the structures around
-/// it, small enough to be irrelevant next to the mapping.
-const CACHE_PAGES: usize = 64;
+/// Decoded pages kept (4 MiB): a Linux `analyze` touches a few thousand
+/// pages, several of them more than once (page tables, each task's stack
+/// from the unwinder and again from the waiter scan); small next to the
+/// mapping.
+const CACHE_PAGES: usize = 1024;
 /// Flat records indexed at most (each one is at least 16 bytes of file, so
 /// this is far above any real file's count but bounds the index).
 const MAX_FLAT_RECORDS: usize = 1 << 26;
@@ -236,7 +238,9 @@ pub(crate) struct Kdump {
 pub(crate) fn parse(data: Bytes) -> Result<Kdump, Error> {
     let mut notes = Vec::new();
     let logical = if data.starts_with(flat::SIGNATURE) {
-        Logical::index_flat(&data, &mut notes)?
+        let index = Logical::index_flat(&data, &mut notes)?;
+        data.release_resident();
+        index
     } else {
         Logical::Direct
     };
@@ -339,7 +343,11 @@ pub(crate) fn parse(data: Bytes) -> Result<Kdump, Error> {
             desc_off,
             ranges,
             notes,
-            cache: Mutex::new(VecDeque::with_capacity(CACHE_PAGES)),
+            cache: Mutex::new(PageCache {
+                pages: HashMap::with_capacity(CACHE_PAGES),
+                order: VecDeque::with_capacity(CACHE_PAGES),
+                inflate: flate2::Decompress::new(true),
+            }),
         },
         cpus,
         vmcoreinfo,
@@ -357,7 +365,15 @@ pub(crate) struct KdumpMemory {
     ranges: Vec<PhysRange>,
     notes: Vec<String>,
     /// Decoded pages by the plain-file offset of their compressed data.
-    cache: Mutex<VecDeque<(u64, Box<[u8]>)>>,
+    cache: Mutex<PageCache>,
+}
+
+/// Decoded pages, evicted oldest first, and the inflater that decodes
+/// them.
+struct PageCache {
+    pages: HashMap<u64, Box<[u8]>>,
+    order: VecDeque<u64>,
+    inflate: flate2::Decompress,
 }
 
 impl std::fmt::Debug for KdumpMemory {
@@ -396,8 +412,9 @@ impl KdumpMemory {
         )
     }
 
-    /// The page `pfn`: borrowed if stored plain, else decoded (cached).
-    fn load(&self, pfn: u64) -> Result<Option<Cow<'_, [u8]>>, Error> {
+    /// Call `f` with the page `pfn` (`None` when the dump does not hold
+    /// it): borrowed if stored plain, else decoded once and cached.
+    fn with_page<R>(&self, pfn: u64, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, Error> {
         let Some(desc) = self.desc(pfn) else {
             return Ok(None);
         };
@@ -416,12 +433,10 @@ impl KdumpMemory {
                 return Err(bad_data("kdump page_desc.size of a plain page", desc.size));
             }
             if let Some(s) = self.logical.slice(&self.data, desc.offset, PAGE_SIZE) {
-                return Ok(Some(Cow::Borrowed(s)));
+                return Ok(Some(f(s)));
             }
-            return self
-                .logical
-                .vec(&self.data, desc.offset, PAGE_SIZE)
-                .map(|v| Some(Cow::Owned(v)));
+            let v = self.logical.vec(&self.data, desc.offset, PAGE_SIZE)?;
+            return Ok(Some(f(&v)));
         }
         if compression != k::DUMP_DH_COMPRESSED_ZLIB {
             let name = match compression {
@@ -438,40 +453,60 @@ impl KdumpMemory {
                 at: Some(Location::Phys(PhysAddr(pfn * PAGE_SIZE))),
             });
         }
-        if let Ok(cache) = self.cache.lock() {
-            // Keyed by where the data is, not by PFN: makedumpfile and QEMU
-            // point every zero page at one shared copy, decoded once.
-            if let Some((_, p)) = cache.iter().find(|(at, _)| *at == desc.offset) {
-                return Ok(Some(Cow::Owned(p.to_vec())));
-            }
-        }
         if desc.size == 0 || desc.size > 2 * PAGE_SIZE {
             return Err(bad_data("kdump page_desc.size", desc.size));
+        }
+        let Ok(mut cache) = self.cache.lock() else {
+            return Err(bad_data("kdump page cache poisoned", desc.offset));
+        };
+        // Keyed by where the data is, not by PFN: makedumpfile and QEMU
+        // point every zero page at one shared copy, decoded once.
+        if let Some(p) = cache.pages.get(&desc.offset) {
+            return Ok(Some(f(p)));
         }
         let packed = match self.logical.slice(&self.data, desc.offset, desc.size) {
             Some(s) => Cow::Borrowed(s),
             None => Cow::Owned(self.logical.vec(&self.data, desc.offset, desc.size)?),
         };
         let mut page = vec![0u8; PAGE_SIZE as usize].into_boxed_slice();
-        let mut z = flate2::Decompress::new(true);
+        // One inflater for every page: building one costs more than a
+        // page's inflation.
+        let z = &mut cache.inflate;
+        z.reset(true);
         match z.decompress(&packed, &mut page, flate2::FlushDecompress::Finish) {
             Ok(flate2::Status::StreamEnd) if z.total_out() == PAGE_SIZE => {}
             _ => return Err(bad_data("zlib page does not inflate to 4 KiB", desc.offset)),
         }
-        let out = page.to_vec();
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_PAGES {
-                cache.pop_front();
+        let out = f(&page);
+        if cache.order.len() >= CACHE_PAGES {
+            if let Some(old) = cache.order.pop_front() {
+                cache.pages.remove(&old);
             }
-            cache.push_back((desc.offset, page));
         }
-        Ok(Some(Cow::Owned(out)))
+        cache.order.push_back(desc.offset);
+        cache.pages.insert(desc.offset, page);
+        Ok(Some(out))
     }
 }
 
 impl PhysicalMemory for KdumpMemory {
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), Error> {
-        read_pages(addr, buf, |pfn| self.load(pfn))
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = addr
+                .0
+                .checked_add(done as u64)
+                .ok_or_else(|| not_in_dump(u64::MAX))?;
+            let within = (a % PAGE_SIZE) as usize;
+            let n = (PAGE_SIZE as usize - within).min(buf.len() - done);
+            let dst = &mut buf[done..done + n];
+            self.with_page(a / PAGE_SIZE, |p| {
+                dst.copy_from_slice(&p[within..within + n])
+            })?
+            .ok_or_else(|| not_in_dump(a))?;
+            done += n;
+        }
+        Ok(())
     }
 
     fn page(&self, pfn: u64) -> Option<&[u8]> {

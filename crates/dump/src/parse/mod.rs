@@ -27,6 +27,22 @@ impl Deref for Bytes {
     }
 }
 
+impl Bytes {
+    /// Drop the pages of a mapping from this process's resident set after
+    /// a pass over the whole file (a flattened kdump's record index): they
+    /// stay in the page cache and come back on the next touch, but the
+    /// process's peak memory no longer grows with the file.
+    pub(crate) fn release_resident(&self) {
+        #[cfg(unix)]
+        if let Bytes::Map(m) = self {
+            // SAFETY: the mapping is private, read-only and backed by the
+            // file, so a dropped page reads back the same bytes from the
+            // file on the next access; no reference sees it change.
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+}
+
 impl std::fmt::Debug for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -571,3 +571,33 @@ fn rdp_logon_alpc_text_and_json() {
         "shell `!alpc` differs from `alpc ADDR`"
     );
 }
+
+/// `thread DUMP TID` (a decimal id) on Windows is the thread with that
+/// id: the same document as `thread DUMP ETHREAD`; an id no thread has is
+/// an error naming it.
+#[test]
+fn thread_by_decimal_id_is_the_thread_by_address() {
+    let (image, truth) = image();
+    let dir = tempfile::tempdir().unwrap();
+    let dump = util::write(&image, Format::Elf, dir.path(), "temp-flood");
+    let d = dump.to_str().unwrap();
+    let (owner, _, _) = seed_case_addresses(&truth);
+    let tid = truth
+        .threads
+        .iter()
+        .find(|t| t.address == owner)
+        .map(|t| t.tid)
+        .expect("the owner in the truth");
+    let by_addr = run(["--json", "thread", d, &format!("{owner:#x}")]);
+    by_addr.expect(0);
+    let by_id = run(["--json", "thread", d, &tid.to_string()]);
+    by_id.expect(0);
+    assert_eq!(by_id.json(), by_addr.json());
+    let none = run(["thread", d, "4194303"]);
+    assert_eq!(none.code, Some(2), "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no thread with id 4194303"),
+        "{}",
+        none.stderr
+    );
+}

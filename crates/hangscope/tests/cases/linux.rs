@@ -774,3 +774,351 @@ fn issue_12_flood_is_busy_owner_on_the_hot_directory() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The verdict's evidence on Linux carries each task's kernel frames (from
+/// the ORC unwinder), in the JSON chain and in the text, as on Windows:
+/// every thread in a deadlock chain shows where it sleeps.
+#[test]
+fn linux_analyze_evidence_shows_each_tasks_frames() {
+    let Some(guests) = guests() else { return };
+    let mut problems = Vec::new();
+    for g in &guests {
+        for form in ["elf", "kdump"] {
+            let at = format!("[{} {form}]", g.name());
+            let dump = g.dump(form);
+            let r: Run = run(&[
+                "analyze".into(),
+                "--json".into(),
+                dump.display().to_string(),
+            ]);
+            r.expect(4);
+            let v = r.json();
+            for f in v["findings"].as_array().into_iter().flatten() {
+                for step in f["chain"].as_array().into_iter().flatten() {
+                    if step["step"] != "thread" {
+                        continue;
+                    }
+                    let frames: Vec<&str> = step["stack"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .collect();
+                    // A sleeping task's walk starts in the scheduler.
+                    if !frames.first().is_some_and(|x| x.contains("__schedule+0x")) {
+                        problems.push(format!("{at} thread {}: frames {frames:?}", step["tid"]));
+                    }
+                }
+            }
+            let text = run(["analyze".to_string(), dump.display().to_string()]);
+            text.expect(4);
+            for want in ["!__mutex_lock", "!handle_userfault+0x"] {
+                if !text.stdout.contains(want) {
+                    problems.push(format!("{at} the text has no frame {want}"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// drgn's view of every task's open files, run on the dump now: one line
+/// `PID FD PATH` per descriptor (`for_each_file`, `d_path`).
+fn drgn_files(g: &Guest, form: &str) -> Option<Vec<(i64, i64, String)>> {
+    let drgn = g.dir.join("venv/bin/drgn");
+    let vmlinux = g.vmlinux()?;
+    if !drgn.is_file() {
+        return None;
+    }
+    let script = tempfile::Builder::new().suffix(".py").tempfile().ok()?;
+    std::fs::write(
+        script.path(),
+        "from drgn.helpers.linux.pid import for_each_task\n\
+         from drgn.helpers.linux.fs import for_each_file, d_path\n\
+         for t in for_each_task(prog):\n\
+         \x20   try:\n\
+         \x20       files = list(for_each_file(t))\n\
+         \x20   except Exception:\n\
+         \x20       continue\n\
+         \x20   for fd, f in files:\n\
+         \x20       try:\n\
+         \x20           p = d_path(f.f_path).decode()\n\
+         \x20       except Exception:\n\
+         \x20           p = '?'\n\
+         \x20       print(int(t.pid), fd, p)\n",
+    )
+    .ok()?;
+    let mut cmd = std::process::Command::new(drgn);
+    cmd.arg("-q").arg("-c").arg(g.dump(form));
+    if form == "kdump" {
+        cmd.args(["--architecture", "x86_64"]);
+    }
+    let out = cmd
+        .arg("-s")
+        .arg(vmlinux)
+        .arg(script.path())
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "drgn: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.splitn(3, ' ');
+                Some((
+                    w.next()?.parse().ok()?,
+                    w.next()?.parse().ok()?,
+                    w.next()?.to_string(),
+                ))
+            })
+            .collect(),
+    )
+}
+
+/// `files` on the real guests: every task's descriptors and their paths
+/// equal drgn's (`for_each_file`, `d_path`) where drgn names a path; with
+/// `--path /run/hang` the journal's holders are uffd-writer and the six
+/// tees, the processes drgn finds holding it; `--pid` narrows to one
+/// table.
+#[test]
+fn linux_files_agree_with_drgn() {
+    let Some(guests) = guests() else { return };
+    let mut problems = Vec::new();
+    for g in &guests {
+        for form in ["elf", "kdump"] {
+            let at = format!("[{} {form}]", g.name());
+            let dump = g.dump(form);
+            let v = json(&["files"], &dump, None);
+            assert_eq!(v["type"], "linux_files", "{v}");
+            let mut ours: Vec<(i64, i64, String)> = Vec::new();
+            for t in v["data"]["tables"].as_array().into_iter().flatten() {
+                for pid in t["pids"].as_array().into_iter().flatten() {
+                    for fd in t["fds"].as_array().into_iter().flatten() {
+                        ours.push((
+                            pid.as_i64().unwrap(),
+                            fd["fd"].as_i64().unwrap(),
+                            fd["path"].as_str().unwrap_or("?").to_string(),
+                        ));
+                    }
+                }
+            }
+            // Pid 0 is every CPU's idle task: drgn lists one, we list all.
+            ours.retain(|x| x.0 != 0);
+            ours.sort();
+            let Some(mut drgn) = drgn_files(g, form) else {
+                eprintln!("{at}: no drgn or vmlinux, files not compared");
+                continue;
+            };
+            drgn.retain(|x| x.0 != 0);
+            drgn.sort();
+            let key = |v: &[(i64, i64, String)]| -> Vec<(i64, i64)> {
+                v.iter().map(|x| (x.0, x.1)).collect()
+            };
+            problems.extend(diff(&format!("{at} descriptors"), &key(&ours), &key(&drgn)));
+            // Paths where drgn's d_path gives one (pipes and anonymous
+            // inodes are named by their file system's d_dname, which
+            // drgn's helper does not run).
+            for (pid, fd, path) in drgn.iter().filter(|x| x.2.starts_with('/')) {
+                let mine = ours.iter().find(|x| x.0 == *pid && x.1 == *fd);
+                if mine.map(|x| &x.2) != Some(path) {
+                    problems.push(format!("{at} pid {pid} fd {fd}: {mine:?}, drgn {path}"));
+                }
+            }
+            let journal: Vec<i64> = drgn
+                .iter()
+                .filter(|x| x.2 == "/run/hang/journal.log")
+                .map(|x| x.0)
+                .collect();
+            let v = json(&["files", "--path", "/run/hang"], &dump, None);
+            let holders: Vec<(String, i64)> = v["data"]["holders"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    (
+                        h["comm"].as_str().unwrap().to_string(),
+                        h["tgid"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            let comms: Vec<&str> = holders.iter().map(|h| h.0.as_str()).collect();
+            if comms.iter().filter(|c| **c == "tee").count() != 6
+                || !comms.contains(&"uffd-writer")
+                || holders.iter().any(|h| !journal.contains(&h.1))
+            {
+                problems.push(format!(
+                    "{at} journal holders {holders:?}, drgn {journal:?}"
+                ));
+            }
+            let writer = holders.iter().find(|h| h.0 == "uffd-writer").map(|h| h.1);
+            if let Some(w) = writer {
+                let v = json(&["files", "--pid", &w.to_string()], &dump, None);
+                let tables = v["data"]["tables"].as_array().cloned().unwrap_or_default();
+                let paths = v["data"]["tables"][0]["fds"].to_string();
+                if tables.len() != 1 || !paths.contains("anon_inode:[userfaultfd]") {
+                    problems.push(format!("{at} files --pid {w}: {v}"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `hangscope thread --json DUMP WHICH`, exit 0.
+fn thread_json(dump: &Path, which: &str) -> Value {
+    let r: Run = run([
+        "thread".to_string(),
+        "--json".into(),
+        dump.display().to_string(),
+        which.to_string(),
+    ]);
+    r.expect(0);
+    r.json()
+}
+
+/// `thread PID` on the real guests: for every task drgn finds blocked on
+/// a lock (from its frames' variables), the lock we name is drgn's, its
+/// owner is drgn's owner, the hung-task detector's time agrees, and the
+/// owners' activity is given; `thread ADDR` is the same task; the vfork
+/// parent carries its note.
+#[test]
+fn linux_thread_agrees_with_drgn() {
+    let Some(guests) = guests() else { return };
+    let mut problems = Vec::new();
+    for g in &guests {
+        for form in ["elf", "kdump"] {
+            let at = format!("[{} {form}]", g.name());
+            let dump = g.dump(form);
+            let p = g.dir.join("peers").join(format!("drgn-{form}.json"));
+            let truth: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            for t in truth["D_tasks"].as_array().into_iter().flatten() {
+                let Some(lock) = t["blocked_on"]["address"].as_str() else {
+                    continue;
+                };
+                let pid = t["pid"].as_i64().unwrap().to_string();
+                let v = thread_json(&dump, &pid);
+                assert_eq!(v["type"], "linux_thread", "{v}");
+                let d = &v["data"];
+                if d["waits_on"]["address"] != lock {
+                    problems.push(format!(
+                        "{at} pid {pid}: waits on {}, drgn {lock}",
+                        d["waits_on"]["address"]
+                    ));
+                }
+                let owner = &truth["locks"][lock]["owner"]["task"];
+                if owner.is_string() && d["owners"][0]["task"] != *owner {
+                    problems.push(format!(
+                        "{at} pid {pid}: owner {}, drgn {owner}",
+                        d["owners"][0]["task"]
+                    ));
+                }
+                let (ours, theirs) = (
+                    d["hung_task_seen_s"].as_f64(),
+                    t["hung_task_seen_s"].as_f64(),
+                );
+                if let (Some(a), Some(b)) = (ours, theirs) {
+                    if (a - b).abs() > 0.01 {
+                        problems.push(format!("{at} pid {pid}: hung-task {a}, drgn {b}"));
+                    }
+                }
+                if d["stack"]["frames"].as_array().is_none_or(|f| f.is_empty()) {
+                    problems.push(format!("{at} pid {pid}: no stack"));
+                }
+                let addr = d["task"]["task"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("0x")
+                    .to_string();
+                let by_addr = thread_json(&dump, &addr);
+                if by_addr["data"]["task"]["pid"].as_i64() != t["pid"].as_i64() {
+                    problems.push(format!(
+                        "{at} thread {addr}: {}",
+                        by_addr["data"]["task"]["pid"]
+                    ));
+                }
+            }
+            // The two cycles show from either side.
+            let tasks = truth["tasks"].as_array().cloned().unwrap_or_default();
+            for comm in ["hang_ab", "uffd-handler"] {
+                let Some(t) = tasks.iter().find(|t| t["comm"] == comm) else {
+                    problems.push(format!("{at} drgn has no {comm}"));
+                    continue;
+                };
+                let r = run([
+                    "thread".to_string(),
+                    dump.display().to_string(),
+                    t["pid"].to_string(),
+                ]);
+                r.expect(0);
+                if !r.stdout.contains("the two wait on each other") {
+                    problems.push(format!("{at} thread {comm}:\n{}", r.stdout));
+                }
+            }
+            let parent = tasks
+                .iter()
+                .find(|t| t["comm"] == "hangtool" && t["state"] == "D")
+                .map(|t| t["pid"].to_string());
+            match parent {
+                Some(p) => {
+                    let v = thread_json(&dump, &p);
+                    if !v["data"]["notes"].to_string().contains("vfork child") {
+                        problems.push(format!("{at} vfork parent {p}: {}", v["data"]["notes"]));
+                    }
+                }
+                None => problems.push(format!("{at} drgn has no hangtool in D")),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A Linux thread is named by its own comm in the verdict's evidence, not
+/// by its process's: the uffd-writer process's handler thread reads
+/// `uffd-handler` in the chain and among the longest waiters, as the
+/// kernel's hung-task report names it.
+#[test]
+fn linux_evidence_names_a_thread_by_its_own_comm() {
+    let Some(guests) = guests() else { return };
+    let mut problems = Vec::new();
+    for g in &guests {
+        for form in ["elf", "kdump"] {
+            let at = format!("[{} {form}]", g.name());
+            let dump = g.dump(form);
+            let handler = g.truth(form)["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["comm"] == "uffd-handler")
+                .and_then(|t| t["pid"].as_i64());
+            let Some(handler) = handler else {
+                problems.push(format!("{at}: drgn has no uffd-handler"));
+                continue;
+            };
+            let r: Run = run(&[
+                "analyze".into(),
+                "--json".into(),
+                dump.display().to_string(),
+            ]);
+            r.expect(4);
+            let v = r.json();
+            let mut named = Vec::new();
+            for f in v["findings"].as_array().into_iter().flatten() {
+                let steps = f["chain"].as_array().into_iter().flatten();
+                let threads = f["threads"].as_array().into_iter().flatten();
+                for s in steps.chain(threads) {
+                    if s["tid"].as_i64() == Some(handler) {
+                        named.push(s["process"].as_str().unwrap_or("?").to_string());
+                    }
+                }
+            }
+            if named.is_empty() || named.iter().any(|n| n != "uffd-handler") {
+                problems.push(format!("{at}: tid {handler} named {named:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

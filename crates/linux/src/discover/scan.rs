@@ -7,7 +7,7 @@
 
 use crate::discover::Found;
 use crate::error::{Error, Result};
-use crate::kallsyms::{decode_names, KallsymsTables, MAX_SYMS};
+use crate::kallsyms::{decode_names, DecodedNames, KallsymsTables, MAX_SYMS};
 use crate::space::{cr3_candidates, SpaceChoice, KERNEL_IMAGE_END, START_KERNEL_MAP};
 use hangscope_dump::{Dump, PhysAddr, PhysicalMemory, PAGE_SIZE};
 use hangscope_x64::paging::{table_index, ADDR_MASK, PAGE_SIZE_BIT, PRESENT};
@@ -386,7 +386,7 @@ fn offsets_for(
     n: u32,
     token_index: u64,
     token_table: u64,
-    names: &[(String, char)],
+    names: &DecodedNames,
 ) -> Option<KallsymsTables> {
     let off_len = (u64::from(n) * 4 + 7) & !7;
     let layouts = [
