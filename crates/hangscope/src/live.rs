@@ -232,18 +232,12 @@ fn status_line(json: &str) -> String {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
         return "unreadable verdict".into();
     };
-    let overall = v["overall"]
-        .as_str()
-        .or_else(|| v["verdict"]["overall"].as_str())
-        .unwrap_or("?")
-        .to_string();
-    let findings = v["findings"]
-        .as_array()
-        .or_else(|| v["verdict"]["findings"].as_array());
+    let overall = v["overall"].as_str().unwrap_or("?").to_ascii_uppercase();
+    let findings = v["findings"].as_array();
     let longest = findings
         .into_iter()
         .flatten()
-        .filter_map(|f| f["longest_wait_secs"].as_f64())
+        .filter_map(|f| f["max_wait_seconds"].as_f64())
         .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     let n = findings.map_or(0, Vec::len);
     match longest {

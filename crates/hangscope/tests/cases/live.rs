@@ -365,3 +365,67 @@ fn another_users_qemu_gives_an_error_saying_what_to_change() {
     );
     util::report("live, permissions", problems);
 }
+
+#[test]
+fn watch_reports_each_round_and_captures_when_the_condition_holds() {
+    let mut problems = Vec::new();
+    // A healthy guest: one status line per round, until --rounds.
+    let g = Guest::start("watch-idle", "idle", "win10-19041", Start::Halting);
+    let r = run(["watch", g.socket(), "--every", "200ms", "--rounds", "3"]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    if r.code != Some(0)
+        || lines.len() != 3
+        || !lines
+            .iter()
+            .all(|l| l.contains("HEALTHY") && l.contains("paused") && l.contains("page(s) read"))
+    {
+        problems.push(format!(
+            "{}: {:?}\n{}\n{}",
+            r.cmdline, r.code, r.stdout, r.stderr
+        ));
+    }
+    util::eq(
+        &mut problems,
+        "status after watch",
+        "running".to_string(),
+        g.status(),
+    );
+    drop(g);
+    // A deadlock: the first round meets --until, a capture is taken.
+    let g = Guest::start("watch-deadlock", "deadlock", "win10-19041", Start::Halting);
+    let cap = g.dir.0.join("evidence");
+    let r = run([
+        "watch",
+        g.socket(),
+        "--every",
+        "200ms",
+        "--until",
+        "deadlock",
+        "--capture",
+        cap.to_str().unwrap(),
+    ]);
+    if r.code != Some(4) || r.stdout.lines().count() != 1 || !r.stdout.contains("DEADLOCK") {
+        problems.push(format!(
+            "{}: {:?}\n{}\n{}",
+            r.cmdline, r.code, r.stdout, r.stderr
+        ));
+    }
+    let manifest: Value = std::fs::read_to_string(cap.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    match manifest["dumps"][0]["file"].as_str() {
+        Some(f) => {
+            let d = run(["analyze", cap.join(f).to_str().unwrap()]);
+            util::eq(&mut problems, "the evidence's verdict", Some(4), d.code);
+        }
+        None => problems.push(format!("no dump in the evidence manifest: {manifest}")),
+    }
+    util::eq(
+        &mut problems,
+        "status after watch",
+        "running".to_string(),
+        g.status(),
+    );
+    util::report("watch", problems);
+}
