@@ -267,3 +267,69 @@ fn capture_evidence(t: &LiveTargetArgs, dir: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::parse_duration;
+
+    #[test]
+    fn until_conditions_follow_analyzes_exit_codes() {
+        assert!(condition_holds(Until::Deadlock, 4));
+        assert!(!condition_holds(Until::Deadlock, 3));
+        assert!(condition_holds(Until::Stuck, 6));
+        assert!(!condition_holds(Until::Stuck, 1));
+        assert!(condition_holds(Until::Any, 1));
+        for until in [Until::Deadlock, Until::Stuck, Until::Any] {
+            for code in [0, 2, 5] {
+                assert!(!condition_holds(until, code), "{until:?} {code}");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_and_status_lines() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+        let json = r#"{"overall":"deadlock","findings":[{"max_wait_seconds":12.5},{"max_wait_seconds":300.0}]}"#;
+        assert_eq!(
+            status_line(json),
+            "DEADLOCK, 2 finding(s), longest wait 300.0 s"
+        );
+        assert_eq!(
+            status_line(r#"{"overall":"healthy","findings":[]}"#),
+            "HEALTHY, 0 finding(s)"
+        );
+        assert_eq!(status_line("not json"), "unreadable verdict");
+    }
+
+    #[test]
+    fn live_takes_the_dump_commands_arguments() {
+        let cli = Cli::try_parse_from([
+            "hangscope",
+            "live",
+            "/run/q.sock",
+            "--hold",
+            "locks",
+            "-V",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Live(a) = cli.command else {
+            panic!("not live: {cli:?}")
+        };
+        assert!(a.target.hold && !a.target.no_pause);
+        assert_eq!(a.command, ["locks", "-V", "--json"]);
+        assert!(
+            Cli::try_parse_from(["hangscope", "live", "vm"]).is_err(),
+            "no command"
+        );
+        assert!(
+            Cli::try_parse_from(["hangscope", "live", "vm", "--hold", "--no-pause", "ps"]).is_err()
+        );
+    }
+}
