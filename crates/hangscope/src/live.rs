@@ -143,8 +143,10 @@ fn answer(
     let mut hints = KernelHints::default();
     let format = Format::from_json_flag(g.json);
     let guest = open_guest(g, label, dump);
-    if let Ok(Guest::Windows(k)) = &guest {
-        hints.dtb = k.info().dtb;
+    match &guest {
+        Ok(Guest::Windows(k)) => hints.dtb = k.info().dtb,
+        Ok(Guest::Linux(k)) if k.vmcoreinfo().is_none() => hints.vmcoreinfo = vmcoreinfo_of(k),
+        _ => {}
     }
     let result = (|| {
         if let Command::Info(_) = command {
@@ -174,6 +176,26 @@ fn answer(
         })
     })();
     (result, hints)
+}
+
+/// A Linux kernel's VMCOREINFO text, read where the kernel keeps it
+/// (`vmcoreinfo_data`, `vmcoreinfo_size`): what QEMU puts in a dump's
+/// VMCOREINFO note, so that later runs start from it as a capture's would.
+fn vmcoreinfo_of(k: &hangscope_linux::LinuxKernel<'_>) -> Option<String> {
+    /// The kernel allocates one page for it (`VMCOREINFO_BYTES`).
+    const MAX: u64 = 4096;
+    let mem = k.memory();
+    let data = mem.read_u64(k.symbol("vmcoreinfo_data").ok()?).ok()?;
+    let size = mem.read_u64(k.symbol("vmcoreinfo_size").ok()?).ok()?;
+    if size == 0 || size > MAX {
+        return None;
+    }
+    let mut buf = vec![0u8; size as usize];
+    mem.read(hangscope_x64::VirtAddr(data), &mut buf).ok()?;
+    let text = String::from_utf8(buf).ok()?;
+    text.lines()
+        .any(|l| l.starts_with("OSRELEASE="))
+        .then_some(text)
 }
 
 /// Whether a verdict's exit code meets `--until`.

@@ -106,8 +106,14 @@ pub fn read_consistently<R>(
         // Nothing runs (or the user accepts a moving guest): read in place.
         let cpus = vm.registers()?;
         let memory = Arc::new(vm.memory(false));
-        let dump = vm.dump(Box::new(Shared(memory.clone())), cpus);
-        let (r, _) = analyse(&dump);
+        let mut dump = vm.dump(Box::new(Shared(memory.clone())), cpus);
+        let (mut r, learned) = analyse(&dump);
+        // A kernel's own VMCOREINFO (QEMU's dump note) changes where its
+        // model starts: run again from it, as from a capture.
+        if learned.vmcoreinfo.is_some() {
+            dump.hints.vmcoreinfo = learned.vmcoreinfo;
+            r = analyse(&dump).0;
+        }
         stats.pages_read = memory.bytes_read() / PAGE_SIZE;
         stats.best_effort = running;
         return Ok((r, stats));
@@ -181,8 +187,12 @@ fn held<R>(
     let outcome = (|| {
         let cpus = vm.registers()?;
         let memory = Arc::new(vm.memory(false));
-        let dump = vm.dump(Box::new(Shared(memory.clone())), cpus);
-        let (r, _) = analyse(&dump);
+        let mut dump = vm.dump(Box::new(Shared(memory.clone())), cpus);
+        let (mut r, learned) = analyse(&dump);
+        if learned.vmcoreinfo.is_some() {
+            dump.hints.vmcoreinfo = learned.vmcoreinfo;
+            r = analyse(&dump).0;
+        }
         Ok::<_, Error>((r, memory.bytes_read() / PAGE_SIZE))
     })();
     let d = vm.resume()?;

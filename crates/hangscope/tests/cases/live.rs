@@ -53,13 +53,20 @@ impl Guest {
         let dir = TempDir::new(tag);
         let (image, _) = util::build(&util::scenario(scenario), build, 1, 64 << 20);
         let ram = util::write(&image, Format::Raw, &dir.0, "ram");
+        Guest::start_with(dir, &ram, 64, start)
+    }
+
+    /// QEMU with `ram` (a raw image of `mib` MiB in `dir`) as its RAM.
+    fn start_with(dir: TempDir, ram: &Path, mib: u64, start: Start) -> Guest {
         let qmp = dir.0.join("qmp.sock");
         let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-accel", "tcg", "-machine", "pc", "-m", "64", "-smp", "2"])
+        c.args(["-accel", "tcg", "-machine", "pc", "-smp", "2"])
+            .arg("-m")
+            .arg(mib.to_string())
             .args(["-display", "none", "-nodefaults", "-no-user-config"])
             .arg("-object")
             .arg(format!(
-                "memory-backend-file,id=ram0,size=64M,mem-path={},share=off",
+                "memory-backend-file,id=ram0,size={mib}M,mem-path={},share=off",
                 ram.display()
             ))
             .args(["-machine", "memory-backend=ram0"])
@@ -428,4 +435,106 @@ fn watch_reports_each_round_and_captures_when_the_condition_holds() {
         g.status(),
     );
     util::report("watch", problems);
+}
+
+/// The real hung Linux guests' ELF dumps (`HANGSCOPE_LINUX_GUESTS`), each
+/// turned back into RAM: a raw image given to a QEMU stopped at start. Its
+/// registers are reset values, so the kernel is found by its banner and
+/// page tables, and its VMCOREINFO read from the kernel's own copy; the
+/// answers must equal those of the dump itself. (`stacks` and `running`
+/// are left out: they start from the vCPUs' registers, which the dump has
+/// and a guest stopped at reset has not.)
+#[test]
+fn live_reads_a_linux_guest_as_its_dump() {
+    let Some(dirs) = std::env::var_os("HANGSCOPE_LINUX_GUESTS") else {
+        eprintln!("skipped: HANGSCOPE_LINUX_GUESTS names no real Linux guest");
+        return;
+    };
+    let mut problems = Vec::new();
+    for dir in std::env::split_paths(&dirs) {
+        let elf = dir.join("dumps/hangguest.elf");
+        if !elf.is_file() {
+            continue;
+        }
+        let tag = format!("linux-{}", dir.file_name().unwrap().to_string_lossy());
+        let tmp = TempDir::new(&tag);
+        let raw = tmp.0.join("ram.raw");
+        let Some(mib) = ram_of(&elf, &raw) else {
+            eprintln!("skipped {}: RAM above 3 GiB", elf.display());
+            continue;
+        };
+        let g = Guest::start_with(tmp, &raw, mib, Start::Stopped);
+        for (cmd, code) in [
+            (&["analyze"][..], 4),
+            (&["ps"][..], 0),
+            (&["lm"][..], 0),
+            (&["threads"][..], 0),
+            (&["locks"][..], 0),
+            (&["dmesg", "--tail", "40"][..], 0),
+        ] {
+            let l = live(&g, &[], cmd);
+            let mut args: Vec<&str> = vec!["--json"];
+            args.extend(cmd.iter());
+            args.push(elf.to_str().unwrap());
+            let d = run(&args);
+            if l.code != Some(code) || d.code != Some(code) {
+                problems.push(format!(
+                    "{}: exit {:?} (dump {:?}), want {code}\n{}",
+                    l.cmdline, l.code, d.code, l.stderr
+                ));
+                continue;
+            }
+            if without_file_notes(l.json()) != without_file_notes(d.json()) {
+                problems.push(format!(
+                    "{} on {}: differs from the dump's",
+                    l.cmdline,
+                    elf.display()
+                ));
+            }
+        }
+        util::eq(
+            &mut problems,
+            "status after",
+            "prelaunch".to_string(),
+            g.status(),
+        );
+    }
+    util::report("live, Linux guests", problems);
+}
+
+/// Write the guest RAM of an ELF core below 3 GiB as a raw image at `raw`
+/// and return its size in MiB; `None` when RAM reaches past 3 GiB (QEMU
+/// would place it above 4 GiB, not where the dump has it).
+fn ram_of(elf: &Path, raw: &Path) -> Option<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let dump = hangscope_dump::Dump::open(elf).unwrap();
+    // The firmware's ROM at the top of 4 GiB is QEMU's own, not RAM.
+    let ram: Vec<_> = dump
+        .memory
+        .ranges()
+        .iter()
+        .filter(|r| r.start.0 < 0xC000_0000)
+        .copied()
+        .collect();
+    let end = ram.iter().map(|r| r.start.0 + r.len).max()?;
+    if end > 0xC000_0000 {
+        return None;
+    }
+    let mib = end.div_ceil(1 << 20);
+    let mut out = std::fs::File::create(raw).unwrap();
+    out.set_len(mib << 20).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    for r in ram {
+        let mut at = r.start.0;
+        while at < r.start.0 + r.len {
+            let n = (r.start.0 + r.len - at).min(buf.len() as u64) as usize;
+            dump.memory
+                .read(hangscope_dump::PhysAddr(at), &mut buf[..n])
+                .unwrap();
+            out.seek(SeekFrom::Start(at)).unwrap();
+            out.write_all(&buf[..n]).unwrap();
+            at += n as u64;
+        }
+    }
+    Some(mib)
 }
