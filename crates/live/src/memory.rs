@@ -41,7 +41,15 @@ pub(crate) struct Source {
     pub backing: Backing,
 }
 
+/// Pages kept by one [`LiveMemory`] (1 GiB at most): page-table walks read
+/// the same few pages over and over, a system call each without it.
+const CACHE_PAGES: usize = 1 << 18;
+
 /// Guest RAM read straight from the QEMU process.
+///
+/// Each page read from the process is kept for the life of this value,
+/// which is one analysis of one moment (up to [`CACHE_PAGES`]; beyond
+/// that, reads go to the process each time).
 #[derive(Debug)]
 pub struct LiveMemory {
     mem: Arc<File>,
@@ -49,6 +57,7 @@ pub struct LiveMemory {
     ranges: Vec<PhysRange>,
     touched: Option<Mutex<BTreeSet<u64>>>,
     bytes_read: AtomicU64,
+    cache: Mutex<HashMap<u64, Box<[u8]>>>,
 }
 
 fn io_error(what: String, at: u64) -> Error {
@@ -82,7 +91,60 @@ impl LiveMemory {
             ranges,
             touched: record.then(|| Mutex::new(BTreeSet::new())),
             bytes_read: AtomicU64::new(0),
+            cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The page `pfn` from the cache, read from the process first if
+    /// needed; `None` when it is not process memory, unreadable, or the
+    /// cache is full.
+    fn cached_page(&self, pfn: u64) -> Option<&[u8]> {
+        let addr = pfn.checked_mul(PAGE_SIZE)?;
+        let s = self.source(addr)?;
+        let Backing::Process { hva } = &s.backing else {
+            return None;
+        };
+        if addr - s.gpa + PAGE_SIZE > s.len {
+            return None;
+        }
+        let mut cache = self.cache.lock().ok()?;
+        if !cache.contains_key(&pfn) {
+            if cache.len() >= CACHE_PAGES {
+                return None;
+            }
+            let mut page = vec![0u8; PAGE_SIZE as usize].into_boxed_slice();
+            self.mem
+                .read_exact_at(&mut page, hva.checked_add(addr - s.gpa)?)
+                .ok()?;
+            self.bytes_read.fetch_add(PAGE_SIZE, Ordering::Relaxed);
+            cache.insert(pfn, page);
+        }
+        let page: &[u8] = cache.get(&pfn)?;
+        // SAFETY: the page's bytes live in their own heap allocation (the
+        // Box), which entries never replace or remove, and which the map
+        // never moves when it grows (it moves the Box pointer, not the
+        // bytes); the cache is dropped only with `self`, so the bytes
+        // outlive the `&self` borrow this reference is tied to.
+        Some(unsafe { std::slice::from_raw_parts(page.as_ptr(), page.len()) })
+    }
+
+    /// Read straight from the process, no cache: one system call for a
+    /// run of pages (the copies a pause makes).
+    pub(crate) fn read_uncached(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), Error> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = addr
+                .0
+                .checked_add(done as u64)
+                .ok_or_else(|| not_present(addr.0))?;
+            let s = self.source(at).ok_or_else(|| not_present(at))?;
+            let n = ((s.gpa + s.len - at) as usize).min(buf.len() - done);
+            self.read_in(s, at, &mut buf[done..done + n])?;
+            done += n;
+        }
+        self.bytes_read
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The pages read so far (empty unless recording).
@@ -140,20 +202,44 @@ impl PhysicalMemory for LiveMemory {
                 .checked_add(done as u64)
                 .ok_or_else(|| not_present(addr.0))?;
             let s = self.source(at).ok_or_else(|| not_present(at))?;
-            let n = ((s.gpa + s.len - at) as usize).min(buf.len() - done);
-            if let Some(t) = &self.touched {
-                if let Ok(mut t) = t.lock() {
-                    let first = at / PAGE_SIZE;
-                    let last = (at + n as u64 - 1) / PAGE_SIZE;
-                    t.extend(first..=last);
+            // A page at a time: each through the page cache when it can.
+            let in_page = (PAGE_SIZE - at % PAGE_SIZE) as usize;
+            let n = ((s.gpa + s.len - at) as usize)
+                .min(buf.len() - done)
+                .min(in_page);
+            match self.page(at / PAGE_SIZE) {
+                Some(p) => {
+                    let off = (at % PAGE_SIZE) as usize;
+                    buf[done..done + n].copy_from_slice(&p[off..off + n]);
+                }
+                None => {
+                    if let Some(t) = &self.touched {
+                        if let Ok(mut t) = t.lock() {
+                            t.insert(at / PAGE_SIZE);
+                        }
+                    }
+                    self.read_in(s, at, &mut buf[done..done + n])?;
+                    self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
-            self.read_in(s, at, &mut buf[done..done + n])?;
             done += n;
         }
-        self.bytes_read
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn page(&self, pfn: u64) -> Option<&[u8]> {
+        let addr = pfn.checked_mul(PAGE_SIZE)?;
+        let s = self.source(addr)?;
+        if let Some(t) = &self.touched {
+            if let Ok(mut t) = t.lock() {
+                t.insert(pfn);
+            }
+        }
+        if let Backing::File { map, offset } = &s.backing {
+            let start = offset.checked_add((addr - s.gpa) as usize)?;
+            return map.get(start..start.checked_add(PAGE_SIZE as usize)?);
+        }
+        self.cached_page(pfn)
     }
 
     fn ranges(&self) -> &[PhysRange] {
@@ -180,7 +266,7 @@ impl Snapshot {
                 return Ok(());
             };
             let mut buf = vec![0u8; run.len() * PAGE_SIZE as usize];
-            live.read(PhysAddr(first * PAGE_SIZE), &mut buf)?;
+            live.read_uncached(PhysAddr(first * PAGE_SIZE), &mut buf)?;
             for (i, pfn) in run.iter().enumerate() {
                 let p = PAGE_SIZE as usize;
                 pages.insert(*pfn, buf[i * p..(i + 1) * p].to_vec().into_boxed_slice());
