@@ -267,6 +267,21 @@ fn live_pauses_a_running_guest_briefly_and_resumes_it() {
     if !l.stderr.contains("guest paused") {
         problems.push(format!("no pause time on stderr: {}", l.stderr));
     }
+    // The same guest named by QEMU's pid: its QMP socket is found on its
+    // command line.
+    let by_socket = live(&g, &[], &["ps"]);
+    let mut c = hangscope();
+    c.args(["live", &g.child.id().to_string(), "ps", "--json"]);
+    let by_pid = run_cmd(c);
+    if by_pid.code != Some(0) || by_pid.stdout != by_socket.stdout {
+        problems.push(format!(
+            "{}: {:?} {}\nnot the same as by socket:\n{}",
+            by_pid.cmdline,
+            by_pid.code,
+            by_pid.stderr,
+            util::head(&by_socket.stdout, 5)
+        ));
+    }
     let l = live(&g, &["--no-pause"], &["analyze"]);
     if !l.stderr.contains("not paused") {
         problems.push(format!("--no-pause says it paused: {}", l.stderr));
