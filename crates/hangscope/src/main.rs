@@ -25,9 +25,13 @@ pub const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     // The watchdog `hangscope live` starts to resume the guest should this
     // process die: a hidden entry, before anything else runs.
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(hangscope_live::watchdog::WATCHDOG_ARG) {
-        return ExitCode::from(hangscope_live::watchdog::watchdog_main(&args[2..]) as u8);
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == hangscope_live::watchdog::WATCHDOG_ARG)
+    {
+        let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+        return ExitCode::from(hangscope_live::watchdog::watchdog_main(&rest) as u8);
     }
     if std::env::args().any(|a| a == "--help-markdown") {
         print!("{}", markdown::help_markdown());
