@@ -76,6 +76,9 @@ pub enum DumpFormat {
     CrashDumpBitmap,
     /// makedumpfile/kdump compressed (`KDUMP   `), possibly flattened.
     Kdump,
+    /// No file: the memory of a running VM, read from its QEMU process
+    /// (`hangscope-live`).
+    Live,
 }
 
 /// One vCPU's registers at the time of the dump, as the dump recorded them.
@@ -333,6 +336,7 @@ impl DumpFormat {
             DumpFormat::CrashDumpFull => "crashdump-full",
             DumpFormat::CrashDumpBitmap => "crashdump-bitmap",
             DumpFormat::Kdump => "kdump",
+            DumpFormat::Live => "live",
         }
     }
 }

@@ -115,6 +115,105 @@ pub enum Command {
     Shell(DumpArg),
     /// Take memory dumps of a running VM through libvirt or QEMU QMP.
     Capture(hangscope_capture::cli::CaptureArgs),
+    /// Run a command (analyze, locks, thread, stacks, ps, ...) on a running
+    /// VM, read from its QEMU process: no dump file. The guest is paused
+    /// only while the pages the command reads are copied, and always
+    /// resumed.
+    Live(LiveArgs),
+    /// Analyse a running VM every few seconds, one status line per round;
+    /// when the condition holds, take a full capture as evidence and stop.
+    Watch(WatchArgs),
+}
+
+/// The running VM of `live` and `watch`, and how it may be paused.
+#[derive(Debug, Args, Clone)]
+pub struct LiveTargetArgs {
+    /// The running VM: a libvirt domain, a QEMU QMP socket
+    /// (`-qmp unix:PATH,server=on,wait=off`) or a QEMU pid.
+    pub target: String,
+    /// libvirt URI for a domain, as `virsh -c`.
+    #[arg(short = 'c', long = "connect", value_name = "URI")]
+    pub connect: Option<String>,
+    /// Never pause the guest: a best-effort read of a guest that moves
+    /// meanwhile (lists may be cut or mixed).
+    #[arg(long, conflicts_with = "hold")]
+    pub no_pause: bool,
+    /// Keep the guest paused for the whole command, instead of only while
+    /// the pages it reads are copied.
+    #[arg(long)]
+    pub hold: bool,
+}
+
+/// `live` options.
+#[derive(Debug, Args, Clone)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub target: LiveTargetArgs,
+    /// The command and its arguments, as for a dump without the dump
+    /// (`analyze --json`, `locks -V`, `thread ADDR`, `stacks --filter T`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+/// What `watch --until` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Until {
+    /// A deadlock (analyze's exit code 4).
+    Deadlock,
+    /// Stuck waits, stuck I/O, a deadlock or unexplained long waits (3, 4, 6).
+    Stuck,
+    /// Any finding: contention or a busy owner too (1, 3, 4, 6).
+    Any,
+}
+
+/// `watch` options.
+#[derive(Debug, Args, Clone)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub target: LiveTargetArgs,
+    /// Time between the starts of two rounds (`5s`, `500ms`, `1m`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub every: std::time::Duration,
+    /// Stop when the verdict shows this.
+    #[arg(long, value_enum, default_value_t = Until::Any)]
+    pub until: Until,
+    /// When the condition holds, take a full capture (dump and
+    /// manifest.json) into this directory before stopping.
+    #[arg(long, value_name = "DIR")]
+    pub capture: Option<PathBuf>,
+    /// Stop after this many rounds even if the condition never holds.
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<u32>,
+}
+
+/// A duration: a number with `ms`, `s` (default), `m` or `h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is no duration (e.g. 5s, 500ms, 1m)"))?;
+    let secs = v * scale;
+    if !(secs.is_finite() && (0.0..1e9).contains(&secs)) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// `demo` options.

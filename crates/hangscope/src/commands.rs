@@ -48,6 +48,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
             }
         }
         Command::Shell(a) => crate::shellrun::run(g, &a.dump),
+        Command::Live(a) => crate::live::run(g, a),
+        Command::Watch(a) => crate::live::watch(g, a),
         other => {
             let (path, sc) = to_shell_command(other);
             let dump = open_dump(path)?;
@@ -70,7 +72,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
 }
 
 /// The one-shot commands are the shell's commands over one dump.
-fn to_shell_command(c: &Command) -> (&Path, ShellCommand) {
+pub(crate) fn to_shell_command(c: &Command) -> (&Path, ShellCommand) {
     match c {
         Command::Ps(a) => (&a.dump, ShellCommand::Processes),
         Command::Threads(a) => (&a.dump.dump, ShellCommand::Threads(a.pid)),
@@ -103,6 +105,8 @@ fn to_shell_command(c: &Command) -> (&Path, ShellCommand) {
         Command::Running(a) => (&a.dump, ShellCommand::Running),
         Command::Analyze(a) => (&a.dump.dump, ShellCommand::Analyze),
         Command::Info(a) | Command::Shell(a) => (&a.dump, ShellCommand::Info),
-        Command::Demo(_) | Command::Capture(_) => unreachable!("handled before"),
+        Command::Demo(_) | Command::Capture(_) | Command::Live(_) | Command::Watch(_) => {
+            unreachable!("handled before")
+        }
     }
 }

@@ -27,7 +27,9 @@ fn inputs(cli: &Cli) -> Vec<&Path> {
         Command::Handles(a) | Command::Files(a) => &a.dump.dump,
         Command::Stacks(a) => &a.dump.dump,
         Command::Analyze(a) => &a.dump.dump,
-        Command::Demo(_) | Command::Capture(_) => return Vec::new(),
+        Command::Demo(_) | Command::Capture(_) | Command::Live(_) | Command::Watch(_) => {
+            return Vec::new()
+        }
     };
     vec![path.as_path()]
 }

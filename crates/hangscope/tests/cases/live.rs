@@ -1,0 +1,555 @@
+//! `hangscope live` on real QEMU guests whose RAM is a lab image, given to
+//! QEMU as its memory backend file (`memory-backend-file`, `share=off`):
+//! the live answers must equal those of a `capture` of the same moment,
+//! and every test checks that the guest is left in the run state it had
+//! (never paused behind our back) before it kills its QEMU.
+
+use crate::util::{self, hangscope, run, run_cmd};
+use hangscope_capture::qmp::Qmp;
+use hangscope_lab::format::Format;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("hangscope-live-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A QEMU whose RAM is a lab image; killed on drop.
+struct Guest {
+    child: Child,
+    qmp: PathBuf,
+    dir: TempDir,
+}
+
+/// How the guest starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// `-S`: stopped before the first instruction (`prelaunch`), the
+    /// vCPUs in their reset state.
+    Stopped,
+    /// Running a firmware of ours that only halts, so the RAM (the lab
+    /// image) never changes while the guest runs.
+    Halting,
+}
+
+impl Guest {
+    fn start(tag: &str, scenario: &str, build: &str, start: Start) -> Guest {
+        let dir = TempDir::new(tag);
+        let (image, _) = util::build(&util::scenario(scenario), build, 1, 64 << 20);
+        let ram = util::write(&image, Format::Raw, &dir.0, "ram");
+        Guest::start_with(dir, &ram, 64, start)
+    }
+
+    /// QEMU with `ram` (a raw image of `mib` MiB in `dir`) as its RAM.
+    fn start_with(dir: TempDir, ram: &Path, mib: u64, start: Start) -> Guest {
+        let qmp = dir.0.join("qmp.sock");
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(["-accel", "tcg", "-machine", "pc", "-smp", "2"])
+            .arg("-m")
+            .arg(mib.to_string())
+            .args(["-display", "none", "-nodefaults", "-no-user-config"])
+            .arg("-object")
+            .arg(format!(
+                "memory-backend-file,id=ram0,size={mib}M,mem-path={},share=off",
+                ram.display()
+            ))
+            .args(["-machine", "memory-backend=ram0"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+        match start {
+            Start::Stopped => {
+                c.arg("-S");
+            }
+            Start::Halting => {
+                c.arg("-bios").arg(halting_bios(&dir.0));
+            }
+        }
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start qemu-system-x86_64 (apt-get install qemu-system-x86)");
+        let g = Guest { child, qmp, dir };
+        let want = match start {
+            Start::Stopped => "prelaunch",
+            Start::Halting => "running",
+        };
+        let t = Instant::now();
+        while g.try_status().as_deref() != Some(want) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "QEMU did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        g
+    }
+
+    fn try_status(&self) -> Option<String> {
+        let mut q = Qmp::connect(&self.qmp).ok()?;
+        let v = q.execute("query-status", None).ok()?;
+        v["status"].as_str().map(String::from)
+    }
+
+    /// QEMU's run state; waits for the socket to be free.
+    fn status(&self) -> String {
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.try_status() {
+                return s;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "QMP unreachable");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn socket(&self) -> &str {
+        self.qmp.to_str().unwrap()
+    }
+
+    /// `hangscope capture` of this moment, then the ELF's path.
+    fn capture(&self) -> PathBuf {
+        let out = self.dir.0.join("capture");
+        let _ = std::fs::remove_dir_all(&out);
+        let r = run([
+            "capture",
+            "--qmp",
+            self.socket(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-progress",
+        ]);
+        assert_eq!(r.code, Some(0), "{}: {}", r.cmdline, r.stderr);
+        let elf = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "elf"))
+            .expect("the capture's ELF");
+        elf
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A 64 KiB firmware whose reset vector is `cli; hlt; jmp hlt`.
+fn halting_bios(dir: &Path) -> PathBuf {
+    let mut b = vec![0xF4u8; 65536];
+    b[0xFFF0..0xFFF4].copy_from_slice(&[0xFA, 0xF4, 0xEB, 0xFD]);
+    let p = dir.join("halt.bios");
+    std::fs::write(&p, b).unwrap();
+    p
+}
+
+/// The document without the notes the ELF reader makes about the capture
+/// file itself (`dump file: ...`: its i386 ELF class for vCPUs in real
+/// mode), which a live read, having no file, cannot have.
+fn without_file_notes(mut v: Value) -> Value {
+    if let Some(w) = v.get_mut("warnings").and_then(Value::as_array_mut) {
+        w.retain(|n| !n.as_str().is_some_and(|s| s.starts_with("dump file:")));
+    }
+    v
+}
+
+/// `hangscope live SOCKET [FLAGS] CMD --json ARGS`.
+fn live(g: &Guest, flags: &[&str], cmd: &[&str]) -> util::Run {
+    let mut c = hangscope();
+    c.arg("live")
+        .arg(g.socket())
+        .args(flags)
+        .args(cmd)
+        .arg("--json");
+    run_cmd(c)
+}
+
+/// The commands compared, each with its expected exit code.
+const COMMANDS: &[(&[&str], i32)] = &[
+    (&["analyze"], 4),
+    (&["locks", "-V"], 0),
+    (&["ps"], 0),
+    (&["threads"], 0),
+    (&["stacks"], 0),
+    (&["lm"], 0),
+];
+
+/// Every command's live answer equals the capture's, field for field.
+fn compare_with_capture(g: &Guest, flags: &[&str], problems: &mut Vec<String>) {
+    let elf = g.capture();
+    for (cmd, code) in COMMANDS {
+        let l = live(g, flags, cmd);
+        let mut args: Vec<&str> = vec!["--json"];
+        args.extend(cmd.iter());
+        args.push(elf.to_str().unwrap());
+        let d = run(&args);
+        if l.code != Some(*code) || d.code != Some(*code) {
+            problems.push(format!(
+                "{}: exit {:?} (dump {:?}), want {code}\n{}",
+                l.cmdline, l.code, d.code, l.stderr
+            ));
+            continue;
+        }
+        if !l.stderr.contains("hangscope: live:") {
+            problems.push(format!(
+                "{}: no cost line on stderr: {}",
+                l.cmdline, l.stderr
+            ));
+        }
+        let (lv, dv) = (without_file_notes(l.json()), without_file_notes(d.json()));
+        if lv != dv {
+            problems.push(format!(
+                "{}: differs from the capture's\nlive:    {}\ncapture: {}",
+                l.cmdline,
+                util::head(&serde_json::to_string_pretty(&lv).unwrap(), 30),
+                util::head(&serde_json::to_string_pretty(&dv).unwrap(), 30)
+            ));
+        }
+    }
+}
+
+#[test]
+fn live_equals_a_capture_of_a_guest_stopped_at_start() {
+    let mut problems = Vec::new();
+    for build in ["win10-19041", "win7sp1"] {
+        let g = Guest::start(
+            &format!("stopped-{build}"),
+            "deadlock",
+            build,
+            Start::Stopped,
+        );
+        compare_with_capture(&g, &[], &mut problems);
+        // Not resumed: a guest stopped at start stays so (a `cont` would
+        // boot it), and nothing is left paused by hangscope either.
+        util::eq(
+            &mut problems,
+            "status after",
+            "prelaunch".to_string(),
+            g.status(),
+        );
+    }
+    util::report("live, stopped at start", problems);
+}
+
+#[test]
+fn live_pauses_a_running_guest_briefly_and_resumes_it() {
+    let g = Guest::start("running", "deadlock", "win10-19041", Start::Halting);
+    let mut problems = Vec::new();
+    for flags in [&[][..], &["--hold"][..], &["--no-pause"][..]] {
+        compare_with_capture(&g, flags, &mut problems);
+        util::eq(
+            &mut problems,
+            &format!("status after live {flags:?}"),
+            "running".to_string(),
+            g.status(),
+        );
+    }
+    let l = live(&g, &[], &["analyze"]);
+    if !l.stderr.contains("guest paused") {
+        problems.push(format!("no pause time on stderr: {}", l.stderr));
+    }
+    // The same guest named by QEMU's pid: its QMP socket is found on its
+    // command line.
+    let by_socket = live(&g, &[], &["ps"]);
+    let mut c = hangscope();
+    c.args(["live", &g.child.id().to_string(), "ps", "--json"]);
+    let by_pid = run_cmd(c);
+    if by_pid.code != Some(0) || by_pid.stdout != by_socket.stdout {
+        problems.push(format!(
+            "{}: {:?} {}\nnot the same as by socket:\n{}",
+            by_pid.cmdline,
+            by_pid.code,
+            by_pid.stderr,
+            util::head(&by_socket.stdout, 5)
+        ));
+    }
+    let l = live(&g, &["--no-pause"], &["analyze"]);
+    if !l.stderr.contains("not paused") {
+        problems.push(format!("--no-pause says it paused: {}", l.stderr));
+    }
+    util::eq(
+        &mut problems,
+        "status at the end",
+        "running".to_string(),
+        g.status(),
+    );
+    util::report("live, running guest", problems);
+}
+
+#[test]
+fn the_guest_is_resumed_whatever_happens_to_hangscope() {
+    let g = Guest::start("faults", "deadlock", "win10-19041", Start::Halting);
+    let mut problems = Vec::new();
+    // Killed by abort() (no destructor runs): the watchdog resumes it.
+    // A panic unwinds through the VM's guard.
+    for fault in ["paused:abort", "paused:panic"] {
+        let mut c = hangscope();
+        c.env("HANGSCOPE_LIVE_FAULT", fault)
+            .args(["live", g.socket(), "--hold", "analyze"]);
+        let r = run_cmd(c);
+        if r.code == Some(0) || r.code == Some(4) {
+            problems.push(format!("{fault}: the fault did not fire: {r:?}"));
+        }
+        let t = Instant::now();
+        while g.status() != "running" && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        util::eq(
+            &mut problems,
+            &format!("status after {fault}"),
+            "running".to_string(),
+            g.status(),
+        );
+    }
+    // Ctrl-C while paused.
+    let mut c = hangscope();
+    c.env("HANGSCOPE_LIVE_FAULT", "paused:sleep")
+        .args(["live", g.socket(), "--hold", "analyze"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let t = Instant::now();
+    while g.status() != "running" && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    util::eq(
+        &mut problems,
+        "status after Ctrl-C",
+        "running".to_string(),
+        g.status(),
+    );
+    util::report("live, faults", problems);
+}
+
+#[test]
+fn another_users_qemu_gives_an_error_saying_what_to_change() {
+    if !Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    {
+        eprintln!("skipped: needs root to run hangscope as another user");
+        return;
+    }
+    let g = Guest::start("perm", "deadlock", "win10-19041", Start::Stopped);
+    // Let `nobody` reach the socket, not the process's memory.
+    let _ = Command::new("chmod").arg("0755").arg(&g.dir.0).status();
+    let _ = Command::new("chmod").arg("0777").arg(&g.qmp).status();
+    let r = run_cmd({
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(util::bin())
+            .args(["live", g.socket(), "ps"])
+            .current_dir("/")
+            .stdin(Stdio::null());
+        c
+    });
+    let mut problems = Vec::new();
+    if r.code != Some(2)
+        || !r.stderr.contains("/mem")
+        || !r.stderr.contains("uid 0")
+        || !r.stderr.contains("root")
+    {
+        problems.push(format!(
+            "{}: want exit 2 naming /proc/PID/mem, QEMU's uid and what to do; got {:?}: {}",
+            r.cmdline, r.code, r.stderr
+        ));
+    }
+    util::eq(
+        &mut problems,
+        "status after",
+        "prelaunch".to_string(),
+        g.status(),
+    );
+    util::report("live, permissions", problems);
+}
+
+#[test]
+fn watch_reports_each_round_and_captures_when_the_condition_holds() {
+    let mut problems = Vec::new();
+    // A healthy guest: one status line per round, until --rounds.
+    let g = Guest::start("watch-idle", "idle", "win10-19041", Start::Halting);
+    let r = run(["watch", g.socket(), "--every", "200ms", "--rounds", "3"]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    if r.code != Some(0)
+        || lines.len() != 3
+        || !lines
+            .iter()
+            .all(|l| l.contains("HEALTHY") && l.contains("paused") && l.contains("page(s) read"))
+    {
+        problems.push(format!(
+            "{}: {:?}\n{}\n{}",
+            r.cmdline, r.code, r.stdout, r.stderr
+        ));
+    }
+    util::eq(
+        &mut problems,
+        "status after watch",
+        "running".to_string(),
+        g.status(),
+    );
+    drop(g);
+    // A deadlock: the first round meets --until, a capture is taken.
+    let g = Guest::start("watch-deadlock", "deadlock", "win10-19041", Start::Halting);
+    let cap = g.dir.0.join("evidence");
+    let r = run([
+        "watch",
+        g.socket(),
+        "--every",
+        "200ms",
+        "--until",
+        "deadlock",
+        "--capture",
+        cap.to_str().unwrap(),
+    ]);
+    if r.code != Some(4) || r.stdout.lines().count() != 1 || !r.stdout.contains("DEADLOCK") {
+        problems.push(format!(
+            "{}: {:?}\n{}\n{}",
+            r.cmdline, r.code, r.stdout, r.stderr
+        ));
+    }
+    let manifest: Value = std::fs::read_to_string(cap.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    match manifest["dumps"][0]["file"].as_str() {
+        Some(f) => {
+            let d = run(["analyze", cap.join(f).to_str().unwrap()]);
+            util::eq(&mut problems, "the evidence's verdict", Some(4), d.code);
+        }
+        None => problems.push(format!("no dump in the evidence manifest: {manifest}")),
+    }
+    util::eq(
+        &mut problems,
+        "status after watch",
+        "running".to_string(),
+        g.status(),
+    );
+    util::report("watch", problems);
+}
+
+/// The real hung Linux guests' ELF dumps (`HANGSCOPE_LINUX_GUESTS`), each
+/// turned back into RAM: a raw image given to a QEMU stopped at start. Its
+/// registers are reset values, so the kernel is found by its banner and
+/// page tables, and its VMCOREINFO read from the kernel's own copy; the
+/// answers must equal those of the dump itself. (`stacks` and `running`
+/// are left out: they start from the vCPUs' registers, which the dump has
+/// and a guest stopped at reset has not.)
+#[test]
+fn live_reads_a_linux_guest_as_its_dump() {
+    let Some(dirs) = std::env::var_os("HANGSCOPE_LINUX_GUESTS") else {
+        eprintln!("skipped: HANGSCOPE_LINUX_GUESTS names no real Linux guest");
+        return;
+    };
+    let mut problems = Vec::new();
+    for dir in std::env::split_paths(&dirs) {
+        let elf = dir.join("dumps/hangguest.elf");
+        if !elf.is_file() {
+            continue;
+        }
+        let tag = format!("linux-{}", dir.file_name().unwrap().to_string_lossy());
+        let tmp = TempDir::new(&tag);
+        let raw = tmp.0.join("ram.raw");
+        let Some(mib) = ram_of(&elf, &raw) else {
+            eprintln!("skipped {}: RAM above 3 GiB", elf.display());
+            continue;
+        };
+        let g = Guest::start_with(tmp, &raw, mib, Start::Stopped);
+        for (cmd, code) in [
+            (&["analyze"][..], 4),
+            (&["ps"][..], 0),
+            (&["lm"][..], 0),
+            (&["threads"][..], 0),
+            (&["locks"][..], 0),
+            (&["dmesg", "--tail", "40"][..], 0),
+        ] {
+            let l = live(&g, &[], cmd);
+            let mut args: Vec<&str> = vec!["--json"];
+            args.extend(cmd.iter());
+            args.push(elf.to_str().unwrap());
+            let d = run(&args);
+            if l.code != Some(code) || d.code != Some(code) {
+                problems.push(format!(
+                    "{}: exit {:?} (dump {:?}), want {code}\n{}",
+                    l.cmdline, l.code, d.code, l.stderr
+                ));
+                continue;
+            }
+            if without_file_notes(l.json()) != without_file_notes(d.json()) {
+                problems.push(format!(
+                    "{} on {}: differs from the dump's",
+                    l.cmdline,
+                    elf.display()
+                ));
+            }
+        }
+        util::eq(
+            &mut problems,
+            "status after",
+            "prelaunch".to_string(),
+            g.status(),
+        );
+    }
+    util::report("live, Linux guests", problems);
+}
+
+/// Write the guest RAM of an ELF core below 3 GiB as a raw image at `raw`
+/// and return its size in MiB; `None` when RAM reaches past 3 GiB (QEMU
+/// would place it above 4 GiB, not where the dump has it).
+fn ram_of(elf: &Path, raw: &Path) -> Option<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let dump = hangscope_dump::Dump::open(elf).unwrap();
+    // The firmware's ROM at the top of 4 GiB is QEMU's own, not RAM.
+    let ram: Vec<_> = dump
+        .memory
+        .ranges()
+        .iter()
+        .filter(|r| r.start.0 < 0xC000_0000)
+        .copied()
+        .collect();
+    let end = ram.iter().map(|r| r.start.0 + r.len).max()?;
+    if end > 0xC000_0000 {
+        return None;
+    }
+    let mib = end.div_ceil(1 << 20);
+    let mut out = std::fs::File::create(raw).unwrap();
+    out.set_len(mib << 20).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    for r in ram {
+        let mut at = r.start.0;
+        while at < r.start.0 + r.len {
+            let n = (r.start.0 + r.len - at).min(buf.len() as u64) as usize;
+            dump.memory
+                .read(hangscope_dump::PhysAddr(at), &mut buf[..n])
+                .unwrap();
+            out.seek(SeekFrom::Start(at)).unwrap();
+            out.write_all(&buf[..n]).unwrap();
+            at += n as u64;
+        }
+    }
+    Some(mib)
+}

@@ -1,0 +1,361 @@
+//! Reaching a running QEMU: what the user named (a libvirt domain, a QMP
+//! socket or a QEMU pid) and the monitor that answers for it.
+//!
+//! QEMU serves one QMP client at a time, and libvirt holds the monitor of
+//! the guests it runs; so a libvirt guest is driven through `virsh`
+//! (`qemu-monitor-command`, `suspend`, `resume`), and a bare QEMU through
+//! its own QMP socket.
+
+use crate::Error;
+use hangscope_capture::qmp::Qmp;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The VM the user named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A QEMU process by pid; its monitor is found from its command line.
+    Pid(u32),
+    /// A QEMU QMP Unix socket (`-qmp unix:PATH,server=on,wait=off`).
+    Qmp(PathBuf),
+    /// A libvirt domain (name, id or UUID), through `virsh`.
+    Libvirt {
+        /// The domain.
+        domain: String,
+        /// libvirt URI (`virsh -c`); `None` is virsh's default.
+        uri: Option<String>,
+    },
+}
+
+impl Target {
+    /// What `TARGET` on the command line means: digits are a pid, an
+    /// existing socket is a QMP socket, anything else a libvirt domain.
+    pub fn parse(text: &str, uri: Option<&str>) -> Target {
+        use std::os::unix::fs::FileTypeExt;
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(pid) = text.parse() {
+                return Target::Pid(pid);
+            }
+        }
+        let p = Path::new(text);
+        if std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket()) {
+            return Target::Qmp(p.to_path_buf());
+        }
+        Target::Libvirt {
+            domain: text.to_string(),
+            uri: uri.map(String::from),
+        }
+    }
+
+    /// The same target as one argument for the watchdog process.
+    pub fn to_arg(&self) -> String {
+        match self {
+            Target::Pid(p) => format!("pid:{p}"),
+            Target::Qmp(s) => format!("qmp:{}", s.display()),
+            Target::Libvirt { domain, uri } => {
+                format!("virsh:{}:{domain}", uri.as_deref().unwrap_or(""))
+            }
+        }
+    }
+
+    /// The inverse of [`Target::to_arg`].
+    pub fn from_arg(arg: &str) -> Option<Target> {
+        if let Some(p) = arg.strip_prefix("pid:") {
+            return p.parse().ok().map(Target::Pid);
+        }
+        if let Some(s) = arg.strip_prefix("qmp:") {
+            return Some(Target::Qmp(PathBuf::from(s)));
+        }
+        let rest = arg.strip_prefix("virsh:")?;
+        // A URI may hold colons; the domain name is after the last one.
+        let (uri, domain) = rest.rsplit_once(':')?;
+        Some(Target::Libvirt {
+            domain: domain.to_string(),
+            uri: (!uri.is_empty()).then(|| uri.to_string()),
+        })
+    }
+}
+
+/// A QEMU monitor: QMP directly, or libvirt's through `virsh`.
+#[derive(Debug)]
+pub enum Monitor {
+    /// Our own QMP connection.
+    Qmp(Box<Qmp>),
+    /// libvirt's monitor, one `virsh` call per command.
+    Virsh {
+        /// The domain.
+        domain: String,
+        /// `virsh -c` URI.
+        uri: Option<String>,
+    },
+}
+
+impl Monitor {
+    /// Connect to the monitor of `target`. A pid is resolved through its
+    /// command line: `-qmp unix:PATH` gives the socket, a libvirt guest
+    /// (`-name guest=NAME`) its domain.
+    pub fn connect(target: &Target) -> Result<Monitor, Error> {
+        match target {
+            Target::Qmp(socket) => Ok(Monitor::Qmp(Box::new(Qmp::connect(socket)?))),
+            Target::Libvirt { domain, uri } => {
+                let m = Monitor::Virsh {
+                    domain: domain.clone(),
+                    uri: uri.clone(),
+                };
+                // Fails early, with virsh's words, for an unknown domain.
+                m.virsh(&["domstate", domain])?;
+                Ok(m)
+            }
+            Target::Pid(pid) => {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map_err(|e| Error::Target(format!("no process {pid} to read ({e})")))?;
+                let args: Vec<String> = cmdline
+                    .split(|&b| b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                match monitor_of_cmdline(&args) {
+                    Some(t) => Monitor::connect(&t),
+                    None => Err(Error::Target(format!(
+                        "process {pid} has no QMP socket on its command line (`-qmp unix:PATH`) \
+                         and is no libvirt guest (`-name guest=NAME`); start QEMU with \
+                         `-qmp unix:PATH,server=on,wait=off` or name the socket or domain"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Run a QMP command and return its `return` value.
+    pub fn qmp(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, Error> {
+        match self {
+            Monitor::Qmp(q) => Ok(q.execute(command, arguments)?),
+            Monitor::Virsh { domain, .. } => {
+                let mut msg = json!({ "execute": command });
+                if let Some(a) = arguments {
+                    msg["arguments"] = a;
+                }
+                let domain = domain.clone();
+                let out = self.virsh(&["qemu-monitor-command", &domain, &msg.to_string()])?;
+                let v: Value = serde_json::from_str(out.trim()).map_err(|e| {
+                    Error::Monitor(format!(
+                        "virsh qemu-monitor-command {command}: {e}: {out:.200}"
+                    ))
+                })?;
+                if let Some(r) = v.get("return") {
+                    return Ok(r.clone());
+                }
+                Err(Error::Monitor(format!("{command}: {}", v["error"])))
+            }
+        }
+    }
+
+    /// Run a human monitor (HMP) command and return its text.
+    pub fn hmp(&mut self, command_line: &str) -> Result<String, Error> {
+        match self {
+            Monitor::Qmp(_) => {
+                let v = self.qmp(
+                    "human-monitor-command",
+                    Some(json!({ "command-line": command_line })),
+                )?;
+                Ok(v.as_str().unwrap_or_default().to_string())
+            }
+            Monitor::Virsh { domain, .. } => {
+                let domain = domain.clone();
+                self.virsh(&["qemu-monitor-command", "--hmp", &domain, command_line])
+            }
+        }
+    }
+
+    /// QEMU's run state: `running`, `paused`, `prelaunch`, ...
+    pub fn status(&mut self) -> Result<String, Error> {
+        let v = self.qmp("query-status", None)?;
+        Ok(v["status"].as_str().unwrap_or("unknown").to_string())
+    }
+
+    /// Stop the vCPUs (`virsh suspend` for libvirt, so that libvirt's own
+    /// idea of the state stays right).
+    pub fn stop(&mut self) -> Result<(), Error> {
+        match self {
+            Monitor::Qmp(q) => q.execute("stop", None).map(drop).map_err(Error::from),
+            Monitor::Virsh { domain, .. } => {
+                let domain = domain.clone();
+                self.virsh(&["suspend", &domain]).map(drop)
+            }
+        }
+    }
+
+    /// Let the vCPUs run again.
+    pub fn cont(&mut self) -> Result<(), Error> {
+        match self {
+            Monitor::Qmp(q) => q.execute("cont", None).map(drop).map_err(Error::from),
+            Monitor::Virsh { domain, .. } => {
+                let domain = domain.clone();
+                self.virsh(&["resume", &domain]).map(drop)
+            }
+        }
+    }
+
+    /// QEMU's process id: the thread group of its vCPU threads
+    /// (`query-cpus-fast`), which is exact whatever the socket or domain.
+    pub fn qemu_pid(&mut self) -> Result<u32, Error> {
+        let cpus = self.qmp("query-cpus-fast", None)?;
+        let tid = cpus
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|c| c["thread-id"].as_u64())
+            .ok_or_else(|| Error::Monitor(format!("query-cpus-fast gave no thread-id: {cpus}")))?;
+        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|e| {
+            Error::Target(format!(
+                "QEMU's vCPU thread {tid} is not visible here ({e}): hangscope must run on the \
+                 VM's host, in QEMU's pid namespace"
+            ))
+        })?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| Error::Target(format!("/proc/{tid}/status has no Tgid")))
+    }
+
+    /// A description for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Monitor::Qmp(_) => "QMP".into(),
+            Monitor::Virsh { domain, .. } => format!("libvirt domain {domain}"),
+        }
+    }
+
+    fn virsh(&self, args: &[&str]) -> Result<String, Error> {
+        let Monitor::Virsh { uri, .. } = self else {
+            return Err(Error::Monitor("virsh on a QMP target".into()));
+        };
+        let mut c = Command::new("virsh");
+        c.env("LC_ALL", "C").env("LANG", "C");
+        if let Some(u) = uri {
+            c.arg("-c").arg(u);
+        }
+        let out = c
+            .arg("-q")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Monitor(format!("cannot run virsh: {e}")))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let text = stderr.trim();
+        if text.contains("ermission denied") || text.contains("authentication") {
+            return Err(Error::Permission(format!(
+                "virsh {}: {text}: run hangscope as root or as a user in the libvirt group",
+                args[0]
+            )));
+        }
+        Err(Error::Monitor(format!("virsh {}: {text}", args[0])))
+    }
+}
+
+/// The monitor a QEMU command line names: `-qmp unix:PATH[,...]`, a
+/// `-chardev socket,...,path=PATH` behind `-mon ...,mode=control` that is
+/// not libvirt's, or the libvirt domain of `-name guest=NAME`.
+fn monitor_of_cmdline(args: &[String]) -> Option<Target> {
+    let value = |flag: &str| -> Vec<&str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag || w[0] == format!("-{flag}"))
+            .map(|w| w[1].as_str())
+            .collect()
+    };
+    for q in value("-qmp") {
+        if let Some(path) = q.strip_prefix("unix:") {
+            let path = path.split(',').next().unwrap_or("");
+            return Some(Target::Qmp(PathBuf::from(path)));
+        }
+    }
+    if let Some(name) = value("-name").first() {
+        for part in name.split(',') {
+            if let Some(guest) = part.strip_prefix("guest=") {
+                return Some(Target::Libvirt {
+                    domain: guest.to_string(),
+                    uri: None,
+                });
+            }
+        }
+    }
+    // A monitor chardev in control mode (`-chardev socket,id=m,path=P,server=on
+    // -mon chardev=m,mode=control`).
+    for mon in value("-mon") {
+        let opts: Vec<&str> = mon.split(',').collect();
+        if !opts.contains(&"mode=control") {
+            continue;
+        }
+        let Some(id) = opts.iter().find_map(|o| o.strip_prefix("chardev=")) else {
+            continue;
+        };
+        for c in value("-chardev") {
+            let copts: Vec<&str> = c.split(',').collect();
+            if copts.first() == Some(&"socket") && copts.contains(&format!("id={id}").as_str()) {
+                if let Some(p) = copts.iter().find_map(|o| o.strip_prefix("path=")) {
+                    return Some(Target::Qmp(PathBuf::from(p)));
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn monitors_are_found_on_command_lines() {
+        assert_eq!(
+            monitor_of_cmdline(&args("qemu -m 64 -qmp unix:/run/q.sock,server=on,wait=off")),
+            Some(Target::Qmp("/run/q.sock".into()))
+        );
+        assert_eq!(
+            monitor_of_cmdline(&args(
+                "qemu -name guest=win7,debug-threads=on -chardev socket,id=charmonitor,fd=31,server=on,wait=off -mon chardev=charmonitor,id=monitor,mode=control"
+            )),
+            Some(Target::Libvirt {
+                domain: "win7".into(),
+                uri: None
+            })
+        );
+        assert_eq!(
+            monitor_of_cmdline(&args(
+                "qemu -chardev socket,id=m,path=/tmp/m.sock,server=on -mon chardev=m,mode=control"
+            )),
+            Some(Target::Qmp("/tmp/m.sock".into()))
+        );
+        assert_eq!(monitor_of_cmdline(&args("qemu -m 64")), None);
+    }
+
+    #[test]
+    fn targets_survive_the_watchdog_argument() {
+        for t in [
+            Target::Pid(42),
+            Target::Qmp("/tmp/a:b.sock".into()),
+            Target::Libvirt {
+                domain: "d".into(),
+                uri: Some("qemu:///system".into()),
+            },
+            Target::Libvirt {
+                domain: "d".into(),
+                uri: None,
+            },
+        ] {
+            assert_eq!(Target::from_arg(&t.to_arg()), Some(t));
+        }
+        assert_eq!(Target::parse("1234", None), Target::Pid(1234));
+        assert!(matches!(
+            Target::parse("win7", None),
+            Target::Libvirt { .. }
+        ));
+    }
+}
