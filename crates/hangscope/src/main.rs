@@ -11,6 +11,7 @@ mod guard;
 mod markdown;
 mod output;
 mod render;
+mod series;
 mod session;
 mod shell;
 mod shellrun;
