@@ -40,3 +40,6 @@ mod demo;
 
 #[path = "cases/linux.rs"]
 mod linux;
+
+#[path = "cases/series.rs"]
+mod series;

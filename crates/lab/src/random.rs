@@ -74,6 +74,7 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
         irps: Vec::new(),
         handles: Vec::new(),
         expect: None,
+        moments: Vec::new(),
     };
     add_processes(&mut sc, &mut rng, opts);
     let owner_of = add_locks(&mut sc, &mut rng, opts);
@@ -118,6 +119,8 @@ fn add_processes(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) 
                 wait: None,
                 start: None,
                 stack: Vec::new(),
+                counters: None,
+                ready_since: None,
             });
             tn += 1;
         }
