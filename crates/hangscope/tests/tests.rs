@@ -43,3 +43,6 @@ mod linux;
 
 #[path = "cases/series.rs"]
 mod series;
+
+#[path = "cases/linux_series.rs"]
+mod linux_series;
