@@ -215,6 +215,8 @@ pub struct SeriesDump {
     pub label: String,
     /// Its clock.
     pub clock: Clock,
+    /// Which boot it is of (what the dumps were checked to share).
+    pub boot: BootIdentity,
     /// Seconds after the first dump, by the dumps' own clocks.
     pub offset_seconds: f64,
     /// The single-dump verdict's overall kind.
@@ -700,6 +702,7 @@ pub fn compare(moments: &[Moment], opts: &AnalyzeOptions) -> Result<Series, NotO
             .map(|((m, &o), v)| SeriesDump {
                 label: m.label.clone(),
                 clock: m.progress.clock.clone(),
+                boot: m.progress.boot.clone(),
                 offset_seconds: o,
                 overall: v.overall,
             })

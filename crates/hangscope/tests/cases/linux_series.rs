@@ -58,6 +58,18 @@ fn real_hung_guest_series_is_proven_stuck() {
             3,
             arr(&doc, "dumps").len(),
         );
+        // One boot: the same banner, KASLR offset and boot time (from the
+        // timekeeper) in every dump.
+        let boots: Vec<&serde_json::Value> =
+            arr(&doc, "dumps").iter().map(|d| &d["boot"]).collect();
+        if boots
+            .iter()
+            .any(|b| !b["boot_time_unix_seconds"].is_f64() || *b != boots[0])
+        {
+            problems.push(format!(
+                "{label}: boot identities differ or lack a boot time: {boots:?}"
+            ));
+        }
         if doc["interval_seconds"].as_f64().unwrap_or(0.0) <= 0.0 {
             problems.push(format!("{label}: no interval"));
         }
