@@ -8,6 +8,8 @@
 #   - hangscope info+ps+threads (one process each) and analyze, with the
 #     symbol cache warm and cold (cache dir emptied first); stacks (every
 #     thread unwound) and running;
+#   - analyze of one dump against analyze A B of two dumps of one boot
+#     (the lab's `slow` series; issue 16);
 #   - Volatility 3's pslist + threads.
 # Wall time and peak RSS come from GNU time; each figure is the best of
 # $RUNS runs (default 3). Results go to stdout as a Markdown table.
@@ -69,6 +71,16 @@ for size in "${SIZES[@]}"; do
   row "hangscope analyze (cold symbol cache)" "$(cold_of "$HS" -y "$SYMS" analyze --json "$img")"
   row "hangscope stacks (every thread)" "$(best_of "$HS" -y "$SYMS" stacks --json "$img")"
   row "hangscope running" "$(best_of "$HS" -y "$SYMS" running --json "$img")"
+  # Issue 16: two dumps of one boot (the lab's `slow` series of the seed
+  # case, moments 0 and 1) compared should cost about two analyzes.
+  for m in 0 1; do
+    s_img=$DIR/series-slow-$size-$m.elf
+    [ -f "$s_img" ] || "$LAB" build --series slow --moment "$m" --build "$BUILD" --format elf \
+      --ram "$size" --symbols "$SYMS" -o "$s_img" >/dev/null
+    cat "$s_img" >/dev/null
+  done
+  row "hangscope analyze (one dump of the series)" "$(best_of "$HS" -y "$SYMS" analyze --json "$DIR/series-slow-$size-0.elf")"
+  row "hangscope analyze A B (series of two)" "$(best_of "$HS" -y "$SYMS" analyze --json "$DIR/series-slow-$size-0.elf" "$DIR/series-slow-$size-1.elf")"
   if [ -x "$VENV/bin/vol" ]; then
     vol() { "$VENV/bin/vol" -q -r none --offline -s "$SYMS" -f "$img" "$@"; }
     vol windows.info >/dev/null 2>&1 || true  # let Volatility fill its own cache

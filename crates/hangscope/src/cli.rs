@@ -379,6 +379,11 @@ pub struct StacksArgs {
 pub struct AnalyzeArgs {
     #[command(flatten)]
     pub dump: DumpArg,
+    /// More dumps of the same boot, in the order they were taken: the
+    /// series is compared and each finding proven stuck, busy or slow.
+    /// DUMP may also be a capture directory or its manifest.json.
+    #[arg(value_name = "MORE")]
+    pub more: Vec<PathBuf>,
     /// Also write a self-contained HTML report with the wait-for graph.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,

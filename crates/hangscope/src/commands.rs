@@ -50,6 +50,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Shell(a) => crate::shellrun::run(g, &a.dump),
         Command::Live(a) => crate::live::run(g, a),
         Command::Watch(a) => crate::live::watch(g, a),
+        Command::Analyze(a) if crate::series::is_series(a) => crate::series::run(g, a, format),
         other => {
             let (path, sc) = to_shell_command(other);
             let dump = open_dump(path)?;

@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The files a command reads as dumps.
-fn inputs(cli: &Cli) -> Vec<&Path> {
+fn inputs(cli: &Cli) -> Vec<PathBuf> {
     let path = match &cli.command {
         Command::Info(a) | Command::Shell(a) | Command::Ps(a) | Command::Lm(a) => &a.dump,
         Command::Running(a) => &a.dump,
@@ -31,7 +31,13 @@ fn inputs(cli: &Cli) -> Vec<&Path> {
             return Vec::new()
         }
     };
-    vec![path.as_path()]
+    let mut v = vec![path.clone()];
+    if let Command::Analyze(a) = &cli.command {
+        // A series: every dump it names, listed or in a capture's manifest.
+        v.extend(a.more.iter().cloned());
+        v.extend(crate::series::manifest_dumps(&a.dump.dump).unwrap_or_default());
+    }
+    v
 }
 
 /// The files the command will write, each with the option that names it.

@@ -12,6 +12,7 @@ mod live;
 mod markdown;
 mod output;
 mod render;
+mod series;
 mod session;
 mod shell;
 mod shellrun;

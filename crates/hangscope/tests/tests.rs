@@ -43,3 +43,9 @@ mod linux;
 
 #[path = "cases/live.rs"]
 mod live;
+
+#[path = "cases/series.rs"]
+mod series;
+
+#[path = "cases/linux_series.rs"]
+mod linux_series;

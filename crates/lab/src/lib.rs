@@ -19,6 +19,7 @@ pub mod layout;
 mod oracle;
 pub mod random;
 pub mod scenario;
+pub mod series;
 pub mod space;
 pub mod stacks;
 pub mod truth;

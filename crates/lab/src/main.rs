@@ -49,8 +49,8 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct BuildArgs {
     /// Built-in scenario name, or a scenario TOML file.
-    #[arg(long, value_name = "NAME|PATH")]
-    scenario: String,
+    #[arg(long, value_name = "NAME|PATH", required_unless_present = "series")]
+    scenario: Option<String>,
     /// Windows build: an alias (`win7sp1`), a `GUID-AGE`, or an ISF file.
     /// Default: the scenario's `machine.build`.
     #[arg(long, value_name = "ALIAS|GUID-AGE|ISF")]
@@ -72,6 +72,13 @@ struct BuildArgs {
     /// Do not draw a progress bar (it is drawn only on a terminal anyway).
     #[arg(long)]
     no_progress: bool,
+    /// Build a moment of this built-in series (stuck, busy, slow) instead
+    /// of `--scenario`: moment 0 is the base scenario, 1.. the later ones.
+    #[arg(long, value_name = "NAME")]
+    series: Option<String>,
+    /// The moment of `--series` to build.
+    #[arg(long, default_value_t = 0, requires = "series")]
+    moment: usize,
     /// Output dump file.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     output: PathBuf,
@@ -142,7 +149,12 @@ fn load_scenario(arg: &str) -> Result<Scenario, String> {
 }
 
 fn cmd_build(args: &BuildArgs) -> Result<(), String> {
-    let scenario = load_scenario(&args.scenario)?;
+    let scenario = match &args.series {
+        Some(name) => hangscope_lab::series::builtin_series(name)
+            .and_then(|sc| sc.at_moment(args.moment))
+            .map_err(|e| e.to_string())?,
+        None => load_scenario(args.scenario.as_deref().unwrap_or_default())?,
+    };
     let symbols_dir = args.symbols.clone().unwrap_or_else(default_symbols_dir);
     let opts = BuildOptions {
         ram_size: args.ram,

@@ -76,6 +76,7 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
         alpc_ports: Vec::new(),
         alpc_messages: Vec::new(),
         expect: None,
+        moments: Vec::new(),
     };
     add_processes(&mut sc, &mut rng, opts);
     let owner_of = add_locks(&mut sc, &mut rng, opts);
@@ -120,6 +121,8 @@ fn add_processes(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) 
                 wait: None,
                 start: None,
                 stack: Vec::new(),
+                counters: None,
+                ready_since: None,
             });
             tn += 1;
         }

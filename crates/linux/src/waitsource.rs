@@ -225,3 +225,74 @@ impl wg::WaitSource for LinuxKernel<'_> {
         self.wait_graph()
     }
 }
+
+impl LinuxKernel<'_> {
+    /// The counters a series of dumps is compared with: the boot (banner,
+    /// KASLR offset, boot time as the timekeeper's `offs_real - offs_boot`
+    /// in `shadow_timekeeper`), the clock (jiffies and uptime), and each
+    /// task's `nvcsw + nivcsw`, `utime` and `stime` (ns), `start_time` and
+    /// `sched_info.last_arrival`. Fields are read by name; a field the
+    /// kernel does not have is left unknown.
+    pub fn progress(&self) -> wg::ProgressInput {
+        let mut out = wg::ProgressInput::default();
+        let info = self.info();
+        out.clock = wg::Clock {
+            ticks: info.jiffies,
+            uptime_seconds: info.uptime_s.filter(|s| s.is_finite()),
+        };
+        let reader = self.reader();
+        let boot_time = reader.as_ref().ok().and_then(|r| {
+            let tk = r.object("timekeeper", self.symbol("shadow_timekeeper").ok()?);
+            let real = tk.int("offs_real").ok()?;
+            let boot = tk.int("offs_boot").ok()?;
+            let ns = real.checked_sub(boot)?;
+            (ns > 0).then(|| ns as f64 / 1e9)
+        });
+        out.boot = wg::BootIdentity {
+            os: "linux".into(),
+            kernel: info.banner.clone().or(info.release.clone()),
+            kernel_base: info
+                .kernel_offset
+                .filter(|_| info.kernel_offset_known)
+                .map(wg::Addr),
+            boot_time_unix_seconds: boot_time,
+        };
+        let tasks = match self.tasks() {
+            Ok(t) => t,
+            Err(e) => {
+                out.warnings.push(format!("tasks: {e}"));
+                return out;
+            }
+        };
+        let r = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                out.warnings.push(format!("task times: {e}"));
+                return out;
+            }
+        };
+        let ns = |v: Option<u64>| v.map(|x| x as f64 / 1e9);
+        for t in &tasks.items {
+            let task = r.object("task_struct", t.task);
+            out.threads.push(wg::ThreadCounters {
+                key: t.task.0,
+                tid: t.pid.max(0) as u64,
+                create_time: task.uint("start_time").ok(),
+                context_switches: match (t.nvcsw, t.nivcsw) {
+                    (Some(v), Some(i)) => v.checked_add(i),
+                    _ => None,
+                },
+                kernel_seconds: ns(task.uint("stime").ok()),
+                user_seconds: ns(task.uint("utime").ok()),
+                wait_start: t.last_arrival_ns,
+            });
+        }
+        out
+    }
+}
+
+impl wg::ProgressSource for LinuxKernel<'_> {
+    fn progress_input(&self) -> wg::ProgressInput {
+        self.progress()
+    }
+}

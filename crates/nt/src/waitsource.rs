@@ -295,3 +295,84 @@ impl wg::WaitSource for Kernel<'_> {
         self.wait_graph()
     }
 }
+
+/// 100 ns intervals between 1601-01-01 (FILETIME's epoch) and 1970-01-01.
+const FILETIME_UNIX_EPOCH: u64 = 116_444_736_000_000_000;
+
+impl Kernel<'_> {
+    /// The counters a series of dumps is compared with: the boot (build,
+    /// PDB identity, kernel base, boot time from `KUSER_SHARED_DATA`'s
+    /// `SystemTime` less the uptime), the clock (tick count), each thread's
+    /// `Tcb.ContextSwitches`, `Tcb.KernelTime` and `Tcb.UserTime` (ticks),
+    /// `Tcb.WaitTime` and `CreateTime`, and each pending IRP's
+    /// `CurrentLocation`. Every field is read by name; a field a build does
+    /// not have is left unknown, and a thread that cannot be read is named
+    /// in a warning.
+    pub fn progress(&self) -> wg::ProgressInput {
+        let mut out = wg::ProgressInput::default();
+        let info = self.info();
+        let uptime = info
+            .tick_count
+            .and_then(|t| self.ticks_to_seconds(t))
+            .filter(|s| s.is_finite());
+        out.clock = wg::Clock {
+            ticks: info.tick_count,
+            uptime_seconds: uptime,
+        };
+        out.boot = wg::BootIdentity {
+            os: "windows".into(),
+            kernel: Some(format!(
+                "Windows build {} ({} {}{:X})",
+                info.build.map_or("?".into(), |b| b.to_string()),
+                info.pdb.name,
+                info.pdb.guid,
+                info.pdb.age
+            )),
+            kernel_base: Some(wg::Addr(info.kernel_base.0)),
+            boot_time_unix_seconds: match (info.system_time, uptime) {
+                (Some(st), Some(up)) if st > FILETIME_UNIX_EPOCH => {
+                    Some((st - FILETIME_UNIX_EPOCH) as f64 / 1e7 - up)
+                }
+                _ => None,
+            },
+        };
+        let secs = |ticks: Option<u64>| ticks.and_then(|t| self.ticks_to_seconds(t));
+        let threads = self.threads();
+        for t in &threads.items {
+            let e = match self.object("_ETHREAD", t.address) {
+                Ok(e) => e,
+                Err(err) => {
+                    out.warnings
+                        .push(format!("thread {:#x}: {err}", t.address.0));
+                    continue;
+                }
+            };
+            out.threads.push(wg::ThreadCounters {
+                key: t.address.0,
+                tid: t.tid,
+                create_time: e.quad("CreateTime").ok(),
+                context_switches: e.u64("Tcb.ContextSwitches").ok(),
+                kernel_seconds: secs(e.u64("Tcb.KernelTime").ok()),
+                user_seconds: secs(e.u64("Tcb.UserTime").ok()),
+                wait_start: Some(t.wait_time),
+            });
+            for &i in &t.irps {
+                match self.irp(i) {
+                    Ok(irp) => out.irps.push(wg::IrpPosition {
+                        irp: wg::Addr(i.0),
+                        thread: t.address.0,
+                        current_location: Some(u64::from(irp.current_location)),
+                    }),
+                    Err(err) => out.warnings.push(format!("IRP {:#x}: {err}", i.0)),
+                }
+            }
+        }
+        out
+    }
+}
+
+impl wg::ProgressSource for Kernel<'_> {
+    fn progress_input(&self) -> wg::ProgressInput {
+        self.progress()
+    }
+}

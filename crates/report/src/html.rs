@@ -236,6 +236,13 @@ fn order_rows(rows: &mut [Vec<usize>], edges: &[(usize, usize, usize)], back: &[
 
 /// The wait-for graph as an inline SVG element.
 pub fn render_svg(g: &GraphView) -> String {
+    render_svg_marked(g, &|_| false)
+}
+
+/// [`render_svg`] with the nodes `still` names (by node id) marked as
+/// having made no progress over a series of dumps, and the edges between
+/// two such nodes drawn dashed.
+pub fn render_svg_marked(g: &GraphView, still: &dyn Fn(&str) -> bool) -> String {
     let lay = layout(g);
     let mut s = String::new();
     let _ = write!(
@@ -286,9 +293,14 @@ pub fn render_svg(g: &GraphView) -> String {
         };
         let _ = write!(
             s,
-            r#"<path class="edge {kind}{back}" d="{d}" marker-end="url(#arrow)"><title>{title}</title></path>"#,
+            r#"<path class="edge {kind}{back}{stuck}" d="{d}" marker-end="url(#arrow)"><title>{title}</title></path>"#,
             kind = escape(&e.kind),
             back = if is_back[k] { " back" } else { "" },
+            stuck = if still(&e.from) && still(&e.to) {
+                " still"
+            } else {
+                ""
+            },
             title = escape(&format!(
                 "{} {} {}{}",
                 e.from,
@@ -310,8 +322,9 @@ pub fn render_svg(g: &GraphView) -> String {
         };
         let _ = write!(
             s,
-            r#"<g class="node {kind}{culprit}" data-finding="{f}"><title>{title}</title><rect x="{x:.1}" y="{y:.1}" width="{NODE_W}" height="{NODE_H}" rx="6"/><text x="{tx:.1}" y="{ty1:.1}">{label}</text><text class="detail" x="{tx:.1}" y="{ty2:.1}">{detail}</text></g>"#,
+            r#"<g class="node {kind}{culprit}{stuck}" data-finding="{f}"><title>{title}</title><rect x="{x:.1}" y="{y:.1}" width="{NODE_W}" height="{NODE_H}" rx="6"/><text x="{tx:.1}" y="{ty1:.1}">{label}</text><text class="detail" x="{tx:.1}" y="{ty2:.1}">{detail}</text></g>"#,
             culprit = if nd.culprit { " culprit" } else { "" },
+            stuck = if still(&nd.id) { " still" } else { "" },
             f = nd.finding.map_or(String::new(), |f| f.to_string()),
             title = escape(&format!("{}\n{}\n{}", nd.id, nd.label, nd.detail)),
             tx = x + 8.0,
@@ -515,6 +528,13 @@ fn finding_html(h: &mut String, f: &hangscope_waitgraph::Finding) {
 
 /// The whole report as one HTML document (no external resources).
 pub fn render_html(v: &Verdict) -> String {
+    render_html_marked(v, &|_| false, "")
+}
+
+/// [`render_html`] for a series of dumps: the graph marks what did not
+/// move ([`render_svg_marked`]), and `preface` (HTML, the series'
+/// proof) comes before the graph.
+pub fn render_html_marked(v: &Verdict, still: &dyn Fn(&str) -> bool, preface: &str) -> String {
     let mut h = String::new();
     let overall = v.overall.name();
     let _ = write!(
@@ -542,6 +562,7 @@ pub fn render_html(v: &Verdict) -> String {
         }
         h.push_str("</ul></section>");
     }
+    h.push_str(preface);
     if v.findings.is_empty() {
         if v.overall == hangscope_waitgraph::Overall::Healthy {
             h.push_str(
@@ -550,7 +571,7 @@ pub fn render_html(v: &Verdict) -> String {
         }
     } else {
         h.push_str("<section><h2>Wait-for graph</h2><p class=\"why\">Waiters point to the resource they wait on, resources to their owners, final owners to the file of their I/O; red borders mark final owners and cycles. Click a finding's title to highlight it.</p><div class=\"graph\">");
-        h.push_str(&render_svg(&v.graph));
+        h.push_str(&render_svg_marked(&v.graph, still));
         if v.graph.truncated {
             h.push_str("<p class=\"why\">The graph was cut at its node bound.</p>");
         }

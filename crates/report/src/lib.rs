@@ -22,11 +22,13 @@ pub mod alpc;
 pub mod html;
 pub mod json;
 pub mod linux;
+pub mod series;
 pub mod stacks;
 pub mod verdict;
 pub mod windbg;
 
 pub use html::render_html;
+pub use series::{render_series_html, render_series_json, render_series_text};
 
 /// The README's example, run as a doctest.
 #[cfg(doctest)]

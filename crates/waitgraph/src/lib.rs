@@ -53,11 +53,16 @@ mod files;
 mod frame;
 mod graph;
 mod io_stall;
+pub mod progress;
 pub mod verdict;
 
 pub use analyze::{analyze, kind_name, kind_title, secs_text, state_name};
 pub use files::{directory_of, pattern_of, PathStyle};
 pub use frame::{Frame, FrameParseError};
+pub use progress::{
+    compare, BootIdentity, Clock, FindingProgress, IrpPosition, Moment, Motion, NotOneBoot,
+    ProgressInput, ProgressSource, Proof, Series, ThreadCounters,
+};
 pub use verdict::{
     Addr, AlpcUnanswered, AnalyzeOptions, BlockedProcess, EvidenceStep, Finding, FindingKind,
     GraphEdge, GraphNode, GraphView, HotDirectory, IoSummary, NamePattern, NodeKind, Overall,

@@ -27,12 +27,12 @@ const MASK48: u64 = 0xFFFF_FFFF_FFFF;
 const BUILDS: &[&str] = &["win7sp1", "win2016", "win2019a", "win11"];
 const FORMATS: [Format; 3] = [Format::Raw, Format::CrashFull, Format::Elf];
 
-struct Vol {
+pub(crate) struct Vol {
     exe: PathBuf,
     cache: tempfile::TempDir,
 }
 
-fn vol() -> Option<Vol> {
+pub(crate) fn vol() -> Option<Vol> {
     if std::env::var("HANGSCOPE_SKIP_VOL").is_ok_and(|v| v == "1") {
         eprintln!("HANGSCOPE_SKIP_VOL=1: Volatility agreement skipped");
         return None;
@@ -95,7 +95,7 @@ fn u(r: &Value, k: &str) -> u64 {
 }
 
 /// Compare one plugin with the matching hangscope command.
-fn compare(v: &Vol, image: &Path, plugin: &str) -> Vec<String> {
+pub(crate) fn compare(v: &Vol, image: &Path, plugin: &str) -> Vec<String> {
     let rows = match run_vol(v, image, plugin) {
         Ok(r) => r,
         Err(e) => return vec![e],

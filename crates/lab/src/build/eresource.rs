@@ -259,7 +259,8 @@ impl Builder<'_> {
             let Some(w) = &t.wait else {
                 // Ready and running threads last ran (or were readied) a
                 // few ticks ago.
-                let since = now - self.rng.gen_range(0..8u64).min(now);
+                let base = t.ready_since.unwrap_or(now);
+                let since = base - self.rng.gen_range(0..8u64).min(base);
                 self.put(e, et, "Tcb.WaitTime", since & 0xFFFF_FFFF)?;
                 self.threads[ti].wait_time = since & 0xFFFF_FFFF;
                 continue;

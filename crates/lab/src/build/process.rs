@@ -269,6 +269,11 @@ impl Builder<'_> {
                 ThreadState::Waiting => "Waiting",
             };
             let (base, ks) = self.init_thread(e, process, state, tid, t.pid, create, start)?;
+            if let Some(c) = t.counters {
+                self.put_opt(e, et, "Tcb.ContextSwitches", u64::from(c.context_switches))?;
+                self.put_opt(e, et, "Tcb.KernelTime", u64::from(c.kernel_ticks))?;
+                self.put_opt(e, et, "Tcb.UserTime", u64::from(c.user_ticks))?;
+            }
             if t.pid != 4 {
                 let teb = 0x7FF_FFFD_E000 - (ti as u64 % 0x40) * 0x2000;
                 self.put(e, et, "Tcb.Teb", teb)?;

@@ -63,6 +63,84 @@ pub struct Scenario {
     /// The expected verdict, when the scenario states it.
     #[serde(default)]
     pub expect: Option<Expect>,
+    /// Later moments of the same boot, for a series of dumps (issue 16):
+    /// each says what changed since the moment before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moments: Vec<Moment>,
+}
+
+/// Counters that advance only when a thread runs: `KTHREAD.ContextSwitches`,
+/// `KernelTime` and `UserTime` (clock ticks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counters {
+    /// Context switches.
+    #[serde(default)]
+    pub context_switches: u32,
+    /// Ticks spent in kernel mode.
+    #[serde(default)]
+    pub kernel_ticks: u32,
+    /// Ticks spent in user mode.
+    #[serde(default)]
+    pub user_ticks: u32,
+}
+
+/// A later moment of the scenario's machine: what changed since the
+/// moment before it. Objects keep their addresses (the builder lays the
+/// same objects out in the same order from the same seed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Moment {
+    /// Seconds after the scenario's first moment.
+    pub after_seconds: u64,
+    /// Threads whose state, wait or counters changed.
+    #[serde(default)]
+    pub threads: Vec<ThreadChange>,
+    /// Locks whose owners or contention count changed.
+    #[serde(default)]
+    pub locks: Vec<LockChange>,
+    /// What each CPU runs now, when that changed.
+    #[serde(default)]
+    pub cpus: Option<Vec<Cpu>>,
+    /// The proof a comparison up to this moment must give for the
+    /// scenario's hang: `stuck`, `busy` or `slow`.
+    #[serde(default)]
+    pub expect_proof: Option<String>,
+}
+
+/// A thread's change at a later moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadChange {
+    /// The thread's id.
+    pub id: String,
+    /// Its new state.
+    #[serde(default)]
+    pub state: Option<ThreadState>,
+    /// Its new wait (`since` is a tick; `ticks_ago` counts from the new
+    /// moment's tick count).
+    #[serde(default)]
+    pub wait: Option<Wait>,
+    /// Its counters now.
+    #[serde(default)]
+    pub counters: Option<Counters>,
+}
+
+/// A lock's change at a later moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockChange {
+    /// The lock's id.
+    pub id: String,
+    /// Its new exclusive owner (`""` for none).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Its new shared owners.
+    #[serde(default)]
+    pub shared_owners: Option<Vec<String>>,
+    /// Its contention count now.
+    #[serde(default)]
+    pub contention: Option<u32>,
 }
 
 /// The machine.
@@ -206,6 +284,15 @@ pub struct Thread {
     /// Expected stack, top first, as `module!symbol`.
     #[serde(default)]
     pub stack: Vec<String>,
+    /// Its run-time counters (zero when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<Counters>,
+    /// For a ready or running thread: about when it last ran or was
+    /// readied (a tick; `KTHREAD.WaitTime` is a few ticks before it).
+    /// Default: the dump's tick count. A series pins it, so that a thread
+    /// that stays ready keeps its `WaitTime` as the clock moves on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since: Option<u64>,
 }
 
 /// A wait.
@@ -605,6 +692,91 @@ impl Scenario {
             })?
             .1;
         Scenario::from_toml(text, name)
+    }
+
+    /// The scenario at moment `i` of its series (0: as written; `i`:
+    /// after the first `i` of [`Scenario::moments`]), without moments.
+    /// Waits given as `ticks_ago` are pinned to their tick first, so that a
+    /// wait nobody changes keeps its start as the clock moves on.
+    pub fn at_moment(&self, i: usize) -> Result<Scenario, Error> {
+        let bad = |field: String, problem: String| Error::ScenarioField { field, problem };
+        if i > self.moments.len() {
+            return Err(bad(
+                "moments".into(),
+                format!(
+                    "moment {i} asked of a scenario with {} later moment(s)",
+                    self.moments.len()
+                ),
+            ));
+        }
+        let mut sc = self.clone();
+        sc.moments.clear();
+        let pin = |w: &mut Wait, now: u64| {
+            if let (None, Some(ago)) = (w.since, w.ticks_ago.take()) {
+                w.since = Some(now.saturating_sub(ago));
+            }
+        };
+        let now0 = sc.machine.tick_count;
+        for t in &mut sc.threads {
+            if let Some(w) = &mut t.wait {
+                pin(w, now0);
+            }
+            if t.wait.is_none() && t.ready_since.is_none() {
+                t.ready_since = Some(now0);
+            }
+        }
+        for (k, m) in self.moments.iter().take(i).enumerate() {
+            let ticks = (m.after_seconds as u128 * 10_000_000
+                / u128::from(self.machine.max_increment.max(1))) as u64;
+            sc.machine.tick_count = now0 + ticks;
+            sc.machine.unix_time = self.machine.unix_time + m.after_seconds;
+            let now = sc.machine.tick_count;
+            for c in &m.threads {
+                let t = sc
+                    .threads
+                    .iter_mut()
+                    .find(|t| t.id == c.id)
+                    .ok_or_else(|| {
+                        bad(
+                            format!("moments[{k}].threads"),
+                            format!("no thread `{}`", c.id),
+                        )
+                    })?;
+                if let Some(s) = c.state {
+                    t.state = s;
+                    if s != ThreadState::Waiting {
+                        t.wait = None;
+                        t.ready_since = Some(now);
+                    }
+                }
+                if let Some(w) = &c.wait {
+                    let mut w = w.clone();
+                    pin(&mut w, now);
+                    t.wait = Some(w);
+                }
+                if let Some(n) = c.counters {
+                    t.counters = Some(n);
+                }
+            }
+            for c in &m.locks {
+                let l = sc.locks.iter_mut().find(|l| l.id == c.id).ok_or_else(|| {
+                    bad(format!("moments[{k}].locks"), format!("no lock `{}`", c.id))
+                })?;
+                if let Some(o) = &c.owner {
+                    l.owner = (!o.is_empty()).then(|| o.clone());
+                }
+                if let Some(s) = &c.shared_owners {
+                    l.shared_owners = s.clone();
+                }
+                if let Some(n) = c.contention {
+                    l.contention = Some(n);
+                }
+            }
+            if let Some(cpus) = &m.cpus {
+                sc.cpus = cpus.clone();
+            }
+        }
+        Ok(sc)
     }
 
     /// Names of the built-in scenarios.

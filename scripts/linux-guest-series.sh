@@ -1,0 +1,79 @@
+#!/bin/bash
+# A timed series of dumps of a real hung Linux guest, for issue 16 (busy or
+# stuck, proven): boots the kernel and initramfs a line of
+# scripts/linux-guest.sh already made (W/boot/vmlinuz, W/boot/initrd.cpio.gz)
+# under a libvirt domain of its own, waits until /init has wedged it, then
+# takes `hangscope capture --interval N --count 3` into W/series/ (three ELF
+# dumps and manifest.json) and destroys the guest.
+#
+#   scripts/linux-guest-series.sh W [HANGSCOPE]
+#
+# HANGSCOPE is the binary that captures (default: the workspace's debug
+# build, built first). HANGSCOPE_SERIES_INTERVAL (default 4 s) sets the
+# interval, HANGSCOPE_SERIES_DOMAIN the domain name (default hangscope-series).
+# HANGSCOPE_SERIES_OUT puts the series elsewhere than W/series.
+# Idempotent: a series whose manifest lists three dumps is not taken again.
+# Only one guest may run on a machine at a time: the guest runs under
+# `flock /work/libvirt.lock` when that file's directory exists
+# (HANGSCOPE_LIBVIRT_LOCK moves it). Prints W/series on stdout.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+W=$(cd "${1:?usage: linux-guest-series.sh W [HANGSCOPE]}" && pwd)
+HS=${2:-}
+DOMAIN=${HANGSCOPE_SERIES_DOMAIN:-hangscope-series}
+INTERVAL=${HANGSCOPE_SERIES_INTERVAL:-4}
+S=${HANGSCOPE_SERIES_OUT:-$W/series}
+LOCK=${HANGSCOPE_LIBVIRT_LOCK:-/work/libvirt.lock}
+if [ -s "$S/manifest.json" ] && [ "$(grep -c '"sequence"' "$S/manifest.json")" -ge 3 ]; then
+  echo "linux-guest-series: already taken in $S" >&2; echo "$S"; exit 0
+fi
+[ -s "$W/boot/vmlinuz" ] && [ -s "$W/boot/initrd.cpio.gz" ] || {
+  echo "linux-guest-series: $W has no boot/vmlinuz and boot/initrd.cpio.gz (run scripts/linux-guest.sh first)" >&2; exit 2; }
+if [ -z "$HS" ]; then
+  # The capture is the guest's and QEMU's work: a debug build will do.
+  (cd "$ROOT" && cargo build -q -p hangscope)
+  HS=${CARGO_TARGET_DIR:-$ROOT/target}/debug/hangscope
+fi
+rm -rf "$S"; mkdir -p "$S/run"; chmod 777 "$S" "$S/run"
+# The recipe's domain, renamed, booting the line's kernel and initramfs.
+sed -e "s|<name>hangguest</name>|<name>$DOMAIN</name>|" -e "s|@WORK@/boot|$W/boot|g" \
+    -e "s|@WORK@/run|$S/run|g" "$W/recipe/hangguest.xml" > "$S/domain.xml" 2>/dev/null \
+  || sed -e "s|<name>hangguest</name>|<name>$DOMAIN</name>|" -e "s|$W/run|$S/run|g" \
+         "$W/hangguest.xml" > "$S/domain.xml"
+grep -q "<name>$DOMAIN</name>" "$S/domain.xml" && grep -q "$S/run/console.log" "$S/domain.xml" || {
+  echo "linux-guest-series: could not make the domain XML from $W" >&2; exit 2; }
+
+run_guest() {
+  set -euo pipefail
+  V="virsh -c qemu:///system"; started=""
+  pgrep -x virtlogd >/dev/null || { virtlogd -d; started="$started virtlogd"; }
+  # A daemon that is exiting (or a zombie) has no socket: start one then.
+  if ! { pgrep -x libvirtd >/dev/null && [ -S /var/run/libvirt/libvirt-sock ]; }; then
+    libvirtd -d; started="$started libvirtd"
+    for _ in $(seq 50); do [ -S /var/run/libvirt/libvirt-sock ] && break; sleep 0.2; done
+  fi
+  stop() {
+    $V destroy "$DOMAIN" >/dev/null 2>&1 || true
+    for d in $started; do pkill -x "$d" 2>/dev/null || true; done
+  }
+  trap stop EXIT
+  $V destroy "$DOMAIN" >/dev/null 2>&1 || true
+  local t0=$SECONDS
+  $V create "$S/domain.xml" >/dev/null
+  until grep -q HANG-ESTABLISHED "$S/run/console.log" 2>/dev/null; do
+    [ $((SECONDS - t0)) -lt 300 ] || { echo "linux-guest-series: the guest did not wedge in 300 s" >&2; exit 1; }
+    sleep 0.5
+  done
+  echo "linux-guest-series: wedged $((SECONDS - t0)) s after create" >&2
+  "$HS" capture "$DOMAIN" -o "$S" --interval "$INTERVAL" --count 3 --no-progress >"$S/capture.log"
+  echo "linux-guest-series: three dumps $((SECONDS - t0)) s after create" >&2
+}
+export -f run_guest; export S HS DOMAIN INTERVAL
+if [ -d "$(dirname "$LOCK")" ]; then
+  # -o: the daemons started inside must not inherit (and keep) the lock.
+  flock -o "$LOCK" bash -c run_guest
+else
+  bash -c run_guest
+fi
+chmod a+r "$S"/*
+echo "$S"
