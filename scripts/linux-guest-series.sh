@@ -12,6 +12,10 @@
 # build, built first). HANGSCOPE_SERIES_INTERVAL (default 4 s) sets the
 # interval, HANGSCOPE_SERIES_DOMAIN the domain name (default hangscope-series).
 # HANGSCOPE_SERIES_OUT puts the series elsewhere than W/series.
+# HANGSCOPE_SERIES_READY is the console line that says the guest is in the
+# state to capture (default HANG-ESTABLISHED, the hung guest's; the flood
+# guest of scripts/linux-guest.sh says FLOOD-ESTABLISHED), and
+# HANGSCOPE_SERIES_SETTLE the seconds to wait after it (default 0).
 # Idempotent: a series whose manifest lists three dumps is not taken again.
 # Only one guest may run on a machine at a time: the guest runs under
 # `flock /work/libvirt.lock` when that file's directory exists
@@ -23,6 +27,8 @@ HS=${2:-}
 DOMAIN=${HANGSCOPE_SERIES_DOMAIN:-hangscope-series}
 INTERVAL=${HANGSCOPE_SERIES_INTERVAL:-4}
 S=${HANGSCOPE_SERIES_OUT:-$W/series}
+READY=${HANGSCOPE_SERIES_READY:-HANG-ESTABLISHED}
+SETTLE=${HANGSCOPE_SERIES_SETTLE:-0}
 LOCK=${HANGSCOPE_LIBVIRT_LOCK:-/work/libvirt.lock}
 if [ -s "$S/manifest.json" ] && [ "$(grep -c '"sequence"' "$S/manifest.json")" -ge 3 ]; then
   echo "linux-guest-series: already taken in $S" >&2; echo "$S"; exit 0
@@ -36,9 +42,9 @@ if [ -z "$HS" ]; then
 fi
 rm -rf "$S"; mkdir -p "$S/run"; chmod 777 "$S" "$S/run"
 # The recipe's domain, renamed, booting the line's kernel and initramfs.
-sed -e "s|<name>hangguest</name>|<name>$DOMAIN</name>|" -e "s|@WORK@/boot|$W/boot|g" \
+sed -e "s|<name>[^<]*</name>|<name>$DOMAIN</name>|" -e "s|@WORK@/boot|$W/boot|g" \
     -e "s|@WORK@/run|$S/run|g" "$W/recipe/hangguest.xml" > "$S/domain.xml" 2>/dev/null \
-  || sed -e "s|<name>hangguest</name>|<name>$DOMAIN</name>|" -e "s|$W/run|$S/run|g" \
+  || sed -e "s|<name>[^<]*</name>|<name>$DOMAIN</name>|" -e "s|$W/run|$S/run|g" \
          "$W/hangguest.xml" > "$S/domain.xml"
 grep -q "<name>$DOMAIN</name>" "$S/domain.xml" && grep -q "$S/run/console.log" "$S/domain.xml" || {
   echo "linux-guest-series: could not make the domain XML from $W" >&2; exit 2; }
@@ -60,15 +66,16 @@ run_guest() {
   $V destroy "$DOMAIN" >/dev/null 2>&1 || true
   local t0=$SECONDS
   $V create "$S/domain.xml" >/dev/null
-  until grep -q HANG-ESTABLISHED "$S/run/console.log" 2>/dev/null; do
-    [ $((SECONDS - t0)) -lt 300 ] || { echo "linux-guest-series: the guest did not wedge in 300 s" >&2; exit 1; }
+  until grep -q "$READY" "$S/run/console.log" 2>/dev/null; do
+    [ $((SECONDS - t0)) -lt 300 ] || { echo "linux-guest-series: no $READY from the guest in 300 s" >&2; exit 1; }
     sleep 0.5
   done
-  echo "linux-guest-series: wedged $((SECONDS - t0)) s after create" >&2
+  sleep "$SETTLE"
+  echo "linux-guest-series: $READY $((SECONDS - t0)) s after create" >&2
   "$HS" capture "$DOMAIN" -o "$S" --interval "$INTERVAL" --count 3 --no-progress >"$S/capture.log"
   echo "linux-guest-series: three dumps $((SECONDS - t0)) s after create" >&2
 }
-export -f run_guest; export S HS DOMAIN INTERVAL
+export -f run_guest; export S HS DOMAIN INTERVAL READY SETTLE
 if [ -d "$(dirname "$LOCK")" ]; then
   # -o: the daemons started inside must not inherit (and keep) the lock.
   flock -o "$LOCK" bash -c run_guest

@@ -70,7 +70,8 @@ cleanup() {
 trap cleanup EXIT
 
 # Issue 16: a timed series of the 6.1 line's guest (three dumps taken by
-# `hangscope capture`, in W/series/), about 35 s the first time;
+# `hangscope capture`, in W/series/), about 35 s the first time, and one
+# of the busy flood guest (W/flood-series/);
 # HANGSCOPE_SKIP_LINUX_SERIES=1 skips it.
 series() {
   local line=$1 W=$2
@@ -79,6 +80,15 @@ series() {
   local t0; t0=$(date +%s)
   "$ROOT/scripts/linux-guest-series.sh" "$W" >/dev/null || { echo "linux-guest: the series of $line failed" >&2; exit 1; }
   echo "linux-guest: $line series in $(( $(date +%s) - t0 )) s" >&2
+  # The busy guest: the flood's guest (make_flood) captured every 2 s into
+  # W/flood-series/, to show its progress over the series.
+  [ -s "$W/flood/boot/vmlinuz" ] || return 0
+  t0=$(date +%s)
+  HANGSCOPE_SERIES_READY=FLOOD-ESTABLISHED HANGSCOPE_SERIES_SETTLE=3 HANGSCOPE_SERIES_INTERVAL=2 \
+  HANGSCOPE_SERIES_DOMAIN=hangscope-flood-series HANGSCOPE_SERIES_OUT=$W/flood-series \
+    "$ROOT/scripts/linux-guest-series.sh" "$W/flood" >/dev/null \
+    || { echo "linux-guest: the flood series of $line failed" >&2; exit 1; }
+  echo "linux-guest: $line flood series in $(( $(date +%s) - t0 )) s" >&2
 }
 
 # The line's hung guest in $W, from a copy of the recipe.

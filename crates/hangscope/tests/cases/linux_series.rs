@@ -5,17 +5,31 @@
 //! proven stuck, their tasks still in every dump, while other tasks of
 //! the guest move.
 //!
-//! The series are found as `series/manifest.json` under each directory of
-//! `HANGSCOPE_LINUX_GUESTS`, and in `HANGSCOPE_LINUX_SERIES`
-//! (colon-separated capture directories). Without any, the test skips with
-//! a message, except in CI (`CI=true`), where it fails.
+//! The busy guest is the flood of scripts/linux-guest.sh (php-cgi
+//! creators and dirlister readers contending on one directory's i_rwsem),
+//! captured every 2 s: its finding must come out busy (proven), with the
+//! context switches and the lock's changes the series saw, and no task of
+//! it called stuck.
+//!
+//! The series are found as `series/manifest.json` (the hung guest) and
+//! `flood-series/manifest.json` (the busy one) under each directory of
+//! `HANGSCOPE_LINUX_GUESTS`, and in `HANGSCOPE_LINUX_SERIES` and
+//! `HANGSCOPE_LINUX_FLOOD_SERIES` (colon-separated capture directories).
+//! Without any, a test skips with a message, except in CI (`CI=true`),
+//! where it fails.
 
 use std::path::PathBuf;
 
 use crate::util::{self, arr, s};
 
 fn series_dirs() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::env::var("HANGSCOPE_LINUX_SERIES")
+    captures("HANGSCOPE_LINUX_SERIES", "series")
+}
+
+/// The capture directories named by `var`, then `sub/` of each guest
+/// directory that holds a manifest.
+fn captures(var: &str, sub: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::env::var(var)
         .unwrap_or_default()
         .split(':')
         .filter(|s| !s.is_empty())
@@ -26,7 +40,7 @@ fn series_dirs() -> Vec<PathBuf> {
         .split(':')
         .filter(|s| !s.is_empty())
     {
-        let d = PathBuf::from(g).join("series");
+        let d = PathBuf::from(g).join(sub);
         if d.join("manifest.json").is_file() {
             out.push(d);
         }
@@ -126,4 +140,93 @@ fn real_hung_guest_series_is_proven_stuck() {
         }
     }
     util::report("linux series", problems);
+}
+
+#[test]
+fn real_busy_guest_series_shows_progress() {
+    let dirs = captures("HANGSCOPE_LINUX_FLOOD_SERIES", "flood-series");
+    if dirs.is_empty() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI must test a real busy series: scripts/linux-guest.sh takes one (flood-series/ beside the dumps)"
+        );
+        eprintln!("linux_series: busy guest skipped (no flood-series/manifest.json under HANGSCOPE_LINUX_GUESTS, no HANGSCOPE_LINUX_FLOOD_SERIES)");
+        return;
+    }
+    let mut problems = Vec::new();
+    for dir in dirs {
+        let label = dir.display().to_string();
+        let (r, doc) = util::json_cmd("analyze", &[], &dir.join("manifest.json"));
+        // Busy, as one dump of the flood says: exit 1, not a hang's 2-4.
+        if r.code != Some(1) {
+            problems.push(format!("{label}: exit {:?}\n{}", r.code, r.stderr));
+        }
+        util::eq(
+            &mut problems,
+            &format!("{label} dumps"),
+            3,
+            arr(&doc, "dumps").len(),
+        );
+        let findings = arr(&doc, "findings");
+        if findings.is_empty() {
+            problems.push(format!("{label}: no finding"));
+        }
+        for f in findings {
+            if s(f, "proof") == "stuck" || !arr(f, "still_threads").is_empty() {
+                problems.push(format!(
+                    "{label} #{}: called stuck, or threads still, in a busy guest: {f}",
+                    f["rank"]
+                ));
+            }
+        }
+        let busy: Vec<_> = findings
+            .iter()
+            .filter(|f| s(f, "single_dump_kind") == "busy_owner")
+            .collect();
+        util::eq(
+            &mut problems,
+            &format!("{label} busy-owner findings"),
+            1,
+            busy.len(),
+        );
+        for f in &busy {
+            util::eq(
+                &mut problems,
+                &format!("{label} proof of #{}", f["rank"]),
+                "busy",
+                s(f, "proof"),
+            );
+            if !s(f, "line").starts_with("busy (proven)") {
+                problems.push(format!("{label}: proof line {:?}", s(f, "line")));
+            }
+            if arr(f, "moved_threads").len() < 2 {
+                problems.push(format!(
+                    "{label} #{}: fewer than two of its tasks moved: {}",
+                    f["rank"], f["moved_threads"]
+                ));
+            }
+        }
+        // The progress it saw: the contenders switched, and the directory's
+        // lock changed owners or waiters.
+        let switches: u64 = arr(&doc, "threads")
+            .iter()
+            .filter_map(|t| t["context_switches"].as_u64())
+            .sum();
+        if switches == 0 {
+            problems.push(format!("{label}: no context switch seen"));
+        }
+        let lock_moved = arr(&doc, "locks").iter().any(|l| {
+            s(l, "kind") == "rw_semaphore"
+                && (l["owner_changes"].as_u64().unwrap_or(0) > 0
+                    || !arr(l, "waiters_left").is_empty()
+                    || !arr(l, "waiters_new").is_empty())
+        });
+        if !lock_moved {
+            problems.push(format!(
+                "{label}: no rw_semaphore changed owners or waiters: {}",
+                doc["locks"]
+            ));
+        }
+    }
+    util::report("linux busy series", problems);
 }
