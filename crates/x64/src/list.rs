@@ -83,11 +83,11 @@ pub struct CircularList<'m> {
     /// The link structure before `next` (the head at first): where
     /// `next`'s back link must point.
     prev: VirtAddr,
+    /// The next link structure to visit; `None` until the head is read.
     next: Option<VirtAddr>,
     seen: HashSet<u64>,
     max: usize,
     kernel_only: bool,
-    started: bool,
     done: bool,
 }
 
@@ -112,7 +112,6 @@ impl<'m> CircularList<'m> {
             seen: HashSet::new(),
             max,
             kernel_only: false,
-            started: false,
             done: false,
         }
     }
@@ -152,15 +151,11 @@ impl<'m> CircularList<'m> {
     }
 
     fn step(&mut self) -> Result<Option<VirtAddr>, ListBreak> {
-        if !self.started {
-            self.started = true;
-            let first = self
+        let cur = match self.next {
+            Some(cur) => cur,
+            None => self
                 .read_link(self.head, self.links.next)
-                .map_err(|fault| ListBreak::Fault { fault, via: None })?;
-            self.next = Some(first);
-        }
-        let Some(cur) = self.next else {
-            return Ok(None);
+                .map_err(|fault| ListBreak::Fault { fault, via: None })?,
         };
         let from = self.prev;
         if cur == self.head {
