@@ -234,9 +234,13 @@ fn contended_dir_note(
 /// name of its own (the uffd-writer process's handler thread is
 /// `uffd-handler`, and the kernel's hung-task reports call it so).
 fn name_threads_by_comm(verdict: &mut Verdict, tasks: &[hangscope_linux::TaskInfo]) {
+    // Indexed once: a verdict lists up to thousands of thread steps and a
+    // guest may have tens of thousands of tasks.
+    let by_tid: std::collections::HashMap<i32, &str> =
+        tasks.iter().map(|t| (t.pid, t.comm.as_str())).collect();
     let comm = |tid: Option<u64>| {
         let tid = i32::try_from(tid?).ok()?;
-        tasks.iter().find(|t| t.pid == tid).map(|t| t.comm.clone())
+        by_tid.get(&tid).map(|c| c.to_string())
     };
     for f in &mut verdict.findings {
         for step in &mut f.chain {
