@@ -6,16 +6,18 @@
 #    probes QEMU but "not available now" when it checks the device, throws
 #    its capability cache away and re-probes for ~36 s on every `virsh create`.
 #  - virtlogd and libvirtd are started as daemons when not running.
-# Idempotent; needs root. Prints nothing on success.
+# Idempotent; needs root. Prints nothing on success. A first start probes
+# QEMU for its capabilities, which takes over 10 s on a loaded machine:
+# it waits up to 60 s for the daemon to answer.
 set -euo pipefail
 if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
   chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
 fi
 pgrep -x virtlogd >/dev/null || virtlogd -d
 pgrep -x libvirtd >/dev/null || libvirtd -d
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   virsh -c qemu:///system uri >/dev/null 2>&1 && exit 0
   sleep 0.1
 done
-echo "start-libvirt: libvirtd did not answer on qemu:///system within 10 s" >&2
+echo "start-libvirt: libvirtd did not answer on qemu:///system within 60 s" >&2
 exit 1

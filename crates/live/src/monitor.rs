@@ -245,15 +245,51 @@ impl Monitor {
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
-        let text = stderr.trim();
-        if text.contains("ermission denied") || text.contains("authentication") {
-            return Err(Error::Permission(format!(
-                "virsh {}: {text}: run hangscope as root or as a user in the libvirt group",
-                args[0]
-            )));
-        }
-        Err(Error::Monitor(format!("virsh {}: {text}", args[0])))
+        Err(virsh_error(args, stderr.trim(), uri.as_deref()))
     }
+}
+
+/// virsh's failure in words that say what to change: libvirt refusing
+/// this user (its socket's permissions, or polkit, which libvirt asks for
+/// a user other than root), libvirtd not running, or a domain that is not
+/// where virsh looked.
+fn virsh_error(args: &[&str], text: &str, uri: Option<&str>) -> Error {
+    let sub = args.first().copied().unwrap_or("");
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let connect = text.contains("failed to connect to the hypervisor");
+    let refused = text.contains("ermission denied")
+        || text.contains("authentication")
+        || text.contains("polkit")
+        || text.contains("system bus");
+    if refused && (connect || text.contains("access denied") || !text.contains("domain")) {
+        return Error::Permission(format!(
+            "virsh {sub}: {text}\nlibvirt refuses uid {uid}: run hangscope as root, or as a user \
+             libvirt lets manage domains (on Debian a member of the libvirt group, with polkit \
+             running, or with `unix_sock_group = \"libvirt\"` and `auth_unix_rw = \"none\"` in \
+             /etc/libvirt/libvirtd.conf)"
+        ));
+    }
+    if connect && text.contains("No such file or directory") && text.contains("sock") {
+        return Error::Target(format!(
+            "virsh {sub}: {text}\nlibvirtd is not running on this host (no socket): start it \
+             (`systemctl start libvirtd`, or `libvirtd -d`), or name the QEMU's QMP socket or pid"
+        ));
+    }
+    if text.contains("failed to get domain") || text.contains("Domain not found") {
+        let hint = if uid != 0 && uri.is_none() {
+            format!(
+                "; as uid {uid} virsh looks in qemu:///session by default: a system domain \
+                 needs `-c qemu:///system`"
+            )
+        } else {
+            String::new()
+        };
+        return Error::Target(format!(
+            "virsh {sub}: {text}\nno such libvirt domain here (`virsh list --all` lists them){hint}"
+        ));
+    }
+    Error::Monitor(format!("virsh {sub}: {text}"))
 }
 
 /// The monitor a QEMU command line names: `-qmp unix:PATH[,...]`, a
@@ -334,6 +370,37 @@ mod tests {
             Some(Target::Qmp("/tmp/m.sock".into()))
         );
         assert_eq!(monitor_of_cmdline(&args("qemu -m 64")), None);
+    }
+
+    #[test]
+    fn virsh_failures_say_what_to_change() {
+        // virsh's own words as a user without access gets them (libvirt
+        // 9.0 on Debian 12, no D-Bus), a stopped libvirtd, a wrong name.
+        let polkit = "error: failed to connect to the hypervisor\nerror: internal error: \
+                      Unable to get system bus connection: Could not connect: No such file or directory";
+        let e = virsh_error(&["domstate", "vm"], polkit, Some("qemu:///system"));
+        assert_eq!(e.name(), "Permission", "{e}");
+        assert!(e.to_string().contains("libvirt group"), "{e}");
+        let socket =
+            "error: failed to connect to the hypervisor\nerror: Failed to connect socket to \
+                      '/var/run/libvirt/libvirt-sock': Permission denied";
+        assert_eq!(
+            virsh_error(&["domstate"], socket, None).name(),
+            "Permission"
+        );
+        let down =
+            "error: failed to connect to the hypervisor\nerror: Failed to connect socket to \
+                    '/var/run/libvirt/libvirt-sock': No such file or directory";
+        let e = virsh_error(&["domstate"], down, None);
+        assert!(e.to_string().contains("libvirtd is not running"), "{e}");
+        let missing = "error: failed to get domain 'vm'";
+        let e = virsh_error(&["domstate", "vm"], missing, None);
+        assert_eq!(e.name(), "Target", "{e}");
+        assert!(e.to_string().contains("virsh list --all"), "{e}");
+        assert_eq!(
+            virsh_error(&["suspend"], "error: odd", None).name(),
+            "Monitor"
+        );
     }
 
     #[test]
