@@ -58,6 +58,12 @@ impl Guest {
 
     /// QEMU with `ram` (a raw image of `mib` MiB in `dir`) as its RAM.
     fn start_with(dir: TempDir, ram: &Path, mib: u64, start: Start) -> Guest {
+        Guest::start_backed(dir, ram, mib, start, false)
+    }
+
+    /// The same; with `share`, QEMU maps the file shared (`share=on`), so
+    /// that what the test writes to it is the guest's memory at once.
+    fn start_backed(dir: TempDir, ram: &Path, mib: u64, start: Start, share: bool) -> Guest {
         let qmp = dir.0.join("qmp.sock");
         let mut c = Command::new("qemu-system-x86_64");
         c.args(["-accel", "tcg", "-machine", "pc", "-smp", "2"])
@@ -66,8 +72,9 @@ impl Guest {
             .args(["-display", "none", "-nodefaults", "-no-user-config"])
             .arg("-object")
             .arg(format!(
-                "memory-backend-file,id=ram0,size={mib}M,mem-path={},share=off",
-                ram.display()
+                "memory-backend-file,id=ram0,size={mib}M,mem-path={},share={}",
+                ram.display(),
+                if share { "on" } else { "off" }
             ))
             .args(["-machine", "memory-backend=ram0"])
             .arg("-qmp")
@@ -450,6 +457,126 @@ fn watch_reports_each_round_and_captures_when_the_condition_holds() {
         g.status(),
     );
     util::report("watch", problems);
+}
+
+/// Write `image` over the guest's RAM file in place, page by page where it
+/// differs (never truncating it: QEMU maps the file).
+fn overwrite_ram(ram: &Path, image: &Path) {
+    use std::os::unix::fs::FileExt;
+    let new = std::fs::read(image).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(ram)
+        .unwrap();
+    let mut old = vec![0u8; 4096];
+    for (i, page) in new.chunks(4096).enumerate() {
+        let at = (i * 4096) as u64;
+        f.read_exact_at(&mut old[..page.len()], at).unwrap();
+        if old[..page.len()] != *page {
+            f.write_all_at(page, at).unwrap();
+        }
+    }
+}
+
+/// `hangscope watch` over a lab series played on a running guest: its RAM
+/// file (shared with QEMU) holds the series' first moment in round 1 and
+/// is overwritten with the next moment after round 1's line. Round 2
+/// compares the two rounds as a series of dumps: the seed case with
+/// nothing moved in 10 s is proven stuck (BUSY OWNER in one dump, STUCK
+/// over the rounds), which `--until stuck` stops on; the lab's busy series
+/// (the lock changed hands) is proven busy, and the watch goes on.
+#[test]
+fn watch_compares_each_round_with_the_rounds_before() {
+    use hangscope_lab::scenario::Moment;
+    use hangscope_lab::series::{build_series, builtin_series};
+    use hangscope_lab::{BuildOptions, Symbols};
+    use std::io::BufRead;
+    let mut problems = Vec::new();
+    let mut still = util::scenario("temp-flood");
+    still.moments = vec![Moment {
+        after_seconds: 10,
+        ..Moment::default()
+    }];
+    let cases = [
+        ("still", still, 3, "stuck (proven)", "STUCK"),
+        (
+            "busy",
+            builtin_series("busy").unwrap(),
+            1,
+            "busy (proven)",
+            "BUSY_OWNER",
+        ),
+    ];
+    for (tag, sc, want_code, proof, overall) in cases {
+        let dir = TempDir::new(&format!("watch-series-{tag}"));
+        let opts = BuildOptions {
+            ram_size: Some(64 << 20),
+            seed: 7,
+            build: Some("win10-19041".into()),
+        };
+        let (images, _) = build_series(&sc, Symbols::Dir(&util::symbols_dir()), &opts)
+            .unwrap_or_else(|e| panic!("series {tag}: {e}"));
+        let moments: Vec<PathBuf> = images
+            .iter()
+            .enumerate()
+            .map(|(i, (img, _))| util::write(img, Format::Raw, &dir.0, &format!("moment{i}")))
+            .collect();
+        let ram = dir.0.join("ram.raw");
+        std::fs::copy(&moments[0], &ram).unwrap();
+        let g = Guest::start_backed(dir, &ram, 64, Start::Halting, true);
+        let mut c = hangscope();
+        c.args([
+            "watch",
+            g.socket(),
+            "--every",
+            "3s",
+            "--until",
+            "stuck",
+            "--rounds",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap_or(0) > 0 {
+            if lines.is_empty() {
+                overwrite_ram(&ram, &moments[1]);
+            }
+            lines.push(std::mem::take(&mut line));
+        }
+        let status = child.wait().unwrap();
+        eprintln!("watch {tag}:\n{}", lines.concat());
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+        let ok = status.code() == Some(want_code)
+            && lines.len() == 2
+            && lines[0].contains("round 1: BUSY_OWNER")
+            && !lines[0].contains("progress over")
+            && lines[1].contains("round 2:")
+            && lines[1].contains("progress over 10.0 s (rounds 1-2)")
+            && lines[1].contains(&format!("{overall}; #1 {proof}"))
+            && lines
+                .iter()
+                .all(|l| l.contains("paused") && l.contains("page(s) read"));
+        if !ok {
+            problems.push(format!(
+                "watch {tag}: exit {:?}, want {want_code}; lines:\n{}{err}",
+                status.code(),
+                lines.concat()
+            ));
+        }
+        util::eq(
+            &mut problems,
+            &format!("status after watch {tag}"),
+            "running".to_string(),
+            g.status(),
+        );
+    }
+    util::report("watch, progress between rounds", problems);
 }
 
 /// The real hung Linux guests' ELF dumps (`HANGSCOPE_LINUX_GUESTS`), each
