@@ -13,8 +13,10 @@ set -euo pipefail
 if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
   chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
 fi
-pgrep -x virtlogd >/dev/null || virtlogd -d
-pgrep -x libvirtd >/dev/null || libvirtd -d
+# A daemon that is exiting, or a zombie nobody reaped (a container's init
+# may not), has no socket: start one then.
+{ pgrep -x virtlogd >/dev/null && [ -S /var/run/libvirt/virtlogd-sock ]; } || virtlogd -d
+{ pgrep -x libvirtd >/dev/null && [ -S /var/run/libvirt/libvirt-sock ]; } || libvirtd -d
 for _ in $(seq 1 600); do
   virsh -c qemu:///system uri >/dev/null 2>&1 && exit 0
   sleep 0.1
