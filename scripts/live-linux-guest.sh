@@ -10,29 +10,36 @@
 # Prints the verdicts and where they differ; exits non-zero if the live and
 # captured verdicts (overall, exit code, finding kinds and their threads)
 # differ or the guest was left paused. Run it under `flock /work/libvirt.lock`
-# (one guest at a time on this machine).
+# (one guest at a time on this machine; -o keeps the lock from the
+# libvirt daemons it may start).
 #
-#   flock /work/libvirt.lock scripts/live-linux-guest.sh GUEST_DIR [HANGSCOPE]
+#   flock -o /work/libvirt.lock scripts/live-linux-guest.sh GUEST_DIR [HANGSCOPE]
 set -euo pipefail
 GUEST=${1:?usage: live-linux-guest.sh GUEST_DIR [HANGSCOPE]}
 HS=${2:-$(cd "$(dirname "$0")/.." && pwd)/target/debug/hangscope}
 NAME=hslive-$$
-W=$(mktemp -d /tmp/hslive-XXXXXX); chmod 777 "$W"
+W=$(mktemp -d /tmp/hslive-XXXXXX); chmod 755 "$W"; mkdir -m 777 "$W/run"
 V="virsh -c qemu:///system"
-daemons_before=$(pgrep -x libvirtd || true)
+# libvirt may relabel the kernel and initramfs it boots: boot copies.
+mkdir "$W/boot"; cp "$GUEST/boot/vmlinuz" "$GUEST/boot/initrd.cpio.gz" "$W/boot/"
+XML=$GUEST/hangguest.xml; grep -q @WORK@ "$XML" 2>/dev/null || XML=$GUEST/recipe/hangguest.xml
+# Leave libvirt as found: stop, by pid, the daemons that start during this run.
+daemon_pids() { pgrep -x libvirtd || true; pgrep -x virtlogd || true; }
+daemons_before=" $(daemon_pids | tr '\n' ' ')"
 cleanup() {
   $V destroy "$NAME" >/dev/null 2>&1 || true
-  if [ -z "$daemons_before" ]; then for d in libvirtd virtlogd; do pkill -x "$d" 2>/dev/null || true; done; fi
+  local p
+  for p in $(daemon_pids); do
+    case "$daemons_before" in *" $p "*) ;; *) kill "$p" 2>/dev/null || true ;; esac
+  done
   rm -rf "$W"
 }
 trap cleanup EXIT
-pgrep -x virtlogd >/dev/null || virtlogd -d
-pgrep -x libvirtd >/dev/null || { libvirtd -d; sleep 2; }
-sed -e "s|<name>hangguest</name>|<name>$NAME</name>|" -e "s|@WORK@/boot|$GUEST/boot|g" \
-    -e "s|@WORK@/run/console.log|$W/console.log|" "$GUEST/hangguest.xml" > "$W/dom.xml"
+"$(dirname "$0")/capture/start-libvirt.sh"
+sed -e "s|<name>[^<]*</name>|<name>$NAME</name>|" -e "s|@WORK@|$W|g" "$XML" > "$W/dom.xml"
 $V create "$W/dom.xml" >/dev/null
 t0=$(date +%s)
-until grep -q 'blocked for more than' "$W/console.log" 2>/dev/null; do
+until grep -q 'blocked for more than' "$W/run/console.log" 2>/dev/null; do
   sleep 1
   [ $(( $(date +%s) - t0 )) -lt 600 ] || { echo "the guest did not wedge in 600 s" >&2; exit 1; }
 done

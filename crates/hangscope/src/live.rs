@@ -13,6 +13,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hangscope_dump::{Dump, KernelHints};
 use hangscope_live::{read_consistently, LiveVm, Mode, Stats, Target};
+use hangscope_waitgraph::{
+    compare, AnalyzeOptions, Moment, ProgressSource, Proof, Series, WaitSource,
+};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -207,6 +211,35 @@ fn condition_holds(until: Until, code: u8) -> bool {
     }
 }
 
+/// Rounds of the progress comparison a watch keeps: this round and the
+/// two before it. Each round's graph input and counters are kept whole,
+/// so the window bounds what a long watch holds.
+const WATCH_WINDOW: usize = 3;
+
+/// One watch round's analysis: `analyze`'s answer, and the moment (graph
+/// input and progress counters) it read, for the comparison with the
+/// rounds before. Both come from the same copy of the guest.
+fn watch_answer(
+    g: &GlobalArgs,
+    command: &Command,
+    label: &Path,
+    dump: &Dump,
+    round: u32,
+) -> ((Result<Answer>, Option<Moment>), KernelHints) {
+    let (answer, hints) = answer(g, command, label, dump, None);
+    let moment = match open_guest(g, label, dump) {
+        Ok(Guest::Windows(k)) => Some((k.wait_graph_input(), k.progress_input())),
+        Ok(Guest::Linux(k)) => Some((k.wait_graph_input(), k.progress_input())),
+        Err(_) => None,
+    }
+    .map(|(input, progress)| Moment {
+        label: format!("round {round}"),
+        input,
+        progress,
+    });
+    ((answer, moment), hints)
+}
+
 /// `hangscope watch`.
 pub fn watch(g: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     let label = args.target.label();
@@ -216,18 +249,32 @@ pub fn watch(g: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
     let analyze = Cli::try_parse_from(["hangscope", "analyze", &label.display().to_string()])
         .context("internal: the analyze command line")?
         .command;
+    let mut window: VecDeque<Moment> = VecDeque::with_capacity(WATCH_WINDOW);
     let mut round = 0u32;
     loop {
         round += 1;
         let t0 = Instant::now();
-        let (answer, stats) = read_consistently(&mut vm, args.target.mode(), |dump| {
-            answer(&json_g, &analyze, &label, dump, None)
+        let ((answer, moment), stats) = read_consistently(&mut vm, args.target.mode(), |dump| {
+            watch_answer(&json_g, &analyze, &label, dump, round)
         })?;
-        let line = match &answer {
+        let mut line = match &answer {
             Ok(a) => status_line(&a.text),
             Err(e) => format!("error: {e:#}"),
         };
-        let code = answer.as_ref().map_or(crate::EXIT_ERROR, |a| a.code);
+        let mut code = answer.as_ref().map_or(crate::EXIT_ERROR, |a| a.code);
+        if let (Ok(_), Some(m)) = (&answer, moment) {
+            if window.len() == WATCH_WINDOW {
+                window.pop_front();
+            }
+            window.push_back(m);
+            if let Some(progress) = compare_rounds(&mut window) {
+                line.push_str("; ");
+                line.push_str(&progress.text);
+                if let Some(c) = progress.code {
+                    code = c;
+                }
+            }
+        }
         println!(
             "{} round {round}: {line}; paused {:.1} ms, {} page(s) read, {:.0} ms",
             hangscope_capture::now_rfc3339(),
@@ -247,6 +294,77 @@ pub fn watch(g: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
         }
         std::thread::sleep(args.every.saturating_sub(t0.elapsed()));
     }
+}
+
+/// What the comparison of the kept rounds says, for the status line.
+struct RoundsProgress {
+    /// `progress over 10.0 s (rounds 1-3): #1 stuck (proven)`, or why
+    /// the rounds could not be compared.
+    text: String,
+    /// The series verdict's exit code, when the rounds were compared.
+    code: Option<u8>,
+}
+
+/// Compare the rounds in `window` (oldest first) as a series of dumps of
+/// one boot; `None` with fewer than two. Rounds the last one cannot be
+/// compared with (another boot, a clock that did not advance) are
+/// dropped, so that the next rounds compare with this one.
+fn compare_rounds(window: &mut VecDeque<Moment>) -> Option<RoundsProgress> {
+    if window.len() < 2 {
+        return None;
+    }
+    let moments: Vec<Moment> = window.iter().cloned().collect();
+    match compare(&moments, &AnalyzeOptions::default()) {
+        Ok(series) => Some(RoundsProgress {
+            text: progress_text(&series, &moments),
+            code: Some(series.overall.exit_code()),
+        }),
+        Err(e) => {
+            while window.len() > 1 {
+                window.pop_front();
+            }
+            Some(RoundsProgress {
+                text: format!("not compared with the rounds before: {e}"),
+                code: None,
+            })
+        }
+    }
+}
+
+/// The series' proof of each finding in a few words.
+fn progress_text(series: &Series, moments: &[Moment]) -> String {
+    let span = match (moments.first(), moments.last()) {
+        (Some(a), Some(b)) => format!(
+            "{}-{}",
+            a.label.trim_start_matches("round "),
+            b.label.trim_start_matches("round ")
+        ),
+        _ => String::new(),
+    };
+    let head = format!(
+        "progress over {:.1} s (rounds {span})",
+        series.interval_seconds
+    );
+    if series.findings.is_empty() {
+        return format!("{head}: {} thread(s) moved", series.threads_moved);
+    }
+    let proofs: Vec<String> = series
+        .findings
+        .iter()
+        .map(|f| {
+            let proven = if f.proof == Proof::Unproven {
+                "unproven".to_string()
+            } else {
+                format!("{} (proven)", f.proof.name())
+            };
+            format!("#{} {proven}", f.rank)
+        })
+        .collect();
+    format!(
+        "{head}: {}; {}",
+        series.overall.name().to_ascii_uppercase(),
+        proofs.join(", ")
+    )
 }
 
 /// The verdict, the findings and the longest wait from analyze's JSON.

@@ -119,7 +119,7 @@ pub fn read_consistently<R>(
         return Ok((r, stats));
     }
     if mode == Mode::Hold {
-        let r = held(vm, &mut analyse, &mut stats)?;
+        let r = held(vm, &mut analyse, &mut stats, &KernelHints::default())?;
         return Ok((r, stats));
     }
     // Learn which pages the analysis reads, on the moving guest.
@@ -172,22 +172,26 @@ pub fn read_consistently<R>(
         }
         wanted.extend(misses);
     }
-    // The guest changes faster than the copies converge: hold it still.
-    let r = held(vm, &mut analyse, &mut stats)?;
+    // The guest changes faster than the copies converge: hold it still,
+    // starting from what the runs so far learned (a Linux kernel's
+    // VMCOREINFO spares a scan of all of RAM inside the pause).
+    let r = held(vm, &mut analyse, &mut stats, &hints)?;
     Ok((r, stats))
 }
 
-/// One analysis with the guest paused throughout.
+/// One analysis with the guest paused throughout, the dump given `hints`.
 fn held<R>(
     vm: &mut LiveVm,
     analyse: &mut impl FnMut(&Dump) -> (R, KernelHints),
     stats: &mut Stats,
+    hints: &KernelHints,
 ) -> Result<R, Error> {
     vm.pause()?;
     let outcome = (|| {
         let cpus = vm.registers()?;
         let memory = Arc::new(vm.memory(false));
         let mut dump = vm.dump(Box::new(Shared(memory.clone())), cpus);
+        dump.hints = hints.clone();
         let (mut r, learned) = analyse(&dump);
         if learned.vmcoreinfo.is_some() {
             dump.hints.vmcoreinfo = learned.vmcoreinfo;

@@ -9,8 +9,9 @@
 use crate::Error;
 use hangscope_capture::qmp::Qmp;
 use serde_json::{json, Value};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// The VM the user named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +83,166 @@ impl Target {
 pub enum Monitor {
     /// Our own QMP connection.
     Qmp(Box<Qmp>),
-    /// libvirt's monitor, one `virsh` call per command.
+    /// libvirt's monitor through `virsh`: one long-lived `virsh` shell
+    /// once the domain is known to exist, else one `virsh` per command.
     Virsh {
         /// The domain.
         domain: String,
         /// `virsh -c` URI.
         uri: Option<String>,
+        /// The shell commands go to (`None`: a process per command).
+        shell: Option<Box<VirshShell>>,
     },
+}
+
+/// One `virsh` process in shell mode, fed a command and an `echo` of a
+/// marker at a time: a pause of a libvirt guest (`suspend`, `info
+/// registers -a`, `resume`) then costs three round trips to libvirtd
+/// instead of three processes starting and connecting, tens of
+/// milliseconds each (hundreds on a loaded host). Its stderr is merged
+/// into its stdout, so an error comes before the marker that follows it.
+#[derive(Debug)]
+pub struct VirshShell {
+    child: Child,
+    input: ChildStdin,
+    output: ChildStdout,
+    /// Output read past the last command's marker.
+    pending: Vec<u8>,
+    sequence: u64,
+}
+
+/// At most this much output per command (HMP's `info mtree -f` of a big
+/// machine is some hundred KiB).
+const SHELL_MAX_OUTPUT: usize = 64 << 20;
+
+impl VirshShell {
+    /// Start `virsh [-c URI] -q` reading commands from a pipe.
+    fn start(uri: Option<&str>) -> Option<VirshShell> {
+        let mut script = String::from("exec stdbuf -oL virsh");
+        if let Some(u) = uri {
+            script.push_str(" -c ");
+            script.push_str(&shell_quote(u));
+        }
+        script.push_str(" -q 2>&1");
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .env("LC_ALL", "C")
+            .env("LANG", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let input = child.stdin.take()?;
+        let output = child.stdout.take()?;
+        Some(VirshShell {
+            child,
+            input,
+            output,
+            pending: Vec::new(),
+            sequence: 0,
+        })
+    }
+
+    /// Run one command; its output, and whether virsh reported an error.
+    /// `None` when the shell is gone (the caller falls back to a process).
+    ///
+    /// virsh built with readline prints its prompt (`virsh # `) and
+    /// echoes each command line even from a pipe, and prints the `echo`'s
+    /// marker with the next prompt after it and no newline: so the output
+    /// is read in chunks up to the marker that is not part of the echoed
+    /// `echo MARKER`, and the prompt and echoed lines are taken off.
+    fn run(&mut self, args: &[&str]) -> Option<(String, bool)> {
+        use std::io::Read;
+        self.sequence += 1;
+        let marker = format!("@@hangscope-{}-{}@@", std::process::id(), self.sequence);
+        let mut line: String = args
+            .iter()
+            .map(|a| virsh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        line.push_str(&format!("\necho {marker}\n"));
+        self.input.write_all(line.as_bytes()).ok()?;
+        self.input.flush().ok()?;
+        let echoed = format!("echo {marker}");
+        let mut chunk = [0u8; 65536];
+        let end = loop {
+            let text = String::from_utf8_lossy(&self.pending);
+            let mut from = 0;
+            let mut found = None;
+            while let Some(i) = text[from..].find(&marker) {
+                let at = from + i;
+                if !text[..at].ends_with("echo ") {
+                    found = Some(at);
+                    break;
+                }
+                from = at + marker.len();
+            }
+            if let Some(at) = found {
+                break at;
+            }
+            if self.pending.len() > SHELL_MAX_OUTPUT {
+                return None;
+            }
+            let n = self.output.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        };
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        // What follows the marker (the next prompt) belongs to the next command.
+        self.pending = text.as_bytes()[end + marker.len()..].to_vec();
+        let mut out = &text[..end];
+        if let Some(i) = out.rfind(&echoed) {
+            out = &out[..out[..i].rfind('\n').map_or(0, |n| n + 1)];
+        }
+        if let Some(rest) = out.strip_prefix(PROMPT) {
+            out = rest.split_once('\n').map_or("", |(_, o)| o);
+        }
+        let failed = out.lines().any(|l| l.starts_with("error:"));
+        Some((out.to_string(), failed))
+    }
+}
+
+/// virsh's shell prompt (read-write connection).
+const PROMPT: &str = "virsh # ";
+
+impl Drop for VirshShell {
+    fn drop(&mut self) {
+        // virsh ends at the end of its input.
+        let _ = self.input.write_all(b"quit\n");
+        let _ = self.input.flush();
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(2) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An argument as virsh's shell reads it: in double quotes, backslash
+/// escaping `"` and `\\`.
+fn virsh_quote(a: &str) -> String {
+    let mut q = String::with_capacity(a.len() + 2);
+    q.push('"');
+    for c in a.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// A word for `sh -c`: in single quotes.
+fn shell_quote(a: &str) -> String {
+    format!("'{}'", a.replace('\'', "'\\''"))
 }
 
 impl Monitor {
@@ -99,12 +253,16 @@ impl Monitor {
         match target {
             Target::Qmp(socket) => Ok(Monitor::Qmp(Box::new(Qmp::connect(socket)?))),
             Target::Libvirt { domain, uri } => {
-                let m = Monitor::Virsh {
+                let mut m = Monitor::Virsh {
                     domain: domain.clone(),
                     uri: uri.clone(),
+                    shell: None,
                 };
                 // Fails early, with virsh's words, for an unknown domain.
                 m.virsh(&["domstate", domain])?;
+                if let Monitor::Virsh { shell, .. } = &mut m {
+                    *shell = VirshShell::start(uri.as_deref()).map(Box::new);
+                }
                 Ok(m)
             }
             Target::Pid(pid) => {
@@ -226,10 +384,18 @@ impl Monitor {
         }
     }
 
-    fn virsh(&self, args: &[&str]) -> Result<String, Error> {
-        let Monitor::Virsh { uri, .. } = self else {
+    fn virsh(&mut self, args: &[&str]) -> Result<String, Error> {
+        let Monitor::Virsh { uri, shell, .. } = self else {
             return Err(Error::Monitor("virsh on a QMP target".into()));
         };
+        if let Some(sh) = shell {
+            match sh.run(args) {
+                Some((out, false)) => return Ok(out),
+                Some((out, true)) => return Err(virsh_error(args, out.trim(), uri.as_deref())),
+                // The shell died: a process per command from now on.
+                None => *shell = None,
+            }
+        }
         let mut c = Command::new("virsh");
         c.env("LC_ALL", "C").env("LANG", "C");
         if let Some(u) = uri {
@@ -245,15 +411,51 @@ impl Monitor {
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
-        let text = stderr.trim();
-        if text.contains("ermission denied") || text.contains("authentication") {
-            return Err(Error::Permission(format!(
-                "virsh {}: {text}: run hangscope as root or as a user in the libvirt group",
-                args[0]
-            )));
-        }
-        Err(Error::Monitor(format!("virsh {}: {text}", args[0])))
+        Err(virsh_error(args, stderr.trim(), uri.as_deref()))
     }
+}
+
+/// virsh's failure in words that say what to change: libvirt refusing
+/// this user (its socket's permissions, or polkit, which libvirt asks for
+/// a user other than root), libvirtd not running, or a domain that is not
+/// where virsh looked.
+fn virsh_error(args: &[&str], text: &str, uri: Option<&str>) -> Error {
+    let sub = args.first().copied().unwrap_or("");
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let connect = text.contains("failed to connect to the hypervisor");
+    let refused = text.contains("ermission denied")
+        || text.contains("authentication")
+        || text.contains("polkit")
+        || text.contains("system bus");
+    if refused && (connect || text.contains("access denied") || !text.contains("domain")) {
+        return Error::Permission(format!(
+            "virsh {sub}: {text}\nlibvirt refuses uid {uid}: run hangscope as root, or as a user \
+             libvirt lets manage domains (on Debian a member of the libvirt group, with polkit \
+             running, or with `unix_sock_group = \"libvirt\"` and `auth_unix_rw = \"none\"` in \
+             /etc/libvirt/libvirtd.conf)"
+        ));
+    }
+    if connect && text.contains("No such file or directory") && text.contains("sock") {
+        return Error::Target(format!(
+            "virsh {sub}: {text}\nlibvirtd is not running on this host (no socket): start it \
+             (`systemctl start libvirtd`, or `libvirtd -d`), or name the QEMU's QMP socket or pid"
+        ));
+    }
+    if text.contains("failed to get domain") || text.contains("Domain not found") {
+        let hint = if uid != 0 && uri.is_none() {
+            format!(
+                "; as uid {uid} virsh looks in qemu:///session by default: a system domain \
+                 needs `-c qemu:///system`"
+            )
+        } else {
+            String::new()
+        };
+        return Error::Target(format!(
+            "virsh {sub}: {text}\nno such libvirt domain here (`virsh list --all` lists them){hint}"
+        ));
+    }
+    Error::Monitor(format!("virsh {sub}: {text}"))
 }
 
 /// The monitor a QEMU command line names: `-qmp unix:PATH[,...]`, a
@@ -334,6 +536,67 @@ mod tests {
             Some(Target::Qmp("/tmp/m.sock".into()))
         );
         assert_eq!(monitor_of_cmdline(&args("qemu -m 64")), None);
+    }
+
+    #[test]
+    fn virsh_failures_say_what_to_change() {
+        // virsh's own words as a user without access gets them (libvirt
+        // 9.0 on Debian 12, no D-Bus), a stopped libvirtd, a wrong name.
+        let polkit = "error: failed to connect to the hypervisor\nerror: internal error: \
+                      Unable to get system bus connection: Could not connect: No such file or directory";
+        let e = virsh_error(&["domstate", "vm"], polkit, Some("qemu:///system"));
+        assert_eq!(e.name(), "Permission", "{e}");
+        assert!(e.to_string().contains("libvirt group"), "{e}");
+        let socket =
+            "error: failed to connect to the hypervisor\nerror: Failed to connect socket to \
+                      '/var/run/libvirt/libvirt-sock': Permission denied";
+        assert_eq!(
+            virsh_error(&["domstate"], socket, None).name(),
+            "Permission"
+        );
+        let down =
+            "error: failed to connect to the hypervisor\nerror: Failed to connect socket to \
+                    '/var/run/libvirt/libvirt-sock': No such file or directory";
+        let e = virsh_error(&["domstate"], down, None);
+        assert!(e.to_string().contains("libvirtd is not running"), "{e}");
+        let missing = "error: failed to get domain 'vm'";
+        let e = virsh_error(&["domstate", "vm"], missing, None);
+        assert_eq!(e.name(), "Target", "{e}");
+        assert!(e.to_string().contains("virsh list --all"), "{e}");
+        assert_eq!(
+            virsh_error(&["suspend"], "error: odd", None).name(),
+            "Monitor"
+        );
+    }
+
+    /// The virsh shell against libvirt's test driver (`test:///default`,
+    /// no daemon: its state lives in the virsh process, so a `suspend`
+    /// seen by the next `domstate` proves both went through one shell).
+    #[test]
+    fn the_virsh_shell_runs_commands_and_reports_errors() {
+        if Command::new("virsh").arg("--version").output().is_err() {
+            eprintln!("skipped: no virsh");
+            return;
+        }
+        let mut m = Monitor::connect(&Target::Libvirt {
+            domain: "test".into(),
+            uri: Some("test:///default".into()),
+        })
+        .unwrap();
+        assert!(matches!(&m, Monitor::Virsh { shell: Some(_), .. }), "{m:?}");
+        assert_eq!(m.virsh(&["domstate", "test"]).unwrap().trim(), "running");
+        m.stop().unwrap();
+        assert_eq!(m.virsh(&["domstate", "test"]).unwrap().trim(), "paused");
+        m.cont().unwrap();
+        assert_eq!(m.virsh(&["domstate", "test"]).unwrap().trim(), "running");
+        let e = m.virsh(&["domstate", "no \"such\" domain"]).unwrap_err();
+        assert!(e.to_string().contains("no \"such\" domain"), "{e}");
+        assert_eq!(e.name(), "Target", "{e}");
+        // The test driver has no QEMU monitor: virsh's error, then the
+        // shell still answers.
+        assert!(m.hmp("info registers").is_err());
+        let list = m.virsh(&["list", "--name"]).unwrap();
+        assert_eq!(list.trim(), "test", "{list:?}");
     }
 
     #[test]

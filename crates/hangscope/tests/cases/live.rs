@@ -58,6 +58,12 @@ impl Guest {
 
     /// QEMU with `ram` (a raw image of `mib` MiB in `dir`) as its RAM.
     fn start_with(dir: TempDir, ram: &Path, mib: u64, start: Start) -> Guest {
+        Guest::start_backed(dir, ram, mib, start, false)
+    }
+
+    /// The same; with `share`, QEMU maps the file shared (`share=on`), so
+    /// that what the test writes to it is the guest's memory at once.
+    fn start_backed(dir: TempDir, ram: &Path, mib: u64, start: Start, share: bool) -> Guest {
         let qmp = dir.0.join("qmp.sock");
         let mut c = Command::new("qemu-system-x86_64");
         c.args(["-accel", "tcg", "-machine", "pc", "-smp", "2"])
@@ -66,8 +72,9 @@ impl Guest {
             .args(["-display", "none", "-nodefaults", "-no-user-config"])
             .arg("-object")
             .arg(format!(
-                "memory-backend-file,id=ram0,size={mib}M,mem-path={},share=off",
-                ram.display()
+                "memory-backend-file,id=ram0,size={mib}M,mem-path={},share={}",
+                ram.display(),
+                if share { "on" } else { "off" }
             ))
             .args(["-machine", "memory-backend=ram0"])
             .arg("-qmp")
@@ -452,6 +459,126 @@ fn watch_reports_each_round_and_captures_when_the_condition_holds() {
     util::report("watch", problems);
 }
 
+/// Write `image` over the guest's RAM file in place, page by page where it
+/// differs (never truncating it: QEMU maps the file).
+fn overwrite_ram(ram: &Path, image: &Path) {
+    use std::os::unix::fs::FileExt;
+    let new = std::fs::read(image).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(ram)
+        .unwrap();
+    let mut old = vec![0u8; 4096];
+    for (i, page) in new.chunks(4096).enumerate() {
+        let at = (i * 4096) as u64;
+        f.read_exact_at(&mut old[..page.len()], at).unwrap();
+        if old[..page.len()] != *page {
+            f.write_all_at(page, at).unwrap();
+        }
+    }
+}
+
+/// `hangscope watch` over a lab series played on a running guest: its RAM
+/// file (shared with QEMU) holds the series' first moment in round 1 and
+/// is overwritten with the next moment after round 1's line. Round 2
+/// compares the two rounds as a series of dumps: the seed case with
+/// nothing moved in 10 s is proven stuck (BUSY OWNER in one dump, STUCK
+/// over the rounds), which `--until stuck` stops on; the lab's busy series
+/// (the lock changed hands) is proven busy, and the watch goes on.
+#[test]
+fn watch_compares_each_round_with_the_rounds_before() {
+    use hangscope_lab::scenario::Moment;
+    use hangscope_lab::series::{build_series, builtin_series};
+    use hangscope_lab::{BuildOptions, Symbols};
+    use std::io::BufRead;
+    let mut problems = Vec::new();
+    let mut still = util::scenario("temp-flood");
+    still.moments = vec![Moment {
+        after_seconds: 10,
+        ..Moment::default()
+    }];
+    let cases = [
+        ("still", still, 3, "stuck (proven)", "STUCK"),
+        (
+            "busy",
+            builtin_series("busy").unwrap(),
+            1,
+            "busy (proven)",
+            "BUSY_OWNER",
+        ),
+    ];
+    for (tag, sc, want_code, proof, overall) in cases {
+        let dir = TempDir::new(&format!("watch-series-{tag}"));
+        let opts = BuildOptions {
+            ram_size: Some(64 << 20),
+            seed: 7,
+            build: Some("win10-19041".into()),
+        };
+        let (images, _) = build_series(&sc, Symbols::Dir(&util::symbols_dir()), &opts)
+            .unwrap_or_else(|e| panic!("series {tag}: {e}"));
+        let moments: Vec<PathBuf> = images
+            .iter()
+            .enumerate()
+            .map(|(i, (img, _))| util::write(img, Format::Raw, &dir.0, &format!("moment{i}")))
+            .collect();
+        let ram = dir.0.join("ram.raw");
+        std::fs::copy(&moments[0], &ram).unwrap();
+        let g = Guest::start_backed(dir, &ram, 64, Start::Halting, true);
+        let mut c = hangscope();
+        c.args([
+            "watch",
+            g.socket(),
+            "--every",
+            "3s",
+            "--until",
+            "stuck",
+            "--rounds",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap_or(0) > 0 {
+            if lines.is_empty() {
+                overwrite_ram(&ram, &moments[1]);
+            }
+            lines.push(std::mem::take(&mut line));
+        }
+        let status = child.wait().unwrap();
+        eprintln!("watch {tag}:\n{}", lines.concat());
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+        let ok = status.code() == Some(want_code)
+            && lines.len() == 2
+            && lines[0].contains("round 1: BUSY_OWNER")
+            && !lines[0].contains("progress over")
+            && lines[1].contains("round 2:")
+            && lines[1].contains("progress over 10.0 s (rounds 1-2)")
+            && lines[1].contains(&format!("{overall}; #1 {proof}"))
+            && lines
+                .iter()
+                .all(|l| l.contains("paused") && l.contains("page(s) read"));
+        if !ok {
+            problems.push(format!(
+                "watch {tag}: exit {:?}, want {want_code}; lines:\n{}{err}",
+                status.code(),
+                lines.concat()
+            ));
+        }
+        util::eq(
+            &mut problems,
+            &format!("status after watch {tag}"),
+            "running".to_string(),
+            g.status(),
+        );
+    }
+    util::report("watch, progress between rounds", problems);
+}
+
 /// The real hung Linux guests' ELF dumps (`HANGSCOPE_LINUX_GUESTS`), each
 /// turned back into RAM: a raw image given to a QEMU stopped at start. Its
 /// registers are reset values, so the kernel is found by its banner and
@@ -552,4 +679,345 @@ fn ram_of(elf: &Path, raw: &Path) -> Option<u64> {
         }
     }
     Some(mib)
+}
+
+/// Run `virsh -c qemu:///system -q ARGS`; its stdout, or its stderr as
+/// the error.
+fn virsh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("virsh")
+        .env("LC_ALL", "C")
+        .args(["-c", "qemu:///system", "-q"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The running libvirt daemons' pids.
+fn libvirt_daemons() -> Vec<u32> {
+    ["libvirtd", "virtlogd"]
+        .iter()
+        .filter_map(|d| Command::new("pgrep").args(["-x", d]).output().ok())
+        .flat_map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// A libvirt domain of the test's own (`hangscope-live-test-PID`), defined
+/// and started from a real Linux guest's recipe XML with a copy of its
+/// kernel and initramfs. On drop it is destroyed and undefined, the libvirt
+/// daemons this test started are stopped (by pid, as
+/// scripts/linux-guest.sh does), and the machine's guest lock is released.
+struct LibvirtGuest {
+    name: String,
+    dir: TempDir,
+    started: Vec<u32>,
+    /// Held for the guest's life: one guest at a time on a machine.
+    _lock: Option<GuestLock>,
+}
+
+/// The machine's guest lock, held by a `flock` process (`-o`: not by what
+/// it runs) until dropped, as the scripts hold it.
+struct GuestLock(Child);
+
+impl GuestLock {
+    fn take(path: &Path) -> GuestLock {
+        use std::io::BufRead;
+        let mut c = Command::new("flock")
+            .arg("-o")
+            .arg(path)
+            .args(["sh", "-c", "echo locked; exec cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("flock {}: {e}", path.display()));
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(c.stdout.take().unwrap()).read_line(&mut line);
+        assert_eq!(line.trim(), "locked", "flock {}", path.display());
+        GuestLock(c)
+    }
+}
+
+impl Drop for GuestLock {
+    fn drop(&mut self) {
+        // `cat` ends when its input closes; flock then lets go.
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+impl LibvirtGuest {
+    /// `None` (after saying why) when libvirt is not usable here.
+    fn start(guest: &Path) -> Option<LibvirtGuest> {
+        let xml = [
+            guest.join("recipe/hangguest.xml"),
+            guest.join("hangguest.xml"),
+        ]
+        .into_iter()
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("@WORK@")))?;
+        let boot = guest.join("boot");
+        if !boot.join("vmlinuz").is_file() || !boot.join("initrd.cpio.gz").is_file() {
+            return None;
+        }
+        if Command::new("virsh").arg("--version").output().is_err() {
+            eprintln!(
+                "skipped: no virsh here (apt-get install libvirt-clients libvirt-daemon-system)"
+            );
+            return None;
+        }
+        // The lock linux-guest-series.sh takes: `HANGSCOPE_LIBVIRT_LOCK`,
+        // by default /work/libvirt.lock where /work exists; empty for none
+        // (when the caller already holds it).
+        let lock_path = std::env::var_os("HANGSCOPE_LIBVIRT_LOCK")
+            .map(PathBuf::from)
+            .or_else(|| {
+                Path::new("/work")
+                    .is_dir()
+                    .then(|| "/work/libvirt.lock".into())
+            })
+            .filter(|p| !p.as_os_str().is_empty());
+        let lock = lock_path.map(|p| GuestLock::take(&p));
+        let before = libvirt_daemons();
+        let script = util::workspace().join("scripts/capture/start-libvirt.sh");
+        let up = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output();
+        let started: Vec<u32> = libvirt_daemons()
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        let name = format!("hangscope-live-test-{}", std::process::id());
+        let dir = TempDir::new("libvirt");
+        let g = LibvirtGuest {
+            name,
+            dir,
+            started,
+            _lock: lock,
+        };
+        if !up.as_ref().is_ok_and(|o| o.status.success()) || virsh(&["uri"]).is_err() {
+            eprintln!(
+                "skipped: libvirt is not usable here: {}",
+                up.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_else(|e| e.to_string())
+            );
+            return None;
+        }
+        // Domains of earlier runs killed before their guard ran.
+        for d in virsh(&["list", "--all", "--name"])
+            .unwrap_or_default()
+            .lines()
+        {
+            let gone = d
+                .strip_prefix("hangscope-live-test-")
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+            if gone {
+                let _ = virsh(&["destroy", d]);
+                let _ = virsh(&["undefine", d]);
+            }
+        }
+        // libvirt may relabel (chown) the kernel and initramfs it boots:
+        // boot copies, never the guest directory's own files.
+        let work = &g.dir.0;
+        std::fs::create_dir_all(work.join("boot")).unwrap();
+        for f in ["vmlinuz", "initrd.cpio.gz"] {
+            std::fs::copy(boot.join(f), work.join("boot").join(f)).unwrap();
+        }
+        std::fs::create_dir_all(work.join("run")).unwrap();
+        let _ = Command::new("chmod").arg("0755").arg(work).status();
+        let _ = Command::new("chmod")
+            .arg("0777")
+            .arg(work.join("run"))
+            .status();
+        let text = std::fs::read_to_string(&xml).unwrap();
+        let start = text.find("<name>").unwrap();
+        let end = text[start..].find("</name>").unwrap() + start + "</name>".len();
+        let text = format!("{}<name>{}</name>{}", &text[..start], g.name, &text[end..])
+            .replace("@WORK@", work.to_str().unwrap());
+        let dom = work.join("domain.xml");
+        std::fs::write(&dom, text).unwrap();
+        virsh(&["define", dom.to_str().unwrap()]).expect("virsh define");
+        virsh(&["start", &g.name]).expect("virsh start");
+        let console = work.join("run/console.log");
+        let t = Instant::now();
+        while !std::fs::read_to_string(&console).is_ok_and(|c| c.contains("HANG-ESTABLISHED")) {
+            assert!(
+                t.elapsed() < Duration::from_secs(400),
+                "the guest did not wedge in 400 s; console:\n{}",
+                std::fs::read_to_string(&console).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Some(g)
+    }
+
+    fn state(&self) -> String {
+        virsh(&["domstate", &self.name])
+            .unwrap_or_else(|e| e)
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for LibvirtGuest {
+    fn drop(&mut self) {
+        let _ = virsh(&["destroy", &self.name]);
+        let _ = virsh(&["undefine", &self.name]);
+        for p in &self.started {
+            let _ = Command::new("kill").arg(p.to_string()).status();
+        }
+    }
+}
+
+/// Issue 13 on a real libvirt domain: the real hung Linux guest
+/// (`HANGSCOPE_LINUX_GUESTS`, the first with its boot files) booted under a
+/// domain of the test's own. `hangscope live DOMAIN` on the running guest
+/// pauses it to copy and resumes it; on the guest paused by `virsh
+/// suspend`, every command's JSON equals that of a `capture` of the same
+/// paused moment, and the guest stays paused; an unknown domain and a user
+/// without access to libvirt get errors that say what to change.
+#[test]
+fn live_reads_a_libvirt_domain_as_its_capture() {
+    let Some(dirs) = std::env::var_os("HANGSCOPE_LINUX_GUESTS") else {
+        eprintln!("skipped: HANGSCOPE_LINUX_GUESTS names no real Linux guest");
+        return;
+    };
+    let Some(g) = std::env::split_paths(&dirs).find_map(|d| LibvirtGuest::start(&d)) else {
+        eprintln!("skipped: no Linux guest with boot files and recipe XML, or no libvirt");
+        return;
+    };
+    let mut problems = Vec::new();
+    let live_cmd = |flags: &[&str], cmd: &[&str]| {
+        let mut c = hangscope();
+        c.args(["live", &g.name])
+            .args(flags)
+            .args(cmd)
+            .arg("--json");
+        run_cmd(c)
+    };
+    // Running: paused only to copy, and running again after.
+    util::eq(&mut problems, "state at start", "running".into(), g.state());
+    let l = live_cmd(&[], &["analyze"]);
+    eprintln!("{}: {}", l.cmdline, l.stderr.trim());
+    if l.code != Some(4) || !l.stderr.contains("guest paused") {
+        problems.push(format!(
+            "{} on the running guest: exit {:?}, want 4 with the pause time\n{}",
+            l.cmdline, l.code, l.stderr
+        ));
+    }
+    util::eq(
+        &mut problems,
+        "state after live (running)",
+        "running".into(),
+        g.state(),
+    );
+
+    // Paused by its owner: read in place, left paused, equal to a capture.
+    virsh(&["suspend", &g.name]).expect("virsh suspend");
+    let cap = g.dir.0.join("capture");
+    let r = run([
+        "capture",
+        &g.name,
+        "-c",
+        "qemu:///system",
+        "-o",
+        cap.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    util::eq(&mut problems, "capture's exit", Some(0), r.code);
+    let elf = std::fs::read_dir(&cap)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "elf"));
+    match elf {
+        None => problems.push(format!("{}: no ELF: {}", r.cmdline, r.stderr)),
+        Some(elf) => {
+            for (cmd, code) in [
+                (&["analyze"][..], 4),
+                (&["ps"][..], 0),
+                (&["threads"][..], 0),
+                (&["lm"][..], 0),
+                (&["locks"][..], 0),
+                (&["stacks"][..], 0),
+                (&["running"][..], 0),
+            ] {
+                let l = live_cmd(&[], cmd);
+                let mut args: Vec<&str> = vec!["--json"];
+                args.extend(cmd.iter());
+                args.push(elf.to_str().unwrap());
+                let d = run(&args);
+                if l.code != Some(code) || d.code != Some(code) {
+                    problems.push(format!(
+                        "{}: exit {:?} (capture {:?}), want {code}\n{}",
+                        l.cmdline, l.code, d.code, l.stderr
+                    ));
+                    continue;
+                }
+                if !l.stderr.contains("was paused already and was left so") {
+                    problems.push(format!("{}: cost line {}", l.cmdline, l.stderr));
+                }
+                let (lv, dv) = (without_file_notes(l.json()), without_file_notes(d.json()));
+                if lv != dv {
+                    problems.push(format!(
+                        "{}: differs from the capture's\nlive:    {}\ncapture: {}",
+                        l.cmdline,
+                        util::head(&serde_json::to_string_pretty(&lv).unwrap(), 40),
+                        util::head(&serde_json::to_string_pretty(&dv).unwrap(), 40)
+                    ));
+                }
+            }
+        }
+    }
+    util::eq(
+        &mut problems,
+        "state after live (paused)",
+        "paused".into(),
+        g.state(),
+    );
+    virsh(&["resume", &g.name]).expect("virsh resume");
+
+    // Errors: a domain that does not exist, a user libvirt refuses.
+    let missing = format!("{}-missing", g.name);
+    let r = run(["live", &missing, "ps"]);
+    if r.code != Some(2) || !r.stderr.contains(&missing) || !r.stderr.contains("virsh") {
+        problems.push(format!(
+            "{}: want exit 2 naming the domain and virsh's words; got {:?}: {}",
+            r.cmdline, r.code, r.stderr
+        ));
+    }
+    let r = run_cmd({
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(util::bin())
+            .args(["live", "-c", "qemu:///system", &g.name, "ps"])
+            .env("HOME", "/tmp")
+            .current_dir("/")
+            .stdin(Stdio::null());
+        c
+    });
+    if r.code != Some(2) || !r.stderr.contains("libvirt group") {
+        problems.push(format!(
+            "{}: want exit 2 saying to run as root or in the libvirt group; got {:?}: {}",
+            r.cmdline, r.code, r.stderr
+        ));
+    }
+    util::eq(
+        &mut problems,
+        "state at the end",
+        "running".into(),
+        g.state(),
+    );
+    drop(g);
+    util::report("live, libvirt domain", problems);
 }
