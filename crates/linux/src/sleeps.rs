@@ -592,3 +592,59 @@ fn bdev_name(r: &Reader<'_>, bdev: VirtAddr) -> Option<String> {
         format!("{name}{part}")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hangscope_symbols::SymbolTable;
+    use hangscope_x64::SparseMemory;
+
+    /// `struct rb_node` in a layout of its own (not the kernel's).
+    fn types() -> SymbolTable {
+        let isf = r#"{"metadata":{"format":"6.2.0"},
+"base_types":{"pointer":{"size":8,"signed":false,"kind":"int","endian":"little"},
+ "unsigned long":{"size":8,"signed":false,"kind":"int","endian":"little"}},
+"user_types":{
+ "rb_node":{"kind":"struct","size":24,"fields":{
+  "rb_left":{"offset":0,"type":{"kind":"pointer","subtype":{"kind":"struct","name":"rb_node"}}},
+  "__rb_parent_color":{"offset":8,"type":{"kind":"base","name":"unsigned long"}},
+  "rb_right":{"offset":16,"type":{"kind":"pointer","subtype":{"kind":"struct","name":"rb_node"}}}}}},
+"enums":{},"symbols":{}}"#;
+        SymbolTable::from_isf_bytes(isf.as_bytes(), std::path::Path::new("rb.json")).unwrap()
+    }
+
+    const N: u64 = 0xffff_8880_0100_0000;
+
+    fn node(m: &mut SparseMemory, at: u64, left: u64, right: u64) {
+        m.write_u64(at, left);
+        m.write_u64(at + 16, right);
+    }
+
+    #[test]
+    fn an_rbtree_is_read_in_order_and_a_looping_one_stays_bounded() {
+        let t = types();
+        let (a, b, c) = (N, N + 0x100, N + 0x200);
+        let mut m = SparseMemory::new();
+        node(&mut m, b, a, c);
+        node(&mut m, a, 0, 0);
+        node(&mut m, c, 0, 0);
+        let r = Reader { mem: &m, types: &t };
+        assert_eq!(
+            rb_inorder(&r, VirtAddr(b), 16),
+            vec![VirtAddr(a), VirtAddr(b), VirtAddr(c)]
+        );
+        assert_eq!(rb_inorder(&r, VirtAddr(b), 2).len(), 2);
+        // A child pointing back at the root, and a node its own child.
+        let mut m = SparseMemory::new();
+        node(&mut m, b, a, c);
+        node(&mut m, a, b, 0);
+        node(&mut m, c, c, c);
+        let r = Reader { mem: &m, types: &t };
+        assert!(rb_inorder(&r, VirtAddr(b), MAX_RT_WAITERS).len() <= 3);
+        // Unmapped children end the walk without a panic.
+        let mut m = SparseMemory::new();
+        node(&mut m, b, 0xffff_8880_7000_0000, 0);
+        let r = Reader { mem: &m, types: &t };
+        assert!(rb_inorder(&r, VirtAddr(b), 16).is_empty());
+    }
+}
