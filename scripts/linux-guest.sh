@@ -24,6 +24,10 @@
 # peers/flood-{elf,kdump}.json beside the line's hang dumps; about 1 minute
 # a line. HANGSCOPE_LINUX_FLOOD=0 skips it; HANGSCOPE_LINUX_FLOOD=only makes
 # nothing else (the line's kernel/ and venv/ must then already be there).
+# A third guest, the waits (waitdemo.c: an rt_mutex, a completion, a wait
+# queue, a locked page and a locked buffer_head), runs the same way from
+# $W/waits/ and leaves dumps/waits.* and peers/waits-*.json;
+# HANGSCOPE_LINUX_WAITS=0 skips it, =only makes nothing else.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RECIPE=${HANGSCOPE_LINUX_RECIPE:-$ROOT/../shared/tools/linux-guest}
@@ -166,8 +170,53 @@ make_flood() {
   echo "linux-guest: flood ($kver) done in $(( $(date +%s) - t0 )) s, expected state on dump $(cat "$W/peers/flood-tries")" >&2
 }
 
+# The waits scenario in $1/waits/ (issue 12: the waits without a mutex or
+# rwsem waiter record), from a copy of the recipe patched like the flood's:
+# its own /init (scripts/linux-guest/waits-init) and module (waitdemo.c) in
+# place of hangdemo, the domain named hangwaits, and waits-dump.sh in place of
+# the recipe's wait and dumps. Leaves dumps/waits.{elf,kdump-zlib} and
+# peers/waits-{elf,kdump}.json beside the line's hang dumps.
+make_waits() {
+  local W=$1 kver=$2 pkgver=$3 F=$1/waits L=$ROOT/scripts/linux-guest
+  if [ -s "$W/dumps/waits.elf" ] && [ -s "$W/dumps/waits.kdump-zlib" ] \
+     && [ -s "$W/peers/waits-elf.json" ] && [ -s "$W/peers/waits-kdump.json" ]; then
+    echo "linux-guest: waits ($kver) already made in $W" >&2; return
+  fi
+  [ -x "$W/venv/bin/drgn" ] && [ -f "$W/kernel/usr/lib/debug/boot/vmlinux-$kver" ] \
+    || { echo "linux-guest: waits needs $W/kernel and $W/venv (make the line first)" >&2; return 2; }
+  local t0; t0=$(date +%s)
+  rm -rf "$F/recipe"; mkdir -p "$F/debs"; cp -r "$RECIPE" "$F/recipe"; chmod -R u+w "$F/recipe"
+  ln -sfn ../kernel "$F/kernel"; ln -sfn ../venv "$F/venv"
+  rm -f "$F/recipe/src/hangdemo.c"; cp "$L/waitdemo.c" "$F/recipe/src/"; echo 'obj-m := waitdemo.o' > "$F/recipe/src/Makefile"
+  cp "$L/waits-init" "$F/recipe/src/init"
+  cp "$L/waits_truth.py" "$L/waits-dump.sh" "$F/recipe/"
+  sed -i "s|<name>hangguest</name>|<name>hangwaits</name>|" "$F/recipe/hangguest.xml"
+  sed -i 's|src/hangdemo.ko|src/waitdemo.ko|' "$F/recipe/build-initramfs.sh"
+  local M=$F/recipe/make-hang-dumps.sh
+  sed -i -e 's|for p in linux-image-\$KVER linux-image-\$KVER-dbg; do|for p in linux-image-$KVER $([ -f $VMLINUX ] \|\| echo linux-image-$KVER-dbg); do|' \
+         -e 's|destroy hangguest|destroy hangwaits|' "$M"
+  sed -i '/until grep -q HANG-ESTABLISHED/,$d' "$M"; echo '. ./waits-dump.sh' >> "$M"
+  grep -q waitdemo.ko "$F/recipe/build-initramfs.sh" && grep -q 'echo linux-image' "$M" \
+    || { echo "linux-guest: the recipe changed; cannot patch it for the waits" >&2; return 2; }
+  echo "linux-guest: waits: kernel $kver into $F" >&2
+  if ! KVER=$kver PKGVER=$pkgver LINUX_GUEST_WORK=$F timeout "${HANGSCOPE_LINUX_GUEST_TIMEOUT:-900}" \
+       bash "$M" >"$F/recipe.log" 2>&1; then
+    virsh -c qemu:///system destroy hangwaits >/dev/null 2>&1 || true
+    echo "linux-guest: the waits failed for $kver; last lines of $F/recipe.log and the guest console:" >&2
+    tail -20 "$F/recipe.log" >&2; tail -20 "$F/run/console.log" >&2 2>/dev/null || true
+    return 1
+  fi
+  mkdir -p "$W/dumps" "$W/peers"
+  mv "$F"/dumps/waits.elf "$F"/dumps/waits.kdump-zlib "$W/dumps/"
+  cp "$F"/peers/waits-elf.json "$F"/peers/waits-kdump.json "$F"/peers/waits-console.log "$W/peers/"
+  chmod a+r "$W"/dumps/waits.* "$W"/peers/waits-*
+  rm -f "$F"/debs/*.deb
+  echo "linux-guest: waits ($kver) done in $(( $(date +%s) - t0 )) s" >&2
+}
+
 lines=("$@"); [ ${#lines[@]} -gt 0 ] || lines=(6.1 6.12 6.1-cloud)
 flood=${HANGSCOPE_LINUX_FLOOD:-1}
+waits=${HANGSCOPE_LINUX_WAITS:-1}
 for line in "${lines[@]}"; do
   read -r kver pkgver < <(resolve "$line")
   W=$OUT/$kver
@@ -176,6 +225,9 @@ for line in "${lines[@]}"; do
   if [ "$flood" = only ]; then
     make_flood "$W" "$kver" "$pkgver"; echo "$W"; continue
   fi
+  if [ "$waits" = only ]; then
+    make_waits "$W" "$kver" "$pkgver"; echo "$W"; continue
+  fi
   if [ -s "$W/dumps/hangguest.elf" ] && [ -s "$W/dumps/hangguest.kdump-zlib" ] \
      && [ -s "$W/peers/truth-elf.json" ] && [ -s "$W/peers/truth-kdump.json" ]; then
     echo "linux-guest: $line ($kver) already made in $W" >&2
@@ -183,6 +235,7 @@ for line in "${lines[@]}"; do
     make_line
   fi
   case "$flood:$line:$mib" in 1:6.1: | 1:6.12:) make_flood "$W" "$kver" "$pkgver" ;; esac
+  case "$waits:$line:$mib" in 1:6.1: | 1:6.12:) make_waits "$W" "$kver" "$pkgver" ;; esac
   series "$line" "$W"
   echo "$W"
 done

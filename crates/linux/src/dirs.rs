@@ -466,7 +466,7 @@ fn writer_action(
 
 /// The inode's first dentry alias (`i_dentry`, linked through
 /// `d_u.d_alias`).
-fn alias_of(r: &Reader<'_>, inode: VirtAddr) -> Option<VirtAddr> {
+pub(crate) fn alias_of(r: &Reader<'_>, inode: VirtAddr) -> Option<VirtAddr> {
     let first = r.object("inode", inode).ptr("i_dentry.first").ok()?;
     if first.0 == 0 || first.0 >> 56 != 0xff {
         return None;

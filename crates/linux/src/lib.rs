@@ -25,6 +25,7 @@ pub mod kallsyms;
 pub mod model;
 pub mod modules;
 pub mod orc;
+pub mod sleeps;
 pub mod space;
 pub mod stacks;
 pub mod synth;
@@ -42,7 +43,7 @@ pub use files::FilesQuery;
 pub use kallsyms::{Kallsyms, KallsymsTables, KernelSymbol, SymbolRef};
 pub use model::{
     CpuInfo, CpuMode, DmesgRecord, FileTable, FilesReport, FrameSource, KernelInfo, LockInfo,
-    LockTask, ModuleInfo, OpenFd, OwnerActivity, Partial, PathHolder, RunningCpu, StackEnd,
+    LockIo, LockTask, ModuleInfo, OpenFd, OwnerActivity, Partial, PathHolder, RunningCpu, StackEnd,
     StackFrame, TaskDetail, TaskInfo, TaskStack, TaskState, Warning, WarningKind,
 };
 pub use space::{LinuxPte, LINUX_PTE, START_KERNEL_MAP};

@@ -434,10 +434,16 @@ pub struct LockTask {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
     /// The lock (`struct mutex`, `struct rw_semaphore`, `struct semaphore`,
-    /// or for `userfaultfd` the `struct userfaultfd_ctx`).
+    /// `struct rt_mutex_base`), the waited object (`struct completion`,
+    /// `struct wait_queue_head`, `struct swait_queue_head`, the `struct
+    /// page` of a page wait, the `struct buffer_head` of a buffer wait, the
+    /// word of another bit wait), or for `userfaultfd` the `struct
+    /// userfaultfd_ctx`.
     #[serde(with = "hex")]
     pub address: VirtAddr,
-    /// `mutex`, `rw_semaphore`, `semaphore` or `userfaultfd`.
+    /// `mutex`, `rw_semaphore`, `semaphore`, `rt_mutex`, `completion`,
+    /// `wait_queue`, `swait_queue`, `page`, `buffer`, `bit_wait` or
+    /// `userfaultfd`.
     pub kind: String,
     /// The kernel or module symbol it is (`hangdemo_lock_a`), when static.
     pub symbol: Option<String>,
@@ -459,6 +465,21 @@ pub struct LockInfo {
     pub holders: Vec<i32>,
     /// What could not be read or checked.
     pub warnings: Vec<Warning>,
+    /// For a page or buffer wait: the I/O it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<LockIo>,
+}
+
+/// A wait for I/O on a page or buffer (`io_schedule`): what is waited
+/// for, on which device and file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockIo {
+    /// The wait (`page lock (PG_locked), folio_wait_bit_common`).
+    pub wait: String,
+    /// The file system or block device (`tmpfs`, `vda1`).
+    pub device: Option<String>,
+    /// The page's file, when it has one.
+    pub file: Option<String>,
 }
 
 /// One open file descriptor in a file table.

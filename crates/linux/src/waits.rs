@@ -90,9 +90,9 @@ const KINDS: [LockKind; 3] = [
 ];
 
 /// A task as the scan needs it.
-struct TaskRef<'t> {
-    info: &'t TaskInfo,
-    stack: Option<VirtAddr>,
+pub(crate) struct TaskRef<'t> {
+    pub(crate) info: &'t TaskInfo,
+    pub(crate) stack: Option<VirtAddr>,
 }
 
 /// An open file: who holds it.
@@ -229,6 +229,47 @@ pub fn find_waits(
                 }
             }
         }
+        // No mutex-style record: an rt_mutex, completion, wait queue,
+        // page or buffer, for plain uninterruptible sleeps only (killable
+        // ones are the vfork case below; S tasks wait on queues by design).
+        if !found && t.info.state == TaskState::DiskSleep && t.info.raw_state & TASK_WAKEKILL == 0 {
+            let scan = crate::sleeps::Scan {
+                env,
+                tasks: &by_addr,
+                thread_size: size,
+            };
+            let sleep = crate::sleeps::rt_mutex_wait(&scan, t.info.task).or_else(|| {
+                words.iter().enumerate().find_map(|(i, &w)| {
+                    if w != t.info.task.0 {
+                        return None;
+                    }
+                    let at = VirtAddr(stack.0 + i as u64 * 8);
+                    crate::sleeps::swait_at(&scan, at, t.info.task, &hints)
+                        .or_else(|| crate::sleeps::wait_entry_at(&scan, at, t.info.task, &hints))
+                })
+            });
+            if let Some(lock) = sleep {
+                found = true;
+                out.waiting_on.insert(t.info.task.0, lock.address.0);
+                for w in &lock.waiters {
+                    out.waiting_on.insert(w.task.0, lock.address.0);
+                }
+                match heads.get(&lock.address.0) {
+                    Some(&idx) => {
+                        let have = &mut out.locks.items[idx].waiters;
+                        for w in lock.waiters {
+                            if !have.iter().any(|h| h.task == w.task) {
+                                have.push(w);
+                            }
+                        }
+                    }
+                    None => {
+                        heads.insert(lock.address.0, out.locks.items.len());
+                        out.locks.items.push(lock);
+                    }
+                }
+            }
+        }
         if !found && t.info.state == TaskState::DiskSleep {
             let killable = t.info.raw_state & TASK_WAKEKILL != 0;
             // The child's `vfork_done` points at the completion on the
@@ -277,7 +318,9 @@ pub fn find_waits(
         if lock.symbol.is_none() {
             lock.symbol = static_name(lock.address.0);
         }
-        if lock.protects.is_none() && lock.kind != "userfaultfd" {
+        if lock.protects.is_none()
+            && matches!(lock.kind.as_str(), "mutex" | "rw_semaphore" | "semaphore")
+        {
             lock.protects = protects(&r, lock.address, &files, &mut lock.holders);
         }
     }
@@ -305,7 +348,7 @@ fn fill_task(
     };
 }
 
-fn task_ref(task: VirtAddr, mode: &str) -> LockTask {
+pub(crate) fn task_ref(task: VirtAddr, mode: &str) -> LockTask {
     LockTask {
         task,
         pid: None,
@@ -318,7 +361,7 @@ fn task_ref(task: VirtAddr, mode: &str) -> LockTask {
 }
 
 /// The list node's neighbours, when both point back at it.
-fn linked_both_ways(r: &Reader<'_>, node: VirtAddr) -> Option<(VirtAddr, VirtAddr)> {
+pub(crate) fn linked_both_ways(r: &Reader<'_>, node: VirtAddr) -> Option<(VirtAddr, VirtAddr)> {
     let next_off = r.offset("list_head", "next").ok()?;
     let prev_off = r.offset("list_head", "prev").ok()?;
     let next = r.read_ptr(VirtAddr(node.0.wrapping_add(next_off))).ok()?;
@@ -330,7 +373,7 @@ fn linked_both_ways(r: &Reader<'_>, node: VirtAddr) -> Option<(VirtAddr, VirtAdd
 
 /// The ring through `start`, from `start`, each node's back link checked;
 /// `None` when it breaks, loops elsewhere or is longer than the bound.
-fn ring(r: &Reader<'_>, start: VirtAddr) -> Option<Vec<VirtAddr>> {
+pub(crate) fn ring(r: &Reader<'_>, start: VirtAddr) -> Option<Vec<VirtAddr>> {
     let next_off = r.offset("list_head", "next").ok()?;
     let prev_off = r.offset("list_head", "prev").ok()?;
     let mut nodes = vec![start];
@@ -450,6 +493,7 @@ fn read_lock(
         waiters: Vec::new(),
         holders: Vec::new(),
         warnings: Vec::new(),
+        io: None,
     };
     match k.kind {
         "mutex" => {
@@ -553,6 +597,7 @@ fn uffd_wait_at(
         waiters: vec![task_ref(t.info.task, "exclusive")],
         holders: Vec::new(),
         warnings: Vec::new(),
+        io: None,
     };
     for (&file, f) in files {
         let fo = r.object("file", VirtAddr(file));
@@ -685,8 +730,15 @@ pub(crate) fn fs_name(r: &Reader<'_>, inode: VirtAddr) -> Option<String> {
 /// A file's path from its dentry up through its mounts (bounded).
 pub fn file_path(r: &Reader<'_>, file: VirtAddr) -> Option<String> {
     let fo = r.object("file", file);
-    let mut dentry = fo.ptr("f_path.dentry").ok()?;
-    let mut vfsmnt = fo.ptr("f_path.mnt").ok()?;
+    let dentry = fo.ptr("f_path.dentry").ok()?;
+    let vfsmnt = fo.ptr("f_path.mnt").ok()?;
+    path_of(r, dentry, vfsmnt)
+}
+
+/// The path of `dentry` seen through the mount `vfsmnt`, up through the
+/// mounts (bounded).
+pub(crate) fn path_of(r: &Reader<'_>, dentry: VirtAddr, vfsmnt: VirtAddr) -> Option<String> {
+    let (mut dentry, mut vfsmnt) = (dentry, vfsmnt);
     let mnt_off = r.offset("mount", "mnt").ok()?;
     let mut parts: Vec<String> = Vec::new();
     for _ in 0..MAX_PATH_DEPTH {

@@ -160,6 +160,9 @@ impl LinuxKernel<'_> {
                 inp.warnings
                     .extend(w.locks.warnings.iter().map(|w| w.message.clone()));
                 inp.resources = w.locks.items.iter().map(resource).collect();
+                for l in &w.locks.items {
+                    add_io_wait(&mut inp, l);
+                }
                 for d in &w.dirs {
                     add_dir(&mut inp, d);
                 }
@@ -170,6 +173,31 @@ impl LinuxKernel<'_> {
             }),
         }
         inp
+    }
+}
+
+/// A page or buffer wait (`io_schedule`) as I/O its waiters wait on, at
+/// the bottom of its stack: the page's file system or the buffer's block
+/// device, as a Windows request pending at its bottom driver.
+fn add_io_wait(inp: &mut wg::WaitGraphInput, l: &LockInfo) {
+    let Some(io) = &l.io else { return };
+    let device = io
+        .device
+        .clone()
+        .unwrap_or_else(|| "an unknown device".into());
+    for w in &l.waiters {
+        let Some(t) = inp.threads.iter_mut().find(|t| t.key == w.task.0) else {
+            continue;
+        };
+        t.io.push(wg::Io {
+            irp: wg::Addr(l.address.0),
+            major: Some(io.wait.clone()),
+            driver: Some(device.clone()),
+            file: io.file.clone(),
+            device_stack: vec![device.clone()],
+            at_bottom: true,
+            ..wg::Io::default()
+        });
     }
 }
 

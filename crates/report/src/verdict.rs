@@ -139,6 +139,14 @@ pub fn step_line(s: &EvidenceStep) -> String {
             // A Linux kernel model names the operation itself
             // (`getdents64 (iterate_dir > dcache_readdir)`) on a `struct file`.
             let mut l = match major {
+                // Its page and buffer waits (io_schedule) on the page or
+                // buffer_head itself.
+                Some(m) if m.starts_with("page ") => {
+                    format!("{m} on struct page {}", address.windbg())
+                }
+                Some(m) if m.starts_with("buffer ") => {
+                    format!("{m} on struct buffer_head {}", address.windbg())
+                }
                 Some(m) if !m.starts_with("IRP_") => {
                     format!("{m} on struct file {}", address.windbg())
                 }

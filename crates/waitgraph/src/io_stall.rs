@@ -32,6 +32,10 @@ const MAX_OBJECTS_LISTED: usize = 32;
 /// with. Windows' `KWAIT_REASON` names; another kernel model maps its
 /// states onto them.
 const KERNEL_WAIT_REASONS: &[&str] = &[
+    // Linux's plain uninterruptible sleep (D): the hung-task detector's
+    // own criterion; idle kernel threads sleep interruptibly or in
+    // TASK_IDLE, and killable sleeps are reported apart.
+    "TASK_UNINTERRUPTIBLE",
     "Executive",
     "WrExecutive",
     "FreePage",
@@ -250,10 +254,20 @@ pub(crate) fn stuck_io_findings(
         let short = short_driver(&driver);
         let virtual_disk = VIRTUAL_DISK_DRIVERS.contains(&short.as_str());
         let virtual_net = VIRTUAL_NET_DRIVERS.contains(&short.as_str());
+        // Another kernel's I/O waits (Linux's io_schedule on a page or a
+        // buffer) name their wait, not an IRP major function.
+        let not_irps = ios.iter().all(|io| {
+            io.major
+                .as_deref()
+                .is_some_and(|m| !m.starts_with("IRP_MJ"))
+        });
+        let noun = if not_irps { "I/O wait" } else { "IRP" };
         let tail = if virtual_disk {
             "; the guest waits on its virtual disk"
         } else if virtual_net {
             "; the guest waits on its virtual network adapter"
+        } else if not_irps {
+            "; nothing records who is to release them"
         } else {
             "; the driver has not completed them"
         };
@@ -264,10 +278,20 @@ pub(crate) fn stuck_io_findings(
         };
         let mut f = Finding::empty(FindingKind::StuckIo);
         f.summary = format!(
-            "{count} IRP{} pending at {driver} for up to {max:.0} s{tail}",
+            "{count} {noun}{} pending at {driver} for up to {max:.0} s{tail}",
             if count == 1 { "" } else { "s" }
         );
-        f.why = format!(
+        f.why = if not_irps {
+            format!(
+                "{} waited at least {} (threshold {}) in io_schedule on {} ({}): an I/O wait, no lock with an owner is involved; the kernel does not record who holds the page or buffer, so look at who should finish or release it",
+                plural(threads.len(), "thread"),
+                secs_text(threads.iter().map(|t| secs(t)).fold(f64::MAX, f64::min)),
+                secs_text(opts.stuck_io_seconds),
+                io.major.as_deref().unwrap_or("a page or buffer"),
+                stack.join(" -> "),
+            )
+        } else {
+            format!(
             "{} waited at least {} (threshold {}) on requests that reached the bottom of their device stack ({}){}; no lock is involved: the driver, {}, has not completed them",
             plural(threads.len(), "thread"),
             secs_text(threads.iter().map(|t| secs(t)).fold(f64::MAX, f64::min)),
@@ -282,7 +306,8 @@ pub(crate) fn stuck_io_findings(
             } else {
                 "the bottom of the stack"
             }
-        );
+        )
+        };
         f.chain.push(ctx.thread_step(first));
         f.chain.push(EvidenceStep::Irp {
             address: io.irp,
