@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::build::{
-    parent_dir, set_member_name, AlpcMessageRec, AlpcPortRec, LockRec, ProcRec, ThreadRec,
+    parent_dir, set_member_name, AlpcMessageRec, AlpcPortRec, DpcRec, LockRec, ProcRec, ThreadRec,
 };
 use crate::image::PAGE_SIZE;
 use crate::scenario::{FileRef, Index, LockKind, Scenario, ThreadState};
@@ -45,6 +45,10 @@ pub(crate) struct Placement<'a> {
     pub(crate) alpc_ports: &'a [AlpcPortRec],
     /// Each scenario ALPC message.
     pub(crate) alpc_messages: &'a [AlpcMessageRec],
+    /// Every queued DPC.
+    pub(crate) dpcs: &'a [DpcRec],
+    /// RAM, bytes.
+    pub(crate) ram_size: u64,
 }
 
 /// The wait-graph key of an ALPC message (lock ids cannot contain `:`
@@ -102,6 +106,13 @@ pub(crate) fn ground_truth(p: &Placement<'_>) -> GroundTruth {
     let by_address: HashMap<u64, FileTruth> = files.into_iter().map(|f| (f.address, f)).collect();
     t.handles = handle_truths(p, &by_address);
     alpc_truths(p, &mut t);
+    t.scheduler = scheduler_truths(p);
+    t.memory = p.sc.machine.memory.map(|m| MemoryTruth {
+        physical_pages: p.ram_size / PAGE_SIZE,
+        available_pages: m.available_pages,
+        committed_pages: m.committed_pages,
+        commit_limit_pages: m.commit_limit_pages,
+    });
     t.verdict = verdict(p, &t, &by_address);
     t
 }
@@ -529,9 +540,15 @@ fn verdict(p: &Placement<'_>, t: &GroundTruth, files: &HashMap<u64, FileTruth>) 
     let alpc = alpc_unanswered_findings(p, t, &mut explained);
     let any_alpc = !alpc.is_empty();
     findings.extend(alpc);
+    let starved = cpu_starvation_finding(p, t, &mut explained);
+    let any_starved = starved.is_some();
+    findings.extend(starved);
     let stuck_io = stuck_io_findings(p, t, &mut explained);
     let any_stuck_io = !stuck_io.is_empty();
     findings.extend(stuck_io);
+    let low_memory = low_memory_finding(p, t, &mut explained);
+    let any_low_memory = low_memory.is_some();
+    findings.extend(low_memory);
     let unexplained = unexplained_finding(p, t, &explained);
     let any_unexplained = unexplained.is_some();
     findings.extend(unexplained);
@@ -541,7 +558,7 @@ fn verdict(p: &Placement<'_>, t: &GroundTruth, files: &HashMap<u64, FileTruth>) 
         "deadlock".into()
     } else if any_stuck_io {
         "stuck_io".into()
-    } else if worst_stuck || any_alpc {
+    } else if worst_stuck || any_alpc || any_starved || any_low_memory {
         "stuck".into()
     } else if any_busy {
         "busy_owner".into()
@@ -776,6 +793,156 @@ fn unexplained_finding(
         kind: "unexplained".into(),
         chain_threads: Vec::new(),
         chain_locks: objs,
+        blocked_threads: ths.iter().map(|&x| p.threads[x].ethread).collect(),
+        blocked_processes: process_names(p, &ths),
+        driver: None,
+        directory: None,
+        pending_irps: None,
+    })
+}
+
+/// Seconds a ready thread waited to run before it is starved, and the
+/// memory thresholds: available pages below 5% of RAM, commit at 95% of
+/// its limit (the analyzer's defaults, stated again here on purpose).
+const STARVED_READY_SECONDS: f64 = 5.0;
+const LOW_MEMORY_PERCENT: u64 = 5;
+const COMMIT_FULL_PERCENT: u64 = 95;
+
+/// Seconds since thread `ti` last changed state (`WaitTime` as written).
+fn seconds_since(p: &Placement<'_>, ti: usize) -> f64 {
+    let now = p.sc.machine.tick_count;
+    let ticks = now.wrapping_sub(p.threads[ti].wait_time) & 0xFFFF_FFFF;
+    ticks as f64 * f64::from(p.sc.machine.max_increment) / 1e7
+}
+
+/// Each CPU: what it runs, its ready list, its DPCs.
+fn scheduler_truths(p: &Placement<'_>) -> Vec<CpuSchedulerTruth> {
+    let sc = p.sc;
+    (0..sc.cpus.len())
+        .map(|i| {
+            let idle = sc.cpus[i].runs == "idle";
+            let (current, prio) = if idle {
+                (p.idle_threads[i], 9)
+            } else {
+                let ti = p.ix.threads[&sc.cpus[i].runs];
+                (p.threads[ti].ethread, p.threads[ti].priority)
+            };
+            let mut ready: Vec<(u8, usize, ReadyTruth)> = (0..sc.threads.len())
+                .filter(|&ti| p.threads[ti].ready_on == Some(i as u32))
+                .enumerate()
+                .map(|(order, ti)| {
+                    (
+                        p.threads[ti].priority,
+                        order,
+                        ReadyTruth {
+                            thread: p.threads[ti].ethread,
+                            priority: p.threads[ti].priority,
+                            ready_seconds: seconds_since(p, ti),
+                        },
+                    )
+                })
+                .collect();
+            ready.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let dpcs: Vec<DpcTruth> = p
+                .dpcs
+                .iter()
+                .filter(|d| d.cpu == i as u32)
+                .map(|d| DpcTruth {
+                    address: d.address,
+                    routine: d.routine,
+                })
+                .collect();
+            CpuSchedulerTruth {
+                index: i as u32,
+                current_thread: current,
+                idle,
+                current_priority: prio,
+                ready: ready.into_iter().map(|r| r.2).collect(),
+                dpc_queue_depth: dpcs.len() as u64,
+                dpcs,
+                dpc_active: sc.dpcs.iter().any(|d| d.cpu == i as u32 && d.active),
+            }
+        })
+        .collect()
+}
+
+/// Ready threads that have waited at least [`STARVED_READY_SECONDS`] to
+/// run while no CPU is idle (or an idle one is inside a DPC): one finding,
+/// its chain the threads the CPUs run.
+fn cpu_starvation_finding(
+    p: &Placement<'_>,
+    t: &GroundTruth,
+    explained: &mut HashSet<usize>,
+) -> Option<FindingTruth> {
+    let sc = p.sc;
+    if t.scheduler.iter().any(|c| c.idle && !c.dpc_active) {
+        return None;
+    }
+    let mut ths: Vec<usize> = (0..sc.threads.len())
+        .filter(|&ti| {
+            sc.threads[ti].state == ThreadState::Ready
+                && p.threads[ti].ready_on.is_some()
+                && !explained.contains(&ti)
+                && seconds_since(p, ti) >= STARVED_READY_SECONDS
+        })
+        .collect();
+    if ths.is_empty() {
+        return None;
+    }
+    ths.sort_by(|&a, &b| seconds_since(p, b).total_cmp(&seconds_since(p, a)));
+    explained.extend(ths.iter().copied());
+    Some(FindingTruth {
+        kind: "cpu_starvation".into(),
+        chain_threads: t
+            .scheduler
+            .iter()
+            .filter(|c| !c.idle)
+            .map(|c| c.current_thread)
+            .collect(),
+        chain_locks: Vec::new(),
+        blocked_threads: ths.iter().map(|&x| p.threads[x].ethread).collect(),
+        blocked_processes: process_names(p, &ths),
+        driver: None,
+        directory: None,
+        pending_irps: None,
+    })
+}
+
+/// Threads waiting for free pages or page-ins that nothing else explains,
+/// while available pages are below [`LOW_MEMORY_PERCENT`] of RAM or commit
+/// is at [`COMMIT_FULL_PERCENT`] of its limit: one finding.
+fn low_memory_finding(
+    p: &Placement<'_>,
+    t: &GroundTruth,
+    explained: &mut HashSet<usize>,
+) -> Option<FindingTruth> {
+    let m = t.memory?;
+    let low = m.available_pages * 100 < m.physical_pages * LOW_MEMORY_PERCENT;
+    let full = m.committed_pages * 100 >= m.commit_limit_pages * COMMIT_FULL_PERCENT;
+    if !low && !full {
+        return None;
+    }
+    let memory_wait = |r: Option<&str>| {
+        matches!(
+            r,
+            Some("WrFreePage") | Some("FreePage") | Some("WrPageIn") | Some("PageIn")
+        )
+    };
+    let ths: Vec<usize> = (0..p.sc.threads.len())
+        .filter(|&ti| {
+            p.sc.threads[ti].state == ThreadState::Waiting
+                && !explained.contains(&ti)
+                && memory_wait(t.threads[ti].wait_reason.as_deref())
+        })
+        .collect();
+    if ths.is_empty() {
+        return None;
+    }
+    explained.extend(ths.iter().copied());
+    Some(FindingTruth {
+        kind: "low_memory".into(),
+        chain_threads: Vec::new(),
+        chain_locks: Vec::new(),
         blocked_threads: ths.iter().map(|&x| p.threads[x].ethread).collect(),
         blocked_processes: process_names(p, &ths),
         driver: None,

@@ -56,6 +56,7 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
             tick_count,
             max_increment: 156_250,
             unix_time: 1_764_000_000,
+            memory: None,
         },
         cpus: Vec::new(),
         processes: vec![Process {
@@ -75,6 +76,7 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
         handles: Vec::new(),
         alpc_ports: Vec::new(),
         alpc_messages: Vec::new(),
+        dpcs: Vec::new(),
         expect: None,
         moments: Vec::new(),
     };
@@ -123,6 +125,8 @@ fn add_processes(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) 
                 stack: Vec::new(),
                 counters: None,
                 ready_since: None,
+                priority: None,
+                ready_on: None,
             });
             tn += 1;
         }
@@ -227,6 +231,7 @@ fn assign_states(
                 since: None,
                 ticks_ago: Some(rng.gen_range(1..tick_count.min(100_000))),
                 alpc: None,
+                user_mode: false,
             });
         } else if runners.len() < opts.cpus.max(1) && rng.gen_bool(0.3) {
             th.state = ThreadState::Running;
@@ -240,6 +245,7 @@ fn assign_states(
                 since: None,
                 ticks_ago: Some(rng.gen_range(1..tick_count.min(100_000))),
                 alpc: None,
+                user_mode: false,
             });
         }
     }

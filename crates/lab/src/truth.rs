@@ -40,8 +40,69 @@ pub struct GroundTruth {
     /// ALPC messages clients wait on, in scenario order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alpc_messages: Vec<AlpcMessageTruth>,
+    /// Each CPU's ready queue, current thread and DPC queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler: Vec<CpuSchedulerTruth>,
+    /// The memory manager's counters, when the scenario sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryTruth>,
     /// The expected verdict.
     pub verdict: VerdictTruth,
+}
+
+/// One CPU's scheduler state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuSchedulerTruth {
+    /// CPU number.
+    pub index: u32,
+    /// `CurrentThread`.
+    pub current_thread: u64,
+    /// Whether that is its idle thread.
+    pub idle: bool,
+    /// The current thread's priority.
+    pub current_priority: u8,
+    /// Threads on `DispatcherReadyListHead`, highest priority first, in
+    /// list order within a priority.
+    pub ready: Vec<ReadyTruth>,
+    /// `DpcData[0].DpcQueueDepth`.
+    pub dpc_queue_depth: u64,
+    /// The DPCs on the queue, in order.
+    pub dpcs: Vec<DpcTruth>,
+    /// `DpcRoutineActive`.
+    pub dpc_active: bool,
+}
+
+/// A thread on a ready queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadyTruth {
+    /// ETHREAD.
+    pub thread: u64,
+    /// Its priority (the list it is on).
+    pub priority: u8,
+    /// Seconds since it was readied.
+    pub ready_seconds: f64,
+}
+
+/// A queued DPC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpcTruth {
+    /// `_KDPC`.
+    pub address: u64,
+    /// `DeferredRoutine`.
+    pub routine: u64,
+}
+
+/// Available pages and commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryTruth {
+    /// Pages of RAM.
+    pub physical_pages: u64,
+    /// Available pages.
+    pub available_pages: u64,
+    /// Committed pages.
+    pub committed_pages: u64,
+    /// The commit limit.
+    pub commit_limit_pages: u64,
 }
 
 /// Kernel facts.
@@ -355,7 +416,7 @@ pub struct VerdictTruth {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FindingTruth {
     /// deadlock, busy_owner, stuck, stuck_io, unexplained,
-    /// alpc_unanswered.
+    /// alpc_unanswered, cpu_starvation, low_memory.
     pub kind: String,
     /// Threads in the chain or cycle (ETHREAD addresses), from the first
     /// waiter to the final owner.

@@ -381,6 +381,26 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         out.complete = stop.is_complete();
     }
 
+    /// A code address (a DPC or timer routine, a start address) named as a
+    /// frame is: `module!function+0xoffset` from the module's symbols or
+    /// exports, else `module+0xoffset`, else the bare address.
+    pub fn name_code_address(&mut self, va: VirtAddr) -> String {
+        use hangscope_unwind::ModuleSet;
+        let module = self.modules.find(va.0);
+        let base = module.and_then(|i| self.modules.modules().get(i).map(|m| m.base.0));
+        let f = Frame {
+            rip: va,
+            rsp: VirtAddr(0),
+            module,
+            module_name: None,
+            rva: base.and_then(|b| u32::try_from(va.0.wrapping_sub(b)).ok()),
+            kind: FrameKind::Normal,
+            origin: RipOrigin::Context,
+            context: Context::new(va.0, 0),
+        };
+        self.symbol_of(&f).to_string()
+    }
+
     /// What names a frame: module, function and offset (symbolised inside
     /// the call for return addresses, shown with the return address's own
     /// offset as WinDbg does).

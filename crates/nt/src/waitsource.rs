@@ -279,6 +279,57 @@ impl<'d> Kernel<'d> {
                 holders: f.holders.iter().map(|h| h.pid).collect(),
             });
         }
+        let sched = self.scheduler();
+        inp.warnings
+            .extend(sched.warnings.iter().map(|w| w.to_string()));
+        let ready = |v: &[crate::sched::ReadyEntry]| -> Vec<wg::ReadyThread> {
+            v.iter()
+                .map(|r| wg::ReadyThread {
+                    thread: r.thread.0,
+                    priority: r.priority as i32,
+                })
+                .collect()
+        };
+        if !sched.cpus.is_empty() {
+            inp.scheduler = Some(wg::Scheduler {
+                cpus: sched
+                    .cpus
+                    .iter()
+                    .map(|c| wg::CpuQueue {
+                        cpu: c.index,
+                        current: c.current_thread.map(|t| t.0).filter(|&t| t != 0),
+                        current_priority: c.current_priority,
+                        idle: c.current_thread.is_some() && c.current_thread == c.idle_thread,
+                        ready: ready(&c.ready),
+                        dpc_queue_depth: c.dpc_queue_depth,
+                        dpcs: c
+                            .dpcs
+                            .iter()
+                            .map(|d| wg::QueuedDpc {
+                                address: wg::Addr(d.address.0),
+                                routine: wg::Addr(d.routine.0),
+                                routine_name: d.routine_name.clone(),
+                            })
+                            .collect(),
+                        dpc_active: c.dpc_active,
+                    })
+                    .collect(),
+                shared_ready: ready(&sched.shared_ready),
+            });
+        }
+        let mem = self.memory_state();
+        inp.warnings
+            .extend(mem.warnings.iter().map(|w| w.to_string()));
+        if mem.is_known() {
+            inp.memory = Some(wg::MemoryState {
+                page_size: self.page_size(),
+                physical_pages: mem.physical_pages,
+                available_pages: mem.available_pages,
+                committed_pages: mem.committed_pages,
+                commit_limit_pages: mem.commit_limit_pages,
+                source: mem.source.clone(),
+            });
+        }
         inp.gaps = gaps(
             procs
                 .warnings

@@ -441,6 +441,38 @@ fn finding_html(h: &mut String, f: &hangscope_waitgraph::Finding) {
                 .unwrap_or_default()
         );
     }
+    if let Some(s) = &f.starvation {
+        h.push_str("<table class=\"cpus\"><tr><th>CPU</th><th>runs</th><th>process</th><th>priority</th><th>ready</th><th>DPCs queued</th><th>DPC routines</th></tr>");
+        for c in &s.cpus {
+            let _ = write!(
+                h,
+                "<tr><td class=\"num\">{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}{}</td><td>{}</td></tr>",
+                c.cpu,
+                c.current.map_or("?".to_string(), |a| a.windbg()),
+                escape(c.process.as_deref().unwrap_or("")),
+                c.priority.map_or(String::new(), |p| p.to_string()),
+                c.ready_threads,
+                c.dpc_queue_depth.map_or("?".to_string(), |d| d.to_string()),
+                if c.dpc_active { " (in a DPC)" } else { "" },
+                escape(&c.dpc_routines.join(", "))
+            );
+        }
+        h.push_str("</table>");
+    }
+    if let Some(m) = &f.low_memory {
+        let pages = |p: Option<u64>| p.map_or("?".to_string(), |p| p.to_string());
+        let _ = write!(
+            h,
+            "<p class=\"low-memory\">Memory: {} of {} pages available, {} of {} pages committed ({}); {} threads waiting for free pages, {} for page-ins</p>",
+            pages(m.available_pages),
+            pages(m.physical_pages),
+            pages(m.committed_pages),
+            pages(m.commit_limit_pages),
+            escape(&m.source),
+            m.free_page_waiters,
+            m.page_in_waiters
+        );
+    }
     if !f.unexplained_objects.is_empty() {
         h.push_str("<table><tr><th>object</th><th>kind</th><th>name</th><th>threads</th><th>longest wait</th></tr>");
         for o in &f.unexplained_objects {

@@ -182,6 +182,8 @@ pub fn step_line(s: &EvidenceStep) -> String {
 fn wait_class_text(out: &mut String, f: &Finding) {
     let title = match f.kind {
         hangscope_waitgraph::FindingKind::AlpcUnanswered => "UNANSWERED ALPC",
+        hangscope_waitgraph::FindingKind::CpuStarvation => "CPU STARVATION",
+        hangscope_waitgraph::FindingKind::LowMemory => "LOW MEMORY",
         k => headline(k.overall()),
     };
     let _ = writeln!(out, "#{} {title}: {}", f.rank, f.summary);
@@ -203,6 +205,46 @@ fn wait_class_text(out: &mut String, f: &Finding) {
                 .as_deref()
                 .map(|d| format!(" {d}"))
                 .unwrap_or_default()
+        );
+    }
+    if let Some(s) = &f.starvation {
+        let _ = writeln!(out, "  CPUs:");
+        for c in &s.cpus {
+            let _ = writeln!(
+                out,
+                "    CPU {}: runs {}{}{}; {} ready; DPC queue {}{}{}",
+                c.cpu,
+                c.current.map_or("?".to_string(), |a| a.windbg()),
+                c.process
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
+                c.priority
+                    .map(|p| format!(" at priority {p}"))
+                    .unwrap_or_default(),
+                c.ready_threads,
+                c.dpc_queue_depth.map_or("?".to_string(), |d| d.to_string()),
+                if c.dpc_active { ", in a DPC" } else { "" },
+                if c.dpc_routines.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", c.dpc_routines.join(", "))
+                }
+            );
+        }
+    }
+    if let Some(m) = &f.low_memory {
+        let pages = |p: Option<u64>| p.map_or("?".to_string(), |p| p.to_string());
+        let _ = writeln!(
+            out,
+            "  memory: {} of {} pages available, {} of {} pages committed ({}); {} waiting for free pages, {} for page-ins",
+            pages(m.available_pages),
+            pages(m.physical_pages),
+            pages(m.committed_pages),
+            pages(m.commit_limit_pages),
+            m.source,
+            m.free_page_waiters,
+            m.page_in_waiters
         );
     }
     if !f.unexplained_objects.is_empty() {
@@ -230,6 +272,8 @@ fn finding_text(out: &mut String, f: &Finding) {
         hangscope_waitgraph::FindingKind::StuckIo
             | hangscope_waitgraph::FindingKind::Unexplained
             | hangscope_waitgraph::FindingKind::AlpcUnanswered
+            | hangscope_waitgraph::FindingKind::CpuStarvation
+            | hangscope_waitgraph::FindingKind::LowMemory
     );
     if wait_class {
         wait_class_text(out, f);

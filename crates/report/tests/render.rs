@@ -162,6 +162,8 @@ fn deadlock() -> WaitGraphInput {
         ],
         gaps: Vec::new(),
         alpc: Vec::new(),
+        scheduler: None,
+        memory: None,
     }
 }
 

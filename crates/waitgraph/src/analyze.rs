@@ -131,7 +131,17 @@ pub fn analyze(input: &WaitGraphInput, opts: &AnalyzeOptions) -> Verdict {
         .collect();
     explained.extend(findings.iter().filter_map(|f| f.final_owner.map(|a| a.0)));
     let mut more = crate::alpc::unanswered_findings(input, &opts, &mut explained);
+    more.extend(crate::starvation::cpu_starvation_finding(
+        input,
+        &opts,
+        &mut explained,
+    ));
     more.extend(crate::io_stall::stuck_io_findings(
+        input,
+        &opts,
+        &mut explained,
+    ));
+    more.extend(crate::starvation::low_memory_finding(
         input,
         &opts,
         &mut explained,
@@ -339,6 +349,30 @@ fn sanitize(opts: &AnalyzeOptions, warnings: &mut Vec<String>) -> AnalyzeOptions
                 .into(),
         );
         o.unexplained_wait_seconds = d.unexplained_wait_seconds;
+    }
+    for (name, v, default) in [
+        (
+            "starved_ready_seconds",
+            &mut o.starved_ready_seconds,
+            d.starved_ready_seconds,
+        ),
+        (
+            "low_memory_percent",
+            &mut o.low_memory_percent,
+            d.low_memory_percent,
+        ),
+        (
+            "commit_full_percent",
+            &mut o.commit_full_percent,
+            d.commit_full_percent,
+        ),
+    ] {
+        if !(v.is_finite() && *v >= 0.0) {
+            warnings.push(format!(
+                "{name} is not a finite non-negative number; using the default"
+            ));
+            *v = default;
+        }
     }
     o
 }

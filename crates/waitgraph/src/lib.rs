@@ -54,6 +54,7 @@ mod frame;
 mod graph;
 mod io_stall;
 pub mod progress;
+mod starvation;
 pub mod verdict;
 
 pub use analyze::{analyze, kind_name, kind_title, secs_text, state_name};
@@ -64,9 +65,9 @@ pub use progress::{
     ProgressInput, ProgressSource, Proof, Series, ThreadCounters,
 };
 pub use verdict::{
-    Addr, AlpcUnanswered, AnalyzeOptions, BlockedProcess, EvidenceStep, Finding, FindingKind,
-    GraphEdge, GraphNode, GraphView, HotDirectory, IoSummary, NamePattern, NodeKind, Overall,
-    ProcessFiles, Stats, ThreadSummary, Verdict, WaitEdge,
+    Addr, AlpcUnanswered, AnalyzeOptions, BlockedProcess, CpuStarvation, EvidenceStep, Finding,
+    FindingKind, GraphEdge, GraphNode, GraphView, HotDirectory, IoSummary, LowMemory, NamePattern,
+    NodeKind, Overall, ProcessFiles, StarvedCpu, Stats, ThreadSummary, Verdict, WaitEdge,
 };
 
 /// Identifies a thread: the address of its kernel object.
@@ -274,6 +275,87 @@ pub struct WaitGraphInput {
     /// resources: where each was sent and whether a server thread took it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alpc: Vec<AlpcMessage>,
+    /// The CPUs' ready queues, current threads and DPC queues, when the
+    /// kernel model read them: what CPU starvation is judged on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<Scheduler>,
+    /// Free physical memory and commit against its limit, when read: what
+    /// memory exhaustion is judged on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryState>,
+}
+
+/// Who runs and who waits to run, per CPU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scheduler {
+    /// Every CPU read.
+    pub cpus: Vec<CpuQueue>,
+    /// Threads on ready queues several CPUs share (Windows' shared ready
+    /// queue), each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_ready: Vec<ReadyThread>,
+}
+
+/// One CPU: what it runs, the threads ready on its own queue, its DPCs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuQueue {
+    /// CPU number.
+    pub cpu: u32,
+    /// The thread it runs, when known.
+    pub current: Option<ThreadKey>,
+    /// That thread's priority, when known.
+    pub current_priority: Option<i32>,
+    /// Whether it runs its idle thread.
+    pub idle: bool,
+    /// Threads ready on its own queue, in queue order (highest priority
+    /// first).
+    pub ready: Vec<ReadyThread>,
+    /// DPCs queued on it, as the kernel counts them.
+    pub dpc_queue_depth: Option<u64>,
+    /// The DPCs on its queue (bounded), in queue order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpcs: Vec<QueuedDpc>,
+    /// Whether it was running a DPC routine when dumped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpc_active: bool,
+}
+
+/// A thread on a ready queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyThread {
+    /// The thread.
+    pub thread: ThreadKey,
+    /// Its priority (the queue it is on).
+    pub priority: i32,
+}
+
+/// A queued DPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedDpc {
+    /// The DPC object.
+    pub address: Addr,
+    /// Its routine's address.
+    pub routine: Addr,
+    /// Its routine named from the module's symbols (`viostor!VirtIoDpc`),
+    /// else `module+0xoffset`.
+    pub routine_name: Option<String>,
+}
+
+/// Physical memory and commit, in pages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryState {
+    /// Bytes per page.
+    pub page_size: u64,
+    /// Pages of physical memory.
+    pub physical_pages: Option<u64>,
+    /// Pages available (free, zeroed and standby).
+    pub available_pages: Option<u64>,
+    /// Pages committed.
+    pub committed_pages: Option<u64>,
+    /// The commit limit, pages.
+    pub commit_limit_pages: Option<u64>,
+    /// Where the numbers came from (`MiSystemPartition.Vp`, globals).
+    pub source: String,
 }
 
 /// An ALPC request a client thread waits on for its reply.

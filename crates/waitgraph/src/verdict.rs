@@ -91,6 +91,17 @@ pub struct AnalyzeOptions {
     /// Kernel waits longer than this (seconds) on objects nobody owns, that
     /// no other finding explains, are reported as unexplained. Default 60.
     pub unexplained_wait_seconds: f64,
+    /// A thread ready this long (seconds) without running is starved of
+    /// CPU; Windows' balance set manager boosts threads ready for 4 s, so a
+    /// longer ready time means the boost did not get them a CPU either.
+    /// Default 5.
+    pub starved_ready_seconds: f64,
+    /// Memory is low when the available pages are below this percentage
+    /// of physical memory. Default 5.
+    pub low_memory_percent: f64,
+    /// Commit is exhausted at this percentage of the commit limit.
+    /// Default 95.
+    pub commit_full_percent: f64,
 }
 
 impl Default for AnalyzeOptions {
@@ -107,6 +118,9 @@ impl Default for AnalyzeOptions {
             max_graph_nodes: 300,
             stuck_io_seconds: 30.0,
             unexplained_wait_seconds: 60.0,
+            starved_ready_seconds: 5.0,
+            low_memory_percent: 5.0,
+            commit_full_percent: 95.0,
         }
     }
 }
@@ -189,6 +203,12 @@ pub enum FindingKind {
     /// ALPC requests no server thread has taken, their clients waiting
     /// long: the server's threads are all busy or blocked. Stuck overall.
     AlpcUnanswered,
+    /// Threads ready for long without a CPU while every CPU runs other
+    /// threads or DPCs. Stuck overall.
+    CpuStarvation,
+    /// Threads waiting for free pages or page-ins while available memory
+    /// is low or commit is at its limit. Stuck overall.
+    LowMemory,
 }
 
 impl FindingKind {
@@ -201,7 +221,9 @@ impl FindingKind {
             FindingKind::StuckIo => Overall::StuckIo,
             FindingKind::Deadlock => Overall::Deadlock,
             FindingKind::Unexplained => Overall::Unexplained,
-            FindingKind::AlpcUnanswered => Overall::Stuck,
+            FindingKind::AlpcUnanswered | FindingKind::CpuStarvation | FindingKind::LowMemory => {
+                Overall::Stuck
+            }
         }
     }
 
@@ -209,6 +231,8 @@ impl FindingKind {
     pub fn name(self) -> &'static str {
         match self {
             FindingKind::AlpcUnanswered => "alpc_unanswered",
+            FindingKind::CpuStarvation => "cpu_starvation",
+            FindingKind::LowMemory => "low_memory",
             other => other.overall().name(),
         }
     }
@@ -444,6 +468,12 @@ pub struct Finding {
     /// what its threads wait on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpc: Option<AlpcUnanswered>,
+    /// For CPU starvation: each CPU, what it runs and its queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starvation: Option<CpuStarvation>,
+    /// For low memory: the numbers and the threads waiting on memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_memory: Option<LowMemory>,
 }
 
 impl Finding {
@@ -469,8 +499,70 @@ impl Finding {
             stuck_io: None,
             unexplained_objects: Vec::new(),
             alpc: None,
+            starvation: None,
+            low_memory: None,
         }
     }
+}
+
+/// Threads starved of CPU: how many, for how long, and what the CPUs do
+/// instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuStarvation {
+    /// Threads ready at least the threshold without running.
+    pub starved_threads: usize,
+    /// The longest of their ready times, seconds.
+    pub max_ready_seconds: Option<f64>,
+    /// Every CPU.
+    pub cpus: Vec<StarvedCpu>,
+    /// The process whose threads run on most CPUs, when one does.
+    pub busy_process: Option<String>,
+}
+
+/// One CPU of a starved machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StarvedCpu {
+    /// CPU number.
+    pub cpu: u32,
+    /// The thread it runs.
+    pub current: Option<Addr>,
+    /// That thread's process.
+    pub process: Option<String>,
+    /// That thread's priority.
+    pub priority: Option<i32>,
+    /// Threads on its ready queue.
+    pub ready_threads: usize,
+    /// DPCs queued on it.
+    pub dpc_queue_depth: Option<u64>,
+    /// Whether it was in a DPC routine.
+    pub dpc_active: bool,
+    /// The routines of its queued DPCs, most frequent first, each once.
+    pub dpc_routines: Vec<String>,
+}
+
+/// Memory exhausted: available pages, commit, and who waits for memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LowMemory {
+    /// Bytes per page.
+    pub page_size: u64,
+    /// Pages of physical memory.
+    pub physical_pages: Option<u64>,
+    /// Pages available.
+    pub available_pages: Option<u64>,
+    /// Pages committed.
+    pub committed_pages: Option<u64>,
+    /// The commit limit, pages.
+    pub commit_limit_pages: Option<u64>,
+    /// Whether available memory is below the threshold.
+    pub available_low: bool,
+    /// Whether commit is at the threshold of its limit.
+    pub commit_full: bool,
+    /// Threads waiting for free pages (`WrFreePage`, `FreePage`).
+    pub free_page_waiters: usize,
+    /// Threads waiting for page-ins (`WrPageIn`, `PageIn`).
+    pub page_in_waiters: usize,
+    /// Where the numbers came from.
+    pub source: String,
 }
 
 /// Where stuck I/O sits.

@@ -949,6 +949,9 @@ fn decoded_random_bytes_never_panic() {
         stuck_wait_seconds: 0.0,
         stuck_io_seconds: 0.0,
         unexplained_wait_seconds: 0.0,
+        starved_ready_seconds: f64::NAN,
+        low_memory_percent: 100.0,
+        commit_full_percent: 0.0,
     };
     let mut verdicts = HashSet::new();
     for _ in 0..3000 {

@@ -601,3 +601,60 @@ fn thread_by_decimal_id_is_the_thread_by_address() {
         none.stderr
     );
 }
+
+/// Issue 15, must-show 4: `analyze` on the cpu-starvation and low-memory
+/// scenarios (Windows 10 19041, ELF, seed 2024) says STUCK with exit code 3
+/// and one CPU STARVATION or LOW MEMORY finding in text (snapshots), JSON
+/// and HTML; the busy-but-healthy server says HEALTHY with exit code 0.
+#[test]
+fn starvation_and_low_memory_analyze_text_json_html() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, headline, kind, detail, html_want) in [
+        (
+            "cpu-starvation",
+            "CPU STARVATION: 7 threads ready for up to 42 s on 2 CPUs; both CPUs run cpuhog.exe threads at priority 15; CPU 1 has 24 DPCs queued (viostor+0x",
+            "cpu_starvation",
+            "starvation",
+            "<th>DPCs queued</th>",
+        ),
+        (
+            "low-memory",
+            "LOW MEMORY: 300 pages available (1.2 MiB) of 64 MiB; commit 99% of limit; 6 threads wait for free pages and 2 for page-ins",
+            "low_memory",
+            "low_memory",
+            "Memory: 300 of 16384 pages available, 262000 of 264000 pages committed",
+        ),
+    ] {
+        let (image, _) = util::build(&util::scenario(name), BUILD, SEED, 64 << 20);
+        let dump = util::write(&image, Format::Elf, dir.path(), name);
+        let d = dump.to_str().unwrap();
+        let r = run(["analyze", d]);
+        r.expect(3);
+        let text = r.stdout.replace(d, "[DUMP]");
+        assert!(text.contains("hangscope verdict: STUCK (exit code 3)"), "{text}");
+        assert!(text.contains(headline), "{text}");
+        insta::assert_snapshot!(format!("analyze_{}", name.replace('-', "_")), text);
+        let r = run(["--json", "analyze", d]);
+        r.expect(3);
+        let v = r.json();
+        assert_eq!(v["overall"], "stuck", "{name}");
+        assert_eq!(v["exit_code"], 3, "{name}");
+        assert_eq!(v["findings"].as_array().map(Vec::len), Some(1), "{name}");
+        assert_eq!(v["findings"][0]["kind"], kind, "{name}");
+        assert!(v["findings"][0][detail].is_object(), "{name}: {}", v["findings"][0]);
+        let html = dir.path().join(format!("{name}.html"));
+        run(["analyze", d, "--html", html.to_str().unwrap()]).expect(3);
+        let page = std::fs::read_to_string(&html).expect("HTML report");
+        assert!(page.contains(html_want), "{name}: HTML report lacks {html_want:?}");
+    }
+    let (image, _) = util::build(&util::scenario("busy-server"), BUILD, SEED, 64 << 20);
+    let dump = util::write(&image, Format::Elf, dir.path(), "busy-server");
+    let r = run(["analyze", dump.to_str().unwrap()]);
+    r.expect(0);
+    assert!(
+        r.stdout
+            .contains("hangscope verdict: HEALTHY (exit code 0)"),
+        "{}",
+        r.stdout
+    );
+}

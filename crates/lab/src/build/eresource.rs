@@ -313,7 +313,12 @@ impl Builder<'_> {
             })?;
             self.put(e, et, "Tcb.WaitReason", rv as u64)?;
             // An ALPC request is a user-mode wait (UserMode = 1).
-            self.put_opt(e, et, "Tcb.WaitMode", u64::from(w.alpc.is_some()))?;
+            self.put_opt(
+                e,
+                et,
+                "Tcb.WaitMode",
+                u64::from(w.alpc.is_some() || w.user_mode),
+            )?;
             self.put_opt(e, et, "Tcb.WaitIrql", 0)?;
             self.put_opt(e, et, "Tcb.WaitBlockCount", objs.len() as u64)?;
             let active = self

@@ -27,6 +27,7 @@ mod kernel;
 mod memory;
 mod object;
 mod process;
+mod sched;
 mod stacks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +49,7 @@ pub(crate) use alpc::{AlpcMessageRec, AlpcPortRec};
 pub(crate) use eresource::LockRec;
 pub use io::{parent_dir, set_member_name};
 pub use kernel::kdbg;
+pub(crate) use sched::DpcRec;
 
 /// Options that do not belong to the scenario.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +180,10 @@ pub(crate) struct ThreadRec {
     pub(crate) start_rip: u64,
     pub(crate) start_rsp: u64,
     pub(crate) start_rbp: u64,
+    /// `KTHREAD.Priority` as written.
+    pub(crate) priority: u8,
+    /// The CPU whose ready queue holds it, when ready.
+    pub(crate) ready_on: Option<u32>,
 }
 
 /// The builder's state: the scenario, the symbol table, the address
@@ -226,6 +232,8 @@ struct Builder<'a> {
     idle_process: u64,
     idle_threads: Vec<u64>,
     kpcrs: Vec<(u64, u64)>,
+    /// Every queued DPC, in scenario order.
+    dpcs: Vec<DpcRec>,
     system_time: u64,
     boot_time: u64,
     truth: GroundTruth,
@@ -367,6 +375,7 @@ impl<'a> Builder<'a> {
             idle_process: 0,
             idle_threads: Vec::new(),
             kpcrs: Vec::new(),
+            dpcs: Vec::new(),
             system_time,
             boot_time,
             truth: GroundTruth::default(),
@@ -404,8 +413,11 @@ impl<'a> Builder<'a> {
         self.cid_table()?;
         self.globals()?;
         self.object_counts()?;
+        self.ready_queues()?;
+        self.dpc_queues()?;
         self.write_lists()?;
         self.process_address_spaces()?;
+        self.memory_counters()?;
         self.truth = oracle::ground_truth(&self.placement());
         Ok(())
     }
@@ -441,6 +453,8 @@ impl<'a> Builder<'a> {
             irps: &self.irps,
             alpc_ports: &self.alpc_ports,
             alpc_messages: &self.alpc_messages,
+            dpcs: &self.dpcs,
+            ram_size: self.ram_size,
         }
     }
 

@@ -269,6 +269,8 @@ impl Builder<'_> {
                 ThreadState::Waiting => "Waiting",
             };
             let (base, ks) = self.init_thread(e, process, state, tid, t.pid, create, start)?;
+            let priority = t.priority.unwrap_or(9);
+            self.put_opt(e, et, "Tcb.Priority", u64::from(priority))?;
             if let Some(c) = t.counters {
                 self.put_opt(e, et, "Tcb.ContextSwitches", u64::from(c.context_switches))?;
                 self.put_opt(e, et, "Tcb.KernelTime", u64::from(c.kernel_ticks))?;
@@ -301,6 +303,7 @@ impl Builder<'_> {
                 kernel_stack: ks,
                 start,
                 stack: frames,
+                priority,
                 ..Default::default()
             });
         }

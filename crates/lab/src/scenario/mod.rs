@@ -60,6 +60,9 @@ pub struct Scenario {
     /// ALPC requests client threads wait on for a reply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alpc_messages: Vec<AlpcMessage>,
+    /// DPCs queued on the CPUs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpcs: Vec<Dpc>,
     /// The expected verdict, when the scenario states it.
     #[serde(default)]
     pub expect: Option<Expect>,
@@ -163,6 +166,38 @@ pub struct Machine {
     /// Wall-clock time of the dump, seconds since 1970 (UTC).
     #[serde(default = "default_unix_time")]
     pub unix_time: u64,
+    /// The memory manager's counters; without them the image leaves them
+    /// zero (an image with no memory manager state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// Available pages and commit, in pages (physical pages follow `ram`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Memory {
+    /// Pages available (`MmAvailablePages`, `Vp.AvailablePages`).
+    pub available_pages: u64,
+    /// Pages committed.
+    pub committed_pages: u64,
+    /// The commit limit, pages.
+    pub commit_limit_pages: u64,
+}
+
+/// DPCs queued on one CPU (`_KPRCB.DpcData[0]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dpc {
+    /// The CPU.
+    pub cpu: u32,
+    /// The deferred routine, `module!symbol` (an `nt` symbol is placed at
+    /// its own address).
+    pub routine: String,
+    /// How many DPCs of that routine are queued.
+    pub count: u32,
+    /// Whether the CPU is inside a DPC routine (`DpcRoutineActive`).
+    #[serde(default)]
+    pub active: bool,
 }
 
 fn default_ram() -> Size {
@@ -293,6 +328,12 @@ pub struct Thread {
     /// that stays ready keeps its `WaitTime` as the clock moves on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_since: Option<u64>,
+    /// `KTHREAD.Priority` (default 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// For a ready thread: the CPU whose ready queue holds it (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_on: Option<u32>,
 }
 
 /// A wait.
@@ -320,6 +361,10 @@ pub struct Wait {
     /// waiting on `on`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpc: Option<String>,
+    /// A wait made for user mode (`KTHREAD.WaitMode` 1), as a worker
+    /// waiting on its own event or queue does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_mode: bool,
 }
 
 /// An ALPC connection port (`\LsaAuthenticationPort`) a server process
@@ -823,6 +868,18 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scenarios/stuck-disk.toml"),
     ),
     ("rdp-logon", include_str!("../../scenarios/rdp-logon.toml")),
+    (
+        "cpu-starvation",
+        include_str!("../../scenarios/cpu-starvation.toml"),
+    ),
+    (
+        "low-memory",
+        include_str!("../../scenarios/low-memory.toml"),
+    ),
+    (
+        "busy-server",
+        include_str!("../../scenarios/busy-server.toml"),
+    ),
     (
         "fast-mutex",
         include_str!("../../scenarios/fast-mutex.toml"),

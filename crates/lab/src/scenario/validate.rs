@@ -49,6 +49,41 @@ impl Scenario {
         for (i, h) in self.handles.iter().enumerate() {
             h.validate(i, self, &ix)?;
         }
+        let ncpu = self.cpus.len() as u32;
+        for (i, t) in self.threads.iter().enumerate() {
+            if let Some(c) = t.ready_on {
+                if t.state != ThreadState::Ready || c >= ncpu {
+                    return Err(field_err(
+                        format!("threads[{i}].ready_on"),
+                        format!("CPU {c} for a thread in state {:?} on {ncpu} CPUs (needs a ready thread and a CPU listed in `cpus`)", t.state),
+                    ));
+                }
+            }
+            if t.priority.is_some_and(|p| p > 31) {
+                return Err(field_err(
+                    format!("threads[{i}].priority"),
+                    "priorities are 0 to 31",
+                ));
+            }
+        }
+        for (i, d) in self.dpcs.iter().enumerate() {
+            if d.cpu >= ncpu || d.count > 4096 || !d.routine.contains('!') {
+                return Err(field_err(
+                    format!("dpcs[{i}]"),
+                    format!("needs a CPU below {ncpu}, at most 4096 DPCs and a routine written module!symbol"),
+                ));
+            }
+        }
+        if let Some(m) = &self.machine.memory {
+            if m.committed_pages > m.commit_limit_pages.saturating_mul(2)
+                || m.commit_limit_pages == 0
+            {
+                return Err(field_err(
+                    "machine.memory",
+                    "needs a non-zero commit limit and commit at most twice it",
+                ));
+            }
+        }
         if let Some(e) = &self.expect {
             e.validate()?;
         }

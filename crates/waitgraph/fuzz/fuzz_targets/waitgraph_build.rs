@@ -25,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
             stuck_wait_seconds: 0.0,
             stuck_io_seconds: 0.0,
             unexplained_wait_seconds: f64::INFINITY,
+            starved_ready_seconds: f64::NAN,
+            low_memory_percent: 100.0,
+            commit_full_percent: 0.0,
         },
     ] {
         let v = analyze(&input, &opts);
