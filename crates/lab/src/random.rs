@@ -143,6 +143,7 @@ fn add_locks(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) -> V
         shared_owners: Vec::new(),
         signaled: false,
         contention: None,
+        within: None,
     });
     let nlocks = opts.locks.max(2);
     for i in 0..nlocks {
@@ -158,6 +159,7 @@ fn add_locks(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) -> V
             shared_owners: Vec::new(),
             signaled: false,
             contention: None,
+            within: None,
         });
     }
     // Owners: distinct threads per lock.

@@ -60,6 +60,7 @@ pub mod object;
 pub mod pool;
 pub mod process;
 pub mod pte;
+pub mod pushlock;
 pub mod stacks;
 pub mod view;
 pub mod waitsource;

@@ -293,8 +293,13 @@ pub fn render_svg_marked(g: &GraphView, still: &dyn Fn(&str) -> bool) -> String 
         };
         let _ = write!(
             s,
-            r#"<path class="edge {kind}{back}{stuck}" d="{d}" marker-end="url(#arrow)"><title>{title}</title></path>"#,
+            r#"<path class="edge {kind}{back}{stuck}{inferred}" d="{d}" marker-end="url(#arrow)"><title>{title}</title></path>"#,
             kind = escape(&e.kind),
+            inferred = if e.label.as_deref() == Some("inferred") {
+                " inferred"
+            } else {
+                ""
+            },
             back = if is_back[k] { " back" } else { "" },
             stuck = if still(&e.from) && still(&e.to) {
                 " still"
@@ -374,6 +379,7 @@ svg.waitgraph .culprit rect{stroke:#c62828;stroke-width:2.5}
 svg.waitgraph path.edge{fill:none;stroke:#555;stroke-width:1.3}
 svg.waitgraph path.edge.back{stroke:#c62828;stroke-dasharray:5 3}
 svg.waitgraph path.edge.io{stroke-dasharray:2 3}
+svg.waitgraph path.edge.inferred{stroke-dasharray:6 2 1 2}
 svg.waitgraph .dim{opacity:.18}
 "#;
 

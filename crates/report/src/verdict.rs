@@ -91,6 +91,9 @@ pub fn step_line(s: &EvidenceStep) -> String {
                 };
             } else if *owners == 0 {
                 l += ": no owner";
+            } else if hangscope_waitgraph::owners_inferred(kind) {
+                // A push lock records no owner: say the owner is a guess.
+                let _ = write!(l, ": {owners} owner(s) inferred from stacks");
             } else {
                 let _ = write!(l, ": {}, {owners} owner(s)", held(*held_as));
             }

@@ -27,6 +27,7 @@ mod kernel;
 mod memory;
 mod object;
 mod process;
+mod pushlock;
 mod stacks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -178,6 +179,8 @@ pub(crate) struct ThreadRec {
     pub(crate) start_rip: u64,
     pub(crate) start_rsp: u64,
     pub(crate) start_rbp: u64,
+    /// Each laid-out frame's body RSP, top first (empty: none laid out).
+    pub(crate) frame_rsps: Vec<u64>,
 }
 
 /// The builder's state: the scenario, the symbol table, the address
@@ -441,6 +444,7 @@ impl<'a> Builder<'a> {
             irps: &self.irps,
             alpc_ports: &self.alpc_ports,
             alpc_messages: &self.alpc_messages,
+            guarded_mutex_type: self.l.type_size("_KGUARDED_MUTEX").is_some(),
         }
     }
 
