@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use hangscope_waitgraph::{secs_text, GraphView, NodeKind, Verdict};
 
-use crate::verdict::{cid, headline, step_line, verdict_line};
+use crate::verdict::{cid, finding_title, headline, step_line, verdict_line};
 
 /// Column and row pitch of the drawn graph, in SVG units.
 const COL: f64 = 280.0;
@@ -408,7 +408,7 @@ fn finding_html(h: &mut String, f: &hangscope_waitgraph::Finding) {
         h,
         "<section class=\"finding\" id=\"finding-{r}\" data-finding=\"{r}\"><h2>#{r} <span class=\"kind {kind}\">{title}</span> blocks {b} threads, longest wait {w}</h2><p>{sum}</p><p class=\"why\">Why: {why}</p><ol class=\"chain\">",
         r = f.rank,
-        title = headline(f.kind.overall()),
+        title = finding_title(f),
         b = f.blocked_threads,
         w = f.max_wait_seconds.map_or("?".to_string(), secs_text),
         sum = escape(&f.summary),

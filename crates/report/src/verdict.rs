@@ -172,13 +172,19 @@ pub fn step_line(s: &EvidenceStep) -> String {
     }
 }
 
+/// A finding's title: its verdict's headline, except an unanswered-ALPC
+/// finding, which names its own class (it shares STUCK's verdict).
+pub fn finding_title(f: &Finding) -> &'static str {
+    match f.kind {
+        hangscope_waitgraph::FindingKind::AlpcUnanswered => "UNANSWERED ALPC",
+        k => headline(k.overall()),
+    }
+}
+
 /// The head of a stuck-I/O or unexplained finding: its sentence is the
 /// headline, then where the requests sit or what the threads wait on.
 fn wait_class_text(out: &mut String, f: &Finding) {
-    let title = match f.kind {
-        hangscope_waitgraph::FindingKind::AlpcUnanswered => "UNANSWERED ALPC",
-        k => headline(k.overall()),
-    };
+    let title = finding_title(f);
     let _ = writeln!(out, "#{} {title}: {}", f.rank, f.summary);
     let _ = writeln!(
         out,
