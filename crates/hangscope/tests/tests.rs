@@ -49,3 +49,6 @@ mod series;
 
 #[path = "cases/linux_series.rs"]
 mod linux_series;
+
+#[path = "cases/pushlock.rs"]
+mod pushlock;

@@ -49,6 +49,8 @@ pub(crate) struct Placement<'a> {
     pub(crate) dpcs: &'a [DpcRec],
     /// RAM, bytes.
     pub(crate) ram_size: u64,
+    /// The build's table has `_KGUARDED_MUTEX` (7 SP1).
+    pub(crate) guarded_mutex_type: bool,
 }
 
 /// The wait-graph key of an ALPC message (lock ids cannot contain `:`
@@ -167,6 +169,8 @@ fn wait_reason(sc: &Scenario, ix: &Index, w: &crate::scenario::Wait) -> String {
             LockKind::Eresource => "WrResource",
             LockKind::Mutant => "UserRequest",
             LockKind::Fastmutex => "WrFastMutex",
+            LockKind::Pushlock => "WrPushLock",
+            LockKind::Guardedmutex => "WrGuardedMutex",
             _ => "Executive",
         }
         .into()
@@ -251,6 +255,25 @@ fn lock_truths(p: &Placement<'_>, t: &mut GroundTruth) {
                     exclusive_waiters: p.locks[i].exclusive_waiters_obj,
                 });
             }
+            LockKind::Pushlock => t.push_locks.push(PushLockTruth {
+                address: addr,
+                name: l.id.clone(),
+                container: p.locks[i].container.clone(),
+                owner: l.owner.as_ref().map(|o| p.ethread(o)),
+                waiters: p.locks[i]
+                    .wake_events
+                    .iter()
+                    .map(|&(ti, ev)| PushLockWaiterTruth {
+                        thread: p.threads[ti].ethread,
+                        exclusive: p.sc.threads[ti]
+                            .stack
+                            .iter()
+                            .find(|f| crate::stacks::is_push_lock_acquire(f))
+                            .is_some_and(|f| !f.contains("Shared")),
+                        wake_event: ev,
+                    })
+                    .collect(),
+            }),
             kind => t.dispatcher_objects.push(DispatcherTruth {
                 address: addr,
                 name: l.id.clone(),
@@ -258,6 +281,9 @@ fn lock_truths(p: &Placement<'_>, t: &mut GroundTruth) {
                     LockKind::Mutant => "Mutant",
                     LockKind::Event => "Event",
                     LockKind::Fastmutex => "FastMutex",
+                    // 7 SP1's KGATE mutex; a _FAST_MUTEX on later builds.
+                    LockKind::Guardedmutex if p.guarded_mutex_type => "GuardedMutex",
+                    LockKind::Guardedmutex => "FastMutex",
                     _ => "Semaphore",
                 }
                 .into(),

@@ -147,6 +147,7 @@ fn add_locks(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) -> V
         shared_owners: Vec::new(),
         signaled: false,
         contention: None,
+        within: None,
     });
     let nlocks = opts.locks.max(2);
     for i in 0..nlocks {
@@ -162,6 +163,7 @@ fn add_locks(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) -> V
             shared_owners: Vec::new(),
             signaled: false,
             contention: None,
+            within: None,
         });
     }
     // Owners: distinct threads per lock.

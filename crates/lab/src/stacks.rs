@@ -97,6 +97,20 @@ fn hash(s: &str) -> u64 {
     h ^ (h >> 29)
 }
 
+/// Whether `name` (`nt!ExfAcquirePushLockExclusive`) is a push-lock acquire:
+/// its frame holds the waiter's wait block and the lock's address.
+pub fn is_push_lock_acquire(name: &str) -> bool {
+    let s = name.rsplit('!').next().unwrap_or(name);
+    s.contains("Acquire") && s.contains("PushLock")
+}
+
+/// From a push-lock acquire frame's body RSP: where the lab keeps the
+/// lock's address (as the real function keeps its argument while it waits).
+pub const PUSH_LOCK_ADDRESS_SLOT: u64 = 0x20;
+/// From a push-lock acquire frame's body RSP: its wait block (16-aligned,
+/// 0x40 bytes, 7 SP1's `_EX_PUSH_LOCK_WAIT_BLOCK` size).
+pub const PUSH_LOCK_WAIT_BLOCK: u64 = 0x30;
+
 impl FrameShape {
     /// The shape given to function `name` (`module!symbol`): stable across
     /// builds so a scenario's stacks look the same on every build.
@@ -125,6 +139,16 @@ impl FrameShape {
             return FrameShape {
                 pushes: Vec::new(),
                 alloc: 0x38,
+                large_u32: false,
+                machine_frame: None,
+            };
+        }
+        if is_push_lock_acquire(name) {
+            // Room for the lock's address and a wait block above the
+            // callee's home space; RBX and RDI keep the lock and the block.
+            return FrameShape {
+                pushes: vec![RBX, RDI],
+                alloc: 0x78,
                 large_u32: false,
                 machine_frame: None,
             };

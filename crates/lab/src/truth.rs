@@ -28,6 +28,10 @@ pub struct GroundTruth {
     pub eresources: Vec<EresourceTruth>,
     /// Other dispatcher objects threads wait on (mutants, events, semaphores).
     pub dispatcher_objects: Vec<DispatcherTruth>,
+    /// Push locks with waiters (a push lock records no owner: `owner` is
+    /// the scenario's, the thread that keeps the lock's address).
+    #[serde(default)]
+    pub push_locks: Vec<PushLockTruth>,
     /// IRPs.
     pub irps: Vec<IrpTruth>,
     /// File objects.
@@ -302,6 +306,33 @@ pub struct DispatcherTruth {
     pub owner: Option<u64>,
     /// Waiting threads.
     pub waiters: Vec<u64>,
+}
+
+/// A push lock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushLockTruth {
+    /// The lock word's address.
+    pub address: u64,
+    /// Scenario id.
+    pub name: String,
+    /// Where it lives: `pool block tagged Pshl`, `_EPROCESS.AddressCreationLock
+    /// of explorer.exe (pid 1800)`.
+    pub container: String,
+    /// The thread holding it, per the scenario.
+    pub owner: Option<u64>,
+    /// Waiters, oldest first.
+    pub waiters: Vec<PushLockWaiterTruth>,
+}
+
+/// One waiter of a push lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushLockWaiterTruth {
+    /// Its ETHREAD.
+    pub thread: u64,
+    /// Acquiring exclusively (its acquire frame is not the shared one).
+    pub exclusive: bool,
+    /// The `WakeEvent` in its wait block, on its kernel stack.
+    pub wake_event: u64,
 }
 
 /// An IRP.

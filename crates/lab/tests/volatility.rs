@@ -369,6 +369,43 @@ fn volatility_reads_the_stuck_disk() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// Issue 15, must-show 2: Volatility 3 reads the push-lock pile-up (7 SP1,
+/// 1607, 19041, 11): the processes and every thread (pid, tid, ETHREAD)
+/// as the truth has them. The push-lock words and wait blocks are not
+/// read through Volatility yet (the lab's `labcheck` plugin does not know
+/// them).
+#[test]
+fn volatility_reads_the_push_lock_pile_up() {
+    let Some(env) = vol_env() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let sc = Scenario::builtin("push-lock").expect("built-in push-lock");
+    let mut failures = Vec::new();
+    for b in ["win7sp1", "win2016", "win10-19041", "win11"] {
+        let opts = BuildOptions {
+            ram_size: Some(64 << 20),
+            seed: SEED,
+            build: Some(b.into()),
+        };
+        let (image, truth) =
+            hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
+        let path = tmp.path().join(format!("push-lock-{b}.raw"));
+        format::write(&image, Format::Raw, &path, false).expect("write image");
+        for p in [Plugin::PsList, Plugin::Threads] {
+            let job = Job {
+                build: b,
+                format: Format::Raw,
+                image: path.clone(),
+                truth: &truth,
+                plugin: p,
+            };
+            if let Err(e) = run_job(&env, &job) {
+                failures.push(format!("[{b} {}] {e}", p.name()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// Issue 15, must-show 1: Volatility 3 reads the rdp-logon images (7 SP1,
 /// 8.1, 19041, 11): processes and threads as the truth has them; every
 /// handle, the ALPC ports included, with its type (`windows.handles` shows

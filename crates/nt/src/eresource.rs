@@ -7,7 +7,8 @@
 //! `_OWNER_ENTRY.{OwnerThread, OwnerCount, TableSize}`,
 //! `_DISPATCHER_HEADER.Type` (named through `_KOBJECTS`),
 //! `_KMUTANT.OwnerThread`, `_KWAIT_BLOCK.{Object, WaitType, Thread}`,
-//! `_FAST_MUTEX.{Event, Owner}` (every build).
+//! `_FAST_MUTEX.{Event, Owner}` (every build), `_KGUARDED_MUTEX.{Gate,
+//! Owner}` (7 SP1).
 
 use crate::error::{Result, Warning};
 use crate::kernel::Kernel;
@@ -422,7 +423,44 @@ impl<'d> Kernel<'d> {
                 w.owners = vec![owner];
             }
         }
+        if w.kind == "Gate" {
+            if let Some((m, owner)) = self.guarded_mutex_around(wait_block, obj) {
+                w.address = m;
+                w.kind = "GuardedMutex".into();
+                w.owners = vec![owner];
+            }
+        }
         w
+    }
+
+    /// The `_KGUARDED_MUTEX` whose `Gate` (a KGATE) a thread waits on, and
+    /// the owner it records (`Owner`): 7 SP1 only (later tables have no
+    /// such type; a guarded mutex is a `_FAST_MUTEX` there), only for a
+    /// waiter in `WrGuardedMutex`, and only when `Owner` is a listed
+    /// thread.
+    fn guarded_mutex_around(
+        &self,
+        wait_block: VirtAddr,
+        gate: VirtAddr,
+    ) -> Option<(VirtAddr, VirtAddr)> {
+        let r = self.reader();
+        let waiter = r
+            .object("_KWAIT_BLOCK", wait_block)
+            .ok()?
+            .ptr("Thread")
+            .ok()?;
+        let threads = &self.threads().items;
+        let reason = threads.iter().find(|t| t.address == waiter)?.wait_reason?;
+        if reason != WaitReason::WrGuardedMutex {
+            return None;
+        }
+        let off = r.offset_of("_KGUARDED_MUTEX", "Gate").ok()?;
+        let m = VirtAddr(gate.0.checked_sub(off)?);
+        let owner = r.object("_KGUARDED_MUTEX", m).ok()?.ptr("Owner").ok()?;
+        threads
+            .iter()
+            .any(|t| t.address == owner)
+            .then_some((m, owner))
     }
 
     /// The `_FAST_MUTEX` whose embedded `Event` a thread waits on, and the

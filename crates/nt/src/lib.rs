@@ -61,6 +61,7 @@ pub mod pool;
 pub mod process;
 pub mod pte;
 pub mod sched;
+pub mod pushlock;
 pub mod stacks;
 pub mod view;
 pub mod waitsource;

@@ -49,6 +49,7 @@ fn resource_kind(kind: &str) -> wg::ResourceKind {
         "Event" => wg::ResourceKind::Event,
         "Semaphore" => wg::ResourceKind::Semaphore,
         "FastMutex" => wg::ResourceKind::Other("fast_mutex".into()),
+        "GuardedMutex" => wg::ResourceKind::Other("guarded_mutex".into()),
         other => wg::ResourceKind::Other(other.into()),
     }
 }
@@ -234,11 +235,63 @@ impl<'d> Kernel<'d> {
                 server_thread: m.server_thread.map(|t| t.0),
             });
         }
+        // A push-lock waiter waits on the WakeEvent on its own stack; the
+        // wait is on the lock, whose owners are inferred (pushlock.rs).
+        let push_locks = self.push_locks();
+        inp.warnings
+            .extend(push_locks.warnings.iter().map(|w| w.to_string()));
+        let wake_events: std::collections::HashSet<(VirtAddr, VirtAddr)> = push_locks
+            .items
+            .iter()
+            .flat_map(|l| l.waiters.iter().map(|w| (w.thread, w.wake_event)))
+            .collect();
+        for l in &push_locks.items {
+            let owners = if l.candidate_owners.is_empty() {
+                "no owner found in any stack".to_string()
+            } else {
+                "owner inferred from stacks".to_string()
+            };
+            let mut how = vec![owners];
+            if l.waiters.iter().any(|w| w.inferred) {
+                how.push("waiters partly inferred from stacks".into());
+            }
+            inp.resources.push(wg::Resource {
+                key: l.address.0,
+                kind: wg::ResourceKind::Other("push_lock".into()),
+                name: Some(match &l.container {
+                    Some(c) => format!("{c}; {}", how.join("; ")),
+                    None => how.join("; "),
+                }),
+                owners: l
+                    .candidate_owners
+                    .iter()
+                    .map(|t| wg::Claim {
+                        thread: t.0,
+                        mode: wg::Mode::Exclusive,
+                    })
+                    .collect(),
+                waiters: l
+                    .waiters
+                    .iter()
+                    .map(|w| wg::Claim {
+                        thread: w.thread.0,
+                        mode: if w.exclusive == Some(false) {
+                            wg::Mode::Shared
+                        } else {
+                            wg::Mode::Exclusive
+                        },
+                    })
+                    .collect(),
+                contention_count: None,
+                warnings: Vec::new(),
+            });
+        }
         for (obj, waiters) in self.dispatcher_objects() {
             // The semaphore of a blocked ALPC client is its message's.
             let waiters: Vec<VirtAddr> = waiters
                 .into_iter()
                 .filter(|t| alpc.get(t).is_none_or(|w| w.semaphore != obj.address))
+                .filter(|t| !wake_events.contains(&(*t, obj.address)))
                 .collect();
             if waiters.is_empty() {
                 continue;

@@ -1799,3 +1799,160 @@ fn issue_15_busy_server_and_idle_stay_healthy() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// Issue 15, must-show 2 (push locks): on 7 SP1 (wait blocks read by name)
+/// and 8.1, 1607, 19041, 11 (no wait-block type: the newest waiter from the
+/// lock word, the rest from their stacks) the model's push locks are the
+/// truth's: address, container, waiters in order with their wake events
+/// and modes, and the owner as the one candidate (from stacks).
+#[test]
+fn issue_15_push_lock_waiters_container_and_inferred_owner() {
+    let mut bad = Vec::new();
+    for (build_alias, seed) in [
+        ("win7sp1", 191),
+        ("win2012r2", 192),
+        ("win2016", 193),
+        ("win10-19041", 194),
+        ("win11", 195),
+    ] {
+        let (img, truth) = lab_image("push-lock", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let t = &lab.truth;
+        let mut check = |what: String, ok: bool| {
+            if !ok {
+                bad.push(format!("[push-lock {build_alias}] {what}"));
+            }
+        };
+        let got = k.push_locks();
+        check(
+            format!("warnings {:?}", got.warnings),
+            got.warnings.is_empty(),
+        );
+        check(
+            format!("{} locks, truth {}", got.items.len(), t.push_locks.len()),
+            got.items.len() == t.push_locks.len(),
+        );
+        let by_name = build_alias == "win7sp1";
+        for tl in &t.push_locks {
+            let Some(l) = got.items.iter().find(|l| l.address.0 == tl.address) else {
+                check(format!("{} at {:#x} not found", tl.name, tl.address), false);
+                continue;
+            };
+            let container = l.container.clone().unwrap_or_default();
+            check(
+                format!(
+                    "{} container {container:?}, truth {:?}",
+                    tl.name, tl.container
+                ),
+                container.starts_with(&tl.container),
+            );
+            check(
+                format!("{} by name {}", tl.name, l.wait_blocks_by_name),
+                l.wait_blocks_by_name == by_name,
+            );
+            let want: Vec<(u64, u64, bool)> = tl
+                .waiters
+                .iter()
+                .map(|w| (w.thread, w.wake_event, w.exclusive))
+                .collect();
+            let have: Vec<(u64, u64, bool)> = l
+                .waiters
+                .iter()
+                .map(|w| (w.thread.0, w.wake_event.0, w.exclusive.unwrap_or(true)))
+                .collect();
+            check(
+                format!("{} waiters {have:x?} != {want:x?}", tl.name),
+                have == want,
+            );
+            // Only the newest waiter is linked from the word without the type.
+            let inferred = l.waiters.iter().filter(|w| w.inferred).count();
+            let want_inferred = if by_name { 0 } else { tl.waiters.len() - 1 };
+            check(
+                format!(
+                    "{} {inferred} inferred waiters, want {want_inferred}",
+                    tl.name
+                ),
+                inferred == want_inferred,
+            );
+            let owners: Vec<u64> = l.candidate_owners.iter().map(|o| o.0).collect();
+            check(
+                format!("{} owners {owners:x?}, truth {:x?}", tl.name, tl.owner),
+                owners == tl.owner.into_iter().collect::<Vec<_>>(),
+            );
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Issue 15, must-show 2 (Windows 7's guarded mutex): on 7 SP1 threads
+/// waiting `WrGuardedMutex` on a `_KGUARDED_MUTEX`'s `Gate` (a KGATE) are
+/// waiting on the mutex, owned by the thread its `Owner` records; on 19041
+/// (no `_KGUARDED_MUTEX` in the table) the same scenario is a
+/// `_FAST_MUTEX`. The verdict's chain runs from the mutex to that owner.
+#[test]
+fn issue_15_guarded_mutex_waiters_on_its_gate_are_blocked_by_its_owner() {
+    use hangscope_waitgraph::{EvidenceStep, FindingKind, Overall};
+    let mut bad = Vec::new();
+    for (build_alias, seed, kind, step_kind, title) in [
+        (
+            "win7sp1",
+            201,
+            "GuardedMutex",
+            "guarded_mutex",
+            "KGUARDED_MUTEX",
+        ),
+        ("win10-19041", 202, "FastMutex", "fast_mutex", "FAST_MUTEX"),
+    ] {
+        let (img, truth) = lab_image("guarded-mutex", build_alias, seed);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let t = &lab.truth;
+        let mut check = |what: String, ok: bool| {
+            if !ok {
+                bad.push(format!("[guarded-mutex {build_alias}] {what}"));
+            }
+        };
+        for m in compare(&k, t) {
+            check(m, false);
+        }
+        let d = t
+            .dispatcher_objects
+            .iter()
+            .find(|d| d.kind == kind)
+            .expect("the mutex in the truth");
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        check(
+            format!("overall {:?}, truth {}", v.overall, t.verdict.overall),
+            v.overall == Overall::Stuck && t.verdict.overall == "stuck",
+        );
+        let tf = &t.verdict.findings[0];
+        match v.findings.iter().find(|f| f.kind == FindingKind::Stuck) {
+            Some(f) => {
+                check(
+                    format!("final owner {:?} != {:?}", f.final_owner, d.owner),
+                    f.final_owner.map(|a| a.0) == d.owner,
+                );
+                check(
+                    format!("first step {:?}", f.chain.first()),
+                    matches!(
+                        f.chain.first(),
+                        Some(EvidenceStep::Resource { address, kind, owners: 1, .. })
+                            if address.0 == d.address && kind == step_kind
+                    ),
+                );
+                let got: BTreeSet<u64> = f.threads.iter().map(|x| x.address.0).collect();
+                let want: BTreeSet<u64> = tf.blocked_threads.iter().copied().collect();
+                check(format!("blocked {got:x?} != {want:x?}"), got == want);
+                check(
+                    format!("summary {}", f.summary),
+                    f.summary.contains(&format!("wait on {title} ")),
+                );
+            }
+            None => check(format!("no stuck finding: {:#?}", v.findings), false),
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use hangscope_waitgraph::{secs_text, GraphView, NodeKind, Verdict};
 
-use crate::verdict::{cid, headline, step_line, verdict_line};
+use crate::verdict::{cid, finding_title, headline, step_line, verdict_line};
 
 /// Column and row pitch of the drawn graph, in SVG units.
 const COL: f64 = 280.0;
@@ -293,8 +293,13 @@ pub fn render_svg_marked(g: &GraphView, still: &dyn Fn(&str) -> bool) -> String 
         };
         let _ = write!(
             s,
-            r#"<path class="edge {kind}{back}{stuck}" d="{d}" marker-end="url(#arrow)"><title>{title}</title></path>"#,
+            r#"<path class="edge {kind}{back}{stuck}{inferred}" d="{d}" marker-end="url(#arrow)"><title>{title}</title></path>"#,
             kind = escape(&e.kind),
+            inferred = if e.label.as_deref() == Some("inferred") {
+                " inferred"
+            } else {
+                ""
+            },
             back = if is_back[k] { " back" } else { "" },
             stuck = if still(&e.from) && still(&e.to) {
                 " still"
@@ -374,6 +379,7 @@ svg.waitgraph .culprit rect{stroke:#c62828;stroke-width:2.5}
 svg.waitgraph path.edge{fill:none;stroke:#555;stroke-width:1.3}
 svg.waitgraph path.edge.back{stroke:#c62828;stroke-dasharray:5 3}
 svg.waitgraph path.edge.io{stroke-dasharray:2 3}
+svg.waitgraph path.edge.inferred{stroke-dasharray:6 2 1 2}
 svg.waitgraph .dim{opacity:.18}
 "#;
 
@@ -402,7 +408,7 @@ fn finding_html(h: &mut String, f: &hangscope_waitgraph::Finding) {
         h,
         "<section class=\"finding\" id=\"finding-{r}\" data-finding=\"{r}\"><h2>#{r} <span class=\"kind {kind}\">{title}</span> blocks {b} threads, longest wait {w}</h2><p>{sum}</p><p class=\"why\">Why: {why}</p><ol class=\"chain\">",
         r = f.rank,
-        title = headline(f.kind.overall()),
+        title = finding_title(f),
         b = f.blocked_threads,
         w = f.max_wait_seconds.map_or("?".to_string(), secs_text),
         sum = escape(&f.summary),

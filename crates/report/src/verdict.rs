@@ -91,6 +91,9 @@ pub fn step_line(s: &EvidenceStep) -> String {
                 };
             } else if *owners == 0 {
                 l += ": no owner";
+            } else if hangscope_waitgraph::owners_inferred(kind) {
+                // A push lock records no owner: say the owner is a guess.
+                let _ = write!(l, ": {owners} owner(s) inferred from stacks");
             } else {
                 let _ = write!(l, ": {}, {owners} owner(s)", held(*held_as));
             }
@@ -177,15 +180,21 @@ pub fn step_line(s: &EvidenceStep) -> String {
     }
 }
 
-/// The head of a stuck-I/O or unexplained finding: its sentence is the
-/// headline, then where the requests sit or what the threads wait on.
-fn wait_class_text(out: &mut String, f: &Finding) {
-    let title = match f.kind {
+/// A finding's title: its verdict's headline, except an unanswered-ALPC
+/// finding, which names its own class (it shares STUCK's verdict).
+pub fn finding_title(f: &Finding) -> &'static str {
+    match f.kind {
         hangscope_waitgraph::FindingKind::AlpcUnanswered => "UNANSWERED ALPC",
         hangscope_waitgraph::FindingKind::CpuStarvation => "CPU STARVATION",
         hangscope_waitgraph::FindingKind::LowMemory => "LOW MEMORY",
         k => headline(k.overall()),
-    };
+    }
+}
+
+/// The head of a stuck-I/O or unexplained finding: its sentence is the
+/// headline, then where the requests sit or what the threads wait on.
+fn wait_class_text(out: &mut String, f: &Finding) {
+    let title = finding_title(f);
     let _ = writeln!(out, "#{} {title}: {}", f.rank, f.summary);
     let _ = writeln!(
         out,

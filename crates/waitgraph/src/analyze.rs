@@ -1024,6 +1024,13 @@ pub fn kind_name(k: &ResourceKind) -> String {
     }
 }
 
+/// Whether a resource kind's owners are an inference rather than the
+/// lock's own record: a push lock records no owner, so the kernel model
+/// names candidates (threads whose stacks keep its address).
+pub fn owners_inferred(kind: &str) -> bool {
+    kind == "push_lock"
+}
+
 /// A resource kind as WinDbg users write it (`ERESOURCE`, `Mutant`).
 pub fn kind_title(kind: &str) -> String {
     match kind {
@@ -1033,6 +1040,8 @@ pub fn kind_title(kind: &str) -> String {
         "semaphore" => "Semaphore".into(),
         "alpc_message" => "ALPC message".into(),
         "fast_mutex" => "FAST_MUTEX".into(),
+        "push_lock" => "EX_PUSH_LOCK".into(),
+        "guarded_mutex" => "KGUARDED_MUTEX".into(),
         other => other.to_string(),
     }
 }
@@ -1136,6 +1145,7 @@ fn graph_view(findings: &[Finding], max_nodes: usize) -> GraphView {
         let mut on_chain: HashSet<Addr> = HashSet::new();
         let mut prev: Option<String> = None;
         let mut last_thread: Option<String> = None;
+        let mut prev_inferred = false;
         for step in &f.chain {
             if let EvidenceStep::CycleBack { address } = step {
                 if let Some(p) = &prev {
@@ -1161,8 +1171,12 @@ fn graph_view(findings: &[Finding], max_nodes: usize) -> GraphView {
                 } else {
                     "waits_on"
                 };
-                add_edge(&mut view, p, &id, kind, None);
+                // An owner the lock does not record is drawn as a guess.
+                let label = (kind == "owned_by" && prev_inferred).then(|| "inferred".to_string());
+                add_edge(&mut view, p, &id, kind, label);
             }
+            prev_inferred =
+                matches!(step, EvidenceStep::Resource { kind, .. } if owners_inferred(kind));
             if id.starts_with("t:") {
                 last_thread = Some(id.clone());
             }

@@ -57,7 +57,7 @@ pub mod progress;
 mod starvation;
 pub mod verdict;
 
-pub use analyze::{analyze, kind_name, kind_title, secs_text, state_name};
+pub use analyze::{analyze, kind_name, kind_title, owners_inferred, secs_text, state_name};
 pub use files::{directory_of, pattern_of, PathStyle};
 pub use frame::{Frame, FrameParseError};
 pub use progress::{

@@ -499,6 +499,15 @@ fn rdp_logon_alpc_text_and_json() {
         v["findings"][1]["alpc"]["blocked_on"],
         format!("{:#x}", lsa_db.address)
     );
+    // The HTML report titles the unanswered-ALPC finding as the text does,
+    // not with the STUCK verdict it shares.
+    let html = dir.path().join("rdp-logon.html");
+    run(["analyze", d, "--html", html.to_str().unwrap()]).expect(3);
+    let page = std::fs::read_to_string(&html).expect("HTML report");
+    assert!(
+        page.contains("<span class=\"kind alpc_unanswered\">UNANSWERED ALPC</span>"),
+        "HTML report titles the alpc_unanswered finding otherwise"
+    );
 
     let r = run(["alpc", d]);
     r.expect(0);

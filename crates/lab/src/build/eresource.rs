@@ -22,6 +22,11 @@ pub(crate) struct LockRec {
     pub(crate) shared_chain: Option<Vec<(usize, u64)>>,
     /// The KEVENT exclusive waiters block on (0: none).
     pub(crate) exclusive_waiters_obj: u64,
+    /// Push locks: (scenario thread index, `WakeEvent` address) of each
+    /// waiter, oldest first.
+    pub(crate) wake_events: Vec<(usize, u64)>,
+    /// Push locks: where the lock word lives, as the truth names it.
+    pub(crate) container: String,
 }
 
 impl LockRec {
@@ -100,7 +105,20 @@ impl Builder<'_> {
                             )?;
                             e
                         }
-                        LockKind::Fastmutex => {
+                        LockKind::Guardedmutex if self.l.type_size("_KGUARDED_MUTEX").is_some() => {
+                            let gm = "_KGUARDED_MUTEX";
+                            let (_, m) = self.pool_alloc(self.size(gm)?, *b"GMut")?;
+                            let gate = m + self.off(gm, "Gate")?;
+                            self.dispatcher_header(gate, "GateObject", 0, "_KGATE")?;
+                            if let Some(o) = &l.owner {
+                                let t = self.threads[self.ix.threads[o]].ethread;
+                                self.put(m, gm, "Owner", t)?;
+                            } else {
+                                self.put(m, gm, "Count", 1)?;
+                            }
+                            m
+                        }
+                        LockKind::Fastmutex | LockKind::Guardedmutex => {
                             let fm = "_FAST_MUTEX";
                             let (_, m) = self.pool_alloc(self.size(fm)?, *b"FMut")?;
                             let ev = m + self.off(fm, "Event")?;
@@ -112,6 +130,12 @@ impl Builder<'_> {
                                 self.put(m, fm, "Count", 1)?;
                             }
                             m
+                        }
+                        LockKind::Pushlock => {
+                            let (a, c, ev) = self.push_lock(i)?;
+                            recs[i].container = c;
+                            recs[i].wake_events = ev;
+                            a
                         }
                         LockKind::Semaphore => {
                             let s =
@@ -288,9 +312,17 @@ impl Builder<'_> {
                 let obj = match l.kind {
                     LockKind::Eresource if w.exclusive => self.locks[li].exclusive_waiters_obj,
                     LockKind::Eresource => self.locks[li].shared_wait_object(ti),
-                    LockKind::Fastmutex => {
+                    LockKind::Guardedmutex if self.l.type_size("_KGUARDED_MUTEX").is_some() => {
+                        self.locks[li].address + self.off("_KGUARDED_MUTEX", "Gate")?
+                    }
+                    LockKind::Fastmutex | LockKind::Guardedmutex => {
                         self.locks[li].address + self.off("_FAST_MUTEX", "Event")?
                     }
+                    LockKind::Pushlock => self.locks[li]
+                        .wake_events
+                        .iter()
+                        .find(|(t, _)| *t == ti)
+                        .map_or(self.locks[li].address, |&(_, e)| e),
                     _ => self.locks[li].address,
                 };
                 objs.push(obj);
@@ -301,6 +333,8 @@ impl Builder<'_> {
                     LockKind::Eresource => "WrResource",
                     LockKind::Mutant => "UserRequest",
                     LockKind::Fastmutex => "WrFastMutex",
+                    LockKind::Pushlock => "WrPushLock",
+                    LockKind::Guardedmutex => "WrGuardedMutex",
                     _ => "Executive",
                 }
                 .to_string()

@@ -28,6 +28,7 @@ mod memory;
 mod object;
 mod process;
 mod sched;
+mod pushlock;
 mod stacks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -184,6 +185,8 @@ pub(crate) struct ThreadRec {
     pub(crate) priority: u8,
     /// The CPU whose ready queue holds it, when ready.
     pub(crate) ready_on: Option<u32>,
+    /// Each laid-out frame's body RSP, top first (empty: none laid out).
+    pub(crate) frame_rsps: Vec<u64>,
 }
 
 /// The builder's state: the scenario, the symbol table, the address
@@ -455,6 +458,7 @@ impl<'a> Builder<'a> {
             alpc_messages: &self.alpc_messages,
             dpcs: &self.dpcs,
             ram_size: self.ram_size,
+            guarded_mutex_type: self.l.type_size("_KGUARDED_MUTEX").is_some(),
         }
     }
 

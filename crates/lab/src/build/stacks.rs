@@ -245,6 +245,7 @@ impl Builder<'_> {
             self.threads[ti].kernel_stack = ks;
         }
         self.threads[ti].stack = chain.iter().map(|(_, m, f)| st::frame_text(m, f)).collect();
+        self.threads[ti].frame_rsps = layout.rsps.clone();
         Ok(())
     }
 

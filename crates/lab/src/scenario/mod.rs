@@ -411,6 +411,18 @@ pub enum LockKind {
     /// Windows 8 on): `owner` is recorded in `Owner`; waiters block on its
     /// embedded `Event` (default reason `WrFastMutex`).
     Fastmutex,
+    /// Push lock (`EX_PUSH_LOCK`): its waiters' wait blocks sit on their
+    /// kernel stacks inside their push-lock acquire frame (each waiter's
+    /// stack must name one, `nt!ExfAcquirePushLockExclusive` or
+    /// `...Shared`), the lock word points at the newest; `owner` keeps the
+    /// lock's address in its outermost frame (a push lock records no
+    /// owner). Default reason `WrPushLock`.
+    Pushlock,
+    /// Guarded mutex: on 7 SP1 a `_KGUARDED_MUTEX` whose waiters block on
+    /// its `Gate` (a KGATE); on later builds, whose tables have no such
+    /// type, a `_FAST_MUTEX` as [`LockKind::Fastmutex`]. `owner` is
+    /// recorded in `Owner`. Default reason `WrGuardedMutex`.
+    Guardedmutex,
 }
 
 /// A lock or dispatcher object.
@@ -433,6 +445,12 @@ pub struct Lock {
     /// Contention count (ERESOURCE); default the number of waiters.
     #[serde(default)]
     pub contention: Option<u32>,
+    /// Push locks: where the lock word lives. `pool:TAG` puts it at the
+    /// start of a pool block with that four-character tag (the default,
+    /// `pool:Pshl`); `process:PID:FIELD` is that `_EPROCESS` field
+    /// (`process:1800:AddressCreationLock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
 }
 
 /// A driver.
@@ -883,5 +901,10 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "fast-mutex",
         include_str!("../../scenarios/fast-mutex.toml"),
+    ),
+    ("push-lock", include_str!("../../scenarios/push-lock.toml")),
+    (
+        "guarded-mutex",
+        include_str!("../../scenarios/guarded-mutex.toml"),
     ),
 ];

@@ -430,6 +430,22 @@ impl Lock {
                 return Err(field_err(name, format!("no thread with id `{o}`")));
             }
         }
+        if self.within.is_some() && self.kind != LockKind::Pushlock {
+            return Err(field_err(f("within"), "only a push lock is placed"));
+        }
+        if let Some(w) = &self.within {
+            let ok = match w.split(':').collect::<Vec<_>>()[..] {
+                ["pool", tag] => tag.len() == 4 && tag.is_ascii(),
+                ["process", pid, field] => pid.parse::<u64>().is_ok() && !field.is_empty(),
+                _ => false,
+            };
+            if !ok {
+                return Err(field_err(
+                    f("within"),
+                    format!("`{w}`: expected `pool:TAG` or `process:PID:FIELD`"),
+                ));
+            }
+        }
         match self.kind {
             LockKind::Eresource => {
                 if self.owner.is_some() && !self.shared_owners.is_empty() {
@@ -442,7 +458,10 @@ impl Lock {
                     return Err(field_err(f("shared_owners"), "at most 64 owners"));
                 }
             }
-            LockKind::Mutant | LockKind::Fastmutex => {
+            LockKind::Mutant
+            | LockKind::Fastmutex
+            | LockKind::Guardedmutex
+            | LockKind::Pushlock => {
                 if !self.shared_owners.is_empty() {
                     return Err(field_err(f("shared_owners"), "a mutex has one owner"));
                 }

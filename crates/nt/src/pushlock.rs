@@ -1,0 +1,528 @@
+//! Push locks (`EX_PUSH_LOCK`), which `!locks` never shows: who waits on
+//! one, where the lock lives, and who probably holds it.
+//!
+//! Fields read: `_EX_PUSH_LOCK.{Value, Locked, Waiting, Waking,
+//! MultipleShared}` (every build); `_EX_PUSH_LOCK_WAIT_BLOCK.{WakeEvent,
+//! Next, Flags}` (7 SP1 only: the later tables lack the type);
+//! `_KTHREAD.{KernelStack, StackLimit, InitialStack}`; `_POOL_HEADER.
+//! {BlockSize, PoolTag}`; the `_EPROCESS`/`_ETHREAD` field list.
+//!
+//! A waiter waits `WrPushLock` on the `WakeEvent` of a wait block on its
+//! own kernel stack; the lock word holds the newest wait block's address
+//! with `Waiting` set, and each block's `Next` leads to the older ones.
+//! The walk starts from the waiters: where the table has the wait-block
+//! type, each waiter's block is its event's `WakeEvent` offset back, the
+//! chains are followed by `Next`, and the lock is the word that points at
+//! a chain's newest block (a scan of kernel memory). Without the type
+//! (Windows 8 and later) only the newest waiter is linked from the word
+//! (the word points into its stack, at or below its event); the other
+//! waiters are those in `WrPushLock` whose kernel stacks hold the lock's
+//! address (the argument their acquire keeps): an inference, marked.
+//! A push lock records no owner: the candidates are the other threads
+//! whose kernel stacks hold the lock's address (code that holds a push
+//! lock keeps its address to release it); always an inference.
+
+use crate::error::Warning;
+use crate::kernel::Kernel;
+use crate::model::{hex, hex_opt, hex_vec, Partial, ThreadState, WaitReason};
+use hangscope_symbols::TypeRef;
+use hangscope_x64::{VirtAddr, VirtualMemory};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
+
+/// `EX_PUSH_LOCK_FLAGS_EXCLUSIVE` in a 7 SP1 wait block's `Flags`.
+const FLAGS_EXCLUSIVE: u64 = 1;
+/// Most wait blocks followed on one chain.
+const MAX_CHAIN: usize = 4096;
+/// Most bytes of one kernel stack searched for a lock's address.
+const MAX_STACK: u64 = 0x2_0000;
+/// Most pages scanned for lock words (64 GiB).
+const MAX_PAGES: u64 = 1 << 24;
+/// Pages per parallel batch.
+const BATCH: usize = 1 << 14;
+/// Most pool headers walked in a page.
+const MAX_POOL_BLOCKS: usize = 256;
+
+/// One thread waiting on a push lock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushLockWaiter {
+    /// The waiting thread (ETHREAD).
+    #[serde(with = "hex")]
+    pub thread: VirtAddr,
+    /// The `WakeEvent` it waits on, in its wait block on its stack.
+    #[serde(with = "hex")]
+    pub wake_event: VirtAddr,
+    /// Its wait block, where the table names the type (7 SP1).
+    #[serde(with = "hex_opt")]
+    pub wait_block: Option<VirtAddr>,
+    /// Wants it exclusively: the wait block's `Flags` (7 SP1), else its
+    /// acquire frame (`...Exclusive`/`...Shared`); unknown when neither.
+    pub exclusive: Option<bool>,
+    /// Tied to the lock by its stack holding the lock's address rather
+    /// than by the lock's wait-block links.
+    pub inferred: bool,
+}
+
+/// A push lock with waiters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushLockInfo {
+    /// The lock word's address.
+    #[serde(with = "hex")]
+    pub address: VirtAddr,
+    /// The lock word.
+    #[serde(with = "hex")]
+    pub value: u64,
+    /// `Locked` is set (held exclusively, or shared with waiters queued).
+    pub locked: bool,
+    /// What contains it: `_EPROCESS.AddressCreationLock of explorer.exe
+    /// (pid 1800)`, `pool block tagged Pshl at ...`; none when unknown.
+    pub container: Option<String>,
+    /// Waiters, oldest first.
+    pub waiters: Vec<PushLockWaiter>,
+    /// Threads whose kernel stacks hold the lock's address and that do not
+    /// wait on it: the probable owners (inferred; a push lock records
+    /// none).
+    #[serde(with = "hex_vec")]
+    pub candidate_owners: Vec<VirtAddr>,
+    /// Whether the waiters were read from the wait blocks by name (7 SP1)
+    /// rather than found from the lock word and the stacks.
+    pub wait_blocks_by_name: bool,
+}
+
+/// The push-lock walk, once per kernel.
+#[derive(Debug, Default)]
+struct Cache {
+    locks: OnceLock<Partial<PushLockInfo>>,
+}
+
+/// A `WrPushLock` waiter before it is tied to a lock.
+#[derive(Debug, Clone)]
+struct Pending {
+    thread: VirtAddr,
+    event: VirtAddr,
+    /// `[KernelStack, InitialStack)`: where its frames are.
+    stack: (u64, u64),
+}
+
+impl<'d> Kernel<'d> {
+    /// Push locks that threads wait on (cached): each with its waiters,
+    /// container and candidate owners. Empty, without a scan, when no
+    /// thread waits `WrPushLock`.
+    pub fn push_locks(&self) -> &Partial<PushLockInfo> {
+        self.caches
+            .get::<Cache>()
+            .locks
+            .get_or_init(|| self.walk_push_locks())
+    }
+
+    /// The push lock a thread waits on, when the walk tied it to one.
+    pub fn push_lock_of(&self, thread: VirtAddr) -> Option<&PushLockInfo> {
+        self.push_locks()
+            .items
+            .iter()
+            .find(|l| l.waiters.iter().any(|w| w.thread == thread))
+    }
+
+    /// `[from, to)` of a thread's kernel stack: from `KernelStack` (a
+    /// waiting thread's saved frames; `StackLimit` for one on a CPU) to
+    /// `InitialStack`, at most [`MAX_STACK`] bytes.
+    fn kernel_stack_range(&self, thread: VirtAddr, running: bool) -> Option<(u64, u64)> {
+        let e = self.object("_ETHREAD", thread).ok()?;
+        let top = e.u64("Tcb.InitialStack").ok()?;
+        let low = if running {
+            e.u64("Tcb.StackLimit").ok()?
+        } else {
+            e.u64("Tcb.KernelStack").ok()?
+        };
+        (low < top).then(|| (low.max(top.saturating_sub(MAX_STACK)), top))
+    }
+
+    /// Whether `[from, to)` of kernel memory holds the qword `value`.
+    fn stack_holds(&self, range: (u64, u64), value: u64) -> bool {
+        let len = (range.1 - range.0) as usize;
+        let mut buf = vec![0u8; len];
+        // A stack page that cannot be read is searched no further: the
+        // candidates are an inference either way.
+        let mut at = 0usize;
+        while at < len {
+            let page_end = ((range.0 + at as u64) | 0xFFF) + 1;
+            let n = ((page_end - range.0) as usize).min(len) - at;
+            if self
+                .reader()
+                .read(VirtAddr(range.0 + at as u64), &mut buf[at..at + n])
+                .is_err()
+            {
+                buf[at..at + n].fill(0);
+            }
+            at += n;
+        }
+        buf.chunks_exact(8)
+            .any(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) == value)
+    }
+
+    /// The flag bits of a lock word (`Locked`, `Waiting`, `Waking`,
+    /// `MultipleShared`) and the `Waiting` bit, from the bitfields.
+    fn push_lock_bits(&self) -> Option<(u64, u64, u64)> {
+        let r = self.reader();
+        let t = r.ty("_EX_PUSH_LOCK").ok()?;
+        let bit = |name: &str| -> Option<u64> {
+            match r.resolve(t, name).ok()?.1 {
+                TypeRef::Bitfield {
+                    position, length, ..
+                } if length >= 1 && position + length <= 64 => {
+                    Some((((1u128 << length) - 1) << position) as u64)
+                }
+                _ => None,
+            }
+        };
+        let locked = bit("Locked")?;
+        let waiting = bit("Waiting")?;
+        let mask =
+            locked | waiting | bit("Waking").unwrap_or(0) | bit("MultipleShared").unwrap_or(0);
+        Some((mask, waiting, locked))
+    }
+
+    fn walk_push_locks(&self) -> Partial<PushLockInfo> {
+        let mut out = Partial::default();
+        let threads = &self.threads().items;
+        let pending: Vec<Pending> = threads
+            .iter()
+            .filter(|t| {
+                t.state == ThreadState::Waiting && t.wait_reason == Some(WaitReason::WrPushLock)
+            })
+            .filter_map(|t| {
+                Some(Pending {
+                    thread: t.address,
+                    event: *t.waits_on.first()?,
+                    stack: self.kernel_stack_range(t.address, false)?,
+                })
+            })
+            .collect();
+        if pending.is_empty() {
+            return out;
+        }
+        let Some((mask, waiting_bit, locked_bit)) = self.push_lock_bits() else {
+            out.warnings.push(Warning::implausible(
+                "push locks",
+                None,
+                "_EX_PUSH_LOCK has no Locked/Waiting bitfields: push-lock waiters not tied to locks",
+            ));
+            return out;
+        };
+        let r = self.reader();
+        let wbt = "_EX_PUSH_LOCK_WAIT_BLOCK";
+        let by_name = r
+            .offset_of(wbt, "WakeEvent")
+            .ok()
+            .filter(|_| r.has_field(wbt, "Next"));
+        // Each chain's newest block (what a lock word points at) and its
+        // waiters, newest first.
+        let mut chains: Vec<(u64, Vec<(usize, VirtAddr)>)> = Vec::new();
+        if let Some(off) = by_name {
+            let blocks: HashMap<u64, usize> = pending
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| Some((p.event.0.checked_sub(off)?, i)))
+                .collect();
+            let mut next: HashMap<u64, u64> = HashMap::new();
+            for &b in blocks.keys() {
+                match r.object(wbt, VirtAddr(b)).and_then(|o| o.u64("Next")) {
+                    Ok(n) => {
+                        next.insert(b, n);
+                    }
+                    Err(e) => out.warnings.push(Warning::from_error(
+                        format!("push-lock wait block {}", VirtAddr(b)),
+                        &e,
+                    )),
+                }
+            }
+            let pointed: HashSet<u64> = next.values().copied().collect();
+            let mut heads: Vec<u64> = blocks
+                .keys()
+                .copied()
+                .filter(|b| !pointed.contains(b))
+                .collect();
+            heads.sort_unstable();
+            for h in heads {
+                let mut seen = HashSet::new();
+                let mut chain = Vec::new();
+                let mut b = h;
+                let mut failed = false;
+                while b != 0 && chain.len() < MAX_CHAIN && seen.insert(b) {
+                    match blocks.get(&b) {
+                        Some(&i) => chain.push((i, VirtAddr(b))),
+                        None => {
+                            // A block of a thread not waiting WrPushLock (or
+                            // not listed): the chain goes on past it.
+                            out.warnings.push(Warning::implausible(
+                                "push-lock wait blocks",
+                                Some(VirtAddr(b)),
+                                "a wait block on the chain belongs to no WrPushLock waiter",
+                            ));
+                        }
+                    }
+                    b = match r.object(wbt, VirtAddr(b)).and_then(|o| o.u64("Next")) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            out.warnings.push(Warning::from_error(
+                                format!("push-lock wait block {}", VirtAddr(b)),
+                                &e,
+                            ));
+                            failed = true;
+                            break;
+                        }
+                    };
+                }
+                if b != 0 && !failed {
+                    out.warnings.push(Warning::implausible(
+                        "push-lock wait blocks",
+                        Some(VirtAddr(b)),
+                        "the Next chain loops or is too long; cut there",
+                    ));
+                }
+                chains.push((h, chain));
+            }
+        }
+        // Find the lock words: a scan of kernel memory for words with
+        // `Waiting` set whose pointer is a chain's newest block (by name)
+        // or lies in a waiter's stack at or below its event (no type).
+        let stacks: Vec<(u64, u64)> = pending.iter().map(|p| p.stack).collect();
+        let heads: HashSet<u64> = chains.iter().map(|c| c.0).collect();
+        let hits = self.scan_lock_words(mask, waiting_bit, |p| {
+            if by_name.is_some() {
+                heads.contains(&p)
+            } else {
+                pending.iter().any(|w| w.stack.0 <= p && p <= w.event.0)
+            }
+        });
+        let hits: Vec<(u64, u64)> = hits
+            .into_iter()
+            .filter(|(at, _)| !stacks.iter().any(|s| s.0 <= *at && *at < s.1))
+            .collect();
+        let mut locks: BTreeMap<u64, PushLockInfo> = BTreeMap::new();
+        let mut taken: HashSet<usize> = HashSet::new();
+        for (at, value) in hits {
+            let p = value & !mask;
+            let linked: Vec<(usize, Option<VirtAddr>)> = if by_name.is_some() {
+                let Some(c) = chains.iter().find(|c| c.0 == p) else {
+                    continue;
+                };
+                c.1.iter().map(|&(i, b)| (i, Some(b))).collect()
+            } else {
+                let Some(i) = pending
+                    .iter()
+                    .position(|w| w.stack.0 <= p && p <= w.event.0)
+                else {
+                    continue;
+                };
+                vec![(i, None)]
+            };
+            if linked.iter().any(|(i, _)| taken.contains(i)) {
+                out.warnings.push(Warning::implausible(
+                    "push locks",
+                    Some(VirtAddr(at)),
+                    format!(
+                        "a second lock word points at the same waiters' wait block {}; kept the first",
+                        VirtAddr(p)
+                    ),
+                ));
+                continue;
+            }
+            taken.extend(linked.iter().map(|(i, _)| *i));
+            let mut waiters: Vec<PushLockWaiter> = linked
+                .iter()
+                .map(|&(i, b)| PushLockWaiter {
+                    thread: pending[i].thread,
+                    wake_event: pending[i].event,
+                    wait_block: b,
+                    exclusive: b
+                        .and_then(|b| r.object(wbt, b).and_then(|o| o.u64("Flags")).ok())
+                        .map(|f| f & FLAGS_EXCLUSIVE != 0),
+                    inferred: false,
+                })
+                .collect();
+            waiters.reverse();
+            locks.insert(
+                at,
+                PushLockInfo {
+                    address: VirtAddr(at),
+                    value,
+                    locked: value & locked_bit != 0,
+                    container: None,
+                    waiters,
+                    candidate_owners: Vec::new(),
+                    wait_blocks_by_name: by_name.is_some(),
+                },
+            );
+        }
+        // Without the type, the other waiters of each lock: WrPushLock
+        // threads whose stacks hold its address.
+        if by_name.is_none() {
+            for (i, w) in pending.iter().enumerate() {
+                if taken.contains(&i) {
+                    continue;
+                }
+                let mut found = locks
+                    .values_mut()
+                    .filter(|l| self.stack_holds(w.stack, l.address.0));
+                if let Some(l) = found.next() {
+                    l.waiters.insert(
+                        0,
+                        PushLockWaiter {
+                            thread: w.thread,
+                            wake_event: w.event,
+                            wait_block: None,
+                            exclusive: None,
+                            inferred: true,
+                        },
+                    );
+                    taken.insert(i);
+                }
+            }
+        }
+        for (i, w) in pending.iter().enumerate() {
+            if !taken.contains(&i) {
+                out.warnings.push(Warning::implausible(
+                    format!("thread {}", w.thread),
+                    Some(w.event),
+                    "waits WrPushLock but no lock word points at its wait block and its stack names no found lock",
+                ));
+            }
+        }
+        let mut walker = self.stack_walker();
+        for l in locks.values_mut() {
+            // The waiters' order: oldest first by wait start.
+            l.waiters.sort_by_key(|w| {
+                threads
+                    .iter()
+                    .find(|t| t.address == w.thread)
+                    .map(|t| std::cmp::Reverse(t.wait_ticks.unwrap_or(0)))
+            });
+            for w in &mut l.waiters {
+                if w.exclusive.is_none() {
+                    let frames = walker.thread_stack(w.thread).symbols();
+                    w.exclusive = frames.iter().find_map(|f| {
+                        let s = f.to_string();
+                        (s.contains("PushLock") && s.contains("Acquire"))
+                            .then(|| !s.contains("Shared"))
+                    });
+                }
+            }
+            let waiting: HashSet<VirtAddr> = l.waiters.iter().map(|w| w.thread).collect();
+            l.candidate_owners = threads
+                .iter()
+                .filter(|t| !waiting.contains(&t.address))
+                .filter(|t| {
+                    self.kernel_stack_range(t.address, t.state == ThreadState::Running)
+                        .is_some_and(|s| self.stack_holds(s, l.address.0))
+                })
+                .map(|t| t.address)
+                .collect();
+            l.container = self.container_of(l.address);
+        }
+        out.items = locks.into_values().collect();
+        out
+    }
+
+    /// Kernel-space words (address, value) with `waiting` set whose pointer
+    /// part (`value & !mask`) passes `wanted`.
+    fn scan_lock_words(
+        &self,
+        mask: u64,
+        waiting: u64,
+        wanted: impl Fn(u64) -> bool + Sync,
+    ) -> Vec<(u64, u64)> {
+        let Some(space) = self.address_space().copied() else {
+            return Vec::new();
+        };
+        let scan = |batch: &[u64]| -> Vec<(u64, u64)> {
+            batch
+                .par_iter()
+                .flat_map_iter(|&va| {
+                    let mut page = vec![0u8; 0x1000];
+                    let mut found = Vec::new();
+                    if space.read(VirtAddr(va), &mut page).is_ok() {
+                        for (k, c) in page.chunks_exact(8).enumerate() {
+                            let v = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+                            if v & waiting != 0 && v >> 48 == 0xFFFF && wanted(v & !mask) {
+                                found.push((va + 8 * k as u64, v));
+                            }
+                        }
+                    }
+                    found
+                })
+                .collect()
+        };
+        let mut hits = Vec::new();
+        let mut pages = Vec::with_capacity(BATCH);
+        let mut seen = 0u64;
+        for (va, t) in space.iter_mapped(VirtAddr(0xFFFF_8000_0000_0000), VirtAddr(u64::MAX)) {
+            for i in 0..(t.page_size / 0x1000).max(1) {
+                if seen >= MAX_PAGES {
+                    break;
+                }
+                seen += 1;
+                pages.push(va.0.wrapping_add(i * 0x1000));
+                if pages.len() >= BATCH {
+                    hits.extend(scan(&pages));
+                    pages.clear();
+                }
+            }
+        }
+        hits.extend(scan(&pages));
+        hits.sort_unstable();
+        hits
+    }
+
+    /// What contains a lock at `addr`: a field of a listed process or
+    /// thread (named by the field whose offset it is), else the pool block
+    /// around it, found by walking the page's pool headers from its start.
+    pub fn container_of(&self, addr: VirtAddr) -> Option<String> {
+        let r = self.reader();
+        let field_at = |ty: &str, base: VirtAddr| -> Option<String> {
+            let t = r.ty(ty).ok()?;
+            let off = addr.0.checked_sub(base.0).filter(|&o| o < t.size)?;
+            let f = t.fields.iter().find(|f| f.offset == off)?;
+            Some(format!("{ty}.{}", f.name))
+        };
+        for p in &self.processes().items {
+            if let Some(f) = field_at("_EPROCESS", p.address) {
+                return Some(format!("{f} of {} (pid {})", p.name, p.pid));
+            }
+        }
+        for t in &self.threads().items {
+            if let Some(f) = field_at("_ETHREAD", t.address) {
+                return Some(format!("{f} of thread {} ({})", t.address, t.process_name));
+            }
+        }
+        let hdr = r.ty("_POOL_HEADER").ok()?.size;
+        let mut h = addr.0 & !0xFFF;
+        for _ in 0..MAX_POOL_BLOCKS {
+            let o = r.object("_POOL_HEADER", VirtAddr(h)).ok()?;
+            let size = o.u64("BlockSize").ok()? * 16;
+            if size == 0 {
+                return None;
+            }
+            if h + hdr <= addr.0 && addr.0 < h + size {
+                let tag = (o.u64("PoolTag").ok()? as u32).to_le_bytes();
+                // The high bit of the last byte marks a protected tag.
+                let tag = [tag[0], tag[1], tag[2], tag[3] & 0x7F];
+                if !tag.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                    return None;
+                }
+                return Some(format!(
+                    "pool block tagged {} at {}",
+                    String::from_utf8_lossy(&tag),
+                    VirtAddr(h)
+                ));
+            }
+            h += size;
+            if h > addr.0 {
+                return None;
+            }
+        }
+        None
+    }
+}
