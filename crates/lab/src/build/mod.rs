@@ -27,8 +27,8 @@ mod kernel;
 mod memory;
 mod object;
 mod process;
-mod sched;
 mod pushlock;
+mod sched;
 mod stacks;
 
 use std::collections::{BTreeMap, HashMap};
