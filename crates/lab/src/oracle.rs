@@ -205,6 +205,9 @@ fn thread_truths(p: &Placement<'_>) -> Vec<ThreadTruth> {
                 irps: r.irps.clone(),
                 start_address: r.start,
                 stack: r.stack.clone(),
+                context_switches: th.counters.map_or(0, |c| c.context_switches.into()),
+                kernel_ticks: th.counters.map_or(0, |c| c.kernel_ticks.into()),
+                user_ticks: th.counters.map_or(0, |c| c.user_ticks.into()),
             }
         })
         .collect()

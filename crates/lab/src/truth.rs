@@ -198,6 +198,15 @@ pub struct ThreadTruth {
     /// Expected stack frames (`module!symbol+0xoff`), top first, when the
     /// scenario gives them.
     pub stack: Vec<String>,
+    /// KTHREAD.ContextSwitches (0 unless the scenario gives counters).
+    #[serde(default)]
+    pub context_switches: u64,
+    /// KTHREAD.KernelTime, clock ticks.
+    #[serde(default)]
+    pub kernel_ticks: u64,
+    /// KTHREAD.UserTime, clock ticks.
+    #[serde(default)]
+    pub user_ticks: u64,
 }
 
 /// A loaded module.

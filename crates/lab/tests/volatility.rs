@@ -20,12 +20,16 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use hangscope_lab::format::{self, Format};
+use hangscope_lab::series::SeriesTruth;
 use hangscope_lab::truth::GroundTruth;
 use hangscope_lab::{BuildOptions, Scenario, Symbols};
 use serde_json::Value;
 
 /// Volatility prints pointers masked to 48 bits.
 const MASK48: u64 = 0xFFFF_FFFF_FFFF;
+/// Where every x64 Windows maps `_KUSER_SHARED_DATA` (labcheck's
+/// `--clock` reads its tick count there).
+const KUSER_SHARED_DATA: u64 = 0xFFFF_F780_0000_0000;
 
 const DEFAULT_BUILDS: &[&str] = &["win7sp1", "win2016", "win2019a", "win11"];
 const FORMATS: &[Format] = &[
@@ -470,6 +474,258 @@ fn volatility_reads_the_rdp_logon_alpc_chain() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// The builds the series tests use (hangscope's `series` module):
+/// Windows 7 SP1 and Windows 10 19041.
+const SERIES_BUILDS: &[&str] = &["win7sp1", "win10-19041"];
+
+/// labcheck's fields of a thread that a series compares: when one of them
+/// differs between two moments, the thread moved.
+const THREAD_MOTION_FIELDS: &[&str] = &[
+    "State",
+    "WaitReason",
+    "WaitTime",
+    "WaitObject",
+    "ContextSwitches",
+    "KernelTime",
+    "UserTime",
+];
+
+/// labcheck's fields of an ERESOURCE that change when the lock moves.
+const LOCK_MOTION_FIELDS: &[&str] = &[
+    "ActiveCount",
+    "Flag",
+    "ContentionCount",
+    "Owners",
+    "NumberOfSharedWaiters",
+    "NumberOfExclusiveWaiters",
+];
+
+/// What labcheck read in one image: (kind, address masked to 48 bits,
+/// field) to value.
+type LabRows = BTreeMap<(String, u64, String), String>;
+
+/// Issue 16, must-show 3: Volatility 3 still reads every image of a
+/// series. Every moment of every built-in series (stuck, busy, slow) on
+/// the builds the series tests use, built and written as ELF as those
+/// tests do (the same RAM size and seed, so the same images):
+/// `windows.pslist` and `windows.threads` list the moment's processes and
+/// threads, and labcheck reads each thread's state, wait and counters,
+/// each ERESOURCE's owners and contention count, and the tick count, as
+/// that moment's truth has them. Across the moments Volatility must see
+/// what the series' truth says: the threads it moved change, the still
+/// ones (the hang's, in the stuck series) do not, the locks it moved
+/// change, and the clock advances by the series' interval.
+#[test]
+fn volatility_reads_every_moment_of_every_series() {
+    use hangscope_lab::series::{build_series, builtin_series, builtin_series_names};
+    let Some(env) = vol_env() else { return };
+    let started = std::time::Instant::now();
+    let builds = list("HANGSCOPE_VOL_BUILDS")
+        .unwrap_or_else(|| SERIES_BUILDS.iter().map(|s| s.to_string()).collect());
+    let jobs_n: usize = std::env::var("HANGSCOPE_VOL_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut failures = Vec::new();
+    // (build, series, series truth, each moment's image path and truth)
+    let mut series = Vec::new();
+    for b in &builds {
+        for name in builtin_series_names() {
+            let sc = builtin_series(name).expect("built-in series");
+            let opts = BuildOptions {
+                ram_size: Some(RAM),
+                seed: SEED,
+                build: Some(b.clone()),
+            };
+            let (images, st) = match build_series(&sc, Symbols::Dir(&env.symbols), &opts) {
+                Ok(x) => x,
+                Err(e) => {
+                    failures.push(format!("[{b} {name}] build failed: {e}"));
+                    continue;
+                }
+            };
+            let mut moments = Vec::new();
+            for (i, (image, truth)) in images.into_iter().enumerate() {
+                let path = tmp.path().join(format!("{name}-{b}-{i}.elf"));
+                format::write(&image, Format::Elf, &path, false).expect("write image");
+                moments.push((path, truth));
+            }
+            series.push((b.clone(), name, st, moments));
+        }
+    }
+    let mut jobs = Vec::new();
+    for (si, (_, _, _, moments)) in series.iter().enumerate() {
+        for mi in 0..moments.len() {
+            for p in [Plugin::PsList, Plugin::Threads, Plugin::LabCheck] {
+                jobs.push((si, mi, p));
+            }
+        }
+    }
+    let images = jobs.len() / 3;
+    let queue = Mutex::new(jobs);
+    let found = Mutex::new(Vec::new());
+    let read: Mutex<BTreeMap<(usize, usize), LabRows>> = Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs_n {
+            s.spawn(|| loop {
+                let Some((si, mi, plugin)) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let (b, name, _, moments) = &series[si];
+                let (path, truth) = &moments[mi];
+                let result = match plugin {
+                    Plugin::LabCheck => run_vol(&env, path, plugin.name(), &labcheck_args(truth))
+                        .and_then(|rows| {
+                            let checked = check_labcheck(truth, &rows);
+                            read.lock().unwrap().insert((si, mi), lab_rows(&rows));
+                            checked
+                        }),
+                    _ => run_job(
+                        &env,
+                        &Job {
+                            build: b,
+                            format: Format::Elf,
+                            image: path.clone(),
+                            truth,
+                            plugin,
+                        },
+                    ),
+                };
+                if let Err(msg) = result {
+                    found
+                        .lock()
+                        .unwrap()
+                        .push(format!("[{b} {name} moment {mi} {}]\n{msg}", plugin.name()));
+                }
+            });
+        }
+    });
+    failures.extend(found.into_inner().unwrap());
+    let read = read.into_inner().unwrap();
+    for (si, (b, name, st, moments)) in series.iter().enumerate() {
+        let rows: Vec<&LabRows> = (0..moments.len())
+            .filter_map(|mi| read.get(&(si, mi)))
+            .collect();
+        if rows.len() != moments.len() {
+            continue; // labcheck failed on a moment: reported above
+        }
+        let kernel = &moments[0].1.kernel;
+        failures.extend(
+            series_motion(st, &rows, kernel.max_increment)
+                .into_iter()
+                .map(|m| format!("[{b} {name} across the moments] {m}")),
+        );
+    }
+    failures.sort();
+    eprintln!(
+        "volatility_reads_every_moment_of_every_series: {} series, {images} images, {} s",
+        series.len(),
+        started.elapsed().as_secs()
+    );
+    assert!(
+        failures.is_empty(),
+        "Volatility disagrees with the series' truth ({} problems):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// labcheck's rows by (kind, address, field).
+fn lab_rows(rows: &[Value]) -> LabRows {
+    rows.iter()
+        .map(|r| {
+            (
+                (
+                    s(r, "Kind").to_string(),
+                    u(r, "Address").unwrap_or(0) & MASK48,
+                    s(r, "Field").to_string(),
+                ),
+                s(r, "Value").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// What Volatility read at each moment against the series' truth: moved
+/// threads and locks change between two moments, still threads never, and
+/// the tick count grows by the interval. `max_increment` is the clock's
+/// 100 ns units per tick.
+fn series_motion(st: &SeriesTruth, rows: &[&LabRows], max_increment: u32) -> Vec<String> {
+    let mut problems = Vec::new();
+    let fields = |r: &LabRows, kind: &str, addr: u64, names: &[&str]| -> Vec<String> {
+        names
+            .iter()
+            .map(|f| {
+                r.get(&(kind.to_string(), addr & MASK48, f.to_string()))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let changes = |kind: &str, addr: u64, names: &[&str]| {
+        rows.windows(2)
+            .any(|w| fields(w[0], kind, addr, names) != fields(w[1], kind, addr, names))
+    };
+    for &a in &st.moved_threads {
+        if !changes("KTHREAD", a, THREAD_MOTION_FIELDS) {
+            problems.push(format!(
+                "thread {a:#x} moved in the truth, Volatility reads it unchanged: {:?}",
+                fields(rows[0], "KTHREAD", a, THREAD_MOTION_FIELDS)
+            ));
+        }
+    }
+    for &a in &st.still_threads {
+        if changes("KTHREAD", a, THREAD_MOTION_FIELDS) {
+            let seen: Vec<_> = rows
+                .iter()
+                .map(|r| fields(r, "KTHREAD", a, THREAD_MOTION_FIELDS))
+                .collect();
+            problems.push(format!(
+                "thread {a:#x} still in the truth, Volatility reads it changing: {seen:?}"
+            ));
+        }
+    }
+    for &a in &st.moved_locks {
+        if !changes("ERESOURCE", a, LOCK_MOTION_FIELDS) {
+            problems.push(format!(
+                "ERESOURCE {a:#x} moved in the truth, Volatility reads it unchanged"
+            ));
+        }
+    }
+    let ticks: Vec<Option<u64>> = rows
+        .iter()
+        .map(|r| {
+            r.get(&(
+                "KUSER_SHARED_DATA".to_string(),
+                KUSER_SHARED_DATA & MASK48,
+                "TickCount".to_string(),
+            ))
+            .and_then(|v| v.parse().ok())
+        })
+        .collect();
+    let first = ticks.first().copied().flatten();
+    let last = ticks.last().copied().flatten();
+    let ticks_per_s = 1e7 / f64::from(max_increment.max(1));
+    match (first, last) {
+        (Some(f), Some(l)) if ticks.windows(2).all(|w| w[0] < w[1]) => {
+            let seconds = (l - f) as f64 / ticks_per_s;
+            if (seconds - st.interval_seconds as f64).abs() > 0.1 {
+                problems.push(format!(
+                    "the clock advanced {seconds:.2} s by Volatility's tick counts {ticks:?}, \
+                     the series' interval is {} s",
+                    st.interval_seconds
+                ));
+            }
+        }
+        _ => problems.push(format!(
+            "tick counts do not increase from moment to moment: {ticks:?}"
+        )),
+    }
+    problems
+}
+
 /// Overwrites `_DUMP_HEADER64.DumpType` (offset 0xF98).
 fn relabel_dump_type(path: &Path, dump_type: u32) {
     use std::io::{Seek, SeekFrom, Write};
@@ -483,20 +739,10 @@ fn relabel_dump_type(path: &Path, dump_type: u32) {
 }
 
 fn run_job(env: &VolEnv, job: &Job<'_>) -> Result<(), String> {
-    let mut args: Vec<String> = Vec::new();
-    if let Plugin::LabCheck = job.plugin {
-        let t = job.truth;
-        args.push("--eresources".into());
-        args.extend(t.eresources.iter().map(|e| e.address.to_string()));
-        args.push("--threads".into());
-        args.extend(t.threads.iter().map(|x| x.address.to_string()));
-        args.push("--irps".into());
-        args.extend(t.irps.iter().map(|i| i.address.to_string()));
-        if !t.alpc_messages.is_empty() {
-            args.push("--alpc-messages".into());
-            args.extend(t.alpc_messages.iter().map(|m| m.address.to_string()));
-        }
-    }
+    let args = match job.plugin {
+        Plugin::LabCheck => labcheck_args(job.truth),
+        _ => Vec::new(),
+    };
     let rows = run_vol(env, &job.image, job.plugin.name(), &args)?;
     let t = job.truth;
     match job.plugin {
@@ -509,6 +755,23 @@ fn run_job(env: &VolEnv, job: &Job<'_>) -> Result<(), String> {
         Plugin::LabCheck => check_labcheck(t, &rows),
         Plugin::CrashInfo => check_crashinfo(t, job.format, &rows),
     }
+}
+
+/// labcheck's arguments: every ERESOURCE, thread, IRP and ALPC message
+/// of the truth, and the clock.
+fn labcheck_args(t: &GroundTruth) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--eresources".into()];
+    args.extend(t.eresources.iter().map(|e| e.address.to_string()));
+    args.push("--threads".into());
+    args.extend(t.threads.iter().map(|x| x.address.to_string()));
+    args.push("--irps".into());
+    args.extend(t.irps.iter().map(|i| i.address.to_string()));
+    if !t.alpc_messages.is_empty() {
+        args.push("--alpc-messages".into());
+        args.extend(t.alpc_messages.iter().map(|m| m.address.to_string()));
+    }
+    args.push("--clock".into());
+    args
 }
 
 /// Runs one plugin, returns its rows (children flattened).
@@ -1026,8 +1289,27 @@ fn check_labcheck(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
             vec![kind; events.len()].join(" ")
         );
     }
+    check!(
+        "KUSER_SHARED_DATA",
+        KUSER_SHARED_DATA,
+        "TickCount",
+        t.kernel.tick_count.to_string()
+    );
     for x in &t.threads {
         check!("KTHREAD", x.address, "Tid", x.tid.to_string());
+        check!(
+            "KTHREAD",
+            x.address,
+            "ContextSwitches",
+            x.context_switches.to_string()
+        );
+        check!(
+            "KTHREAD",
+            x.address,
+            "KernelTime",
+            x.kernel_ticks.to_string()
+        );
+        check!("KTHREAD", x.address, "UserTime", x.user_ticks.to_string());
         check!("KTHREAD", x.address, "State", x.state.clone());
         if let Some(reason) = &x.wait_reason {
             check!("KTHREAD", x.address, "WaitReason", reason.clone());
@@ -1158,6 +1440,54 @@ fn checks_report_disagreements() {
     flatten(&fs, &mut rows);
     let err = check_filescan(&t, &rows).unwrap_err();
     assert!(err.contains("(\"\\\\Windows\\\\Temp\", 2)"), "{err}");
+}
+
+/// The series comparison without Volatility: a still thread that changes,
+/// a moved thread or lock that does not, and a clock that does not advance
+/// by the interval must each be reported.
+#[test]
+fn series_motion_reports_disagreements() {
+    let (moved, still, lock) = (
+        0xFFFF_FA80_0200_0000u64,
+        0xFFFF_FA80_0300_0000u64,
+        0x1000u64,
+    );
+    let st = SeriesTruth {
+        proof: Some("stuck".into()),
+        interval_seconds: 10,
+        moved_threads: vec![moved],
+        still_threads: vec![still],
+        moved_locks: vec![lock],
+    };
+    let moment = |switches: &str, still_state: &str, owners: &str, ticks: u64| -> LabRows {
+        let k = |kind: &str, a: u64, f: &str| (kind.to_string(), a & MASK48, f.to_string());
+        BTreeMap::from([
+            (k("KTHREAD", moved, "ContextSwitches"), switches.to_string()),
+            (k("KTHREAD", still, "State"), still_state.to_string()),
+            (k("ERESOURCE", lock, "Owners"), owners.to_string()),
+            (
+                k("KUSER_SHARED_DATA", KUSER_SHARED_DATA, "TickCount"),
+                ticks.to_string(),
+            ),
+        ])
+    };
+    // 156,250 100 ns units per tick: 64 ticks a second.
+    let inc = 156_250;
+    let a = moment("5", "Waiting", "0x1", 1000);
+    let b = moment("9", "Waiting", "0x2", 1640);
+    assert_eq!(series_motion(&st, &[&a, &b], inc), Vec::<String>::new());
+    let c = moment("5", "Running", "0x1", 1000 + 64);
+    let got = series_motion(&st, &[&a, &c], inc).join("\n");
+    for want in [
+        "moved in the truth, Volatility reads it unchanged",
+        "still in the truth, Volatility reads it changing",
+        "ERESOURCE 0x1000 moved in the truth",
+        "the clock advanced 1.00 s",
+    ] {
+        assert!(got.contains(want), "{want}: {got}");
+    }
+    let got = series_motion(&st, &[&b, &a], inc).join("\n");
+    assert!(got.contains("do not increase"), "{got}");
 }
 
 /// The `hangscope-lab` binary: listings, a build, and a scenario error

@@ -4,7 +4,7 @@
 # harness can compare what Volatility sees with the lab's ground truth.
 #
 # Run: vol -p crates/lab/tests/vol -r json -f IMG labcheck.LabCheck \
-#          --eresources A.. --threads A.. --irps A.. --alpc-messages A..
+#          --eresources A.. --threads A.. --irps A.. --alpc-messages A.. [--clock]
 # (addresses as decimal integers). One row per field read.
 
 from volatility3.framework import constants, exceptions, interfaces, objects, renderers
@@ -36,6 +36,9 @@ MAX_OWNER_TABLE = 256
 
 # Bound on _KWAIT_CHAIN entries followed (one per shared waiter).
 MAX_CHAIN = 4096
+
+# Where every x64 Windows maps _KUSER_SHARED_DATA for the kernel.
+KUSER_SHARED_DATA = 0xFFFFF78000000000
 
 # Volatility compares pointers masked to 48 bits; so do these rows.
 MASK48 = 0xFFFFFFFFFFFF
@@ -70,6 +73,10 @@ class LabCheck(interfaces.plugins.PluginInterface):
             requirements.ListRequirement(
                 name="irps", element_type=int, optional=True, default=[],
                 description="IRP addresses",
+            ),
+            requirements.BooleanRequirement(
+                name="clock", optional=True, default=False,
+                description="read KUSER_SHARED_DATA's tick count",
             ),
             requirements.ListRequirement(
                 name="alpc_messages", element_type=int, optional=True, default=[],
@@ -162,6 +169,21 @@ class LabCheck(interfaces.plugins.PluginInterface):
         # ERESOURCE waiter's is its own wait-chain entry's event).
         if states.get(state) == "Waiting" and int(tcb.WaitBlockList):
             yield "WaitObject", hex(int(tcb.WaitBlockList.Object) & MASK48)
+        # The counters a series of dumps compares (issue 16): they advance
+        # only while the thread runs.
+        yield "ContextSwitches", int(tcb.ContextSwitches)
+        yield "KernelTime", int(tcb.KernelTime)
+        yield "UserTime", int(tcb.UserTime)
+
+    def _rows_clock(self, kernel, addr):
+        # The dump's own clock: the tick count in KUSER_SHARED_DATA, where
+        # a series takes its interval from.
+        k = kernel.object(object_type="_KUSER_SHARED_DATA", offset=addr, absolute=True)
+        if k.has_member("TickCountQuad"):
+            yield "TickCount", int(k.TickCountQuad)
+        else:
+            tc = k.TickCount
+            yield "TickCount", int(tc.LowPart) | (int(tc.High1Time) << 32)
 
     def _rows_irp(self, kernel, addr):
         irp = kernel.object(object_type="_IRP", offset=addr, absolute=True)
@@ -229,6 +251,9 @@ class LabCheck(interfaces.plugins.PluginInterface):
                  for a in self.config.get("irps") or []]
         jobs += [("ALPC", a, lambda a: self._rows_alpc_message(kernel, a))
                  for a in self.config.get("alpc_messages") or []]
+        if self.config.get("clock"):
+            jobs.append(("KUSER_SHARED_DATA", KUSER_SHARED_DATA,
+                         lambda a: self._rows_clock(kernel, a)))
         for kind, addr, rows in jobs:
             try:
                 for field, value in rows(addr):
