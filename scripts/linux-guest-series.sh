@@ -16,6 +16,12 @@
 # state to capture (default HANG-ESTABLISHED, the hung guest's; the flood
 # guest of scripts/linux-guest.sh says FLOOD-ESTABLISHED), and
 # HANGSCOPE_SERIES_SETTLE the seconds to wait after it (default 0).
+# HANGSCOPE_SERIES_CHECK, when set, is a bash command that must confirm the
+# last dump shows the state the tests expect (its path is in $LAST_DUMP;
+# exit 0 = seen): a live guest's last moment is chance (the busy flood's
+# reader may be between two walks), so the series is taken again, the guest
+# still running, until the check passes, at most HANGSCOPE_SERIES_TRIES
+# times (default 6); the try that passed is written to W/series/tries.
 # Idempotent: a series whose manifest lists three dumps is not taken again.
 # Only one guest may run on a machine at a time: the guest runs under
 # `flock /work/libvirt.lock` when that file's directory exists
@@ -29,6 +35,8 @@ INTERVAL=${HANGSCOPE_SERIES_INTERVAL:-4}
 S=${HANGSCOPE_SERIES_OUT:-$W/series}
 READY=${HANGSCOPE_SERIES_READY:-HANG-ESTABLISHED}
 SETTLE=${HANGSCOPE_SERIES_SETTLE:-0}
+CHECK=${HANGSCOPE_SERIES_CHECK:-}
+TRIES=${HANGSCOPE_SERIES_TRIES:-6}
 LOCK=${HANGSCOPE_LIBVIRT_LOCK:-/work/libvirt.lock}
 if [ -s "$S/manifest.json" ] && [ "$(grep -c '"sequence"' "$S/manifest.json")" -ge 3 ]; then
   echo "linux-guest-series: already taken in $S" >&2; echo "$S"; exit 0
@@ -52,15 +60,23 @@ grep -q "<name>$DOMAIN</name>" "$S/domain.xml" && grep -q "$S/run/console.log" "
 run_guest() {
   set -euo pipefail
   V="virsh -c qemu:///system"; started=""
-  pgrep -x virtlogd >/dev/null || { virtlogd -d; started="$started virtlogd"; }
-  # A daemon that is exiting (or a zombie) has no socket: start one then.
-  if ! { pgrep -x libvirtd >/dev/null && [ -S /var/run/libvirt/libvirt-sock ]; }; then
-    libvirtd -d; started="$started libvirtd"
-    for _ in $(seq 50); do [ -S /var/run/libvirt/libvirt-sock ] && break; sleep 0.2; done
-  fi
+  # A daemon that is exiting (the last series' stop, or a zombie) has no
+  # socket: start one then, wait for its socket, and remember its pid so
+  # that only what this run started is stopped.
+  daemon() { # NAME SOCKET
+    pgrep -x "$1" >/dev/null && [ -S "$2" ] && return 0
+    local before; before=" $(pgrep -x "$1" | tr '\n' ' ' || true)"
+    "$1" -d
+    for _ in $(seq 50); do [ -S "$2" ] && break; sleep 0.2; done
+    for p in $(pgrep -x "$1" || true); do
+      case "$before" in *" $p "*) ;; *) started="$started $p" ;; esac
+    done
+  }
+  daemon virtlogd /var/run/libvirt/virtlogd-sock
+  daemon libvirtd /var/run/libvirt/libvirt-sock
   stop() {
     $V destroy "$DOMAIN" >/dev/null 2>&1 || true
-    for d in $started; do pkill -x "$d" 2>/dev/null || true; done
+    for p in $started; do kill "$p" 2>/dev/null || true; done
   }
   trap stop EXIT
   $V destroy "$DOMAIN" >/dev/null 2>&1 || true
@@ -72,10 +88,25 @@ run_guest() {
   done
   sleep "$SETTLE"
   echo "linux-guest-series: $READY $((SECONDS - t0)) s after create" >&2
-  "$HS" capture "$DOMAIN" -o "$S" --interval "$INTERVAL" --count 3 --no-progress >"$S/capture.log"
-  echo "linux-guest-series: three dumps $((SECONDS - t0)) s after create" >&2
+  local try ok=""
+  for try in $(seq 1 "$TRIES"); do
+    rm -f "$S/$DOMAIN"-* "$S/manifest.json"
+    "$HS" capture "$DOMAIN" -o "$S" --interval "$INTERVAL" --count 3 --no-progress >"$S/capture.log"
+    echo "linux-guest-series: try $try: three dumps $((SECONDS - t0)) s after create" >&2
+    [ -n "$CHECK" ] || { ok=$try; break; }
+    # The capture names its dumps DOMAIN-TIMESTAMP-SEQUENCE: the last sorts last.
+    LAST_DUMP=$(ls "$S/$DOMAIN"-* | sort | tail -1)
+    if LAST_DUMP=$LAST_DUMP bash -c "$CHECK" >&2; then ok=$try; break; fi
+    echo "linux-guest-series: try $try: the last dump does not show the expected state" >&2
+  done
+  if [ -z "$ok" ]; then
+    rm -f "$S/manifest.json"
+    echo "linux-guest-series: the expected state was not in the last dump of $TRIES series" >&2
+    exit 1
+  fi
+  echo "$ok" > "$S/tries"
 }
-export -f run_guest; export S HS DOMAIN INTERVAL READY SETTLE
+export -f run_guest; export S HS DOMAIN INTERVAL READY SETTLE CHECK TRIES
 if [ -d "$(dirname "$LOCK")" ]; then
   # -o: the daemons started inside must not inherit (and keep) the lock.
   flock -o "$LOCK" bash -c run_guest

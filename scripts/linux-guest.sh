@@ -85,14 +85,22 @@ series() {
   "$ROOT/scripts/linux-guest-series.sh" "$W" >/dev/null || { echo "linux-guest: the series of $line failed" >&2; exit 1; }
   echo "linux-guest: $line series in $(( $(date +%s) - t0 )) s" >&2
   # The busy guest: the flood's guest (make_flood) captured every 2 s into
-  # W/flood-series/, to show its progress over the series.
+  # W/flood-series/, to show its progress over the series. Its verdict is
+  # the last dump's, so that dump must show a busy owner: drgn confirms it
+  # as it does for the single flood dump (flood_truth.py --check: readers
+  # own the directory's i_rwsem, it has waiters, a CPU runs a reader inside
+  # the walk), and the series is taken again until it does.
   [ -s "$W/flood/boot/vmlinuz" ] || return 0
   t0=$(date +%s)
+  local check
+  check="\"$W/venv/bin/python3\" -m drgn -q -c \"\$LAST_DUMP\" -s \"$W/kernel/usr/lib/debug/boot/vmlinux-$kver\""
+  check="$check \"$ROOT/scripts/linux-guest/flood_truth.py\" /run/flood \"$W/flood-series/last-dump-truth.json\" --check"
   HANGSCOPE_SERIES_READY=FLOOD-ESTABLISHED HANGSCOPE_SERIES_SETTLE=3 HANGSCOPE_SERIES_INTERVAL=2 \
   HANGSCOPE_SERIES_DOMAIN=hangscope-flood-series HANGSCOPE_SERIES_OUT=$W/flood-series \
+  HANGSCOPE_SERIES_CHECK=$check \
     "$ROOT/scripts/linux-guest-series.sh" "$W/flood" >/dev/null \
     || { echo "linux-guest: the flood series of $line failed" >&2; exit 1; }
-  echo "linux-guest: $line flood series in $(( $(date +%s) - t0 )) s" >&2
+  echo "linux-guest: $line flood series in $(( $(date +%s) - t0 )) s, the expected state on try $(cat "$W/flood-series/tries")" >&2
 }
 
 # The line's hung guest in $W, from a copy of the recipe.
