@@ -9,10 +9,17 @@
 #     symbol cache warm and cold (cache dir emptied first); stacks (every
 #     thread unwound) and running;
 #   - analyze of one dump against analyze A B of two dumps of one boot
-#     (the lab's `slow` series; issue 16);
+#     (the lab's `slow` series; issue 16): GNU time's figures, then the
+#     wall clock in ms (best of $SERIES_RUNS, default 25, taken in turn: GNU time's 10 ms
+#     grain is too coarse for these runs), the ratio of A B to A, and,
+#     with both files dropped from the page cache (dd iflag=nocache), how
+#     much of each file `analyze A B` reads (fincore: its pages in the
+#     cache after the run), to show it is not a scan;
 #   - Volatility 3's pslist + threads.
 # Wall time and peak RSS come from GNU time; each figure is the best of
 # $RUNS runs (default 3). Results go to stdout as a Markdown table.
+# BENCH_ONLY=series measures only the series rows (and builds only their
+# two images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -24,9 +31,11 @@ SYMS=${HANGSCOPE_SYMBOLS:-$ROOT/../shared/symbols}
 VENV=${HANGSCOPE_VENV:-$ROOT/target/venv}
 mkdir -p "$DIR"
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >&2
+ONLY=${BENCH_ONLY:-}
+SERIES_RUNS=${SERIES_RUNS:-25}
 cargo build --release -q -p hangscope -p hangscope-lab
-HS=$ROOT/target/release/hangscope
-LAB=$ROOT/target/release/hangscope-lab
+HS=${CARGO_TARGET_DIR:-$ROOT/target}/release/hangscope
+LAB=${CARGO_TARGET_DIR:-$ROOT/target}/release/hangscope-lab
 export XDG_CACHE_HOME=$DIR/cache
 
 # best_of CMD...: prints "seconds peak_kib" of the fastest run.
@@ -50,10 +59,29 @@ cold_of() { # like best_of, but the symbol cache is emptied before each run
   echo "$best"
 }
 
+# ms CMD...: one run's wall clock in ms.
+ms() {
+  local t0 t1
+  t0=$(date +%s%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000000 ))
+}
+min() { if [ -z "$1" ] || [ "$2" -lt "$1" ]; then echo "$2"; else echo "$1"; fi; }
+# MiB of FILE in the page cache.
+cached_mib() { fincore --bytes --noheadings -o RES "$1" | awk '{printf "%.1f", $1 / 1048576}'; }
+command -v fincore >/dev/null || apt-get install -y -qq util-linux >&2
+# The read-around of the disk FILE is on (its queue's read_ahead_kb).
+read_ahead_kb() {
+  local d; d=/sys/class/block/$(basename "$(df --output=source "$1" | tail -1)")
+  [ -f "$d/queue/read_ahead_kb" ] || d=$(readlink -f "$d")/..
+  cat "$d/queue/read_ahead_kb" 2>/dev/null || echo '?'
+}
+
 echo "| image | command | seconds | peak RSS MiB |"
 echo "|---|---|---|---|"
 for size in "${SIZES[@]}"; do
   img=$DIR/temp-flood-$size.elf
+  row() { printf '| %s | %s | %s | %s |\n' "$size" "$1" "${2%% *}" "$(( ${2##* } / 1024 ))"; }
+  if [ "$ONLY" != series ]; then
   if [ ! -f "$img" ]; then
     start=$(date +%s.%N)
     "$LAB" build --scenario temp-flood --build "$BUILD" --format elf --ram "$size" \
@@ -62,7 +90,6 @@ for size in "${SIZES[@]}"; do
     printf '| %s | hangscope-lab build (write) | %.2f | |\n' "$size" "$(echo "$end - $start" | bc)"
   fi
   cat "$img" >/dev/null  # warm the page cache
-  row() { printf '| %s | %s | %s | %s |\n' "$size" "$1" "${2%% *}" "$(( ${2##* } / 1024 ))"; }
   "$HS" -y "$SYMS" info "$img" >/dev/null  # warm the symbol cache
   row "hangscope info" "$(best_of "$HS" -y "$SYMS" info "$img")"
   row "hangscope ps" "$(best_of "$HS" -y "$SYMS" ps "$img")"
@@ -71,6 +98,7 @@ for size in "${SIZES[@]}"; do
   row "hangscope analyze (cold symbol cache)" "$(cold_of "$HS" -y "$SYMS" analyze --json "$img")"
   row "hangscope stacks (every thread)" "$(best_of "$HS" -y "$SYMS" stacks --json "$img")"
   row "hangscope running" "$(best_of "$HS" -y "$SYMS" running --json "$img")"
+  fi
   # Issue 16: two dumps of one boot (the lab's `slow` series of the seed
   # case, moments 0 and 1) compared should cost about two analyzes.
   for m in 0 1; do
@@ -79,8 +107,38 @@ for size in "${SIZES[@]}"; do
       --ram "$size" --symbols "$SYMS" -o "$s_img" >/dev/null
     cat "$s_img" >/dev/null
   done
-  row "hangscope analyze (one dump of the series)" "$(best_of "$HS" -y "$SYMS" analyze --json "$DIR/series-slow-$size-0.elf")"
-  row "hangscope analyze A B (series of two)" "$(best_of "$HS" -y "$SYMS" analyze --json "$DIR/series-slow-$size-0.elf" "$DIR/series-slow-$size-1.elf")"
+  A=$DIR/series-slow-$size-0.elf; B=$DIR/series-slow-$size-1.elf
+  "$HS" -y "$SYMS" analyze --json "$A" "$B" >/dev/null 2>&1 || true  # warm the symbol cache
+  row "hangscope analyze (one dump of the series)" "$(best_of "$HS" -y "$SYMS" analyze --json "$A")"
+  row "hangscope analyze A B (series of two)" "$(best_of "$HS" -y "$SYMS" analyze --json "$A" "$B")"
+  # A, B and A B in turn, so that the machine's load weighs on each alike;
+  # the fastest of each.
+  ms_a=""; ms_b=""; ms_ab=""
+  for _ in $(seq "$SERIES_RUNS"); do
+    ms_a=$(min "$ms_a" "$(ms "$HS" -y "$SYMS" analyze --json "$A")")
+    ms_b=$(min "$ms_b" "$(ms "$HS" -y "$SYMS" analyze --json "$B")")
+    ms_ab=$(min "$ms_ab" "$(ms "$HS" -y "$SYMS" analyze --json "$A" "$B")")
+  done
+  printf '| %s | analyze A, ms (best of %s) | %s ms | |\n' "$size" "$SERIES_RUNS" "$ms_a"
+  printf '| %s | analyze B, ms (best of %s) | %s ms | |\n' "$size" "$SERIES_RUNS" "$ms_b"
+  printf '| %s | analyze A B, ms (best of %s) | %s ms | |\n' "$size" "$SERIES_RUNS" "$ms_ab"
+  printf '| %s | analyze A B / analyze A | %s | |\n' "$size" "$(echo "scale=2; $ms_ab / $ms_a" | bc)"
+  printf '| %s | analyze A B / (analyze A + analyze B) | %s | |\n' "$size" "$(echo "scale=2; $ms_ab / ($ms_a + $ms_b)" | bc)"
+  # Not a scan: with the files out of the page cache, the major page
+  # faults are the reads hangscope asks for, and what enters the cache is
+  # those reads plus the kernel's read-around (read_ahead_kb of the disk).
+  for files in "$A" "$A $B"; do
+    for f in $files; do dd if="$f" iflag=nocache count=0 status=none; done
+    # shellcheck disable=SC2086
+    /usr/bin/time -o "$DIR/time.out" -f "%e %M %F" "$HS" -y "$SYMS" analyze --json $files >/dev/null 2>&1 || true
+    read -r s kib maj < <(tail -1 "$DIR/time.out")
+    n=$(echo "$files" | wc -w)
+    printf '| %s | analyze of %s dump(s), out of the page cache: s, peak RSS MiB, major faults, MiB read in per file (of %s; read_ahead_kb %s) | %s | %s | %s faults; %s |\n' \
+      "$size" "$n" "$(( $(stat -c %s "$A") / 1048576 ))" \
+      "$(read_ahead_kb "$A")" \
+      "$s" "$(( kib / 1024 ))" "$maj" "$(for f in $files; do printf '%s ' "$(cached_mib "$f")"; done)"
+  done
+  [ "$ONLY" != series ] || continue
   if [ -x "$VENV/bin/vol" ]; then
     vol() { "$VENV/bin/vol" -q -r none --offline -s "$SYMS" -f "$img" "$@"; }
     vol windows.info >/dev/null 2>&1 || true  # let Volatility fill its own cache
