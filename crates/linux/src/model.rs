@@ -470,6 +470,27 @@ pub struct LockInfo {
     pub io: Option<LockIo>,
 }
 
+impl LockInfo {
+    /// A lock or waited object of this kind at `address`, nothing read yet.
+    pub fn new(address: VirtAddr, kind: &str) -> LockInfo {
+        LockInfo {
+            address,
+            kind: kind.into(),
+            symbol: None,
+            protects: None,
+            owner_raw: None,
+            count_raw: None,
+            readers: None,
+            owners: Vec::new(),
+            owner_note: None,
+            waiters: Vec::new(),
+            holders: Vec::new(),
+            warnings: Vec::new(),
+            io: None,
+        }
+    }
+}
+
 /// A wait for I/O on a page or buffer (`io_schedule`): what is waited
 /// for, on which device and file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

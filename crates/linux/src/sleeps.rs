@@ -90,24 +90,6 @@ fn hinted(hints: &[&str], prefixes: &[&str]) -> bool {
         .any(|h| prefixes.iter().any(|p| h.starts_with(p)))
 }
 
-fn empty(address: VirtAddr, kind: &str) -> LockInfo {
-    LockInfo {
-        address,
-        kind: kind.into(),
-        symbol: None,
-        protects: None,
-        owner_raw: None,
-        count_raw: None,
-        readers: None,
-        owners: Vec::new(),
-        owner_note: None,
-        waiters: Vec::new(),
-        holders: Vec::new(),
-        warnings: Vec::new(),
-        io: None,
-    }
-}
-
 /// The rt_mutex the task waits on, through `task.pi_blocked_on`.
 pub(crate) fn rt_mutex_wait(s: &Scan<'_, '_>, task: VirtAddr) -> Option<LockInfo> {
     let r = s.r();
@@ -144,7 +126,7 @@ pub(crate) fn rt_mutex_wait(s: &Scan<'_, '_>, task: VirtAddr) -> Option<LockInfo
         return None;
     }
     let raw = base.uint("owner").ok()?;
-    let mut info = empty(lock, "rt_mutex");
+    let mut info = LockInfo::new(lock, "rt_mutex");
     info.owner_raw = Some(raw);
     let owner = raw & !3;
     if s.tasks.contains_key(&owner) {
@@ -286,7 +268,7 @@ pub(crate) fn swait_at(
     );
     let mut info = if completion {
         let comp = VirtAddr(queue.0.wrapping_sub(r.offset("completion", "wait").ok()?));
-        let mut i = empty(comp, "completion");
+        let mut i = LockInfo::new(comp, "completion");
         i.count_raw = r.object("completion", comp).uint("done").ok();
         i.owner_note = Some(
             "no owner recorded: a completion records only its waiters, not who is to \
@@ -295,7 +277,7 @@ pub(crate) fn swait_at(
         );
         i
     } else {
-        let mut i = empty(queue, "swait_queue");
+        let mut i = LockInfo::new(queue, "swait_queue");
         i.owner_note = Some(
             "no owner recorded: a simple wait queue records only its waiters, not who \
              wakes it"
@@ -356,7 +338,7 @@ pub(crate) fn wait_entry_at(
     if fname == "wake_bit_function" {
         return bit_wait(s, rec, queue, func, &waiters, &field, entry_off, hints);
     }
-    let mut info = empty(queue, "wait_queue");
+    let mut info = LockInfo::new(queue, "wait_queue");
     info.owner_note = Some(
         "no owner recorded: a wait queue records only its waiters, not who is to wake it".into(),
     );
@@ -390,7 +372,7 @@ fn page_wait(
     let wpq = VirtAddr(rec.0.wrapping_sub(wait_off));
     let folio = r.read_ptr(VirtAddr(wpq.0.wrapping_add(folio_off))).ok()?;
     let bit = r.read_uint(VirtAddr(wpq.0.wrapping_add(bit_off)), 4).ok()?;
-    let mut info = empty(folio, "page");
+    let mut info = LockInfo::new(folio, "page");
     if s.inside("folio_wait_table", queue.0) == Some(false)
         && s.inside("page_wait_table", queue.0) != Some(true)
     {
@@ -540,7 +522,7 @@ fn bit_wait(
     let mut info = match (buffer, state_off) {
         (true, Some(off)) => {
             let bh = VirtAddr(word.0.wrapping_sub(off));
-            let mut i = empty(bh, "buffer");
+            let mut i = LockInfo::new(bh, "buffer");
             let b = r.object("buffer_head", bh);
             i.count_raw = b.uint("b_state").ok();
             let block = b.uint("b_blocknr").ok();
@@ -568,7 +550,7 @@ fn bit_wait(
             i
         }
         _ => {
-            let mut i = empty(word, "bit_wait");
+            let mut i = LockInfo::new(word, "bit_wait");
             i.protects = Some(format!("bit {bit} of the word at {:#x}", word.0));
             i.owner_note = Some(
                 "no owner recorded: a bit wait records only the word and bit waited on".into(),

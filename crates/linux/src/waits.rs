@@ -480,21 +480,7 @@ fn read_lock(
     tasks: &HashMap<u64, &TaskRef<'_>>,
 ) -> Option<LockInfo> {
     let o = r.object(k.lock_ty, lock);
-    let mut info = LockInfo {
-        address: lock,
-        kind: k.kind.into(),
-        symbol: None,
-        protects: None,
-        owner_raw: None,
-        count_raw: None,
-        readers: None,
-        owners: Vec::new(),
-        owner_note: None,
-        waiters: Vec::new(),
-        holders: Vec::new(),
-        warnings: Vec::new(),
-        io: None,
-    };
+    let mut info = LockInfo::new(lock, k.kind);
     match k.kind {
         "mutex" => {
             let raw = o.uint("owner").ok()?;
@@ -580,25 +566,13 @@ fn uffd_wait_at(
             .is_ok_and(|h| nodes.contains(&h))
     })?;
     let fops = env.kallsyms.get("userfaultfd_fops");
-    let mut info = LockInfo {
-        address: ctx,
-        kind: "userfaultfd".into(),
-        symbol: None,
-        protects: Some(if queue == "fault_wqh" {
-            "a userfaultfd fault, read by the handler and not yet resolved (fault_wqh)".into()
-        } else {
-            "a userfaultfd fault not yet read by the handler (fault_pending_wqh)".into()
-        }),
-        owner_raw: None,
-        count_raw: None,
-        readers: None,
-        owners: Vec::new(),
-        owner_note: None,
-        waiters: vec![task_ref(t.info.task, "exclusive")],
-        holders: Vec::new(),
-        warnings: Vec::new(),
-        io: None,
-    };
+    let mut info = LockInfo::new(ctx, "userfaultfd");
+    info.protects = Some(if queue == "fault_wqh" {
+        "a userfaultfd fault, read by the handler and not yet resolved (fault_wqh)".into()
+    } else {
+        "a userfaultfd fault not yet read by the handler (fault_pending_wqh)".into()
+    });
+    info.waiters = vec![task_ref(t.info.task, "exclusive")];
     for (&file, f) in files {
         let fo = r.object("file", VirtAddr(file));
         if fo.ptr("private_data").ok() != Some(ctx) {

@@ -10,7 +10,7 @@
 use crate::error::Warning;
 use crate::kernel::Kernel;
 use crate::model::Partial;
-use hangscope_x64::{VirtAddr, VirtualMemory};
+use hangscope_x64::{AddressSpace, VirtAddr, VirtualMemory};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -18,9 +18,10 @@ use std::sync::OnceLock;
 const FILE_TAGS: [[u8; 4]; 2] = [*b"Fil\xe5", *b"File"];
 /// `FILE_OBJECT.Type` value (IO_TYPE_FILE, wdm.h).
 const IO_TYPE_FILE: u64 = 5;
-/// Pages scanned per parallel batch.
+/// Pages scanned per parallel batch: enough to keep every core busy, few
+/// enough that a batch's pages stay in memory together.
 const BATCH: usize = 1 << 14;
-/// Most pages scanned in all (64 GiB).
+/// Most pages a scan reads in all (64 GiB).
 const MAX_PAGES: u64 = 1 << 24;
 /// Farthest an object header sits from its pool header.
 const MAX_HEADER_DISTANCE: u64 = 0x200;
@@ -58,44 +59,18 @@ impl<'d> Kernel<'d> {
             }
         };
         let pool_hdr = r.ty("_POOL_HEADER").map(|t| t.size).unwrap_or(16).max(1);
-        let mut pages = Vec::with_capacity(BATCH);
-        let mut hits: Vec<u64> = Vec::new();
-        let mut seen_pages = 0u64;
-        let scan = |batch: &[u64]| -> Vec<u64> {
-            batch
-                .par_iter()
-                .flat_map_iter(|&va| {
-                    let mut page = vec![0u8; 0x1000];
-                    let mut found = Vec::new();
-                    if space.read(VirtAddr(va), &mut page).is_ok() {
-                        let mut o = tag_off as usize;
-                        while o + 4 <= page.len() {
-                            let t = &page[o..o + 4];
-                            if FILE_TAGS.iter().any(|x| x == t) {
-                                found.push(va + o as u64 - tag_off);
-                            }
-                            o += pool_hdr as usize;
-                        }
-                    }
-                    found
-                })
-                .collect()
-        };
-        for (va, t) in space.iter_mapped(VirtAddr(0xFFFF_8000_0000_0000), VirtAddr(u64::MAX)) {
-            let n = (t.page_size / 0x1000).max(1);
-            for i in 0..n {
-                if seen_pages >= MAX_PAGES {
-                    break;
+        let hits = scan_kernel_pages(&space, |va, page| {
+            let mut found = Vec::new();
+            let mut o = tag_off as usize;
+            while o + 4 <= page.len() {
+                let t = &page[o..o + 4];
+                if FILE_TAGS.iter().any(|x| x == t) {
+                    found.push(va + o as u64 - tag_off);
                 }
-                seen_pages += 1;
-                pages.push(va.0.wrapping_add(i * 0x1000));
-                if pages.len() >= BATCH {
-                    hits.extend(scan(&pages));
-                    pages.clear();
-                }
+                o += pool_hdr as usize;
             }
-        }
-        hits.extend(scan(&pages));
+            found
+        });
         let file_type = self
             .object_type_names()
             .iter()
@@ -129,4 +104,44 @@ impl<'d> Kernel<'d> {
         out.items.dedup();
         out
     }
+}
+
+/// What `per_page` finds in every mapped kernel-space page, read in
+/// parallel batches, at most [`MAX_PAGES`] pages: the one bounded scan of
+/// kernel memory (file objects by pool tag, push-lock words by value) when
+/// no list leads to what is sought. Pages that cannot be read are skipped.
+pub(crate) fn scan_kernel_pages<T: Send>(
+    space: &AddressSpace<'_>,
+    per_page: impl Fn(u64, &[u8]) -> Vec<T> + Sync,
+) -> Vec<T> {
+    let scan = |batch: &[u64]| -> Vec<T> {
+        batch
+            .par_iter()
+            .flat_map_iter(|&va| {
+                let mut page = vec![0u8; 0x1000];
+                match space.read(VirtAddr(va), &mut page) {
+                    Ok(()) => per_page(va, &page),
+                    Err(_) => Vec::new(),
+                }
+            })
+            .collect()
+    };
+    let mut hits = Vec::new();
+    let mut pages = Vec::with_capacity(BATCH);
+    let mut seen = 0u64;
+    'mapped: for (va, t) in space.iter_mapped(VirtAddr(0xFFFF_8000_0000_0000), VirtAddr(u64::MAX)) {
+        for i in 0..(t.page_size / 0x1000).max(1) {
+            if seen >= MAX_PAGES {
+                break 'mapped;
+            }
+            seen += 1;
+            pages.push(va.0.wrapping_add(i * 0x1000));
+            if pages.len() >= BATCH {
+                hits.extend(scan(&pages));
+                pages.clear();
+            }
+        }
+    }
+    hits.extend(scan(&pages));
+    hits
 }

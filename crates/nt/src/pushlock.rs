@@ -25,9 +25,9 @@
 use crate::error::Warning;
 use crate::kernel::Kernel;
 use crate::model::{hex, hex_opt, hex_vec, Partial, ThreadState, WaitReason};
+use crate::pool::scan_kernel_pages;
 use hangscope_symbols::TypeRef;
-use hangscope_x64::{VirtAddr, VirtualMemory};
-use rayon::prelude::*;
+use hangscope_x64::VirtAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
@@ -38,10 +38,6 @@ const FLAGS_EXCLUSIVE: u64 = 1;
 const MAX_CHAIN: usize = 4096;
 /// Most bytes of one kernel stack searched for a lock's address.
 const MAX_STACK: u64 = 0x2_0000;
-/// Most pages scanned for lock words (64 GiB).
-const MAX_PAGES: u64 = 1 << 24;
-/// Pages per parallel batch.
-const BATCH: usize = 1 << 14;
 /// Most pool headers walked in a page.
 const MAX_POOL_BLOCKS: usize = 256;
 
@@ -437,41 +433,16 @@ impl<'d> Kernel<'d> {
         let Some(space) = self.address_space().copied() else {
             return Vec::new();
         };
-        let scan = |batch: &[u64]| -> Vec<(u64, u64)> {
-            batch
-                .par_iter()
-                .flat_map_iter(|&va| {
-                    let mut page = vec![0u8; 0x1000];
-                    let mut found = Vec::new();
-                    if space.read(VirtAddr(va), &mut page).is_ok() {
-                        for (k, c) in page.chunks_exact(8).enumerate() {
-                            let v = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-                            if v & waiting != 0 && v >> 48 == 0xFFFF && wanted(v & !mask) {
-                                found.push((va + 8 * k as u64, v));
-                            }
-                        }
-                    }
-                    found
-                })
-                .collect()
-        };
-        let mut hits = Vec::new();
-        let mut pages = Vec::with_capacity(BATCH);
-        let mut seen = 0u64;
-        for (va, t) in space.iter_mapped(VirtAddr(0xFFFF_8000_0000_0000), VirtAddr(u64::MAX)) {
-            for i in 0..(t.page_size / 0x1000).max(1) {
-                if seen >= MAX_PAGES {
-                    break;
-                }
-                seen += 1;
-                pages.push(va.0.wrapping_add(i * 0x1000));
-                if pages.len() >= BATCH {
-                    hits.extend(scan(&pages));
-                    pages.clear();
+        let mut hits = scan_kernel_pages(&space, |va, page| {
+            let mut found = Vec::new();
+            for (k, c) in page.chunks_exact(8).enumerate() {
+                let v = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+                if v & waiting != 0 && v >> 48 == 0xFFFF && wanted(v & !mask) {
+                    found.push((va + 8 * k as u64, v));
                 }
             }
-        }
-        hits.extend(scan(&pages));
+            found
+        });
         hits.sort_unstable();
         hits
     }
