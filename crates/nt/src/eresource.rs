@@ -417,14 +417,26 @@ impl<'d> Kernel<'d> {
             }
         }
         if w.kind == "Event" {
-            if let Some((m, owner)) = self.fast_mutex_around(wait_block, obj) {
+            if let Some((m, owner)) = self.mutex_around(
+                wait_block,
+                obj,
+                "_FAST_MUTEX",
+                "Event",
+                &[WaitReason::WrFastMutex, WaitReason::WrGuardedMutex],
+            ) {
                 w.address = m;
                 w.kind = "FastMutex".into();
                 w.owners = vec![owner];
             }
         }
         if w.kind == "Gate" {
-            if let Some((m, owner)) = self.guarded_mutex_around(wait_block, obj) {
+            if let Some((m, owner)) = self.mutex_around(
+                wait_block,
+                obj,
+                "_KGUARDED_MUTEX",
+                "Gate",
+                &[WaitReason::WrGuardedMutex],
+            ) {
                 w.address = m;
                 w.kind = "GuardedMutex".into();
                 w.owners = vec![owner];
@@ -433,46 +445,23 @@ impl<'d> Kernel<'d> {
         w
     }
 
-    /// The `_KGUARDED_MUTEX` whose `Gate` (a KGATE) a thread waits on, and
-    /// the owner it records (`Owner`): 7 SP1 only (later tables have no
-    /// such type; a guarded mutex is a `_FAST_MUTEX` there), only for a
-    /// waiter in `WrGuardedMutex`, and only when `Owner` is a listed
-    /// thread.
-    fn guarded_mutex_around(
-        &self,
-        wait_block: VirtAddr,
-        gate: VirtAddr,
-    ) -> Option<(VirtAddr, VirtAddr)> {
-        let r = self.reader();
-        let waiter = r
-            .object("_KWAIT_BLOCK", wait_block)
-            .ok()?
-            .ptr("Thread")
-            .ok()?;
-        let threads = &self.threads().items;
-        let reason = threads.iter().find(|t| t.address == waiter)?.wait_reason?;
-        if reason != WaitReason::WrGuardedMutex {
-            return None;
-        }
-        let off = r.offset_of("_KGUARDED_MUTEX", "Gate").ok()?;
-        let m = VirtAddr(gate.0.checked_sub(off)?);
-        let owner = r.object("_KGUARDED_MUTEX", m).ok()?.ptr("Owner").ok()?;
-        threads
-            .iter()
-            .any(|t| t.address == owner)
-            .then_some((m, owner))
-    }
-
-    /// The `_FAST_MUTEX` whose embedded `Event` a thread waits on, and the
-    /// owner it records (`Owner`): only for a waiter in `WrFastMutex` or
-    /// `WrGuardedMutex` (a guarded mutex is a `_FAST_MUTEX` from Windows 8
-    /// on; 7's `_KGUARDED_MUTEX` waits on a `KGATE`, not read here), and
-    /// only when `Owner` is a listed thread, so that an event that merely
+    /// The mutex around the dispatcher object a thread waits on, and the
+    /// owner it records (`Owner`), or None. Two shapes:
+    /// - `_FAST_MUTEX` with its embedded `Event`, for a waiter in
+    ///   `WrFastMutex` or `WrGuardedMutex` (a guarded mutex is a
+    ///   `_FAST_MUTEX` from Windows 8 on);
+    /// - 7 SP1's `_KGUARDED_MUTEX` with its `Gate` (a KGATE), for a waiter
+    ///   in `WrGuardedMutex` (later tables have no such type).
+    ///
+    /// Only when `Owner` is a listed thread, so that an event that merely
     /// sits after some other structure is not taken for a mutex.
-    fn fast_mutex_around(
+    fn mutex_around(
         &self,
         wait_block: VirtAddr,
-        event: VirtAddr,
+        waited: VirtAddr,
+        mutex: &str,
+        field: &str,
+        reasons: &[WaitReason],
     ) -> Option<(VirtAddr, VirtAddr)> {
         let r = self.reader();
         let waiter = r
@@ -482,12 +471,12 @@ impl<'d> Kernel<'d> {
             .ok()?;
         let threads = &self.threads().items;
         let reason = threads.iter().find(|t| t.address == waiter)?.wait_reason?;
-        if !matches!(reason, WaitReason::WrFastMutex | WaitReason::WrGuardedMutex) {
+        if !reasons.contains(&reason) {
             return None;
         }
-        let off = r.offset_of("_FAST_MUTEX", "Event").ok()?;
-        let m = VirtAddr(event.0.checked_sub(off)?);
-        let owner = r.object("_FAST_MUTEX", m).ok()?.ptr("Owner").ok()?;
+        let off = r.offset_of(mutex, field).ok()?;
+        let m = VirtAddr(waited.0.checked_sub(off)?);
+        let owner = r.object(mutex, m).ok()?.ptr("Owner").ok()?;
         threads
             .iter()
             .any(|t| t.address == owner)
