@@ -32,27 +32,12 @@ impl<'a> Reader<'a> {
         self.ty(ty).and_then(|t| self.resolve(t, path)).is_ok()
     }
 
-    /// Offset and type of a dotted field path (`Tail.Overlay.Thread`).
+    /// Offset and type of a dotted field path (`Tail.Overlay.Thread`,
+    /// `WaitBlock[1].Object`), resolved once per table and path.
     pub fn resolve(&self, ty: &UserType, path: &str) -> Result<(u64, TypeRef)> {
-        let mut cur: &UserType = ty;
-        let mut offset = 0u64;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            let f = cur
-                .fields
-                .iter()
-                .find(|f| f.name == part)
-                .ok_or_else(|| Error::missing(&ty.name, Some(path), self.build))?;
-            offset = offset.saturating_add(f.offset);
-            if parts.peek().is_none() {
-                return Ok((offset, f.ty.clone()));
-            }
-            cur = match &f.ty {
-                TypeRef::Struct(n) => self.ty(n)?,
-                _ => return Err(Error::missing(&ty.name, Some(path), self.build)),
-            };
-        }
-        Err(Error::missing(&ty.name, Some(path), self.build))
+        self.symbols
+            .field_path(&ty.name, path)
+            .ok_or_else(|| Error::missing(&ty.name, Some(path), self.build))
     }
 
     /// Offset of a field path in a type named by string.

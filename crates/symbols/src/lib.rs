@@ -26,9 +26,10 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 mod btf;
 pub mod builtin;
@@ -231,6 +232,69 @@ struct Inner {
     enums: Vec<OnceLock<Option<Enumeration>>>,
     source: Option<PathBuf>,
     mapped_from: Option<PathBuf>,
+    lookups: Lookups,
+}
+
+/// Most names or field paths remembered per map. The walks ask for a few
+/// hundred distinct ones; the bound only keeps a caller that asks for
+/// names without end (a `dt` per line of a script) from growing memory.
+const MAX_REMEMBERED: usize = 1 << 14;
+
+/// The answers to name lookups the walks repeat on every object: which
+/// struct a name is, and where a dotted field path lands. Without them a
+/// field read costs a binary search over the type names and a linear scan
+/// over the struct's fields (`_KTHREAD` has ~200), string compares each
+/// time; with them, two hash lookups. Misses are remembered too, since
+/// probing for fields a build lacks is how versions are told apart.
+#[derive(Default)]
+struct Lookups {
+    user_types: RwLock<HashMap<Box<str>, Option<usize>>>,
+    paths: RwLock<HashMap<Box<str>, HashMap<Box<str>, Option<(u64, TypeRef)>>>>,
+}
+
+impl Lookups {
+    fn user_type(&self, name: &str, find: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        if let Some(&hit) = self
+            .user_types
+            .read()
+            .ok()
+            .as_ref()
+            .and_then(|m| m.get(name))
+        {
+            return hit;
+        }
+        let found = find();
+        if let Ok(mut m) = self.user_types.write() {
+            if m.len() < MAX_REMEMBERED {
+                m.insert(name.into(), found);
+            }
+        }
+        found
+    }
+
+    fn path(
+        &self,
+        ty: &str,
+        path: &str,
+        resolve: impl FnOnce() -> Option<(u64, TypeRef)>,
+    ) -> Option<(u64, TypeRef)> {
+        if let Ok(m) = self.paths.read() {
+            if let Some(hit) = m.get(ty).and_then(|p| p.get(path)) {
+                return hit.clone();
+            }
+        }
+        let found = resolve();
+        if let Ok(mut m) = self.paths.write() {
+            let known = m.len() < MAX_REMEMBERED || m.contains_key(ty);
+            if known {
+                let per_type = m.entry(ty.into()).or_default();
+                if per_type.len() < MAX_REMEMBERED {
+                    per_type.insert(path.into(), found.clone());
+                }
+            }
+        }
+        found
+    }
 }
 
 /// A loaded symbol table. Cheap to clone (shared).
@@ -532,6 +596,7 @@ impl SymbolTable {
                 enums,
                 source: source.map(Path::to_path_buf),
                 mapped_from: mapped.map(Path::to_path_buf),
+                lookups: Lookups::default(),
             }),
         }
     }
@@ -595,7 +660,10 @@ impl SymbolTable {
     /// A struct or union by name.
     pub fn user_type(&self, name: &str) -> Option<&UserType> {
         let l = &self.inner.layout;
-        let i = l.find(self.d(), S_UTYPES, name)?;
+        let i = self
+            .inner
+            .lookups
+            .user_type(name, || l.find(self.d(), S_UTYPES, name))?;
         self.inner
             .user_types
             .get(i)?
@@ -658,6 +726,12 @@ impl SymbolTable {
     /// Indexes (decimal or `0x` hex) must be inside the array's bounds.
     /// Pointers are not followed (that needs memory).
     pub fn field_path(&self, type_name: &str, path: &str) -> Option<(u64, TypeRef)> {
+        self.inner
+            .lookups
+            .path(type_name, path, || self.resolve_field_path(type_name, path))
+    }
+
+    fn resolve_field_path(&self, type_name: &str, path: &str) -> Option<(u64, TypeRef)> {
         let mut ty = TypeRef::Struct(type_name.to_string());
         let mut offset = 0u64;
         for component in path.split('.') {
@@ -717,7 +791,11 @@ impl SymbolTable {
 
     /// Whether a struct or union of this name exists.
     pub fn has_type(&self, name: &str) -> bool {
-        self.inner.layout.find(self.d(), S_UTYPES, name).is_some()
+        let l = &self.inner.layout;
+        self.inner
+            .lookups
+            .user_type(name, || l.find(self.d(), S_UTYPES, name))
+            .is_some()
     }
 
     /// Whether a struct or union has a field of this name.
