@@ -82,9 +82,12 @@ pub enum Command {
     /// Quadwords at a kernel virtual address (like `dq`).
     Dq(MemArgs),
     /// Executive resources (like `!locks`): contended ones, all with -v,
-    /// or one by address.
+    /// or one by address; then what `!locks` never shows: push locks
+    /// (owners inferred from stacks) and fast/guarded mutexes with waiters.
+    /// ADDR may also be a push lock or a fast/guarded mutex.
     Locks(LocksArgs),
-    /// One thread (like `!thread`): state, waits and what is behind them,
+    /// One thread (like `!thread`): state, waits and what is behind them
+    /// (the push lock or fast/guarded mutex and its owner), locks it holds,
     /// IRPs, stack. On a Linux guest, a task by pid or `task_struct`
     /// address: the lock it waits on, its owners and what they do.
     Thread(ThreadArgs),
@@ -283,10 +286,12 @@ pub struct MemArgs {
 pub struct LocksArgs {
     #[command(flatten)]
     pub dump: DumpArg,
-    /// One resource by address.
+    /// One lock by address: an ERESOURCE, a push lock or a fast/guarded
+    /// mutex with waiters.
     #[arg(value_parser = parse_addr)]
     pub addr: Option<u64>,
-    /// Every resource, contended or not.
+    /// Every resource, contended or not (push locks and mutexes are found
+    /// from their waiters: only those with waiters are listed either way).
     #[arg(short = 'V', long = "all")]
     pub all: bool,
 }

@@ -272,10 +272,12 @@ fn execute_windows<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>
         ShellCommand::Dq(addr, count) => {
             Report::Quads(k.read_memory(VirtAddr(*addr), count.saturating_mul(8)))
         }
-        ShellCommand::Locks { addr: Some(a), .. } => Report::Eresource(k.eresource(VirtAddr(*a))?),
+        ShellCommand::Locks { addr: Some(a), .. } => windows_lock(k, VirtAddr(*a))?,
         ShellCommand::Locks { addr: None, all } => Report::Eresources {
             list: k.eresources(),
             all: *all,
+            push_locks: k.push_locks(),
+            mutexes: k.mutexes(),
         },
         ShellCommand::Thread(a) => Report::Thread(k.thread_detail(VirtAddr(*a))?),
         ShellCommand::ThreadId(tid) => {
@@ -316,6 +318,29 @@ fn execute_windows<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>
         ShellCommand::Help => Report::Note(HELP),
         ShellCommand::Quit | ShellCommand::Nothing => Report::Note(""),
     })
+}
+
+/// `locks ADDR` on a Windows guest: an ERESOURCE on the list, else a push
+/// lock or a fast/guarded mutex the walks found (by its address, or a
+/// mutex by the Event or Gate its waiters block on), else the address read
+/// as an ERESOURCE, as before. The cheap resource list is asked first; the
+/// push-lock walk scans memory only when a thread waits `WrPushLock`.
+fn windows_lock<'k>(k: &'k Kernel<'_>, a: VirtAddr) -> Result<Report<'k>> {
+    if let Some(r) = k.eresources().items.iter().find(|r| r.address == a) {
+        return Ok(Report::Eresource(r.clone()));
+    }
+    if let Some(l) = k.push_locks().items.iter().find(|l| l.address == a) {
+        return Ok(Report::PushLock(l.clone()));
+    }
+    let mutexes = k.mutexes();
+    if let Some(m) = mutexes
+        .items
+        .into_iter()
+        .find(|m| m.address == a || m.wait_object == a)
+    {
+        return Ok(Report::Mutex(m));
+    }
+    Ok(Report::Eresource(k.eresource(a)?))
 }
 
 /// The modules without a symbol table whose frames the verdict's evidence

@@ -66,12 +66,23 @@ pub enum Report<'k> {
     Quads(MemoryDump),
     /// `locks ADDR`.
     Eresource(EresourceInfo),
-    /// `locks [-V]`.
+    /// `locks ADDR` when ADDR is a push lock with waiters.
+    PushLock(PushLockInfo),
+    /// `locks ADDR` when ADDR is a fast or guarded mutex with waiters (or
+    /// the Event or Gate its waiters block on).
+    Mutex(MutexInfo),
+    /// `locks [-V]`: the ERESOURCE table, then push locks and fast/guarded
+    /// mutexes with waiters.
     Eresources {
         /// Every resource.
         list: &'k Partial<EresourceInfo>,
-        /// Show idle ones too.
+        /// Show idle resources too (push locks and mutexes are found from
+        /// their waiters, so there are no idle ones to add).
         all: bool,
+        /// Push locks with waiters.
+        push_locks: &'k Partial<PushLockInfo>,
+        /// Fast and guarded mutexes with waiters.
+        mutexes: Partial<MutexInfo>,
     },
     /// `thread`.
     Thread(ThreadDetail),
@@ -195,7 +206,18 @@ impl Report<'_> {
             Report::Bytes(m) => windbg::db(m),
             Report::Quads(m) => windbg::dq(m),
             Report::Eresource(r) => windbg::lock(r),
-            Report::Eresources { list, all } => windbg::locks(list, *all),
+            Report::PushLock(l) => hangscope_report::pushlock_mutex::push_lock(l),
+            Report::Mutex(m) => hangscope_report::pushlock_mutex::mutex(m),
+            Report::Eresources {
+                list,
+                all,
+                push_locks,
+                mutexes,
+            } => format!(
+                "{}{}",
+                windbg::locks(list, *all),
+                hangscope_report::pushlock_mutex::sections(push_locks, mutexes)
+            ),
             Report::Thread(d) => with_symbols_note(windbg::thread(d), &d.missing_symbols),
             Report::Irp(i) => windbg::irp(i),
             Report::FileObject(f) => windbg::fileobj(f),
@@ -270,7 +292,29 @@ impl Report<'_> {
             Report::Dt(d) => listing("dt", d),
             Report::Bytes(m) | Report::Quads(m) => listing("memory", m),
             Report::Eresource(r) => listing("eresource", r),
-            Report::Eresources { list, .. } => listing("eresources", list),
+            Report::PushLock(l) => listing("push_lock", l),
+            Report::Mutex(m) => listing("mutex", m),
+            // The ERESOURCE listing's keys as before; the other locks
+            // beside them, each absent when it has nothing to show (so a
+            // dump without them gives the same document as before).
+            Report::Eresources {
+                list,
+                push_locks,
+                mutexes,
+                ..
+            } => {
+                let mut data = serde_json::json!({
+                    "items": list.items,
+                    "warnings": list.warnings,
+                });
+                if !push_locks.items.is_empty() || !push_locks.warnings.is_empty() {
+                    data["push_locks"] = serde_json::to_value(push_locks)?;
+                }
+                if !mutexes.items.is_empty() || !mutexes.warnings.is_empty() {
+                    data["mutexes"] = serde_json::to_value(mutexes)?;
+                }
+                listing("eresources", &data)
+            }
             Report::Thread(d) => listing("thread", d),
             Report::Irp(i) => listing("irp", i),
             Report::FileObject(f) => listing("file_object", f),

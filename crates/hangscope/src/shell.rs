@@ -11,7 +11,7 @@ use crate::cli::parse_addr;
 pub enum ShellCommand {
     /// `!locks [-v] [ADDR]`
     Locks {
-        /// One resource.
+        /// One lock (ERESOURCE, push lock, fast/guarded mutex).
         addr: Option<u64>,
         /// Every resource.
         all: bool,
@@ -89,8 +89,11 @@ impl ShellCommand {
 /// What the shell understands, for `help`.
 pub const HELP: &str = "\
 commands (WinDbg syntax; addresses in hex, backticks allowed):
-  !locks [-v] [ADDR]      executive resources (contended; -v all; or one)
-  !thread ADDR|ID         one thread: state, waits, owners, IRPs, stack
+  !locks [-v] [ADDR]      executive resources (contended; -v all), then push locks
+                          (owners inferred from stacks) and fast/guarded mutexes
+                          with waiters; or one lock of any of these kinds
+  !thread ADDR|ID         one thread: state, waits, owners, the push lock or mutex
+                          it waits on or holds, IRPs, stack
   !irp ADDR               one IRP: stack locations, drivers, files
   !fileobj ADDR           one file object: path, device, holders
   !alpc [ADDR]            ALPC: waiting clients, ports; or one thread/port/message

@@ -510,6 +510,23 @@ impl<'d> Kernel<'d> {
                 Err(e) => warnings.push(Warning::from_error(format!("IRP {i}"), &e)),
             }
         }
+        // The push lock it waits on, as the push-lock walk tied it.
+        let push_lock = if thread.state == ThreadState::Waiting
+            && thread.wait_reason == Some(WaitReason::WrPushLock)
+        {
+            let l = self.push_lock_of(VirtAddr(addr)).cloned();
+            if l.is_none() {
+                warnings.push(Warning::implausible(
+                    format!("thread {}", VirtAddr(addr)),
+                    thread.waits_on.first().copied(),
+                    "waits WrPushLock but the push-lock walk tied it to no lock (see `locks`)",
+                ));
+            }
+            l
+        } else {
+            None
+        };
+        let holds = self.locks_held_by(VirtAddr(addr), &self.mutexes().items);
         let stack_walk = self.thread_stack(VirtAddr(addr));
         Ok(ThreadDetail {
             thread,
@@ -518,6 +535,8 @@ impl<'d> Kernel<'d> {
             stack: stack_walk.symbols(),
             missing_symbols: stack_walk.missing_symbols.clone(),
             stack_walk,
+            push_lock,
+            holds,
             warnings,
         })
     }

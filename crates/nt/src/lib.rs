@@ -56,6 +56,7 @@ pub mod kernel;
 pub mod misc;
 pub mod model;
 pub mod modsyms;
+pub mod mutex;
 pub mod object;
 pub mod pool;
 pub mod process;

@@ -24,11 +24,11 @@
 
 use crate::error::Warning;
 use crate::kernel::Kernel;
-use crate::model::{hex, hex_opt, hex_vec, Partial, ThreadState, WaitReason};
+use crate::model::{Partial, ThreadState, WaitReason};
+pub use crate::model::{PushLockInfo, PushLockWaiter};
 use crate::pool::scan_kernel_pages;
 use hangscope_symbols::TypeRef;
 use hangscope_x64::VirtAddr;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
@@ -40,52 +40,6 @@ const MAX_CHAIN: usize = 4096;
 const MAX_STACK: u64 = 0x2_0000;
 /// Most pool headers walked in a page.
 const MAX_POOL_BLOCKS: usize = 256;
-
-/// One thread waiting on a push lock.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PushLockWaiter {
-    /// The waiting thread (ETHREAD).
-    #[serde(with = "hex")]
-    pub thread: VirtAddr,
-    /// The `WakeEvent` it waits on, in its wait block on its stack.
-    #[serde(with = "hex")]
-    pub wake_event: VirtAddr,
-    /// Its wait block, where the table names the type (7 SP1).
-    #[serde(with = "hex_opt")]
-    pub wait_block: Option<VirtAddr>,
-    /// Wants it exclusively: the wait block's `Flags` (7 SP1), else its
-    /// acquire frame (`...Exclusive`/`...Shared`); unknown when neither.
-    pub exclusive: Option<bool>,
-    /// Tied to the lock by its stack holding the lock's address rather
-    /// than by the lock's wait-block links.
-    pub inferred: bool,
-}
-
-/// A push lock with waiters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PushLockInfo {
-    /// The lock word's address.
-    #[serde(with = "hex")]
-    pub address: VirtAddr,
-    /// The lock word.
-    #[serde(with = "hex")]
-    pub value: u64,
-    /// `Locked` is set (held exclusively, or shared with waiters queued).
-    pub locked: bool,
-    /// What contains it: `_EPROCESS.AddressCreationLock of explorer.exe
-    /// (pid 1800)`, `pool block tagged Pshl at ...`; none when unknown.
-    pub container: Option<String>,
-    /// Waiters, oldest first.
-    pub waiters: Vec<PushLockWaiter>,
-    /// Threads whose kernel stacks hold the lock's address and that do not
-    /// wait on it: the probable owners (inferred; a push lock records
-    /// none).
-    #[serde(with = "hex_vec")]
-    pub candidate_owners: Vec<VirtAddr>,
-    /// Whether the waiters were read from the wait blocks by name (7 SP1)
-    /// rather than found from the lock word and the stacks.
-    pub wait_blocks_by_name: bool,
-}
 
 /// The push-lock walk, once per kernel.
 #[derive(Debug, Default)]

@@ -1881,6 +1881,31 @@ fn issue_15_push_lock_waiters_container_and_inferred_owner() {
                 format!("{} owners {owners:x?}, truth {:x?}", tl.name, tl.owner),
                 owners == tl.owner.into_iter().collect::<Vec<_>>(),
             );
+            // `thread` on each waiter names this lock; on the owner, the
+            // lock it holds (inferred).
+            for w in &tl.waiters {
+                let at = k
+                    .thread_detail(VirtAddr(w.thread))
+                    .ok()
+                    .and_then(|d| d.push_lock)
+                    .map(|l| l.address.0);
+                check(
+                    format!(
+                        "{} waiter {:#x} thread push_lock {at:x?}",
+                        tl.name, w.thread
+                    ),
+                    at == Some(tl.address),
+                );
+            }
+            let holds = tl
+                .owner
+                .and_then(|o| k.thread_detail(VirtAddr(o)).ok())
+                .is_some_and(|d| {
+                    d.holds.iter().any(|h| {
+                        h.address.0 == tl.address && h.inferred && h.waiters == tl.waiters.len()
+                    })
+                });
+            check(format!("{} owner holds it (inferred)", tl.name), holds);
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
@@ -1923,6 +1948,41 @@ fn issue_15_guarded_mutex_waiters_on_its_gate_are_blocked_by_its_owner() {
             .iter()
             .find(|d| d.kind == kind)
             .expect("the mutex in the truth");
+        // `locks`' listing: the mutex, its recorded owner, its waiters
+        // oldest first; `thread` on the owner: the mutex it owns.
+        let ms = k.mutexes();
+        check(
+            format!("mutexes warnings {:?}", ms.warnings),
+            ms.warnings.is_empty(),
+        );
+        let got: Vec<(u64, String, u64, Vec<u64>)> = ms
+            .items
+            .iter()
+            .map(|m| {
+                let w = m.waiters.iter().map(|w| w.thread.0).collect();
+                (m.address.0, m.kind.clone(), m.owner.0, w)
+            })
+            .collect();
+        let want = vec![(
+            d.address,
+            kind.to_string(),
+            d.owner.unwrap_or(0),
+            d.waiters.clone(),
+        )];
+        check(format!("mutexes {got:x?} != {want:x?}"), got == want);
+        let held: Vec<(u64, bool, usize)> = k
+            .thread_detail(VirtAddr(d.owner.unwrap_or(0)))
+            .map(|t| {
+                t.holds
+                    .iter()
+                    .map(|h| (h.address.0, h.inferred, h.waiters))
+                    .collect()
+            })
+            .unwrap_or_default();
+        check(
+            format!("owner holds {held:x?}"),
+            held == vec![(d.address, false, d.waiters.len())],
+        );
         let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
         check(
             format!("overall {:?}, truth {}", v.overall, t.verdict.overall),

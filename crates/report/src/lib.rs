@@ -22,6 +22,7 @@ pub mod alpc;
 pub mod html;
 pub mod json;
 pub mod linux;
+pub mod pushlock_mutex;
 pub mod series;
 pub mod stacks;
 pub mod verdict;

@@ -14,7 +14,7 @@ pub fn addr(a: impl HexValue) -> String {
 }
 
 /// A 64-bit address without the backtick, as `!locks` lists threads.
-fn flat(a: impl HexValue) -> String {
+pub(crate) fn flat(a: impl HexValue) -> String {
     let a = a.to_raw();
     format!("{a:016x}")
 }
@@ -310,11 +310,14 @@ pub fn thread(d: &ThreadDetail) -> String {
         state
     );
     for w in &d.waits {
-        let mut line = format!(
-            "    {}  {}",
-            flat(w.address),
-            w.type_name.as_deref().unwrap_or(&w.kind)
-        );
+        let type_name = w.type_name.as_deref().unwrap_or(&w.kind);
+        let mutex = matches!(w.kind.as_str(), "FastMutex" | "GuardedMutex");
+        let mut line = if mutex {
+            // The address is the mutex's; the object is its Event or Gate.
+            format!("    {}  {} (on its {type_name})", flat(w.address), w.kind)
+        } else {
+            format!("    {}  {type_name}", flat(w.address))
+        };
         if let Some(er) = w.eresource {
             let _ = write!(
                 line,
@@ -332,9 +335,16 @@ pub fn thread(d: &ThreadDetail) -> String {
         if !w.owners.is_empty() {
             let o: Vec<String> = w.owners.iter().map(|&x| flat(x)).collect();
             let _ = write!(line, "  owner {}", o.join(" "));
+            if mutex {
+                line.push_str(" (recorded in Owner)");
+            }
         }
         let _ = writeln!(s, "{line}");
     }
+    if let Some(l) = &d.push_lock {
+        s.push_str(&crate::pushlock_mutex::waited_push_lock(l));
+    }
+    s.push_str(&crate::pushlock_mutex::held(&d.holds));
     if !d.irps.is_empty() {
         let _ = writeln!(s, "IRP List:");
         for i in &d.irps {

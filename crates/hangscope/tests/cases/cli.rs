@@ -667,3 +667,494 @@ fn starvation_and_low_memory_analyze_text_json_html() {
         r.stdout
     );
 }
+
+/// `thread`'s address form of a thread or lock (`!locks`' flat hex).
+fn flat(a: u64) -> String {
+    format!("{a:016x}")
+}
+
+/// What `hangscope shell DUMP` prints for `script` on stdin (exit code 0
+/// and an empty stderr asserted).
+fn shell(dump: &std::path::Path, script: &str) -> String {
+    let mut c = util::hangscope();
+    c.arg("shell")
+        .arg(dump)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn shell");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(0) && stderr.is_empty(),
+        "shell: exit code {:?}, stderr:\n{stderr}",
+        out.status.code()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `hangscope --json CMD DUMP ARG`, then the document.
+fn json_at(cmd: &str, dump: &str, arg: &str) -> (util::Run, serde_json::Value) {
+    let r = run(["--json", cmd, dump, arg]);
+    let v = r.json();
+    (r, v)
+}
+
+/// Issue 15, must-show 2 (push locks outside `analyze`): on the lab's
+/// push-lock pile-up on 7 SP1 (wait blocks by name), 1607, 19041 and 11
+/// (the newest waiter from the lock word, the others from their stacks),
+/// `locks` lists each of the truth's push locks after the ERESOURCE table
+/// (container, waiters oldest first, the owner as a candidate marked
+/// inferred) in text and under `data.push_locks` in JSON beside the
+/// ERESOURCE keys; `locks ADDR` shows one push lock; `thread` on a waiter
+/// names the lock and its inferred owner, and on the owner the locks it
+/// holds (inferred).
+#[test]
+fn issue_15_push_locks_in_locks_and_thread() {
+    let mut problems = Vec::new();
+    let p = &mut problems;
+    for (build, seed) in [
+        ("win7sp1", 191),
+        ("win2016", 192),
+        ("win10-19041", 193),
+        ("win11", 194),
+    ] {
+        let label = format!("[push-lock {build}]");
+        let (image, truth) = util::build(&util::scenario("push-lock"), build, seed, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let dump = util::write(&image, Format::Elf, dir.path(), "push-lock");
+        let d = dump.to_str().unwrap();
+        assert!(
+            !truth.push_locks.is_empty(),
+            "{label} truth has no push lock"
+        );
+
+        let text = run(["locks", d]);
+        text.expect(0);
+        let text = &text.stdout;
+        if !text.contains("**** DUMP OF ALL RESOURCE OBJECTS ****")
+            || !text.contains("**** PUSH LOCKS WITH WAITERS (not in !locks) ****")
+            || !text.contains(&format!(
+                "{} push lock(s) with waiters; owners inferred from stacks",
+                truth.push_locks.len()
+            ))
+        {
+            p.push(format!(
+                "{label} locks text lacks the push-lock section:\n{text}"
+            ));
+        }
+        let (r, v) = util::json_cmd("locks", &[], &dump);
+        r.expect(0);
+        let data = &v["data"];
+        util::eq(
+            p,
+            &format!("{label} locks type"),
+            "eresources",
+            util::s(&v, "type"),
+        );
+        if !data["items"].is_array() || !data["warnings"].is_array() {
+            p.push(format!(
+                "{label} locks JSON lost its ERESOURCE keys: {data}"
+            ));
+        }
+        let got = util::arr(&data["push_locks"], "items");
+        util::set_diff(
+            p,
+            &format!("{label} push locks"),
+            truth.push_locks.iter().map(|l| l.address),
+            got.iter().map(|l| util::a(l, "address")),
+        );
+        for tl in &truth.push_locks {
+            let what = format!("{label} push lock {} ({:#x})", tl.name, tl.address);
+            let owner = tl.owner.expect("the scenario names each owner");
+            let waiters: Vec<u64> = tl.waiters.iter().map(|w| w.thread).collect();
+            // Text: the lock, its container, each waiter, the owner marked.
+            let block = text
+                .split("\nPushLock @ ")
+                .find(|b| b.starts_with(&format!("{:#x} ", tl.address)))
+                .unwrap_or("");
+            let mut wants = vec![
+                format!("In {}", tl.container),
+                format!("{} waiter(s), oldest first", waiters.len()),
+                format!(
+                    "Owner candidate(s), inferred from stacks (a push lock records no owner): {}",
+                    flat(owner)
+                ),
+            ];
+            wants.extend(waiters.iter().map(|&w| flat(w)));
+            for want in &wants {
+                if !block.contains(want.as_str()) {
+                    p.push(format!("{what}: locks text lacks {want:?}:\n{block}"));
+                }
+            }
+            // JSON: the same lock by address.
+            let Some(g) = got.iter().find(|l| util::a(l, "address") == tl.address) else {
+                continue;
+            };
+            if !util::s(g, "container").starts_with(&tl.container) {
+                p.push(format!(
+                    "{what}: container {} != {}",
+                    g["container"], tl.container
+                ));
+            }
+            util::eq(
+                p,
+                &format!("{what} waiters, oldest first"),
+                waiters.clone(),
+                util::arr(g, "waiters")
+                    .iter()
+                    .map(|w| util::a(w, "thread"))
+                    .collect(),
+            );
+            util::eq(
+                p,
+                &format!("{what} (wake event, exclusive) per waiter"),
+                tl.waiters
+                    .iter()
+                    .map(|w| (w.wake_event, Some(w.exclusive)))
+                    .collect::<Vec<_>>(),
+                util::arr(g, "waiters")
+                    .iter()
+                    .map(|w| (util::a(w, "wake_event"), w["exclusive"].as_bool()))
+                    .collect(),
+            );
+            util::eq(
+                p,
+                &format!("{what} owner candidates"),
+                vec![owner],
+                util::arr(g, "candidate_owners")
+                    .iter()
+                    .filter_map(util::addr)
+                    .collect(),
+            );
+
+            // `locks ADDR`: this push lock, not an ERESOURCE read there.
+            let a = format!("{:#x}", tl.address);
+            let one = run(["locks", d, &a]);
+            one.expect(0);
+            if !one.stdout.starts_with(&format!("PushLock @ {a} "))
+                || !one.stdout.contains(&flat(owner))
+            {
+                p.push(format!("{what}: `locks ADDR` text:\n{}", one.stdout));
+            }
+            let (r, one) = json_at("locks", d, &a);
+            r.expect(0);
+            util::eq(
+                p,
+                &format!("{what} locks ADDR type"),
+                "push_lock",
+                util::s(&one, "type"),
+            );
+            util::eq(
+                p,
+                &format!("{what} locks ADDR address"),
+                tl.address,
+                util::a(&one["data"], "address"),
+            );
+            util::eq(
+                p,
+                &format!("{what} locks ADDR waiters"),
+                waiters.clone(),
+                util::arr(&one["data"], "waiters")
+                    .iter()
+                    .map(|w| util::a(w, "thread"))
+                    .collect(),
+            );
+
+            // `thread WAITER`: the lock it waits on and the inferred owner.
+            for &w in &waiters {
+                let t = run(["thread", d, &format!("{w:#x}")]);
+                t.expect(0);
+                let want = format!(
+                    "    waits for PushLock {} ({}",
+                    flat(tl.address),
+                    tl.container
+                );
+                let owners = format!("owner candidate(s) inferred from stacks: {}", flat(owner));
+                if !t.stdout.contains(&want) || !t.stdout.contains(&owners) {
+                    p.push(format!(
+                        "{what}: thread {w:#x} text lacks {want:?} / {owners:?}:\n{}",
+                        t.stdout
+                    ));
+                }
+                let (r, tj) = json_at("thread", d, &format!("{w:#x}"));
+                r.expect(0);
+                let pl = &tj["data"]["push_lock"];
+                util::eq(
+                    p,
+                    &format!("{what} thread {w:#x} push_lock"),
+                    tl.address,
+                    util::a(pl, "address"),
+                );
+                util::eq(
+                    p,
+                    &format!("{what} thread {w:#x} push_lock owners"),
+                    vec![owner],
+                    util::arr(pl, "candidate_owners")
+                        .iter()
+                        .filter_map(util::addr)
+                        .collect(),
+                );
+            }
+            // `thread OWNER`: holds it, inferred.
+            let t = run(["thread", d, &format!("{owner:#x}")]);
+            t.expect(0);
+            let want = format!("Holds PushLock {} ({}", flat(tl.address), tl.container);
+            let tail = format!("with {} waiter(s) (inferred from stacks)", waiters.len());
+            let line = t
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(&want))
+                .unwrap_or("");
+            if !line.ends_with(&tail) {
+                p.push(format!(
+                    "{what}: owner's thread text lacks {want:?} ... {tail:?}:\n{}",
+                    t.stdout
+                ));
+            }
+            let (r, tj) = json_at("thread", d, &format!("{owner:#x}"));
+            r.expect(0);
+            let held = util::arr(&tj["data"], "holds")
+                .iter()
+                .find(|h| util::a(h, "address") == tl.address)
+                .cloned()
+                .unwrap_or_default();
+            util::eq(
+                p,
+                &format!("{what} owner's holds entry (kind, inferred, waiters)"),
+                ("PushLock", Some(true), Some(waiters.len() as u64)),
+                (
+                    util::s(&held, "kind"),
+                    held["inferred"].as_bool(),
+                    held["waiters"].as_u64(),
+                ),
+            );
+        }
+        // The interactive shell runs the same commands.
+        let lock = &truth.push_locks[0];
+        let owner = lock.owner.unwrap_or(0);
+        let script = format!(
+            "!locks\n!locks {:08x}`{:08x}\n!thread {owner:x}\nq\n",
+            lock.address >> 32,
+            lock.address & 0xffff_ffff
+        );
+        let want: String = [
+            run(["locks", d]),
+            run(["locks", d, &format!("{:#x}", lock.address)]),
+            run(["thread", d, &format!("{owner:#x}")]),
+        ]
+        .iter()
+        .map(|r| format!("{}\n", r.stdout.trim_end()))
+        .collect();
+        let got = shell(&dump, &script);
+        if got != want {
+            p.push(format!(
+                "{label} shell output differs from the one-shot commands:\n{got}\n---\n{want}"
+            ));
+        }
+    }
+    util::report("push locks in locks and thread", problems);
+}
+
+/// Issue 15, must-show 2 (fast and guarded mutexes outside `analyze`): the
+/// lab's fast-mutex and guarded-mutex scenarios on 7 SP1 (a guarded mutex
+/// is a `_KGUARDED_MUTEX` there) and 19041 (a `_FAST_MUTEX`), and the
+/// fast mutex on 11. `locks` lists each mutex of the truth with its
+/// recorded owner and its waiters (text, and `data.mutexes` in JSON);
+/// `locks ADDR` shows it; `thread` on a waiter names the mutex and its
+/// owner, and on the owner the mutex it owns.
+#[test]
+fn issue_15_fast_and_guarded_mutexes_in_locks_and_thread() {
+    let mut problems = Vec::new();
+    let p = &mut problems;
+    for (scenario, build, seed) in [
+        ("fast-mutex", "win7sp1", 195),
+        ("fast-mutex", "win10-19041", 196),
+        ("fast-mutex", "win11", 197),
+        ("guarded-mutex", "win7sp1", 198),
+        ("guarded-mutex", "win10-19041", 199),
+    ] {
+        let label = format!("[{scenario} {build}]");
+        let (image, truth) = util::build(&util::scenario(scenario), build, seed, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let dump = util::write(&image, Format::Elf, dir.path(), scenario);
+        let d = dump.to_str().unwrap();
+        let tm = truth
+            .dispatcher_objects
+            .iter()
+            .find(|o| o.kind == "FastMutex" || o.kind == "GuardedMutex")
+            .unwrap_or_else(|| panic!("{label} no mutex in the truth"));
+        let owner = tm.owner.expect("the scenario names the owner");
+        let what = format!("{label} {} {:#x}", tm.kind, tm.address);
+
+        let text = run(["locks", d]);
+        text.expect(0);
+        let text = &text.stdout;
+        let head = format!(
+            "{} @ {:#x}    Owner {} (recorded in Owner)",
+            tm.kind,
+            tm.address,
+            flat(owner)
+        );
+        let block = text
+            .split('\n')
+            .skip_while(|l| *l != head)
+            .take_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !text.contains("**** FAST AND GUARDED MUTEXES WITH WAITERS (not in !locks) ****")
+            || block.is_empty()
+            || tm.waiters.iter().any(|w| !block.contains(&flat(*w)))
+            || !block.contains(&format!("{} waiter(s) on its", tm.waiters.len()))
+        {
+            p.push(format!(
+                "{what}: locks text lacks {head:?} and its waiters:\n{text}"
+            ));
+        }
+        let (r, v) = util::json_cmd("locks", &[], &dump);
+        r.expect(0);
+        let data = &v["data"];
+        if !data["items"].is_array() || !data["warnings"].is_array() {
+            p.push(format!(
+                "{what}: locks JSON lost its ERESOURCE keys: {data}"
+            ));
+        }
+        let got = util::arr(&data["mutexes"], "items");
+        util::eq(
+            p,
+            &format!("{what} mutexes listed"),
+            vec![tm.address],
+            got.iter().map(|m| util::a(m, "address")).collect(),
+        );
+        let g = got.first().cloned().unwrap_or_default();
+        util::eq(
+            p,
+            &format!("{what} (kind, owner)"),
+            (tm.kind.as_str(), owner),
+            (util::s(&g, "kind"), util::a(&g, "owner")),
+        );
+        let mut want_waiters = tm.waiters.clone();
+        want_waiters.sort_unstable();
+        let got_waiters: Vec<u64> = util::arr(&g, "waiters")
+            .iter()
+            .map(|w| util::a(w, "thread"))
+            .collect();
+        let mut sorted = got_waiters.clone();
+        sorted.sort_unstable();
+        util::eq(p, &format!("{what} waiters"), want_waiters, sorted);
+        // Oldest first: the truth's threads by how long ago they began.
+        let mut oldest_first = got_waiters.clone();
+        oldest_first.sort_by(|a, b| {
+            let secs = |t: u64| {
+                truth
+                    .threads
+                    .iter()
+                    .find(|x| x.address == t)
+                    .and_then(|x| x.wait_seconds)
+                    .unwrap_or(0.0)
+            };
+            secs(*b).total_cmp(&secs(*a))
+        });
+        util::eq(
+            p,
+            &format!("{what} waiters oldest first"),
+            oldest_first,
+            got_waiters,
+        );
+
+        let a = format!("{:#x}", tm.address);
+        let one = run(["locks", d, &a]);
+        one.expect(0);
+        if !one.stdout.starts_with(&head) {
+            p.push(format!("{what}: `locks ADDR` text:\n{}", one.stdout));
+        }
+        let (r, one) = json_at("locks", d, &a);
+        r.expect(0);
+        util::eq(
+            p,
+            &format!("{what} locks ADDR type"),
+            "mutex",
+            util::s(&one, "type"),
+        );
+        util::eq(
+            p,
+            &format!("{what} locks ADDR (address, owner)"),
+            (tm.address, owner),
+            (
+                util::a(&one["data"], "address"),
+                util::a(&one["data"], "owner"),
+            ),
+        );
+
+        for &w in &tm.waiters {
+            let t = run(["thread", d, &format!("{w:#x}")]);
+            t.expect(0);
+            let line = t
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("    {}  {} (on its ", flat(tm.address), tm.kind)))
+                .unwrap_or("");
+            if !line.ends_with(&format!("owner {} (recorded in Owner)", flat(owner))) {
+                p.push(format!(
+                    "{what}: thread {w:#x} text names no mutex and owner:\n{}",
+                    t.stdout
+                ));
+            }
+            let (r, tj) = json_at("thread", d, &format!("{w:#x}"));
+            r.expect(0);
+            let named = util::arr(&tj["data"], "waits").iter().any(|x| {
+                util::a(x, "address") == tm.address
+                    && util::s(x, "kind") == tm.kind
+                    && util::arr(x, "owners")
+                        .iter()
+                        .filter_map(util::addr)
+                        .eq([owner])
+            });
+            if !named {
+                p.push(format!(
+                    "{what}: thread {w:#x} JSON waits: {}",
+                    tj["data"]["waits"]
+                ));
+            }
+        }
+        let t = run(["thread", d, &format!("{owner:#x}")]);
+        t.expect(0);
+        let want = format!("Owns {} {} (", tm.kind, flat(tm.address));
+        let tail = format!("with {} waiter(s) (recorded in Owner)", tm.waiters.len());
+        let line = t
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&want))
+            .unwrap_or("");
+        if !line.ends_with(&tail) {
+            p.push(format!(
+                "{what}: owner's thread text lacks {want:?} ... {tail:?}:\n{}",
+                t.stdout
+            ));
+        }
+        let (r, tj) = json_at("thread", d, &format!("{owner:#x}"));
+        r.expect(0);
+        let held = util::arr(&tj["data"], "holds")
+            .iter()
+            .find(|h| util::a(h, "address") == tm.address)
+            .cloned()
+            .unwrap_or_default();
+        util::eq(
+            p,
+            &format!("{what} owner's holds entry (kind, inferred, waiters)"),
+            (tm.kind.as_str(), Some(false), Some(tm.waiters.len() as u64)),
+            (
+                util::s(&held, "kind"),
+                held["inferred"].as_bool(),
+                held["waiters"].as_u64(),
+            ),
+        );
+    }
+    util::report("fast and guarded mutexes in locks and thread", problems);
+}

@@ -1,6 +1,7 @@
 //! The lock walks and the wait-graph input over a damaged kernel:
-//! ERESOURCEs, wait blocks, dispatcher objects, IRPs and ALPC messages, as
-//! `analyze` reads them, without the stack unwinder.
+//! ERESOURCEs, fast/guarded mutexes, wait blocks, dispatcher objects, IRPs
+//! and ALPC messages, as `analyze` and `locks` read them, without the
+//! stack unwinder.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,5 +9,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let k = hangscope_nt_fuzz::damaged_kernel(data);
     let _ = k.eresources();
+    let _ = k.mutexes();
     let _ = k.wait_graph();
 });

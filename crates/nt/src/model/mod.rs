@@ -390,6 +390,93 @@ impl EresourceInfo {
     }
 }
 
+/// One thread waiting on a push lock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushLockWaiter {
+    /// The waiting thread (ETHREAD).
+    #[serde(with = "hex")]
+    pub thread: VirtAddr,
+    /// The `WakeEvent` it waits on, in its wait block on its stack.
+    #[serde(with = "hex")]
+    pub wake_event: VirtAddr,
+    /// Its wait block, where the table names the type (7 SP1).
+    #[serde(with = "hex_opt")]
+    pub wait_block: Option<VirtAddr>,
+    /// Wants it exclusively: the wait block's `Flags` (7 SP1), else its
+    /// acquire frame (`...Exclusive`/`...Shared`); unknown when neither.
+    pub exclusive: Option<bool>,
+    /// Tied to the lock by its stack holding the lock's address rather
+    /// than by the lock's wait-block links.
+    pub inferred: bool,
+}
+
+/// A push lock with waiters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushLockInfo {
+    /// The lock word's address.
+    #[serde(with = "hex")]
+    pub address: VirtAddr,
+    /// The lock word.
+    #[serde(with = "hex")]
+    pub value: u64,
+    /// `Locked` is set (held exclusively, or shared with waiters queued).
+    pub locked: bool,
+    /// What contains it: `_EPROCESS.AddressCreationLock of explorer.exe
+    /// (pid 1800)`, `pool block tagged Pshl at ...`; none when unknown.
+    pub container: Option<String>,
+    /// Waiters, oldest first.
+    pub waiters: Vec<PushLockWaiter>,
+    /// Threads whose kernel stacks hold the lock's address and that do not
+    /// wait on it: the probable owners (inferred; a push lock records
+    /// none).
+    #[serde(with = "hex_vec")]
+    pub candidate_owners: Vec<VirtAddr>,
+    /// Whether the waiters were read from the wait blocks by name (7 SP1)
+    /// rather than found from the lock word and the stacks.
+    pub wait_blocks_by_name: bool,
+}
+
+/// A fast mutex (`_FAST_MUTEX`, also a guarded mutex from Windows 8 on) or
+/// 7 SP1's guarded mutex (`_KGUARDED_MUTEX`) with waiters. Unlike a push
+/// lock it records its owner (`Owner`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MutexInfo {
+    /// The mutex's address.
+    #[serde(with = "hex")]
+    pub address: VirtAddr,
+    /// `FastMutex` or `GuardedMutex` (7 SP1's `_KGUARDED_MUTEX`).
+    pub kind: String,
+    /// The dispatcher object its waiters block on: the `Event` of a
+    /// `_FAST_MUTEX`, the `Gate` of a `_KGUARDED_MUTEX`.
+    #[serde(with = "hex")]
+    pub wait_object: VirtAddr,
+    /// The thread in its `Owner` field (recorded, not inferred).
+    #[serde(with = "hex")]
+    pub owner: VirtAddr,
+    /// What contains it (a process or thread field, a pool block); none
+    /// when unknown.
+    pub container: Option<String>,
+    /// Waiters, oldest first.
+    pub waiters: Vec<LockWaiter>,
+}
+
+/// A lock a thread holds, as far as the dump tells: a mutex's recorded
+/// `Owner`, or a push lock whose address its stack keeps (inferred).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeldLock {
+    /// The lock's address.
+    #[serde(with = "hex")]
+    pub address: VirtAddr,
+    /// `PushLock`, `FastMutex` or `GuardedMutex`.
+    pub kind: String,
+    /// Inferred from the thread's stack rather than recorded by the lock.
+    pub inferred: bool,
+    /// What contains the lock, when known.
+    pub container: Option<String>,
+    /// How many threads wait for it.
+    pub waiters: usize,
+}
+
 /// A dispatcher object a thread waits on, and what is behind it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WaitedObject {
@@ -437,6 +524,15 @@ pub struct ThreadDetail {
     /// Modules on the stack with no symbol table, and what to fetch.
     #[serde(default)]
     pub missing_symbols: Vec<MissingSymbols>,
+    /// The push lock it waits on (`WrPushLock`), as the push-lock walk tied
+    /// it: address, container, waiters and the owner candidates inferred
+    /// from stacks. Absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_lock: Option<PushLockInfo>,
+    /// Push locks it probably holds (inferred from its stack) and mutexes
+    /// whose `Owner` it is. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<HeldLock>,
     /// Problems met.
     pub warnings: Vec<Warning>,
 }
