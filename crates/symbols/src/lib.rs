@@ -249,8 +249,11 @@ const MAX_REMEMBERED: usize = 1 << 14;
 #[derive(Default)]
 struct Lookups {
     user_types: RwLock<HashMap<Box<str>, Option<usize>>>,
-    paths: RwLock<HashMap<Box<str>, HashMap<Box<str>, Option<(u64, TypeRef)>>>>,
+    paths: RwLock<HashMap<Box<str>, FieldPaths>>,
 }
+
+/// One type's field paths and where each lands (`None`: no such path).
+type FieldPaths = HashMap<Box<str>, Option<(u64, TypeRef)>>;
 
 impl Lookups {
     fn user_type(&self, name: &str, find: impl FnOnce() -> Option<usize>) -> Option<usize> {
