@@ -107,34 +107,47 @@ pub fn mutex(m: &MutexInfo) -> String {
 /// adds nothing here: an idle push lock or mutex is on no list.
 pub fn sections(push_locks: &Partial<PushLockInfo>, mutexes: &Partial<MutexInfo>) -> String {
     let mut s = String::new();
-    if !push_locks.items.is_empty() || !push_locks.warnings.is_empty() {
-        let _ = writeln!(s, "\n**** PUSH LOCKS WITH WAITERS (not in !locks) ****");
-        for l in &push_locks.items {
-            let _ = write!(s, "\n{}", push_lock(l));
-        }
-        let _ = writeln!(
-            s,
-            "\n{} push lock(s) with waiters; owners {INFERRED}",
+    section(
+        &mut s,
+        push_locks,
+        "PUSH LOCKS WITH WAITERS (not in !locks)",
+        push_lock,
+        &format!(
+            "{} push lock(s) with waiters; owners {INFERRED}",
             push_locks.items.len()
-        );
-        warnings(&mut s, &push_locks.warnings);
-    }
-    if !mutexes.items.is_empty() || !mutexes.warnings.is_empty() {
-        let _ = writeln!(
-            s,
-            "\n**** FAST AND GUARDED MUTEXES WITH WAITERS (not in !locks) ****"
-        );
-        for m in &mutexes.items {
-            let _ = write!(s, "\n{}", mutex(m));
-        }
-        let _ = writeln!(
-            s,
-            "\n{} fast/guarded mutex(es) with waiters",
+        ),
+    );
+    section(
+        &mut s,
+        mutexes,
+        "FAST AND GUARDED MUTEXES WITH WAITERS (not in !locks)",
+        mutex,
+        &format!(
+            "{} fast/guarded mutex(es) with waiters",
             mutexes.items.len()
-        );
-        warnings(&mut s, &mutexes.warnings);
-    }
+        ),
+    );
     s
+}
+
+/// One titled section of locks and its warnings, left out when it has
+/// neither.
+fn section<T>(
+    s: &mut String,
+    locks: &Partial<T>,
+    title: &str,
+    render: impl Fn(&T) -> String,
+    footer: &str,
+) {
+    if locks.items.is_empty() && locks.warnings.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n**** {title} ****");
+    for l in &locks.items {
+        let _ = write!(s, "\n{}", render(l));
+    }
+    let _ = writeln!(s, "\n{footer}");
+    warnings(s, &locks.warnings);
 }
 
 /// `thread`'s line for the push lock a thread waits on.

@@ -715,6 +715,53 @@ fn json_at(cmd: &str, dump: &str, arg: &str) -> (util::Run, serde_json::Value) {
 /// ERESOURCE keys; `locks ADDR` shows one push lock; `thread` on a waiter
 /// names the lock and its inferred owner, and on the owner the locks it
 /// holds (inferred).
+/// A lock `thread OWNER` must list as held.
+struct Held<'a> {
+    kind: &'a str,
+    address: u64,
+    waiters: usize,
+    /// Inferred from stacks (push locks), else recorded in `Owner`.
+    inferred: bool,
+}
+
+/// `thread OWNER` says it holds the lock: a text line starting `want` and
+/// ending in the waiter count and how the owner is known, and a JSON
+/// `holds` entry with the same kind, inference and waiters.
+fn check_holds(p: &mut Vec<String>, what: &str, d: &str, owner: u64, want: &str, held: Held<'_>) {
+    let how = if held.inferred {
+        "inferred from stacks"
+    } else {
+        "recorded in Owner"
+    };
+    let t = run(["thread", d, &format!("{owner:#x}")]);
+    t.expect(0);
+    let tail = format!("with {} waiter(s) ({how})", held.waiters);
+    let line = t.stdout.lines().find(|l| l.starts_with(want)).unwrap_or("");
+    if !line.ends_with(&tail) {
+        p.push(format!(
+            "{what}: owner's thread text lacks {want:?} ... {tail:?}:\n{}",
+            t.stdout
+        ));
+    }
+    let (r, tj) = json_at("thread", d, &format!("{owner:#x}"));
+    r.expect(0);
+    let entry = util::arr(&tj["data"], "holds")
+        .iter()
+        .find(|h| util::a(h, "address") == held.address)
+        .cloned()
+        .unwrap_or_default();
+    util::eq(
+        p,
+        &format!("{what} owner's holds entry (kind, inferred, waiters)"),
+        (held.kind, Some(held.inferred), Some(held.waiters as u64)),
+        (
+            util::s(&entry, "kind"),
+            entry["inferred"].as_bool(),
+            entry["waiters"].as_u64(),
+        ),
+    );
+}
+
 #[test]
 fn issue_15_push_locks_in_locks_and_thread() {
     let mut problems = Vec::new();
@@ -903,38 +950,14 @@ fn issue_15_push_locks_in_locks_and_thread() {
                 );
             }
             // `thread OWNER`: holds it, inferred.
-            let t = run(["thread", d, &format!("{owner:#x}")]);
-            t.expect(0);
             let want = format!("Holds PushLock {} ({}", flat(tl.address), tl.container);
-            let tail = format!("with {} waiter(s) (inferred from stacks)", waiters.len());
-            let line = t
-                .stdout
-                .lines()
-                .find(|l| l.starts_with(&want))
-                .unwrap_or("");
-            if !line.ends_with(&tail) {
-                p.push(format!(
-                    "{what}: owner's thread text lacks {want:?} ... {tail:?}:\n{}",
-                    t.stdout
-                ));
-            }
-            let (r, tj) = json_at("thread", d, &format!("{owner:#x}"));
-            r.expect(0);
-            let held = util::arr(&tj["data"], "holds")
-                .iter()
-                .find(|h| util::a(h, "address") == tl.address)
-                .cloned()
-                .unwrap_or_default();
-            util::eq(
-                p,
-                &format!("{what} owner's holds entry (kind, inferred, waiters)"),
-                ("PushLock", Some(true), Some(waiters.len() as u64)),
-                (
-                    util::s(&held, "kind"),
-                    held["inferred"].as_bool(),
-                    held["waiters"].as_u64(),
-                ),
-            );
+            let held = Held {
+                kind: "PushLock",
+                address: tl.address,
+                waiters: waiters.len(),
+                inferred: true,
+            };
+            check_holds(p, &what, d, owner, &want, held);
         }
         // The interactive shell runs the same commands.
         let lock = &truth.push_locks[0];
@@ -1123,38 +1146,14 @@ fn issue_15_fast_and_guarded_mutexes_in_locks_and_thread() {
                 ));
             }
         }
-        let t = run(["thread", d, &format!("{owner:#x}")]);
-        t.expect(0);
         let want = format!("Owns {} {} (", tm.kind, flat(tm.address));
-        let tail = format!("with {} waiter(s) (recorded in Owner)", tm.waiters.len());
-        let line = t
-            .stdout
-            .lines()
-            .find(|l| l.starts_with(&want))
-            .unwrap_or("");
-        if !line.ends_with(&tail) {
-            p.push(format!(
-                "{what}: owner's thread text lacks {want:?} ... {tail:?}:\n{}",
-                t.stdout
-            ));
-        }
-        let (r, tj) = json_at("thread", d, &format!("{owner:#x}"));
-        r.expect(0);
-        let held = util::arr(&tj["data"], "holds")
-            .iter()
-            .find(|h| util::a(h, "address") == tm.address)
-            .cloned()
-            .unwrap_or_default();
-        util::eq(
-            p,
-            &format!("{what} owner's holds entry (kind, inferred, waiters)"),
-            (tm.kind.as_str(), Some(false), Some(tm.waiters.len() as u64)),
-            (
-                util::s(&held, "kind"),
-                held["inferred"].as_bool(),
-                held["waiters"].as_u64(),
-            ),
-        );
+        let held = Held {
+            kind: &tm.kind,
+            address: tm.address,
+            waiters: tm.waiters.len(),
+            inferred: false,
+        };
+        check_holds(p, &what, d, owner, &want, held);
     }
     util::report("fast and guarded mutexes in locks and thread", problems);
 }
