@@ -6,14 +6,24 @@
 //! owner, and the lock analysis cannot see why its client waits: no thread
 //! of the server was free to take it. When the client has waited at least
 //! `young_wait_seconds`, that is this module's finding, one per server
-//! process, with what the server's own threads wait on.
+//! process, with what the server's workers wait on.
+//!
+//! The workers are the ports' own when the input names them
+//! ([`crate::AlpcPort`]: on Windows an LRPC server's threads associated
+//! with the port's I/O completion queue). Then a worker idle on the queue
+//! while requests stay queued is told apart: the requests were not
+//! delivered to the workers, a different problem from workers all busy.
+//! Without them every waiting thread of the server process is counted,
+//! and the finding says so.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::analyze::{plural, secs_text};
 use crate::io_stall::{by_wait, waited, Ctx};
 use crate::verdict::*;
-use crate::{ResourceKey, ResourceKind, Thread, ThreadKey, ThreadState, WaitGraphInput};
+use crate::{
+    PortWorker, ResourceKey, ResourceKind, Thread, ThreadKey, ThreadState, WaitGraphInput,
+};
 
 /// Messages and ports named per finding.
 const MAX_LISTED: usize = 64;
@@ -24,6 +34,8 @@ struct Server<'a> {
     clients: Vec<&'a Thread>,
     messages: Vec<(Addr, f64)>,
     ports: Vec<String>,
+    /// The ports the messages were sent to, by address.
+    port_keys: Vec<Addr>,
 }
 
 /// One finding per server process whose requests sit on a queue, taken by
@@ -73,6 +85,11 @@ pub(crate) fn unanswered_findings(
         if !s.ports.contains(&port) {
             s.ports.push(port);
         }
+        if let Some(p) = m.port {
+            if !s.port_keys.contains(&p) {
+                s.port_keys.push(p);
+            }
+        }
     }
     servers
         .into_iter()
@@ -114,17 +131,50 @@ fn finding(
             .find(|x| x.pid == p)
             .map(|x| x.name.clone())
     });
-    // What the server's own threads wait on: its workers, were they free,
-    // would have taken the requests.
+    // What the server's workers wait on: were they free, they would have
+    // taken the requests. The ports' own workers when the input names
+    // them, else every waiting thread of the server.
     let owned = owned_waits(input);
-    let workers: Vec<&Thread> = input
-        .threads
+    let mut port_workers: Vec<PortWorker> = Vec::new();
+    let mut from_ports = false;
+    for p in input
+        .alpc_ports
         .iter()
-        .filter(|t| Some(t.pid) == pid && t.state == ThreadState::Waiting)
-        .collect();
+        .filter(|p| s.port_keys.contains(&p.port))
+    {
+        from_ports = true;
+        for w in &p.workers {
+            if !port_workers.iter().any(|x| x.thread == w.thread) {
+                port_workers.push(*w);
+            }
+        }
+    }
+    let by_key: HashMap<ThreadKey, &Thread> = input.threads.iter().map(|t| (t.key, t)).collect();
+    let (workers, idle): (Vec<&Thread>, Vec<&Thread>) = if from_ports {
+        let all: Vec<(&Thread, bool)> = port_workers
+            .iter()
+            .filter_map(|w| by_key.get(&w.thread).map(|&t| (t, w.idle)))
+            .collect();
+        let idle = all
+            .iter()
+            .filter(|(t, i)| *i && t.state == ThreadState::Waiting)
+            .map(|(t, _)| *t)
+            .collect();
+        (all.into_iter().map(|(t, _)| t).collect(), idle)
+    } else {
+        let all = input
+            .threads
+            .iter()
+            .filter(|t| Some(t.pid) == pid && t.state == ThreadState::Waiting)
+            .collect();
+        (all, Vec::new())
+    };
     let mut on: BTreeMap<ResourceKey, (usize, ThreadKey)> = BTreeMap::new();
     let mut blocked = 0usize;
-    for t in &workers {
+    for t in workers
+        .iter()
+        .filter(|t| !idle.iter().any(|i| i.key == t.key))
+    {
         if let Some(v) = owned.get(&t.key) {
             blocked += 1;
             for &(r, o) in v {
@@ -166,7 +216,26 @@ fn finding(
         (None, Some(p)) => format!("process {p}"),
         _ => "the server".to_string(),
     };
-    let mut blocked_text = format!("none of its {} waiting threads took them", workers.len());
+    let queue_where = if s.port_keys.len() > 1 {
+        "the ports' completion queues"
+    } else {
+        "the port's completion queue"
+    };
+    // "worker threads on the port's completion queue", or the process's
+    // waiting threads.
+    let workers_text = |n: usize| {
+        if from_ports {
+            format!("{} on {queue_where}", plural(n, "worker thread"))
+        } else {
+            plural(n, "waiting thread")
+        }
+    };
+    let mut blocked_text = if from_ports && workers.is_empty() {
+        format!("it has no worker thread on {queue_where}")
+    } else {
+        format!("none of its {} took them", workers_text(workers.len()))
+    };
+    let mut top_text = None;
     if let Some((r, n, o)) = top {
         let res = resource(r);
         let label = match res {
@@ -197,15 +266,25 @@ fn finding(
             .iter()
             .filter(|t| res.is_some_and(|x| x.owners.iter().any(|c| c.thread == t.key)))
             .count();
-        blocked_text = if n == blocked && blocked + owners_here == workers.len() {
-            format!(
-                "its {} worker thread(s) are all blocked on {label}{owner_text}",
-                blocked
-            )
+        top_text = Some(format!("{n} on {label}{owner_text}"));
+        blocked_text = if idle.is_empty() && n == blocked && blocked + owners_here == workers.len()
+        {
+            if from_ports {
+                format!(
+                    "its {} {} blocked on {label}{owner_text}",
+                    workers_text(blocked),
+                    if blocked == 1 { "is" } else { "are all" }
+                )
+            } else {
+                format!(
+                    "its {} worker thread(s) are all blocked on {label}{owner_text}",
+                    blocked
+                )
+            }
         } else {
             format!(
-                "{blocked} of its {} waiting threads are blocked, {n} on {label}{owner_text}",
-                workers.len()
+                "{blocked} of its {} are blocked, {n} on {label}{owner_text}",
+                workers_text(workers.len())
             )
         };
         if let Some(x) = res {
@@ -224,6 +303,20 @@ fn finding(
             f.chain.push(ctx.thread_step(t));
         }
     }
+    if !idle.is_empty() {
+        // Requests queued while a worker waits for one: they did not reach
+        // the workers (not delivered to the completion queue).
+        blocked_text = format!(
+            "{} of its {} sit idle waiting for a request while the requests stay queued: the requests were not delivered to the workers, a different problem from a server whose workers are all busy{}",
+            idle.len(),
+            workers_text(workers.len()),
+            top_text
+                .map(|t| format!(" ({blocked} blocked, {t})"))
+                .unwrap_or_default()
+        );
+    } else if !from_ports {
+        blocked_text += " (the ports' own workers are not known: every waiting thread of the server is counted)";
+    }
     f.alpc = Some(AlpcUnanswered {
         server_pid: pid,
         server_process: server_name,
@@ -231,6 +324,8 @@ fn finding(
         messages: s.messages.iter().map(|m| m.0).collect(),
         server_waiting_threads: workers.len(),
         server_blocked_threads: blocked,
+        server_idle_workers: idle.len(),
+        workers_from_ports: from_ports,
         blocked_on: top.map(|t| Addr(t.0)),
         blocked_on_owner: top.map(|t| Addr(t.2)),
     });
@@ -242,12 +337,20 @@ fn finding(
         f.max_wait_seconds.map_or("an unknown time".into(), secs_text),
     );
     f.why = format!(
-        "{} (WrLpcReply) for replies to requests still on the port's queue after at least {} s: no server thread was free to take them",
+        "{} (WrLpcReply) for replies to requests still on the port's queue after at least {} s: {}",
         match s.clients.len() {
             1 => "1 client thread waits".to_string(),
             n => format!("{n} client threads wait"),
         },
-        ctx.young_wait_seconds()
+        ctx.young_wait_seconds(),
+        if idle.is_empty() {
+            "no server thread was free to take them".to_string()
+        } else {
+            format!(
+                "{} sat idle on the port's own queue all the same, so the requests never reached them",
+                plural(idle.len(), "worker thread")
+            )
+        }
     );
     f
 }
