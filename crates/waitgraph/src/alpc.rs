@@ -354,3 +354,189 @@ fn finding(
     );
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::*;
+
+    const PORT: u64 = 0xffff_8000_0000_5000;
+    const MESSAGE: u64 = 0xffff_8000_0000_6000;
+    const LOCK: u64 = 0xffff_8000_0000_7000;
+    const QUEUE: u64 = 0xffff_8000_0000_8000;
+    const EVENT: u64 = 0xffff_8000_0000_9000;
+    const CLIENT: u64 = 0x10;
+    const BUSY: [u64; 2] = [0x20, 0x24];
+    const OWNER: u64 = 0x28;
+    const IDLE: u64 = 0x2c;
+    const OTHER: u64 = 0x30;
+
+    fn thread(key: u64, pid: u64, secs: f64, reason: &str) -> Thread {
+        Thread {
+            key,
+            tid: key,
+            pid,
+            state: ThreadState::Waiting,
+            wait_reason: Some(reason.into()),
+            waited_seconds: Some(secs),
+            waited_ticks: None,
+            stack: vec![],
+            io: vec![],
+            user_mode_wait: false,
+            warnings: vec![],
+        }
+    }
+
+    fn resource(key: u64, kind: ResourceKind, owner: Option<u64>, waiters: &[u64]) -> Resource {
+        let claim = |thread| Claim {
+            thread,
+            mode: Mode::Exclusive,
+        };
+        Resource {
+            key,
+            kind,
+            name: None,
+            owners: owner.into_iter().map(claim).collect(),
+            waiters: waiters.iter().copied().map(claim).collect(),
+            contention_count: None,
+            warnings: vec![],
+        }
+    }
+
+    /// lsass (532) with two workers blocked on an ERESOURCE whose owner
+    /// waits on an event, a thread idle for 900 s on a completion queue
+    /// (`WrQueue`), another waiting on an event of its own; a client of
+    /// pid 820 whose request sits on the port's queue for 250 s.
+    /// `workers`: the port's workers the input names (none: unknown).
+    fn server(workers: Option<&[(u64, bool)]>) -> WaitGraphInput {
+        let process = |pid, name: &str| Process {
+            pid,
+            name: name.into(),
+            ..Process::default()
+        };
+        WaitGraphInput {
+            processes: vec![process(532, "lsass.exe"), process(820, "svchost.exe")],
+            threads: vec![
+                thread(CLIENT, 820, 250.0, "WrLpcReply"),
+                thread(BUSY[0], 532, 297.0, "WrResource"),
+                thread(BUSY[1], 532, 281.0, "WrResource"),
+                thread(OWNER, 532, 305.0, "Executive"),
+                thread(IDLE, 532, 900.0, "WrQueue"),
+                thread(OTHER, 532, 330.0, "UserRequest"),
+            ],
+            resources: vec![
+                resource(MESSAGE, ResourceKind::AlpcMessage, None, &[CLIENT]),
+                resource(LOCK, ResourceKind::Eresource, Some(OWNER), &BUSY),
+                resource(EVENT, ResourceKind::Event, None, &[OWNER, OTHER]),
+                resource(QUEUE, ResourceKind::Other("Queue".into()), None, &[IDLE]),
+            ],
+            alpc: vec![AlpcMessage {
+                message: Addr(MESSAGE),
+                client: CLIENT,
+                port: Some(Addr(PORT)),
+                port_name: Some("LsaAuthenticationPort".into()),
+                server_pid: Some(532),
+                server_thread: None,
+            }],
+            alpc_ports: workers
+                .map(|w| AlpcPort {
+                    port: Addr(PORT),
+                    name: Some("LsaAuthenticationPort".into()),
+                    server_pid: Some(532),
+                    workers: w
+                        .iter()
+                        .map(|&(thread, idle)| PortWorker { thread, idle })
+                        .collect(),
+                })
+                .into_iter()
+                .collect(),
+            ..WaitGraphInput::default()
+        }
+    }
+
+    fn unanswered(v: &Verdict) -> &Finding {
+        v.findings
+            .iter()
+            .find(|f| f.kind == FindingKind::AlpcUnanswered)
+            .expect("an alpc_unanswered finding")
+    }
+
+    /// No finding names the idle worker, and none is unexplained.
+    fn idle_worker_is_no_finding(v: &Verdict) {
+        for f in &v.findings {
+            assert!(
+                !f.threads.iter().any(|t| t.address.0 == IDLE),
+                "{:?} names the idle worker: {}",
+                f.kind,
+                f.summary
+            );
+            assert_ne!(f.kind, FindingKind::Unexplained, "{}", f.summary);
+        }
+    }
+
+    #[test]
+    fn counts_the_ports_own_workers() {
+        let v = analyze(
+            &server(Some(&[(BUSY[0], false), (BUSY[1], false)])),
+            &AnalyzeOptions::default(),
+        );
+        let f = unanswered(&v);
+        assert!(
+            f.summary.contains(
+                "its 2 worker threads on the port's completion queue are all blocked on ERESOURCE"
+            ),
+            "{}",
+            f.summary
+        );
+        let a = f.alpc.as_ref().expect("alpc");
+        assert!(a.workers_from_ports);
+        assert_eq!(
+            (
+                a.server_waiting_threads,
+                a.server_blocked_threads,
+                a.server_idle_workers
+            ),
+            (2, 2, 0)
+        );
+        assert_eq!(a.blocked_on, Some(Addr(LOCK)));
+        assert_eq!(a.blocked_on_owner, Some(Addr(OWNER)));
+        idle_worker_is_no_finding(&v);
+    }
+
+    #[test]
+    fn an_idle_worker_means_the_requests_were_not_delivered() {
+        let v = analyze(
+            &server(Some(&[(BUSY[0], false), (BUSY[1], false), (IDLE, true)])),
+            &AnalyzeOptions::default(),
+        );
+        let f = unanswered(&v);
+        assert!(
+            f.summary.contains(
+                "1 of its 3 worker threads on the port's completion queue sit idle waiting for a request"
+            ) && f.summary.contains("were not delivered"),
+            "{}",
+            f.summary
+        );
+        assert!(f.why.contains("never reached them"), "{}", f.why);
+        let a = f.alpc.as_ref().expect("alpc");
+        assert_eq!((a.server_idle_workers, a.server_blocked_threads), (1, 2));
+        idle_worker_is_no_finding(&v);
+    }
+
+    #[test]
+    fn without_the_ports_workers_every_waiting_thread_counts() {
+        let v = analyze(&server(None), &AnalyzeOptions::default());
+        let f = unanswered(&v);
+        let a = f.alpc.as_ref().expect("alpc");
+        assert!(!a.workers_from_ports);
+        assert_eq!((a.server_waiting_threads, a.server_blocked_threads), (5, 2));
+        assert!(
+            f.summary
+                .contains("2 of its 5 waiting threads are blocked, 2 on ERESOURCE")
+                && f.summary
+                    .contains("every waiting thread of the server is counted"),
+            "{}",
+            f.summary
+        );
+        idle_worker_is_no_finding(&v);
+    }
+}
