@@ -622,7 +622,9 @@ fn alpc_unanswered_findings(
     explained: &mut HashSet<usize>,
 ) -> Vec<FindingTruth> {
     let sc = p.sc;
-    let mut by_server: BTreeMap<u64, (Vec<usize>, Vec<u64>, BTreeSet<u64>)> = BTreeMap::new();
+    // Per server PID: the clients, their messages and the port workers.
+    type Server = (Vec<usize>, Vec<u64>, BTreeSet<u64>);
+    let mut by_server: BTreeMap<u64, Server> = BTreeMap::new();
     for (mi, m) in sc.alpc_messages.iter().enumerate() {
         let ti = p.ix.alpc_clients[&mi];
         if m.server_thread.is_some()

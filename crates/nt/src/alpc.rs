@@ -282,8 +282,16 @@ pub enum AlpcObject {
 #[derive(Debug, Default)]
 struct Cache {
     waits: OnceLock<Partial<AlpcWait>>,
-    /// `Tcb.Queue` -> the threads naming it, and what could not be read.
-    queues: OnceLock<(HashMap<VirtAddr, Vec<VirtAddr>>, Vec<Warning>)>,
+    queues: OnceLock<QueueIndex>,
+}
+
+/// `Tcb.Queue` of every listed thread, by queue.
+#[derive(Debug, Default)]
+struct QueueIndex {
+    /// Queue -> the threads whose `Tcb.Queue` names it.
+    by_queue: HashMap<VirtAddr, Vec<VirtAddr>>,
+    /// Threads whose `Tcb.Queue` could not be read.
+    warnings: Vec<Warning>,
 }
 
 /// The pointer, or `None` for NULL.
@@ -486,7 +494,7 @@ impl<'d> Kernel<'d> {
     }
 
     /// `Tcb.Queue` of every listed thread that names one, by queue.
-    fn queue_index(&self) -> &(HashMap<VirtAddr, Vec<VirtAddr>>, Vec<Warning>) {
+    fn queue_index(&self) -> &QueueIndex {
         self.caches.get::<Cache>().queues.get_or_init(|| {
             let mut index: HashMap<VirtAddr, Vec<VirtAddr>> = HashMap::new();
             let mut warnings = Vec::new();
@@ -503,7 +511,10 @@ impl<'d> Kernel<'d> {
                     )),
                 }
             }
-            (index, warnings)
+            QueueIndex {
+                by_queue: index,
+                warnings,
+            }
         })
     }
 
@@ -545,9 +556,9 @@ impl<'d> Kernel<'d> {
             ));
             return None;
         }
-        let (index, index_warnings) = self.queue_index();
-        w.extend(index_warnings.iter().cloned());
-        let by_tcb: &[VirtAddr] = index.get(&q).map_or(&[], |v| v.as_slice());
+        let index = self.queue_index();
+        w.extend(index.warnings.iter().cloned());
+        let by_tcb: &[VirtAddr] = index.by_queue.get(&q).map_or(&[], |v| v.as_slice());
         let mut listed = Vec::new();
         match kq.addr_of("ThreadListHead").and_then(|h| {
             self.reader()
