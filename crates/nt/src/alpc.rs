@@ -588,7 +588,7 @@ impl<'d> Kernel<'d> {
             let info = threads.iter().find(|x| x.address == t);
             if on_thread_list && !tcb_queue {
                 let what = match info {
-                    Some(_) => "whose Tcb.Queue names another queue",
+                    Some(_) => "whose Tcb.Queue does not name this queue",
                     None => "that is on no thread list",
                 };
                 w.push(Warning::implausible(
