@@ -556,8 +556,9 @@ impl<'d> Kernel<'d> {
             ));
             return None;
         }
+        // The index's own warnings (threads whose Tcb.Queue could not be
+        // read) are reported once per listing, not once per port.
         let index = self.queue_index();
-        w.extend(index.warnings.iter().cloned());
         let by_tcb: &[VirtAddr] = index.by_queue.get(&q).map_or(&[], |v| v.as_slice());
         let mut listed = Vec::new();
         match kq.addr_of("ThreadListHead").and_then(|h| {
@@ -648,6 +649,10 @@ impl<'d> Kernel<'d> {
                 }
             }
             Err(e) => out.warnings.push(Warning::from_error("ALPC port list", &e)),
+        }
+        if out.items.iter().any(|p| p.queue_workers.is_some()) {
+            out.warnings
+                .extend(self.queue_index().warnings.iter().cloned());
         }
         out
     }
@@ -744,7 +749,10 @@ impl<'d> Kernel<'d> {
             return Ok(AlpcObject::Wait(w.clone()));
         }
         if self.object_type_name(addr).is_ok_and(|t| t == "ALPC Port") {
-            let (port, warnings) = self.alpc_port(addr)?;
+            let (port, mut warnings) = self.alpc_port(addr)?;
+            if port.queue_workers.is_some() {
+                warnings.extend(self.queue_index().warnings.iter().cloned());
+            }
             return Ok(AlpcObject::Port { port, warnings });
         }
         self.alpc_message(addr).map(AlpcObject::Message)
