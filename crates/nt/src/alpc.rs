@@ -50,7 +50,7 @@ use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_x64::VirtAddr;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 /// Most ports walked on `AlpcpPortList`.
@@ -212,18 +212,13 @@ impl AlpcPortInfo {
     /// threads.
     pub fn workers(&self) -> Option<Vec<(VirtAddr, bool)>> {
         let q = self.queue_workers.as_ref()?;
-        let mut out: Vec<(VirtAddr, bool)> = q.iter().map(|w| (w.thread, w.idle)).collect();
-        let more = self
-            .waiting_threads
+        let mut seen = HashSet::new();
+        let all = q
             .iter()
-            .map(|&t| (t, true))
+            .map(|w| (w.thread, w.idle))
+            .chain(self.waiting_threads.iter().map(|&t| (t, true)))
             .chain(self.server_threads.iter().map(|&t| (t, false)));
-        for (t, idle) in more {
-            if !out.iter().any(|x| x.0 == t) {
-                out.push((t, idle));
-            }
-        }
-        Some(out)
+        Some(all.filter(|(t, _)| seen.insert(*t)).collect())
     }
 }
 
@@ -444,6 +439,7 @@ impl<'d> Kernel<'d> {
         let waiting_threads =
             self.port_queue(addr, "WaitQueue", "_ETHREAD", "AlpcWaitListEntry", &mut w);
         let mut server_threads = Vec::new();
+        let mut seen = HashSet::new();
         for &m in main_queue
             .iter()
             .chain(&large_queue)
@@ -454,7 +450,7 @@ impl<'d> Kernel<'d> {
                 .object("_KALPC_MESSAGE", m)
                 .and_then(|o| o.ptr("ServerThread"))
             {
-                Ok(t) if t.0 != 0 && !server_threads.contains(&t) => server_threads.push(t),
+                Ok(t) if t.0 != 0 && seen.insert(t) => server_threads.push(t),
                 Ok(_) => {}
                 Err(e) => w.push(Warning::from_error(
                     format!("ALPC message {m:#x} of port {addr:#x}"),
@@ -578,15 +574,25 @@ impl<'d> Kernel<'d> {
             }
             Err(e) => w.push(Warning::from_error(format!("{ctx} ThreadListHead"), &e)),
         }
-        let threads = &self.threads().items;
+        // Sets and a map keep the cross-check linear in a list the dump
+        // may have made long.
+        let threads: HashMap<VirtAddr, &ThreadInfo> = self
+            .threads()
+            .items
+            .iter()
+            .map(|x| (x.address, x))
+            .collect();
+        let on_list: HashSet<VirtAddr> = listed.iter().copied().collect();
+        let on_tcb: HashSet<VirtAddr> = by_tcb.iter().copied().collect();
+        let mut seen: HashSet<VirtAddr> = HashSet::new();
         let mut out: Vec<QueueWorker> = Vec::new();
         for &t in listed.iter().chain(by_tcb) {
-            if out.iter().any(|x| x.thread == t) {
+            if !seen.insert(t) {
                 continue;
             }
-            let on_thread_list = listed.contains(&t);
-            let tcb_queue = by_tcb.contains(&t);
-            let info = threads.iter().find(|x| x.address == t);
+            let on_thread_list = on_list.contains(&t);
+            let tcb_queue = on_tcb.contains(&t);
+            let info = threads.get(&t).copied();
             if on_thread_list && !tcb_queue {
                 let what = match info {
                     Some(_) => "whose Tcb.Queue does not name this queue",

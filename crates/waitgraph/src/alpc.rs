@@ -136,18 +136,16 @@ fn finding(
     // them, else every waiting thread of the server.
     let owned = owned_waits(input);
     let mut port_workers: Vec<PortWorker> = Vec::new();
+    let mut seen: HashSet<ThreadKey> = HashSet::new();
     let mut from_ports = false;
+    let port_keys: HashSet<Addr> = s.port_keys.iter().copied().collect();
     for p in input
         .alpc_ports
         .iter()
-        .filter(|p| s.port_keys.contains(&p.port))
+        .filter(|p| port_keys.contains(&p.port))
     {
         from_ports = true;
-        for w in &p.workers {
-            if !port_workers.iter().any(|x| x.thread == w.thread) {
-                port_workers.push(*w);
-            }
-        }
+        port_workers.extend(p.workers.iter().filter(|w| seen.insert(w.thread)));
     }
     let by_key: HashMap<ThreadKey, &Thread> = input.threads.iter().map(|t| (t.key, t)).collect();
     let (workers, idle): (Vec<&Thread>, Vec<&Thread>) = if from_ports {
@@ -169,12 +167,10 @@ fn finding(
             .collect();
         (all, Vec::new())
     };
+    let idle_now: HashSet<ThreadKey> = idle.iter().map(|t| t.key).collect();
     let mut on: BTreeMap<ResourceKey, (usize, ThreadKey)> = BTreeMap::new();
     let mut blocked = 0usize;
-    for t in workers
-        .iter()
-        .filter(|t| !idle.iter().any(|i| i.key == t.key))
-    {
+    for t in workers.iter().filter(|t| !idle_now.contains(&t.key)) {
         if let Some(v) = owned.get(&t.key) {
             blocked += 1;
             for &(r, o) in v {
