@@ -7,7 +7,7 @@
 //! on no owned lock is a busy owner (owner running, every wait < 60 s),
 //! stuck (a wait >= 60 s) or contention.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::build::{
     parent_dir, set_member_name, AlpcMessageRec, AlpcPortRec, DpcRec, LockRec, ProcRec, ThreadRec,
@@ -171,6 +171,7 @@ fn wait_reason(sc: &Scenario, ix: &Index, w: &crate::scenario::Wait) -> String {
             LockKind::Fastmutex => "WrFastMutex",
             LockKind::Pushlock => "WrPushLock",
             LockKind::Guardedmutex => "WrGuardedMutex",
+            LockKind::Queue => "WrQueue",
             _ => "Executive",
         }
         .into()
@@ -287,6 +288,7 @@ fn lock_truths(p: &Placement<'_>, t: &mut GroundTruth) {
                     // 7 SP1's KGATE mutex; a _FAST_MUTEX on later builds.
                     LockKind::Guardedmutex if p.guarded_mutex_type => "GuardedMutex",
                     LockKind::Guardedmutex => "FastMutex",
+                    LockKind::Queue => "Queue",
                     _ => "Semaphore",
                 }
                 .into(),
@@ -396,6 +398,7 @@ fn handle_truths(p: &Placement<'_>, files: &HashMap<u64, FileTruth>) -> Vec<Hand
             let k = match sc.locks[li].kind {
                 LockKind::Mutant => "Mutant",
                 LockKind::Event => "Event",
+                LockKind::Queue => "IoCompletion",
                 _ => "Semaphore",
             };
             return (k, String::new());
@@ -619,7 +622,9 @@ fn alpc_unanswered_findings(
     explained: &mut HashSet<usize>,
 ) -> Vec<FindingTruth> {
     let sc = p.sc;
-    let mut by_server: BTreeMap<u64, (Vec<usize>, Vec<u64>)> = BTreeMap::new();
+    // Per server PID: the clients, their messages and the port workers.
+    type Server = (Vec<usize>, Vec<u64>, BTreeSet<u64>);
+    let mut by_server: BTreeMap<u64, Server> = BTreeMap::new();
     for (mi, m) in sc.alpc_messages.iter().enumerate() {
         let ti = p.ix.alpc_clients[&mi];
         if m.server_thread.is_some()
@@ -627,14 +632,28 @@ fn alpc_unanswered_findings(
         {
             continue;
         }
-        let pid = sc.alpc_ports[p.ix.alpc_ports[&m.port]].pid;
-        let e = by_server.entry(pid).or_default();
+        let port = &sc.alpc_ports[p.ix.alpc_ports[&m.port]];
+        let e = by_server.entry(port.pid).or_default();
         e.0.push(ti);
         e.1.push(p.alpc_messages[mi].address);
+        // The port's workers: the threads associated with its completion
+        // queue and the server threads of its messages.
+        if let Some(q) = &port.completion_port {
+            let kq = p.locks[p.ix.locks[q]].address;
+            e.2.extend(queue_workers(p, kq, true));
+            e.2.extend(queue_workers(p, kq, false));
+            e.2.extend(
+                sc.alpc_messages
+                    .iter()
+                    .filter(|x| x.port == m.port)
+                    .filter_map(|x| x.server_thread.as_ref())
+                    .map(|s| p.ethread(s)),
+            );
+        }
     }
     by_server
         .into_values()
-        .map(|(clients, messages)| {
+        .map(|(clients, messages, workers)| {
             explained.extend(clients.iter().copied());
             FindingTruth {
                 kind: "alpc_unanswered".into(),
@@ -645,8 +664,40 @@ fn alpc_unanswered_findings(
                 driver: None,
                 directory: None,
                 pending_irps: None,
+                alpc_workers: workers.into_iter().collect(),
             }
         })
+        .collect()
+}
+
+/// The scenario index of the queue lock at `q`, if one is there.
+fn queue_at(p: &Placement<'_>, q: u64) -> Option<usize> {
+    p.locks
+        .iter()
+        .position(|l| l.address == q)
+        .filter(|&li| p.sc.locks[li].kind == LockKind::Queue)
+}
+
+/// Threads associated with the queue at `q` (`KTHREAD.Queue`): waiting on
+/// it (`idle`), or busy with a packet they took from it, in scenario
+/// order.
+fn queue_workers(p: &Placement<'_>, q: u64, idle: bool) -> Vec<u64> {
+    let Some(li) = queue_at(p, q) else {
+        return Vec::new();
+    };
+    let id = &p.sc.locks[li].id;
+    p.sc.threads
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            let waits = t.wait.as_ref().is_some_and(|w| w.on.first() == Some(id));
+            if idle {
+                waits
+            } else {
+                !waits && t.queue.as_ref() == Some(id)
+            }
+        })
+        .map(|(ti, _)| p.threads[ti].ethread)
         .collect()
 }
 
@@ -666,6 +717,15 @@ fn alpc_truths(p: &Placement<'_>, t: &mut GroundTruth) {
             .into(),
             owner_pid: r.pid,
             name: r.name.clone(),
+            completion_port: r.completion_port,
+            idle_workers: r
+                .completion_port
+                .map(|q| queue_workers(p, q, true))
+                .unwrap_or_default(),
+            busy_workers: r
+                .completion_port
+                .map(|q| queue_workers(p, q, false))
+                .unwrap_or_default(),
         })
         .collect();
     t.alpc_messages = sc
@@ -776,6 +836,7 @@ fn stuck_io_findings(
             driver: Some(sc.devices[p.ix.devices[&dev]].driver.clone()),
             directory: None,
             pending_irps: Some(pending),
+            alpc_workers: Vec::new(),
         });
     }
     out
@@ -827,6 +888,7 @@ fn unexplained_finding(
         driver: None,
         directory: None,
         pending_irps: None,
+        alpc_workers: Vec::new(),
     })
 }
 
@@ -934,6 +996,7 @@ fn cpu_starvation_finding(
         driver: None,
         directory: None,
         pending_irps: None,
+        alpc_workers: Vec::new(),
     })
 }
 
@@ -977,6 +1040,7 @@ fn low_memory_finding(
         driver: None,
         directory: None,
         pending_irps: None,
+        alpc_workers: Vec::new(),
     })
 }
 
@@ -1013,6 +1077,7 @@ fn deadlock_findings(p: &Placement<'_>, g: &WaitGraph, in_cycle: &mut [bool]) ->
             driver: None,
             directory: None,
             pending_irps: None,
+            alpc_workers: Vec::new(),
         });
     }
     findings
@@ -1063,6 +1128,7 @@ fn chain_findings(
             driver,
             directory,
             pending_irps: None,
+            alpc_workers: Vec::new(),
         });
     }
     findings

@@ -126,6 +126,7 @@ fn add_processes(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) 
                 counters: None,
                 ready_since: None,
                 priority: None,
+                queue: None,
                 ready_on: None,
             });
             tn += 1;

@@ -415,6 +415,18 @@ pub struct AlpcPortTruth {
     pub owner_pid: u64,
     /// Object name (connection ports).
     pub name: Option<String>,
+    /// The `_KQUEUE` its `CompletionPort` names (an LRPC server's
+    /// connection port), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_port: Option<u64>,
+    /// Threads associated with that queue waiting on it (`WrQueue`): idle
+    /// workers, in scenario order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idle_workers: Vec<u64>,
+    /// Threads associated with that queue doing something else (they took
+    /// a packet): busy workers, in scenario order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub busy_workers: Vec<u64>,
 }
 
 /// An ALPC request a client thread waits on.
@@ -474,6 +486,11 @@ pub struct FindingTruth {
     /// For stuck I/O: the IRPs pending at the bottom device (`driver`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_irps: Option<u64>,
+    /// For an unanswered ALPC finding whose ports have completion queues:
+    /// the server's worker threads it counts (the threads associated with
+    /// those queues and the server threads of their messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpc_workers: Vec<u64>,
 }
 
 /// A directory with many file objects.

@@ -217,6 +217,29 @@ fn alpc_scenario_errors_name_the_field() {
         "pid = 536\n[[alpc_messages]]",
     ));
     assert!(e.contains("alpc_ports[0].pid"), "{e}");
+    // LRPC completion queues: a port's and a thread's queue is a queue
+    // lock; a thread waiting on a queue waits on it alone, and is not
+    // associated with another.
+    let queues = base.replace(
+        "pid = 532\n[[alpc_messages]]",
+        "pid = 532\ncompletion_port = \"q0\"\n[[alpc_messages]]",
+    ) + "[[locks]]\nid = \"q0\"\nkind = \"queue\"\n\
+         [[locks]]\nid = \"q1\"\nkind = \"queue\"\n\
+         [[threads]]\nid = \"idle\"\npid = 532\nstate = \"waiting\"\n\
+         wait = { on = [\"q0\"], ticks_ago = 5 }\n";
+    Scenario::from_toml(&queues, "alpc").unwrap();
+    let e = scenario_error(&queues.replace("completion_port = \"q0\"", "completion_port = \"r0\""));
+    assert!(
+        e.contains("alpc_ports[0].completion_port") && e.contains("not a queue"),
+        "{e}"
+    );
+    let e = scenario_error(&queues.replace("on = [\"q0\"]", "on = [\"q0\", \"r0\"]"));
+    assert!(e.contains("wait.on") && e.contains("alone"), "{e}");
+    let e = scenario_error(&queues.replace(
+        "id = \"idle\"\npid = 532\n",
+        "id = \"idle\"\npid = 532\nqueue = \"q1\"\n",
+    ));
+    assert!(e.contains(".queue") && e.contains("that queue"), "{e}");
 }
 
 #[test]

@@ -416,7 +416,10 @@ fn volatility_reads_the_push_lock_pile_up() {
 /// each server's connection port by name and each side's communication
 /// ports); and each ALPC message's waiting and server thread, queue port,
 /// owner port, queue type, request type, the server's PID through the
-/// queue port's owner, and the client's `AlpcMessage` pointing back.
+/// queue port's owner, and the client's `AlpcMessage` pointing back; and
+/// each LRPC port's `CompletionPort`, a `QueueObject` whose
+/// `ThreadListHead` holds the port's idle and busy workers, each one's
+/// `Tcb.Queue` naming it.
 #[test]
 fn volatility_reads_the_rdp_logon_alpc_chain() {
     let Some(env) = vol_env() else { return };
@@ -769,6 +772,16 @@ fn labcheck_args(t: &GroundTruth) -> Vec<String> {
     if !t.alpc_messages.is_empty() {
         args.push("--alpc-messages".into());
         args.extend(t.alpc_messages.iter().map(|m| m.address.to_string()));
+    }
+    let lrpc: Vec<String> = t
+        .alpc_ports
+        .iter()
+        .filter(|p| p.completion_port.is_some())
+        .map(|p| p.address.to_string())
+        .collect();
+    if !lrpc.is_empty() {
+        args.push("--alpc-ports".into());
+        args.extend(lrpc);
     }
     args.push("--clock".into());
     args
@@ -1343,6 +1356,32 @@ fn check_labcheck(t: &GroundTruth, rows: &[Value]) -> Result<(), String> {
         check!("ALPC", a, "MessageType", "0x2001".to_string());
         check!("ALPC", a, "ServerPid", m.server_pid.to_string());
         check!("ALPC", a, "ClientAlpcMessage", hex48(a));
+    }
+    // An LRPC port's completion queue: a QueueObject whose ThreadListHead
+    // holds its idle and busy workers, each one's Tcb.Queue naming it.
+    for p in &t.alpc_ports {
+        let Some(q) = p.completion_port else { continue };
+        let a = p.address;
+        check!("ALPC_PORT", a, "CompletionPort", hex48(q));
+        check!("ALPC_PORT", a, "QueueType", "QueueObject".to_string());
+        let mut workers: Vec<u64> = p
+            .idle_workers
+            .iter()
+            .chain(&p.busy_workers)
+            .map(|w| w & MASK48)
+            .collect();
+        workers.sort();
+        check!(
+            "ALPC_PORT",
+            a,
+            "QueueThreads",
+            workers
+                .iter()
+                .map(|w| format!("{w:#x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        check!("ALPC_PORT", a, "QueueThreadsPointBack", "True".to_string());
     }
     for irp in &t.irps {
         let a = irp.address;

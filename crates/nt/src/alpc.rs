@@ -18,6 +18,19 @@
 //!   numbering is inferred, not verified).
 //! - `_ALPC_PORT.u1.s1.Type`: 1 connection, 2 client communication, 3
 //!   server communication. `OwnerProcess` with bit 0 set means none.
+//! - An LRPC server associates its connection port with an I/O completion
+//!   object: `_ALPC_PORT.CompletionPort` is that object's body, a
+//!   `_KQUEUE` (Windows 11's table types the field so; the others say
+//!   `void*`), whose `Header.Type` is the build's `QueueObject`. Its
+//!   workers wait `WrQueue` on it (`!alpc /p`: "registered with port IO
+//!   completion object"). A thread that removed a packet from a queue
+//!   keeps `_KTHREAD.Queue` pointing at it, and stays linked into
+//!   `_KQUEUE.ThreadListHead` through `_KTHREAD.QueueListEntry`, while it
+//!   works on the request (the kernel lowers the queue's `CurrentCount`
+//!   through that link when the worker blocks): so the port's workers are
+//!   the threads associated with its queue, idle or busy. That a busy
+//!   worker stays associated while blocked elsewhere is inferred from how
+//!   the kernel uses the fields, not verified on a real dump.
 //!
 //! Fields read: `_ETHREAD.{AlpcMessage, AlpcWaitSemaphore,
 //! AlpcWaitListEntry}`, `_KALPC_MESSAGE.{Entry, PortQueue, OwnerPort,
@@ -25,22 +38,27 @@
 //! u1.s1.QueueType, PortMessage}`, `_PORT_MESSAGE.{u2.s2.Type, ClientId,
 //! MessageId}`, `_ALPC_PORT.{PortListEntry, CommunicationInfo,
 //! OwnerProcess, MainQueue, LargeMessageQueue, PendingQueue, DirectQueue,
-//! WaitQueue, MainQueueLength, PendingQueueLength, u1.s1.Type}`,
-//! `_ALPC_COMMUNICATION_INFO.ConnectionPort`; the symbol `AlpcpPortList`.
-//! Windows 7 and 8.1 have no `DirectQueue`: the walk leaves it out there.
+//! WaitQueue, MainQueueLength, PendingQueueLength, u1.s1.Type,
+//! CompletionPort}`, `_ALPC_COMMUNICATION_INFO.ConnectionPort`,
+//! `_KQUEUE.{Header.Type, ThreadListHead}`, `_KTHREAD.{Queue,
+//! QueueListEntry}`; the symbol `AlpcpPortList`. Windows 7 and 8.1 have no
+//! `DirectQueue`: the walk leaves it out there. Every other field exists
+//! on all eight shared tables (`docs/windows-structures.md`).
 
 use crate::error::{Result, Warning};
 use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_x64::VirtAddr;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 /// Most ports walked on `AlpcpPortList`.
 pub const MAX_PORTS: usize = 1 << 18;
 /// Most messages walked on one queue.
 pub const MAX_QUEUE: usize = 1 << 16;
+/// Most threads walked on one `_KQUEUE.ThreadListHead`.
+pub const MAX_QUEUE_THREADS: usize = 1 << 14;
 /// `_ALPC_PORT.OwnerProcess` bit 0: no owner.
 const OWNER_NONE_BIT: u64 = 1;
 
@@ -112,6 +130,24 @@ pub struct AlpcMessageInfo {
     pub message_id: Option<u64>,
 }
 
+/// A thread associated with a port's I/O completion queue: one of an LRPC
+/// server's workers for that port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueWorker {
+    /// The thread.
+    #[serde(with = "hex")]
+    pub thread: VirtAddr,
+    /// Its TID, when it is on the thread lists.
+    pub tid: Option<u64>,
+    /// Waiting `WrQueue` on the queue itself: an idle worker. Otherwise
+    /// busy: it took a request and works on it (or is blocked doing so).
+    pub idle: bool,
+    /// Found on the queue's `ThreadListHead`.
+    pub on_thread_list: bool,
+    /// Its `Tcb.Queue` names the queue.
+    pub tcb_queue: bool,
+}
+
 /// An ALPC port (`_ALPC_PORT`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlpcPortInfo {
@@ -153,6 +189,37 @@ pub struct AlpcPortInfo {
     pub main_queue_length: Option<u64>,
     /// `PendingQueueLength`.
     pub pending_queue_length: Option<u64>,
+    /// `CompletionPort`: the I/O completion queue (`_KQUEUE`) an LRPC
+    /// server's workers wait on for this port's requests, when set.
+    #[serde(with = "hex_opt")]
+    pub completion_port: Option<VirtAddr>,
+    /// The threads associated with that queue, idle or busy; `None` when
+    /// the port has no completion queue or it is not a queue.
+    pub queue_workers: Option<Vec<QueueWorker>>,
+    /// `ServerThread` of each message on the port's queues: the server
+    /// threads that took them.
+    #[serde(with = "hex_vec")]
+    pub server_threads: Vec<VirtAddr>,
+}
+
+impl AlpcPortInfo {
+    /// The port's own worker threads, each with whether it waits idle for
+    /// a request: the threads associated with its completion queue, those
+    /// on its `WaitQueue` (idle, `WrLpcReceive`) and the server threads of
+    /// its messages (busy). `None` unless the port has a completion queue:
+    /// without one, a plain ALPC server's busy threads keep no link to the
+    /// port, so its workers cannot be told apart from the process's other
+    /// threads.
+    pub fn workers(&self) -> Option<Vec<(VirtAddr, bool)>> {
+        let q = self.queue_workers.as_ref()?;
+        let mut seen = HashSet::new();
+        let all = q
+            .iter()
+            .map(|w| (w.thread, w.idle))
+            .chain(self.waiting_threads.iter().map(|&t| (t, true)))
+            .chain(self.server_threads.iter().map(|&t| (t, false)));
+        Some(all.filter(|(t, _)| seen.insert(*t)).collect())
+    }
 }
 
 /// A thread waiting (`WrLpcReply`) for the reply to an ALPC message.
@@ -210,6 +277,16 @@ pub enum AlpcObject {
 #[derive(Debug, Default)]
 struct Cache {
     waits: OnceLock<Partial<AlpcWait>>,
+    queues: OnceLock<QueueIndex>,
+}
+
+/// `Tcb.Queue` of every listed thread, by queue.
+#[derive(Debug, Default)]
+struct QueueIndex {
+    /// Queue -> the threads whose `Tcb.Queue` names it.
+    by_queue: HashMap<VirtAddr, Vec<VirtAddr>>,
+    /// Threads whose `Tcb.Queue` could not be read.
+    warnings: Vec<Warning>,
 }
 
 /// The pointer, or `None` for NULL.
@@ -361,6 +438,32 @@ impl<'d> Kernel<'d> {
         let direct_queue = queue("DirectQueue", &mut w);
         let waiting_threads =
             self.port_queue(addr, "WaitQueue", "_ETHREAD", "AlpcWaitListEntry", &mut w);
+        let mut server_threads = Vec::new();
+        let mut seen = HashSet::new();
+        for &m in main_queue
+            .iter()
+            .chain(&large_queue)
+            .chain(&pending_queue)
+            .chain(&direct_queue)
+        {
+            match self
+                .object("_KALPC_MESSAGE", m)
+                .and_then(|o| o.ptr("ServerThread"))
+            {
+                Ok(t) if t.0 != 0 && seen.insert(t) => server_threads.push(t),
+                Ok(_) => {}
+                Err(e) => w.push(Warning::from_error(
+                    format!("ALPC message {m:#x} of port {addr:#x}"),
+                    &e,
+                )),
+            }
+        }
+        let completion_port = if p.has("CompletionPort") {
+            p.ptr("CompletionPort").ok().and_then(nonzero)
+        } else {
+            None
+        };
+        let queue_workers = completion_port.and_then(|q| self.queue_workers(addr, q, &mut w));
         Ok((
             AlpcPortInfo {
                 address: addr,
@@ -378,9 +481,149 @@ impl<'d> Kernel<'d> {
                 waiting_threads,
                 main_queue_length: p.u64("MainQueueLength").ok(),
                 pending_queue_length: p.u64("PendingQueueLength").ok(),
+                completion_port,
+                queue_workers,
+                server_threads,
             },
             w,
         ))
+    }
+
+    /// `Tcb.Queue` of every listed thread that names one, by queue.
+    fn queue_index(&self) -> &QueueIndex {
+        self.caches.get::<Cache>().queues.get_or_init(|| {
+            let mut index: HashMap<VirtAddr, Vec<VirtAddr>> = HashMap::new();
+            let mut warnings = Vec::new();
+            for t in &self.threads().items {
+                match self
+                    .object("_ETHREAD", t.address)
+                    .and_then(|e| e.ptr("Tcb.Queue"))
+                {
+                    Ok(q) if q.0 != 0 => index.entry(q).or_default().push(t.address),
+                    Ok(_) => {}
+                    Err(e) => warnings.push(Warning::from_error(
+                        format!("thread {:#x} Tcb.Queue", t.address),
+                        &e,
+                    )),
+                }
+            }
+            QueueIndex {
+                by_queue: index,
+                warnings,
+            }
+        })
+    }
+
+    /// The threads associated with port `port`'s completion queue `q`:
+    /// those on the queue's `ThreadListHead` (bounded, back-link checked),
+    /// cross-checked with each listed thread's `Tcb.Queue`. A thread one
+    /// says is associated and the other not is kept, with a warning.
+    /// `None`, with a warning, when `q` is no `QueueObject`.
+    fn queue_workers(
+        &self,
+        port: VirtAddr,
+        q: VirtAddr,
+        w: &mut Vec<Warning>,
+    ) -> Option<Vec<QueueWorker>> {
+        let ctx = format!("ALPC port {port:#x} completion queue {q:#x}");
+        let kq = match self.object("_KQUEUE", q) {
+            Ok(o) => o,
+            Err(e) => {
+                w.push(Warning::from_error(ctx, &e));
+                return None;
+            }
+        };
+        let ty = match kq.u64("Header.Type") {
+            Ok(t) => t,
+            Err(e) => {
+                w.push(Warning::from_error(ctx, &e));
+                return None;
+            }
+        };
+        let type_name = crate::process::enum_name(self, "_KOBJECTS", ty);
+        if type_name.as_deref() != Some("QueueObject") {
+            w.push(Warning::implausible(
+                &ctx,
+                Some(q),
+                format!(
+                    "CompletionPort's dispatcher type is {} ({ty}), not QueueObject; its workers are not read",
+                    type_name.as_deref().unwrap_or("unknown")
+                ),
+            ));
+            return None;
+        }
+        // The index's own warnings (threads whose Tcb.Queue could not be
+        // read) are reported once per listing, not once per port.
+        let index = self.queue_index();
+        let by_tcb: &[VirtAddr] = index.by_queue.get(&q).map_or(&[], |v| v.as_slice());
+        let mut listed = Vec::new();
+        match kq.addr_of("ThreadListHead").and_then(|h| {
+            self.reader()
+                .iter_list(h, "_ETHREAD", "Tcb.QueueListEntry", MAX_QUEUE_THREADS)
+        }) {
+            Ok(it) => {
+                for t in it {
+                    match t {
+                        Ok(t) => listed.push(t),
+                        Err(e) => {
+                            w.push(Warning::from_error(format!("{ctx} ThreadListHead"), &e));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => w.push(Warning::from_error(format!("{ctx} ThreadListHead"), &e)),
+        }
+        // Sets and a map keep the cross-check linear in a list the dump
+        // may have made long.
+        let threads: HashMap<VirtAddr, &ThreadInfo> = self
+            .threads()
+            .items
+            .iter()
+            .map(|x| (x.address, x))
+            .collect();
+        let on_list: HashSet<VirtAddr> = listed.iter().copied().collect();
+        let on_tcb: HashSet<VirtAddr> = by_tcb.iter().copied().collect();
+        let mut seen: HashSet<VirtAddr> = HashSet::new();
+        let mut out: Vec<QueueWorker> = Vec::new();
+        for &t in listed.iter().chain(by_tcb) {
+            if !seen.insert(t) {
+                continue;
+            }
+            let on_thread_list = on_list.contains(&t);
+            let tcb_queue = on_tcb.contains(&t);
+            let info = threads.get(&t).copied();
+            if on_thread_list && !tcb_queue {
+                let what = match info {
+                    Some(_) => "whose Tcb.Queue does not name this queue",
+                    None => "that is on no thread list",
+                };
+                w.push(Warning::implausible(
+                    &ctx,
+                    Some(t),
+                    format!("ThreadListHead links thread {t:#x} {what}"),
+                ));
+            } else if tcb_queue && !on_thread_list {
+                w.push(Warning::implausible(
+                    &ctx,
+                    Some(t),
+                    format!("thread {t:#x}'s Tcb.Queue names the queue, but it is not on its ThreadListHead"),
+                ));
+            }
+            let idle = info.is_some_and(|x| {
+                x.state == ThreadState::Waiting
+                    && x.wait_reason == Some(WaitReason::WrQueue)
+                    && x.waits_on.contains(&q)
+            });
+            out.push(QueueWorker {
+                thread: t,
+                tid: info.map(|x| x.tid),
+                idle,
+                on_thread_list,
+                tcb_queue,
+            });
+        }
+        Some(out)
     }
 
     /// Every port on `AlpcpPortList`, in list order.
@@ -412,6 +655,10 @@ impl<'d> Kernel<'d> {
                 }
             }
             Err(e) => out.warnings.push(Warning::from_error("ALPC port list", &e)),
+        }
+        if out.items.iter().any(|p| p.queue_workers.is_some()) {
+            out.warnings
+                .extend(self.queue_index().warnings.iter().cloned());
         }
         out
     }
@@ -508,7 +755,10 @@ impl<'d> Kernel<'d> {
             return Ok(AlpcObject::Wait(w.clone()));
         }
         if self.object_type_name(addr).is_ok_and(|t| t == "ALPC Port") {
-            let (port, warnings) = self.alpc_port(addr)?;
+            let (port, mut warnings) = self.alpc_port(addr)?;
+            if port.queue_workers.is_some() {
+                warnings.extend(self.queue_index().warnings.iter().cloned());
+            }
             return Ok(AlpcObject::Port { port, warnings });
         }
         self.alpc_message(addr).map(AlpcObject::Message)

@@ -235,6 +235,33 @@ impl<'d> Kernel<'d> {
                 server_thread: m.server_thread.map(|t| t.0),
             });
         }
+        // The ports those requests were sent to, with their own workers
+        // when they are an LRPC server's (a completion queue): the
+        // unanswered-request finding counts those, not every thread of the
+        // server. Read only when a client waits.
+        if !inp.alpc.is_empty() {
+            let ports = self.alpc_ports();
+            inp.warnings
+                .extend(ports.warnings.iter().map(|w| w.to_string()));
+            for p in &ports.items {
+                let key = wg::Addr(p.address.0);
+                if !inp.alpc.iter().any(|m| m.port == Some(key)) {
+                    continue;
+                }
+                let Some(workers) = p.workers() else {
+                    continue;
+                };
+                inp.alpc_ports.push(wg::AlpcPort {
+                    port: key,
+                    name: p.name.clone(),
+                    server_pid: p.owner_pid,
+                    workers: workers
+                        .into_iter()
+                        .map(|(t, idle)| wg::PortWorker { thread: t.0, idle })
+                        .collect(),
+                });
+            }
+        }
         // A push-lock waiter waits on the WakeEvent on its own stack; the
         // wait is on the lock, whose owners are inferred (pushlock.rs).
         let push_locks = self.push_locks();

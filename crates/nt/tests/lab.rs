@@ -1207,6 +1207,10 @@ fn issue_15_idle_waits_stay_healthy() {
 /// the two taken messages (LogonUI -> winlogon -> lsass -> ERESOURCE ->
 /// owner) and the message still on lsass's main queue is an
 /// `alpc_unanswered` finding blaming the ERESOURCE its workers wait on.
+/// The LRPC ports' completion queues (`CompletionPort`, a `_KQUEUE`) are
+/// read with their workers, idle (termsrv's, waiting `WrQueue`) or busy
+/// (lsass's three), and the finding counts lsass's port workers, not its
+/// SAM thread or the lock's owner; the idle worker is in no finding.
 #[test]
 fn issue_15_rdp_logon_chain_crosses_processes_through_alpc() {
     use hangscope_waitgraph::{EvidenceStep, FindingKind, Overall};
@@ -1334,7 +1338,54 @@ fn issue_15_rdp_logon_chain_crosses_processes_through_alpc() {
                 ),
                 p.main_queue_length == Some(main.len() as u64),
             );
+            // An LRPC server's port: its completion queue and the workers
+            // associated with it, idle on it or busy with a request.
+            let Some(tp) = t.alpc_ports.iter().find(|x| x.address == p.address.0) else {
+                continue;
+            };
+            check(
+                format!(
+                    "port {:#x} completion port {:?}, truth {:?}",
+                    p.address.0, p.completion_port, tp.completion_port
+                ),
+                p.completion_port.map(|q| q.0) == tp.completion_port,
+            );
+            let workers = |idle: bool| -> Option<BTreeSet<u64>> {
+                p.queue_workers.as_ref().map(|w| {
+                    w.iter()
+                        .filter(|x| x.idle == idle && x.on_thread_list && x.tcb_queue)
+                        .map(|x| x.thread.0)
+                        .collect()
+                })
+            };
+            let want = |v: &[u64]| Some(v.iter().copied().collect::<BTreeSet<u64>>());
+            let (want_idle, want_busy) = match tp.completion_port {
+                Some(_) => (want(&tp.idle_workers), want(&tp.busy_workers)),
+                None => (None, None),
+            };
+            check(
+                format!("port {:#x} idle workers {:x?}", p.address.0, workers(true)),
+                workers(true) == want_idle,
+            );
+            check(
+                format!("port {:#x} busy workers {:x?}", p.address.0, workers(false)),
+                workers(false) == want_busy,
+            );
+            check(
+                format!(
+                    "port {:#x} {} queue workers, truth {}",
+                    p.address.0,
+                    p.queue_workers.as_ref().map_or(0, |w| w.len()),
+                    tp.idle_workers.len() + tp.busy_workers.len()
+                ),
+                p.queue_workers.as_ref().map_or(0, |w| w.len())
+                    == tp.idle_workers.len() + tp.busy_workers.len(),
+            );
         }
+        check(
+            "no port with an idle completion-queue worker".into(),
+            t.alpc_ports.iter().any(|p| !p.idle_workers.is_empty()),
+        );
         // The verdict.
         let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
         check(
@@ -1438,19 +1489,44 @@ fn issue_15_rdp_logon_chain_crosses_processes_through_alpc() {
                 format!("blocked on owner {:?}", a.blocked_on_owner),
                 a.blocked_on_owner.map(|x| x.0) == lsa_db.owners.first().map(|o| o.thread),
             );
+            // The port's own workers (on its completion queue), not every
+            // waiting thread of lsass (its SAM thread and the lock's
+            // owner are none).
+            check(
+                format!(
+                    "workers from ports {}, {} counted, truth {:x?}",
+                    a.workers_from_ports, a.server_waiting_threads, tf.alpc_workers
+                ),
+                a.workers_from_ports
+                    && tf.alpc_workers.len() == 3
+                    && a.server_waiting_threads == tf.alpc_workers.len()
+                    && a.server_blocked_threads == 3
+                    && a.server_idle_workers == 0,
+            );
             check(
                 format!("summary {}", f.summary),
                 f.summary.starts_with(
                     "lsass.exe (pid 532) has 1 unanswered ALPC message on LsaAuthenticationPort",
-                ) && f
-                    .summary
-                    .contains("its 3 worker thread(s) are all blocked on ERESOURCE"),
+                ) && f.summary.contains(
+                    "its 3 worker threads on the port's completion queue are all blocked on ERESOURCE",
+                ),
             );
         } else {
             check(
                 format!("no alpc_unanswered finding: {:#?}", v.findings),
                 false,
             );
+        }
+        // Idle LRPC workers waiting WrQueue on their port's queue are
+        // normal idle servers: in no finding, and nothing is unexplained.
+        for idle in t.alpc_ports.iter().flat_map(|p| &p.idle_workers) {
+            for f in &v.findings {
+                check(
+                    format!("idle worker {idle:#x} in {:?}: {}", f.kind, f.summary),
+                    !f.threads.iter().any(|x| x.address.0 == *idle)
+                        && f.kind != FindingKind::Unexplained,
+                );
+            }
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));

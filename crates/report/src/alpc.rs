@@ -1,7 +1,9 @@
 //! Text for `alpc`: the threads waiting for an ALPC reply, the way
 //! WinDbg's `!thread` words it ("Waiting for reply to ALPC Message ... :
 //! queued at port ... : owned by process ..."), then the ports with their
-//! queues (`!alpc /p`), or one thread, port or message.
+//! queues (`!alpc /p`) and, for an LRPC server's port, its I/O completion
+//! queue and the worker threads associated with it, or one thread, port or
+//! message.
 
 use crate::windbg::{addr, warnings};
 use hangscope_nt::alpc::{AlpcListing, AlpcMessageInfo, AlpcObject, AlpcPortInfo, AlpcWait};
@@ -93,6 +95,33 @@ fn port_line(out: &mut String, p: &AlpcPortInfo) {
     );
 }
 
+/// The completion queue line of a port that has one: its workers, idle
+/// (waiting on the queue) and busy (working on a request they took).
+fn completion_line(out: &mut String, p: &AlpcPortInfo, indent: &str) {
+    let Some(q) = p.completion_port else {
+        return;
+    };
+    match &p.queue_workers {
+        Some(w) => {
+            let idle = w.iter().filter(|x| x.idle).count();
+            let _ = writeln!(
+                out,
+                "{indent}completion queue {}: {} worker thread(s) associated, {idle} idle, {} busy",
+                addr(q),
+                w.len(),
+                w.len() - idle
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "{indent}completion port {} (not read as a queue; see the warnings)",
+                addr(q)
+            );
+        }
+    }
+}
+
 /// `alpc DUMP`: waiting clients, then connection ports, then a count of
 /// the communication ports.
 pub fn listing(l: &AlpcListing) -> String {
@@ -105,6 +134,7 @@ pub fn listing(l: &AlpcListing) -> String {
     let _ = writeln!(s, "\n{} connection port(s)", conn.len());
     for p in &conn {
         port_line(&mut s, p);
+        completion_line(&mut s, p, "    ");
     }
     let others = l.ports.len() - conn.len();
     let _ = writeln!(
@@ -143,6 +173,20 @@ pub fn object(o: &AlpcObject) -> String {
             }
             for t in &port.waiting_threads {
                 let _ = writeln!(s, "  waiting for a request: thread {}", addr(*t));
+            }
+            completion_line(&mut s, port, "  ");
+            for w in port.queue_workers.iter().flatten() {
+                let _ = writeln!(
+                    s,
+                    "  registered with the completion queue: thread {}{} {}",
+                    addr(w.thread),
+                    w.tid.map(|t| format!(" (tid {t})")).unwrap_or_default(),
+                    if w.idle {
+                        "idle, waiting on the queue (WrQueue)"
+                    } else {
+                        "busy with a request it took"
+                    }
+                );
             }
             warnings(&mut s, w);
         }

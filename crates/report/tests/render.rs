@@ -162,6 +162,7 @@ fn deadlock() -> WaitGraphInput {
         ],
         gaps: Vec::new(),
         alpc: Vec::new(),
+        alpc_ports: Vec::new(),
         scheduler: None,
         memory: None,
     }

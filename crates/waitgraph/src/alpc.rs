@@ -6,14 +6,24 @@
 //! owner, and the lock analysis cannot see why its client waits: no thread
 //! of the server was free to take it. When the client has waited at least
 //! `young_wait_seconds`, that is this module's finding, one per server
-//! process, with what the server's own threads wait on.
+//! process, with what the server's workers wait on.
+//!
+//! The workers are the ports' own when the input names them
+//! ([`crate::AlpcPort`]: on Windows an LRPC server's threads associated
+//! with the port's I/O completion queue). Then a worker idle on the queue
+//! while requests stay queued is told apart: the requests were not
+//! delivered to the workers, a different problem from workers all busy.
+//! Without them every waiting thread of the server process is counted,
+//! and the finding says so.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::analyze::{plural, secs_text};
 use crate::io_stall::{by_wait, waited, Ctx};
 use crate::verdict::*;
-use crate::{ResourceKey, ResourceKind, Thread, ThreadKey, ThreadState, WaitGraphInput};
+use crate::{
+    PortWorker, ResourceKey, ResourceKind, Thread, ThreadKey, ThreadState, WaitGraphInput,
+};
 
 /// Messages and ports named per finding.
 const MAX_LISTED: usize = 64;
@@ -24,6 +34,8 @@ struct Server<'a> {
     clients: Vec<&'a Thread>,
     messages: Vec<(Addr, f64)>,
     ports: Vec<String>,
+    /// The ports the messages were sent to, by address.
+    port_keys: Vec<Addr>,
 }
 
 /// One finding per server process whose requests sit on a queue, taken by
@@ -73,6 +85,11 @@ pub(crate) fn unanswered_findings(
         if !s.ports.contains(&port) {
             s.ports.push(port);
         }
+        if let Some(p) = m.port {
+            if !s.port_keys.contains(&p) {
+                s.port_keys.push(p);
+            }
+        }
     }
     servers
         .into_iter()
@@ -114,17 +131,46 @@ fn finding(
             .find(|x| x.pid == p)
             .map(|x| x.name.clone())
     });
-    // What the server's own threads wait on: its workers, were they free,
-    // would have taken the requests.
+    // What the server's workers wait on: were they free, they would have
+    // taken the requests. The ports' own workers when the input names
+    // them, else every waiting thread of the server.
     let owned = owned_waits(input);
-    let workers: Vec<&Thread> = input
-        .threads
+    let mut port_workers: Vec<PortWorker> = Vec::new();
+    let mut seen: HashSet<ThreadKey> = HashSet::new();
+    let mut from_ports = false;
+    let port_keys: HashSet<Addr> = s.port_keys.iter().copied().collect();
+    for p in input
+        .alpc_ports
         .iter()
-        .filter(|t| Some(t.pid) == pid && t.state == ThreadState::Waiting)
-        .collect();
+        .filter(|p| port_keys.contains(&p.port))
+    {
+        from_ports = true;
+        port_workers.extend(p.workers.iter().filter(|w| seen.insert(w.thread)));
+    }
+    let by_key: HashMap<ThreadKey, &Thread> = input.threads.iter().map(|t| (t.key, t)).collect();
+    let (workers, idle): (Vec<&Thread>, Vec<&Thread>) = if from_ports {
+        let all: Vec<(&Thread, bool)> = port_workers
+            .iter()
+            .filter_map(|w| by_key.get(&w.thread).map(|&t| (t, w.idle)))
+            .collect();
+        let idle = all
+            .iter()
+            .filter(|(t, i)| *i && t.state == ThreadState::Waiting)
+            .map(|(t, _)| *t)
+            .collect();
+        (all.into_iter().map(|(t, _)| t).collect(), idle)
+    } else {
+        let all = input
+            .threads
+            .iter()
+            .filter(|t| Some(t.pid) == pid && t.state == ThreadState::Waiting)
+            .collect();
+        (all, Vec::new())
+    };
+    let idle_now: HashSet<ThreadKey> = idle.iter().map(|t| t.key).collect();
     let mut on: BTreeMap<ResourceKey, (usize, ThreadKey)> = BTreeMap::new();
     let mut blocked = 0usize;
-    for t in &workers {
+    for t in workers.iter().filter(|t| !idle_now.contains(&t.key)) {
         if let Some(v) = owned.get(&t.key) {
             blocked += 1;
             for &(r, o) in v {
@@ -166,7 +212,26 @@ fn finding(
         (None, Some(p)) => format!("process {p}"),
         _ => "the server".to_string(),
     };
-    let mut blocked_text = format!("none of its {} waiting threads took them", workers.len());
+    let queue_where = if s.port_keys.len() > 1 {
+        "the ports' completion queues"
+    } else {
+        "the port's completion queue"
+    };
+    // "worker threads on the port's completion queue", or the process's
+    // waiting threads.
+    let workers_text = |n: usize| {
+        if from_ports {
+            format!("{} on {queue_where}", plural(n, "worker thread"))
+        } else {
+            plural(n, "waiting thread")
+        }
+    };
+    let mut blocked_text = if from_ports && workers.is_empty() {
+        format!("it has no worker thread on {queue_where}")
+    } else {
+        format!("none of its {} took them", workers_text(workers.len()))
+    };
+    let mut top_text = None;
     if let Some((r, n, o)) = top {
         let res = resource(r);
         let label = match res {
@@ -197,15 +262,25 @@ fn finding(
             .iter()
             .filter(|t| res.is_some_and(|x| x.owners.iter().any(|c| c.thread == t.key)))
             .count();
-        blocked_text = if n == blocked && blocked + owners_here == workers.len() {
-            format!(
-                "its {} worker thread(s) are all blocked on {label}{owner_text}",
-                blocked
-            )
+        top_text = Some(format!("{n} on {label}{owner_text}"));
+        blocked_text = if idle.is_empty() && n == blocked && blocked + owners_here == workers.len()
+        {
+            if from_ports {
+                format!(
+                    "its {} {} blocked on {label}{owner_text}",
+                    workers_text(blocked),
+                    if blocked == 1 { "is" } else { "are all" }
+                )
+            } else {
+                format!(
+                    "its {} worker thread(s) are all blocked on {label}{owner_text}",
+                    blocked
+                )
+            }
         } else {
             format!(
-                "{blocked} of its {} waiting threads are blocked, {n} on {label}{owner_text}",
-                workers.len()
+                "{blocked} of its {} are blocked, {n} on {label}{owner_text}",
+                workers_text(workers.len())
             )
         };
         if let Some(x) = res {
@@ -224,6 +299,20 @@ fn finding(
             f.chain.push(ctx.thread_step(t));
         }
     }
+    if !idle.is_empty() {
+        // Requests queued while a worker waits for one: they did not reach
+        // the workers (not delivered to the completion queue).
+        blocked_text = format!(
+            "{} of its {} sit idle waiting for a request while the requests stay queued: the requests were not delivered to the workers, a different problem from a server whose workers are all busy{}",
+            idle.len(),
+            workers_text(workers.len()),
+            top_text
+                .map(|t| format!(" ({blocked} blocked, {t})"))
+                .unwrap_or_default()
+        );
+    } else if !from_ports {
+        blocked_text += " (the ports' own workers are not known: every waiting thread of the server is counted)";
+    }
     f.alpc = Some(AlpcUnanswered {
         server_pid: pid,
         server_process: server_name,
@@ -231,6 +320,8 @@ fn finding(
         messages: s.messages.iter().map(|m| m.0).collect(),
         server_waiting_threads: workers.len(),
         server_blocked_threads: blocked,
+        server_idle_workers: idle.len(),
+        workers_from_ports: from_ports,
         blocked_on: top.map(|t| Addr(t.0)),
         blocked_on_owner: top.map(|t| Addr(t.2)),
     });
@@ -242,12 +333,206 @@ fn finding(
         f.max_wait_seconds.map_or("an unknown time".into(), secs_text),
     );
     f.why = format!(
-        "{} (WrLpcReply) for replies to requests still on the port's queue after at least {} s: no server thread was free to take them",
+        "{} (WrLpcReply) for replies to requests still on the port's queue after at least {} s: {}",
         match s.clients.len() {
             1 => "1 client thread waits".to_string(),
             n => format!("{n} client threads wait"),
         },
-        ctx.young_wait_seconds()
+        ctx.young_wait_seconds(),
+        if idle.is_empty() {
+            "no server thread was free to take them".to_string()
+        } else {
+            format!(
+                "{} sat idle on the port's own queue all the same, so the requests never reached them",
+                plural(idle.len(), "worker thread")
+            )
+        }
     );
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::*;
+
+    const PORT: u64 = 0xffff_8000_0000_5000;
+    const MESSAGE: u64 = 0xffff_8000_0000_6000;
+    const LOCK: u64 = 0xffff_8000_0000_7000;
+    const QUEUE: u64 = 0xffff_8000_0000_8000;
+    const EVENT: u64 = 0xffff_8000_0000_9000;
+    const CLIENT: u64 = 0x10;
+    const BUSY: [u64; 2] = [0x20, 0x24];
+    const OWNER: u64 = 0x28;
+    const IDLE: u64 = 0x2c;
+    const OTHER: u64 = 0x30;
+
+    fn thread(key: u64, pid: u64, secs: f64, reason: &str) -> Thread {
+        Thread {
+            key,
+            tid: key,
+            pid,
+            state: ThreadState::Waiting,
+            wait_reason: Some(reason.into()),
+            waited_seconds: Some(secs),
+            waited_ticks: None,
+            stack: vec![],
+            io: vec![],
+            user_mode_wait: false,
+            warnings: vec![],
+        }
+    }
+
+    fn resource(key: u64, kind: ResourceKind, owner: Option<u64>, waiters: &[u64]) -> Resource {
+        let claim = |thread| Claim {
+            thread,
+            mode: Mode::Exclusive,
+        };
+        Resource {
+            key,
+            kind,
+            name: None,
+            owners: owner.into_iter().map(claim).collect(),
+            waiters: waiters.iter().copied().map(claim).collect(),
+            contention_count: None,
+            warnings: vec![],
+        }
+    }
+
+    /// lsass (532) with two workers blocked on an ERESOURCE whose owner
+    /// waits on an event, a thread idle for 900 s on a completion queue
+    /// (`WrQueue`), another waiting on an event of its own; a client of
+    /// pid 820 whose request sits on the port's queue for 250 s.
+    /// `workers`: the port's workers the input names (none: unknown).
+    fn server(workers: Option<&[(u64, bool)]>) -> WaitGraphInput {
+        let process = |pid, name: &str| Process {
+            pid,
+            name: name.into(),
+            ..Process::default()
+        };
+        WaitGraphInput {
+            processes: vec![process(532, "lsass.exe"), process(820, "svchost.exe")],
+            threads: vec![
+                thread(CLIENT, 820, 250.0, "WrLpcReply"),
+                thread(BUSY[0], 532, 297.0, "WrResource"),
+                thread(BUSY[1], 532, 281.0, "WrResource"),
+                thread(OWNER, 532, 305.0, "Executive"),
+                thread(IDLE, 532, 900.0, "WrQueue"),
+                thread(OTHER, 532, 330.0, "UserRequest"),
+            ],
+            resources: vec![
+                resource(MESSAGE, ResourceKind::AlpcMessage, None, &[CLIENT]),
+                resource(LOCK, ResourceKind::Eresource, Some(OWNER), &BUSY),
+                resource(EVENT, ResourceKind::Event, None, &[OWNER, OTHER]),
+                resource(QUEUE, ResourceKind::Other("Queue".into()), None, &[IDLE]),
+            ],
+            alpc: vec![AlpcMessage {
+                message: Addr(MESSAGE),
+                client: CLIENT,
+                port: Some(Addr(PORT)),
+                port_name: Some("LsaAuthenticationPort".into()),
+                server_pid: Some(532),
+                server_thread: None,
+            }],
+            alpc_ports: workers
+                .map(|w| AlpcPort {
+                    port: Addr(PORT),
+                    name: Some("LsaAuthenticationPort".into()),
+                    server_pid: Some(532),
+                    workers: w
+                        .iter()
+                        .map(|&(thread, idle)| PortWorker { thread, idle })
+                        .collect(),
+                })
+                .into_iter()
+                .collect(),
+            ..WaitGraphInput::default()
+        }
+    }
+
+    fn unanswered(v: &Verdict) -> &Finding {
+        v.findings
+            .iter()
+            .find(|f| f.kind == FindingKind::AlpcUnanswered)
+            .expect("an alpc_unanswered finding")
+    }
+
+    /// No finding names the idle worker, and none is unexplained.
+    fn idle_worker_is_no_finding(v: &Verdict) {
+        for f in &v.findings {
+            assert!(
+                !f.threads.iter().any(|t| t.address.0 == IDLE),
+                "{:?} names the idle worker: {}",
+                f.kind,
+                f.summary
+            );
+            assert_ne!(f.kind, FindingKind::Unexplained, "{}", f.summary);
+        }
+    }
+
+    #[test]
+    fn counts_the_ports_own_workers() {
+        let v = analyze(
+            &server(Some(&[(BUSY[0], false), (BUSY[1], false)])),
+            &AnalyzeOptions::default(),
+        );
+        let f = unanswered(&v);
+        assert!(
+            f.summary.contains(
+                "its 2 worker threads on the port's completion queue are all blocked on ERESOURCE"
+            ),
+            "{}",
+            f.summary
+        );
+        let a = f.alpc.as_ref().expect("alpc");
+        assert!(a.workers_from_ports);
+        assert_eq!(
+            (
+                a.server_waiting_threads,
+                a.server_blocked_threads,
+                a.server_idle_workers
+            ),
+            (2, 2, 0)
+        );
+        assert_eq!(a.blocked_on, Some(Addr(LOCK)));
+        assert_eq!(a.blocked_on_owner, Some(Addr(OWNER)));
+        idle_worker_is_no_finding(&v);
+    }
+
+    #[test]
+    fn an_idle_worker_means_the_requests_were_not_delivered() {
+        let v = analyze(
+            &server(Some(&[(BUSY[0], false), (BUSY[1], false), (IDLE, true)])),
+            &AnalyzeOptions::default(),
+        );
+        let f = unanswered(&v);
+        assert!(
+            f.summary.contains(
+                "1 of its 3 worker threads on the port's completion queue sit idle waiting for a request"
+            ) && f.summary.contains("were not delivered"),
+            "{}",
+            f.summary
+        );
+        assert!(f.why.contains("never reached them"), "{}", f.why);
+        let a = f.alpc.as_ref().expect("alpc");
+        assert_eq!((a.server_idle_workers, a.server_blocked_threads), (1, 2));
+        idle_worker_is_no_finding(&v);
+    }
+
+    #[test]
+    fn without_the_ports_workers_every_waiting_thread_counts() {
+        let v = analyze(&server(None), &AnalyzeOptions::default());
+        let f = unanswered(&v);
+        let a = f.alpc.as_ref().expect("alpc");
+        assert!(!a.workers_from_ports);
+        assert_eq!((a.server_waiting_threads, a.server_blocked_threads), (5, 2));
+        assert!(
+            f.summary
+                .contains("2 of its 5 waiting threads are blocked, 2 on ERESOURCE")
+                && f.summary
+                    .contains("every waiting thread of the server is counted"),
+            "{}",
+            f.summary
+        );
+        idle_worker_is_no_finding(&v);
+    }
 }

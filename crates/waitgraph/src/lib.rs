@@ -275,6 +275,11 @@ pub struct WaitGraphInput {
     /// resources: where each was sent and whether a server thread took it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alpc: Vec<AlpcMessage>,
+    /// The ALPC connection ports whose own worker threads are known (an
+    /// LRPC server's port with its I/O completion queue), for the ports
+    /// the `alpc` requests were sent to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpc_ports: Vec<AlpcPort>,
     /// The CPUs' ready queues, current threads and DPC queues, when the
     /// kernel model read them: what CPU starvation is judged on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,6 +378,31 @@ pub struct AlpcMessage {
     pub server_pid: Option<u64>,
     /// The server thread that took the message, if one did.
     pub server_thread: Option<ThreadKey>,
+}
+
+/// A server's connection port with the worker threads that serve it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlpcPort {
+    /// The port ([`AlpcMessage::port`]).
+    pub port: Addr,
+    /// Its name.
+    pub name: Option<String>,
+    /// The server process.
+    pub server_pid: Option<u64>,
+    /// Its workers: on Windows the threads associated with the port's I/O
+    /// completion queue, those waiting on its own queue for a request, and
+    /// the server threads that took its messages.
+    pub workers: Vec<PortWorker>,
+}
+
+/// One worker thread of an ALPC port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortWorker {
+    /// The thread.
+    pub thread: ThreadKey,
+    /// It waits for a request on the port's own queues (idle), rather than
+    /// working on one it took.
+    pub idle: bool,
 }
 
 /// A part of the kernel model that the verdict rests on.

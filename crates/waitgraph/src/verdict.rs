@@ -601,10 +601,21 @@ pub struct AlpcUnanswered {
     pub ports: Vec<String>,
     /// The unanswered messages, longest-waiting client first.
     pub messages: Vec<Addr>,
-    /// The server's waiting threads (its possible workers).
+    /// The server threads counted as its workers: the ports' own workers
+    /// when the input names them (`workers_from_ports`), else every
+    /// waiting thread of the server process.
     pub server_waiting_threads: usize,
     /// Of those, the ones blocked on an owned resource.
     pub server_blocked_threads: usize,
+    /// Of those, the ones waiting idle on the ports' own queues for a
+    /// request (known only from the ports' workers): requests queued while
+    /// a worker sits idle were not delivered to it.
+    #[serde(default)]
+    pub server_idle_workers: usize,
+    /// Whether the workers counted are the ports' own (an LRPC server's
+    /// completion-queue workers), not every waiting thread of the server.
+    #[serde(default)]
+    pub workers_from_ports: bool,
     /// The resource most of the blocked ones wait on.
     pub blocked_on: Option<Addr>,
     /// A thread that owns `blocked_on`.

@@ -8,6 +8,7 @@
 //! `INSTA_UPDATE=always cargo test -p hangscope --test tests cli::` (or
 //! `cargo insta review`).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::Stdio;
 
@@ -457,9 +458,13 @@ fn stuck_disk_analyze_text_and_json() {
 /// lab's rdp-logon scenario, Windows 10 19041, ELF, seed 2024) says STUCK
 /// with exit code 3, with a chain that crosses processes through two ALPC
 /// messages (LogonUI -> winlogon -> lsass -> ERESOURCE -> owner), and an
-/// UNANSWERED ALPC finding for the request still on lsass's queue; `alpc`
-/// lists the three waiting clients and the ports, `alpc ADDR` one client,
-/// and the shell's `!alpc` prints what the one-shot command prints.
+/// UNANSWERED ALPC finding for the request still on lsass's queue that
+/// counts the three workers on the port's completion queue (not lsass's
+/// other threads); `alpc` lists the three waiting clients and the ports
+/// with their completion queues and workers (`--json`: each LRPC port's
+/// `completion_port` and idle/busy `queue_workers` as the truth has
+/// them), `alpc ADDR` one client and one port, and the shell's `!alpc`
+/// prints what the one-shot command prints.
 #[test]
 fn rdp_logon_alpc_text_and_json() {
     let (image, truth) = util::build(&util::scenario("rdp-logon"), BUILD, SEED, 64 << 20);
@@ -475,7 +480,7 @@ fn rdp_logon_alpc_text_and_json() {
         "(WinlogonLogonUiPort): taken by the server thread",
         "(LsaAuthenticationPort): taken by the server thread",
         "UNANSWERED ALPC: lsass.exe (pid 532) has 1 unanswered ALPC message on LsaAuthenticationPort",
-        "its 3 worker thread(s) are all blocked on ERESOURCE",
+        "its 3 worker threads on the port's completion queue are all blocked on ERESOURCE",
     ] {
         assert!(text.contains(want), "analyze lacks {want:?}:\n{text}");
     }
@@ -490,6 +495,9 @@ fn rdp_logon_alpc_text_and_json() {
     assert_eq!(v["findings"][1]["kind"], "alpc_unanswered");
     assert_eq!(v["findings"][1]["alpc"]["server_pid"], 532);
     assert_eq!(v["findings"][1]["alpc"]["server_blocked_threads"], 3);
+    assert_eq!(v["findings"][1]["alpc"]["server_waiting_threads"], 3);
+    assert_eq!(v["findings"][1]["alpc"]["server_idle_workers"], 0);
+    assert_eq!(v["findings"][1]["alpc"]["workers_from_ports"], true);
     let lsa_db = truth
         .eresources
         .iter()
@@ -540,6 +548,71 @@ fn rdp_logon_alpc_text_and_json() {
     assert_eq!(
         v["data"]["ports"].as_array().map(Vec::len),
         Some(truth.alpc_ports.len())
+    );
+    // Each LRPC port's completion queue with its idle and busy workers.
+    let ports = v["data"]["ports"].as_array().expect("ports");
+    let hex = |a: u64| serde_json::Value::from(format!("{a:#x}"));
+    let mut with_queue = 0;
+    for tp in &truth.alpc_ports {
+        let p = ports
+            .iter()
+            .find(|p| p["address"] == hex(tp.address))
+            .unwrap_or_else(|| panic!("no port {:#x}", tp.address));
+        let Some(q) = tp.completion_port else {
+            assert_eq!(p["completion_port"], serde_json::Value::Null);
+            assert_eq!(p["queue_workers"], serde_json::Value::Null);
+            continue;
+        };
+        with_queue += 1;
+        assert_eq!(p["completion_port"], hex(q));
+        let workers = p["queue_workers"].as_array().expect("queue_workers");
+        let set = |idle: bool| -> BTreeSet<String> {
+            workers
+                .iter()
+                .filter(|w| w["idle"] == idle)
+                .map(|w| w["thread"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        let want =
+            |v: &[u64]| -> BTreeSet<String> { v.iter().map(|a| format!("{a:#x}")).collect() };
+        assert_eq!(
+            set(true),
+            want(&tp.idle_workers),
+            "idle workers of {:#x}",
+            tp.address
+        );
+        assert_eq!(
+            set(false),
+            want(&tp.busy_workers),
+            "busy workers of {:#x}",
+            tp.address
+        );
+    }
+    assert_eq!(
+        with_queue, 2,
+        "LsaAuthenticationPort and TermSrvApiPort have queues"
+    );
+    // One port: its workers, one line each.
+    let lsa = truth
+        .alpc_ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("LsaAuthenticationPort"))
+        .unwrap();
+    let r = run(["alpc", d, &format!("{:x}", lsa.address)]);
+    r.expect(0);
+    assert_eq!(
+        r.stdout
+            .matches("registered with the completion queue: thread")
+            .count(),
+        3,
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("3 worker thread(s) associated, 0 idle, 3 busy"),
+        "{}",
+        r.stdout
     );
 
     let logonui = truth.alpc_messages[0].client_thread;

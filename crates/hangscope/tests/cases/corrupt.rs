@@ -297,3 +297,81 @@ fn page_table_page_zeroed() {
     }
     report("zeroed page-table page", p);
 }
+
+/// Issue 15 (LRPC completion queues): lsass's LsaAuthenticationPort names
+/// a completion queue that is no queue (its dispatcher type overwritten
+/// with an event's), then one whose busy worker's `Tcb.Queue` names no
+/// queue. The first: a warning naming the queue, no queue workers, and
+/// the unanswered-ALPC finding falls back to lsass's waiting threads,
+/// saying so. The second: a warning naming the worker, which is still
+/// counted (the queue's ThreadListHead lists it).
+#[test]
+fn alpc_completion_queue_damaged() {
+    let mut p = Vec::new();
+    let lsa = |lab: &Lab| {
+        lab.truth
+            .alpc_ports
+            .iter()
+            .find(|x| x.name.as_deref() == Some("LsaAuthenticationPort"))
+            .cloned()
+            .expect("LsaAuthenticationPort")
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut lab = lab_of("rdp-logon", BUILD);
+    let port = lsa(&lab);
+    let q = port.completion_port.expect("a completion queue");
+    let ty = q + lab.off("_DISPATCHER_HEADER", "Type");
+    let word = lab.read_virt(ty);
+    // EventSynchronizationObject (1 on every build): no QueueObject.
+    lab.write_virt(ty, (word & !0xff) | 1);
+    let path = lab.write_elf(dir.path(), "not-a-queue");
+    let (r, v) = util::json_cmd("alpc", &[], &path);
+    r.expect(0);
+    if !warns_about(&v, q) {
+        p.push(format!("alpc: no warning names the queue {q:#x}"));
+    }
+    let ports = arr(&v["data"], "ports");
+    match ports.iter().find(|x| a(x, "address") == port.address) {
+        Some(x) if x["queue_workers"].is_null() => {}
+        other => p.push(format!(
+            "alpc: queue workers read from a non-queue: {other:?}"
+        )),
+    }
+    let (r, v) = util::json_cmd("analyze", &[], &path);
+    r.expect(3);
+    match arr(&v, "findings")
+        .iter()
+        .find(|f| f["kind"] == "alpc_unanswered")
+    {
+        Some(f) => {
+            let s = f["summary"].as_str().unwrap_or_default();
+            if f["alpc"]["workers_from_ports"] != false
+                || !s.contains("every waiting thread of the server is counted")
+            {
+                p.push(format!("analyze: no fallback to lsass's threads: {s}"));
+            }
+        }
+        None => p.push("analyze: no alpc_unanswered finding".into()),
+    }
+
+    let mut lab = lab_of("rdp-logon", BUILD);
+    let port = lsa(&lab);
+    let worker = port.busy_workers[0];
+    lab.write_virt(worker + lab.off("_ETHREAD", "Tcb.Queue"), 0);
+    let path = lab.write_elf(dir.path(), "worker-left");
+    let (r, v) = util::json_cmd("alpc", &[], &path);
+    r.expect(0);
+    if !warns_about(&v, worker) {
+        p.push(format!("alpc: no warning names the worker {worker:#x}"));
+    }
+    let ports = arr(&v["data"], "ports");
+    let n = ports
+        .iter()
+        .find(|x| a(x, "address") == port.address)
+        .map(|x| arr(x, "queue_workers").len());
+    if n != Some(3) {
+        p.push(format!("alpc: {n:?} queue workers, want 3"));
+    }
+    report("LRPC completion queue damaged", p);
+}

@@ -3,7 +3,9 @@
 //! message, and the `_KALPC_MESSAGE` a client waits on, queued on the
 //! connection port's main queue or, once a server thread took it, on its
 //! pending queue. The layout follows `../shared/docs/windows-alpc.md`
-//! (its "Recipe"); every field by name from the symbol table.
+//! (its "Recipe"); every field by name from the symbol table. A port of an
+//! LRPC server names its I/O completion queue in `CompletionPort`
+//! (`queue.rs` builds the queue and associates the workers).
 
 use super::*;
 
@@ -37,6 +39,9 @@ pub(crate) struct AlpcPortRec {
     pub(crate) pid: u64,
     /// Object name (connection ports only).
     pub(crate) name: Option<String>,
+    /// The `_KQUEUE` its `CompletionPort` names (connection ports of an
+    /// LRPC server only).
+    pub(crate) completion_port: Option<u64>,
 }
 
 /// Where one ALPC message and its connection went.
@@ -74,6 +79,15 @@ impl Builder<'_> {
             let cl = ci + self.off(aci, "CommunicationList")?;
             self.list_init(cl);
             self.put(x, "_ALPC_PORT", "CommunicationInfo", ci)?;
+            if let Some(q) = &p.completion_port {
+                // The I/O completion object's body, a KQUEUE (the
+                // `IoCompletion` object `locks` made).
+                let kq = self.locks[self.ix.locks[q]].address;
+                self.put(x, "_ALPC_PORT", "CompletionPort", kq)?;
+                if let Some(r) = self.alpc_ports.iter_mut().find(|r| r.address == x) {
+                    r.completion_port = Some(kq);
+                }
+            }
             conn.push((x, ci));
         }
         let mut main_len = vec![0u64; conn.len()];
@@ -155,6 +169,7 @@ impl Builder<'_> {
             kind,
             pid,
             name: name.map(str::to_string),
+            completion_port: None,
         });
         self.alpc_handles.push((pi, x));
         Ok(x)

@@ -137,6 +137,7 @@ impl Builder<'_> {
                             recs[i].wake_events = ev;
                             a
                         }
+                        LockKind::Queue => self.kernel_queue()?,
                         LockKind::Semaphore => {
                             let s =
                                 self.alloc_object("Semaphore", self.size("_KSEMAPHORE")?, None)?;
@@ -335,6 +336,7 @@ impl Builder<'_> {
                     LockKind::Fastmutex => "WrFastMutex",
                     LockKind::Pushlock => "WrPushLock",
                     LockKind::Guardedmutex => "WrGuardedMutex",
+                    LockKind::Queue => "WrQueue",
                     _ => "Executive",
                 }
                 .to_string()

@@ -28,6 +28,7 @@ mod memory;
 mod object;
 mod process;
 mod pushlock;
+mod queue;
 mod sched;
 mod stacks;
 
@@ -412,6 +413,7 @@ impl<'a> Builder<'a> {
         self.io_objects()?;
         self.alpc()?;
         self.waits()?;
+        self.queue_threads()?;
         self.handles()?;
         self.cid_table()?;
         self.globals()?;

@@ -21,6 +21,7 @@ pub(super) fn object_tag(type_name: &str, protected: bool) -> [u8; 4] {
         "Key" => b"Key ",
         "Section" => b"Sect",
         "Token" => b"Toke",
+        "IoCompletion" => b"IoCo",
         _ => b"Obj ",
     };
     let mut t = *base;

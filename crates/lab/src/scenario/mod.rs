@@ -331,6 +331,13 @@ pub struct Thread {
     /// `KTHREAD.Priority` (default 9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
+    /// A lock id of kind `queue` the thread is associated with while it
+    /// works on a packet it removed from it (`KTHREAD.Queue` points at the
+    /// queue, the thread is on its `ThreadListHead`), as an LRPC worker
+    /// that took a request is. A thread waiting on a queue is associated
+    /// with it without this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// For a ready thread: the CPU whose ready queue holds it (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_on: Option<u32>,
@@ -378,6 +385,11 @@ pub struct AlpcPort {
     pub name: String,
     /// The server process (owner of the port, holds its handle).
     pub pid: u64,
+    /// A lock id of kind `queue`: the I/O completion object the port is
+    /// associated with (`_ALPC_PORT.CompletionPort`), on which an LRPC
+    /// server's workers wait (`WrQueue`) for requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_port: Option<String>,
 }
 
 /// A request sent through an ALPC connection to a connection port; the
@@ -423,6 +435,13 @@ pub enum LockKind {
     /// type, a `_FAST_MUTEX` as [`LockKind::Fastmutex`]. `owner` is
     /// recorded in `Owner`. Default reason `WrGuardedMutex`.
     Guardedmutex,
+    /// Kernel queue (`_KQUEUE`, the body of an `IoCompletion` object).
+    /// A thread waiting on it (alone; default reason `WrQueue`) is an
+    /// idle worker: associated with it as `KeRemoveQueueEx` leaves it
+    /// (`KTHREAD.Queue`, on its `ThreadListHead`). A thread's `queue`
+    /// associates a busy worker; an ALPC port's `completion_port` names
+    /// one. No owner.
+    Queue,
 }
 
 /// A lock or dispatcher object.

@@ -41,6 +41,7 @@ impl Scenario {
             t.validate_wait(i, &ix, &self.machine)?;
         }
         self.validate_alpc_clients(&mut ix)?;
+        self.validate_queues(&ix)?;
         self.validate_running(&ix)?;
         for (i, l) in self.locks.iter().enumerate() {
             l.validate(i, &ix)?;
@@ -112,6 +113,9 @@ impl Scenario {
                     "a port name is one non-empty path component",
                 ));
             }
+            if let Some(q) = &p.completion_port {
+                self.queue_lock(ix, q, format!("alpc_ports[{i}].completion_port"))?;
+            }
         }
         for (i, m) in self.alpc_messages.iter().enumerate() {
             if ix.alpc_messages.insert(m.id.clone(), i).is_some() {
@@ -139,6 +143,47 @@ impl Scenario {
                         "the server thread belongs to the port's process",
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of lock `id`, which must be a queue.
+    fn queue_lock(&self, ix: &Index, id: &str, field: String) -> Result<usize, Error> {
+        match ix.locks.get(id) {
+            Some(&l) if self.locks[l].kind == LockKind::Queue => Ok(l),
+            Some(_) => Err(field_err(field, format!("lock `{id}` is not a queue"))),
+            None => Err(field_err(field, format!("no lock with id `{id}`"))),
+        }
+    }
+
+    /// A thread's queue: a queue lock; a thread waiting on a queue waits
+    /// on it alone, and on the queue it is associated with.
+    fn validate_queues(&self, ix: &Index) -> Result<(), Error> {
+        for (i, t) in self.threads.iter().enumerate() {
+            let assoc = match &t.queue {
+                Some(q) => Some(self.queue_lock(ix, q, format!("threads[{i}].queue"))?),
+                None => None,
+            };
+            let Some(w) = &t.wait else { continue };
+            let waited =
+                w.on.iter()
+                    .filter(|o| self.locks[ix.locks[*o]].kind == LockKind::Queue)
+                    .count();
+            if waited == 0 {
+                continue;
+            }
+            if w.on.len() != 1 {
+                return Err(field_err(
+                    format!("threads[{i}].wait.on"),
+                    "a thread waiting on a queue waits on it alone",
+                ));
+            }
+            if assoc.is_some_and(|q| self.locks[q].id != w.on[0]) {
+                return Err(field_err(
+                    format!("threads[{i}].queue"),
+                    "a thread waiting on a queue is associated with that queue",
+                ));
             }
         }
         Ok(())
@@ -466,9 +511,12 @@ impl Lock {
                     return Err(field_err(f("shared_owners"), "a mutex has one owner"));
                 }
             }
-            LockKind::Event | LockKind::Semaphore => {
+            LockKind::Event | LockKind::Semaphore | LockKind::Queue => {
                 if self.owner.is_some() || !self.shared_owners.is_empty() {
-                    return Err(field_err(f("owner"), "events and semaphores have no owner"));
+                    return Err(field_err(
+                        f("owner"),
+                        "events, semaphores and queues have no owner",
+                    ));
                 }
             }
         }

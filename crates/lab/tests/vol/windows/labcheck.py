@@ -4,7 +4,8 @@
 # harness can compare what Volatility sees with the lab's ground truth.
 #
 # Run: vol -p crates/lab/tests/vol -r json -f IMG labcheck.LabCheck \
-#          --eresources A.. --threads A.. --irps A.. --alpc-messages A.. [--clock]
+#          --eresources A.. --threads A.. --irps A.. --alpc-messages A..
+#          --alpc-ports A.. [--clock]
 # (addresses as decimal integers). One row per field read.
 
 from volatility3.framework import constants, exceptions, interfaces, objects, renderers
@@ -81,6 +82,10 @@ class LabCheck(interfaces.plugins.PluginInterface):
             requirements.ListRequirement(
                 name="alpc_messages", element_type=int, optional=True, default=[],
                 description="_KALPC_MESSAGE addresses",
+            ),
+            requirements.ListRequirement(
+                name="alpc_ports", element_type=int, optional=True, default=[],
+                description="_ALPC_PORT addresses (their completion queue is read)",
             ),
         ]
 
@@ -228,6 +233,31 @@ class LabCheck(interfaces.plugins.PluginInterface):
         )
         yield "ClientAlpcMessage", hex(int(client.AlpcMessage) & MASK48)
 
+    def _rows_alpc_port(self, kernel, addr, kobjects):
+        # An LRPC port's I/O completion queue: its dispatcher type, the
+        # threads on its ThreadListHead (at most 64, through
+        # KTHREAD.QueueListEntry) and whether each one's Tcb.Queue names it.
+        port = kernel.object(object_type="_ALPC_PORT", offset=addr, absolute=True)
+        q = int(port.CompletionPort)
+        yield "CompletionPort", hex(q & MASK48)
+        if q == 0:
+            return
+        kq = kernel.object(object_type="_KQUEUE", offset=q, absolute=True)
+        t = int(kq.Header.Type)
+        yield "QueueType", kobjects.get(t, str(t))
+        link = (kernel.get_type("_ETHREAD").relative_child_offset("Tcb")
+                + kernel.get_type("_KTHREAD").relative_child_offset("QueueListEntry"))
+        head = q + kernel.get_type("_KQUEUE").relative_child_offset("ThreadListHead")
+        threads, back = [], True
+        entry = int(kq.ThreadListHead.Flink)
+        while entry != head and len(threads) < 64:
+            th = kernel.object(object_type="_ETHREAD", offset=entry - link, absolute=True)
+            threads.append(entry - link)
+            back = back and int(th.Tcb.Queue) == q
+            entry = int(kernel.object(object_type="_LIST_ENTRY", offset=entry, absolute=True).Flink)
+        yield "QueueThreads", " ".join(hex(x & MASK48) for x in sorted(threads))
+        yield "QueueThreadsPointBack", str(back)
+
     def _rows_object(self, kernel, body):
         hdr_type = kernel.get_type("_OBJECT_HEADER")
         header = body - hdr_type.relative_child_offset("Body")
@@ -251,6 +281,9 @@ class LabCheck(interfaces.plugins.PluginInterface):
                  for a in self.config.get("irps") or []]
         jobs += [("ALPC", a, lambda a: self._rows_alpc_message(kernel, a))
                  for a in self.config.get("alpc_messages") or []]
+        kobjects = self._enum_names(kernel, "_KOBJECTS")
+        jobs += [("ALPC_PORT", a, lambda a: self._rows_alpc_port(kernel, a, kobjects))
+                 for a in self.config.get("alpc_ports") or []]
         if self.config.get("clock"):
             jobs.append(("KUSER_SHARED_DATA", KUSER_SHARED_DATA,
                          lambda a: self._rows_clock(kernel, a)))
