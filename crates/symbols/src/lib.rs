@@ -249,7 +249,26 @@ const MAX_REMEMBERED: usize = 1 << 14;
 #[derive(Default)]
 struct Lookups {
     user_types: RwLock<HashMap<Box<str>, Option<usize>>>,
+    base_sizes: RwLock<HashMap<Box<str>, Option<u64>>>,
     paths: RwLock<HashMap<Box<str>, FieldPaths>>,
+}
+
+/// The answer for `name`, from `map` or found and then remembered there.
+fn remembered<T: Copy>(
+    map: &RwLock<HashMap<Box<str>, Option<T>>>,
+    name: &str,
+    find: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    if let Some(&hit) = map.read().ok().as_ref().and_then(|m| m.get(name)) {
+        return hit;
+    }
+    let found = find();
+    if let Ok(mut m) = map.write() {
+        if m.len() < MAX_REMEMBERED {
+            m.insert(name.into(), found);
+        }
+    }
+    found
 }
 
 /// One type's field paths and where each lands (`None`: no such path).
@@ -257,22 +276,11 @@ type FieldPaths = HashMap<Box<str>, Option<(u64, TypeRef)>>;
 
 impl Lookups {
     fn user_type(&self, name: &str, find: impl FnOnce() -> Option<usize>) -> Option<usize> {
-        if let Some(&hit) = self
-            .user_types
-            .read()
-            .ok()
-            .as_ref()
-            .and_then(|m| m.get(name))
-        {
-            return hit;
-        }
-        let found = find();
-        if let Ok(mut m) = self.user_types.write() {
-            if m.len() < MAX_REMEMBERED {
-                m.insert(name.into(), found);
-            }
-        }
-        found
+        remembered(&self.user_types, name, find)
+    }
+
+    fn base_size(&self, name: &str, find: impl FnOnce() -> Option<u64>) -> Option<u64> {
+        remembered(&self.base_sizes, name, find)
     }
 
     fn path(
@@ -688,7 +696,10 @@ impl SymbolTable {
     /// Size of a base type by name.
     pub fn base_size(&self, name: &str) -> Option<u64> {
         let l = &self.inner.layout;
-        l.base_size(self.d(), l.find(self.d(), S_BASES, name)?)
+        let d = self.d();
+        self.inner
+            .lookups
+            .base_size(name, || l.base_size(d, l.find(d, S_BASES, name)?))
     }
 
     /// A symbol's address relative to the module base (RVA) for Windows
@@ -913,6 +924,21 @@ mod tests {
             t.linkage_names().count(),
             t.base_type_names().count(),
         );
+    }
+
+    #[test]
+    fn remembered_lookups_give_the_answers_found_the_first_time() {
+        let t = small();
+        for _ in 0..3 {
+            assert_eq!(t.field_path("_A", "p").map(|f| f.0), Some(8));
+            assert_eq!(t.field_path("_A", "arr[1]").map(|f| f.0), Some(20));
+            assert_eq!(t.field_path("_A", "nope"), None);
+            assert_eq!(t.field_path("_NoSuchType", "x"), None);
+            assert_eq!(t.user_type("_A").map(|u| u.size), Some(32));
+            assert!(t.user_type("_Nope").is_none() && !t.has_type("_Nope"));
+            assert_eq!(t.base_size("char"), Some(1));
+            assert_eq!(t.base_size("no such base"), None);
+        }
     }
 
     #[test]
