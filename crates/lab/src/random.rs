@@ -127,6 +127,8 @@ fn add_processes(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) 
                 ready_since: None,
                 priority: None,
                 ready_on: None,
+                shared_queue: false,
+                affinity: None,
             });
             tn += 1;
         }

@@ -334,6 +334,14 @@ pub struct Thread {
     /// For a ready thread: the CPU whose ready queue holds it (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_on: Option<u32>,
+    /// For a ready thread: on builds with a shared ready queue (8.1 on,
+    /// `_KPRCB.SharedReadyQueue`), the queue every CPU shares holds it
+    /// instead of `ready_on`'s own list; on 7 SP1 `ready_on`'s list does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_queue: bool,
+    /// The CPUs it may run on (`KTHREAD.Affinity`); default every CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Vec<u32>>,
 }
 
 /// A wait.
@@ -889,6 +897,14 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "cpu-starvation",
         include_str!("../../scenarios/cpu-starvation.toml"),
+    ),
+    (
+        "cpu-starvation-shared",
+        include_str!("../../scenarios/cpu-starvation-shared.toml"),
+    ),
+    (
+        "cpu-affinity",
+        include_str!("../../scenarios/cpu-affinity.toml"),
     ),
     (
         "low-memory",

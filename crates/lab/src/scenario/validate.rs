@@ -59,6 +59,20 @@ impl Scenario {
                     ));
                 }
             }
+            if t.shared_queue && t.state != ThreadState::Ready {
+                return Err(field_err(
+                    format!("threads[{i}].shared_queue"),
+                    "only a ready thread sits on a ready queue",
+                ));
+            }
+            if let Some(a) = &t.affinity {
+                if a.is_empty() || a.iter().any(|&c| c >= ncpu) {
+                    return Err(field_err(
+                        format!("threads[{i}].affinity"),
+                        format!("needs at least one CPU, each below {ncpu}"),
+                    ));
+                }
+            }
             if t.priority.is_some_and(|p| p > 31) {
                 return Err(field_err(
                     format!("threads[{i}].priority"),
