@@ -426,6 +426,7 @@ impl<'a> Builder<'a> {
         self.write_lists()?;
         self.process_address_spaces()?;
         self.memory_counters()?;
+        self.kernel_resident()?;
         self.truth = oracle::ground_truth(&self.placement());
         Ok(())
     }

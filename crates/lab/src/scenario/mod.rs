@@ -170,6 +170,12 @@ pub struct Machine {
     /// zero (an image with no memory manager state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    /// Kernel-space memory beyond the scenario's objects, mapped in 4 KiB
+    /// pages over filler: the resident pool, cache and PFN database of a
+    /// real machine, which scans of kernel space read (benchmarks). At
+    /// most half of `ram`; default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_resident: Option<Size>,
 }
 
 /// Available pages and commit, in pages (physical pages follow `ram`).

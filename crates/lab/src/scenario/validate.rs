@@ -233,6 +233,14 @@ impl Machine {
                 format!("{} bytes is outside 64MiB..16GiB", self.ram.0),
             ));
         }
+        if let Some(k) = self.kernel_resident {
+            if k.0 > self.ram.0 / 2 {
+                return Err(field_err(
+                    "machine.kernel_resident",
+                    "at most half of machine.ram",
+                ));
+            }
+        }
         if self.ram.0 % 0x1000 != 0 {
             return Err(field_err("machine.ram", "must be a multiple of 4096"));
         }
