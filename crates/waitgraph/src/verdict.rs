@@ -792,6 +792,11 @@ impl Verdict {
     }
 }
 
+/// Serde: leave out a zero count.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -822,9 +827,4 @@ mod tests {
         assert!(Overall::Deadlock > Overall::Stuck);
         assert!(Overall::Stuck > Overall::BusyOwner);
     }
-}
-
-/// Serde: leave out a zero count.
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
