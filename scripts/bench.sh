@@ -15,6 +15,9 @@
 #     with both files dropped from the page cache (dd iflag=nocache), how
 #     much of each file `analyze A B` reads (fincore: its pages in the
 #     cache after the run), to show it is not a scan;
+#   - analyze of the push-lock scenario with a quarter of RAM resident in
+#     kernel space (issue 15: the push-lock word scan reads every mapped
+#     kernel page), warm and with the page cache dropped (root);
 #   - Volatility 3's pslist + threads.
 # Wall time and peak RSS come from GNU time; each figure is the best of
 # $RUNS runs (default 3). Results go to stdout as a Markdown table.
@@ -139,6 +142,26 @@ for size in "${SIZES[@]}"; do
       "$s" "$(( kib / 1024 ))" "$maj" "$(for f in $files; do printf '%s ' "$(cached_mib "$f")"; done)"
   done
   [ "$ONLY" != series ] || continue
+  # Issue 15: the push-lock word scan reads every mapped kernel page. The
+  # push-lock scenario with a quarter of RAM resident in kernel space
+  # (machine.kernel_resident, mapped over filler like a real machine's
+  # pool, cache and PFN database): analyze warm, then with the page cache
+  # dropped (root only; skipped otherwise).
+  bytes=$(numfmt --from=iec "$size")
+  pl=$DIR/push-lock-$size.elf
+  if [ ! -f "$pl" ]; then
+    sed -e "s/^ram = .*/ram = $bytes\nkernel_resident = $(( bytes / 4 ))/" \
+      crates/lab/scenarios/push-lock.toml >"$DIR/push-lock-$size.toml"
+    "$LAB" build --scenario "$DIR/push-lock-$size.toml" --format elf --symbols "$SYMS" \
+      -o "$pl" --no-progress >/dev/null
+  fi
+  cat "$pl" >/dev/null
+  row "hangscope analyze, push-lock, 1/4 of RAM kernel-resident (warm)" "$(best_of "$HS" -y "$SYMS" analyze --json "$pl")"
+  if [ -w /proc/sys/vm/drop_caches ]; then
+    sync; echo 3 >/proc/sys/vm/drop_caches
+    /usr/bin/time -o "$DIR/time.out" -f "%e %M" "$HS" -y "$SYMS" analyze --json "$pl" >/dev/null 2>&1 || true
+    row "hangscope analyze, push-lock, 1/4 of RAM kernel-resident (page cache dropped)" "$(tail -1 "$DIR/time.out")"
+  fi
   if [ -x "$VENV/bin/vol" ]; then
     vol() { "$VENV/bin/vol" -q -r none --offline -s "$SYMS" -f "$img" "$@"; }
     vol windows.info >/dev/null 2>&1 || true  # let Volatility fill its own cache

@@ -109,6 +109,13 @@ pub(crate) fn ground_truth(p: &Placement<'_>) -> GroundTruth {
     t.handles = handle_truths(p, &by_address);
     alpc_truths(p, &mut t);
     t.scheduler = scheduler_truths(p);
+    t.shared_ready = sorted_ready(
+        p,
+        (0..p.sc.threads.len()).filter(|&ti| p.threads[ti].on_shared_queue),
+    );
+    if !t.shared_ready.is_empty() {
+        t.shared_ready_cpus = (0..p.sc.cpus.len() as u32).collect();
+    }
     t.memory = p.sc.machine.memory.map(|m| MemoryTruth {
         physical_pages: p.ram_size / PAGE_SIZE,
         available_pages: m.available_pages,
@@ -906,6 +913,28 @@ fn seconds_since(p: &Placement<'_>, ti: usize) -> f64 {
     ticks as f64 * f64::from(p.sc.machine.max_increment) / 1e7
 }
 
+/// The threads `ths` (scenario order) as one ready queue reads them:
+/// highest priority first, scenario order within a priority.
+fn sorted_ready(p: &Placement<'_>, ths: impl Iterator<Item = usize>) -> Vec<ReadyTruth> {
+    let mut ready: Vec<(u8, usize, ReadyTruth)> = ths
+        .enumerate()
+        .map(|(order, ti)| {
+            (
+                p.threads[ti].priority,
+                order,
+                ReadyTruth {
+                    thread: p.threads[ti].ethread,
+                    priority: p.threads[ti].priority,
+                    ready_seconds: seconds_since(p, ti),
+                    affinity: p.threads[ti].affinity,
+                },
+            )
+        })
+        .collect();
+    ready.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    ready.into_iter().map(|r| r.2).collect()
+}
+
 /// Each CPU: what it runs, its ready list, its DPCs.
 fn scheduler_truths(p: &Placement<'_>) -> Vec<CpuSchedulerTruth> {
     let sc = p.sc;
@@ -918,22 +947,12 @@ fn scheduler_truths(p: &Placement<'_>) -> Vec<CpuSchedulerTruth> {
                 let ti = p.ix.threads[&sc.cpus[i].runs];
                 (p.threads[ti].ethread, p.threads[ti].priority)
             };
-            let mut ready: Vec<(u8, usize, ReadyTruth)> = (0..sc.threads.len())
-                .filter(|&ti| p.threads[ti].ready_on == Some(i as u32))
-                .enumerate()
-                .map(|(order, ti)| {
-                    (
-                        p.threads[ti].priority,
-                        order,
-                        ReadyTruth {
-                            thread: p.threads[ti].ethread,
-                            priority: p.threads[ti].priority,
-                            ready_seconds: seconds_since(p, ti),
-                        },
-                    )
-                })
-                .collect();
-            ready.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let ready = sorted_ready(
+                p,
+                (0..sc.threads.len()).filter(|&ti| {
+                    p.threads[ti].ready_on == Some(i as u32) && !p.threads[ti].on_shared_queue
+                }),
+            );
             let dpcs: Vec<DpcTruth> = p
                 .dpcs
                 .iter()
@@ -948,7 +967,7 @@ fn scheduler_truths(p: &Placement<'_>) -> Vec<CpuSchedulerTruth> {
                 current_thread: current,
                 idle,
                 current_priority: prio,
-                ready: ready.into_iter().map(|r| r.2).collect(),
+                ready,
                 dpc_queue_depth: dpcs.len() as u64,
                 dpcs,
                 dpc_active: sc.dpcs.iter().any(|d| d.cpu == i as u32 && d.active),
@@ -958,23 +977,28 @@ fn scheduler_truths(p: &Placement<'_>) -> Vec<CpuSchedulerTruth> {
 }
 
 /// Ready threads that have waited at least [`STARVED_READY_SECONDS`] to
-/// run while no CPU is idle (or an idle one is inside a DPC): one finding,
-/// its chain the threads the CPUs run.
+/// run while no CPU they may run on (their affinity) is idle (or an idle
+/// one is inside a DPC): one finding, its chain the threads those CPUs run.
 fn cpu_starvation_finding(
     p: &Placement<'_>,
     t: &GroundTruth,
     explained: &mut HashSet<usize>,
 ) -> Option<FindingTruth> {
     let sc = p.sc;
-    if t.scheduler.iter().any(|c| c.idle && !c.dpc_active) {
-        return None;
-    }
+    let idle = t
+        .scheduler
+        .iter()
+        .filter(|c| c.idle && !c.dpc_active)
+        .fold(0u64, |m, c| m | 1 << c.index);
+    let all = t.scheduler.iter().fold(0u64, |m, c| m | 1 << c.index);
     let mut ths: Vec<usize> = (0..sc.threads.len())
         .filter(|&ti| {
             sc.threads[ti].state == ThreadState::Ready
                 && p.threads[ti].ready_on.is_some()
                 && !explained.contains(&ti)
                 && seconds_since(p, ti) >= STARVED_READY_SECONDS
+                && p.threads[ti].affinity & idle == 0
+                && p.threads[ti].affinity & all != 0
         })
         .collect();
     if ths.is_empty() {
@@ -982,12 +1006,13 @@ fn cpu_starvation_finding(
     }
     ths.sort_by(|&a, &b| seconds_since(p, b).total_cmp(&seconds_since(p, a)));
     explained.extend(ths.iter().copied());
+    let allowed = ths.iter().fold(0u64, |m, &ti| m | p.threads[ti].affinity);
     Some(FindingTruth {
         kind: "cpu_starvation".into(),
         chain_threads: t
             .scheduler
             .iter()
-            .filter(|c| !c.idle)
+            .filter(|c| !c.idle && allowed & 1 << c.index != 0)
             .map(|c| c.current_thread)
             .collect(),
         chain_locks: Vec::new(),

@@ -57,6 +57,7 @@ pub fn random_scenario(seed: u64, opts: &RandomOptions) -> Scenario {
             max_increment: 156_250,
             unix_time: 1_764_000_000,
             memory: None,
+            kernel_resident: None,
         },
         cpus: Vec::new(),
         processes: vec![Process {
@@ -128,6 +129,8 @@ fn add_processes(sc: &mut Scenario, rng: &mut ChaCha8Rng, opts: &RandomOptions) 
                 priority: None,
                 queue: None,
                 ready_on: None,
+                shared_queue: false,
+                affinity: None,
             });
             tn += 1;
         }

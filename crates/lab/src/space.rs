@@ -44,6 +44,9 @@ pub struct Space {
     /// PFN ranges `[start, end)` the random allocator must not use (the
     /// Windows 7 kernel image, mapped at a fixed physical offset).
     forbidden: Vec<(u64, u64)>,
+    /// PFNs mapped in kernel space whose content stays the image's filler
+    /// (never written, never held in `pages`).
+    filler: std::collections::HashSet<u64>,
 }
 
 impl Space {
@@ -58,6 +61,7 @@ impl Space {
             min_random_pfn: 0x1000, // 16 MiB
             total_pages,
             forbidden: Vec::new(),
+            filler: std::collections::HashSet::new(),
         };
         s.reserve(s.pml4)?;
         Ok(s)
@@ -108,6 +112,7 @@ impl Space {
                     let pfn = s / PAGE_SIZE + (idx - acc);
                     if pfn >= self.min_random_pfn
                         && !self.pages.contains_key(&pfn)
+                        && !self.filler.contains(&pfn)
                         && !self.forbidden.iter().any(|&(a, b)| pfn >= a && pfn < b)
                     {
                         self.pages.insert(pfn, Box::new([0u8; PAGE_SIZE as usize]));
@@ -208,6 +213,44 @@ impl Space {
         let root = self.pml4;
         self.map(rng, root, va & !0xFFF, p, flags, PTE_KERNEL_TABLE)?;
         Ok(p)
+    }
+
+    /// Map kernel page `va` to a random free physical page whose content
+    /// stays the image's filler: resident kernel memory no scenario object
+    /// lives in, at no cost to the builder's memory. At most three
+    /// quarters of RAM is handed out this way and to objects together.
+    pub fn map_kernel_filler(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        va: u64,
+        flags: u64,
+    ) -> Result<(), Error> {
+        if self.kmap.contains_key(&(va >> 12)) {
+            return Ok(());
+        }
+        let usable = self.total_pages.saturating_sub(self.min_random_pfn);
+        if (self.pages.len() + self.filler.len()) as u64 * 4 > usable * 3 {
+            return Err(Error::Capacity {
+                problem: "kernel_resident and kernel objects exceed three quarters of RAM"
+                    .to_string(),
+            });
+        }
+        for _ in 0..10_000 {
+            let pfn =
+                rng.gen_range(self.min_random_pfn..self.total_pages.max(self.min_random_pfn + 1));
+            if self.in_ram(pfn)
+                && !self.pages.contains_key(&pfn)
+                && !self.filler.contains(&pfn)
+                && !self.forbidden.iter().any(|&(a, b)| pfn >= a && pfn < b)
+            {
+                self.filler.insert(pfn);
+                let root = self.pml4;
+                return self.map(rng, root, va & !0xFFF, pfn, flags, PTE_KERNEL_TABLE);
+            }
+        }
+        Err(Error::Capacity {
+            problem: "no free physical page found".to_string(),
+        })
     }
 
     /// True if kernel page `va` is mapped.

@@ -47,6 +47,13 @@ pub struct GroundTruth {
     /// Each CPU's ready queue, current thread and DPC queue.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduler: Vec<CpuSchedulerTruth>,
+    /// Threads on the shared ready queue (`_KSHARED_READY_QUEUE`, 8.1 on),
+    /// highest priority first, in list order within a priority.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_ready: Vec<ReadyTruth>,
+    /// The CPUs that share that queue (empty without one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_ready_cpus: Vec<u32>,
     /// The memory manager's counters, when the scenario sets them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryTruth>,
@@ -85,6 +92,9 @@ pub struct ReadyTruth {
     pub priority: u8,
     /// Seconds since it was readied.
     pub ready_seconds: f64,
+    /// The CPUs it may run on (`KTHREAD.Affinity`), bit n for CPU n.
+    #[serde(default)]
+    pub affinity: u64,
 }
 
 /// A queued DPC.

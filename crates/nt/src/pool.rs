@@ -29,7 +29,27 @@ const MAX_HEADER_DISTANCE: u64 = 0x200;
 /// The scan's hits, found once per kernel.
 #[derive(Debug, Default)]
 struct Cache {
+    scan: OnceLock<KernelScan>,
     files: OnceLock<Partial<u64>>,
+}
+
+/// What the one pass over kernel pages found.
+#[derive(Debug, Default)]
+pub(crate) struct KernelScan {
+    /// Pool headers tagged as file objects (the block's address).
+    file_tags: Vec<u64>,
+    /// Words that are push-lock words of the `WrPushLock` waiters
+    /// ([`crate::pushlock::LockWordTargets::wanted`]), (address, value),
+    /// ascending.
+    pub(crate) lock_words: Vec<(u64, u64)>,
+    /// Why the pool-tag part could not run.
+    tag_warnings: Vec<Warning>,
+}
+
+/// One hit of the pass.
+enum Hit {
+    FileTag(u64),
+    LockWord(u64, u64),
 }
 
 impl<'d> Kernel<'d> {
@@ -41,36 +61,87 @@ impl<'d> Kernel<'d> {
             .get_or_init(|| self.scan_file_objects())
     }
 
-    fn scan_file_objects(&self) -> Partial<u64> {
-        let mut out = Partial::default();
+    /// The one pass over every mapped kernel page (cached): pool headers
+    /// tagged as file objects and, when threads wait `WrPushLock`, their
+    /// lock words. Both read the same pages, so they share the read: the
+    /// pass costs one read of resident kernel memory, not two.
+    pub(crate) fn kernel_scan(&self) -> &KernelScan {
+        self.caches
+            .get::<Cache>()
+            .scan
+            .get_or_init(|| self.scan_kernel())
+    }
+
+    fn scan_kernel(&self) -> KernelScan {
+        let mut out = KernelScan::default();
         let Some(space) = self.address_space().copied() else {
             return out;
         };
         let r = self.reader();
-        let (tag_off, body_off, fo_size) = match (
-            r.offset_of("_POOL_HEADER", "PoolTag"),
+        let tags = match r.offset_of("_POOL_HEADER", "PoolTag") {
+            Ok(off) => Some((
+                off,
+                r.ty("_POOL_HEADER").map(|t| t.size).unwrap_or(16).max(1),
+            )),
+            Err(e) => {
+                out.tag_warnings.push(Warning::from_error("pool scan", &e));
+                None
+            }
+        };
+        let locks = self.lock_word_targets();
+        let locks = locks.any().then_some(locks);
+        let hits = scan_kernel_pages(&space, |va, page| {
+            let mut found = Vec::new();
+            if let Some((tag_off, pool_hdr)) = tags {
+                let mut o = tag_off as usize;
+                while o + 4 <= page.len() {
+                    let t = &page[o..o + 4];
+                    if FILE_TAGS.iter().any(|x| x == t) {
+                        found.push(Hit::FileTag(va + o as u64 - tag_off));
+                    }
+                    o += pool_hdr as usize;
+                }
+            }
+            if let Some(l) = locks {
+                for (k, c) in page.chunks_exact(8).enumerate() {
+                    let v = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+                    if l.wanted(v) {
+                        found.push(Hit::LockWord(va + 8 * k as u64, v));
+                    }
+                }
+            }
+            found
+        });
+        for h in hits {
+            match h {
+                Hit::FileTag(a) => out.file_tags.push(a),
+                Hit::LockWord(a, v) => out.lock_words.push((a, v)),
+            }
+        }
+        out.lock_words.sort_unstable();
+        out
+    }
+
+    fn scan_file_objects(&self) -> Partial<u64> {
+        let mut out = Partial::default();
+        if self.address_space().is_none() {
+            return out;
+        }
+        let r = self.reader();
+        let (body_off, fo_size) = match (
             r.offset_of("_OBJECT_HEADER", "Body"),
             r.ty("_FILE_OBJECT").map(|t| t.size),
         ) {
-            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            (Ok(b), Ok(c)) => (b, c),
+            (Err(e), _) | (_, Err(e)) => {
                 out.warnings.push(Warning::from_error("pool scan", &e));
                 return out;
             }
         };
         let pool_hdr = r.ty("_POOL_HEADER").map(|t| t.size).unwrap_or(16).max(1);
-        let hits = scan_kernel_pages(&space, |va, page| {
-            let mut found = Vec::new();
-            let mut o = tag_off as usize;
-            while o + 4 <= page.len() {
-                let t = &page[o..o + 4];
-                if FILE_TAGS.iter().any(|x| x == t) {
-                    found.push(va + o as u64 - tag_off);
-                }
-                o += pool_hdr as usize;
-            }
-            found
-        });
+        let scan = self.kernel_scan();
+        out.warnings.extend(scan.tag_warnings.iter().cloned());
+        let hits = scan.file_tags.iter().copied();
         let file_type = self
             .object_type_names()
             .iter()

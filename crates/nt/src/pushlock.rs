@@ -26,7 +26,6 @@ use crate::error::Warning;
 use crate::kernel::Kernel;
 use crate::model::{Partial, ThreadState, WaitReason};
 pub use crate::model::{PushLockInfo, PushLockWaiter};
-use crate::pool::scan_kernel_pages;
 use hangscope_symbols::TypeRef;
 use hangscope_x64::VirtAddr;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -44,7 +43,55 @@ const MAX_POOL_BLOCKS: usize = 256;
 /// The push-lock walk, once per kernel.
 #[derive(Debug, Default)]
 struct Cache {
+    targets: OnceLock<LockWordTargets>,
     locks: OnceLock<Partial<PushLockInfo>>,
+}
+
+/// What the lock-word scan looks for, read from the waiters.
+#[derive(Debug, Default)]
+pub(crate) struct LockWordTargets {
+    /// The `WrPushLock` waiters.
+    pending: Vec<Pending>,
+    /// The lock word's flag bits, `Waiting` and `Locked`
+    /// ([`Kernel::push_lock_bits`]).
+    bits: Option<(u64, u64, u64)>,
+    /// `_EX_PUSH_LOCK_WAIT_BLOCK.WakeEvent`'s offset, where the table has
+    /// the type (7 SP1).
+    by_name: Option<u64>,
+    /// Each chain's newest block and its waiters (index, block), newest
+    /// first (by name only).
+    chains: Vec<(u64, Vec<(usize, VirtAddr)>)>,
+    /// The chains' newest blocks.
+    heads: HashSet<u64>,
+    /// What could not be read while following the chains.
+    warnings: Vec<Warning>,
+}
+
+impl LockWordTargets {
+    /// Whether the scan has anything to look for.
+    pub(crate) fn any(&self) -> bool {
+        self.bits.is_some() && !self.pending.is_empty()
+    }
+
+    /// Whether `v` is a lock word for these waiters: `Waiting` set, a
+    /// kernel pointer whose address part is a chain's newest block (by
+    /// name) or lies in a waiter's stack at or below its event.
+    pub(crate) fn wanted(&self, v: u64) -> bool {
+        let Some((mask, waiting, _)) = self.bits else {
+            return false;
+        };
+        if v & waiting == 0 || v >> 48 != 0xFFFF {
+            return false;
+        }
+        let p = v & !mask;
+        if self.by_name.is_some() {
+            self.heads.contains(&p)
+        } else {
+            self.pending
+                .iter()
+                .any(|w| w.stack.0 <= p && p <= w.event.0)
+        }
+    }
 }
 
 /// A `WrPushLock` waiter before it is tied to a lock.
@@ -134,8 +181,20 @@ impl<'d> Kernel<'d> {
         Some((mask, waiting, locked))
     }
 
-    fn walk_push_locks(&self) -> Partial<PushLockInfo> {
-        let mut out = Partial::default();
+    /// What the lock-word scan looks for (cached): the `WrPushLock`
+    /// waiters, the lock word's flag bits and, where the table names the
+    /// wait-block type, the chains from each newest block. Known before
+    /// any scan, so that the one kernel-page scan (`pool.rs`) looks for
+    /// lock words and pool tags in the same pass.
+    pub(crate) fn lock_word_targets(&self) -> &LockWordTargets {
+        self.caches
+            .get::<Cache>()
+            .targets
+            .get_or_init(|| self.find_lock_word_targets())
+    }
+
+    fn find_lock_word_targets(&self) -> LockWordTargets {
+        let mut out = LockWordTargets::default();
         let threads = &self.threads().items;
         let pending: Vec<Pending> = threads
             .iter()
@@ -153,14 +212,11 @@ impl<'d> Kernel<'d> {
         if pending.is_empty() {
             return out;
         }
-        let Some((mask, waiting_bit, locked_bit)) = self.push_lock_bits() else {
-            out.warnings.push(Warning::implausible(
-                "push locks",
-                None,
-                "_EX_PUSH_LOCK has no Locked/Waiting bitfields: push-lock waiters not tied to locks",
-            ));
+        out.bits = self.push_lock_bits();
+        if out.bits.is_none() {
+            out.pending = pending;
             return out;
-        };
+        }
         let r = self.reader();
         let wbt = "_EX_PUSH_LOCK_WAIT_BLOCK";
         let by_name = r
@@ -235,20 +291,44 @@ impl<'d> Kernel<'d> {
                 chains.push((h, chain));
             }
         }
-        // Find the lock words: a scan of kernel memory for words with
+        out.heads = chains.iter().map(|c| c.0).collect();
+        out.by_name = by_name;
+        out.chains = chains;
+        out.pending = pending;
+        out
+    }
+
+    fn walk_push_locks(&self) -> Partial<PushLockInfo> {
+        let mut out = Partial::default();
+        let threads = &self.threads().items;
+        let targets = self.lock_word_targets();
+        out.warnings.extend(targets.warnings.iter().cloned());
+        let pending = &targets.pending;
+        if pending.is_empty() {
+            return out;
+        }
+        let Some((mask, _, locked_bit)) = targets.bits else {
+            out.warnings.push(Warning::implausible(
+                "push locks",
+                None,
+                "_EX_PUSH_LOCK has no Locked/Waiting bitfields: push-lock waiters not tied to locks",
+            ));
+            return out;
+        };
+        let r = self.reader();
+        let wbt = "_EX_PUSH_LOCK_WAIT_BLOCK";
+        let by_name = targets.by_name;
+        let chains = &targets.chains;
+        // The lock words: from the one scan of kernel memory, words with
         // `Waiting` set whose pointer is a chain's newest block (by name)
-        // or lies in a waiter's stack at or below its event (no type).
+        // or lies in a waiter's stack at or below its event (no type);
+        // none inside a waiter's own stack.
         let stacks: Vec<(u64, u64)> = pending.iter().map(|p| p.stack).collect();
-        let heads: HashSet<u64> = chains.iter().map(|c| c.0).collect();
-        let hits = self.scan_lock_words(mask, waiting_bit, |p| {
-            if by_name.is_some() {
-                heads.contains(&p)
-            } else {
-                pending.iter().any(|w| w.stack.0 <= p && p <= w.event.0)
-            }
-        });
-        let hits: Vec<(u64, u64)> = hits
-            .into_iter()
+        let hits: Vec<(u64, u64)> = self
+            .kernel_scan()
+            .lock_words
+            .iter()
+            .copied()
             .filter(|(at, _)| !stacks.iter().any(|s| s.0 <= *at && *at < s.1))
             .collect();
         let mut locks: BTreeMap<u64, PushLockInfo> = BTreeMap::new();
@@ -374,31 +454,6 @@ impl<'d> Kernel<'d> {
         }
         out.items = locks.into_values().collect();
         out
-    }
-
-    /// Kernel-space words (address, value) with `waiting` set whose pointer
-    /// part (`value & !mask`) passes `wanted`.
-    fn scan_lock_words(
-        &self,
-        mask: u64,
-        waiting: u64,
-        wanted: impl Fn(u64) -> bool + Sync,
-    ) -> Vec<(u64, u64)> {
-        let Some(space) = self.address_space().copied() else {
-            return Vec::new();
-        };
-        let mut hits = scan_kernel_pages(&space, |va, page| {
-            let mut found = Vec::new();
-            for (k, c) in page.chunks_exact(8).enumerate() {
-                let v = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-                if v & waiting != 0 && v >> 48 == 0xFFFF && wanted(v & !mask) {
-                    found.push((va + 8 * k as u64, v));
-                }
-            }
-            found
-        });
-        hits.sort_unstable();
-        hits
     }
 
     /// What contains a lock at `addr`: a field of a listed process or

@@ -9,6 +9,11 @@
 //!   walked, bounded, cycle- and back-link-checked.
 //! - What runs: `_KPRCB.CurrentThread` against `IdleThread`, the current
 //!   thread's `Tcb.Priority`.
+//! - Where a ready thread may run: its `Tcb.Affinity`, an inline
+//!   `_GROUP_AFFINITY` (`Mask`, `Group`) or, on the newest builds, a
+//!   pointer to a `_KAFFINITY_EX` (`Count`, `Size`, `Bitmap[]`), against
+//!   each CPU's `_KPRCB.Group` and `GroupSetMember`; on a shared queue only
+//!   the CPUs whose `SharedReadyQueue` points at it.
 //! - DPCs: `_KPRCB.DpcData[0..2]` (normal and threaded): `DpcQueueDepth`
 //!   and the queue, a `_LIST_ENTRY` `DpcListHead` on 7 SP1, a singly linked
 //!   `_KDPC_LIST` (`DpcList.ListHead`) from 8.1 on, each `_KDPC`'s
@@ -39,13 +44,31 @@ const PRIORITIES: u64 = 32;
 const PAGE_SIZE: u64 = 4096;
 
 /// A thread on a ready queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReadyEntry {
     /// `_ETHREAD` address.
     #[serde(with = "hex")]
     pub thread: VirtAddr,
     /// The priority of the list it is on.
     pub priority: u32,
+    /// The CPUs (indexes into [`SchedulerInfo::cpus`]) it may run on: its
+    /// `Tcb.Affinity`, and on a shared queue only the CPUs sharing it.
+    /// `None` when neither is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Vec<u32>>,
+}
+
+/// A `_KSHARED_READY_QUEUE` (8.1 on) and the CPUs whose
+/// `_KPRCB.SharedReadyQueue` point at it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SharedReadyQueue {
+    /// Its address.
+    #[serde(with = "hex")]
+    pub address: VirtAddr,
+    /// The CPUs sharing it, ascending.
+    pub cpus: Vec<u32>,
+    /// Its `ReadySummary`: bit n set when list n is not empty.
+    pub ready_summary: Option<u32>,
 }
 
 /// A queued DPC (`_KDPC`).
@@ -80,6 +103,13 @@ pub struct CpuScheduler {
     pub current_priority: Option<i32>,
     /// `ReadySummary`: bit n set when list n is not empty.
     pub ready_summary: Option<u32>,
+    /// `Group`: the processor group it belongs to.
+    pub group: Option<u16>,
+    /// `GroupSetMember`: its bit in its group's affinity masks.
+    pub group_set_member: Option<u64>,
+    /// `SharedReadyQueue` (8.1 on), when set.
+    #[serde(with = "hex_opt")]
+    pub shared_ready_queue: Option<VirtAddr>,
     /// Threads on `DispatcherReadyListHead`, highest priority first.
     pub ready: Vec<ReadyEntry>,
     /// `DpcData[0].DpcQueueDepth + DpcData[1].DpcQueueDepth`.
@@ -98,6 +128,8 @@ pub struct SchedulerInfo {
     /// Threads on shared ready queues, each queue read once, highest
     /// priority first.
     pub shared_ready: Vec<ReadyEntry>,
+    /// The shared ready queues read, in the order first seen.
+    pub shared_queues: Vec<SharedReadyQueue>,
     /// What could not be read.
     pub warnings: Vec<Warning>,
 }
@@ -147,6 +179,7 @@ fn ready_lists(r: &Reader<'_>, heads: VirtAddr, out: &mut Vec<ReadyEntry>) -> Re
                 Ok(t) => out.push(ReadyEntry {
                     thread: t,
                     priority: p as u32,
+                    cpus: None,
                 }),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -159,6 +192,45 @@ fn ready_lists(r: &Reader<'_>, heads: VirtAddr, out: &mut Vec<ReadyEntry>) -> Re
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Processor groups an affinity is read for (Windows has at most 32).
+const MAX_GROUPS: u64 = 32;
+
+/// A thread's `Tcb.Affinity` as (group, mask) pairs: an inline
+/// `_GROUP_AFFINITY` (`Mask`, `Group`) on most builds, a pointer to a
+/// `_KAFFINITY_EX` (`Count` groups of `Bitmap`, bounded by `Size`) on the
+/// newest. `None` for a NULL pointer or a build with neither.
+fn thread_affinity(r: &Reader<'_>, thread: VirtAddr) -> Result<Option<Vec<(u16, u64)>>> {
+    let e = r.object("_ETHREAD", thread)?;
+    if e.has("Tcb.Affinity.Mask") {
+        let mask = e.uint("Tcb.Affinity.Mask")?;
+        let group = e.uint("Tcb.Affinity.Group")? as u16;
+        return Ok(Some(vec![(group, mask)]));
+    }
+    if !e.has("Tcb.Affinity") {
+        return Ok(None);
+    }
+    let p = e.ptr("Tcb.Affinity")?;
+    if p.0 == 0 {
+        return Ok(None);
+    }
+    let a = r.object("_KAFFINITY_EX", p)?;
+    let count = a.uint("Count")?;
+    let size = a.uint("Size").unwrap_or(MAX_GROUPS);
+    if count == 0 || count > size.min(MAX_GROUPS) {
+        return Err(Error::bad_data(
+            p,
+            format!("_KAFFINITY_EX.Count {count} with Size {size}"),
+        ));
+    }
+    let bitmap = a.addr_of("Bitmap")?;
+    let mut out = Vec::new();
+    for g in 0..count {
+        let mask = r.read_uint(VirtAddr(bitmap.0.wrapping_add(g * 8)), 8)?;
+        out.push((g as u16, mask));
+    }
+    Ok(Some(out))
 }
 
 impl<'d> Kernel<'d> {
@@ -185,6 +257,8 @@ impl<'d> Kernel<'d> {
                 current_thread: prcb.ptr("CurrentThread").ok(),
                 idle_thread: prcb.ptr("IdleThread").ok(),
                 ready_summary: prcb.uint("ReadySummary").ok().map(|v| v as u32),
+                group: prcb.uint("Group").ok().map(|v| v as u16),
+                group_set_member: prcb.uint("GroupSetMember").ok().filter(|&m| m != 0),
                 dpc_active: prcb.uint("DpcRoutineActive").is_ok_and(|v| v != 0),
                 ..CpuScheduler::default()
             };
@@ -206,14 +280,24 @@ impl<'d> Kernel<'d> {
             // 8.1 and later: a queue shared by a group of CPUs.
             if prcb.has("SharedReadyQueue") {
                 match prcb.ptr("SharedReadyQueue") {
-                    Ok(q) if q.0 != 0 && shared_seen.insert(q.0) => {
-                        let res = r
-                            .object("_KSHARED_READY_QUEUE", q)
-                            .and_then(|o| o.addr_of("ReadyListHead"))
-                            .and_then(|h| ready_lists(&r, h, &mut out.shared_ready));
-                        if let Err(e) = res {
-                            out.warnings
-                                .push(Warning::from_error(format!("{ctx} shared ready queue"), &e));
+                    Ok(q) if q.0 != 0 => {
+                        cpu.shared_ready_queue = Some(q);
+                        if shared_seen.insert(q.0) {
+                            let mut queue = SharedReadyQueue {
+                                address: q,
+                                ..SharedReadyQueue::default()
+                            };
+                            let res = r.object("_KSHARED_READY_QUEUE", q).and_then(|o| {
+                                queue.ready_summary = o.uint("ReadySummary").ok().map(|v| v as u32);
+                                ready_lists(&r, o.addr_of("ReadyListHead")?, &mut out.shared_ready)
+                            });
+                            if let Err(e) = res {
+                                out.warnings.push(Warning::from_error(
+                                    format!("{ctx} shared ready queue"),
+                                    &e,
+                                ));
+                            }
+                            out.shared_queues.push(queue);
                         }
                     }
                     Ok(_) => {}
@@ -228,7 +312,89 @@ impl<'d> Kernel<'d> {
             }
             out.cpus.push(cpu);
         }
+        for q in &mut out.shared_queues {
+            q.cpus = out
+                .cpus
+                .iter()
+                .filter(|c| c.shared_ready_queue == Some(q.address))
+                .map(|c| c.index)
+                .collect();
+        }
+        self.ready_affinities(&r, &mut out);
         out
+    }
+
+    /// Each ready thread's CPUs: its affinity mapped onto the CPUs read
+    /// (CPU n is allowed when its `Group`'s mask has its `GroupSetMember`
+    /// bit; a CPU whose membership is unknown is allowed), on a shared
+    /// queue only the CPUs sharing it. An unreadable affinity is a warning
+    /// and leaves the thread's CPUs to its queue.
+    fn ready_affinities(&self, r: &Reader<'_>, out: &mut SchedulerInfo) {
+        let cpus: Vec<(u32, Option<u16>, Option<u64>)> = out
+            .cpus
+            .iter()
+            .map(|c| (c.index, c.group, c.group_set_member))
+            .collect();
+        let sharers: Vec<u32> = match out.shared_queues.as_slice() {
+            // Which queue a thread came from is not kept when several
+            // exist: their CPUs together.
+            [] => Vec::new(),
+            qs => {
+                let mut v: Vec<u32> = qs.iter().flat_map(|q| q.cpus.iter().copied()).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+        };
+        let mut warnings = Vec::new();
+        let mut allowed = |e: &ReadyEntry| -> Option<Vec<u32>> {
+            match thread_affinity(r, e.thread) {
+                Ok(Some(groups)) => {
+                    let v: Vec<u32> = cpus
+                        .iter()
+                        .filter(|(_, g, m)| match (g, m) {
+                            (Some(g), Some(m)) => {
+                                groups.iter().any(|&(gg, mask)| gg == *g && mask & m != 0)
+                            }
+                            _ => true,
+                        })
+                        .map(|c| c.0)
+                        .collect();
+                    if v.is_empty() {
+                        warnings.push(Warning::from_error(
+                            format!("ready thread {:#x} affinity", e.thread.0),
+                            &Error::bad_data(e.thread, "affinity allows no CPU read; ignored"),
+                        ));
+                        return None;
+                    }
+                    Some(v)
+                }
+                Ok(None) => None,
+                Err(err) => {
+                    warnings.push(Warning::from_error(
+                        format!("ready thread {:#x} affinity", e.thread.0),
+                        &err,
+                    ));
+                    None
+                }
+            }
+        };
+        for c in &mut out.cpus {
+            for e in &mut c.ready {
+                e.cpus = allowed(e);
+            }
+        }
+        for e in &mut out.shared_ready {
+            e.cpus = match allowed(e) {
+                Some(v) if !sharers.is_empty() => {
+                    Some(v.into_iter().filter(|c| sharers.contains(c)).collect())
+                }
+                Some(v) => Some(v),
+                None if !sharers.is_empty() => Some(sharers.clone()),
+                None => None,
+            };
+        }
+        out.warnings.extend(warnings);
     }
 
     /// `DpcData[0..2]`: the depth and the DPCs of both queues.

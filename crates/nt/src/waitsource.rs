@@ -367,6 +367,7 @@ impl<'d> Kernel<'d> {
                 .map(|r| wg::ReadyThread {
                     thread: r.thread.0,
                     priority: r.priority as i32,
+                    cpus: r.cpus.clone(),
                 })
                 .collect()
         };

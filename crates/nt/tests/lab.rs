@@ -1666,6 +1666,64 @@ fn compare_scheduler(k: &Kernel<'_>, t: &GroundTruth) -> Vec<String> {
             }
         }
     }
+    // Each ready thread's CPUs: the truth's affinity (a thread left
+    // unknown must have every CPU, the lab's default it does not write on
+    // builds whose Affinity is a pointer); on the shared queue only the
+    // CPUs sharing it.
+    let ncpu = t.scheduler.len();
+    let all: u64 = if ncpu >= 64 {
+        u64::MAX
+    } else {
+        (1 << ncpu) - 1
+    };
+    let mask_of = |v: &[u32]| v.iter().fold(0u64, |m, c| m | 1 << c);
+    let sharers = mask_of(&t.shared_ready_cpus);
+    let per_cpu = s.cpus.iter().zip(&t.scheduler).flat_map(|(c, tc)| {
+        c.ready
+            .iter()
+            .zip(&tc.ready)
+            .map(move |(r, tr)| (format!("CPU {}", tc.index), r, tr.affinity))
+    });
+    let shared = s
+        .shared_ready
+        .iter()
+        .zip(&t.shared_ready)
+        .map(|(r, tr)| ("shared queue".to_string(), r, tr.affinity & sharers));
+    for (at, r, want) in per_cpu.chain(shared) {
+        let ok = match &r.cpus {
+            Some(v) => mask_of(v) == want,
+            None => want == all,
+        };
+        if !ok {
+            bad.push(format!(
+                "{at}: thread {:#x} CPUs {:?}, truth {want:#b}",
+                r.thread.0, r.cpus
+            ));
+        }
+    }
+    let got: Vec<(u64, u32)> = s
+        .shared_ready
+        .iter()
+        .map(|r| (r.thread.0, r.priority))
+        .collect();
+    let want: Vec<(u64, u32)> = t
+        .shared_ready
+        .iter()
+        .map(|r| (r.thread, u32::from(r.priority)))
+        .collect();
+    if got != want {
+        bad.push(format!("shared ready {got:x?} != {want:x?}"));
+    }
+    if !t.shared_ready.is_empty() {
+        let summary: u32 = t.shared_ready.iter().fold(0, |m, r| m | 1 << r.priority);
+        match s.shared_queues.as_slice() {
+            [q] if q.cpus == t.shared_ready_cpus && q.ready_summary == Some(summary) => {}
+            qs => bad.push(format!(
+                "shared queues {qs:x?}, truth CPUs {:?} summary {summary:#x}",
+                t.shared_ready_cpus
+            )),
+        }
+    }
     if let Some(tm) = &t.memory {
         let m = k.memory_state();
         let got = (
@@ -1705,20 +1763,65 @@ const STARVATION_BUILDS: &[&str] = &["win7sp1", "win2012r2", "win2016", "win10-1
 /// the two running threads.
 #[test]
 fn issue_15_cpu_starvation_is_ready_threads_behind_busy_cpus() {
+    let bad = check_cpu_starvation("cpu-starvation", STARVATION_BUILDS, 171, |_, _, _| {
+        Vec::new()
+    });
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Issue 15, must-show 4 on the shared ready queue: cpu-starvation with
+/// its seven starved threads (and one of cpuhog's) on the
+/// `_KSHARED_READY_QUEUE` both CPUs share, on 8.1, 19041 and 11 (and on
+/// 7 SP1, which has none, on the CPUs' own lists). The model reads that
+/// queue (threads, priorities, `ReadySummary`, the CPUs sharing it, each
+/// thread's CPUs) as the truth says, and the finding is the same as with
+/// per-CPU lists.
+#[test]
+fn issue_15_cpu_starvation_on_the_shared_ready_queue() {
+    let builds = &["win7sp1", "win2012r2", "win10-19041", "win11"];
+    let bad = check_cpu_starvation("cpu-starvation-shared", builds, 211, |b, k, t| {
+        let s = k.scheduler();
+        let on_shared = if b == "win7sp1" { 0 } else { 8 };
+        let mut bad = Vec::new();
+        if s.shared_ready.len() != on_shared || t.shared_ready.len() != on_shared {
+            bad.push(format!(
+                "{} threads on the shared queue, truth {}, want {on_shared}",
+                s.shared_ready.len(),
+                t.shared_ready.len()
+            ));
+        }
+        let own: usize = s.cpus.iter().map(|c| c.ready.len()).sum();
+        if own + s.shared_ready.len() != 9 {
+            bad.push(format!("{own} threads on the CPUs' own lists"));
+        }
+        bad
+    });
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Runs the cpu-starvation checks on `scenario` (cpu-starvation's threads,
+/// wherever they are queued) on `builds`; `extra` adds checks of its own.
+fn check_cpu_starvation<E>(scenario: &str, builds: &[&str], seed: u64, extra: E) -> Vec<String>
+where
+    E: Fn(&str, &Kernel<'_>, &GroundTruth) -> Vec<String>,
+{
     use hangscope_waitgraph::{EvidenceStep, FindingKind, Overall};
     let mut bad = Vec::new();
-    for (i, build_alias) in STARVATION_BUILDS.iter().enumerate() {
-        let (img, truth) = lab_image("cpu-starvation", build_alias, 171 + i as u64);
+    for (i, build_alias) in builds.iter().enumerate() {
+        let (img, truth) = lab_image(scenario, build_alias, seed + i as u64);
         let lab = write(&img, truth, Format::Raw);
         let dump = Dump::open(&lab.path).expect("open");
         let k = Kernel::open(&dump, &symbols()).expect("kernel");
         let t = &lab.truth;
         let mut check = |what: String, ok: bool| {
             if !ok {
-                bad.push(format!("[cpu-starvation {build_alias}] {what}"));
+                bad.push(format!("[{scenario} {build_alias}] {what}"));
             }
         };
         for b in compare_scheduler(&k, t) {
+            check(b, false);
+        }
+        for b in extra(build_alias, &k, t) {
             check(b, false);
         }
         let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
@@ -1781,7 +1884,99 @@ fn issue_15_cpu_starvation_is_ready_threads_behind_busy_cpus() {
             s.busy_process.as_deref() == Some("cpuhog.exe")
                 && s.cpus.len() == 2
                 && s.cpus[1].dpc_queue_depth == Some(24)
-                && s.cpus[1].dpc_active,
+                && s.cpus[1].dpc_active
+                && s.idle_cpus.is_empty()
+                && s.allowed_cpus.is_empty(),
+        );
+    }
+    bad
+}
+
+/// Issue 15, must-show 4, affinity starvation: CPU 0 idles while three
+/// encoder.exe threads whose `KTHREAD.Affinity` allows only CPU 1 have
+/// been ready 9 to 40 s behind renderer.exe's thread at priority 15. On
+/// 7 SP1, 8.1, 19041 (an inline `_GROUP_AFFINITY`) and 11 (a pointer to a
+/// `_KAFFINITY_EX`) the model reads each ready thread's CPUs as the truth
+/// says, and the verdict is one `cpu_starvation` finding with exactly the
+/// three pinned threads (not the svchost thread ready 30 s that may use
+/// CPU 0, nor the fresh explorer one), saying CPU 0 is idle, its chain
+/// CPU 1's thread.
+#[test]
+fn issue_15_threads_pinned_to_a_busy_cpu_starve_beside_an_idle_one() {
+    use hangscope_waitgraph::{EvidenceStep, FindingKind, Overall};
+    let mut bad = Vec::new();
+    for (i, build_alias) in ["win7sp1", "win2012r2", "win10-19041", "win11"]
+        .iter()
+        .enumerate()
+    {
+        let (img, truth) = lab_image("cpu-affinity", build_alias, 221 + i as u64);
+        let lab = write(&img, truth, Format::Raw);
+        let dump = Dump::open(&lab.path).expect("open");
+        let k = Kernel::open(&dump, &symbols()).expect("kernel");
+        let t = &lab.truth;
+        let mut check = |what: String, ok: bool| {
+            if !ok {
+                bad.push(format!("[cpu-affinity {build_alias}] {what}"));
+            }
+        };
+        for b in compare_scheduler(&k, t) {
+            check(b, false);
+        }
+        let v = hangscope_waitgraph::analyze(&k.wait_graph(), &Default::default());
+        check(
+            format!("overall {:?}, truth {}", v.overall, t.verdict.overall),
+            v.overall == Overall::Stuck && t.verdict.overall == "stuck",
+        );
+        let (Some(f), Some(tf)) = (
+            v.findings
+                .iter()
+                .find(|f| f.kind == FindingKind::CpuStarvation),
+            t.verdict
+                .findings
+                .iter()
+                .find(|f| f.kind == "cpu_starvation"),
+        ) else {
+            check(
+                format!("no cpu_starvation finding: {:#?}", v.findings),
+                false,
+            );
+            continue;
+        };
+        check(
+            format!("{} findings: {:#?}", v.findings.len(), v.findings),
+            v.findings.len() == 1 && t.verdict.findings.len() == 1,
+        );
+        let got: BTreeSet<u64> = f.threads.iter().map(|x| x.address.0).collect();
+        let want: BTreeSet<u64> = tf.blocked_threads.iter().copied().collect();
+        check(
+            format!("starved {got:x?} != {want:x?}"),
+            got == want && got.len() == 3,
+        );
+        check(
+            format!("summary {}", f.summary),
+            f.summary
+                == "3 threads pinned to CPU 1 ready for up to 40 s while CPU 0 is idle; CPU 1 runs a renderer.exe thread at priority 15",
+        );
+        let running: Vec<u64> = f
+            .chain
+            .iter()
+            .filter_map(|s| match s {
+                EvidenceStep::Thread {
+                    address,
+                    cpu: Some(_),
+                    ..
+                } => Some(address.0),
+                _ => None,
+            })
+            .collect();
+        check(
+            format!("running {running:x?} != {:x?}", tf.chain_threads),
+            running == tf.chain_threads && running.len() == 1,
+        );
+        let s = f.starvation.as_ref().expect("starvation details");
+        check(
+            format!("details {s:?}"),
+            s.idle_cpus == [0] && s.allowed_cpus == [1],
         );
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));

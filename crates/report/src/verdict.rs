@@ -241,6 +241,13 @@ fn wait_class_text(out: &mut String, f: &Finding) {
                 }
             );
         }
+        if s.shared_ready_threads > 0 {
+            let _ = writeln!(
+                out,
+                "    shared ready queue: {} ready",
+                s.shared_ready_threads
+            );
+        }
     }
     if let Some(m) = &f.low_memory {
         let pages = |p: Option<u64>| p.map_or("?".to_string(), |p| p.to_string());

@@ -326,12 +326,16 @@ pub struct CpuQueue {
 }
 
 /// A thread on a ready queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadyThread {
     /// The thread.
     pub thread: ThreadKey,
     /// Its priority (the queue it is on).
     pub priority: i32,
+    /// The CPUs ([`CpuQueue::cpu`]) it may run on (its affinity, and for a
+    /// shared queue the CPUs sharing it), when known; `None`: any CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Vec<u32>>,
 }
 
 /// A queued DPC.

@@ -7,7 +7,7 @@
 //! machine whose ready threads run within a few seconds, or low memory
 //! nobody waits on, stays out of the report.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::analyze::{plural, secs_text};
 use crate::io_stall::{by_wait, secs, waited, Ctx};
@@ -52,24 +52,52 @@ fn bytes_text(b: u64) -> String {
     }
 }
 
+/// `[1]` -> `CPU 1`, `[0, 2, 3]` -> `CPUs 0, 2 and 3`.
+fn cpu_list(cpus: &[u32]) -> String {
+    match cpus {
+        [] => "no CPU".to_string(),
+        [c] => format!("CPU {c}"),
+        [init @ .., last] => format!(
+            "CPUs {} and {last}",
+            init.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// One finding when threads have been ready at least
-/// `starved_ready_seconds` and no CPU is idle; the starved threads are
-/// added to `explained`.
+/// `starved_ready_seconds` and no CPU they may run on is idle: either no
+/// CPU at all is idle, or their affinity (or shared queue) keeps them off
+/// the idle ones. A thread that could run on an idle CPU is not starved
+/// (it is about to run). The starved threads are added to `explained`.
 pub(crate) fn cpu_starvation_finding(
     input: &WaitGraphInput,
     opts: &AnalyzeOptions,
     explained: &mut HashSet<ThreadKey>,
 ) -> Option<Finding> {
     let sched = input.scheduler.as_ref()?;
-    if sched.cpus.is_empty() || sched.cpus.iter().any(|c| c.idle && !c.dpc_active) {
+    if sched.cpus.is_empty() {
         return None;
     }
+    let all: BTreeSet<u32> = sched.cpus.iter().map(|c| c.cpu).collect();
+    // A CPU inside a DPC is taken even while its idle thread is current.
+    let idle: BTreeSet<u32> = sched
+        .cpus
+        .iter()
+        .filter(|c| c.idle && !c.dpc_active)
+        .map(|c| c.cpu)
+        .collect();
     let ctx = Ctx::new(input, opts);
     let by_key: HashMap<ThreadKey, &Thread> = input.threads.iter().map(|t| (t.key, t)).collect();
     let mut seen = HashSet::new();
     let mut starved: Vec<&Thread> = Vec::new();
+    // The CPUs the starved threads may run on, together.
+    let mut allowed: BTreeSet<u32> = BTreeSet::new();
     // Ready threads per CPU queue (the shared queue counted apart).
     let mut per_cpu: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut shared_starved = 0usize;
     let queues = sched
         .cpus
         .iter()
@@ -83,13 +111,25 @@ pub(crate) fn cpu_starvation_finding(
             if t.state != ThreadState::Ready
                 || explained.contains(&t.key)
                 || secs(t) < opts.starved_ready_seconds
-                || !seen.insert(t.key)
+                || seen.contains(&t.key)
             {
                 continue;
             }
+            // Unknown affinity: any CPU. CPUs nobody read are ignored; a
+            // thread left with none is damage, not starvation.
+            let may_run: BTreeSet<u32> = match &r.cpus {
+                Some(v) => v.iter().copied().filter(|c| all.contains(c)).collect(),
+                None => all.clone(),
+            };
+            if may_run.is_empty() || !may_run.is_disjoint(&idle) {
+                continue;
+            }
+            seen.insert(t.key);
             starved.push(t);
-            if let Some(c) = cpu {
-                *per_cpu.entry(c).or_default() += 1;
+            allowed.extend(may_run);
+            match cpu {
+                Some(c) => *per_cpu.entry(c).or_default() += 1,
+                None => shared_starved += 1,
             }
         }
     }
@@ -98,10 +138,17 @@ pub(crate) fn cpu_starvation_finding(
     }
     starved.sort_by(by_wait);
     let ncpu = sched.cpus.len();
-    // What the CPUs run instead.
+    let pinned = !idle.is_empty();
+    // The CPUs the starved threads wait for, and what they run instead.
+    let busy: Vec<&crate::CpuQueue> = sched
+        .cpus
+        .iter()
+        .filter(|c| allowed.contains(&c.cpu))
+        .collect();
+    let nbusy = busy.len();
     let mut runners: BTreeMap<u64, usize> = BTreeMap::new();
     let mut prios: Vec<i32> = Vec::new();
-    for c in &sched.cpus {
+    for c in &busy {
         if let Some(t) = c.current.and_then(|k| by_key.get(&k)) {
             *runners.entry(t.pid).or_default() += 1;
         }
@@ -112,7 +159,7 @@ pub(crate) fn cpu_starvation_finding(
     let busy_pid = runners
         .iter()
         .max_by_key(|(pid, n)| (**n, std::cmp::Reverse(**pid)))
-        .filter(|(_, n)| **n * 2 > ncpu)
+        .filter(|(_, n)| **n * 2 > nbusy)
         .map(|(pid, _)| *pid);
     let busy_process = busy_pid.map(|p| ctx.process_name(p).to_string());
     let prio_text = match prios.as_slice() {
@@ -120,19 +167,41 @@ pub(crate) fn cpu_starvation_finding(
         [p] => format!(" at priority {p}"),
         [lo, .., hi] => format!(" at priorities {lo} to {hi}"),
     };
-    let all = match ncpu {
-        1 => "the CPU runs".to_string(),
-        2 => "both CPUs run".to_string(),
-        n => format!("all {n} CPUs run"),
-    };
-    let run_text = match (&busy_process, runners.get(&busy_pid.unwrap_or(u64::MAX))) {
-        (Some(name), Some(&n)) if n == ncpu => format!("{all} {name} threads{prio_text}"),
-        (Some(name), Some(&n)) => {
-            format!("{n} of {ncpu} CPUs run {name} threads{prio_text}")
+    let busy_ids: Vec<u32> = busy.iter().map(|c| c.cpu).collect();
+    let run_text = if pinned {
+        let list = cpu_list(&busy_ids);
+        let verb = if nbusy == 1 { "runs" } else { "run" };
+        match (&busy_process, runners.get(&busy_pid.unwrap_or(u64::MAX))) {
+            (Some(name), Some(&n)) if n == nbusy && n == 1 => {
+                format!("{list} runs a {name} thread{prio_text}")
+            }
+            (Some(name), Some(&n)) if n == nbusy => format!("{list} run {name} threads{prio_text}"),
+            (Some(name), Some(&n)) => format!("{n} of {list} run {name} threads{prio_text}"),
+            _ => format!("{list} {verb} other threads{prio_text}"),
         }
-        _ => format!("{all} other threads{prio_text}"),
+    } else {
+        let all_text = match nbusy {
+            _ if nbusy < ncpu => {
+                let list = cpu_list(&busy_ids);
+                if nbusy == 1 {
+                    format!("{list} runs")
+                } else {
+                    format!("{list} run")
+                }
+            }
+            1 => "the CPU runs".to_string(),
+            2 => "both CPUs run".to_string(),
+            n => format!("all {n} CPUs run"),
+        };
+        match (&busy_process, runners.get(&busy_pid.unwrap_or(u64::MAX))) {
+            (Some(name), Some(&n)) if n == nbusy => format!("{all_text} {name} threads{prio_text}"),
+            (Some(name), Some(&n)) => {
+                format!("{n} of {nbusy} CPUs run {name} threads{prio_text}")
+            }
+            _ => format!("{all_text} other threads{prio_text}"),
+        }
     };
-    // DPC backlogs.
+    // DPC backlogs on the CPUs they wait for.
     let mut cpus_out = Vec::new();
     let mut dpc_text = Vec::new();
     for c in &sched.cpus {
@@ -151,7 +220,9 @@ pub(crate) fn cpu_starvation_finding(
         let depth = c
             .dpc_queue_depth
             .or(Some(c.dpcs.len() as u64).filter(|&n| n > 0));
-        if depth.unwrap_or(0) >= DPC_BACKLOG || (c.dpc_active && depth.unwrap_or(0) > 0) {
+        if allowed.contains(&c.cpu)
+            && (depth.unwrap_or(0) >= DPC_BACKLOG || (c.dpc_active && depth.unwrap_or(0) > 0))
+        {
             dpc_text.push(format!(
                 "CPU {} has {} DPCs queued{}{}",
                 c.cpu,
@@ -176,33 +247,62 @@ pub(crate) fn cpu_starvation_finding(
             dpc_routines: routines,
         });
     }
+    let dpc_suffix = if dpc_text.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", dpc_text.join("; "))
+    };
+    let idle_ids: Vec<u32> = idle.iter().copied().collect();
+    let idle_text = format!(
+        "{} {}",
+        cpu_list(&idle_ids),
+        if idle_ids.len() == 1 {
+            "is idle"
+        } else {
+            "are idle"
+        }
+    );
     let max = waited(starved[0]);
     let mut f = Finding::empty(FindingKind::CpuStarvation);
-    f.summary = format!(
-        "{} ready for up to {:.0} s on {}; {run_text}{}",
-        plural(starved.len(), "thread"),
-        secs(starved[0]),
-        plural(ncpu, "CPU"),
-        if dpc_text.is_empty() {
-            String::new()
-        } else {
-            format!("; {}", dpc_text.join("; "))
-        }
-    );
-    f.why = format!(
-        "{} waited at least {} (threshold {}) on the ready queues to run, with no CPU idle: the threads wait for CPU time, not for an object, and the CPUs are taken by {}",
-        plural(starved.len(), "thread"),
-        secs_text(starved.iter().map(|t| secs(t)).fold(f64::MAX, f64::min)),
-        secs_text(opts.starved_ready_seconds),
-        match (&busy_process, dpc_text.is_empty()) {
-            (Some(p), true) => format!("{p}'s threads"),
-            (Some(p), false) => format!("{p}'s threads and DPCs"),
-            (None, true) => "other threads".to_string(),
-            (None, false) => "other threads and DPCs".to_string(),
-        }
-    );
+    f.summary = if pinned {
+        format!(
+            "{} pinned to {} ready for up to {:.0} s while {idle_text}; {run_text}{dpc_suffix}",
+            plural(starved.len(), "thread"),
+            cpu_list(&busy_ids),
+            secs(starved[0]),
+        )
+    } else {
+        format!(
+            "{} ready for up to {:.0} s on {}; {run_text}{dpc_suffix}",
+            plural(starved.len(), "thread"),
+            secs(starved[0]),
+            plural(ncpu, "CPU"),
+        )
+    };
+    let taken_by = match (&busy_process, dpc_text.is_empty()) {
+        (Some(p), true) => format!("{p}'s threads"),
+        (Some(p), false) => format!("{p}'s threads and DPCs"),
+        (None, true) => "other threads".to_string(),
+        (None, false) => "other threads and DPCs".to_string(),
+    };
+    let least = secs_text(starved.iter().map(|t| secs(t)).fold(f64::MAX, f64::min));
+    f.why = if pinned {
+        format!(
+            "{} waited at least {least} (threshold {}) on the ready queues to run while {idle_text}: their affinity allows only {}, which {} taken by {taken_by}; the threads wait for CPU time on the CPUs they may use, not for an object",
+            plural(starved.len(), "thread"),
+            secs_text(opts.starved_ready_seconds),
+            cpu_list(&busy_ids),
+            if nbusy == 1 { "is" } else { "are" },
+        )
+    } else {
+        format!(
+            "{} waited at least {least} (threshold {}) on the ready queues to run, with no CPU idle: the threads wait for CPU time, not for an object, and the CPUs are taken by {taken_by}",
+            plural(starved.len(), "thread"),
+            secs_text(opts.starved_ready_seconds),
+        )
+    };
     f.chain.push(ctx.thread_step(starved[0]));
-    for c in &sched.cpus {
+    for c in &busy {
         if let Some(t) = c.current.and_then(|k| by_key.get(&k)) {
             let mut step = ctx.thread_step(t);
             if let EvidenceStep::Thread { cpu, .. } = &mut step {
@@ -225,6 +325,9 @@ pub(crate) fn cpu_starvation_finding(
         max_ready_seconds: max,
         cpus: cpus_out,
         busy_process,
+        shared_ready_threads: shared_starved,
+        idle_cpus: idle_ids,
+        allowed_cpus: if nbusy < ncpu { busy_ids } else { Vec::new() },
     });
     Some(f)
 }
@@ -411,6 +514,7 @@ mod tests {
         let ready = |t, priority| ReadyThread {
             thread: t,
             priority,
+            cpus: None,
         };
         input.scheduler = Some(Scheduler {
             cpus: vec![
@@ -448,6 +552,59 @@ mod tests {
         assert_eq!(f.blocked_threads, 2);
     }
 
+    /// CPU 0 idle, CPU 1 running a pid 8 thread at priority 15; three
+    /// threads ready (40 s, 12 s, 6 s) whose CPUs are `cpus`, one on
+    /// CPU 1's queue, two on the shared queue.
+    fn pinned(cpus: Option<Vec<u32>>) -> WaitGraphInput {
+        let mut input = starved(false);
+        input.threads[0].state = ThreadState::Waiting;
+        input.threads[4].waited_seconds = Some(6.0);
+        let ready = |t, priority| ReadyThread {
+            thread: t,
+            priority,
+            cpus: cpus.clone(),
+        };
+        let s = input.scheduler.as_mut().unwrap();
+        s.cpus[0] = CpuQueue {
+            cpu: 0,
+            current: Some(100),
+            idle: true,
+            ..CpuQueue::default()
+        };
+        s.cpus[1].ready = vec![ready(3, 9)];
+        s.shared_ready = vec![ready(4, 8), ready(5, 8)];
+        input
+    }
+
+    #[test]
+    fn ready_threads_pinned_to_busy_cpus_are_starved_beside_an_idle_one() {
+        let v = analyze(&pinned(Some(vec![1])), &AnalyzeOptions::default());
+        assert_eq!(v.overall, Overall::Stuck, "{:#?}", v.findings);
+        assert_eq!(v.findings.len(), 1);
+        let f = &v.findings[0];
+        assert_eq!(f.kind, FindingKind::CpuStarvation);
+        assert_eq!(
+            f.summary,
+            "3 threads pinned to CPU 1 ready for up to 40 s while CPU 0 is idle; CPU 1 runs a hog.exe thread at priority 15"
+        );
+        assert!(
+            f.why.contains("their affinity allows only CPU 1"),
+            "{}",
+            f.why
+        );
+        assert_eq!(f.blocked_threads, 3);
+        let s = f.starvation.as_ref().unwrap();
+        assert_eq!(
+            (s.idle_cpus.as_slice(), s.allowed_cpus.as_slice()),
+            (&[0][..], &[1][..])
+        );
+        // The chain: the oldest starved thread, then CPU 1's, not the idle CPU.
+        assert_eq!(f.chain.len(), 2);
+        // A thread pinned to a CPU nobody read is damage, not starvation.
+        let v = analyze(&pinned(Some(vec![7])), &AnalyzeOptions::default());
+        assert_eq!(v.overall, Overall::Healthy, "{:#?}", v.findings);
+    }
+
     #[test]
     fn an_idle_cpu_or_short_ready_times_are_not_starvation() {
         let v = analyze(&starved(true), &AnalyzeOptions::default());
@@ -458,6 +615,22 @@ mod tests {
         };
         let v = analyze(&starved(false), &opts);
         assert_eq!(v.overall, Overall::Healthy, "{:#?}", v.findings);
+        // Threads that may run on the idle CPU, or whose affinity is
+        // unknown, are about to run.
+        for cpus in [None, Some(vec![0, 1]), Some(vec![0])] {
+            let v = analyze(&pinned(cpus.clone()), &AnalyzeOptions::default());
+            assert_eq!(v.overall, Overall::Healthy, "{cpus:?}: {:#?}", v.findings);
+        }
+        // Pinned to the busy CPU, but not ready long.
+        let v = analyze(&pinned(Some(vec![1])), &opts);
+        assert_eq!(v.overall, Overall::Healthy, "{:#?}", v.findings);
+    }
+
+    #[test]
+    fn cpus_are_listed_as_people_write_them() {
+        assert_eq!(cpu_list(&[1]), "CPU 1");
+        assert_eq!(cpu_list(&[0, 2]), "CPUs 0 and 2");
+        assert_eq!(cpu_list(&[0, 2, 3]), "CPUs 0, 2 and 3");
     }
 
     fn memory(available: u64, committed: u64, waiter: bool) -> WaitGraphInput {

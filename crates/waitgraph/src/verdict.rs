@@ -517,6 +517,18 @@ pub struct CpuStarvation {
     pub cpus: Vec<StarvedCpu>,
     /// The process whose threads run on most CPUs, when one does.
     pub busy_process: Option<String>,
+    /// Starved threads on a ready queue several CPUs share (not counted
+    /// in any [`StarvedCpu::ready_threads`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_ready_threads: usize,
+    /// CPUs idle while the starved threads waited: set when their
+    /// affinity keeps them off those CPUs (affinity starvation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idle_cpus: Vec<u32>,
+    /// The CPUs the starved threads may run on, when that is fewer than
+    /// all (their affinity or their shared queue's CPUs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_cpus: Vec<u32>,
 }
 
 /// One CPU of a starved machine.
@@ -789,6 +801,11 @@ impl Verdict {
             .map(|f| f.evidence_warnings.len())
             .sum()
     }
+}
+
+/// Serde: leave out a zero count.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -684,6 +684,53 @@ fn thread_by_decimal_id_is_the_thread_by_address() {
     );
 }
 
+/// Issue 15, must-show 4, the other queues: `analyze` on Windows 10 19041
+/// (ELF) of cpu-starvation with its starved threads on the shared ready
+/// queue says the same STUCK finding, the shared queue's threads counted
+/// in the CPU table; of cpu-affinity (CPU 0 idle, three threads pinned to
+/// the busy CPU 1) one CPU STARVATION finding naming the pin and the idle
+/// CPU, in text and JSON.
+#[test]
+fn issue_15_shared_queue_and_affinity_starvation_analyze() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, headline, extra, starved) in [
+        (
+            "cpu-starvation-shared",
+            "CPU STARVATION: 7 threads ready for up to 42 s on 2 CPUs; both CPUs run cpuhog.exe threads at priority 15; CPU 1 has 24 DPCs queued (viostor+0x",
+            "    shared ready queue: 7 ready",
+            7,
+        ),
+        (
+            "cpu-affinity",
+            "CPU STARVATION: 3 threads pinned to CPU 1 ready for up to 40 s while CPU 0 is idle; CPU 1 runs a renderer.exe thread at priority 15",
+            "their affinity allows only CPU 1",
+            3,
+        ),
+    ] {
+        let (image, _) = util::build(&util::scenario(name), BUILD, SEED, 64 << 20);
+        let dump = util::write(&image, Format::Elf, dir.path(), name);
+        let d = dump.to_str().unwrap();
+        let r = run(["analyze", d]);
+        r.expect(3);
+        assert!(r.stdout.contains("hangscope verdict: STUCK (exit code 3)"), "{}", r.stdout);
+        assert!(r.stdout.contains(headline), "{name}: {}", r.stdout);
+        assert!(r.stdout.contains(extra), "{name}: {}", r.stdout);
+        let r = run(["--json", "analyze", d]);
+        r.expect(3);
+        let v = r.json();
+        assert_eq!(v["findings"].as_array().map(Vec::len), Some(1), "{name}");
+        let f = &v["findings"][0];
+        assert_eq!(f["kind"], "cpu_starvation", "{name}");
+        assert_eq!(f["starvation"]["starved_threads"], starved, "{name}: {f}");
+        if name == "cpu-affinity" {
+            assert_eq!(f["starvation"]["idle_cpus"], serde_json::json!([0]), "{f}");
+            assert_eq!(f["starvation"]["allowed_cpus"], serde_json::json!([1]), "{f}");
+        } else {
+            assert_eq!(f["starvation"]["shared_ready_threads"], 7, "{f}");
+        }
+    }
+}
+
 /// Issue 15, must-show 4: `analyze` on the cpu-starvation and low-memory
 /// scenarios (Windows 10 19041, ELF, seed 2024) says STUCK with exit code 3
 /// and one CPU STARVATION or LOW MEMORY finding in text (snapshots), JSON

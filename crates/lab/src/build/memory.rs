@@ -42,6 +42,25 @@ impl Builder<'_> {
         self.map_kernel_range(va, len.max(1), space::PTE_KERNEL_DATA)
     }
 
+    /// `machine.kernel_resident` bytes of kernel space mapped over filler
+    /// pages, after every object (it moves none), where whole-page
+    /// allocations go.
+    pub(super) fn kernel_resident(&mut self) -> Result<(), Error> {
+        let Some(size) = self.sc.machine.kernel_resident else {
+            return Ok(());
+        };
+        let va = self.pages_next;
+        let len = round_up(size.0, PAGE_SIZE);
+        self.pages_next += len + PAGE_SIZE;
+        let mut p = va;
+        while p < va + len {
+            self.sp
+                .map_kernel_filler(&mut self.rng, p, space::PTE_KERNEL_DATA)?;
+            p += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
     /// Whole pages (large pool / system PTE allocations, no pool header).
     pub(super) fn alloc_pages(&mut self, len: u64) -> Result<u64, Error> {
         let va = self.pages_next;

@@ -186,6 +186,11 @@ pub(crate) struct ThreadRec {
     pub(crate) priority: u8,
     /// The CPU whose ready queue holds it, when ready.
     pub(crate) ready_on: Option<u32>,
+    /// Whether that queue is the shared ready queue (`ready_on` then
+    /// names the CPU the scenario gave, one of those sharing it).
+    pub(crate) on_shared_queue: bool,
+    /// The CPUs it may run on, a group-0 mask.
+    pub(crate) affinity: u64,
     /// Each laid-out frame's body RSP, top first (empty: none laid out).
     pub(crate) frame_rsps: Vec<u64>,
 }
@@ -423,6 +428,7 @@ impl<'a> Builder<'a> {
         self.write_lists()?;
         self.process_address_spaces()?;
         self.memory_counters()?;
+        self.kernel_resident()?;
         self.truth = oracle::ground_truth(&self.placement());
         Ok(())
     }

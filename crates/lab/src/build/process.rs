@@ -208,13 +208,7 @@ impl Builder<'_> {
         self.put_opt(t, et, "Tcb.KernelStackResident", 1)?;
         self.put_opt(t, et, "Tcb.Priority", 9)?;
         self.put_opt(t, et, "Tcb.BasePriority", 8)?;
-        self.put_opt(
-            t,
-            et,
-            "Tcb.Affinity.Bitmap",
-            affinity_mask(self.sc.cpus.len()),
-        )?;
-        self.put_opt(t, et, "Tcb.Affinity.Count", 1)?;
+        self.thread_affinity(t, affinity_mask(self.sc.cpus.len()), false)?;
         let mlh = t + self.off(et, "Tcb.MutantListHead")?;
         self.list_init(mlh);
         self.put(t, et, "Cid.UniqueProcess", pid)?;
@@ -225,6 +219,44 @@ impl Builder<'_> {
         let irpl = t + self.off(et, "IrpList")?;
         self.list_init(irpl);
         Ok((base, ks))
+    }
+
+    /// `KTHREAD.Affinity` and `UserAffinity`: the CPUs (of group 0, the
+    /// lab's only one) in `mask`. Inline `_GROUP_AFFINITY` (`Mask`,
+    /// `Group`) where the build has it; where they point at a
+    /// `_KAFFINITY_EX` (newer builds), one is allocated in pool only when
+    /// `pointed` (a scenario's explicit affinity), else they stay NULL:
+    /// affinity unknown to a reader.
+    fn thread_affinity(&mut self, t: u64, mask: u64, pointed: bool) -> Result<(), Error> {
+        let et = "_ETHREAD";
+        if self.has(et, "Tcb.Affinity.Mask") {
+            for f in ["Tcb.Affinity", "Tcb.UserAffinity"] {
+                self.put_opt(t, et, &format!("{f}.Mask"), mask)?;
+                self.put_opt(t, et, &format!("{f}.Group"), 0)?;
+            }
+            return Ok(());
+        }
+        if !pointed || !self.has("_KAFFINITY_EX", "Bitmap") {
+            return Ok(());
+        }
+        let ka = "_KAFFINITY_EX";
+        let (_, a) = self.pool_alloc(self.size(ka)?, *b"Affn")?;
+        // Size: how many group masks the bitmap holds (its array's length).
+        let bitmap = if self.has(ka, "StaticBitmap") {
+            "StaticBitmap"
+        } else {
+            "Bitmap"
+        };
+        let words = match self.l.field(ka, bitmap).map(|f| f.shape) {
+            Some(crate::layout::Shape::Array { count, .. }) => count.max(1),
+            _ => 1,
+        };
+        self.put(a, ka, "Count", 1)?;
+        self.put(a, ka, "Size", words)?;
+        self.put(a, ka, "Bitmap", mask)?;
+        self.put(t, et, "Tcb.Affinity", a)?;
+        self.put_opt(t, et, "Tcb.UserAffinity", a)?;
+        Ok(())
     }
 
     pub(super) fn threads(&mut self) -> Result<(), Error> {
@@ -271,6 +303,14 @@ impl Builder<'_> {
             let (base, ks) = self.init_thread(e, process, state, tid, t.pid, create, start)?;
             let priority = t.priority.unwrap_or(9);
             self.put_opt(e, et, "Tcb.Priority", u64::from(priority))?;
+            let affinity = match &t.affinity {
+                Some(cpus) => {
+                    let mask = cpus.iter().fold(0u64, |m, &c| m | 1 << c);
+                    self.thread_affinity(e, mask, true)?;
+                    mask
+                }
+                None => affinity_mask(sc.cpus.len()),
+            };
             if let Some(c) = t.counters {
                 self.put_opt(e, et, "Tcb.ContextSwitches", u64::from(c.context_switches))?;
                 self.put_opt(e, et, "Tcb.KernelTime", u64::from(c.kernel_ticks))?;
@@ -304,6 +344,7 @@ impl Builder<'_> {
                 start,
                 stack: frames,
                 priority,
+                affinity,
                 ..Default::default()
             });
         }
@@ -327,6 +368,10 @@ impl Builder<'_> {
             self.put_opt(kpcr, kpcr_t, "NtTib.Self", kpcr)?;
             self.put(kpcr, kpcr_t, "Prcb.Number", i as u64)?;
             self.put_opt(kpcr, kpcr_t, "Prcb.SetMember", 1u64 << i)?;
+            // One processor group: CPU i is bit i of group 0.
+            self.put_opt(kpcr, kpcr_t, "Prcb.GroupSetMember", 1u64 << i)?;
+            self.put_opt(kpcr, kpcr_t, "Prcb.Group", 0)?;
+            self.put_opt(kpcr, kpcr_t, "Prcb.GroupIndex", i as u64)?;
             self.put_opt(kpcr, kpcr_t, "Prcb.MHz", 2600)?;
             self.put_opt(kpcr, kpcr_t, "Prcb.CpuType", 6)?;
             if self.has(kpcr_t, "Prcb.VendorString") {

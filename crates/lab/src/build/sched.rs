@@ -1,5 +1,6 @@
 //! The scheduler's queues and the memory manager's counters: each CPU's
-//! `DispatcherReadyListHead[32]` with `ReadySummary`, its DPC queue, and
+//! `DispatcherReadyListHead[32]` with `ReadySummary`, from 8.1 on the
+//! shared `_KSHARED_READY_QUEUE` when a thread sits on it, its DPC queue, and
 //! available pages and commit (`MiSystemPartition.Vp` from 1607 on, the
 //! `Mm*` globals before).
 
@@ -41,7 +42,10 @@ impl Builder<'_> {
         }
         let sc = self.sc;
         let link = self.off("_ETHREAD", "Tcb.WaitListEntry")?;
+        let shared = self.shared_ready_queue()?;
         let mut summary = vec![0u32; kpcrs.len()];
+        let mut shared_summary = 0u32;
+        let mut shared_count = 0u64;
         for (ti, t) in sc.threads.iter().enumerate() {
             if t.state != ThreadState::Ready {
                 continue;
@@ -52,14 +56,65 @@ impl Builder<'_> {
                 continue;
             };
             let e = self.threads[ti].ethread;
-            self.list_add(prcb + heads + u64::from(prio) * le, e + link);
-            summary[cpu] |= 1 << prio;
+            match shared {
+                Some((_, q_heads)) if t.shared_queue => {
+                    self.list_add(q_heads + u64::from(prio) * le, e + link);
+                    shared_summary |= 1 << prio;
+                    shared_count += 1;
+                    self.threads[ti].on_shared_queue = true;
+                }
+                _ => {
+                    self.list_add(prcb + heads + u64::from(prio) * le, e + link);
+                    summary[cpu] |= 1 << prio;
+                }
+            }
             self.threads[ti].ready_on = Some(cpu as u32);
         }
         for (i, &(_, prcb)) in kpcrs.iter().enumerate() {
             self.put(prcb, pr, "ReadySummary", u64::from(summary[i]))?;
         }
+        if let Some((q, _)) = shared {
+            let t = "_KSHARED_READY_QUEUE";
+            self.put(q, t, "ReadySummary", u64::from(shared_summary))?;
+            self.put_opt(q, t, "ReadyThreadCount", shared_count)?;
+        }
         Ok(())
+    }
+
+    /// On builds with `_KPRCB.SharedReadyQueue` (8.1 on), when a scenario
+    /// thread asks for it: one `_KSHARED_READY_QUEUE` in pool that every
+    /// CPU shares (`Affinity`, `ProcCount`, `LowProcIndex`, each
+    /// `_KPRCB.SharedReadyQueue` and `SharedReadyQueueMask`), its 32 lists
+    /// empty. Returns the queue and its `ReadyListHead` array.
+    fn shared_ready_queue(&mut self) -> Result<Option<(u64, u64)>, Error> {
+        let sc = self.sc;
+        if !self.has("_KPRCB", "SharedReadyQueue")
+            || !sc
+                .threads
+                .iter()
+                .any(|t| t.shared_queue && t.state == ThreadState::Ready)
+        {
+            return Ok(None);
+        }
+        let t = "_KSHARED_READY_QUEUE";
+        let (_, q) = self.pool_alloc(self.size(t)?, *b"Srq ")?;
+        let heads = q + self.off(t, "ReadyListHead")?;
+        let le = self.size("_LIST_ENTRY")?;
+        for p in 0..32 {
+            self.list_init(heads + p * le);
+        }
+        let n = self.kpcrs.len();
+        let mask = super::process::affinity_mask(n);
+        self.put(q, t, "Affinity", mask)?;
+        self.put(q, t, "ProcCount", n as u64)?;
+        self.put(q, t, "LowProcIndex", 0)?;
+        self.put_opt(q, t, "Span", n as u64)?;
+        let kpcrs = self.kpcrs.clone();
+        for &(_, prcb) in &kpcrs {
+            self.put(prcb, "_KPRCB", "SharedReadyQueue", q)?;
+            self.put_opt(prcb, "_KPRCB", "SharedReadyQueueMask", mask)?;
+        }
+        Ok(Some((q, heads)))
     }
 
     /// The scenario's DPCs, each a `_KDPC` in pool on its CPU's normal

@@ -170,6 +170,12 @@ pub struct Machine {
     /// zero (an image with no memory manager state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    /// Kernel-space memory beyond the scenario's objects, mapped in 4 KiB
+    /// pages over filler: the resident pool, cache and PFN database of a
+    /// real machine, which scans of kernel space read (benchmarks). At
+    /// most half of `ram`; default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_resident: Option<Size>,
 }
 
 /// Available pages and commit, in pages (physical pages follow `ram`).
@@ -341,6 +347,14 @@ pub struct Thread {
     /// For a ready thread: the CPU whose ready queue holds it (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_on: Option<u32>,
+    /// For a ready thread: on builds with a shared ready queue (8.1 on,
+    /// `_KPRCB.SharedReadyQueue`), the queue every CPU shares holds it
+    /// instead of `ready_on`'s own list; on 7 SP1 `ready_on`'s list does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_queue: bool,
+    /// The CPUs it may run on (`KTHREAD.Affinity`); default every CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Vec<u32>>,
 }
 
 /// A wait.
@@ -908,6 +922,14 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "cpu-starvation",
         include_str!("../../scenarios/cpu-starvation.toml"),
+    ),
+    (
+        "cpu-starvation-shared",
+        include_str!("../../scenarios/cpu-starvation-shared.toml"),
+    ),
+    (
+        "cpu-affinity",
+        include_str!("../../scenarios/cpu-affinity.toml"),
     ),
     (
         "low-memory",

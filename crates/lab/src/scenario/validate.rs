@@ -60,6 +60,20 @@ impl Scenario {
                     ));
                 }
             }
+            if t.shared_queue && t.state != ThreadState::Ready {
+                return Err(field_err(
+                    format!("threads[{i}].shared_queue"),
+                    "only a ready thread sits on a ready queue",
+                ));
+            }
+            if let Some(a) = &t.affinity {
+                if a.is_empty() || a.iter().any(|&c| c >= ncpu) {
+                    return Err(field_err(
+                        format!("threads[{i}].affinity"),
+                        format!("needs at least one CPU, each below {ncpu}"),
+                    ));
+                }
+            }
             if t.priority.is_some_and(|p| p > 31) {
                 return Err(field_err(
                     format!("threads[{i}].priority"),
@@ -263,6 +277,14 @@ impl Machine {
                 "machine.ram",
                 format!("{} bytes is outside 64MiB..16GiB", self.ram.0),
             ));
+        }
+        if let Some(k) = self.kernel_resident {
+            if k.0 > self.ram.0 / 2 {
+                return Err(field_err(
+                    "machine.kernel_resident",
+                    "at most half of machine.ram",
+                ));
+            }
         }
         if self.ram.0 % 0x1000 != 0 {
             return Err(field_err("machine.ram", "must be a multiple of 4096"));
