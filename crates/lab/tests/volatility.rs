@@ -1644,3 +1644,101 @@ fn volatility_reads_the_starvation_and_memory_scenarios() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Issue 15, must-show 4: Volatility 3 reads the scheduler of the
+/// shared-ready-queue and affinity scenarios (7 SP1, 8.1, 19041, 11; the
+/// two 2022/11-style `_KAFFINITY_EX` pointers included). labcheck walks
+/// `KiProcessorBlock`: each CPU's 32 `DispatcherReadyListHead` lists and,
+/// from 8.1 on, the `_KSHARED_READY_QUEUE` the CPUs point at, through
+/// `KTHREAD.WaitListEntry`; and each ready thread's `Tcb.Affinity`. Every
+/// list's (priority, thread) set, the CPUs sharing the queue and every
+/// affinity mask must be the truth's.
+#[test]
+fn volatility_reads_the_shared_ready_queue_and_affinities() {
+    let Some(env) = vol_env() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut failures = Vec::new();
+    for name in ["cpu-starvation-shared", "cpu-affinity"] {
+        let sc = Scenario::builtin(name).expect("built-in scenario");
+        for b in ["win7sp1", "win2012r2", "win10-19041", "win11"] {
+            let opts = BuildOptions {
+                ram_size: Some(64 << 20),
+                seed: SEED,
+                build: Some(b.into()),
+            };
+            let (image, truth) =
+                hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
+            let path = tmp.path().join(format!("{name}-{b}.raw"));
+            format::write(&image, Format::Raw, &path, false).expect("write image");
+            let ready = truth
+                .scheduler
+                .iter()
+                .flat_map(|c| &c.ready)
+                .chain(&truth.shared_ready);
+            let mut args: Vec<String> = vec!["--ready".into(), "--affinities".into()];
+            args.extend(ready.clone().map(|r| r.thread.to_string()));
+            let rows = match run_vol(&env, &path, Plugin::LabCheck.name(), &args) {
+                Ok(rows) => lab_rows(&rows),
+                Err(e) => {
+                    failures.push(format!("[{name} {b}] labcheck: {e}"));
+                    continue;
+                }
+            };
+            let list = |r: &[hangscope_lab::truth::ReadyTruth]| -> String {
+                let mut v: Vec<String> = r
+                    .iter()
+                    .map(|x| format!("{}:{:#x}", x.priority, x.thread & MASK48))
+                    .collect();
+                v.sort();
+                v.join(" ")
+            };
+            let mut want: LabRows = BTreeMap::new();
+            for c in &truth.scheduler {
+                want.insert(
+                    ("READY".into(), 0, format!("Cpu{}Ready", c.index)),
+                    list(&c.ready),
+                );
+            }
+            if !truth.shared_ready_cpus.is_empty() {
+                let cpus: Vec<String> = truth
+                    .shared_ready_cpus
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect();
+                want.insert(("READY".into(), 0, "SharedCpus".into()), cpus.join(" "));
+                want.insert(
+                    ("READY".into(), 0, "SharedReady".into()),
+                    list(&truth.shared_ready),
+                );
+            }
+            for r in ready {
+                want.insert(
+                    ("AFFINITY".into(), r.thread & MASK48, "Affinity".into()),
+                    format!("{:#x}", r.affinity),
+                );
+            }
+            // A NULL `_KAFFINITY_EX` pointer (2022, 11) is a thread the lab
+            // left free to run on every CPU.
+            let every_cpu = format!("{:#x}", (1u64 << truth.scheduler.len()) - 1);
+            for (k, v) in &want {
+                let error = (k.0.clone(), k.1, "Error".to_string());
+                let got = rows
+                    .get(k)
+                    .or_else(|| rows.get(&error))
+                    .map(String::as_str)
+                    .unwrap_or("(absent)");
+                if got != v && !(got == "NULL" && *v == every_cpu) {
+                    failures.push(format!(
+                        "[{name} {b}] {k:?}: Volatility read {got:?}, truth {v:?}"
+                    ));
+                }
+            }
+            if truth.shared_ready.is_empty() && name == "cpu-starvation-shared" && b != "win7sp1" {
+                failures.push(format!(
+                    "[{name} {b}] the lab put no thread on the shared queue"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

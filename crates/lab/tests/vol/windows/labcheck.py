@@ -87,6 +87,14 @@ class LabCheck(interfaces.plugins.PluginInterface):
                 name="alpc_ports", element_type=int, optional=True, default=[],
                 description="_ALPC_PORT addresses (their completion queue is read)",
             ),
+            requirements.BooleanRequirement(
+                name="ready", optional=True, default=False,
+                description="read every CPU's ready lists and the shared ready queues",
+            ),
+            requirements.ListRequirement(
+                name="affinities", element_type=int, optional=True, default=[],
+                description="ETHREAD addresses whose Tcb.Affinity is read",
+            ),
         ]
 
     def _enum_names(self, kernel, name):
@@ -258,6 +266,59 @@ class LabCheck(interfaces.plugins.PluginInterface):
         yield "QueueThreads", " ".join(hex(x & MASK48) for x in sorted(threads))
         yield "QueueThreadsPointBack", str(back)
 
+    def _ready_lists(self, kernel, heads):
+        # The 32 lists of a ready queue, through KTHREAD.WaitListEntry (at
+        # most 256 a list): "priority:thread" for each entry.
+        link = (kernel.get_type("_ETHREAD").relative_child_offset("Tcb")
+                + kernel.get_type("_KTHREAD").relative_child_offset("WaitListEntry"))
+        size = kernel.get_type("_LIST_ENTRY").size
+        out = []
+        for prio in range(32):
+            head = heads + prio * size
+            entry = int(kernel.object(object_type="_LIST_ENTRY", offset=head, absolute=True).Flink)
+            n = 0
+            while entry != head and n < 256:
+                out.append("%d:%s" % (prio, hex((entry - link) & MASK48)))
+                entry = int(kernel.object(object_type="_LIST_ENTRY", offset=entry, absolute=True).Flink)
+                n += 1
+        return " ".join(sorted(out))
+
+    def _rows_ready(self, kernel, _addr):
+        # KiProcessorBlock[0..KeNumberProcessors): each CPU's own ready
+        # lists and, from 8.1 on, the shared ready queue it points at.
+        # The ISFs give these two symbols no type: a ULONG and an array
+        # of _KPRCB pointers.
+        n = int(kernel.object(object_type="unsigned long",
+                              offset=kernel.get_symbol("KeNumberProcessors").address))
+        blocks = kernel.get_symbol("KiProcessorBlock").address
+        prcb_t = kernel.get_type("_KPRCB")
+        shared = {}
+        for i in range(min(n, 64)):
+            at = int(kernel.object(object_type="pointer", offset=blocks + 8 * i))
+            prcb = kernel.object(object_type="_KPRCB", offset=at, absolute=True)
+            heads = at + prcb_t.relative_child_offset("DispatcherReadyListHead")
+            yield "Cpu%dReady" % i, self._ready_lists(kernel, heads)
+            if prcb.has_member("SharedReadyQueue") and int(prcb.SharedReadyQueue):
+                shared.setdefault(int(prcb.SharedReadyQueue), []).append(i)
+        for q, cpus in sorted(shared.items()):
+            heads = q + kernel.get_type("_KSHARED_READY_QUEUE").relative_child_offset("ReadyListHead")
+            yield "SharedCpus", " ".join(str(c) for c in cpus)
+            yield "SharedReady", self._ready_lists(kernel, heads)
+
+    def _rows_affinity(self, kernel, addr):
+        # Tcb.Affinity: an inline _GROUP_AFFINITY, or (2022, 11) a pointer
+        # to a _KAFFINITY_EX whose Bitmap[0] is group 0, NULL for a thread
+        # the lab left on every CPU.
+        th = kernel.object(object_type="_ETHREAD", offset=addr, absolute=True)
+        a = th.Tcb.Affinity
+        if a.vol.type_name.endswith("_GROUP_AFFINITY"):
+            yield "Affinity", hex(int(a.Mask))
+        elif int(a) == 0:
+            yield "Affinity", "NULL"
+        else:
+            ex = a.dereference().cast("_KAFFINITY_EX")
+            yield "Affinity", hex(int(ex.Bitmap[0]))
+
     def _rows_object(self, kernel, body):
         hdr_type = kernel.get_type("_OBJECT_HEADER")
         header = body - hdr_type.relative_child_offset("Body")
@@ -284,6 +345,10 @@ class LabCheck(interfaces.plugins.PluginInterface):
         kobjects = self._enum_names(kernel, "_KOBJECTS")
         jobs += [("ALPC_PORT", a, lambda a: self._rows_alpc_port(kernel, a, kobjects))
                  for a in self.config.get("alpc_ports") or []]
+        jobs += [("AFFINITY", a, lambda a: self._rows_affinity(kernel, a))
+                 for a in self.config.get("affinities") or []]
+        if self.config.get("ready"):
+            jobs.append(("READY", 0, lambda a: self._rows_ready(kernel, a)))
         if self.config.get("clock"):
             jobs.append(("KUSER_SHARED_DATA", KUSER_SHARED_DATA,
                          lambda a: self._rows_clock(kernel, a)))
