@@ -348,15 +348,7 @@ fn volatility_reads_the_stuck_disk() {
     let sc = Scenario::builtin("stuck-disk").expect("built-in stuck-disk");
     let mut failures = Vec::new();
     for b in ["win7sp1", "win10-19041"] {
-        let opts = BuildOptions {
-            ram_size: Some(64 << 20),
-            seed: SEED,
-            build: Some(b.into()),
-        };
-        let (image, truth) =
-            hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
-        let path = tmp.path().join(format!("stuck-disk-{b}.raw"));
-        format::write(&image, Format::Raw, &path, false).expect("write image");
+        let (path, truth) = raw_image(&env, &sc, b, tmp.path().join(format!("stuck-disk-{b}.raw")));
         for p in [Plugin::PsList, Plugin::Threads, Plugin::LabCheck] {
             let job = Job {
                 build: b,
@@ -385,15 +377,7 @@ fn volatility_reads_the_push_lock_pile_up() {
     let sc = Scenario::builtin("push-lock").expect("built-in push-lock");
     let mut failures = Vec::new();
     for b in ["win7sp1", "win2016", "win10-19041", "win11"] {
-        let opts = BuildOptions {
-            ram_size: Some(64 << 20),
-            seed: SEED,
-            build: Some(b.into()),
-        };
-        let (image, truth) =
-            hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
-        let path = tmp.path().join(format!("push-lock-{b}.raw"));
-        format::write(&image, Format::Raw, &path, false).expect("write image");
+        let (path, truth) = raw_image(&env, &sc, b, tmp.path().join(format!("push-lock-{b}.raw")));
         for p in [Plugin::PsList, Plugin::Threads] {
             let job = Job {
                 build: b,
@@ -427,15 +411,7 @@ fn volatility_reads_the_rdp_logon_alpc_chain() {
     let sc = Scenario::builtin("rdp-logon").expect("built-in rdp-logon");
     let mut failures = Vec::new();
     for b in ["win7sp1", "win2012r2", "win10-19041", "win11"] {
-        let opts = BuildOptions {
-            ram_size: Some(64 << 20),
-            seed: SEED,
-            build: Some(b.into()),
-        };
-        let (image, truth) =
-            hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
-        let path = tmp.path().join(format!("rdp-logon-{b}.raw"));
-        format::write(&image, Format::Raw, &path, false).expect("write image");
+        let (path, truth) = raw_image(&env, &sc, b, tmp.path().join(format!("rdp-logon-{b}.raw")));
         for p in [
             Plugin::PsList,
             Plugin::Threads,
@@ -785,6 +761,20 @@ fn labcheck_args(t: &GroundTruth) -> Vec<String> {
     }
     args.push("--clock".into());
     args
+}
+
+/// A 64 MiB lab image of `sc` on build `b` (seed `SEED`), written raw to
+/// `path`, and its truth.
+fn raw_image(env: &VolEnv, sc: &Scenario, b: &str, path: PathBuf) -> (PathBuf, GroundTruth) {
+    let opts = BuildOptions {
+        ram_size: Some(64 << 20),
+        seed: SEED,
+        build: Some(b.into()),
+    };
+    let (image, truth) =
+        hangscope_lab::build(sc, Symbols::Dir(&env.symbols), &opts).expect("build");
+    format::write(&image, Format::Raw, &path, false).expect("write image");
+    (path, truth)
 }
 
 /// Runs one plugin, returns its rows (children flattened).
@@ -1619,15 +1609,7 @@ fn volatility_reads_the_starvation_and_memory_scenarios() {
     for name in ["cpu-starvation", "low-memory", "busy-server"] {
         let sc = Scenario::builtin(name).expect("built-in scenario");
         for b in ["win7sp1", "win2012r2", "win10-19041", "win11"] {
-            let opts = BuildOptions {
-                ram_size: Some(64 << 20),
-                seed: SEED,
-                build: Some(b.into()),
-            };
-            let (image, truth) =
-                hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
-            let path = tmp.path().join(format!("{name}-{b}.raw"));
-            format::write(&image, Format::Raw, &path, false).expect("write image");
+            let (path, truth) = raw_image(&env, &sc, b, tmp.path().join(format!("{name}-{b}.raw")));
             for p in [Plugin::PsList, Plugin::Threads] {
                 let job = Job {
                     build: b,
@@ -1661,15 +1643,7 @@ fn volatility_reads_the_shared_ready_queue_and_affinities() {
     for name in ["cpu-starvation-shared", "cpu-affinity"] {
         let sc = Scenario::builtin(name).expect("built-in scenario");
         for b in ["win7sp1", "win2012r2", "win10-19041", "win11"] {
-            let opts = BuildOptions {
-                ram_size: Some(64 << 20),
-                seed: SEED,
-                build: Some(b.into()),
-            };
-            let (image, truth) =
-                hangscope_lab::build(&sc, Symbols::Dir(&env.symbols), &opts).expect("build");
-            let path = tmp.path().join(format!("{name}-{b}.raw"));
-            format::write(&image, Format::Raw, &path, false).expect("write image");
+            let (path, truth) = raw_image(&env, &sc, b, tmp.path().join(format!("{name}-{b}.raw")));
             let ready = truth
                 .scheduler
                 .iter()
