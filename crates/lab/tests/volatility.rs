@@ -340,14 +340,14 @@ fn volatility_reads_the_real_driver_image() {
 /// Issue 15's stuck-disk scenario: Volatility reads the processes, the
 /// threads and, through the lab's plugin, every IRP (stack count, current
 /// location, issuing thread, each stack location's device) as the truth
-/// has them, on Windows 7 SP1 and 10 19041.
+/// has them, on Windows 7 SP1, 8.1, 10 19041 and 11.
 #[test]
 fn volatility_reads_the_stuck_disk() {
     let Some(env) = vol_env() else { return };
     let tmp = tempfile::tempdir().expect("temp dir");
     let sc = Scenario::builtin("stuck-disk").expect("built-in stuck-disk");
     let mut failures = Vec::new();
-    for b in ["win7sp1", "win10-19041"] {
+    for b in ["win7sp1", "win2012r2", "win10-19041", "win11"] {
         let (path, truth) = raw_image(&env, &sc, b, tmp.path().join(format!("stuck-disk-{b}.raw")));
         for p in [Plugin::PsList, Plugin::Threads, Plugin::LabCheck] {
             let job = Job {

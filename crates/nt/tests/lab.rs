@@ -1094,7 +1094,13 @@ fn shared_waiters_on_1607_wait_chain_resolve_to_their_eresource() {
 fn issue_15_stuck_disk_is_stuck_io_at_the_miniport() {
     use hangscope_waitgraph::{FindingKind, Overall};
     let mut bad = Vec::new();
-    for (build_alias, seed) in [("win7sp1", 151), ("win10-19041", 152), ("win2016", 153)] {
+    for (build_alias, seed) in [
+        ("win7sp1", 151),
+        ("win10-19041", 152),
+        ("win2016", 153),
+        ("win2012r2", 154),
+        ("win11", 155),
+    ] {
         let (img, truth) = lab_image("stuck-disk", build_alias, seed);
         let lab = write(&img, truth, Format::Raw);
         let dump = Dump::open(&lab.path).expect("open");
