@@ -285,6 +285,9 @@ struct Cache {
 struct QueueIndex {
     /// Queue -> the threads whose `Tcb.Queue` names it.
     by_queue: HashMap<VirtAddr, Vec<VirtAddr>>,
+    /// Thread address -> its index in the thread list, built once for
+    /// every port's cross-check rather than once per port.
+    position: HashMap<VirtAddr, usize>,
     /// Threads whose `Tcb.Queue` could not be read.
     warnings: Vec<Warning>,
 }
@@ -493,8 +496,10 @@ impl<'d> Kernel<'d> {
     fn queue_index(&self) -> &QueueIndex {
         self.caches.get::<Cache>().queues.get_or_init(|| {
             let mut index: HashMap<VirtAddr, Vec<VirtAddr>> = HashMap::new();
+            let mut position = HashMap::new();
             let mut warnings = Vec::new();
-            for t in &self.threads().items {
+            for (i, t) in self.threads().items.iter().enumerate() {
+                position.insert(t.address, i);
                 match self
                     .object("_ETHREAD", t.address)
                     .and_then(|e| e.ptr("Tcb.Queue"))
@@ -509,6 +514,7 @@ impl<'d> Kernel<'d> {
             }
             QueueIndex {
                 by_queue: index,
+                position,
                 warnings,
             }
         })
@@ -576,12 +582,6 @@ impl<'d> Kernel<'d> {
         }
         // Sets and a map keep the cross-check linear in a list the dump
         // may have made long.
-        let threads: HashMap<VirtAddr, &ThreadInfo> = self
-            .threads()
-            .items
-            .iter()
-            .map(|x| (x.address, x))
-            .collect();
         let on_list: HashSet<VirtAddr> = listed.iter().copied().collect();
         let on_tcb: HashSet<VirtAddr> = by_tcb.iter().copied().collect();
         let mut seen: HashSet<VirtAddr> = HashSet::new();
@@ -592,7 +592,10 @@ impl<'d> Kernel<'d> {
             }
             let on_thread_list = on_list.contains(&t);
             let tcb_queue = on_tcb.contains(&t);
-            let info = threads.get(&t).copied();
+            let info = index
+                .position
+                .get(&t)
+                .and_then(|&i| self.threads().items.get(i));
             if on_thread_list && !tcb_queue {
                 let what = match info {
                     Some(_) => "whose Tcb.Queue does not name this queue",
