@@ -231,6 +231,22 @@ impl<'a> Object<'a> {
 
     /// A scalar field (base, enum, pointer, bitfield), zero-extended.
     pub fn uint(&self, path: &str) -> Result<u64> {
+        // The common case reads by the remembered shape; anything else
+        // (odd widths, undescribed enums) goes the long way, which also
+        // words the error.
+        if let Some((off, Some(shape))) = self.r.symbols.field_scalar(&self.ty.name, path) {
+            let a = VirtAddr(self.addr.0.wrapping_add(off));
+            let raw = self.r.read_uint(a, u64::from(shape.size))?;
+            return Ok(match shape.bits {
+                // The shape guarantees 0 < length and position + length
+                // within the storage, so neither shift overflows.
+                Some((position, length)) if length < 64 => {
+                    (raw >> position) & ((1u64 << length) - 1)
+                }
+                Some((position, _)) => raw >> position,
+                None => raw,
+            });
+        }
         let (a, t) = self.locate(path)?;
         self.r.read_scalar(a, &t)
     }
@@ -256,6 +272,11 @@ impl<'a> Object<'a> {
 
     /// A pointer field.
     pub fn ptr(&self, path: &str) -> Result<VirtAddr> {
+        if let Some((off, Some(shape))) = self.r.symbols.field_scalar(&self.ty.name, path) {
+            if shape.size == 8 && shape.bits.is_none() {
+                return self.r.read_ptr(VirtAddr(self.addr.0.wrapping_add(off)));
+            }
+        }
         let (a, t) = self.locate(path)?;
         match t {
             TypeRef::Pointer(_) => self.r.read_ptr(a),

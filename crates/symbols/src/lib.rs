@@ -26,7 +26,7 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -246,16 +246,22 @@ const MAX_REMEMBERED: usize = 1 << 14;
 /// over the struct's fields (`_KTHREAD` has ~200), string compares each
 /// time; with them, two hash lookups. Misses are remembered too, since
 /// probing for fields a build lacks is how versions are told apart.
+///
+/// The maps hash with `rustc-hash` (Fx) rather than std's SipHash: the keys
+/// are type and field names the tables chose, hashing them was a third of
+/// an nt walk under the fuzzers' instrumentation, and collision attacks
+/// only slow the lookups down while the map stays bounded.
 #[derive(Default)]
 struct Lookups {
-    user_types: RwLock<HashMap<Box<str>, Option<usize>>>,
-    base_sizes: RwLock<HashMap<Box<str>, Option<u64>>>,
-    paths: RwLock<HashMap<Box<str>, FieldPaths>>,
+    user_types: RwLock<FxHashMap<Box<str>, Option<usize>>>,
+    enums: RwLock<FxHashMap<Box<str>, Option<usize>>>,
+    base_sizes: RwLock<FxHashMap<Box<str>, Option<u64>>>,
+    paths: RwLock<FxHashMap<Box<str>, FieldPaths>>,
 }
 
 /// The answer for `name`, from `map` or found and then remembered there.
 fn remembered<T: Copy>(
-    map: &RwLock<HashMap<Box<str>, Option<T>>>,
+    map: &RwLock<FxHashMap<Box<str>, Option<T>>>,
     name: &str,
     find: impl FnOnce() -> Option<T>,
 ) -> Option<T> {
@@ -272,39 +278,70 @@ fn remembered<T: Copy>(
 }
 
 /// One type's field paths and where each lands (`None`: no such path).
-type FieldPaths = HashMap<Box<str>, Option<(u64, TypeRef)>>;
+type FieldPaths = FxHashMap<Box<str>, Option<Landing>>;
+
+/// Where a field path lands: its offset, its type, and how to read it when
+/// it holds one integer, worked out once so a field read clones nothing.
+#[derive(Debug, Clone)]
+struct Landing {
+    offset: u64,
+    ty: TypeRef,
+    scalar: Option<ScalarShape>,
+}
+
+/// How to read a field that holds one integer (base type, enum, pointer,
+/// bitfield, or a union of 1, 2, 4 or 8 bytes): its width and, for a
+/// bitfield, which bits. Widths other than 1, 2, 4 and 8, and bitfields
+/// whose bits do not fit their storage, have no shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScalarShape {
+    /// Bytes read, little-endian: 1, 2, 4 or 8.
+    pub size: u8,
+    /// For a bitfield, its first bit and its number of bits.
+    pub bits: Option<(u32, u32)>,
+    /// True when the field is declared as a pointer.
+    pub pointer: bool,
+}
 
 impl Lookups {
     fn user_type(&self, name: &str, find: impl FnOnce() -> Option<usize>) -> Option<usize> {
         remembered(&self.user_types, name, find)
     }
 
+    fn enumeration(&self, name: &str, find: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        remembered(&self.enums, name, find)
+    }
+
     fn base_size(&self, name: &str, find: impl FnOnce() -> Option<u64>) -> Option<u64> {
         remembered(&self.base_sizes, name, find)
     }
 
-    fn path(
+    /// What `read` makes of the landing of `ty`'s `path`, found by
+    /// `resolve` and remembered on first use.
+    fn path<R>(
         &self,
         ty: &str,
         path: &str,
-        resolve: impl FnOnce() -> Option<(u64, TypeRef)>,
-    ) -> Option<(u64, TypeRef)> {
+        resolve: impl FnOnce() -> Option<Landing>,
+        read: impl Fn(Option<&Landing>) -> R,
+    ) -> R {
         if let Ok(m) = self.paths.read() {
             if let Some(hit) = m.get(ty).and_then(|p| p.get(path)) {
-                return hit.clone();
+                return read(hit.as_ref());
             }
         }
         let found = resolve();
+        let answer = read(found.as_ref());
         if let Ok(mut m) = self.paths.write() {
             let known = m.len() < MAX_REMEMBERED || m.contains_key(ty);
             if known {
                 let per_type = m.entry(ty.into()).or_default();
                 if per_type.len() < MAX_REMEMBERED {
-                    per_type.insert(path.into(), found.clone());
+                    per_type.insert(path.into(), found);
                 }
             }
         }
-        found
+        answer
     }
 }
 
@@ -685,7 +722,10 @@ impl SymbolTable {
     /// An enumeration by name.
     pub fn enumeration(&self, name: &str) -> Option<&Enumeration> {
         let l = &self.inner.layout;
-        let i = l.find(self.d(), S_ENUMS, name)?;
+        let i = self
+            .inner
+            .lookups
+            .enumeration(name, || l.find(self.d(), S_ENUMS, name))?;
         self.inner
             .enums
             .get(i)?
@@ -740,9 +780,70 @@ impl SymbolTable {
     /// Indexes (decimal or `0x` hex) must be inside the array's bounds.
     /// Pointers are not followed (that needs memory).
     pub fn field_path(&self, type_name: &str, path: &str) -> Option<(u64, TypeRef)> {
-        self.inner
-            .lookups
-            .path(type_name, path, || self.resolve_field_path(type_name, path))
+        self.inner.lookups.path(
+            type_name,
+            path,
+            || self.landing(type_name, path),
+            |l| l.map(|l| (l.offset, l.ty.clone())),
+        )
+    }
+
+    /// Offset of a field path and, when it holds one integer, how to read
+    /// it: [`SymbolTable::field_path`] without the type, so that the reads
+    /// the walks repeat on every object clone nothing. `None` when the
+    /// path does not exist.
+    pub fn field_scalar(&self, type_name: &str, path: &str) -> Option<(u64, Option<ScalarShape>)> {
+        self.inner.lookups.path(
+            type_name,
+            path,
+            || self.landing(type_name, path),
+            |l| l.map(|l| (l.offset, l.scalar)),
+        )
+    }
+
+    fn landing(&self, type_name: &str, path: &str) -> Option<Landing> {
+        let (offset, ty) = self.resolve_field_path(type_name, path)?;
+        let scalar = self.scalar_shape(&ty);
+        Some(Landing { offset, ty, scalar })
+    }
+
+    /// How to read `ty` as one integer, if it is one.
+    fn scalar_shape(&self, ty: &TypeRef) -> Option<ScalarShape> {
+        let width = |n: u64| u8::try_from(n).ok().filter(|n| matches!(n, 1 | 2 | 4 | 8));
+        let plain = |size: u64| {
+            Some(ScalarShape {
+                size: width(size)?,
+                bits: None,
+                pointer: false,
+            })
+        };
+        match ty {
+            TypeRef::Pointer(_) => Some(ScalarShape {
+                pointer: true,
+                ..plain(self.type_size(ty)?)?
+            }),
+            TypeRef::Base(n) => plain(self.base_size(n)?),
+            // An enum the table does not describe has no known width here.
+            TypeRef::Enum(n) => plain(self.enumeration(n)?.size),
+            TypeRef::Struct(n) => plain(self.user_type(n)?.size),
+            TypeRef::Bitfield {
+                position,
+                length,
+                base,
+            } => {
+                let size = width(self.type_size(base)?)?;
+                let fits = *length > 0
+                    && position
+                        .checked_add(*length)
+                        .is_some_and(|end| end <= u32::from(size) * 8);
+                fits.then_some(ScalarShape {
+                    size,
+                    bits: Some((*position, *length)),
+                    pointer: false,
+                })
+            }
+            TypeRef::Array { .. } | TypeRef::Function => None,
+        }
     }
 
     fn resolve_field_path(&self, type_name: &str, path: &str) -> Option<(u64, TypeRef)> {

@@ -1414,3 +1414,67 @@ fn store_finds_a_driver_isf_by_its_own_name() {
     other.age = 1;
     assert_eq!(s.find(&other).unwrap_err().name(), "SymbolsNotFound");
 }
+
+/// `field_scalar` is `field_path` without the type: the same offset for
+/// every field, and a shape exactly when the field holds one integer of
+/// 1, 2, 4 or 8 bytes (bitfields with their bits, pointers marked).
+#[test]
+fn field_scalar_agrees_with_field_path_on_every_build() {
+    for path in all_isfs() {
+        let t = SymbolTable::load_isf(&path).unwrap();
+        let mut shapes = 0;
+        for ty in [
+            "_KTHREAD",
+            "_EPROCESS",
+            "_ERESOURCE",
+            "_IRP",
+            "_KWAIT_BLOCK",
+        ] {
+            let fields = t.user_type(ty).unwrap().fields.clone();
+            for f in fields {
+                let (off, shape) = t.field_scalar(ty, &f.name).unwrap();
+                assert_eq!(off, f.offset, "{}: {ty}.{}", path.display(), f.name);
+                let width = |n: Option<u64>| n.filter(|n| matches!(n, 1 | 2 | 4 | 8));
+                let want = match &f.ty {
+                    TypeRef::Pointer(_) => Some((8, None, true)),
+                    TypeRef::Base(n) => width(t.base_size(n)).map(|s| (s, None, false)),
+                    TypeRef::Enum(n) => {
+                        width(t.enumeration(n).map(|e| e.size)).map(|s| (s, None, false))
+                    }
+                    TypeRef::Struct(n) => {
+                        width(t.user_type(n).map(|u| u.size)).map(|s| (s, None, false))
+                    }
+                    TypeRef::Bitfield {
+                        position,
+                        length,
+                        base,
+                    } => width(t.type_size(base))
+                        .filter(|&s| *length > 0 && u64::from(position + length) <= s * 8)
+                        .map(|s| (s, Some((*position, *length)), false)),
+                    _ => None,
+                };
+                let got = shape.map(|s| (u64::from(s.size), s.bits, s.pointer));
+                assert_eq!(
+                    got,
+                    want,
+                    "{}: {ty}.{} ({:?})",
+                    path.display(),
+                    f.name,
+                    f.ty
+                );
+                shapes += usize::from(shape.is_some());
+            }
+        }
+        assert!(
+            shapes > 100,
+            "{}: only {shapes} scalar fields",
+            path.display()
+        );
+    }
+    let t = SymbolTable::load_isf(&isf_path(WIN7)).unwrap();
+    assert_eq!(t.field_scalar("_KTHREAD", "NoSuchField"), None);
+    let (_, wait_block) = t.field_scalar("_KTHREAD", "WaitBlock").unwrap();
+    assert_eq!(wait_block, None, "an array is not a scalar");
+    let (_, list) = t.field_scalar("_KTHREAD", "WaitBlockList").unwrap();
+    assert!(list.unwrap().pointer);
+}

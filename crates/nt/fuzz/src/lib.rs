@@ -14,7 +14,8 @@ use hangscope_lab::{build, BuildOptions, Scenario, Symbols};
 use hangscope_nt::{Kernel, SymbolSource};
 use hangscope_x64::{Fault, FaultKind, VirtAddr, VirtualMemory};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// What every input shares: the dump, its kernel, and the pages worth
@@ -29,7 +30,7 @@ pub struct Lab {
 /// bytes: a page-table walk per read was most of an execution's time.
 #[derive(Debug, Default)]
 struct BaseCache {
-    pages: RefCell<HashMap<u64, Result<Box<[u8; 4096]>, FaultKind>>>,
+    pages: RefCell<FxHashMap<u64, Result<Box<[u8; 4096]>, FaultKind>>>,
 }
 
 impl BaseCache {
