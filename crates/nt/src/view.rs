@@ -95,12 +95,7 @@ impl<'a> Reader<'a> {
             } => {
                 let size = self.size_of(base).unwrap_or(8);
                 let raw = self.read_uint(va, size)?;
-                let shifted = raw.checked_shr(*position).unwrap_or(0);
-                Ok(if *length >= 64 {
-                    shifted
-                } else {
-                    shifted & ((1u64 << length) - 1)
-                })
+                Ok(bits_of(raw, *position, *length))
             }
             TypeRef::Pointer(_) => self.read_uint(va, 8),
             TypeRef::Base(_) | TypeRef::Enum(_) => {
@@ -167,6 +162,17 @@ impl<'a> Reader<'a> {
         Ok(ListIter {
             walk: CircularList::new(self.mem, head, link_offset, links, max),
         })
+    }
+}
+
+/// The `length` bits of `raw` from bit `position`; bits past the 64th
+/// read as zero, whatever geometry the table claims.
+fn bits_of(raw: u64, position: u32, length: u32) -> u64 {
+    let shifted = raw.checked_shr(position).unwrap_or(0);
+    if length >= 64 {
+        shifted
+    } else {
+        shifted & ((1u64 << length) - 1)
     }
 }
 
@@ -238,12 +244,7 @@ impl<'a> Object<'a> {
             let a = VirtAddr(self.addr.0.wrapping_add(off));
             let raw = self.r.read_uint(a, u64::from(shape.size))?;
             return Ok(match shape.bits {
-                // The shape guarantees 0 < length and position + length
-                // within the storage, so neither shift overflows.
-                Some((position, length)) if length < 64 => {
-                    (raw >> position) & ((1u64 << length) - 1)
-                }
-                Some((position, _)) => raw >> position,
+                Some((position, length)) => bits_of(raw, position, length),
                 None => raw,
             });
         }
