@@ -168,38 +168,27 @@ pub(crate) fn cpu_starvation_finding(
         [lo, .., hi] => format!(" at priorities {lo} to {hi}"),
     };
     let busy_ids: Vec<u32> = busy.iter().map(|c| c.cpu).collect();
-    let run_text = if pinned {
-        let list = cpu_list(&busy_ids);
-        let verb = if nbusy == 1 { "runs" } else { "run" };
-        match (&busy_process, runners.get(&busy_pid.unwrap_or(u64::MAX))) {
-            (Some(name), Some(&n)) if n == nbusy && n == 1 => {
-                format!("{list} runs a {name} thread{prio_text}")
-            }
-            (Some(name), Some(&n)) if n == nbusy => format!("{list} run {name} threads{prio_text}"),
-            (Some(name), Some(&n)) => format!("{n} of {list} run {name} threads{prio_text}"),
-            _ => format!("{list} {verb} other threads{prio_text}"),
+    // Who runs on the CPUs the starved threads may use: the CPUs by number
+    // when some are idle or out of reach, else all of them in words.
+    let list = cpu_list(&busy_ids);
+    let cpus_text = match nbusy {
+        _ if pinned || nbusy < ncpu => list.clone(),
+        1 => "the CPU".to_string(),
+        2 => "both CPUs".to_string(),
+        n => format!("all {n} CPUs"),
+    };
+    let verb = if nbusy == 1 { "runs" } else { "run" };
+    let run_text = match (&busy_process, runners.get(&busy_pid.unwrap_or(u64::MAX))) {
+        (Some(name), Some(&1)) if nbusy == 1 => {
+            format!("{cpus_text} runs a {name} thread{prio_text}")
         }
-    } else {
-        let all_text = match nbusy {
-            _ if nbusy < ncpu => {
-                let list = cpu_list(&busy_ids);
-                if nbusy == 1 {
-                    format!("{list} runs")
-                } else {
-                    format!("{list} run")
-                }
-            }
-            1 => "the CPU runs".to_string(),
-            2 => "both CPUs run".to_string(),
-            n => format!("all {n} CPUs run"),
-        };
-        match (&busy_process, runners.get(&busy_pid.unwrap_or(u64::MAX))) {
-            (Some(name), Some(&n)) if n == nbusy => format!("{all_text} {name} threads{prio_text}"),
-            (Some(name), Some(&n)) => {
-                format!("{n} of {nbusy} CPUs run {name} threads{prio_text}")
-            }
-            _ => format!("{all_text} other threads{prio_text}"),
+        (Some(name), Some(&n)) if n == nbusy => {
+            format!("{cpus_text} run {name} threads{prio_text}")
         }
+        // Some of the CPUs: by number when pinned, else by count.
+        (Some(name), Some(&n)) if pinned => format!("{n} of {list} run {name} threads{prio_text}"),
+        (Some(name), Some(&n)) => format!("{n} of {nbusy} CPUs run {name} threads{prio_text}"),
+        _ => format!("{cpus_text} {verb} other threads{prio_text}"),
     };
     // DPC backlogs on the CPUs they wait for.
     let mut cpus_out = Vec::new();
@@ -550,6 +539,19 @@ mod tests {
             "2 threads ready for up to 40 s on 2 CPUs; both CPUs run hog.exe threads at priority 15"
         );
         assert_eq!(f.blocked_threads, 2);
+    }
+
+    #[test]
+    fn a_one_cpu_machine_runs_one_thread() {
+        let mut input = starved(false);
+        input.threads.remove(1);
+        input.scheduler.as_mut().unwrap().cpus.truncate(1);
+        let v = analyze(&input, &AnalyzeOptions::default());
+        assert_eq!(v.findings.len(), 1, "{:#?}", v.findings);
+        assert_eq!(
+            v.findings[0].summary,
+            "2 threads ready for up to 40 s on 1 CPU; the CPU runs a hog.exe thread at priority 15"
+        );
     }
 
     /// CPU 0 idle, CPU 1 running a pid 8 thread at priority 15; three
