@@ -206,7 +206,7 @@ pub fn find_kernel(
     notes: &mut Vec<String>,
 ) -> Result<KernelImage> {
     for c in &dump.cpus {
-        if c.rip >= 0xFFFF_8000_0000_0000 {
+        if c.rip >= crate::kernel::KERNEL_SPACE_START {
             if let Some(k) = kernel_before(space, VirtAddr(c.rip)) {
                 notes.push(format!(
                     "kernel base {} found back from CPU {}'s RIP",

@@ -8,7 +8,7 @@
 //!   right by 4, high bits sign-extended; `GrantedAccessBits`.
 
 use crate::error::{Error, Result, Warning};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, KERNEL_SPACE_START};
 use crate::model::*;
 use hangscope_symbols::TypeRef;
 use hangscope_x64::VirtAddr;
@@ -101,7 +101,7 @@ impl EntryLayout {
                 }
             }
         };
-        (h >= 0xFFFF_8000_0000_0000).then_some(h)
+        (h >= KERNEL_SPACE_START).then_some(h)
     }
 
     fn access(&self, e: &[u8]) -> u32 {

@@ -14,6 +14,10 @@ use std::sync::OnceLock;
 /// Most processors read from `KiProcessorBlock`.
 const MAX_CPUS: u32 = 1024;
 
+/// Lowest address of the x64 kernel half (the canonical upper half):
+/// kernel objects, stacks and code live at or above it.
+pub(crate) const KERNEL_SPACE_START: u64 = 0xffff_8000_0000_0000;
+
 /// The facts every listing needs, each read once per kernel. The other
 /// subsystems keep their caches beside their own code ([`Caches`]).
 #[derive(Debug, Default)]

@@ -7,7 +7,7 @@
 //! `ObpInfoMaskToOffset`.
 
 use crate::error::{Error, Result};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, KERNEL_SPACE_START};
 use hangscope_x64::VirtAddr;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -49,7 +49,7 @@ impl<'d> Kernel<'d> {
                 let Ok(p) = r.read_ptr(VirtAddr(table.0.wrapping_add(8 * i))) else {
                     continue;
                 };
-                if p.0 < 0xFFFF_8000_0000_0000 {
+                if p.0 < KERNEL_SPACE_START {
                     continue;
                 }
                 if let Ok(n) = r

@@ -8,7 +8,7 @@
 //! `Size == sizeof(_FILE_OBJECT)`.
 
 use crate::error::Warning;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, KERNEL_SPACE_START};
 use crate::model::Partial;
 use hangscope_x64::{AddressSpace, VirtAddr, VirtualMemory};
 use rayon::prelude::*;
@@ -200,7 +200,7 @@ pub(crate) fn scan_kernel_pages<T: Send>(
     let mut hits = Vec::new();
     let mut pages = Vec::with_capacity(BATCH);
     let mut seen = 0u64;
-    'mapped: for (va, t) in space.iter_mapped(VirtAddr(0xFFFF_8000_0000_0000), VirtAddr(u64::MAX)) {
+    'mapped: for (va, t) in space.iter_mapped(VirtAddr(KERNEL_SPACE_START), VirtAddr(u64::MAX)) {
         for i in 0..(t.page_size / 0x1000).max(1) {
             if seen >= MAX_PAGES {
                 break 'mapped;

@@ -9,7 +9,7 @@
 //! SP1 on whose ISF names these fields.
 
 use crate::error::{Result, Warning};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, KERNEL_SPACE_START};
 use crate::model::*;
 use crate::view::Object;
 use hangscope_waitgraph::ModelPart;
@@ -31,9 +31,6 @@ struct Cache {
     processes: OnceLock<Partial<ProcessInfo>>,
     threads: OnceLock<Partial<ThreadInfo>>,
 }
-
-/// Lowest address of the x64 kernel half: waited objects live above it.
-const KERNEL_SPACE_START: u64 = 0xffff_8000_0000_0000;
 
 /// Windows PIDs are handle values: multiples of 4 below 2^32. Anything
 /// else is a damaged `UniqueProcessId`, printed as read and flagged.

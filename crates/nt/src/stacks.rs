@@ -23,7 +23,7 @@
 //! address. Modules on a stack that had no table are listed with what to
 //! fetch ([`StackInfo::missing_symbols`], [`StackWalker::missing_symbols`]).
 
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, KERNEL_SPACE_START};
 use crate::model::{Frame as FrameName, MissingSymbols, ThreadInfo, Warning, WarningKind};
 pub use crate::model::{FrameInfo, RunningCpu, StackGroup, StackInfo, StackThread, StacksReport};
 use hangscope_pe::{ExportLimits, PeHeaders};
@@ -267,11 +267,24 @@ impl<'k, 'd> StackWalker<'k, 'd> {
             }
         }
         let ks = match t.u64("Tcb.KernelStack") {
-            Ok(v) if v != 0 => v,
-            Ok(_) => {
+            Ok(0) => {
                 out.start = "none: KernelStack is 0".into();
                 return out;
             }
+            // A stack pointer outside the kernel half is damage: walking
+            // from it would read user memory or wrap past the top.
+            Ok(v) if v < KERNEL_SPACE_START => {
+                out.start = format!("none: KernelStack {v:#x} is not a kernel address");
+                out.warnings.push(Warning::implausible(
+                    "KernelStack",
+                    Some(thread),
+                    format!(
+                        "Tcb.KernelStack {v:#x} is below the kernel half ({KERNEL_SPACE_START:#x})"
+                    ),
+                ));
+                return out;
+            }
+            Ok(v) => v,
             Err(e) => {
                 out.start = "none: KernelStack is unreadable".into();
                 out.warnings.push(Warning::from_error("KernelStack", &e));
@@ -307,8 +320,8 @@ impl<'k, 'd> StackWalker<'k, 'd> {
                 "the public 0x40-byte KSWITCH_FRAME layout (not in the symbols)",
             ),
         };
-        let rip = mem.read_u64(VirtAddr(ks + ret_off));
-        let rbp = mem.read_u64(VirtAddr(ks + rbp_off));
+        let rip = mem.read_u64(VirtAddr(ks.wrapping_add(ret_off)));
+        let rbp = mem.read_u64(VirtAddr(ks.wrapping_add(rbp_off)));
         let mut first = None;
         if rip == Ok(0) {
             // Never switched out through SwapContext (or a zeroed frame):
@@ -319,7 +332,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
             return out;
         }
         if let Ok(rip) = rip {
-            let mut ctx = Context::new(rip, ks + size);
+            let mut ctx = Context::new(rip, ks.wrapping_add(size));
             if let Ok(b) = rbp {
                 ctx = ctx.with(Reg::Rbp, b);
             }
@@ -338,7 +351,7 @@ impl<'k, 'd> StackWalker<'k, 'd> {
         {
             out.start = format!(
                 "probe: return address found at KernelStack+{:#x} ({from} did not unwind)",
-                ctx.rsp().wrapping_sub(ks + 8)
+                ctx.rsp().wrapping_sub(ks.wrapping_add(8))
             );
             self.fill(&mut out, &stack.frames, &stack.stop);
             return out;

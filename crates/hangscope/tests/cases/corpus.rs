@@ -201,6 +201,18 @@ const DAMAGES: &[Damage] = &[
         l.write_virt(s, (old & !0xff) | 0xff);
         Some(t)
     }),
+    ("waiting thread's KernelStack at the top of memory", |l| {
+        let (t, _) = waiting_thread(l)?;
+        let ks = t + l.off("_ETHREAD", "Tcb") + l.off("_KTHREAD", "KernelStack");
+        l.write_virt(ks, 0xffff_ffff_ffff_fff8);
+        Some(t)
+    }),
+    ("waiting thread's KernelStack in user space", |l| {
+        let (t, _) = waiting_thread(l)?;
+        let ks = t + l.off("_ETHREAD", "Tcb") + l.off("_KTHREAD", "KernelStack");
+        l.write_virt(ks, 0x0000_7fff_0000_0000);
+        Some(t)
+    }),
     ("EPROCESS page zeroed", |l| {
         let p = middle_process(l);
         zero_page_of(l, p)
