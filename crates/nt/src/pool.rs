@@ -10,7 +10,8 @@
 use crate::error::Warning;
 use crate::kernel::{Kernel, KERNEL_SPACE_START};
 use crate::model::Partial;
-use hangscope_x64::{AddressSpace, VirtAddr, VirtualMemory};
+use hangscope_dump::PhysAddr;
+use hangscope_x64::{AddressSpace, VirtAddr};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -94,9 +95,12 @@ impl<'d> Kernel<'d> {
             let mut found = Vec::new();
             if let Some((tag_off, pool_hdr)) = tags {
                 let mut o = tag_off as usize;
-                while o + 4 <= page.len() {
-                    let t = &page[o..o + 4];
-                    if FILE_TAGS.iter().any(|x| x == t) {
+                // Tags compared as integers: this loop runs for every 16
+                // bytes of resident kernel memory.
+                let wanted = FILE_TAGS.map(u32::from_le_bytes);
+                while let Some(t) = page.get(o..o + 4) {
+                    let t = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+                    if wanted.contains(&t) {
                         found.push(Hit::FileTag(va + o as u64 - tag_off));
                     }
                     o += pool_hdr as usize;
@@ -185,16 +189,26 @@ pub(crate) fn scan_kernel_pages<T: Send>(
     space: &AddressSpace<'_>,
     per_page: impl Fn(u64, &[u8]) -> Vec<T> + Sync,
 ) -> Vec<T> {
-    let scan = |batch: &[u64]| -> Vec<T> {
+    // (virtual, physical) of each 4 KiB page: the mapping walk already
+    // translated it, so the page is read from physical memory, borrowed
+    // from the dump's mapping when it is stored plain, and not walked
+    // through the page tables again.
+    let scan = |batch: &[(u64, u64)]| -> Vec<T> {
         batch
             .par_iter()
-            .flat_map_iter(|&va| {
-                let mut page = vec![0u8; 0x1000];
-                match space.read(VirtAddr(va), &mut page) {
-                    Ok(()) => per_page(va, &page),
-                    Err(_) => Vec::new(),
-                }
-            })
+            .map_init(
+                || vec![0u8; 0x1000],
+                |buf, &(va, pa)| {
+                    if let Some(page) = space.memory.page(pa / 0x1000) {
+                        return per_page(va, page);
+                    }
+                    match space.memory.read(PhysAddr(pa), buf) {
+                        Ok(()) => per_page(va, buf),
+                        Err(_) => Vec::new(),
+                    }
+                },
+            )
+            .flatten_iter()
             .collect()
     };
     let mut hits = Vec::new();
@@ -206,7 +220,8 @@ pub(crate) fn scan_kernel_pages<T: Send>(
                 break 'mapped;
             }
             seen += 1;
-            pages.push(va.0.wrapping_add(i * 0x1000));
+            let step = i * 0x1000;
+            pages.push((va.0.wrapping_add(step), t.paddr.0.wrapping_add(step)));
             if pages.len() >= BATCH {
                 hits.extend(scan(&pages));
                 pages.clear();
