@@ -595,6 +595,13 @@ impl SymbolTable {
         Self::from_model(&model, key, path)
     }
 
+    /// [`SymbolTable::load_vmlinux`] over an ELF image already in memory
+    /// (`origin` names it in errors).
+    pub fn from_vmlinux_bytes(bytes: &[u8], origin: &Path) -> Result<SymbolTable, Error> {
+        let model = dwarf::load_vmlinux(origin, bytes)?;
+        Self::from_model(&model, SourceKey::default(), origin)
+    }
+
     /// Load a PDB, an ISF or a Linux vmlinux (ELF), telling them apart by
     /// content.
     pub fn load(path: &Path) -> Result<SymbolTable, Error> {

@@ -522,9 +522,50 @@ fn dwarf_from_gcc_and_clang_answers_like_btf() {
             problems.push(format!("[{name}] {d}"));
         }
         assert!(t.symbol("g_thing").is_some(), "[{name}] .symtab not read");
+        // The same image from memory (the fuzzer's road) answers the same.
+        let mem =
+            SymbolTable::from_vmlinux_bytes(&std::fs::read(&so).unwrap(), Path::new(name)).unwrap();
+        assert_eq!(
+            differences(&t, &mem, &|n| n.to_string(), &[]),
+            Vec::<String>::new(),
+            "[{name}] from bytes"
+        );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The fuzzer's seeds for `dwarf_load` (`crates/symbols/fuzz/seeds`) are
+/// `hard_cases.c` linked without libc at a 16-byte page size: small, and
+/// still the whole answer.
+#[test]
+fn dwarf_linked_small_answers_the_hard_cases() {
+    if !have_or_skip("gcc") {
+        return;
+    }
+    let dir = tempdir();
+    let so = dir.path().join("small.so");
+    run(Command::new("gcc")
+        .args(SMALL_SO_FLAGS)
+        .arg(source())
+        .arg("-o")
+        .arg(&so));
+    let bytes = std::fs::read(&so).unwrap();
+    assert!(bytes.len() < 8 << 10, "{} bytes", bytes.len());
+    let t = SymbolTable::from_vmlinux_bytes(&bytes, &so).unwrap();
+    check_hard_cases(&t, &gcc_names, false);
+}
+
+/// How the `dwarf_load` seeds are linked (besides `-g` variants).
+const SMALL_SO_FLAGS: &[&str] = &[
+    "-g",
+    "-shared",
+    "-fPIC",
+    "-O0",
+    "-nostdlib",
+    "-Wl,-z,max-page-size=16",
+    "-Wl,-z,common-page-size=16",
+    "-Wl,-z,noseparate-code",
+];
 
 #[test]
 fn damaged_dwarf_is_an_error_or_an_answer_never_a_panic() {
