@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use gimli::{constants, AttributeValue, EndianSlice, LittleEndian, UnitOffset};
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{CompressionFormat, Object, ObjectSection, ObjectSymbol};
 
 use crate::error::{Error, ErrorKind, Location};
 use crate::graph::{Graph, Member, ModelBuilder, Node, NodeId};
@@ -24,6 +24,15 @@ type R<'a> = EndianSlice<'a, LittleEndian>;
 
 /// The DWARF sections this reader uses (gimli reads each unit's line
 /// program header when it opens the unit).
+/// Most bytes one compressed byte can stand for: deflate's limit (a
+/// 258-byte match per two bits, about 1032:1) and zstd's (a 128 KiB RLE
+/// block from a 4-byte block, 32768:1). A section header claiming more is
+/// damage, refused before its size is allocated.
+const MAX_EXPANSION_ZLIB: u64 = 1032;
+const MAX_EXPANSION_ZSTD: u64 = 32768;
+/// Slack for the compressed stream's own headers.
+const EXPANSION_SLACK: u64 = 4096;
+
 const SECTIONS: &[&str] = &[
     ".debug_info",
     ".debug_line",
@@ -67,18 +76,43 @@ impl<'a> Elf<'a> {
         let Some(s) = self.file.section_by_name(name) else {
             return Ok(None);
         };
-        s.uncompressed_data().map(Some).map_err(|e| {
+        let err = |message: String| {
             Error::at(
-                ErrorKind::Format {
-                    message: format!("section {name}: {e}"),
-                },
+                ErrorKind::Format { message },
                 Location {
                     path: Some(self.path.to_path_buf()),
                     offset: s.file_range().map(|(o, _)| o),
                     record: None,
                 },
             )
-        })
+        };
+        let c = s
+            .compressed_data()
+            .map_err(|e| err(format!("section {name}: {e}")))?;
+        // The decompressor allocates (and zeroes) the size the header
+        // claims before reading a byte: check the claim against what the
+        // format can expand to first.
+        let ratio = match c.format {
+            CompressionFormat::Zlib => Some(MAX_EXPANSION_ZLIB),
+            CompressionFormat::Zstandard => Some(MAX_EXPANSION_ZSTD),
+            _ => None,
+        };
+        if let Some(ratio) = ratio {
+            let most = (c.data.len() as u64)
+                .saturating_mul(ratio)
+                .saturating_add(EXPANSION_SLACK);
+            if c.uncompressed_size > most {
+                return Err(err(format!(
+                    "section {name} claims {} bytes uncompressed from {} compressed ({:?}), more than that format expands to: the file is damaged",
+                    c.uncompressed_size,
+                    c.data.len(),
+                    c.format
+                )));
+            }
+        }
+        c.decompress()
+            .map(Some)
+            .map_err(|e| err(format!("section {name}: {e}")))
     }
 
     /// Whether the file has DWARF type information.

@@ -555,6 +555,55 @@ fn dwarf_linked_small_answers_the_hard_cases() {
     check_hard_cases(&t, &gcc_names, false);
 }
 
+/// Compressed debug sections (`SHF_COMPRESSED`, zlib and zstd) load as
+/// plain ones do; a header claiming more than the format can expand to is
+/// an error naming the section, not gigabytes allocated (dwarf_load found
+/// a 5 KB file that took 4 GB).
+#[test]
+fn compressed_dwarf_loads_and_a_lying_size_is_refused() {
+    use object::{Object, ObjectSection};
+    if !have_or_skip("gcc") || !have_or_skip("objcopy") {
+        return;
+    }
+    let dir = tempdir();
+    let so = dir.path().join("small.so");
+    run(Command::new("gcc")
+        .args(SMALL_SO_FLAGS)
+        .arg(source())
+        .arg("-o")
+        .arg(&so));
+    for format in ["zlib", "zstd"] {
+        let packed = dir.path().join(format!("{format}.so"));
+        let status = Command::new("objcopy")
+            .arg(format!("--compress-debug-sections={format}"))
+            .arg(&so)
+            .arg(&packed)
+            .status()
+            .unwrap();
+        if !status.success() {
+            // binutils before 2.40 has no zstd.
+            eprintln!("objcopy cannot write {format} sections; skipped");
+            continue;
+        }
+        let mut bytes = std::fs::read(&packed).unwrap();
+        let t = SymbolTable::from_vmlinux_bytes(&bytes, &packed).unwrap();
+        check_hard_cases(&t, &gcc_names, false);
+        // Elf64_Chdr: ch_type (4), ch_reserved (4), ch_size (8), ...
+        let at = {
+            let file = object::File::parse(&*bytes).unwrap();
+            let info = file.section_by_name(".debug_info").unwrap();
+            info.file_range().unwrap().0 as usize
+        };
+        bytes[at + 8..at + 16].copy_from_slice(&(1u64 << 31).to_le_bytes());
+        let err = SymbolTable::from_vmlinux_bytes(&bytes, &packed).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(".debug_info claims 2147483648 bytes"),
+            "{format}: {err}"
+        );
+    }
+}
+
 /// How the `dwarf_load` seeds are linked (besides `-g` variants).
 const SMALL_SO_FLAGS: &[&str] = &[
     "-g",
