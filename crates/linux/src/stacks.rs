@@ -15,7 +15,7 @@ use crate::model::{
     CpuMode, FrameSource, Partial, RunningCpu, StackEnd, StackFrame, TaskStack, TaskState, Warning,
     WarningKind,
 };
-use crate::orc::{reg, OrcEntry, OrcLayout, OrcMemTable, OrcTable, OrcType};
+use crate::orc::{reg, OrcEntry, OrcLayout, OrcMemTable, OrcTable, OrcType, MAX_ORC_ENTRIES};
 use crate::time::PerCpu;
 use crate::view::Env;
 use crate::warning;
@@ -155,14 +155,38 @@ impl<'a> Unwinder<'a> {
             }
         }
         let mut mods = Vec::new();
+        // The modules' tables are kept whole: all of them together get
+        // one table's bound, so a long module list with damaged counts
+        // cannot hold gigabytes.
+        let mut orc_budget = MAX_ORC_ENTRIES;
         for m in modules {
             let (Some(base), Some(size)) = (m.base, m.size) else {
                 continue;
             };
             let table = layout.as_ref().and_then(|l| {
                 let o = r.object("module", m.module);
-                let read = || -> Result<OrcTable> {
+                let mut read = || -> Result<OrcTable> {
                     let n = o.uint("arch.num_orcs")?;
+                    // One entry per instruction address at most.
+                    if n > size {
+                        return Err(Error::bad_data(
+                            m.module,
+                            format!(
+                                "module {}: arch.num_orcs is {n}, more than its {size} bytes of code",
+                                m.name
+                            ),
+                        ));
+                    }
+                    if n > orc_budget {
+                        return Err(Error::bad_data(
+                            m.module,
+                            format!(
+                                "module {}: its {n} ORC entries pass the {MAX_ORC_ENTRIES} the modules' tables may hold in all; not read",
+                                m.name
+                            ),
+                        ));
+                    }
+                    orc_budget -= n;
                     OrcTable::read(
                         &r,
                         l,
