@@ -29,6 +29,7 @@ pub mod sleeps;
 pub mod space;
 pub mod stacks;
 pub mod synth;
+pub mod synth_orc;
 pub mod tasks;
 pub mod time;
 pub mod types;
