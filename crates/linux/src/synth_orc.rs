@@ -630,3 +630,253 @@ impl Stacks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{StackFrame, Warning};
+    use crate::orc::MAX_ORC_ENTRIES;
+    use crate::stacks::Unwinder;
+
+    const FORMS: [OrcForm; 2] = [OrcForm::Signal, OrcForm::End];
+
+    /// Where the core table keeps its entry number `index`.
+    fn core_entry_at(index: u64) -> u64 {
+        ORC_ENTRIES + index * 6
+    }
+    /// Indexes in the core table.
+    const IRQ_ENTRY_INDEX: u64 = 4;
+    const F_DI_INDEX: u64 = 5;
+    const F_BP_INDEX: u64 = 6;
+
+    struct Walked {
+        frames: Vec<StackFrame>,
+        end: StackEnd,
+        warnings: Vec<Warning>,
+        /// The unwinder's own, from reading the tables.
+        table_warnings: Vec<Warning>,
+    }
+
+    /// Walk start variant `v` over `mem` with `modules`, the ORC symbols
+    /// as built and the stacks as built.
+    fn walk(k: &OrcKernel, mem: &SparseMemory, modules: &[ModuleInfo], v: u8) -> Walked {
+        let ks = kallsyms(OrcSymbols::AsBuilt);
+        let u = Unwinder::new(k.env(mem, &ks), modules);
+        let (frames, end, warnings) = u.walk(k.chain.start(v).state, &Stacks::default().ranges());
+        Walked {
+            frames,
+            end,
+            warnings,
+            table_warnings: u.warnings,
+        }
+    }
+
+    /// The walk from the innermost frame stopped at frame `at` (0-based)
+    /// with one warning naming that frame's ip.
+    fn assert_stopped_at(k: &OrcKernel, w: &Walked, at: usize, says: &str) {
+        let ip = k.chain.frames[at].ip;
+        assert_eq!(w.end, StackEnd::Error, "{:?}", w.warnings);
+        assert_eq!(w.frames.len(), at + 1, "{:?}", w.warnings);
+        for (got, want) in w.frames.iter().zip(&k.chain.frames) {
+            assert_eq!((got.pc.0, got.sp.0), (want.ip, want.sp));
+        }
+        assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
+        let warning = &w.warnings[0];
+        assert_eq!(warning.address, Some(VirtAddr(ip)), "{warning:?}");
+        assert!(warning.message.contains(says), "{warning:?}");
+    }
+
+    #[test]
+    fn the_undamaged_walk_gives_the_chain_in_both_forms() {
+        for form in FORMS {
+            let k = OrcKernel::build(form);
+            let w = walk(&k, &k.mem, &[module(MODULE_SIZE)], 0);
+            assert!(w.table_warnings.is_empty(), "{:?}", w.table_warnings);
+            assert!(w.warnings.is_empty(), "{form:?}: {:?}", w.warnings);
+            assert_eq!(w.end, StackEnd::EndOfStack, "{form:?}");
+            let got: Vec<(u64, u64, FrameSource, String)> = w
+                .frames
+                .iter()
+                .map(|f| (f.pc.0, f.sp.0, f.source, f.to_string()))
+                .collect();
+            let want: Vec<(u64, u64, FrameSource, String)> = k
+                .chain
+                .frames
+                .iter()
+                .map(|f| (f.ip, f.sp, f.source, f.name.clone()))
+                .collect();
+            assert_eq!(got, want, "{form:?}");
+            assert_eq!(w.frames[6].function.as_deref(), Some("m_func"));
+            assert_eq!(w.frames[6].module.as_deref(), Some(MODULE_NAME));
+        }
+    }
+
+    #[test]
+    fn every_start_walks_as_deep_as_it_should() {
+        for form in FORMS {
+            let k = OrcKernel::build(form);
+            for v in 0..START_VARIANTS {
+                let want = k.chain.start(v);
+                let w = walk(&k, &k.mem, &[module(MODULE_SIZE)], v);
+                assert_eq!(
+                    (w.frames.len(), &w.end),
+                    (want.depth, &want.end),
+                    "{form:?} start {v}: {:?}",
+                    w.warnings
+                );
+                // The walk from a frame of the chain gives the chain from
+                // there; the one without unwind information says where.
+                let outer = &k.chain.frames[k.chain.frames.len() - want.depth..];
+                if want.end == StackEnd::EndOfStack {
+                    assert!(
+                        w.warnings.is_empty(),
+                        "{form:?} start {v}: {:?}",
+                        w.warnings
+                    );
+                    let pcs: Vec<u64> = w.frames.iter().map(|f| f.pc.0).collect();
+                    let chain: Vec<u64> = outer.iter().map(|f| f.ip).collect();
+                    assert_eq!(pcs, chain, "{form:?} start {v}");
+                } else {
+                    let ip = want.state.ip;
+                    assert_eq!(w.warnings.len(), 1);
+                    assert_eq!(w.warnings[0].address, Some(VirtAddr(ip)));
+                    assert!(
+                        w.warnings[0].message.contains("no unwind information"),
+                        "{:?}",
+                        w.warnings
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_unsorted_ip_table_is_refused_naming_it() {
+        for form in FORMS {
+            let k = OrcKernel::build(form);
+            // The first ip past the last: the table is not searched.
+            let mut mem = k.mem.clone();
+            let rel = (TABLE_END + 0x10).wrapping_sub(ORC_IP) as i32;
+            mem.write(ORC_IP, &rel.to_le_bytes());
+            let w = walk(&k, &mem, &[module(MODULE_SIZE)], 0);
+            assert_eq!(w.table_warnings.len(), 1, "{:?}", w.table_warnings);
+            assert_eq!(w.table_warnings[0].address, Some(VirtAddr(ORC_IP)));
+            assert!(w.table_warnings[0].message.contains("not sorted"));
+            // Frame pointers alone cannot leave the leaf (its rbp is
+            // below its stack pointer).
+            assert_stopped_at(&k, &w, 0, "is not above");
+
+            // Two ips swapped inside: undetected, but the walk ends.
+            let mut mem = k.mem.clone();
+            let (a, b) = (ORC_IP + F_DI_INDEX * 4, ORC_IP + F_BP_INDEX * 4);
+            mem.write(a, &(F_BP.wrapping_sub(a) as i32).to_le_bytes());
+            mem.write(b, &(F_DI.wrapping_sub(b) as i32).to_le_bytes());
+            let w = walk(&k, &mem, &[module(MODULE_SIZE)], 0);
+            assert!(w.frames.len() <= k.chain.frames.len());
+            if w.end == StackEnd::Error {
+                assert!(w.warnings.iter().all(|w| w.address.is_some()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_regs_entry_pointing_off_the_stack_ends_the_walk_there() {
+        for form in FORMS {
+            let k = OrcKernel::build(form);
+            let mut mem = k.mem.clone();
+            let e = entry(form, Kind::Regs, SP, 0x4000, UNDEF, 0);
+            mem.write(core_entry_at(IRQ_ENTRY_INDEX), &e);
+            let w = walk(&k, &mem, &[module(MODULE_SIZE)], 0);
+            assert_stopped_at(&k, &w, 2, "is on no stack of this task");
+        }
+    }
+
+    #[test]
+    fn a_caller_whose_stack_pointer_does_not_grow_ends_the_walk_there() {
+        for form in FORMS {
+            let k = OrcKernel::build(form);
+            let mut mem = k.mem.clone();
+            // CFA = rdi - 0x18: the frame's own stack pointer, so the
+            // caller's is not above it (equal, the closest damage).
+            let e = entry(form, Kind::Call, DI, -0x18, BP, 0);
+            mem.write(core_entry_at(F_DI_INDEX), &e);
+            let w = walk(&k, &mem, &[module(MODULE_SIZE)], 0);
+            assert_stopped_at(&k, &w, 3, "is not above");
+        }
+    }
+
+    #[test]
+    fn an_undefined_entry_ends_the_walk_there() {
+        for form in FORMS {
+            let k = OrcKernel::build(form);
+            let mut mem = k.mem.clone();
+            let e = entry(form, Kind::Undefined, UNDEF, 0, UNDEF, 0);
+            mem.write(core_entry_at(F_BP_INDEX), &e);
+            let w = walk(&k, &mem, &[module(MODULE_SIZE)], 0);
+            assert_stopped_at(&k, &w, 4, "no unwind information");
+        }
+    }
+
+    /// The module's table refused: its function is still named, and
+    /// without its entry frame pointers cannot leave it (its rbp is the
+    /// stack's last word).
+    fn assert_module_walked_without_table(k: &OrcKernel, w: &Walked) {
+        assert_stopped_at(k, w, 6, "is on no stack of this task");
+        assert_eq!(w.frames[6].to_string(), k.chain.frames[6].name);
+    }
+
+    #[test]
+    fn a_module_whose_num_orcs_passes_its_size_is_walked_without_its_table() {
+        for form in FORMS {
+            let k = OrcKernel::build(form);
+            let mut mem = k.mem.clone();
+            mem.write_u32(MODULE + MOD_ARCH + ARCH_NUM, MODULE_SIZE as u32 + 1);
+            let ks = kallsyms(OrcSymbols::AsBuilt);
+            let u = Unwinder::new(k.env(&mem, &ks), &[module(MODULE_SIZE)]);
+            assert!(u.find(M_FUNC).is_none());
+            let w = walk(&k, &mem, &[module(MODULE_SIZE)], 0);
+            assert_eq!(w.table_warnings.len(), 1, "{:?}", w.table_warnings);
+            let t = &w.table_warnings[0];
+            assert_eq!(t.address, Some(VirtAddr(MODULE)));
+            assert!(t.message.contains("arch.num_orcs"), "{t:?}");
+            assert!(t.message.contains(MODULE_NAME), "{t:?}");
+            assert_module_walked_without_table(&k, &w);
+            // As built, the same module's table is read.
+            let u = Unwinder::new(k.env(&k.mem, &ks), &[module(MODULE_SIZE)]);
+            assert!(u.find(M_FUNC).is_some());
+        }
+    }
+
+    #[test]
+    fn modules_whose_tables_pass_the_bound_in_all_are_not_read() {
+        let k = OrcKernel::build(OrcForm::Signal);
+        let mut mem = k.mem.clone();
+        // Each within its own size, the two together past the bound.
+        let n = MAX_ORC_ENTRIES / 2 + 1;
+        mem.write_u32(MODULE + MOD_ARCH + ARCH_NUM, n as u32);
+        let second = ModuleInfo {
+            name: "second".into(),
+            ..module(u64::MAX)
+        };
+        let w = walk(&k, &mem, &[module(u64::MAX), second], 0);
+        let in_all: Vec<&Warning> = w
+            .table_warnings
+            .iter()
+            .filter(|t| t.message.contains("in all"))
+            .collect();
+        assert_eq!(in_all.len(), 1, "{:?}", w.table_warnings);
+        assert_eq!(in_all[0].address, Some(VirtAddr(MODULE)));
+        assert!(in_all[0].message.contains("second"), "{:?}", in_all[0]);
+        // The first module's count was taken (its table is not all
+        // there: a read error of its own).
+        assert!(!w.table_warnings.is_empty());
+        assert!(
+            w.table_warnings
+                .iter()
+                .all(|t| t.message.contains("in all") || !t.message.contains("second")),
+            "{:?}",
+            w.table_warnings
+        );
+        assert_module_walked_without_table(&k, &w);
+    }
+}
