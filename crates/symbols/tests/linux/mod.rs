@@ -543,12 +543,7 @@ fn dwarf_linked_small_answers_the_hard_cases() {
         return;
     }
     let dir = tempdir();
-    let so = dir.path().join("small.so");
-    run(Command::new("gcc")
-        .args(SMALL_SO_FLAGS)
-        .arg(source())
-        .arg("-o")
-        .arg(&so));
+    let so = small_shared_object(dir.path());
     let bytes = std::fs::read(&so).unwrap();
     assert!(bytes.len() < 8 << 10, "{} bytes", bytes.len());
     let t = SymbolTable::from_vmlinux_bytes(&bytes, &so).unwrap();
@@ -566,12 +561,7 @@ fn compressed_dwarf_loads_and_a_lying_size_is_refused() {
         return;
     }
     let dir = tempdir();
-    let so = dir.path().join("small.so");
-    run(Command::new("gcc")
-        .args(SMALL_SO_FLAGS)
-        .arg(source())
-        .arg("-o")
-        .arg(&so));
+    let so = small_shared_object(dir.path());
     for format in ["zlib", "zstd"] {
         let packed = dir.path().join(format!("{format}.so"));
         let status = Command::new("objcopy")
@@ -602,6 +592,17 @@ fn compressed_dwarf_loads_and_a_lying_size_is_refused() {
             "{format}: {err}"
         );
     }
+}
+
+/// `hard_cases.c` built by gcc as the `dwarf_load` seeds are, in `dir`.
+fn small_shared_object(dir: &Path) -> PathBuf {
+    let so = dir.join("small.so");
+    run(Command::new("gcc")
+        .args(SMALL_SO_FLAGS)
+        .arg(source())
+        .arg("-o")
+        .arg(&so));
+    so
 }
 
 /// How the `dwarf_load` seeds are linked (besides `-g` variants).
