@@ -183,6 +183,23 @@ pub const MUTEX_WAITER_LIST: u64 = 8;
 /// See [`MUTEX_WAITER_LIST`].
 pub const MUTEX_WAITER_TASK: u64 = 24;
 
+/// A fuzz input's damage laid over `m`: patches, each (page index: 1
+/// byte, offset in the page: 2 bytes, length: 1 byte, then that many
+/// bytes), the index picking among `pages` modulo their count. What is
+/// left after the last whole patch header is ignored.
+pub fn apply_patches(m: &mut SparseMemory, pages: &[u64], mut data: &[u8]) {
+    if pages.is_empty() {
+        return;
+    }
+    while data.len() >= 4 {
+        let page = pages[data[0] as usize % pages.len()];
+        let off = u64::from(u16::from_le_bytes([data[1], data[2]])) % 4096;
+        let len = (data[3] as usize).min(data.len() - 4);
+        m.write(page + off, &data[4..4 + len]);
+        data = &data[4 + len..];
+    }
+}
+
 /// Give task `task` a kernel stack at [`STACKS`] + `index` * 16 KiB and
 /// return its base.
 pub fn set_stack(m: &mut SparseMemory, task: u64, index: u64) -> u64 {

@@ -75,19 +75,12 @@ fn base() -> &'static Base {
 
 fuzz_target!(|data: &[u8]| {
     let base = base();
-    let Some((head, mut d)) = data.split_first_chunk::<4>() else {
+    let Some((head, d)) = data.split_first_chunk::<4>() else {
         return;
     };
     let k = &base.kernels[usize::from(head[0] & 1)];
     let mut mem = k.mem.clone();
-    let pages = &k.pages;
-    while d.len() >= 4 {
-        let page = pages[d[0] as usize % pages.len()];
-        let off = u16::from_le_bytes([d[1], d[2]]) as u64 % 4096;
-        let len = (d[3] as usize).min(d.len() - 4);
-        mem.write(page + off, &d[4..4 + len]);
-        d = &d[4 + len..];
-    }
+    hangscope_linux::synth::apply_patches(&mut mem, &k.pages, d);
     let modules = if head[0] & 2 == 0 {
         let size = if head[0] & 0x80 != 0 {
             u64::MAX

@@ -81,15 +81,7 @@ fuzz_target!(|data: &[u8]| {
     let base = base();
     let k = &base.k;
     let mut mem = k.mem.clone();
-    let pages = &base.pages;
-    let mut d = data;
-    while d.len() >= 4 {
-        let page = pages[d[0] as usize % pages.len()];
-        let off = u16::from_le_bytes([d[1], d[2]]) as u64 % 4096;
-        let len = (d[3] as usize).min(d.len() - 4);
-        mem.write(page + off, &d[4..4 + len]);
-        d = &d[4 + len..];
-    }
+    hangscope_linux::synth::apply_patches(&mut mem, &base.pages, data);
     let env = Env {
         r: Reader {
             mem: &mem,
