@@ -167,23 +167,18 @@ impl<'a> Unwinder<'a> {
                 let o = r.object("module", m.module);
                 let mut read = || -> Result<OrcTable> {
                     let n = o.uint("arch.num_orcs")?;
-                    // One entry per instruction address at most.
-                    if n > size {
+                    let refused = if n > size {
+                        // One entry per instruction address at most.
+                        Some(format!("arch.num_orcs is {n}, more than its {size} bytes of code"))
+                    } else if n > orc_budget {
+                        Some(format!("its {n} ORC entries pass the {MAX_ORC_ENTRIES} the modules' tables may hold in all; not read"))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = refused {
                         return Err(Error::bad_data(
                             m.module,
-                            format!(
-                                "module {}: arch.num_orcs is {n}, more than its {size} bytes of code",
-                                m.name
-                            ),
-                        ));
-                    }
-                    if n > orc_budget {
-                        return Err(Error::bad_data(
-                            m.module,
-                            format!(
-                                "module {}: its {n} ORC entries pass the {MAX_ORC_ENTRIES} the modules' tables may hold in all; not read",
-                                m.name
-                            ),
+                            format!("module {}: {why}", m.name),
                         ));
                     }
                     orc_budget -= n;
