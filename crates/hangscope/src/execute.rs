@@ -266,7 +266,7 @@ fn execute_windows<'k>(k: &'k Kernel<'_>, c: &ShellCommand) -> Result<Report<'k>
             threads: k.threads_of(*pid),
             warnings: &k.threads().warnings,
         },
-        ShellCommand::Modules => Report::Modules(k.modules()),
+        ShellCommand::Modules => Report::Modules(k.modules().clone()),
         ShellCommand::Dt(ty, addr) => Report::Dt(k.dt(ty, VirtAddr(*addr))?),
         ShellCommand::Db(addr, len) => Report::Bytes(k.read_memory(VirtAddr(*addr), *len)),
         ShellCommand::Dq(addr, count) => {

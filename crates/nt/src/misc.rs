@@ -8,6 +8,7 @@ use crate::kernel::Kernel;
 use crate::model::*;
 use hangscope_symbols::TypeRef;
 use hangscope_x64::VirtAddr;
+use std::sync::OnceLock;
 
 /// Most modules walked.
 pub const MAX_MODULES: usize = 1 << 14;
@@ -45,9 +46,23 @@ pub fn windbg_type_name(t: &TypeRef) -> String {
     }
 }
 
+/// The module list, walked once per kernel: every stack walker (`stacks`,
+/// the scheduler, push-lock holders, the wait graph) starts from it.
+#[derive(Debug, Default)]
+struct Cache {
+    modules: OnceLock<Partial<ModuleInfo>>,
+}
+
 impl<'d> Kernel<'d> {
     /// Loaded modules on `PsLoadedModuleList`, in load order.
-    pub fn modules(&self) -> Partial<ModuleInfo> {
+    pub fn modules(&self) -> &Partial<ModuleInfo> {
+        self.caches
+            .get::<Cache>()
+            .modules
+            .get_or_init(|| self.walk_modules())
+    }
+
+    fn walk_modules(&self) -> Partial<ModuleInfo> {
         let mut out = Partial::default();
         let head = match self.symbol("PsLoadedModuleList") {
             Ok(h) => h,

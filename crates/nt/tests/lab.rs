@@ -820,7 +820,7 @@ fn windbg_text_for_the_seed_case() {
     let fo = k.irp(irp_addr).unwrap().current().unwrap().file_object;
     let fileobj = windbg::fileobj(&k.file_object(fo).expect("file"));
     let ps = windbg::process_list(k.processes());
-    let lm = windbg::module_list(&k.modules());
+    let lm = windbg::module_list(k.modules());
     let dt = windbg::dt(
         &k.dt("nt!_ERESOURCE", VirtAddr(lab.truth.eresources[0].address))
             .expect("dt"),

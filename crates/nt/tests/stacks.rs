@@ -316,7 +316,7 @@ fn real_driver_without_its_pdb_shows_module_offsets() {
     let m = k
         .modules()
         .items
-        .into_iter()
+        .iter()
         .find(|m| m.name.eq_ignore_ascii_case("hsflt.sys"))
         .expect("hsflt.sys in the module list");
     let mut walker = k.stack_walker();
@@ -431,10 +431,10 @@ fn check_table_wins(
     let ntfs = k
         .modules()
         .items
-        .into_iter()
+        .iter()
         .find(|m| m.name == "Ntfs.sys")
         .expect("Ntfs.sys loaded");
-    match k.module_symbols(&ntfs) {
+    match k.module_symbols(ntfs) {
         Ok(t) => {
             let src = t
                 .source()
@@ -558,10 +558,10 @@ fn driver_symbols_from_the_store_win_over_exports() {
         let ntfs_mod = k
             .modules()
             .items
-            .into_iter()
+            .iter()
             .find(|m| m.name == "Ntfs.sys")
             .expect("Ntfs");
-        if let Ok(t) = k.module_symbols(&ntfs_mod) {
+        if let Ok(t) = k.module_symbols(ntfs_mod) {
             bad.push(format!(
                 "{b}: a table for Ntfs without one in the store: {t:?}"
             ));
