@@ -260,6 +260,19 @@ impl OrcTable {
                     .wrapping_add(rel as i64 as u64)
             })
             .collect::<Vec<u64>>();
+        // The kernel sorts a module's table when it loads it; one out of
+        // order would make a lookup answer with another function's entry.
+        if let Some(i) = ips.windows(2).position(|w| w[1] < w[0]) {
+            return Err(Error::bad_data(
+                VirtAddr(ip_table.0.wrapping_add((i as u64 + 1) * 4)),
+                format!(
+                    "ORC ip table not sorted: entry {} starts at {:#x}, below entry {i}'s {:#x}",
+                    i + 1,
+                    ips[i + 1],
+                    ips[i]
+                ),
+            ));
+        }
         let entries = r.mem.read_vec(
             entries,
             count * layout.size,
@@ -325,6 +338,20 @@ pub struct OrcMemTable {
     range: (u64, u64),
     /// Pages read so far, by address (`None`: not readable).
     pages: std::sync::Mutex<std::collections::HashMap<u64, Option<Box<[u8]>>>>,
+    /// Pages of the ip table checked for order so far: the first pair out
+    /// of order on each (`None`: in order).
+    checked: std::sync::Mutex<std::collections::HashMap<u64, Option<Disorder>>>,
+}
+
+/// Two entries of an ip table out of order: `(index, ip)` of each, the
+/// lower index first.
+type Disorder = ((u64, u64), (u64, u64));
+
+fn disorder_error(ip_table: u64, ((i, a), (j, b)): Disorder) -> Error {
+    Error::bad_data(
+        VirtAddr(ip_table.wrapping_add(j.wrapping_mul(4))),
+        format!("ORC ip table not sorted: entry {j} starts at {b:#x}, below entry {i}'s {a:#x}"),
+    )
 }
 
 impl OrcMemTable {
@@ -358,6 +385,7 @@ impl OrcMemTable {
             entry_size: layout.size,
             range: (0, 0),
             pages: Default::default(),
+            checked: Default::default(),
         };
         let first = t
             .ip(mem, 0)
@@ -422,32 +450,92 @@ impl OrcMemTable {
         self.range
     }
 
+    /// Whether the ips on the page holding entry `i` are in order, checked
+    /// once per page: the table is too big to check whole for each dump
+    /// (that would read every page), so each lookup checks the pages it
+    /// reads.
+    fn check_page(&self, mem: &dyn VirtualMemory, i: u64) -> Result<()> {
+        let page = self.ip_table.wrapping_add(i.wrapping_mul(4)) & !0xfff;
+        let known = self.checked.lock().ok().and_then(|c| c.get(&page).copied());
+        let found = match known {
+            Some(d) => d,
+            None => {
+                let first = page.saturating_sub(self.ip_table) / 4;
+                let end = (page + 0x1000).saturating_sub(self.ip_table).div_ceil(4);
+                let mut d = None;
+                let mut prev: Option<(u64, u64)> = None;
+                for j in first..end.min(self.count) {
+                    // An unreadable ip ends the check: the search that
+                    // needs it finds nothing anyway.
+                    let Some(at) = self.ip(mem, j) else { break };
+                    if let Some(p) = prev.filter(|p| at < p.1) {
+                        d = Some((p, (j, at)));
+                        break;
+                    }
+                    prev = Some((j, at));
+                }
+                if let Ok(mut c) = self.checked.lock() {
+                    c.insert(page, d);
+                }
+                d
+            }
+        };
+        match found {
+            Some(d) => Err(disorder_error(self.ip_table, d)),
+            None => Ok(()),
+        }
+    }
+
     /// The entry covering `ip`: the last one starting at or below it. A
-    /// page that cannot be read gives none.
-    pub fn find(&self, mem: &dyn VirtualMemory, layout: &OrcLayout, ip: u64) -> Option<OrcEntry> {
+    /// page that cannot be read gives none; ips out of order on the pages
+    /// the search reads, or between the entries it probes, are an error.
+    pub fn find(
+        &self,
+        mem: &dyn VirtualMemory,
+        layout: &OrcLayout,
+        ip: u64,
+    ) -> Result<Option<OrcEntry>> {
         let (lo, hi) = self.range;
         if ip < lo || ip > hi {
-            return None;
+            return Ok(None);
         }
         // The last index whose ip is <= `ip`: entry 0's is (ip >= lo).
+        // Entry count-1's ip is `hi`, and bounds every probe below it.
         let (mut low, mut high) = (0u64, self.count);
+        let (mut low_ip, mut high_ip) = ((0u64, lo), (self.count - 1, hi));
         while high - low > 1 {
             let mid = low + (high - low) / 2;
-            if self.ip(mem, mid)? <= ip {
+            self.check_page(mem, mid)?;
+            let Some(at) = self.ip(mem, mid) else {
+                return Ok(None);
+            };
+            if at < low_ip.1 {
+                return Err(disorder_error(self.ip_table, (low_ip, (mid, at))));
+            }
+            if at > high_ip.1 {
+                return Err(disorder_error(self.ip_table, ((mid, at), high_ip)));
+            }
+            if at <= ip {
                 low = mid;
+                low_ip = (mid, at);
             } else {
                 high = mid;
+                high_ip = (mid, at);
             }
         }
-        let size = usize::try_from(self.entry_size).ok()?;
-        let mut e = vec![0u8; size];
-        self.bytes(
-            mem,
-            self.entries
-                .checked_add(low.checked_mul(self.entry_size)?)?,
-            &mut e,
-        )?;
-        Some(layout.decode(&e))
+        self.check_page(mem, low)?;
+        let entry = (|| {
+            let size = usize::try_from(self.entry_size).ok()?;
+            let mut e = vec![0u8; size];
+            self.bytes(
+                mem,
+                self.entries
+                    .checked_add(low.checked_mul(self.entry_size)?)?,
+                &mut e,
+            )?;
+            Some(layout.decode(&e))
+        })();
+        Ok(entry)
     }
 }
 
@@ -573,23 +661,52 @@ mod tests {
             2999 * 16 + 1,
         ] {
             let ip = 0xffff_ffff_8100_0000 + probe;
-            assert_eq!(lazy.find(&mem, &l, ip), whole.find(&l, ip), "{ip:#x}");
+            assert_eq!(
+                lazy.find(&mem, &l, ip).unwrap(),
+                whole.find(&l, ip),
+                "{ip:#x}"
+            );
         }
-        assert_eq!(lazy.find(&mem, &l, 0xffff_ffff_80ff_ffff), None);
+        assert_eq!(lazy.find(&mem, &l, 0xffff_ffff_80ff_ffff).unwrap(), None);
+        // Two ips swapped on the third page: a lookup that reads that
+        // page is refused, naming the later entry; one on the other pages
+        // is answered.
+        let mut swapped = mem.clone();
+        for (i, ip_of) in [(2500u64, 2501u64), (2501, 2500)] {
+            let at = ip_at + i * 4;
+            let ip = 0xffff_ffff_8100_0000 + ip_of * 16;
+            swapped.write(at, &((ip.wrapping_sub(at)) as i32).to_le_bytes());
+        }
+        let lazy =
+            OrcMemTable::new(&swapped, &l, VirtAddr(ip_at), VirtAddr(entries_at), n).unwrap();
+        let e = lazy
+            .find(&swapped, &l, 0xffff_ffff_8100_0000 + 2400 * 16)
+            .unwrap_err();
+        assert_eq!(e.at, Some(VirtAddr(ip_at + 2501 * 4)), "{e}");
+        assert!(e.to_string().contains("entry 2501 starts"), "{e}");
+        let far = 0xffff_ffff_8100_0000 + 100 * 16;
+        assert_eq!(lazy.find(&swapped, &l, far).unwrap(), whole.find(&l, far));
         // A page of ips missing: a lookup whose search needs it finds
         // nothing, without a panic; a table whose last ip is on it is
         // refused.
         mem.unmap_page(ip_at + 0x1000);
         let lazy = OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), n).unwrap();
         for i in [10u64, 1500, 2500] {
-            assert_eq!(lazy.find(&mem, &l, 0xffff_ffff_8100_0000 + i * 16), None);
+            assert_eq!(
+                lazy.find(&mem, &l, 0xffff_ffff_8100_0000 + i * 16).unwrap(),
+                None
+            );
         }
         let short = OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), 1500);
         assert!(short.is_err());
         let first_page = OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), 1000);
         let ip = 0xffff_ffff_8100_0000 + 999 * 16;
         assert_eq!(
-            first_page.unwrap().find(&mem, &l, ip).map(|e| e.sp_offset),
+            first_page
+                .unwrap()
+                .find(&mem, &l, ip)
+                .unwrap()
+                .map(|e| e.sp_offset),
             Some(999)
         );
         // Counts the tables cannot hold, and unsorted ends, are refused.

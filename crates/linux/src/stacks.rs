@@ -189,6 +189,12 @@ impl<'a> Unwinder<'a> {
                         o.ptr("arch.orc_unwind")?,
                         n,
                     )
+                    .map_err(|mut e| {
+                        if let crate::error::ErrorKind::BadData(w) = &mut e.kind {
+                            *w = format!("module {}: {w}", m.name);
+                        }
+                        e
+                    })
                 };
                 match read() {
                     Ok(t) => Some(t),
@@ -276,13 +282,22 @@ impl<'a> Unwinder<'a> {
         self.in_core_text(pc) || self.module_at(pc).is_some()
     }
 
-    /// The ORC entry covering `ip`, if a table has one.
-    pub fn find(&self, ip: u64) -> Option<OrcEntry> {
-        let layout = self.layout.as_ref()?;
+    /// The ORC entry covering `ip`, if a table has one; an error when the
+    /// core table is found out of order on the way.
+    pub fn find(&self, ip: u64) -> Result<Option<OrcEntry>> {
+        let Some(layout) = self.layout.as_ref() else {
+            return Ok(None);
+        };
         if self.in_core_text(ip) {
-            return self.core.as_ref()?.find(self.env.r.mem, layout, ip);
+            return match self.core.as_ref() {
+                Some(t) => t.find(self.env.r.mem, layout, ip),
+                None => Ok(None),
+            };
         }
-        self.module_at(ip)?.table.as_ref()?.find(layout, ip)
+        Ok(self
+            .module_at(ip)
+            .and_then(|m| m.table.as_ref())
+            .and_then(|t| t.find(layout, ip)))
     }
 
     /// A frame for `pc`, named from kallsyms (a module's own for a module).
@@ -406,14 +421,15 @@ impl Walk<'_, '_> {
             }
             let lookup = if signal { ip } else { ip.wrapping_sub(1) };
             let entry = match self.u.find(lookup) {
-                Some(e) => {
+                Ok(Some(e)) => {
                     source = FrameSource::Orc;
                     e
                 }
-                None => {
+                Ok(None) => {
                     source = FrameSource::FramePointer;
                     OrcEntry::FRAME_POINTER
                 }
+                Err(e) => return self.fail(ip, e.to_string()),
             };
             match entry.kind {
                 OrcType::EndOfStack => return StackEnd::EndOfStack,
