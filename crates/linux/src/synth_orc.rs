@@ -797,13 +797,7 @@ mod tests {
                 &((MOD_TEXT + 0x100).wrapping_sub(a) as i32).to_le_bytes(),
             );
             mem.write(b, &(MOD_TEXT.wrapping_sub(b) as i32).to_le_bytes());
-            let w = walk(&k, &mem, &[module(MODULE_SIZE)], 0);
-            assert_eq!(w.table_warnings.len(), 1, "{:?}", w.table_warnings);
-            let t = &w.table_warnings[0];
-            assert_eq!(t.address, Some(VirtAddr(b)));
-            assert!(t.message.contains("not sorted"), "{t:?}");
-            assert!(t.message.contains(MODULE_NAME), "{t:?}");
-            assert_module_walked_without_table(&k, &w);
+            assert_module_table_refused(&k, &mem, b, "not sorted");
         }
     }
 
@@ -853,6 +847,18 @@ mod tests {
         assert_eq!(w.frames[6].to_string(), k.chain.frames[6].name);
     }
 
+    /// The module's table refused in `mem`: one table warning at `at`
+    /// naming the module and saying `why`, and the walk goes on without it.
+    fn assert_module_table_refused(k: &OrcKernel, mem: &SparseMemory, at: u64, why: &str) {
+        let w = walk(k, mem, &[module(MODULE_SIZE)], 0);
+        assert_eq!(w.table_warnings.len(), 1, "{:?}", w.table_warnings);
+        let t = &w.table_warnings[0];
+        assert_eq!(t.address, Some(VirtAddr(at)));
+        assert!(t.message.contains(why), "{t:?}");
+        assert!(t.message.contains(MODULE_NAME), "{t:?}");
+        assert_module_walked_without_table(k, &w);
+    }
+
     #[test]
     fn a_module_whose_num_orcs_passes_its_size_is_walked_without_its_table() {
         for form in FORMS {
@@ -862,13 +868,7 @@ mod tests {
             let ks = kallsyms(OrcSymbols::AsBuilt);
             let u = Unwinder::new(k.env(&mem, &ks), &[module(MODULE_SIZE)]);
             assert!(u.find(M_FUNC).unwrap().is_none());
-            let w = walk(&k, &mem, &[module(MODULE_SIZE)], 0);
-            assert_eq!(w.table_warnings.len(), 1, "{:?}", w.table_warnings);
-            let t = &w.table_warnings[0];
-            assert_eq!(t.address, Some(VirtAddr(MODULE)));
-            assert!(t.message.contains("arch.num_orcs"), "{t:?}");
-            assert!(t.message.contains(MODULE_NAME), "{t:?}");
-            assert_module_walked_without_table(&k, &w);
+            assert_module_table_refused(&k, &mem, MODULE, "arch.num_orcs");
             // As built, the same module's table is read.
             let u = Unwinder::new(k.env(&k.mem, &ks), &[module(MODULE_SIZE)]);
             assert!(u.find(M_FUNC).unwrap().is_some());
