@@ -263,15 +263,8 @@ impl OrcTable {
         // The kernel sorts a module's table when it loads it; one out of
         // order would make a lookup answer with another function's entry.
         if let Some(i) = ips.windows(2).position(|w| w[1] < w[0]) {
-            return Err(Error::bad_data(
-                VirtAddr(ip_table.0.wrapping_add((i as u64 + 1) * 4)),
-                format!(
-                    "ORC ip table not sorted: entry {} starts at {:#x}, below entry {i}'s {:#x}",
-                    i + 1,
-                    ips[i + 1],
-                    ips[i]
-                ),
-            ));
+            let (j, k) = (i as u64, i as u64 + 1);
+            return Err(disorder_error(ip_table.0, ((j, ips[i]), (k, ips[i + 1]))));
         }
         let entries = r.mem.read_vec(
             entries,
@@ -461,7 +454,10 @@ impl OrcMemTable {
             Some(d) => d,
             None => {
                 let first = page.saturating_sub(self.ip_table) / 4;
-                let end = (page + 0x1000).saturating_sub(self.ip_table).div_ceil(4);
+                let end = page
+                    .saturating_add(0x1000)
+                    .saturating_sub(self.ip_table)
+                    .div_ceil(4);
                 let mut d = None;
                 let mut prev: Option<(u64, u64)> = None;
                 for j in first..end.min(self.count) {
