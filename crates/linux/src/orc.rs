@@ -624,6 +624,13 @@ mod tests {
         assert_eq!(short.find(&l, 0x2000), None);
     }
 
+    /// Four entries' bytes.
+    fn bytes_of_four() -> Vec<u8> {
+        (0..4)
+            .flat_map(|i| entry(i * 8, 0, reg::SP, 0, 2))
+            .collect()
+    }
+
     #[test]
     fn the_table_in_memory_answers_as_the_one_read_whole() {
         use hangscope_x64::SparseMemory;
@@ -705,6 +712,18 @@ mod tests {
                 .map(|e| e.sp_offset),
             Some(999)
         );
+        // A table on the address space's last page is searched without
+        // overflow.
+        let top = u64::MAX - 0xfff;
+        let mut high = SparseMemory::new();
+        for i in 0..4u64 {
+            let at = top + i * 4;
+            let ip = 0xffff_ffff_8100_0000 + i * 16;
+            high.write(at, &((ip.wrapping_sub(at)) as i32).to_le_bytes());
+        }
+        high.write(entries_at, &bytes_of_four());
+        let t = OrcMemTable::new(&high, &l, VirtAddr(top), VirtAddr(entries_at), 4).unwrap();
+        assert!(t.find(&high, &l, 0xffff_ffff_8100_0015).unwrap().is_some());
         // Counts the tables cannot hold, and unsorted ends, are refused.
         assert!(OrcMemTable::new(&mem, &l, VirtAddr(ip_at), VirtAddr(entries_at), 0).is_err());
         assert!(
