@@ -176,10 +176,7 @@ impl<'a> Unwinder<'a> {
                         None
                     };
                     if let Some(why) = refused {
-                        return Err(Error::bad_data(
-                            m.module,
-                            format!("module {}: {why}", m.name),
-                        ));
+                        return Err(Error::bad_data(m.module, why));
                     }
                     orc_budget -= n;
                     OrcTable::read(
@@ -189,16 +186,15 @@ impl<'a> Unwinder<'a> {
                         o.ptr("arch.orc_unwind")?,
                         n,
                     )
-                    .map_err(|mut e| {
-                        if let crate::error::ErrorKind::BadData(w) = &mut e.kind {
-                            *w = format!("module {}: {w}", m.name);
-                        }
-                        e
-                    })
                 };
                 match read() {
                     Ok(t) => Some(t),
-                    Err(e) => {
+                    Err(mut e) => {
+                        // Damaged data is named by its module, whichever
+                        // check found it.
+                        if let crate::error::ErrorKind::BadData(w) = &mut e.kind {
+                            *w = format!("module {}: {w}", m.name);
+                        }
                         warnings.push(warning(&e));
                         None
                     }
