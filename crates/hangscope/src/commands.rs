@@ -24,7 +24,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
                 manifest,
                 path: a.out.join(hangscope_capture::MANIFEST_FILE),
             };
-            emit(&report.render(format)?)?;
+            emit(&report.render(format)?, format)?;
             Ok(0)
         }
         Command::Info(a) => {
@@ -41,7 +41,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
                 dump: summary,
                 kernel,
             };
-            emit(&report.render(format)?)?;
+            emit(&report.render(format)?, format)?;
             match error {
                 Some(e) => Err(e),
                 None => Ok(0),
@@ -66,7 +66,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
             };
             let report = execute(&kernel, &sc)?;
             write_html(&report, html)?;
-            emit(&report.render(format)?)?;
+            emit(&report.render(format)?, format)?;
             Ok(report.exit_code())
         }
     }

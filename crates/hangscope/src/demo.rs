@@ -83,7 +83,8 @@ pub fn run(g: &GlobalArgs, a: &DemoArgs) -> Result<u8> {
     let kernel = Guest::Windows(open_kernel(g, &path, &dump)?);
     let report = execute(&kernel, &ShellCommand::Analyze)?;
     write_html(&report, a.html.as_deref())?;
-    emit(&report.render(render::Format::from_json_flag(g.json))?)?;
+    let format = render::Format::from_json_flag(g.json);
+    emit(&report.render(format)?, format)?;
     Ok(report.exit_code())
 }
 

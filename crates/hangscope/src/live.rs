@@ -6,7 +6,7 @@ use crate::cli::{Cli, Command, GlobalArgs, LiveArgs, LiveTargetArgs, Until, Watc
 use crate::commands::to_shell_command;
 use crate::dumpinfo::DumpSummary;
 use crate::execute::execute;
-use crate::output::emit;
+use crate::output::{emit, inert_text, say};
 use crate::render::{write_html, Format, KernelSummary, Report};
 use crate::session::{open_guest, Guest};
 use anyhow::{bail, Context, Result};
@@ -95,8 +95,8 @@ pub fn run(outer: &GlobalArgs, args: &LiveArgs) -> Result<u8> {
     let wall = t0.elapsed();
     drop(vm);
     let answer = answer?;
-    emit(&answer.text)?;
-    eprintln!("hangscope: {}", cost_line(&stats, wall));
+    emit(&answer.text, Format::from_json_flag(g.json))?;
+    say(format_args!("hangscope: {}", cost_line(&stats, wall)));
     Ok(answer.code)
 }
 
@@ -275,6 +275,7 @@ pub fn watch(g: &GlobalArgs, args: &WatchArgs) -> Result<u8> {
                 }
             }
         }
+        let line = inert_text(&line);
         println!(
             "{} round {round}: {line}; paused {:.1} ms, {} page(s) read, {:.0} ms",
             hangscope_capture::now_rfc3339(),

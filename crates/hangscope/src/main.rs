@@ -41,14 +41,14 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // Before the log file or any report is opened for writing.
     if let Err(e) = guard::check_outputs(&cli) {
-        eprintln!("hangscope: {e:#}");
+        output::say(format_args!("hangscope: {e:#}"));
         return ExitCode::from(EXIT_ERROR);
     }
     output::init_logging(&cli.global);
     std::panic::set_hook(Box::new(|info| {
         // A panic is a bug: say so once, through the logger, in one line.
         log::error!("internal error (please report it with the dump's format and build): {info}");
-        eprintln!("hangscope: internal error: {info}");
+        output::say(format_args!("hangscope: internal error: {info}"));
     }));
     match commands::run(&cli) {
         Ok(code) => ExitCode::from(code),
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             if output::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("hangscope: {e:#}");
+            output::say(format_args!("hangscope: {e:#}"));
             ExitCode::from(EXIT_ERROR)
         }
     }

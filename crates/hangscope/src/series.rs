@@ -116,6 +116,6 @@ pub fn run(g: &GlobalArgs, a: &AnalyzeArgs, format: Format) -> Result<u8> {
         Format::Json => hangscope_report::render_series_json(&series),
         _ => hangscope_report::render_series_text(&series),
     };
-    emit(&text)?;
+    emit(&text, Format::from_json_flag(format == Format::Json))?;
     Ok(series.overall.exit_code())
 }

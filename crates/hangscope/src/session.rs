@@ -196,6 +196,6 @@ pub fn open_linux<'d>(g: &GlobalArgs, path: &Path, dump: &'d Dump) -> Result<Lin
 /// The dump reader's notes (truncation first), once on stderr.
 pub fn warn_dump_notes(dump: &Dump) {
     for n in dump.notes_truncation_first() {
-        eprintln!("hangscope: warning: dump file: {n}");
+        crate::output::say(format_args!("hangscope: warning: dump file: {n}"));
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::cli::GlobalArgs;
 use crate::execute::execute;
+use crate::output::{emit, say};
 use crate::render::Format;
 use crate::session::{open_dump, open_guest, warn_dump_notes, Guest};
 use crate::shell::{parse, ShellCommand, HELP};
@@ -23,10 +24,14 @@ pub fn run(g: &GlobalArgs, path: &Path) -> Result<u8> {
             Ok(ShellCommand::Quit) => return false,
             Ok(ShellCommand::Nothing) => {}
             Ok(c) => match execute(&kernel, &c).and_then(|r| r.render(format)) {
-                Ok(text) => println!("{}", text.trim_end()),
-                Err(e) => eprintln!("hangscope: {e:#}"),
+                Ok(text) => {
+                    if let Err(e) = emit(text.trim_end(), format) {
+                        say(format_args!("hangscope: {e:#}"));
+                    }
+                }
+                Err(e) => say(format_args!("hangscope: {e:#}")),
             },
-            Err(e) => eprintln!("hangscope: {e}"),
+            Err(e) => say(format_args!("hangscope: {e}")),
         }
         true
     };

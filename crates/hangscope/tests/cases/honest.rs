@@ -270,6 +270,65 @@ fn issue_10_a_truncated_dump_says_so() {
     report("truncated dump", p);
 }
 
+/// Every string in a JSON document, depth first.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(xs) => xs.iter().for_each(|x| strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Names in a dump are the guest's to choose. Every process is renamed
+/// `ESC[2K` (erase the line) then CSI `8m` (hide what follows, as the C1
+/// byte 0x9b that `ImageFileName`'s Latin-1 reads as U+009B): the text
+/// shows both as escapes, the JSON carries them as `\u` escapes that parse
+/// back to the very name, and the verdict is the undamaged one.
+#[test]
+fn issue_10_names_from_the_dump_cannot_drive_the_terminal() {
+    const NAME: [u8; 8] = [0x1b, b'[', b'2', b'K', 0x9b, b'8', b'm', 0];
+    let shown = "\\x1b[2K\\x9b8m";
+    let parsed = "\u{1b}[2K\u{9b}8m";
+    let mut p = Vec::new();
+    let mut lab = lab_of("deadlock", "win10-19041");
+    let image_name = lab.off("_EPROCESS", "ImageFileName");
+    let procs: Vec<u64> = lab.truth.processes.iter().map(|x| x.address).collect();
+    for ep in procs {
+        lab.write_virt(ep + image_name, u64::from_le_bytes(NAME));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = lab.write_elf(dir.path(), "escnames");
+    let active = |s: &str| s.chars().any(|c| c == '\u{1b}' || c == '\u{9b}');
+    for cmd in ["analyze", "ps", "threads"] {
+        let r = util::run([cmd.as_ref(), path.as_os_str()]);
+        r.expect_no_crash();
+        if active(&r.stdout) || active(&r.stderr) {
+            p.push(format!("{cmd}: a raw ESC or CSI reached the terminal"));
+        }
+        if !r.stdout.contains(shown) {
+            p.push(format!("{cmd}: the name is not shown as {shown}"));
+        }
+    }
+    let (r, v) = analyze(&path);
+    if active(&r.stdout) {
+        p.push("analyze --json: a raw ESC or CSI in the document".into());
+    }
+    let mut all = Vec::new();
+    strings(&v, &mut all);
+    if !all.iter().any(|s| s.contains(parsed)) {
+        p.push("analyze --json: no string parses back to the name".into());
+    }
+    if v["overall"] != lab.truth.verdict.overall.as_str() {
+        p.push(format!(
+            "the verdict changed with the names: {} (want {})",
+            v["overall"],
+            lab.truth.verdict.overall.as_str()
+        ));
+    }
+    report("terminal escapes in names", p);
+}
+
 #[test]
 fn issue_10_outputs_that_are_the_dump_are_refused_and_it_stays_intact() {
     let lab = lab_of("idle", "win10-19041");
