@@ -466,8 +466,54 @@ impl<'d> LinuxKernel<'d> {
             w.dirs =
                 dirs::contended_dirs(&env, &mut w.locks.items, &tasks.items, &running, &files, &u);
         }
+        self.explain_unexplained(&mut w);
         w.locks.warnings.splice(0..0, tasks.warnings);
         Ok(w)
+    }
+
+    /// A task in D whose unwound stack is in a lock's slow path, or whose
+    /// stack cannot be walked, but whose wait was not found, hides a lock:
+    /// damage to the lock, its wait list or the task's waiter record. Each
+    /// is a warning, and the waits are incomplete, so that a cycle through
+    /// it is not silently lost.
+    fn explain_unexplained(&self, w: &mut waits::Waits) {
+        if w.unexplained.is_empty() {
+            return;
+        }
+        let stacks = self.stacks().map(|s| s.items).unwrap_or_default();
+        for u in std::mem::take(&mut w.unexplained) {
+            let Some(s) = stacks.iter().find(|s| s.task == u.task) else {
+                continue;
+            };
+            let who = format!("pid {} ({}), task {}", s.pid, s.comm, s.task);
+            let stack = u.stack.map_or(String::new(), |b| format!(" at {b}"));
+            let slowpath = s.frames.iter().find_map(|f| {
+                let func = f.function.as_deref()?;
+                waits::lock_slowpath(func).map(|kind| (func, kind))
+            });
+            let why = if let Some((func, kind)) = slowpath {
+                format!(
+                    "{who} sleeps in {func} for a {kind}, but no waiter record on its stack{stack} \
+                     leads to a {kind} with waiters{}: the lock and its owner are unknown, so a \
+                     deadlock through it cannot be seen",
+                    u.refusal.as_ref().map_or(String::new(), |r| format!(" ({r})"))
+                )
+            } else if s.end == model::StackEnd::Error || s.frames.is_empty() {
+                format!(
+                    "{who} is in D but its stack{stack} cannot be walked{}: what it waits on is \
+                     unknown",
+                    s.warnings
+                        .first()
+                        .map_or(String::new(), |x| format!(" ({})", x.message))
+                )
+            } else {
+                continue;
+            };
+            w.incomplete.get_or_insert_with(|| why.clone());
+            w.locks
+                .warnings
+                .push(warning(&Error::bad_data(u.task, why)));
+        }
     }
 
     /// The printk ring buffer, oldest record first.

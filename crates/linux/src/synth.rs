@@ -28,7 +28,7 @@ const T_TASKS: u64 = 0x100;
 const T_PID: u64 = 0x20;
 const T_TGID: u64 = 0x24;
 const T_COMM: u64 = 0x40;
-const T_STATE: u64 = 0x8;
+pub(crate) const T_STATE: u64 = 0x8;
 const T_EXIT: u64 = 0xc;
 const T_FLAGS: u64 = 0x10;
 const T_PARENT: u64 = 0x60;
@@ -41,9 +41,14 @@ const T_SIGNAL: u64 = 0xa0;
 const T_THREAD_NODE: u64 = 0xb0;
 const T_SWITCH: u64 = 0xc8;
 const S_THREAD_HEAD: u64 = 0x18;
-const T_STACK: u64 = 0xd0;
+pub(crate) const T_STACK: u64 = 0xd0;
 /// Where [`set_stack`] puts task stacks (16 KiB each, by task index).
 pub const STACKS: u64 = 0xffff_c900_0000_0000;
+/// Where the symbol `__mutex_lock` is: a return address into it on a
+/// stack says the task sleeps for a mutex.
+pub const MUTEX_LOCK_TEXT: u64 = 0xffff_ffff_8100_0000;
+/// The one zeroed stack every task has until [`set_stack`].
+const SHARED_STACK: u64 = 0xffff_c900_8000_0000;
 const RQ_CLOCK: u64 = 0x8;
 const RQ_IDLE: u64 = 0x30;
 
@@ -281,7 +286,11 @@ pub fn build(procs: &[Process]) -> SynthKernel {
         m.write_u64(at + T_NVCSW, 7);
         m.write_u64(at + T_NIVCSW, 3);
         m.write_u64(at + T_SIGNAL, signal);
+        // Every live task has a kernel stack; they share one zeroed one
+        // until [`set_stack`] gives a task its own.
+        m.write_u64(at + T_STACK, SHARED_STACK);
     };
+    m.write(SHARED_STACK, &[0u8; 0x4000]);
     write_task(&mut m, INIT_TASK, 0, 0, "swapper/0", 0, 0, true, SIGNALS);
     link_ring(
         &mut m,
@@ -320,6 +329,8 @@ pub fn build(procs: &[Process]) -> SynthKernel {
         );
     }
     m.write_u32(GLOBALS, 2);
+    // nr_threads: every task fork made (not init_task, not the idle tasks).
+    m.write_u32(GLOBALS + 0x8, tasks.len() as u32 - 1);
     let sym = |name: &str, addr: u64, kind: char| KernelSymbol {
         name: name.into(),
         addr,
@@ -329,8 +340,12 @@ pub fn build(procs: &[Process]) -> SynthKernel {
         vec![
             sym("init_task", INIT_TASK, 'D'),
             sym("nr_cpu_ids", GLOBALS, 'D'),
+            sym("nr_threads", GLOBALS + 0x8, 'D'),
             sym("__per_cpu_offset", GLOBALS + 0x100, 'D'),
             sym("runqueues", RUNQUEUES, 'D'),
+            // Code a stack may return into; nothing calls it.
+            sym("__mutex_lock", MUTEX_LOCK_TEXT, 'T'),
+            sym("__mutex_lock_end", MUTEX_LOCK_TEXT + 0x400, 'T'),
         ],
         None,
     );

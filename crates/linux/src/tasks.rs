@@ -30,6 +30,9 @@ const TASK_NOLOAD: u64 = 0x400;
 /// `TASK_RTLOCK_WAIT` (5.15+): a sleeping spinlock wait on PREEMPT_RT,
 /// reported as uninterruptible.
 const TASK_RTLOCK_WAIT: u64 = 0x1000;
+/// Every state bit any kernel has defined lies below this: 6.1's
+/// `TASK_STATE_MAX` is 0x10000 (after `TASK_FROZEN`), older kernels' lower.
+const STATE_BITS_END: u64 = 0x1_0000;
 /// The letters of the kernel's `task_state_array` (fs/proc/array.c) of
 /// 4.14 and later, used when the array itself cannot be read.
 const DEFAULT_LETTERS: &str = "RSDTtXZPI";
@@ -218,7 +221,37 @@ pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
     let mut out = Partial::default();
     let push =
         |addr: VirtAddr, out: &mut Partial<TaskInfo>| match read_task(&r, &layout, addr, &clocks) {
-            Ok(t) => out.items.push(t),
+            Ok(t) => {
+                // Only a task that has exited gives its stack back; a
+                // live one without is a damaged task_struct.
+                if t.raw_state >= STATE_BITS_END {
+                    out.warnings.push(warning(&Error::bad_data(
+                        addr,
+                        format!(
+                            "task pid {} ({:?}) has state {:#x}, with bits no kernel state has \
+                             (all lie below {STATE_BITS_END:#x}): its task_struct is damaged, \
+                             and the {} shown is not to be trusted",
+                            t.pid,
+                            t.comm,
+                            t.raw_state,
+                            t.state.letter()
+                        ),
+                    )));
+                }
+                let stack = r.object("task_struct", addr).ptr("stack");
+                if stack.is_ok_and(|s| s.0 == 0) && t.exit_state == 0 {
+                    out.warnings.push(warning(&Error::bad_data(
+                        addr,
+                        format!(
+                            "task pid {} ({:?}) has no kernel stack (`stack` is NULL) but has \
+                             not exited: its task_struct is damaged, and its state and wait \
+                             are not to be trusted",
+                            t.pid, t.comm
+                        ),
+                    )));
+                }
+                out.items.push(t)
+            }
             Err(e) => out.warnings.push(warning(&e)),
         };
     push(init, &mut out);
@@ -226,6 +259,7 @@ pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
         push(idle, &mut out);
     }
     let head = r.object("task_struct", init).field_addr("tasks")?;
+    let listed_before = out.items.len();
     for leader in r.iter_list(head, "task_struct", "tasks", MAX_TASKS)? {
         let leader = match leader {
             Ok(l) => l,
@@ -259,7 +293,33 @@ pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
             }
         }
     }
+    check_count(env, head, out.items.len() - listed_before, &mut out);
     Ok(out)
+}
+
+/// The kernel counts its threads in `nr_threads` (every task `fork`
+/// made and `exit` has not yet unhashed, under `tasklist_lock` as the
+/// lists change): a list that holds another number was cut or fed by
+/// damage, which a self-linked `init_task.tasks` or a link into another
+/// list would otherwise hide. `listed` counts the tasks found on the lists
+/// (neither `init_task` nor the idle tasks, which `nr_threads` leaves out).
+fn check_count(env: &Env<'_>, head: VirtAddr, listed: usize, out: &mut Partial<TaskInfo>) {
+    let Some(at) = env.kallsyms.get("nr_threads") else {
+        return;
+    };
+    // `int nr_threads` (kernel/fork.c).
+    let Ok(counted) = env.r.read_uint(VirtAddr(at), 4) else {
+        return;
+    };
+    if counted as usize != listed {
+        out.warnings.push(warning(&Error::bad_data(
+            head,
+            format!(
+                "the task list from init_task.tasks lists {listed} task(s), but the kernel's \
+                 nr_threads counts {counted}: the list is cut short or leads elsewhere"
+            ),
+        )));
+    }
 }
 
 /// The threads of the group `leader` leads, the leader included.
@@ -446,6 +506,37 @@ mod tests {
     }
 
     #[test]
+    fn a_list_that_looks_whole_but_misses_tasks_is_named() {
+        // A self-linked head is a well-formed empty list: only the
+        // kernel's count of its threads tells the tasks are missing.
+        let mut k = synth::build(&procs());
+        let head = synth::tasks_link(synth::INIT_TASK);
+        k.mem.write_u64(head, head);
+        k.mem.write_u64(head + 8, head);
+        let p = walk(&k).unwrap();
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].message.contains("nr_threads"),
+            "{:?}",
+            p.warnings
+        );
+        assert_eq!(p.warnings[0].address, Some(VirtAddr(head)));
+        // A live task without a stack, or with state bits no kernel has,
+        // is a damaged task_struct.
+        let mut k = synth::build(&procs());
+        k.mem.write_u64(k.tasks[2] + synth::T_STACK, 0);
+        k.mem.write_u32(k.tasks[3] + synth::T_STATE, 0xdead_beef);
+        let p = walk(&k).unwrap();
+        let named = |t: u64, what: &str| {
+            p.warnings
+                .iter()
+                .any(|w| w.address == Some(VirtAddr(t)) && w.message.contains(what))
+        };
+        assert!(named(k.tasks[2], "no kernel stack"), "{:?}", p.warnings);
+        assert!(named(k.tasks[3], "0xdeadbeef"), "{:?}", p.warnings);
+    }
+
+    #[test]
     fn damaged_lists_end_with_a_warning_naming_the_link() {
         // A task list that loops back to its second entry.
         let mut k = synth::build(&procs());
@@ -455,8 +546,10 @@ mod tests {
         let set_next = |m: &mut SparseMemory, node: u64, to: u64| m.write_u64(node + 8, to);
         set_next(&mut k.mem, third, second);
         let p = walk(&k).unwrap();
+        // (Every task was met before the loop: the count agrees.)
         assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-        assert!(p.warnings[0].address.is_some());
+        // At the damaged link, not at the sound entry it leads back to.
+        assert_eq!(p.warnings[0].address, Some(VirtAddr(third)));
         assert!(p.items.iter().any(|t| t.pid == 2));
         // A broken back link.
         let mut k = synth::build(&procs());
@@ -477,7 +570,13 @@ mod tests {
             0xffff_8880_7000_0000,
         );
         let p = walk(&k).unwrap();
-        assert_eq!(p.warnings.len(), 1);
+        // The break, then the count the tasks after it are missing from.
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        assert!(
+            p.warnings[1].message.contains("nr_threads"),
+            "{:?}",
+            p.warnings
+        );
         // The synthetic list_head keeps next at offset 8: the read that
         // faults is the bad entry's own forward link, read first (the
         // walk x64 shares with the Windows model).

@@ -228,9 +228,15 @@ impl Iterator for ListIter<'_> {
                 from,
                 format!("list link next = {:#x} is not a kernel address", value.0),
             ),
-            ListBreak::Loop { at, .. } => Error::bad_data(
-                at,
-                format!("list loops back to {:#x} without reaching its head", at.0),
+            // Named at the link that was damaged, not the entry it leads
+            // back to (which is sound).
+            ListBreak::Loop { at, from } => Error::bad_data(
+                from,
+                format!(
+                    "list link next = {:#x} leads back to an entry met before, without \
+                     reaching its head",
+                    at.0
+                ),
             ),
             ListBreak::TooLong { max } => {
                 Error::bad_data(head, format!("list longer than {max} entries"))

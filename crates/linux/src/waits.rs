@@ -116,6 +116,33 @@ pub struct Waits {
     pub notes: Vec<String>,
     /// The contended directories among the locks ([`crate::dirs`]).
     pub dirs: Vec<crate::dirs::ContendedDir>,
+    /// Tasks in a plain uninterruptible sleep whose wait nothing explains
+    /// (no lock, no queue, no vfork): [`crate::LinuxKernel::waits`] turns
+    /// those whose stack says they sleep for a lock into warnings.
+    pub unexplained: Vec<Unexplained>,
+    /// Why the waits are known to be incomplete, when they are: a task
+    /// sleeps for a lock that damage hides.
+    pub incomplete: Option<String>,
+}
+
+/// A task in D whose wait was not found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unexplained {
+    /// The `task_struct`.
+    pub task: VirtAddr,
+    /// Its kernel stack's base, when it has one.
+    pub stack: Option<VirtAddr>,
+    /// Why the best candidate waiter record on its stack was refused
+    /// (naming the record, list or lock), when there was one.
+    pub refusal: Option<String>,
+}
+
+/// The lock kind whose slow path `function` is, for a frame's function.
+pub(crate) fn lock_slowpath(function: &str) -> Option<&'static str> {
+    KINDS
+        .iter()
+        .find(|k| k.slowpaths.iter().any(|p| function.starts_with(p)))
+        .map(|k| k.kind)
 }
 
 /// THREAD_SIZE: the size of `union thread_union` in the types, else the
@@ -196,12 +223,13 @@ pub fn find_waits(
             .filter_map(|&w| env.kallsyms.symbol_at(w).map(|(s, _)| s.name))
             .collect();
         let mut found = false;
+        let mut refusal = None;
         for (i, &w) in words.iter().enumerate() {
             if w != t.info.task.0 {
                 continue;
             }
             let at = VirtAddr(stack.0 + i as u64 * 8);
-            if let Some(lock) = lock_waiter_at(&r, at, &by_addr, size, &hints) {
+            if let Some(lock) = lock_waiter_at(&r, at, &by_addr, size, &hints, &mut refusal) {
                 found = true;
                 if heads.contains_key(&lock.address.0) {
                     out.waiting_on.insert(t.info.task.0, lock.address.0);
@@ -304,6 +332,11 @@ pub fn find_waits(
                     t.info.raw_state
                 )
             } else {
+                out.unexplained.push(Unexplained {
+                    task: t.info.task,
+                    stack: Some(stack),
+                    refusal: refusal.take().map(|(_, why)| why),
+                });
                 format!(
                     "{who} is in D but no waiter record on its stack leads to a lock \
                      (a completion, wait queue or I/O wait has no owner to follow)"
@@ -397,13 +430,15 @@ pub(crate) fn ring(r: &Reader<'_>, start: VirtAddr) -> Option<Vec<VirtAddr>> {
 }
 
 /// The lock whose waiter record has its `task` field at `at`, when every
-/// check holds.
+/// check holds. When a record of a kind whose slow path is on the stack
+/// fails a check, `refusal` says which, naming the address.
 fn lock_waiter_at(
     r: &Reader<'_>,
     at: VirtAddr,
     tasks: &HashMap<u64, &TaskRef<'_>>,
     size: u64,
     hints: &[&str],
+    refusal: &mut Option<(u8, String)>,
 ) -> Option<LockInfo> {
     // Kinds whose slow path is on this stack first.
     let mut order: Vec<&LockKind> = KINDS.iter().collect();
@@ -431,10 +466,64 @@ fn lock_waiter_at(
         };
         let rec = VirtAddr(at.0.wrapping_sub(task_off));
         let node = VirtAddr(rec.0.wrapping_add(list_off));
-        linked_both_ways(r, node)?;
-        let nodes = ring(r, node)?;
+        // Of the refused candidates, the one that got furthest is the
+        // likeliest real record (most words equal to the task on a stack
+        // are no record at all); the first of equals is kept.
+        let mut refuse = |progress: u8, why: String| {
+            if on_stack && refusal.as_ref().is_none_or(|(p, _)| progress > *p) {
+                *refusal = Some((
+                    progress,
+                    format!("the {} record at {rec}: {why}", k.waiter_ty),
+                ));
+            }
+        };
+        if linked_both_ways(r, node).is_none() {
+            let (Ok(next_off), Ok(prev_off)) =
+                (r.offset("list_head", "next"), r.offset("list_head", "prev"))
+            else {
+                continue;
+            };
+            let read = |a: VirtAddr, off: u64| r.read_ptr(VirtAddr(a.0.wrapping_add(off))).ok();
+            let next = read(node, next_off);
+            let prev = read(node, prev_off);
+            let back = next.and_then(|n| read(n, prev_off)) == Some(node);
+            let fwd = prev.and_then(|p| read(p, next_off)) == Some(node);
+            // A neighbour that is the wait list of a lock held with
+            // waiters names the lock this record was queued on.
+            let lock = [next, prev].into_iter().flatten().find_map(|n| {
+                let lock = VirtAddr(n.0.wrapping_sub(wl_off));
+                read_lock(r, k, lock, &[], tasks).map(|_| lock)
+            });
+            let readable = |a: Option<VirtAddr>| a.and_then(|a| read(a, next_off));
+            let progress = match (readable(next), readable(prev)) {
+                _ if lock.is_some() => 3,
+                _ if back || fwd => 2,
+                (Some(_), Some(_)) => 1,
+                _ => 0,
+            };
+            let show = |a: Option<VirtAddr>| a.map_or("unreadable".to_string(), |a| a.to_string());
+            refuse(
+                progress,
+                format!(
+                    "its list node at {node} is not linked both ways (next {}, prev {}): the \
+                     wait list{} is broken",
+                    show(next),
+                    show(prev),
+                    lock.map_or(String::new(), |l| format!(" of the {} at {l}", k.lock_ty))
+                ),
+            );
+            return None;
+        }
+        let Some(nodes) = ring(r, node) else {
+            refuse(
+                4,
+                format!("the wait list through {node} breaks, loops or passes {MAX_WAITERS} nodes"),
+            );
+            return None;
+        };
         // The one node that is no waiter record on its task's stack.
         let mut head = None;
+        let mut two_heads = false;
         let mut waiters = Vec::new();
         for n in &nodes {
             let owner = r
@@ -447,10 +536,33 @@ fn lock_waiter_at(
             match on_stack {
                 Some(w) => waiters.push((w, VirtAddr(n.0.wrapping_sub(list_off)))),
                 None if head.is_none() => head = Some(*n),
-                None => return None,
+                None => {
+                    refuse(
+                        5,
+                        format!(
+                            "the wait list through {node} has two nodes that are no waiter's \
+                             record ({} and {n}), so no one lock heads it",
+                            head.unwrap_or_default()
+                        ),
+                    );
+                    two_heads = true;
+                    break;
+                }
             }
         }
-        let head = head?;
+        if two_heads {
+            return None;
+        }
+        let Some(head) = head else {
+            refuse(
+                5,
+                format!(
+                    "every node of the wait list through {node} is a waiter's record: no lock \
+                     heads it"
+                ),
+            );
+            return None;
+        };
         let lock = VirtAddr(head.0.wrapping_sub(wl_off));
         // Waiters in wait_list order: from the head on.
         let pos = nodes.iter().position(|&n| n == head)?;
@@ -466,6 +578,22 @@ fn lock_waiter_at(
         if let Some(info) = read_lock(r, k, lock, &ordered, tasks) {
             return Some(info);
         }
+        let words = ["owner", "count"]
+            .iter()
+            .filter_map(|f| {
+                let v = r.object(k.lock_ty, lock).uint(f).ok()?;
+                Some(format!("{f} {v:#x}"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        refuse(
+            6,
+            format!(
+                "the {} at {lock} heading its wait list does not read as held with waiters \
+                 ({words}): its owner is not a task on the task list, or a flag is wrong",
+                k.lock_ty
+            ),
+        );
     }
     None
 }
@@ -857,6 +985,23 @@ mod tests {
         // An owner word that is no task: not a mutex.
         let w = run(|m, _, _| m.write_u64(MUTEX, 0xffff_8880_1234_5001));
         assert!(w.locks.items.is_empty(), "{:#?}", w.locks);
+        // A waiter in __mutex_lock whose record's list is broken says
+        // which mutex it was queued on: the head self-linked.
+        // (waiter_a's stack is the second `run` gives out.)
+        let stack_a = VirtAddr(synth::STACKS + 0x4000);
+        let w = run(|m, _, _| {
+            m.write_u64(stack_a.0 + 0x3f00, synth::MUTEX_LOCK_TEXT + 0x40);
+            let head = MUTEX + MUTEX_WAIT_LIST;
+            m.write_u64(head, head);
+            m.write_u64(head + 8, head);
+        });
+        let waiter_a = w.unexplained.iter().find(|u| u.stack == Some(stack_a));
+        let why = waiter_a.and_then(|u| u.refusal.clone()).unwrap_or_default();
+        assert!(
+            why.contains(&format!("the mutex at {}", VirtAddr(MUTEX))),
+            "{:#?}",
+            w.unexplained
+        );
         // A ring that loops without coming back: bounded, nothing found.
         let w = run(|m, _, recs| {
             let (a, b) = (recs[0] + MUTEX_WAITER_LIST, recs[1] + MUTEX_WAITER_LIST);

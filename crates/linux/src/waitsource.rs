@@ -157,8 +157,18 @@ impl LinuxKernel<'_> {
         }
         match waits {
             Ok(w) => {
-                inp.warnings
-                    .extend(w.locks.warnings.iter().map(|w| w.message.clone()));
+                if let Some(why) = &w.incomplete {
+                    inp.gaps.push(wg::Gap {
+                        part: wg::ModelPart::Waits,
+                        reason: why.clone(),
+                    });
+                }
+                // `waits` repeats the task list's warnings, met above.
+                for m in w.locks.warnings.iter().map(|w| &w.message) {
+                    if !inp.warnings.contains(m) {
+                        inp.warnings.push(m.clone());
+                    }
+                }
                 inp.resources = w.locks.items.iter().map(resource).collect();
                 for l in &w.locks.items {
                     add_io_wait(&mut inp, l);
