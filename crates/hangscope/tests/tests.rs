@@ -41,6 +41,9 @@ mod demo;
 #[path = "cases/linux.rs"]
 mod linux;
 
+#[path = "cases/linux_corpus.rs"]
+mod linux_corpus;
+
 #[path = "cases/live.rs"]
 mod live;
 

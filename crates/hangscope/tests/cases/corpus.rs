@@ -25,16 +25,25 @@ use crate::util::{self, report};
 const BUILDS: [&str; 2] = ["win7sp1", "win10-19041"];
 
 /// What one analysed case must show.
-struct Expect<'a> {
-    scenario: &'a str,
+pub(crate) struct Expect<'a> {
+    pub(crate) scenario: &'a str,
     /// The undamaged verdict.
-    clean: &'a str,
+    pub(crate) clean: &'a str,
     /// The damaged virtual address, when the damage is inside memory.
-    addr: Option<u64>,
+    pub(crate) addr: Option<u64>,
+    /// The damaged object's extent, when a warning naming any address in
+    /// it names the damage (a stack whose one page or mapping is broken).
+    pub(crate) span: Option<(u64, u64)>,
 }
 
-/// Analyse `path` and judge it; problems go to `p`. Returns the verdict.
-fn judge(p: &mut Vec<String>, label: &str, path: &Path, e: &Expect<'_>) -> String {
+/// Analyse `path` and judge it; problems go to `p`. Returns the verdict,
+/// and the document when `analyze` printed one.
+pub(crate) fn judge(
+    p: &mut Vec<String>,
+    label: &str,
+    path: &Path,
+    e: &Expect<'_>,
+) -> (String, Option<Value>) {
     let r = util::run(["--json".as_ref(), "analyze".as_ref(), path.as_os_str()]);
     let crashed = r.stderr.contains("panicked") || r.stderr.contains("internal error");
     match r.code {
@@ -46,7 +55,7 @@ fn judge(p: &mut Vec<String>, label: &str, path: &Path, e: &Expect<'_>) -> Strin
                     r.stderr
                 ));
             }
-            return "error".into();
+            return ("error".into(), None);
         }
         Some(0 | 1 | 3 | 4 | 5) if !crashed => {}
         _ => {
@@ -54,14 +63,14 @@ fn judge(p: &mut Vec<String>, label: &str, path: &Path, e: &Expect<'_>) -> Strin
                 "{label}: crashed (exit {:?}): {}",
                 r.code, r.stderr
             ));
-            return "crash".into();
+            return ("crash".into(), None);
         }
     }
     let v: Value = match serde_json::from_str(&r.stdout) {
         Ok(v) => v,
         Err(err) => {
             p.push(format!("{label}: stdout is not JSON ({err})"));
-            return "garbage".into();
+            return ("garbage".into(), None);
         }
     };
     let got = v["overall"].as_str().unwrap_or("?").to_string();
@@ -69,7 +78,7 @@ fn judge(p: &mut Vec<String>, label: &str, path: &Path, e: &Expect<'_>) -> Strin
         p.push(format!("{label}: HEALTHY on a damaged {} dump", e.scenario));
     } else if got != e.clean && got != "inconclusive" {
         let warned = match e.addr {
-            Some(a) => warns_about(&v, a) || names_page_of(&v, a),
+            Some(a) => warns_about(&v, a) || names_page_of(&v, a) || names_in(&v, e.span),
             None => v["warnings"].as_array().is_some_and(|w| !w.is_empty()),
         };
         if !warned {
@@ -80,11 +89,11 @@ fn judge(p: &mut Vec<String>, label: &str, path: &Path, e: &Expect<'_>) -> Strin
             ));
         }
     }
-    got
+    (got, Some(v))
 }
 
 /// How a case ended, for the tally a run prints (`--nocapture`).
-fn outcome(got: &str, clean: &str) -> &'static str {
+pub(crate) fn outcome(got: &str, clean: &str) -> &'static str {
     match got {
         "error" => "clear error",
         "inconclusive" => "inconclusive",
@@ -97,7 +106,18 @@ fn outcome(got: &str, clean: &str) -> &'static str {
 /// Whether the warnings, a finding's `evidence_warnings` or `incomplete`
 /// name an address in the damaged address's page (a damaged link is
 /// reported at its entry, a zeroed page at any object in it).
-fn names_page_of(v: &Value, addr: u64) -> bool {
+pub(crate) fn names_page_of(v: &Value, addr: u64) -> bool {
+    named(v).any(|x| x & !0xfff == addr & !0xfff)
+}
+
+/// Whether they name an address in `span` (start, end).
+pub(crate) fn names_in(v: &Value, span: Option<(u64, u64)>) -> bool {
+    span.is_some_and(|(start, end)| named(v).any(|x| (start..end).contains(&x)))
+}
+
+/// The hexadecimal numbers in the warnings, evidence warnings and
+/// `incomplete` of an `analyze` document.
+fn named(v: &Value) -> impl Iterator<Item = u64> {
     let mut text = v["warnings"].to_string();
     text.push_str(&v["incomplete"].to_string());
     for f in v["findings"].as_array().into_iter().flatten() {
@@ -106,7 +126,8 @@ fn names_page_of(v: &Value, addr: u64) -> bool {
     let text = text.to_ascii_lowercase().replace('`', "");
     text.split(|c: char| !c.is_ascii_alphanumeric())
         .filter_map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
-        .any(|x| x & !0xfff == addr & !0xfff)
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// A damage to the memory of a lab image: its name, and the virtual address
@@ -258,8 +279,9 @@ fn object_corpus(scenario: &str) {
                     scenario,
                     clean: &clean,
                     addr: Some(addr),
+                    span: None,
                 };
-                let got = judge(&mut p, &label, &path, &e);
+                let (got, _) = judge(&mut p, &label, &path, &e);
                 *tally.entry(outcome(&got, &clean)).or_insert(0) += 1;
                 runs += 1;
                 std::fs::remove_file(&path).unwrap();
@@ -329,6 +351,7 @@ fn file_corpus(scenario: &str) {
                 scenario,
                 clean: &clean,
                 addr: None,
+                span: None,
             };
             let cut = dir.path().join(format!("cut.{}", f.name()));
             for at in [
@@ -348,7 +371,7 @@ fn file_corpus(scenario: &str) {
                     "[{scenario} {build} {}] cut at {at:#x} of {len:#x}",
                     f.name()
                 );
-                let got = judge(&mut p, &label, &cut, &e);
+                let (got, _) = judge(&mut p, &label, &cut, &e);
                 *tally.entry(outcome(&got, &clean)).or_insert(0) += 1;
                 runs += 1;
             }
@@ -360,7 +383,7 @@ fn file_corpus(scenario: &str) {
                 b[o..o + width].copy_from_slice(&value.to_le_bytes()[..width]);
                 std::fs::write(&hdr, &b).unwrap();
                 let label = format!("[{scenario} {build} {}] {what}", f.name());
-                let got = judge(&mut p, &label, &hdr, &e);
+                let (got, _) = judge(&mut p, &label, &hdr, &e);
                 *tally.entry(outcome(&got, &clean)).or_insert(0) += 1;
                 runs += 1;
             }

@@ -14,12 +14,12 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// One recipe directory: a kernel line's dumps, truth and debug vmlinux.
-struct Guest {
-    dir: PathBuf,
+pub(crate) struct Guest {
+    pub(crate) dir: PathBuf,
 }
 
 impl Guest {
-    fn dump(&self, form: &str) -> PathBuf {
+    pub(crate) fn dump(&self, form: &str) -> PathBuf {
         self.dir.join("dumps").join(match form {
             "elf" => "hangguest.elf",
             _ => "hangguest.kdump-zlib",
@@ -46,7 +46,7 @@ impl Guest {
             })
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -56,7 +56,7 @@ impl Guest {
 
 /// The guests to test, or `None` (with a message) when there are none
 /// outside CI.
-fn guests() -> Option<Vec<Guest>> {
+pub(crate) fn guests() -> Option<Vec<Guest>> {
     let list = std::env::var("HANGSCOPE_LINUX_GUESTS").unwrap_or_default();
     let dirs: Vec<Guest> = list
         .split(':')
@@ -348,7 +348,7 @@ fn btf_in_the_dump_and_the_debug_vmlinux_give_identical_answers() {
 /// A flattened kdump file (what `virsh dump --format kdump-zlib` writes:
 /// a `makedumpfile` header, then big-endian `(offset, size)` records) made
 /// plain, as `makedumpfile -R` would: each record's bytes at its offset.
-fn unflatten(flat: &Path, out: &Path) {
+pub(crate) fn unflatten(flat: &Path, out: &Path) {
     use std::io::{Seek, SeekFrom, Write};
     let d = std::fs::read(flat).unwrap();
     assert!(
