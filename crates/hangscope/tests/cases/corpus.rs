@@ -334,6 +334,24 @@ fn header_damages(f: Format, bytes: &[u8]) -> Vec<(String, u64, u64)> {
     v
 }
 
+/// Where a file of `len` bytes is cut: inside the first header, at page
+/// boundaries, past the first run of headers, through the body, and one
+/// page and one byte short.
+pub(crate) fn cut_points(len: u64) -> [u64; 10] {
+    [
+        0,
+        1,
+        64,
+        4096,
+        0x2000 + 8,
+        len / 8,
+        len / 2,
+        len * 7 / 8,
+        len.saturating_sub(4096),
+        len.saturating_sub(1),
+    ]
+}
+
 /// Truncation points and header fields, every format.
 fn file_corpus(scenario: &str) {
     let mut p = Vec::new();
@@ -354,18 +372,7 @@ fn file_corpus(scenario: &str) {
                 span: None,
             };
             let cut = dir.path().join(format!("cut.{}", f.name()));
-            for at in [
-                0,
-                1,
-                64,
-                4096,
-                0x2000 + 8,
-                len / 8,
-                len / 2,
-                len * 7 / 8,
-                len - 4096,
-                len - 1,
-            ] {
+            for at in cut_points(len) {
                 std::fs::write(&cut, &bytes[..at.min(len) as usize]).unwrap();
                 let label = format!(
                     "[{scenario} {build} {}] cut at {at:#x} of {len:#x}",

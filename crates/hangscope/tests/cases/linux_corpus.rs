@@ -32,7 +32,7 @@ use hangscope_linux::LinuxKernel;
 use hangscope_x64::VirtAddr;
 use serde_json::Value;
 
-use crate::corpus::{judge, names_in, names_page_of, outcome, Expect};
+use crate::corpus::{cut_points, judge, names_in, names_page_of, outcome, Expect};
 use crate::corrupt::warns_about;
 use crate::linux::{guests, unflatten, Guest};
 use crate::util::report;
@@ -699,18 +699,7 @@ fn file_corpus(
                 .or_insert(0) += 1;
             runs += 1;
         };
-        for at in [
-            0,
-            1,
-            64,
-            4096,
-            0x2000 + 8,
-            len / 8,
-            len / 2,
-            len * 7 / 8,
-            len - 4096,
-            len - 1,
-        ] {
+        for at in cut_points(len) {
             case(
                 p,
                 format!("cut at {at:#x} of {len:#x}"),
