@@ -164,8 +164,9 @@ impl LinuxKernel<'_> {
                     });
                 }
                 // `waits` repeats the task list's warnings, met above.
+                let met: std::collections::HashSet<String> = inp.warnings.iter().cloned().collect();
                 for m in w.locks.warnings.iter().map(|w| &w.message) {
-                    if !inp.warnings.contains(m) {
+                    if !met.contains(m) {
                         inp.warnings.push(m.clone());
                     }
                 }
