@@ -208,7 +208,16 @@ pub fn find_waits(
             Ok(b) => b,
             Err(e) => {
                 if t.info.state == TaskState::DiskSleep {
-                    out.locks.warnings.push(warning(&Error::from(e)));
+                    let w = warning(&Error::from(e));
+                    // What a task in D waits on is unknown: a deadlock
+                    // through it could not be seen.
+                    out.incomplete.get_or_insert_with(|| {
+                        format!(
+                            "the stack of pid {} ({}), in D, cannot be read: {}",
+                            t.info.pid, t.info.comm, w.message
+                        )
+                    });
+                    out.locks.warnings.push(w);
                 }
                 continue;
             }

@@ -183,6 +183,27 @@ impl LinuxKernel<'_> {
                 reason: e.to_string(),
             }),
         }
+        // A warning at a task's own address is about that task: a finding
+        // whose evidence passes through it repeats it.
+        let named = tasks
+            .warnings
+            .iter()
+            .chain(waits.as_ref().map_or(&[][..], |w| &w.locks.warnings[..]));
+        let index: std::collections::HashMap<u64, usize> = inp
+            .threads
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.key, i))
+            .collect();
+        for w in named {
+            let Some(&i) = w.address.and_then(|at| index.get(&at.0)) else {
+                continue;
+            };
+            let t = &mut inp.threads[i];
+            if !t.warnings.contains(&w.message) {
+                t.warnings.push(w.message.clone());
+            }
+        }
         inp
     }
 }

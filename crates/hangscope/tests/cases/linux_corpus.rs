@@ -387,6 +387,34 @@ fn judge_linux(
     outcome(&got, e.clean).into()
 }
 
+/// Damage to the deadlocked mutex or its blocked waiter `task`: every
+/// finding built on that task (it still owns the other mutex) must say
+/// its evidence is damaged, in JSON and in the headline.
+fn evidence_says_so(p: &mut Vec<String>, label: &str, path: &Path, task: u64) {
+    let text = crate::util::run(["analyze".as_ref(), path.as_os_str()]);
+    let json = crate::util::run(["--json".as_ref(), "analyze".as_ref(), path.as_os_str()]);
+    let v = serde_json::from_str::<Value>(&json.stdout).unwrap_or_default();
+    let task = format!("{task:x}");
+    let on_task: Vec<&Value> = v["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f.to_string().replace('`', "").contains(&task))
+        .collect();
+    let unsaid = on_task.iter().any(|f| {
+        f["evidence_warnings"]
+            .as_array()
+            .is_none_or(|w| w.is_empty())
+    });
+    let headline = text.stdout.lines().next().unwrap_or_default();
+    if unsaid || (!on_task.is_empty() && !headline.contains("in the evidence")) {
+        p.push(format!(
+            "{label}: a finding built on task {task} does not say its evidence is damaged: \
+             {headline}"
+        ));
+    }
+}
+
 /// A listing over a damaged task list warns naming the damage, in its
 /// text and in its JSON (issue 10: listings used to print what they could with
 /// exit 0 and no word of the damage).
@@ -469,6 +497,9 @@ fn memory_corpus(
         runs += 1;
         if what.starts_with("task l") || what.starts_with("thread group") {
             listing_warns(p, &label, &out, d.at);
+        }
+        if what.starts_with("mutex") || what.starts_with("blocked task's") {
+            evidence_says_so(p, &label, &out, site.deadlocked_mutex().1);
         }
     }
     runs + kdump_page_corpus(g, plain, &site, p, tally)
