@@ -481,12 +481,14 @@ impl<'d> LinuxKernel<'d> {
             return;
         }
         let stacks = self.stacks().map(|s| s.items).unwrap_or_default();
+        let by_task: std::collections::HashMap<VirtAddr, &TaskStack> =
+            stacks.iter().map(|s| (s.task, s)).collect();
         for u in std::mem::take(&mut w.unexplained) {
-            let Some(s) = stacks.iter().find(|s| s.task == u.task) else {
+            let Some(s) = by_task.get(&u.task) else {
                 continue;
             };
             let who = format!("pid {} ({}), task {}", s.pid, s.comm, s.task);
-            let stack = u.stack.map_or(String::new(), |b| format!(" at {b}"));
+            let stack = format!(" at {}", u.stack);
             let slowpath = s.frames.iter().find_map(|f| {
                 let func = f.function.as_deref()?;
                 waits::lock_slowpath(func).map(|kind| (func, kind))

@@ -222,34 +222,7 @@ pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
     let push =
         |addr: VirtAddr, out: &mut Partial<TaskInfo>| match read_task(&r, &layout, addr, &clocks) {
             Ok(t) => {
-                // Only a task that has exited gives its stack back; a
-                // live one without is a damaged task_struct.
-                if t.raw_state >= STATE_BITS_END {
-                    out.warnings.push(warning(&Error::bad_data(
-                        addr,
-                        format!(
-                            "task pid {} ({:?}) has state {:#x}, with bits no kernel state has \
-                             (all lie below {STATE_BITS_END:#x}): its task_struct is damaged, \
-                             and the {} shown is not to be trusted",
-                            t.pid,
-                            t.comm,
-                            t.raw_state,
-                            t.state.letter()
-                        ),
-                    )));
-                }
-                let stack = r.object("task_struct", addr).ptr("stack");
-                if stack.is_ok_and(|s| s.0 == 0) && t.exit_state == 0 {
-                    out.warnings.push(warning(&Error::bad_data(
-                        addr,
-                        format!(
-                            "task pid {} ({:?}) has no kernel stack (`stack` is NULL) but has \
-                             not exited: its task_struct is damaged, and its state and wait \
-                             are not to be trusted",
-                            t.pid, t.comm
-                        ),
-                    )));
-                }
+                check_task(&r, &t, &mut out.warnings);
                 out.items.push(t)
             }
             Err(e) => out.warnings.push(warning(&e)),
@@ -295,6 +268,37 @@ pub fn tasks(env: &Env<'_>, cache: &Cache) -> Result<Partial<TaskInfo>> {
     }
     check_count(env, head, out.items.len() - listed_before, &mut out);
     Ok(out)
+}
+
+/// Signs that a task's own record is damaged: state bits no kernel has,
+/// or no kernel stack on a task that has not exited (only exit gives a
+/// task's stack back).
+fn check_task(r: &Reader<'_>, t: &TaskInfo, warnings: &mut Vec<crate::model::Warning>) {
+    if t.raw_state >= STATE_BITS_END {
+        warnings.push(warning(&Error::bad_data(
+            t.task,
+            format!(
+                "task pid {} ({:?}) has state {:#x}, with bits no kernel state has (all lie \
+                 below {STATE_BITS_END:#x}): its task_struct is damaged, and the {} shown is \
+                 not to be trusted",
+                t.pid,
+                t.comm,
+                t.raw_state,
+                t.state.letter()
+            ),
+        )));
+    }
+    let stack = r.object("task_struct", t.task).ptr("stack");
+    if stack.is_ok_and(|s| s.0 == 0) && t.exit_state == 0 {
+        warnings.push(warning(&Error::bad_data(
+            t.task,
+            format!(
+                "task pid {} ({:?}) has no kernel stack (`stack` is NULL) but has not exited: \
+                 its task_struct is damaged, and its state and wait are not to be trusted",
+                t.pid, t.comm
+            ),
+        )));
+    }
 }
 
 /// The kernel counts its threads in `nr_threads` (every task `fork`

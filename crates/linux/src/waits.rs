@@ -130,8 +130,8 @@ pub struct Waits {
 pub struct Unexplained {
     /// The `task_struct`.
     pub task: VirtAddr,
-    /// Its kernel stack's base, when it has one.
-    pub stack: Option<VirtAddr>,
+    /// Its kernel stack's base.
+    pub stack: VirtAddr,
     /// Why the best candidate waiter record on its stack was refused
     /// (naming the record, list or lock), when there was one.
     pub refusal: Option<String>,
@@ -343,7 +343,7 @@ pub fn find_waits(
             } else {
                 out.unexplained.push(Unexplained {
                     task: t.info.task,
-                    stack: Some(stack),
+                    stack,
                     refusal: refusal.take().map(|(_, why)| why),
                 });
                 format!(
@@ -1004,7 +1004,7 @@ mod tests {
             m.write_u64(head, head);
             m.write_u64(head + 8, head);
         });
-        let waiter_a = w.unexplained.iter().find(|u| u.stack == Some(stack_a));
+        let waiter_a = w.unexplained.iter().find(|u| u.stack == stack_a);
         let why = waiter_a.and_then(|u| u.refusal.clone()).unwrap_or_default();
         assert!(
             why.contains(&format!("the mutex at {}", VirtAddr(MUTEX))),
