@@ -63,15 +63,8 @@ for fd in /proc/$$/fd/*; do
   n=${fd##*/}; [ "$n" -gt 2 ] && [ "$n" -lt 255 ] && eval "exec $n>&-"
 done 2>/dev/null || true
 # Leave libvirt as found: stop, by pid, the daemons that start during this run.
-daemon_pids() { pgrep -x libvirtd || true; pgrep -x virtlogd || true; }
-daemons_before=" $(daemon_pids | tr '\n' ' ')"
-cleanup() {
-  local p
-  for p in $(daemon_pids); do
-    case "$daemons_before" in *" $p "*) ;; *) kill "$p" 2>/dev/null || true ;; esac
-  done
-}
-trap cleanup EXIT
+. "$ROOT/scripts/libvirt-daemons.sh"
+leave_libvirt_as_found
 
 # Issue 16: a timed series of the 6.1 line's guest (three dumps taken by
 # `hangscope capture`, in W/series/), about 35 s the first time, and one

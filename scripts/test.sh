@@ -6,17 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # Leave libvirt as found: the capture and live tests start libvirtd and
-# virtlogd when they are not running; stop, by pid, the ones this run
-# started (a daemon that was running before is left alone).
-daemon_pids() { pgrep -x libvirtd || true; pgrep -x virtlogd || true; }
-daemons_before=" $(daemon_pids | tr '\n' ' ')"
-stop_started_daemons() {
-  local p
-  for p in $(daemon_pids); do
-    case "$daemons_before" in *" $p "*) ;; *) kill "$p" 2>/dev/null || true ;; esac
-  done
-}
-trap stop_started_daemons EXIT
+# virtlogd when they are not running.
+. scripts/libvirt-daemons.sh
+leave_libvirt_as_found
 export HANGSCOPE_VENV="$(pwd)/target/venv"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
