@@ -478,15 +478,20 @@ fn lock_waiter_at(
         // Of the refused candidates, the one that got furthest is the
         // likeliest real record (most words equal to the task on a stack
         // are no record at all); the first of equals is kept.
-        let mut refuse = |progress: u8, why: String| {
+        // Only a kind whose slow path is on the stack explains a refusal;
+        // the text is made only then (most candidates are not records).
+        let mut refuse = |progress: u8, why: &dyn Fn() -> String| {
             if on_stack && refusal.as_ref().is_none_or(|(p, _)| progress > *p) {
                 *refusal = Some((
                     progress,
-                    format!("the {} record at {rec}: {why}", k.waiter_ty),
+                    format!("the {} record at {rec}: {}", k.waiter_ty, why()),
                 ));
             }
         };
         if linked_both_ways(r, node).is_none() {
+            if !on_stack {
+                return None;
+            }
             let (Ok(next_off), Ok(prev_off)) =
                 (r.offset("list_head", "next"), r.offset("list_head", "prev"))
             else {
@@ -511,23 +516,21 @@ fn lock_waiter_at(
                 _ => 0,
             };
             let show = |a: Option<VirtAddr>| a.map_or("unreadable".to_string(), |a| a.to_string());
-            refuse(
-                progress,
+            refuse(progress, &|| {
                 format!(
                     "its list node at {node} is not linked both ways (next {}, prev {}): the \
                      wait list{} is broken",
                     show(next),
                     show(prev),
                     lock.map_or(String::new(), |l| format!(" of the {} at {l}", k.lock_ty))
-                ),
-            );
+                )
+            });
             return None;
         }
         let Some(nodes) = ring(r, node) else {
-            refuse(
-                4,
-                format!("the wait list through {node} breaks, loops or passes {MAX_WAITERS} nodes"),
-            );
+            refuse(4, &|| {
+                format!("the wait list through {node} breaks, loops or passes {MAX_WAITERS} nodes")
+            });
             return None;
         };
         // The one node that is no waiter record on its task's stack.
@@ -546,14 +549,13 @@ fn lock_waiter_at(
                 Some(w) => waiters.push((w, VirtAddr(n.0.wrapping_sub(list_off)))),
                 None if head.is_none() => head = Some(*n),
                 None => {
-                    refuse(
-                        5,
+                    refuse(5, &|| {
                         format!(
                             "the wait list through {node} has two nodes that are no waiter's \
                              record ({} and {n}), so no one lock heads it",
                             head.unwrap_or_default()
-                        ),
-                    );
+                        )
+                    });
                     two_heads = true;
                     break;
                 }
@@ -563,13 +565,12 @@ fn lock_waiter_at(
             return None;
         }
         let Some(head) = head else {
-            refuse(
-                5,
+            refuse(5, &|| {
                 format!(
                     "every node of the wait list through {node} is a waiter's record: no lock \
                      heads it"
-                ),
-            );
+                )
+            });
             return None;
         };
         let lock = VirtAddr(head.0.wrapping_sub(wl_off));
@@ -587,22 +588,21 @@ fn lock_waiter_at(
         if let Some(info) = read_lock(r, k, lock, &ordered, tasks) {
             return Some(info);
         }
-        let words = ["owner", "count"]
-            .iter()
-            .filter_map(|f| {
-                let v = r.object(k.lock_ty, lock).uint(f).ok()?;
-                Some(format!("{f} {v:#x}"))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        refuse(
-            6,
+        refuse(6, &|| {
+            let words = ["owner", "count"]
+                .iter()
+                .filter_map(|f| {
+                    let v = r.object(k.lock_ty, lock).uint(f).ok()?;
+                    Some(format!("{f} {v:#x}"))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             format!(
                 "the {} at {lock} heading its wait list does not read as held with waiters \
                  ({words}): its owner is not a task on the task list, or a flag is wrong",
                 k.lock_ty
-            ),
-        );
+            )
+        });
     }
     None
 }
